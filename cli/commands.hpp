@@ -1,0 +1,35 @@
+#pragma once
+// How subcommands plug into the imgbuild executable. Each cmd_*.cpp file
+// defines one register_* function that adds its subcommands to the app and
+// sets their callbacks; a callback stores its exit status in Context.
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace imgbuild::cli {
+
+/// Options that every command sees, and the exit status of the one that ran.
+struct Context {
+  /// --root, else $IMGBUILD_ROOT, else the default store location.
+  std::string root;
+  /// --debug values ("stats", …).
+  std::vector<std::string> debug;
+  /// Exit status set by the command that ran.
+  int exit_code = 0;
+
+  bool debug_enabled(const std::string& what) const;
+};
+
+/// Thrown by commands for a user-facing failure; main prints
+/// "imgbuild: error: <message>" and exits with `status`.
+struct CommandError {
+  std::string message;
+  int status = 1;
+};
+
+
+/// Each command family adds one line here and one register_* call in main.cpp.
+
+}  // namespace imgbuild::cli

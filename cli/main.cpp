@@ -1,0 +1,115 @@
+// imgbuild: the executable is a thin layer over libimgbuild. main parses the
+// command line, runs one command, and is the single place that turns errors
+// into "imgbuild: error: …" and an exit status.
+
+#include <cstdio>
+#include <exception>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "util/stats.hpp"
+
+#ifndef IMGBUILD_VERSION
+#define IMGBUILD_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using imgbuild::cli::Context;
+
+const CLI::App* find_command(const CLI::App& app, const std::string& name) {
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    if (sub->check_name(name)) {
+      return sub;
+    }
+  }
+  return nullptr;
+}
+
+// `imgbuild -f Dockerfile .` means `imgbuild build -f Dockerfile .`: when the
+// first argument is neither a subcommand nor a global option, insert "build".
+std::vector<std::string> with_default_command(const CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  static const std::set<std::string> k_globals = {"-h", "--help", "--version", "-v"};
+  size_t i = 0;
+  while (i < args.size()) {
+    const std::string& a = args[i];
+    if (a == "--root" || a == "--debug") {
+      i += 2;
+      continue;
+    }
+    if (a.rfind("--root=", 0) == 0 || a.rfind("--debug=", 0) == 0) {
+      ++i;
+      continue;
+    }
+    break;
+  }
+  if (i < args.size() && k_globals.count(args[i]) == 0) {
+    if (find_command(app, args[i]) == nullptr && find_command(app, "build") != nullptr) {
+      args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), "build");
+    }
+  }
+  // CLI11 wants the arguments reversed when given as a vector.
+  return std::vector<std::string>(args.rbegin(), args.rend());
+}
+
+}  // namespace
+
+bool imgbuild::cli::Context::debug_enabled(const std::string& what) const {
+  for (const auto& d : debug) {
+    if (d == what) {
+      return true;
+    }
+  }
+  return false;
+}
+
+int main(int argc, char** argv) {
+  Context ctx;
+  CLI::App app{"imgbuild: a daemonless Dockerfile build engine and image toolkit", "imgbuild"};
+  app.set_version_flag("--version", "imgbuild version " IMGBUILD_VERSION);
+  app.require_subcommand(0, 1);
+  app.add_option("--root", ctx.root, "Store root (default $IMGBUILD_ROOT, /var/lib/imgbuild as root)");
+  app.add_option("--debug", ctx.debug, "Debug output: stats")->take_last();
+  app.fallthrough();
+
+  auto* help = app.add_subcommand("help", "Show help for imgbuild or one command");
+  std::vector<std::string> help_topic;
+  help->add_option("command", help_topic, "Command to describe");
+  help->callback([&]() {
+    if (!help_topic.empty()) {
+      if (const CLI::App* sub = find_command(app, help_topic.front())) {
+        std::fputs(sub->help().c_str(), stdout);
+        return;
+      }
+      throw imgbuild::cli::CommandError{fmt::format("unknown command \"{}\"", help_topic.front()), 2};
+    }
+    std::fputs(app.get_formatter()->make_help(&app, "imgbuild", CLI::AppFormatMode::Normal).c_str(), stdout);
+  });
+
+
+  try {
+    std::vector<std::string> args = with_default_command(app, argc, argv);
+    app.parse(args);
+    if (app.get_subcommands().empty()) {
+      std::fputs(app.help().c_str(), stdout);
+    }
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  } catch (const imgbuild::cli::CommandError& e) {
+    std::fprintf(stderr, "imgbuild: error: %s\n", e.message.c_str());
+    return e.status;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "imgbuild: error: %s\n", e.what());
+    return 1;
+  }
+  if (ctx.debug_enabled("stats")) {
+    std::fputs(imgbuild::stats::report().c_str(), stderr);
+  }
+  return ctx.exit_code;
+}

@@ -1,0 +1,15 @@
+# Every dependency is a Debian package (scripts/deps installs them). Nothing is
+# vendored or downloaded at build time.
+find_package(PkgConfig REQUIRED)
+find_package(pegtl 3 REQUIRED CONFIG)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(OpenSSL 3 REQUIRED)
+find_package(LibArchive REQUIRED)
+find_package(fmt REQUIRED)
+find_package(CURL REQUIRED)
+find_package(CLI11 REQUIRED CONFIG)
+find_package(SQLite3 REQUIRED)
+find_package(Threads REQUIRED)
+if(IMGBUILD_TESTS)
+  find_package(Catch2 2 REQUIRED)
+endif()

@@ -1,0 +1,32 @@
+#include <catch2/catch.hpp>
+
+#include "util/result.hpp"
+
+using namespace imgbuild;
+
+namespace {
+Result<int> half(int x) {
+  if (x % 2 != 0) {
+    return fail(Errc::invalid_argument, "odd");
+  }
+  return x / 2;
+}
+Result<int> quarter(int x) {
+  TRY(int h, half(x));
+  TRY(int q, half(h));
+  return q;
+}
+}  // namespace
+
+TEST_CASE("Result propagates errors through TRY", "[util]") {
+  CHECK(*quarter(8) == 2);
+  auto r = quarter(6);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message == "odd");
+}
+
+TEST_CASE("Error renders location and context", "[util]") {
+  Error e(Errc::syntax, "unknown instruction: FORM", SourceLocation{"Dockerfile", 3, 1});
+  e.with_context("while parsing");
+  CHECK(e.to_string() == "Dockerfile:3:1: unknown instruction: FORM (while parsing)");
+}

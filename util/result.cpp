@@ -1,0 +1,33 @@
+#include "util/result.hpp"
+
+#include <fmt/format.h>
+
+namespace imgbuild {
+
+std::string Error::to_string() const {
+  std::string out;
+  if (location && !location->file.empty()) {
+    out += location->file;
+    if (location->line > 0) {
+      out += fmt::format(":{}", location->line);
+      if (location->column > 0) {
+        out += fmt::format(":{}", location->column);
+      }
+    }
+    out += ": ";
+  }
+  out += message;
+  if (!context.empty()) {
+    out += " (";
+    for (size_t i = 0; i < context.size(); ++i) {
+      if (i > 0) {
+        out += "; ";
+      }
+      out += context[i];
+    }
+    out += ")";
+  }
+  return out;
+}
+
+}  // namespace imgbuild

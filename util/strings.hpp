@@ -1,0 +1,39 @@
+#pragma once
+// Small string helpers shared by every module.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace imgbuild::str {
+
+/// ASCII lower-case copy.
+std::string to_lower(std::string_view s);
+/// ASCII upper-case copy.
+std::string to_upper(std::string_view s);
+/// ASCII case-insensitive equality.
+bool iequals(std::string_view a, std::string_view b);
+/// Strips ASCII whitespace (space, \t, \n, \v, \f, \r) from both ends.
+std::string_view trim(std::string_view s);
+/// Splits on every occurrence of sep; "a,,b" gives {"a", "", "b"}.
+std::vector<std::string> split(std::string_view s, char sep);
+/// Joins parts with sep between them.
+std::string join(const std::vector<std::string>& parts, std::string_view sep);
+/// Replaces every occurrence of from (non-empty) with to.
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to);
+
+/// Levenshtein edit distance (bytes).
+size_t edit_distance(std::string_view a, std::string_view b);
+/// The candidate closest to word (case-insensitive) when it is close enough to
+/// be a likely typo, for "did you mean" hints.
+std::optional<std::string> closest_match(std::string_view word,
+                                         const std::vector<std::string>& candidates);
+
+/// Go's strconv.Quote-like quoting, for error messages that show a value.
+std::string go_quote(std::string_view s);
+
+/// Formats a byte count as docker does ("1.23MB", "512B"; SI units).
+std::string human_size(uint64_t bytes);
+
+}  // namespace imgbuild::str
