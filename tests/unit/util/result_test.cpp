@@ -30,3 +30,19 @@ TEST_CASE("Error renders location and context", "[util]") {
   e.with_context("while parsing");
   CHECK(e.to_string() == "Dockerfile:3:1: unknown instruction: FORM (while parsing)");
 }
+
+#include "util/diagnostic.hpp"
+
+TEST_CASE("render_diagnostic marks the line and column", "[util]") {
+  Error e(Errc::syntax, "unknown instruction: FORM (did you mean FROM?)", SourceLocation{"Dockerfile", 3, 1});
+  std::string src = "# c\nARG X\nFORM alpine\nRUN true\n";
+  CHECK(render_diagnostic(e, src) ==
+        "Dockerfile:3:1: unknown instruction: FORM (did you mean FROM?)\n"
+        "--------------------\n"
+        "    1 |     # c\n"
+        "    2 |     ARG X\n"
+        "    3 | >>> FORM alpine\n"
+        "      |     ^\n"
+        "    4 |     RUN true\n"
+        "--------------------\n");
+}
