@@ -22,6 +22,13 @@ function(imgbuild_module name)
     set(ARG_FOLDER ${name})
   endif()
   imgbuild_module_includes(${ARG_FOLDER} inc)
+  if(NOT ARG_SOURCES)
+    # A folder whose code has not arrived yet: headers only.
+    add_library(imgbuild_${name} INTERFACE)
+    target_include_directories(imgbuild_${name} INTERFACE ${inc})
+    target_link_libraries(imgbuild_${name} INTERFACE ${ARG_DEPENDS})
+    return()
+  endif()
   add_library(imgbuild_${name} STATIC ${ARG_SOURCES})
   target_include_directories(imgbuild_${name} PUBLIC ${inc})
   target_link_libraries(imgbuild_${name}
