@@ -278,6 +278,12 @@ TEST_CASE("heredocs", "[parser][heredoc]") {
     CHECK(dump_ast(ast) == "(onbuild (run \"<<EOF\"))");
     CHECK(ast.children[0].heredocs.at(0).content == "x\n");
   }
+  SECTION("a delimiter that does not lex is an error") {
+    imgbuild::Error e = parse_err("FROM a\nRUN <<${a:-\\'}\nEOF\n");
+    CHECK(e.message == "failed to process \"${a:-'}\": syntax error: missing '}'");
+    REQUIRE(e.location);
+    CHECK(e.location->line == 2);
+  }
   SECTION("unterminated heredoc") {
     imgbuild::Error e = parse_err("FROM a\nRUN <<EOF\nx\n");
     CHECK(e.message == "unterminated heredoc");
