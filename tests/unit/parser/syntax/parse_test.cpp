@@ -260,6 +260,9 @@ TEST_CASE("heredocs", "[parser][heredoc]") {
   SECTION("whitespace after << joins the delimiter") {
     CHECK(parse_ok("RUN cat <<  EOF > foo\nEOF\n").children[0].heredocs.at(0).name == "EOF");
     CHECK(parse_ok("RUN << -EOF\n-EOF\n").children[0].heredocs.at(0).name == "-EOF");
+    // Only `<<` glues: `<<- EOF` is two words at line level, as in BuildKit
+    // (moby/buildkit#6822 is unmerged), so this is no heredoc.
+    CHECK(dump("RUN cat <<- EOF > /x\nhello\n") == "(run \"cat <<- EOF > /x\")\n(hello \"\")");
   }
   SECTION("not heredocs") {
     CHECK(parse_ok("RUN \"<<EOF\"\n").children[0].heredocs.empty());
