@@ -283,6 +283,11 @@ struct Instruction {
   const T* as() const {
     return std::get_if<T>(&node);
   }
+  /// The instruction as T; throws std::bad_variant_access when it is not.
+  template <class T>
+  const T& get() const {
+    return std::get<T>(node);
+  }
 };
 
 /// A heredoc body as it is used: leading tabs stripped from each line when
