@@ -32,4 +32,7 @@ struct CommandError {
 
 /// Each command family adds one line here and one register_* call in main.cpp.
 
+/// `imgbuild parse`: Dockerfile syntax tree (cmd_parse.cpp).
+void register_parse_commands(CLI::App& app, Context& ctx);
+
 }  // namespace imgbuild::cli
