@@ -118,6 +118,7 @@ StageGraphResult build_stage_graph(const std::vector<Instruction>& instructions,
     dep.kind = DependencyKind::base;
     dep.reference = *base;
     dep.line = h.range.start_line;
+    dep.column = h.range.start_column;
     // Only stages defined before this one can be a base.
     const std::string lower = str::to_lower(*base);
     for (int i = 0; i < s.index; ++i) {
@@ -133,18 +134,20 @@ StageGraphResult build_stage_graph(const std::vector<Instruction>& instructions,
   for (auto& s : g.stages) {
     for (const auto& inst : s.instructions) {
       const int line = inst.header().range.start_line;
+      const int column = inst.header().range.start_column;
       auto add = [&](DependencyKind kind, const std::string& ref, const std::string& target) {
         StageDependency dep;
         dep.kind = kind;
         dep.reference = ref;
         dep.line = line;
+        dep.column = column;
         dep.mount_target = target;
         if (all_digits(ref)) {
           int index = ref.size() < 10 ? std::stoi(ref) : -1;
           if (auto by_name = g.find_by_name(ref)) {
             index = *by_name;
           } else if (index < 0 || index >= static_cast<int>(g.stages.size())) {
-            out.errors.push_back(located("invalid stage index " + ref, file, line));
+            out.errors.push_back(located("invalid stage index " + ref, file, line, column));
             return;
           }
           dep.stage = index;
@@ -216,12 +219,31 @@ Result<std::vector<int>> stages_needed(const StageGraph& graph, int target, std:
                       str::go_quote(dep.mount_target) + ", stage needs to be defined before current command"
                 : "cannot copy from stage " + str::go_quote(ref) +
                       ", it needs to be defined before current stage " + str::go_quote(s.display_name());
-        return Error(Errc::invalid_argument, msg, SourceLocation{std::string(file), dep.line, 0});
+        return Error(Errc::invalid_argument, msg, SourceLocation{std::string(file), dep.line, dep.column});
       }
       todo.push_back(*dep.stage);
     }
   }
   return std::vector<int>(seen.begin(), seen.end());
+}
+
+std::vector<Error> collect_errors(const LoweredFile& lowered, const StageGraphResult* graph,
+                                  std::string_view file) {
+  std::vector<Error> out = lowered.errors;
+  if (graph != nullptr) {
+    out.insert(out.end(), graph->errors.begin(), graph->errors.end());
+    if (!graph->graph.stages.empty()) {
+      const int last = static_cast<int>(graph->graph.stages.size()) - 1;
+      auto needed = stages_needed(graph->graph, last, file);
+      if (!needed) {
+        out.push_back(needed.error());
+      }
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Error& a, const Error& b) {
+    return (a.location ? a.location->line : 0) < (b.location ? b.location->line : 0);
+  });
+  return out;
 }
 
 }  // namespace imgbuild::parser

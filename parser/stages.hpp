@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "parser/instructions.hpp"
+#include "parser/lower.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::parser {
@@ -33,8 +34,9 @@ struct StageDependency {
   /// True when the stage is the current one or defined after it (an error
   /// if the stage is built).
   bool forward = false;
-  /// The referring instruction's line.
+  /// The referring instruction's line and column.
   int line = 0;
+  int column = 0;
   /// For mounts: the mount target, for the error message.
   std::string mount_target;
 };
@@ -104,5 +106,11 @@ Result<int> select_target(const StageGraph& graph, std::string_view target);
 /// is not defined before it.
 Result<std::vector<int>> stages_needed(const StageGraph& graph, int target,
                                        std::string_view file = "Dockerfile");
+
+/// Every semantic error of a Dockerfile, sorted by line: lowering errors,
+/// stage-graph errors (`graph` may be null), and a forward stage reference
+/// in a stage the default target (the last stage) needs.
+std::vector<Error> collect_errors(const LoweredFile& lowered, const StageGraphResult* graph,
+                                  std::string_view file = "Dockerfile");
 
 }  // namespace imgbuild::parser
