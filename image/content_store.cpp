@@ -333,12 +333,12 @@ Result<std::string> Staging::read_small(std::string_view digest, size_t max) con
   return read_file_capped(path(digest), max, digest);
 }
 
-Result<std::vector<std::string>> Staging::publish() {
+Result<std::vector<std::string>> Staging::publish(const std::set<std::string>& wanted) {
   std::vector<std::string> added;
   for (const auto& [digest, size] : m_staged) {
     fs::path src = m_dir / hex_of(digest);
     fs::path dest = m_store.blob_path(digest);
-    if (m_store.has(digest)) {
+    if (wanted.count(digest) == 0 || m_store.has(digest)) {
       ::unlink(src.c_str());
       continue;
     }

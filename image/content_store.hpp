@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -110,10 +111,11 @@ public:
   Result<uint64_t> size(std::string_view digest) const;
   /// Reads a small staged-or-stored blob.
   Result<std::string> read_small(std::string_view digest, size_t max) const;
-  /// Moves every staged blob into blobs/sha256 (dropping those already
-  /// there) and fsyncs the directory. Returns the digests newly added, which
-  /// rollback() can remove if the metadata commit fails.
-  Result<std::vector<std::string>> publish();
+  /// Moves the staged blobs named in `wanted` into blobs/sha256 (dropping
+  /// those already there; staged blobs nobody wants are discarded) and
+  /// fsyncs the directory. Returns the digests newly added, which rollback()
+  /// can remove if the metadata commit fails.
+  Result<std::vector<std::string>> publish(const std::set<std::string>& wanted);
   /// Removes blobs that publish() added.
   void rollback(const std::vector<std::string>& added);
   /// The store this stages into.

@@ -150,7 +150,20 @@ Result<std::vector<Reference>> ImageStore::names_of(const std::string& manifest_
 
 Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& images) {
   TRY(MetaDb::Transaction tx, m_db->begin());
-  TRY(std::vector<std::string> added, staging.publish());
+  std::set<std::string> wanted;
+  for (const auto& img : images) {
+    wanted.insert(img.manifest_digest);
+    wanted.insert(img.config_digest);
+    for (const auto& layer : img.layers) {
+      wanted.insert(layer.blob_digest);
+    }
+  }
+  for (const auto& d : wanted) {
+    if (!staging.has(d)) {
+      return fail(Errc::internal, fmt::format("commit of image blob {} that was never staged", d));
+    }
+  }
+  TRY(std::vector<std::string> added, staging.publish(wanted));
   auto record = [&]() -> Result<void> {
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     for (const auto& img : images) {
