@@ -73,7 +73,7 @@ inline std::map<std::string, std::string> snapshot_listing(const std::filesystem
     } else if (S_ISREG(st.st_mode)) {
       desc += " " + read_text(it->path());
     }
-    out[std::filesystem::relative(it->path(), dir).string()] = desc;
+    out[it->path().lexically_relative(dir).string()] = desc;
   }
   return out;
 }
