@@ -12,20 +12,6 @@
 
 namespace imgbuild::sandbox::detail {
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
-  if (this != &o) {
-    reset(o.release());
-  }
-  return *this;
-}
-
-void UniqueFd::reset(int fd) {
-  if (m_fd >= 0) {
-    ::close(m_fd);
-  }
-  m_fd = fd;
-}
-
 int open_in_root(int root_fd, const std::string& rel, int flags, unsigned long long extra_resolve) {
   struct open_how how {};
   how.flags = static_cast<unsigned long long>(flags | O_CLOEXEC);

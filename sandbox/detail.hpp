@@ -1,6 +1,6 @@
 #pragma once
 // Internal helpers of the namespace sandbox (not part of the public API):
-// an owning file descriptor, openat2 inside a root, and the mount stubs that
+// openat2 inside a root, and the mount stubs that
 // are created for bind-mount targets and removed again after the run.
 
 #include <sys/stat.h>
@@ -10,37 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "util/fd.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::sandbox::detail {
 
-/// An owning file descriptor.
-class UniqueFd {
-public:
-  UniqueFd() = default;
-  /// Takes ownership of fd (-1 = none).
-  explicit UniqueFd(int fd) : m_fd(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&& o) noexcept : m_fd(o.release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  ~UniqueFd() { reset(); }
-  /// The descriptor, -1 when empty.
-  int get() const { return m_fd; }
-  /// True when a descriptor is held.
-  explicit operator bool() const { return m_fd >= 0; }
-  /// Gives up ownership.
-  int release() {
-    int fd = m_fd;
-    m_fd = -1;
-    return fd;
-  }
-  /// Closes the held descriptor (if any) and takes fd.
-  void reset(int fd = -1);
-
-private:
-  int m_fd = -1;
-};
+/// The owning descriptor type of util/fd.hpp.
+using imgbuild::UniqueFd;
 
 /// openat2(2) with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (plus extra
 /// resolve flags); O_CLOEXEC is always added. Returns -1 with errno set.

@@ -26,7 +26,7 @@ struct Slot {
 
 constexpr size_t k_slots = 256;
 std::array<Slot, k_slots> g_slots;
-std::once_flag g_install_once;
+std::mutex g_install_mutex;
 
 void handle_signal(int sig) {
   run_emergency_actions();
@@ -50,21 +50,21 @@ int claim_slot() {
 }  // namespace
 
 void install_handlers() {
-  std::call_once(g_install_once, [] {
-    struct sigaction sa {};
-    sa.sa_handler = handle_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-      struct sigaction old {};
-      sigaction(sig, nullptr, &old);
-      // Respect a signal the user asked us to ignore (nohup).
-      if (old.sa_handler == SIG_IGN) {
-        continue;
-      }
+  std::lock_guard<std::mutex> lock(g_install_mutex);
+  struct sigaction sa {};
+  sa.sa_handler = handle_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    sigaction(sig, nullptr, &old);
+    // Only where the default action would kill us without cleanup: an ignored
+    // signal (nohup) stays ignored, and someone else's handler is kept (it
+    // is expected to call run_emergency_actions).
+    if ((old.sa_flags & SA_SIGINFO) == 0 && old.sa_handler == SIG_DFL) {
       sigaction(sig, &sa, nullptr);
     }
-  });
+  }
 }
 
 void run_emergency_actions() noexcept {

@@ -17,8 +17,10 @@
 
 namespace imgbuild::interrupt {
 
-/// Installs the handlers for SIGINT, SIGTERM and SIGHUP once per process.
-/// Called lazily by the sandbox and the snapshotters; idempotent.
+/// Installs the handler for each of SIGINT, SIGTERM and SIGHUP whose
+/// disposition is the default one (an ignored signal or another handler is
+/// left alone). Called by the sandbox and the snapshotters before they
+/// acquire anything; cheap and idempotent.
 void install_handlers();
 
 /// Runs every registered emergency action now (for a caller that installs its

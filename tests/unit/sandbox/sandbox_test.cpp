@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -359,4 +360,56 @@ TEST_CASE("an absolute symlink in the rootfs cannot steer mounts to the host", "
   if (!o.result) {
     CHECK(o.result.error().message.find("etc") != std::string::npos);
   }
+}
+
+TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox]") {
+  REQUIRE_SANDBOX();
+  test::TempDir t;
+  test::make_busybox_rootfs(t.path());
+  const int sig = GENERATE(SIGINT, SIGTERM, SIGKILL);
+  const std::string marker = "98765" + std::to_string(sig);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // Catch's own fatal-signal report of this child would only be noise.
+    int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, 1);
+    ::dup2(null_fd, 2);
+    // Behave like a plain imgbuild process, not one under Catch's handlers.
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    auto sb = make_sandbox();
+    if (!sb) {
+      ::_exit(1);
+    }
+    RunSpec spec;
+    spec.rootfs = t.path();
+    spec.argv = {"sh", "-c", "sleep " + marker + " & sleep " + marker};
+    auto r = (*sb)->run(spec);
+    ::_exit(r ? 0 : 2);
+  }
+  bool started = false;
+  for (int i = 0; i < 2000 && !started; ++i) {
+    started = find_host_process(marker) != 0;
+    if (!started) {
+      ::usleep(5000);
+    }
+  }
+  CHECK(started);
+  ::kill(child, sig);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFSIGNALED(status));
+  if (WIFSIGNALED(status)) {
+    CHECK(WTERMSIG(status) == sig);
+  }
+  // The kernel tears the namespace down asynchronously; wait (bounded) for it.
+  bool gone = false;
+  for (int i = 0; i < 2000 && !gone; ++i) {
+    gone = !host_process_with_arg(marker);
+    if (!gone) {
+      ::usleep(5000);
+    }
+  }
+  CHECK(gone);
 }
