@@ -49,6 +49,7 @@ struct Exchange {
   std::optional<Error> sink_error;
   std::optional<Error> read_error;
   bool too_large = false;
+  bool body_started = false;
   uint64_t read_pos = 0;
   uint64_t read_end = 0;
 };
@@ -82,6 +83,16 @@ size_t on_write(char* data, size_t size, size_t nmemb, void* user) {
   long status = ex->response->status;
   bool success = status >= 200 && status < 300;
   if (success && ex->request->sink) {
+    if (!ex->body_started) {
+      ex->body_started = true;
+      if (ex->request->on_body_start) {
+        auto s = ex->request->on_body_start(*ex->response);
+        if (!s) {
+          ex->sink_error = std::move(s).error();
+          return 0;
+        }
+      }
+    }
     auto r = ex->request->sink(std::string_view(data, n));
     if (!r) {
       ex->sink_error = std::move(r).error();

@@ -51,6 +51,9 @@ struct HttpRequest {
   BodySink sink;
   /// Only the range [offset, offset+length) of `body` is sent when set.
   std::optional<std::pair<uint64_t, uint64_t>> body_range;
+  /// Called once with the status and headers before the first byte of a 2xx
+  /// body reaches the sink; an error aborts the exchange like a sink error.
+  std::function<Result<void>(const struct HttpResponse&)> on_body_start;
 };
 
 /// One HTTP response (after any redirects).
