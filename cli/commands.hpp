@@ -32,4 +32,7 @@ struct CommandError {
 
 /// Each command family adds one line here and one register_* call in main.cpp.
 
+/// login, logout (cli/cmd_registry.cpp).
+void register_registry_commands(CLI::App& app, Context& ctx);
+
 }  // namespace imgbuild::cli
