@@ -7,8 +7,9 @@ the test sets through a control API on the main port:
 
   POST /__fault/rules   body: JSON list of rules, replacing the current ones
   GET  /__fault/log     JSON list of the requests seen (both ports)
-  POST /__fault/bearer  body: {"user": U, "password": P} - from now on require
-                        Bearer tokens issued by GET /__token (Basic U:P)
+  POST /__fault/bearer  body: {"user": U, "password": P, "identitytoken": T} -
+                        from now on require Bearer tokens issued by GET /__token
+                        (Basic U:P) or POST /__token (refresh_token grant with T)
 
 A rule: {"method": "GET", "path": "regex", "action": A, "times": N, ...}
 matching requests in order; each hit decrements "times" (absent = forever).
@@ -103,13 +104,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._json(200, {"ok": True})
         return self._json(404, {"errors": [{"code": "UNKNOWN", "message": "no such control"}]})
 
-    def _token(self):
+    def _token(self, body):
         cfg = STATE["bearer"]
         auth = self.headers.get("Authorization", "")
         q = self.path.split("?", 1)[1] if "?" in self.path else ""
         params = [p.split("=", 1) for p in q.split("&") if p]
+        form = {}
+        if self.command == "POST":
+            for part in body.decode().split("&"):
+                if "=" in part:
+                    k, v = part.split("=", 1)
+                    form[k] = v
         with LOCK:
-            STATE["token_log"].append({"query": q, "basic": auth.startswith("Basic ")})
+            STATE["token_log"].append({"query": q, "basic": auth.startswith("Basic "),
+                                       "method": self.command, "form": form})
+        if self.command == "POST":
+            # OAuth2 refresh-token grant with an identity token.
+            if (form.get("grant_type") == "refresh_token"
+                    and form.get("refresh_token") == cfg.get("identitytoken")):
+                tok = "tok-" + secrets.token_hex(8)
+                with LOCK:
+                    STATE["tokens"].add(tok)
+                return self._json(200, {"access_token": tok, "expires_in": 300})
+            return self._json(401, {"details": "invalid refresh token"})
         want = "Basic " + base64.b64encode(
             (cfg["user"] + ":" + cfg["password"]).encode()).decode()
         if auth != want:
@@ -134,7 +151,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/__fault/"):
             return self._control(body)
         if self.path.startswith("/__token"):
-            return self._token()
+            return self._token(body)
         cfg = STATE["bearer"]
         if cfg is not None and port == PORTS[0]:
             tok = auth[7:] if auth and auth.startswith("Bearer ") else None

@@ -4,6 +4,8 @@
 // tokens and redirects. Retry waits go to a recording sleeper, so nothing
 // here waits for real backoff.
 
+#include <thread>
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -515,7 +517,7 @@ TEST_CASE("fault proxy: Bearer tokens, and redirects never carry Authorization t
   {
     HttpTransport t;
     auto r = t.send(HttpRequest{"POST", "http://" + proxy.host() + "/__fault/bearer", {},
-                                string_body(R"({"user":"bob","password":"builder"})"), {}, {}, {}});
+                                string_body(R"({"user":"bob","password":"builder","identitytoken":"idt-123"})"), {}, {}, {}});
     REQUIRE(r);
     REQUIRE(r->status == 200);
   }
@@ -574,4 +576,69 @@ TEST_CASE("fault proxy: Bearer tokens, and redirects never carry Authorization t
   auto anon = anonymous.get_manifest(repo, "v1");
   REQUIRE_FALSE(anon);
   CHECK(anon.error().code == Errc::permission);
+
+  // Login checks go through the token server too.
+  Client login(test_options(rec));
+  CHECK(login.check_login(proxy.host(), Credentials{"bob", "builder", ""}));
+  Client login_bad(test_options(rec));
+  auto lb = login_bad.check_login(proxy.host(), Credentials{"bob", "wrong", ""});
+  REQUIRE_FALSE(lb);
+  CHECK(contains(lb.error().message, "refused user bob"));
+
+  // An identity token is exchanged with the refresh_token grant (POST).
+  ClientOptions idt = test_options(rec);
+  idt.credentials = [](const std::string&) -> Result<Credentials> {
+    return Credentials{"", "", "idt-123"};
+  };
+  Client with_token(idt);
+  auto mt = with_token.get_manifest(repo, "v1");
+  REQUIRE(mt);
+  CHECK(mt->digest == img.digest);
+  const nlohmann::json after = proxy_log(proxy.host());
+  bool posted = false;
+  for (const auto& t : after["tokens"]) {
+    if (t["method"] == "POST") {
+      posted = true;
+      CHECK(t["form"]["grant_type"] == "refresh_token");
+      CHECK(t["form"]["service"] == "fault-proxy");
+    }
+  }
+  CHECK(posted);
+}
+
+TEST_CASE("real registry: one client pulls blobs concurrently", "[registry][real]") {
+  REQUIRE_REGISTRY_TOOLS();
+  TestRegistry reg(RegistrySpec{true, "carol", "parallel"});
+  Recorded rec;
+  ClientOptions o = test_options(rec);
+  o.transport.certs_dir = reg.certs_dir();
+  o.credentials = fixed_credentials("carol", "parallel");
+  Client c(o);
+  Repository repo{reg.host(), "many/layers"};
+  std::vector<std::string> blobs;
+  for (uint32_t i = 0; i < 6; ++i) {
+    blobs.push_back(make_blob(40000 + i * 1000, 70 + i));
+    REQUIRE(c.push_blob(repo, sha256(blobs.back()), string_body(blobs.back())));
+  }
+  std::vector<std::string> got(blobs.size());
+  std::vector<std::string> errors(blobs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto r = c.get_blob(repo, sha256(blobs[i]), blobs[i].size(), [&](std::string_view chunk) -> Result<void> {
+        got[i].append(chunk);
+        return ok();
+      });
+      if (!r) {
+        errors[i] = r.error().to_string();
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    CHECK(errors[i].empty());
+    CHECK(got[i] == blobs[i]);
+  }
 }
