@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -181,26 +182,34 @@ BodySource string_body(std::string bytes) {
 }
 
 Result<BodySource> file_body(const std::filesystem::path& path) {
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  if (ec) {
-    return fail(Errc::io, fmt::format("{}: {}", path.string(), ec.message()));
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return fail(Errc::io, fmt::format("{}: {}", path.string(), std::strerror(errno)));
+  }
+  // The descriptor lives as long as any copy of the source; pread keeps
+  // concurrent readers independent.
+  auto holder = std::shared_ptr<int>(new int(fd), [](int* p) {
+    ::close(*p);
+    delete p;
+  });
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return fail(Errc::io, fmt::format("{}: not a regular file", path.string()));
   }
   BodySource src;
-  src.size = size;
-  std::string p = path.string();
-  src.read = [p](uint64_t offset, char* buf, size_t n) -> Result<size_t> {
-    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      return fail(Errc::io, fmt::format("{}: {}", p, std::strerror(errno)));
+  src.size = static_cast<uint64_t>(st.st_size);
+  std::string name = path.string();
+  src.read = [holder, name](uint64_t offset, char* buf, size_t n) -> Result<size_t> {
+    for (;;) {
+      ssize_t got = ::pread(*holder, buf, n, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) {
+        continue;
+      }
+      if (got < 0) {
+        return fail(Errc::io, fmt::format("{}: {}", name, std::strerror(errno)));
+      }
+      return static_cast<size_t>(got);
     }
-    ssize_t got = ::pread(fd, buf, n, static_cast<off_t>(offset));
-    int err = errno;
-    ::close(fd);
-    if (got < 0) {
-      return fail(Errc::io, fmt::format("{}: {}", p, std::strerror(err)));
-    }
-    return static_cast<size_t>(got);
   };
   return src;
 }
@@ -271,34 +280,45 @@ HttpTransport::HttpTransport(TransportOptions options) : m_options(std::move(opt
 
 HttpTransport::~HttpTransport() = default;
 
-std::shared_ptr<const std::string> HttpTransport::ca_bundle(const std::string& authority) {
+std::shared_ptr<const HttpTransport::TlsMaterial> HttpTransport::tls_material(
+    const std::string& authority) {
   std::lock_guard lock(m_mutex);
-  if (auto it = m_ca_bundles.find(authority); it != m_ca_bundles.end()) {
+  if (auto it = m_tls.find(authority); it != m_tls.end()) {
     return it->second;
   }
-  std::string extra;
+  auto material = std::make_shared<TlsMaterial>();
   std::error_code ec;
   std::filesystem::path dir = m_options.certs_dir / authority;
-  if (!authority.empty() && authority.find("..") == std::string::npos &&
-      std::filesystem::is_directory(dir, ec)) {
-    std::vector<std::filesystem::path> crts;
+  // An authority is host[:port]; anything with a path separator or ".." is
+  // not looked up, so a hostile URL cannot pick a directory elsewhere.
+  bool plausible = !authority.empty() && authority.find("..") == std::string::npos &&
+                   authority.find('/') == std::string::npos;
+  if (plausible && std::filesystem::is_directory(dir, ec)) {
+    std::vector<std::filesystem::path> files;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-      if (e.path().extension() == ".crt") {
-        crts.push_back(e.path());
+      files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    std::string extra;
+    for (const auto& f : files) {
+      if (f.extension() == ".crt") {
+        extra += read_text(f);
+        extra += "\n";
+      } else if (f.extension() == ".cert" && material->client_cert.empty()) {
+        auto key = f;
+        key.replace_extension(".key");
+        if (std::filesystem::exists(key, ec)) {
+          material->client_cert = f.string();
+          material->client_key = key.string();
+        }
       }
     }
-    std::sort(crts.begin(), crts.end());
-    for (const auto& c : crts) {
-      extra += read_text(c);
-      extra += "\n";
+    if (!extra.empty()) {
+      material->ca_bundle = read_text(m_options.system_ca_bundle) + "\n" + extra;
     }
   }
-  std::shared_ptr<const std::string> bundle;
-  if (!extra.empty()) {
-    bundle = std::make_shared<const std::string>(read_text(m_options.system_ca_bundle) + "\n" + extra);
-  }
-  m_ca_bundles[authority] = bundle;
-  return bundle;
+  m_tls[authority] = material;
+  return material;
 }
 
 Result<HttpResponse> HttpTransport::exchange(const HttpRequest& request, TransportFailure* failure) {
@@ -339,38 +359,21 @@ Result<HttpResponse> HttpTransport::exchange(const HttpRequest& request, Transpo
   if (is_loopback_registry(authority)) {
     curl_easy_setopt(curl, CURLOPT_PROXY, "");
   }
-  std::shared_ptr<const std::string> bundle;
-  std::string client_cert;
-  std::string client_key;
+  std::shared_ptr<const TlsMaterial> tls = tls_material(authority);
+  curl_blob blob{const_cast<char*>(tls->ca_bundle.data()), tls->ca_bundle.size(), CURL_BLOB_NOCOPY};
   if (!m_options.tls_verify) {
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-  } else if ((bundle = ca_bundle(authority))) {
-    curl_blob blob{const_cast<char*>(bundle->data()), bundle->size(), CURL_BLOB_NOCOPY};
+  } else if (!tls->ca_bundle.empty()) {
     curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
   }
-  {
-    std::error_code ec;
-    std::filesystem::path dir = m_options.certs_dir / authority;
-    if (!authority.empty() && authority.find("..") == std::string::npos &&
-        std::filesystem::is_directory(dir, ec)) {
-      for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-        if (e.path().extension() == ".cert") {
-          auto key = e.path();
-          key.replace_extension(".key");
-          if (std::filesystem::exists(key, ec)) {
-            client_cert = e.path().string();
-            client_key = key.string();
-            break;
-          }
-        }
-      }
-    }
-    if (!client_cert.empty()) {
-      curl_easy_setopt(curl, CURLOPT_SSLCERT, client_cert.c_str());
-      curl_easy_setopt(curl, CURLOPT_SSLKEY, client_key.c_str());
-    }
+  if (!tls->client_cert.empty()) {
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, tls->client_cert.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLKEY, tls->client_key.c_str());
   }
+  // Bigger buffers than curl's defaults: fewer callbacks on large blobs.
+  curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024L);
+  curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024L);
 
   curl_slist* headers = nullptr;
   for (const auto& [k, v] : request.headers) {

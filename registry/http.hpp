@@ -135,12 +135,20 @@ public:
 
 private:
   Result<HttpResponse> exchange(const HttpRequest& request, TransportFailure* failure);
-  /// The CA bundle (system + certs.d) for an authority, cached.
-  std::shared_ptr<const std::string> ca_bundle(const std::string& authority);
+  /// What certs.d holds for one host[:port].
+  struct TlsMaterial {
+    /// System CAs plus the directory's *.crt; empty when it has none.
+    std::string ca_bundle;
+    /// A client certificate (*.cert) and its key (*.key), if any.
+    std::string client_cert;
+    std::string client_key;
+  };
+  /// The TLS material for an authority, read once and cached.
+  std::shared_ptr<const TlsMaterial> tls_material(const std::string& authority);
 
   TransportOptions m_options;
   std::mutex m_mutex;
-  std::map<std::string, std::shared_ptr<const std::string>> m_ca_bundles;
+  std::map<std::string, std::shared_ptr<const TlsMaterial>> m_tls;
 };
 
 /// "host[:port]" of a URL as written (for certs.d lookups and messages).
