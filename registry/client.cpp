@@ -662,7 +662,8 @@ Result<BlobPush> Client::upload_blob_once(Call& call, const Sha256Digest& digest
   auto abandon = [&](Error e, bool retryable) -> Result<BlobPush> {
     retry.retryable = retryable;
     // Best effort: cancel the session so the registry can drop its data.
-    (void)m_transport.send(HttpRequest{"DELETE", location, {}, {}, {}, {}, {}});
+    TransportFailure ignored = TransportFailure::none;
+    (void)perform_once(call, HttpRequest{"DELETE", location, {}, {}, {}, {}, {}}, &ignored);
     call.retry_requests = true;
     return fail(std::move(e));
   };
