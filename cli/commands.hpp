@@ -32,6 +32,9 @@ struct CommandError {
 
 /// Each command family adds one line here and one register_* call in main.cpp.
 
+/// The image commands: images, image …, inspect, history, tag, rmi, import, save, load.
+void register_image_commands(CLI::App& app, Context& ctx);
+
 /// login, logout (cli/cmd_registry.cpp).
 void register_registry_commands(CLI::App& app, Context& ctx);
 

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     }
     std::fputs(app.get_formatter()->make_help(&app, "imgbuild", CLI::AppFormatMode::Normal).c_str(), stdout);
   });
+  imgbuild::cli::register_image_commands(app, ctx);
 
   imgbuild::cli::register_registry_commands(app, ctx);
 

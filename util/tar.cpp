@@ -1,0 +1,678 @@
+// Tar reading and writing over libarchive.
+//
+// Reading runs two libarchive readers in a pipe: the outer one only
+// decompresses (filters gzip/bzip2/xz/zstd, format "raw"), the inner one parses
+// tar from the outer one's output. Every decompressed byte passes through the
+// pipe, so the diff_id is hashed there — including bytes after the end marker,
+// which finish() drains. Only those four decompressors are enabled: libarchive
+// would run an external program for others.
+//
+// Writing uses libarchive's PAX writer for the tar stream and drives zlib
+// directly for gzip, because the bytes of libarchive's gzip header (timestamp)
+// are not ours to pin.
+
+#include "util/tar.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+#include <fmt/format.h>
+
+namespace imgbuild::tar {
+
+namespace {
+
+constexpr size_t k_chunk = 128 * 1024;
+
+std::string archive_message(archive* a) {
+  const char* s = archive_error_string(a);
+  return s != nullptr ? std::string(s) : std::string("unknown libarchive error");
+}
+
+// Drops "./" and "/" prefixes and trailing "/" for ordering purposes.
+std::string_view trim_for_order(std::string_view p) {
+  while (true) {
+    if (p.substr(0, 2) == "./") {
+      p.remove_prefix(2);
+    } else if (!p.empty() && p.front() == '/') {
+      p.remove_prefix(1);
+    } else {
+      break;
+    }
+  }
+  while (!p.empty() && p.back() == '/') {
+    p.remove_suffix(1);
+  }
+  return p;
+}
+
+int name_rank(std::string_view name) {
+  if (name == k_opaque_marker) {
+    return 0;
+  }
+  if (name.substr(0, k_whiteout_prefix.size()) == k_whiteout_prefix) {
+    return 1;
+  }
+  return 2;
+}
+
+}  // namespace
+
+std::string_view entry_type_name(EntryType t) {
+  switch (t) {
+    case EntryType::file: return "file";
+    case EntryType::dir: return "directory";
+    case EntryType::symlink: return "symlink";
+    case EntryType::hardlink: return "hardlink";
+    case EntryType::char_device: return "character device";
+    case EntryType::block_device: return "block device";
+    case EntryType::fifo: return "fifo";
+  }
+  return "unknown";
+}
+
+std::string_view compression_name(Compression c) {
+  switch (c) {
+    case Compression::none: return "none";
+    case Compression::gzip: return "gzip";
+    case Compression::zstd: return "zstd";
+    case Compression::bzip2: return "bzip2";
+    case Compression::xz: return "xz";
+  }
+  return "unknown";
+}
+
+bool layer_path_less(std::string_view a, std::string_view b) {
+  a = trim_for_order(a);
+  b = trim_for_order(b);
+  while (true) {
+    if (a.empty() || b.empty()) {
+      return a.empty() && !b.empty();
+    }
+    size_t ea = a.find('/');
+    size_t eb = b.find('/');
+    std::string_view ca = a.substr(0, ea);
+    std::string_view cb = b.substr(0, eb);
+    if (ca != cb) {
+      int ra = name_rank(ca);
+      int rb = name_rank(cb);
+      if (ra != rb) {
+        return ra < rb;
+      }
+      return ca < cb;
+    }
+    a = ea == std::string_view::npos ? std::string_view() : a.substr(ea + 1);
+    b = eb == std::string_view::npos ? std::string_view() : b.substr(eb + 1);
+  }
+}
+
+void sort_layer_paths(std::vector<std::string>& paths) {
+  std::sort(paths.begin(), paths.end(),
+            [](const std::string& x, const std::string& y) { return layer_path_less(x, y); });
+}
+
+// ---------------------------------------------------------------- reading
+
+struct Reader::Impl {
+  std::string name;
+  ReadFn source;
+  archive* outer = nullptr;
+  archive* inner = nullptr;
+  std::vector<char> in_buf = std::vector<char>(k_chunk);
+  std::vector<char> mid_buf = std::vector<char>(k_chunk);
+  Sha256 hash;
+  uint64_t total = 0;
+  std::optional<Error> source_error;
+  Compression compression = Compression::none;
+  bool outer_eof = false;
+  bool at_end = false;
+  bool finished = false;
+  std::string current;  // path of the current entry, for messages
+
+  ~Impl() {
+    if (inner != nullptr) {
+      archive_read_free(inner);
+    }
+    if (outer != nullptr) {
+      archive_read_free(outer);
+    }
+  }
+
+  Error error(std::string what) const {
+    if (source_error) {
+      Error e = *source_error;
+      e.with_context("reading " + name);
+      return e;
+    }
+    if (current.empty()) {
+      return Error(Errc::corrupt, fmt::format("{}: {}", name, what));
+    }
+    return Error(Errc::corrupt, fmt::format("{}: entry \"{}\": {}", name, current, what));
+  }
+
+  static la_ssize_t outer_read(archive* a, void* ud, const void** buf) {
+    auto* self = static_cast<Impl*>(ud);
+    auto n = self->source(self->in_buf.data(), self->in_buf.size());
+    if (!n) {
+      self->source_error = std::move(n).error();
+      archive_set_error(a, EIO, "read failed");
+      return -1;
+    }
+    *buf = self->in_buf.data();
+    return static_cast<la_ssize_t>(*n);
+  }
+
+  static la_ssize_t inner_read(archive* a, void* ud, const void** buf) {
+    auto* self = static_cast<Impl*>(ud);
+    if (self->outer_eof) {
+      return 0;
+    }
+    la_ssize_t n = archive_read_data(self->outer, self->mid_buf.data(), self->mid_buf.size());
+    if (n < 0) {
+      archive_set_error(a, EIO, "%s", archive_message(self->outer).c_str());
+      return -1;
+    }
+    if (n == 0) {
+      self->outer_eof = true;
+    }
+    self->hash.update(self->mid_buf.data(), static_cast<size_t>(n));
+    self->total += static_cast<uint64_t>(n);
+    *buf = self->mid_buf.data();
+    return n;
+  }
+
+  Result<void> start() {
+    outer = archive_read_new();
+    inner = archive_read_new();
+    if (outer == nullptr || inner == nullptr) {
+      return fail(Errc::internal, "libarchive: out of memory");
+    }
+    archive_read_support_filter_gzip(outer);
+    archive_read_support_filter_bzip2(outer);
+    archive_read_support_filter_xz(outer);
+    archive_read_support_filter_zstd(outer);
+    archive_read_support_format_raw(outer);
+    archive_read_support_format_empty(outer);
+    if (archive_read_open(outer, this, nullptr, &Impl::outer_read, nullptr) != ARCHIVE_OK) {
+      return fail(error(archive_message(outer)));
+    }
+    archive_entry* raw = nullptr;
+    int r = archive_read_next_header(outer, &raw);
+    if (r == ARCHIVE_EOF) {
+      outer_eof = true;
+    } else if (r < ARCHIVE_WARN) {
+      return fail(error(archive_message(outer)));
+    }
+    switch (archive_filter_code(outer, 0)) {
+      case ARCHIVE_FILTER_GZIP: compression = Compression::gzip; break;
+      case ARCHIVE_FILTER_BZIP2: compression = Compression::bzip2; break;
+      case ARCHIVE_FILTER_XZ: compression = Compression::xz; break;
+      case ARCHIVE_FILTER_ZSTD: compression = Compression::zstd; break;
+      default: compression = Compression::none; break;
+    }
+    archive_read_support_format_tar(inner);
+    archive_read_support_format_empty(inner);
+    if (archive_read_open(inner, this, nullptr, &Impl::inner_read, nullptr) != ARCHIVE_OK) {
+      return fail(error(archive_message(inner)));
+    }
+    return ok();
+  }
+
+  Result<Entry> convert(archive_entry* e) {
+    Entry out;
+    const char* p = archive_entry_pathname(e);
+    if (p == nullptr) {
+      p = archive_entry_pathname_utf8(e);
+    }
+    if (p == nullptr || *p == '\0') {
+      return fail(error("entry without a path"));
+    }
+    out.path = p;
+    current = out.path;
+    const char* hard = archive_entry_hardlink(e);
+    mode_t ft = archive_entry_filetype(e);
+    if (hard != nullptr) {
+      out.type = EntryType::hardlink;
+      out.link_target = hard;
+    } else {
+      switch (ft) {
+        case AE_IFREG: out.type = EntryType::file; break;
+        case AE_IFDIR: out.type = EntryType::dir; break;
+        case AE_IFLNK: out.type = EntryType::symlink; break;
+        case AE_IFCHR: out.type = EntryType::char_device; break;
+        case AE_IFBLK: out.type = EntryType::block_device; break;
+        case AE_IFIFO: out.type = EntryType::fifo; break;
+        default: return fail(error(fmt::format("unsupported entry type (mode {:o})", ft)));
+      }
+      if (out.type == EntryType::symlink) {
+        const char* t = archive_entry_symlink(e);
+        if (t == nullptr) {
+          t = archive_entry_symlink_utf8(e);
+        }
+        if (t == nullptr) {
+          return fail(error("symlink without a target"));
+        }
+        out.link_target = t;
+      }
+    }
+    out.mode = static_cast<uint32_t>(archive_entry_perm(e)) & 07777;
+    la_int64_t uid = archive_entry_uid(e);
+    la_int64_t gid = archive_entry_gid(e);
+    if (uid < 0 || gid < 0 || uid > std::numeric_limits<uint32_t>::max() ||
+        gid > std::numeric_limits<uint32_t>::max()) {
+      return fail(error(fmt::format("uid/gid out of range ({}:{})", uid, gid)));
+    }
+    out.uid = static_cast<uint32_t>(uid);
+    out.gid = static_cast<uint32_t>(gid);
+    if (out.type == EntryType::file) {
+      la_int64_t size = archive_entry_size(e);
+      if (size < 0) {
+        return fail(error("negative size"));
+      }
+      out.size = static_cast<uint64_t>(size);
+    }
+    if (archive_entry_mtime_is_set(e) != 0) {
+      out.mtime_sec = archive_entry_mtime(e);
+      long ns = archive_entry_mtime_nsec(e);
+      out.mtime_nsec = ns >= 0 && ns < 1000000000 ? static_cast<uint32_t>(ns) : 0;
+    }
+    if (out.type == EntryType::char_device || out.type == EntryType::block_device) {
+      out.dev_major = static_cast<uint32_t>(archive_entry_rdevmajor(e));
+      out.dev_minor = static_cast<uint32_t>(archive_entry_rdevminor(e));
+    }
+    archive_entry_xattr_reset(e);
+    const char* xname = nullptr;
+    const void* xvalue = nullptr;
+    size_t xsize = 0;
+    while (archive_entry_xattr_next(e, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
+      if (xname == nullptr) {
+        continue;
+      }
+      out.xattrs.emplace_back(xname, std::string(static_cast<const char*>(xvalue), xsize));
+    }
+    return out;
+  }
+};
+
+Reader::Reader(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Reader::~Reader() = default;
+
+Result<std::unique_ptr<Reader>> Reader::open(ReadFn read, std::string name) {
+  auto impl = std::make_unique<Impl>();
+  impl->name = std::move(name);
+  impl->source = std::move(read);
+  TRY_VOID(impl->start());
+  return std::unique_ptr<Reader>(new Reader(std::move(impl)));
+}
+
+Result<std::unique_ptr<Reader>> Reader::open_fd(int fd, std::string name) {
+  std::string label = name;
+  ReadFn fn = [fd, label](void* buf, size_t cap) -> Result<size_t> {
+    while (true) {
+      ssize_t n = ::read(fd, buf, cap);
+      if (n >= 0) {
+        return static_cast<size_t>(n);
+      }
+      if (errno != EINTR) {
+        return fail(Errc::io, fmt::format("read {}: {}", label, std::strerror(errno)));
+      }
+    }
+  };
+  return open(std::move(fn), std::move(name));
+}
+
+Result<std::optional<Entry>> Reader::next() {
+  Impl& s = *m_impl;
+  if (s.at_end) {
+    return std::optional<Entry>();
+  }
+  archive_entry* e = nullptr;
+  int r = archive_read_next_header(s.inner, &e);
+  if (r == ARCHIVE_EOF) {
+    s.at_end = true;
+    s.current.clear();
+    return std::optional<Entry>();
+  }
+  if (r < ARCHIVE_WARN) {
+    return fail(s.error(archive_message(s.inner)));
+  }
+  TRY(Entry entry, s.convert(e));
+  return std::optional<Entry>(std::move(entry));
+}
+
+Result<size_t> Reader::read_data(void* buf, size_t cap) {
+  la_ssize_t n = archive_read_data(m_impl->inner, buf, cap);
+  if (n < 0) {
+    return fail(m_impl->error(archive_message(m_impl->inner)));
+  }
+  return static_cast<size_t>(n);
+}
+
+Result<void> Reader::skip_data() {
+  if (archive_read_data_skip(m_impl->inner) != ARCHIVE_OK) {
+    return fail(m_impl->error(archive_message(m_impl->inner)));
+  }
+  return ok();
+}
+
+Result<ReadSummary> Reader::finish() {
+  Impl& s = *m_impl;
+  if (s.finished) {
+    return fail(Errc::internal, s.name + ": tar reader finished twice");
+  }
+  while (!s.at_end) {
+    TRY(auto e, next());
+    (void)e;
+  }
+  s.current.clear();
+  while (!s.outer_eof) {
+    const void* ignored = nullptr;
+    if (Impl::inner_read(s.inner, &s, &ignored) < 0) {
+      return fail(s.error(archive_message(s.inner)));
+    }
+  }
+  s.finished = true;
+  ReadSummary out;
+  out.diff_id = s.hash.finish();
+  out.uncompressed_size = s.total;
+  out.compression = s.compression;
+  return out;
+}
+
+Compression Reader::compression() const { return m_impl->compression; }
+const std::string& Reader::name() const { return m_impl->name; }
+
+// ---------------------------------------------------------------- writing
+
+struct Writer::Impl {
+  WriteFn sink;
+  WriterOptions options;
+  archive* a = nullptr;
+  Sha256 diff_hash;
+  Sha256 blob_hash;
+  uint64_t usize = 0;
+  uint64_t csize = 0;
+  z_stream z{};
+  bool z_ready = false;
+  std::vector<unsigned char> zbuf = std::vector<unsigned char>(k_chunk);
+  std::optional<Error> sink_error;
+  uint64_t remaining = 0;
+  std::string current;
+  bool finished = false;
+
+  ~Impl() {
+    if (a != nullptr) {
+      archive_write_free(a);
+    }
+    if (z_ready) {
+      deflateEnd(&z);
+    }
+  }
+
+  Result<void> emit(const void* data, size_t n) {
+    blob_hash.update(data, n);
+    csize += n;
+    return sink(data, n);
+  }
+
+  Result<void> deflate_some(int flush) {
+    while (true) {
+      z.next_out = zbuf.data();
+      z.avail_out = static_cast<uInt>(zbuf.size());
+      int r = deflate(&z, flush);
+      if (r == Z_STREAM_ERROR) {
+        return fail(Errc::internal, "zlib: deflate stream error");
+      }
+      size_t produced = zbuf.size() - z.avail_out;
+      if (produced > 0) {
+        TRY_VOID(emit(zbuf.data(), produced));
+      }
+      if (flush == Z_FINISH) {
+        if (r == Z_STREAM_END) {
+          return ok();
+        }
+      } else if (z.avail_out != 0) {
+        return ok();
+      }
+    }
+  }
+
+  Result<void> consume(const void* data, size_t n) {
+    diff_hash.update(data, n);
+    usize += n;
+    if (!z_ready) {
+      return emit(data, n);
+    }
+    // zlib's avail_in is 32-bit: feed in slices.
+    const auto* p = static_cast<const unsigned char*>(data);
+    while (n > 0) {
+      size_t slice = std::min<size_t>(n, 1u << 30);
+      z.next_in = const_cast<unsigned char*>(p);  // NOLINT: zlib's API is not const-correct
+      z.avail_in = static_cast<uInt>(slice);
+      TRY_VOID(deflate_some(Z_NO_FLUSH));
+      p += slice;
+      n -= slice;
+    }
+    return ok();
+  }
+
+  static la_ssize_t write_cb(archive* ar, void* ud, const void* buf, size_t n) {
+    auto* self = static_cast<Impl*>(ud);
+    auto r = self->consume(buf, n);
+    if (!r) {
+      self->sink_error = std::move(r).error();
+      archive_set_error(ar, EIO, "write failed");
+      return -1;
+    }
+    return static_cast<la_ssize_t>(n);
+  }
+
+  Error error(std::string what) const {
+    if (sink_error) {
+      return *sink_error;
+    }
+    if (current.empty()) {
+      return Error(Errc::io, "writing tar: " + what);
+    }
+    return Error(Errc::io, fmt::format("writing tar entry \"{}\": {}", current, what));
+  }
+
+  Result<void> start() {
+    if (options.compression == Compression::gzip) {
+      if (options.gzip_level < 1 || options.gzip_level > 9) {
+        return fail(Errc::invalid_argument, fmt::format("gzip level {} out of range 1-9", options.gzip_level));
+      }
+      // windowBits 15 + 16: a gzip wrapper with no name and mtime 0.
+      if (deflateInit2(&z, options.gzip_level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        return fail(Errc::internal, "zlib: cannot initialise deflate");
+      }
+      z_ready = true;
+    } else if (options.compression != Compression::none) {
+      return fail(Errc::unsupported,
+                  fmt::format("writing {} compressed tar is not supported", compression_name(options.compression)));
+    }
+    a = archive_write_new();
+    if (a == nullptr) {
+      return fail(Errc::internal, "libarchive: out of memory");
+    }
+    if (archive_write_set_format_pax(a) != ARCHIVE_OK ||
+        archive_write_set_format_option(a, "pax", "xattrheader", "SCHILY") < ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(a, 10240) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK) {
+      return fail(error(archive_message(a)));
+    }
+    if (archive_write_open(a, this, nullptr, &Impl::write_cb, nullptr) != ARCHIVE_OK) {
+      return fail(error(archive_message(a)));
+    }
+    return ok();
+  }
+};
+
+Writer::Writer(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Writer::~Writer() = default;
+
+Result<std::unique_ptr<Writer>> Writer::open(WriteFn write, WriterOptions options) {
+  auto impl = std::make_unique<Impl>();
+  impl->sink = std::move(write);
+  impl->options = options;
+  TRY_VOID(impl->start());
+  return std::unique_ptr<Writer>(new Writer(std::move(impl)));
+}
+
+Result<std::unique_ptr<Writer>> Writer::open_fd(int fd, WriterOptions options) {
+  WriteFn fn = [fd](const void* data, size_t size) -> Result<void> {
+    const auto* p = static_cast<const char*>(data);
+    while (size > 0) {
+      ssize_t n = ::write(fd, p, size);
+      if (n < 0) {
+        if (errno == EINTR) {
+          continue;
+        }
+        return fail(Errc::io, fmt::format("write: {}", std::strerror(errno)));
+      }
+      p += n;
+      size -= static_cast<size_t>(n);
+    }
+    return ok();
+  };
+  return open(std::move(fn), options);
+}
+
+Result<void> Writer::add(const Entry& entry) {
+  Impl& s = *m_impl;
+  if (s.finished) {
+    return fail(Errc::internal, "tar writer: add after finish");
+  }
+  if (s.remaining != 0) {
+    return fail(Errc::internal, fmt::format("tar writer: entry \"{}\" is {} bytes short", s.current, s.remaining));
+  }
+  s.current = entry.path;
+  if (entry.path.empty()) {
+    return fail(s.error("empty path"));
+  }
+  archive_entry* e = archive_entry_new();
+  if (e == nullptr) {
+    return fail(Errc::internal, "libarchive: out of memory");
+  }
+  struct Free {
+    archive_entry* e;
+    ~Free() { archive_entry_free(e); }
+  } guard{e};
+  archive_entry_copy_pathname(e, entry.path.c_str());
+  archive_entry_set_perm(e, static_cast<mode_t>(entry.mode & 07777));
+  archive_entry_set_uid(e, entry.uid);
+  archive_entry_set_gid(e, entry.gid);
+  archive_entry_set_mtime(e, static_cast<time_t>(entry.mtime_sec), static_cast<long>(entry.mtime_nsec));
+  archive_entry_set_size(e, 0);
+  switch (entry.type) {
+    case EntryType::file:
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_size(e, static_cast<la_int64_t>(entry.size));
+      break;
+    case EntryType::dir: archive_entry_set_filetype(e, AE_IFDIR); break;
+    case EntryType::symlink:
+      archive_entry_set_filetype(e, AE_IFLNK);
+      archive_entry_copy_symlink(e, entry.link_target.c_str());
+      break;
+    case EntryType::hardlink:
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_copy_hardlink(e, entry.link_target.c_str());
+      break;
+    case EntryType::char_device:
+    case EntryType::block_device:
+      archive_entry_set_filetype(e, entry.type == EntryType::char_device ? AE_IFCHR : AE_IFBLK);
+      archive_entry_set_rdevmajor(e, entry.dev_major);
+      archive_entry_set_rdevminor(e, entry.dev_minor);
+      break;
+    case EntryType::fifo: archive_entry_set_filetype(e, AE_IFIFO); break;
+  }
+  auto xattrs = entry.xattrs;
+  std::sort(xattrs.begin(), xattrs.end());
+  for (const auto& [name, value] : xattrs) {
+    archive_entry_xattr_add_entry(e, name.c_str(), value.data(), value.size());
+  }
+  // ARCHIVE_WARN means a name was not valid UTF-8: libarchive then stores the
+  // raw bytes (hdrcharset=BINARY), which is what a Linux path is.
+  if (archive_write_header(s.a, e) < ARCHIVE_WARN) {
+    return fail(s.error(archive_message(s.a)));
+  }
+  s.remaining = entry.type == EntryType::file ? entry.size : 0;
+  return ok();
+}
+
+Result<void> Writer::write_data(const void* data, size_t size) {
+  Impl& s = *m_impl;
+  if (size > s.remaining) {
+    return fail(Errc::internal, fmt::format("tar writer: too much data for entry \"{}\"", s.current));
+  }
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    la_ssize_t n = archive_write_data(s.a, p, size);
+    if (n <= 0) {
+      return fail(s.error(archive_message(s.a)));
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+    s.remaining -= static_cast<uint64_t>(n);
+  }
+  return ok();
+}
+
+Result<void> Writer::add_file_from_fd(const Entry& entry, int fd) {
+  TRY_VOID(add(entry));
+  std::vector<char> buf(k_chunk);
+  uint64_t left = entry.size;
+  while (left > 0) {
+    ssize_t n = ::read(fd, buf.data(), std::min<uint64_t>(left, buf.size()));
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail(Errc::io, fmt::format("reading \"{}\": {}", entry.path, std::strerror(errno)));
+    }
+    if (n == 0) {
+      return fail(Errc::io, fmt::format("\"{}\" shrank while being archived ({} bytes missing)", entry.path, left));
+    }
+    TRY_VOID(write_data(buf.data(), static_cast<size_t>(n)));
+    left -= static_cast<uint64_t>(n);
+  }
+  return ok();
+}
+
+Result<WriteSummary> Writer::finish() {
+  Impl& s = *m_impl;
+  if (s.finished) {
+    return fail(Errc::internal, "tar writer finished twice");
+  }
+  if (s.remaining != 0) {
+    return fail(Errc::internal, fmt::format("tar writer: entry \"{}\" is {} bytes short", s.current, s.remaining));
+  }
+  s.finished = true;
+  s.current.clear();
+  int r = archive_write_close(s.a);
+  if (r != ARCHIVE_OK) {
+    return fail(s.error(archive_message(s.a)));
+  }
+  archive_write_free(s.a);
+  s.a = nullptr;
+  if (s.z_ready) {
+    s.z.next_in = nullptr;
+    s.z.avail_in = 0;
+    TRY_VOID(s.deflate_some(Z_FINISH));
+  }
+  WriteSummary out;
+  out.diff_id = s.diff_hash.finish();
+  out.uncompressed_size = s.usize;
+  out.digest = s.blob_hash.finish();
+  out.size = s.csize;
+  return out;
+}
+
+}  // namespace imgbuild::tar
