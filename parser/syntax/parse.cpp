@@ -360,7 +360,7 @@ struct Piece {
 
 class LineMachine {
 public:
-  LineMachine(std::string_view filename) : m_filename(filename) {}
+  explicit LineMachine(std::string_view filename) : m_filename(filename) {}
 
   // Called for each physical line (with its '\n'); false stops the input.
   bool feed(std::string_view raw) {
@@ -444,7 +444,7 @@ private:
 
   bool feed_start(std::string_view raw, std::string_view content) {
     std::string_view stripped = go_trim_left_space(content);
-    bool comment = !stripped.empty() && stripped.front() == '#';
+    bool comment = is_comment(content);
     if (comment) {
       std::string_view text = go_trim_space(raw.substr(1));
       if (text.empty()) {
