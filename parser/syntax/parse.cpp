@@ -499,7 +499,7 @@ private:
     if (is_comment(content)) {
       return true;
     }
-    if (go_trim_left_space(content).empty()) {
+    if (match_text<g::blank_line>(content)) {
       m_has_empty_continuation = true;
       return true;
     }
