@@ -120,7 +120,8 @@ TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
               "for d in null zero full random urandom tty; do test -c /dev/$d || echo missing $d; done;"
               "test -d /dev/pts && test -e /dev/ptmx && test -d /dev/shm || echo missing pts;"
               "echo x > /dev/null && head -c 3 /dev/zero | wc -c;"
-              "touch /sys/x 2>/dev/null && echo sys-writable; echo > /etc/hosts && echo hosts-writable",
+              "touch /sys/x 2>/dev/null && echo sys-writable; echo > /etc/hosts && echo hosts-writable;"
+              "ls -a /dev | grep imgbuild",
               spec);
   REQUIRE(o.result);
   CHECK(o.result->exit_code == 0);
