@@ -317,3 +317,48 @@ TEST_CASE("snapshotters are chosen automatically or by name", "[snapshot]") {
   REQUIRE_FALSE(bad);
   CHECK(bad.error().message == "unknown snapshotter \"zfs\" (known: auto, overlay, copy)");
 }
+
+TEST_CASE("overlay and copy views give the same layer digest for the same changes", "[snapshot]") {
+  REQUIRE_ROOT();
+  Env env;
+  fs::path l0 = env.layers / "0";
+  write(l0 / "etc" / "group", "root:x:0:\n");
+  write(l0 / "etc" / "keep", "keep\n");
+  write(l0 / "d" / "old", "old");
+  write(l0 / "mod", "before");
+  write(l0 / "deep" / "er" / "file", "deep");
+  fs::create_symlink("mod", l0 / "link");
+  std::string digests[2];
+  uint64_t entries[2] = {0, 0};
+  int i = 0;
+  for (const char* kind : {"overlay", "copy"}) {
+    auto snap = env.make(kind);
+    auto view = snap->prepare({l0});
+    REQUIRE(view);
+    const fs::path root = (*view)->root();
+    write(root / "f", "hi\n");
+    fs::remove(root / "etc" / "group");
+    fs::remove_all(root / "d");
+    fs::create_directories(root / "d");
+    write(root / "d" / "fresh", "fresh");
+    write(root / "mod", "after");
+    ::chmod((root / "deep" / "er" / "file").c_str(), 04755);
+    ::lchown((root / "link").c_str(), 7, 8);
+    fs::create_hard_link(root / "f", root / "f2");
+    DiffOptions options;
+    options.compression = tar::Compression::none;
+    options.source_date_epoch = 1000;  // the two runs write at different moments
+    std::string tar;
+    auto r = diff_view(**view, [&](const void* data, size_t size) -> Result<void> {
+      tar.append(static_cast<const char*>(data), size);
+      return ok();
+    }, options);
+    REQUIRE(r);
+    digests[i] = r->layer.diff_id.str();
+    entries[i] = r->entries;
+    ++i;
+  }
+  CHECK(entries[0] > 5);
+  CHECK(entries[0] == entries[1]);
+  CHECK(digests[0] == digests[1]);
+}
