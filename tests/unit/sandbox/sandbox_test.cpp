@@ -121,7 +121,7 @@ TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
               "test -d /dev/pts && test -e /dev/ptmx && test -d /dev/shm || echo missing pts;"
               "echo x > /dev/null && head -c 3 /dev/zero | wc -c;"
               "touch /sys/x 2>/dev/null && echo sys-writable; echo > /etc/hosts && echo hosts-writable;"
-              "ls -a /dev | grep imgbuild",
+              "ls -a /dev | grep imgbuild || true",
               spec);
   REQUIRE(o.result);
   CHECK(o.result->exit_code == 0);
@@ -262,7 +262,7 @@ TEST_CASE("workdir is created when missing and env reaches the process", "[sandb
   CHECK(fs::is_directory(t.path() / "a" / "b" / "c"));
 }
 
-TEST_CASE("--network none has only the loopback interface", "[sandbox]") {
+TEST_CASE("network none has only the loopback interface", "[sandbox]") {
   REQUIRE_SANDBOX();
   test::TempDir t;
   test::make_busybox_rootfs(t.path());
