@@ -705,6 +705,18 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     run_monitor(plan, self, msg_w.get(), status_w.get(), out_w.get(), err_w.get());
   }
   interrupt::Registration kill_reg = interrupt::kill_on_interrupt(monitor);
+  // Should anything below throw (a sink, say), the sandbox must not outlive
+  // this call: kill and reap the monitor (init follows by PDEATHSIG).
+  struct MonitorGuard {
+    pid_t pid;
+    ~MonitorGuard() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+      }
+    }
+  } guard{monitor};
   out_w.reset();
   err_w.reset();
   msg_w.reset();
@@ -762,6 +774,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   int wstatus = 0;
   while (::waitpid(monitor, &wstatus, 0) < 0 && errno == EINTR) {
   }
+  guard.pid = 0;
   kill_reg.release();
   int init_status = 0;
   ssize_t got = ::read(status_r.get(), &init_status, sizeof init_status);

@@ -99,6 +99,17 @@ TEST_CASE("a RUN step yields a layer with its file and a whiteout, and commits",
   // Exactly the step's changes: no /proc, /dev, /sys or /etc/hosts stubs.
   CHECK(entries_of(tar) == std::vector<std::string>{"etc/", "etc/.wh.group", "f"});
 
+  // A step that changes nothing gives an empty layer: the mount points and
+  // /etc files the sandbox needed are gone, their parents' times restored.
+  {
+    auto idle = (*snap)->prepare({base});
+    REQUIRE(idle);
+    REQUIRE(run((*idle)->root(), "true").result);
+    auto none = snapshot::diff_view(**idle, [](const void*, size_t) -> Result<void> { return ok(); }, options);
+    REQUIRE(none);
+    CHECK(none->entries == 0);
+  }
+
   const fs::path layer = t.path() / "layers" / "step1";
   REQUIRE((*view)->commit(layer));
   auto next = (*snap)->prepare({base, layer});

@@ -414,3 +414,26 @@ TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox
   }
   CHECK(gone);
 }
+
+TEST_CASE("a throwing sink ends the run without leaving the sandbox behind", "[sandbox]") {
+  REQUIRE_SANDBOX();
+  test::TempDir t;
+  test::make_busybox_rootfs(t.path());
+  const std::string marker = "987653";
+  RunSpec spec;
+  spec.rootfs = t.path();
+  spec.argv = {"sh", "-c", "echo boom; exec sleep " + marker};
+  spec.on_stdout = [](std::string_view) { throw std::runtime_error("sink failed"); };
+  auto sb = make_sandbox();
+  REQUIRE(sb);
+  CHECK_THROWS_AS((*sb)->run(spec), std::runtime_error);
+  bool gone = false;
+  for (int i = 0; i < 2000 && !gone; ++i) {
+    gone = !host_process_with_arg(marker);
+    if (!gone) {
+      ::usleep(5000);
+    }
+  }
+  CHECK(gone);
+  CHECK_FALSE(fs::exists(fs::symlink_status(t.path() / "etc" / "hosts")));
+}
