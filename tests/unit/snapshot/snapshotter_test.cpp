@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -328,6 +329,12 @@ TEST_CASE("overlay and copy views give the same layer digest for the same change
   write(l0 / "mod", "before");
   write(l0 / "deep" / "er" / "file", "deep");
   fs::create_symlink("mod", l0 / "link");
+  write(l0 / "bin" / "tool", "tool");
+  // A v2 file capability: effective, cap_net_bind_service permitted.
+  const unsigned char cap[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x04};
+  REQUIRE(::setxattr((l0 / "bin" / "tool").c_str(), "security.capability", cap, sizeof cap, 0) == 0);
+  write(l0 / "pair" / "a", "pair");
+  fs::create_hard_link(l0 / "pair" / "a", l0 / "pair" / "b");
   std::string digests[2];
   uint64_t entries[2] = {0, 0};
   int i = 0;
@@ -345,6 +352,9 @@ TEST_CASE("overlay and copy views give the same layer digest for the same change
     ::chmod((root / "deep" / "er" / "file").c_str(), 04755);
     ::lchown((root / "link").c_str(), 7, 8);
     fs::create_hard_link(root / "f", root / "f2");
+    REQUIRE(::setxattr((root / "mod").c_str(), "user.note", "v", 1, 0) == 0);
+    ::chmod((root / "bin" / "tool").c_str(), 0700);
+    fs::create_directories(root / "empty" / "dir");
     DiffOptions options;
     options.compression = tar::Compression::none;
     options.source_date_epoch = 1000;  // the two runs write at different moments
@@ -354,6 +364,29 @@ TEST_CASE("overlay and copy views give the same layer digest for the same change
       return ok();
     }, options);
     REQUIRE(r);
+    // The file capability came through the merge (copy) or copy-up (overlay).
+    size_t pos = 0;
+    auto reader = tar::Reader::open(
+        [&](void* buf, size_t cap_size) -> Result<size_t> {
+          size_t n = std::min(cap_size, tar.size() - pos);
+          std::memcpy(buf, tar.data() + pos, n);
+          pos += n;
+          return n;
+        },
+        "layer");
+    REQUIRE(reader);
+    bool tool_has_cap = false;
+    for (;;) {
+      auto e = (*reader)->next();
+      REQUIRE(e);
+      if (!*e) {
+        break;
+      }
+      for (const auto& [k, v] : (*e)->xattrs) {
+        tool_has_cap = tool_has_cap || ((*e)->path == "bin/tool" && k == "security.capability" && v.size() == 20);
+      }
+    }
+    CHECK(tool_has_cap);
     digests[i] = r->layer.diff_id.str();
     entries[i] = r->entries;
     ++i;
