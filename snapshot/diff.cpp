@@ -302,7 +302,12 @@ private:
   // path is a directory on both sides; dirfd is its new-side fd. Returns
   // whether anything under path was recorded.
   Result<bool> compare_dir(const std::string& path, int dirfd) {
-    TRY(auto old_names, m_old.list(path));
+    // The overlay diff looks up only what the upper dir names, so its cost
+    // follows the change, not the size of the lower directory.
+    std::set<std::string> old_names;
+    if (!m_overlay) {
+      TRY(old_names, m_old.list(path));
+    }
     TRY(auto new_names, fs::list_dir(dirfd));
     std::set<std::string> present;  // new-side names that are not whiteouts
     std::vector<std::string> deleted;
@@ -312,7 +317,8 @@ private:
       std::string where = m_new.label() + "/" + child;
       TRY(Node n, read_node(dirfd, name, where, m_overlay));
       if (m_overlay && is_whiteout_dev(n.st)) {
-        if (old_names.count(name) != 0) {
+        TRY(auto beneath, m_old.lookup(child));
+        if (beneath) {
           deleted.push_back(name);
         }
         continue;
@@ -322,7 +328,7 @@ private:
         continue;
       }
       std::optional<Node> o;
-      if (old_names.count(name) != 0) {
+      if (m_overlay || old_names.count(name) != 0) {
         TRY(o, m_old.lookup(child));
       }
       if (!o) {
