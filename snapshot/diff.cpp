@@ -469,9 +469,10 @@ Result<DiffResult> write_changes(std::vector<Change>& changes, const fs::Root& s
       }
       e.type = tar::EntryType::file;
       e.size = static_cast<uint64_t>(st.st_size);
-      TRY(auto fd, source.open_at(c.path, O_RDONLY | O_NOFOLLOW));
+      // O_NONBLOCK: should a fifo have been swapped in, do not hang on it.
+      TRY(auto fd, source.open_at(c.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
       struct stat now {};
-      if (::fstat(fd.get(), &now) != 0 || now.st_size != st.st_size) {
+      if (::fstat(fd.get(), &now) != 0 || !S_ISREG(now.st_mode) || now.st_size != st.st_size) {
         return fail(Errc::io, fmt::format("{}/{}: changed while being archived", source.label(), c.path));
       }
       TRY_VOID(writer->add_file_from_fd(e, fd.get()));
