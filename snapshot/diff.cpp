@@ -302,6 +302,7 @@ private:
   // path is a directory on both sides; dirfd is its new-side fd. Returns
   // whether anything under path was recorded.
   Result<bool> compare_dir(const std::string& path, int dirfd) {
+    TRY_VOID(check_depth(path));
     // The overlay diff looks up only what the upper dir names, so its cost
     // follows the change, not the size of the lower directory.
     std::set<std::string> old_names;
@@ -398,6 +399,7 @@ private:
 
   // Records a new-side entry and, for a directory, everything beneath it.
   Result<void> add_subtree(const std::string& path, int parentfd, const std::string& name, Node n) {
+    TRY_VOID(check_depth(path));
     bool is_dir = S_ISDIR(n.st.st_mode);
     record(path, std::move(n));
     if (!is_dir) {
@@ -412,6 +414,16 @@ private:
         continue;  // nothing lies beneath a new or opaque directory
       }
       TRY_VOID(add_subtree(child, dir.get(), c, std::move(cn)));
+    }
+    return ok();
+  }
+
+  // Hostile trees may nest arbitrarily deep; the walk recurses per level.
+  Result<void> check_depth(const std::string& path) const {
+    size_t depth = path.empty() ? 0 : static_cast<size_t>(std::count(path.begin(), path.end(), '/')) + 1;
+    if (depth > fs::k_max_depth) {
+      return fail(Errc::limit, fmt::format("{}/{}: directories nested deeper than {} levels", m_new.label(),
+                                           path.substr(0, 200) + "…", fs::k_max_depth));
     }
     return ok();
   }
