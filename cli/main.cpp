@@ -90,7 +90,10 @@ int main(int argc, char** argv) {
     }
     std::fputs(app.get_formatter()->make_help(&app, "imgbuild", CLI::AppFormatMode::Normal).c_str(), stdout);
   });
+  imgbuild::cli::register_image_commands(app, ctx);
 
+  imgbuild::cli::register_parse_commands(app, ctx);
+  imgbuild::cli::register_registry_commands(app, ctx);
 
   try {
     std::vector<std::string> args = with_default_command(app, argc, argv);

@@ -2,7 +2,7 @@
 // The few Unicode facilities the Dockerfile model needs, with Go's semantics
 // (BuildKit is written in Go): UTF-8 decoding where each invalid byte becomes
 // U+FFFD, and the letter / decimal-digit / white-space classes of Go's
-// unicode package. Tables come from scripts/gen_unicode_ranges.py.
+// unicode package. Implemented over parser/syntax/unicode.hpp.
 
 #include <string>
 #include <string_view>

@@ -856,8 +856,7 @@ struct file_action<g::physical_line> {
 Result<Ast> parse_dockerfile(std::string_view text, std::string_view filename) {
   if (text.size() > k_max_dockerfile_size) {
     return fail(Error(Errc::limit,
-                      "Dockerfile is too large: " + std::to_string(text.size()) + " bytes (limit " +
-                          std::to_string(k_max_dockerfile_size) + ")",
+                      "Dockerfile is too large: more than " + std::to_string(k_max_dockerfile_size) + " bytes",
                       SourceLocation{std::string(filename), 0, 0}));
   }
   LineMachine machine(filename);

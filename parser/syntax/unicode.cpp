@@ -180,7 +180,7 @@ std::string_view go_trim_left_space(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     DecodedRune d = decode_rune(s.substr(i));
-    if (!is_space(d.rune) || (d.rune == k_rune_error && d.width == 1)) {
+    if (!is_space(d.rune)) {
       break;
     }
     i += d.width;
@@ -188,18 +188,42 @@ std::string_view go_trim_left_space(std::string_view s) {
   return s.substr(i);
 }
 
+namespace {
+
+// utf8.DecodeLastRuneInString: the rune that ends `s`.
+DecodedRune decode_last_rune(std::string_view s) {
+  if (s.empty()) {
+    return {k_rune_error, 0};
+  }
+  size_t end = s.size();
+  auto last = static_cast<unsigned char>(s[end - 1]);
+  if (last < 0x80) {
+    return {last, 1};
+  }
+  size_t lim = end >= 4 ? end - 4 : 0;
+  size_t start = end - 1;
+  while (start > lim && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) {
+    --start;
+  }
+  DecodedRune d = decode_rune(s.substr(start));
+  if (start + d.width != end) {
+    return {k_rune_error, 1};
+  }
+  return d;
+}
+
+}  // namespace
+
 std::string_view go_trim_space(std::string_view s) {
   s = go_trim_left_space(s);
-  size_t end = 0;
-  size_t i = 0;
-  while (i < s.size()) {
-    DecodedRune d = decode_rune(s.substr(i));
-    i += d.width;
+  while (!s.empty()) {
+    DecodedRune d = decode_last_rune(s);
     if (!is_space(d.rune)) {
-      end = i;
+      break;
     }
+    s.remove_suffix(d.width);
   }
-  return s.substr(0, end);
+  return s;
 }
 
 std::string go_quote(std::string_view s) {
@@ -208,6 +232,12 @@ std::string go_quote(std::string_view s) {
   out += '"';
   size_t i = 0;
   while (i < s.size()) {
+    auto b = static_cast<unsigned char>(s[i]);
+    if (b >= 0x20 && b < 0x7F && b != '"' && b != '\\') {
+      out += static_cast<char>(b);
+      ++i;
+      continue;
+    }
     DecodedRune d = decode_rune(s.substr(i));
     if (d.rune == k_rune_error && d.width == 1) {
       out += "\\x";

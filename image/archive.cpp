@@ -1,0 +1,1045 @@
+#include "image/archive.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "image/change.hpp"
+#include "image/json.hpp"
+#include "util/fd.hpp"
+#include "util/strings.hpp"
+#include "util/tar.hpp"
+
+namespace imgbuild::image {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t k_copy_buffer = 1 << 20;
+constexpr int k_max_symlink_hops = 40;
+constexpr std::string_view k_containerd_name = "io.containerd.image.name";
+constexpr std::string_view k_oci_ref_name = "org.opencontainers.image.ref.name";
+
+Unexpected bad_archive(std::string_view label, std::string msg) {
+  return fail(Errc::corrupt, fmt::format("{}: {}", label, msg));
+}
+
+// Splits a path into its components, dropping "", "." and a leading "/".
+// Returns false when a ".." component appears.
+bool split_clean(std::string_view path, std::vector<std::string>& out) {
+  out.clear();
+  for (auto& c : str::split(path, '/')) {
+    if (c.empty() || c == ".") {
+      continue;
+    }
+    if (c == "..") {
+      return false;
+    }
+    out.push_back(std::move(c));
+  }
+  return true;
+}
+
+std::string join_path(const std::vector<std::string>& parts) { return str::join(parts, "/"); }
+
+std::string now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde != nullptr && *sde != '\0') {
+    char* end = nullptr;
+    long long v = std::strtoll(sde, &end, 10);
+    if (end != nullptr && *end == '\0' && v >= 0) {
+      t = static_cast<std::time_t>(v);
+    }
+  }
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Tracks the symlinks an archive creates so that every later path can be
+// resolved the way an extraction inside a root would resolve it, and refused
+// when that resolution would leave the root.
+class RootResolver {
+public:
+  explicit RootResolver(std::string label) : m_label(std::move(label)) {}
+
+  // Resolves `path` (components) following recorded symlinks in every
+  // component (the last one too when follow_last). `entry` names the entry
+  // being checked in errors.
+  Result<std::string> resolve(const std::vector<std::string>& path, bool follow_last, std::string_view entry) const {
+    std::vector<std::string> done;
+    std::deque<std::string> todo(path.begin(), path.end());
+    int hops = 0;
+    while (!todo.empty()) {
+      std::string comp = std::move(todo.front());
+      todo.pop_front();
+      if (comp.empty() || comp == ".") {
+        continue;
+      }
+      if (comp == "..") {
+        if (done.empty()) {
+          return bad_archive(m_label, fmt::format("entry {} resolves outside the root", str::go_quote(entry)));
+        }
+        done.pop_back();
+        continue;
+      }
+      done.push_back(comp);
+      std::string candidate = join_path(done);
+      auto it = m_links.find(candidate);
+      if (it == m_links.end() || (todo.empty() && !follow_last)) {
+        continue;
+      }
+      if (++hops > k_max_symlink_hops) {
+        return bad_archive(m_label, fmt::format("entry {}: too many levels of symbolic links", str::go_quote(entry)));
+      }
+      done.pop_back();
+      const std::string& target = it->second;
+      if (!target.empty() && target.front() == '/') {
+        done.clear();  // absolute targets are relative to the root
+      }
+      std::vector<std::string> parts = str::split(target, '/');
+      for (auto p = parts.rbegin(); p != parts.rend(); ++p) {
+        todo.push_front(*p);
+      }
+      // A ".." that climbs above the root through a symlink is an escape.
+      std::vector<std::string> probe = done;
+      for (const auto& p : parts) {
+        if (p == "..") {
+          if (probe.empty()) {
+            return bad_archive(m_label, fmt::format("entry {} passes through symlink {} -> {} which leaves the root",
+                                                    str::go_quote(entry), str::go_quote(candidate),
+                                                    str::go_quote(target)));
+          }
+          probe.pop_back();
+        } else if (!p.empty() && p != ".") {
+          probe.push_back(p);
+        }
+      }
+    }
+    return join_path(done);
+  }
+
+  void set_symlink(const std::string& resolved_path, const std::string& target) { m_links[resolved_path] = target; }
+  void set_other(const std::string& resolved_path, tar::EntryType type) {
+    m_links.erase(resolved_path);
+    m_types[resolved_path] = type;
+  }
+  std::optional<tar::EntryType> type_of(const std::string& resolved_path) const {
+    auto it = m_types.find(resolved_path);
+    if (it == m_types.end()) {
+      if (m_links.count(resolved_path) != 0) {
+        return tar::EntryType::symlink;
+      }
+      return std::nullopt;
+    }
+    return it->second;
+  }
+
+private:
+  std::string m_label;
+  std::map<std::string, std::string> m_links;
+  std::map<std::string, tar::EntryType> m_types;
+};
+
+Result<tar::Compression> sniff_compression(const fs::path& p) {
+  UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return fail(Errc::io, fmt::format("open {}: {}", p.string(), std::strerror(errno)));
+  }
+  unsigned char m[6] = {};
+  ssize_t n = ::read(fd.get(), m, sizeof m);
+  if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) {
+    return tar::Compression::gzip;
+  }
+  if (n >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd) {
+    return tar::Compression::zstd;
+  }
+  if (n >= 3 && m[0] == 'B' && m[1] == 'Z' && m[2] == 'h') {
+    return tar::Compression::bzip2;
+  }
+  if (n >= 6 && m[0] == 0xfd && m[1] == '7' && m[2] == 'z' && m[3] == 'X' && m[4] == 'Z' && m[5] == 0) {
+    return tar::Compression::xz;
+  }
+  return tar::Compression::none;
+}
+
+// diff_id and uncompressed size of a staged layer blob.
+struct LayerIdentity {
+  std::string diff_id;
+  uint64_t diff_size = 0;
+  tar::Compression compression = tar::Compression::none;
+};
+
+Result<LayerIdentity> layer_identity(const Staging& staging, const std::string& digest, std::string_view what) {
+  fs::path p = staging.path(digest);
+  TRY(tar::Compression c, sniff_compression(p));
+  if (c == tar::Compression::none) {
+    TRY(uint64_t size, staging.size(digest));
+    return LayerIdentity{digest, size, c};
+  }
+  UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return fail(Errc::io, fmt::format("open {}: {}", p.string(), std::strerror(errno)));
+  }
+  TRY(auto reader, tar::Reader::open_fd(fd.get(), std::string(what)));
+  TRY(tar::ReadSummary summary, reader->finish());
+  return LayerIdentity{summary.diff_id.str(), summary.uncompressed_size, c};
+}
+
+std::string_view layer_media_type(tar::Compression c) {
+  switch (c) {
+    case tar::Compression::gzip:
+      return media::oci_layer_gzip;
+    case tar::Compression::zstd:
+      return media::oci_layer_zstd;
+    default:
+      return media::oci_layer;
+  }
+}
+
+// Counts non-empty history entries; docker refuses more than diff_ids.
+Result<void> check_config_layers(const ImageConfig& cfg, size_t layers, std::string_view what) {
+  if (cfg.rootfs.diff_ids.size() != layers) {
+    return fail(Errc::corrupt, fmt::format("{}: the config lists {} diff_ids but the image has {} layers", what,
+                                           cfg.rootfs.diff_ids.size(), layers));
+  }
+  size_t non_empty = 0;
+  for (const auto& h : cfg.history) {
+    if (!h.empty_layer) {
+      ++non_empty;
+    }
+  }
+  if (non_empty > layers) {
+    return fail(Errc::corrupt, fmt::format("{}: history has {} non-empty entries but only {} layers", what,
+                                           non_empty, layers));
+  }
+  return ok();
+}
+
+}  // namespace
+
+HostPlatform host_platform() {
+  struct utsname u {};
+  ::uname(&u);
+  std::string m = u.machine;
+  HostPlatform p{"linux", m, ""};
+  if (m == "x86_64") {
+    p.architecture = "amd64";
+  } else if (m == "aarch64") {
+    p.architecture = "arm64";
+  } else if (m == "armv7l") {
+    p.architecture = "arm";
+    p.variant = "v7";
+  } else if (m == "i686" || m == "i386") {
+    p.architecture = "386";
+  }
+  return p;
+}
+
+// ---- import -------------------------------------------------------------------
+
+Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOptions& options) {
+  std::string label = options.source == "-" ? "stdin" : options.source;
+  ImageConfig cfg;
+  cfg.config = ContainerConfig{};
+  for (const auto& change : options.changes) {
+    TRY_VOID(apply_change(*cfg.config, change));
+  }
+  HostPlatform host = host_platform();
+  cfg.os = host.os;
+  cfg.architecture = host.architecture;
+  cfg.variant = host.variant;
+  if (!options.platform.empty()) {
+    std::vector<std::string> parts = str::split(options.platform, '/');
+    if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty()) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("invalid platform {}: expected os/arch[/variant]", str::go_quote(options.platform)));
+    }
+    cfg.os = parts[0];
+    cfg.architecture = parts[1];
+    cfg.variant = parts.size() == 3 ? parts[2] : "";
+  }
+
+  TRY(std::unique_ptr<Staging> staging, Staging::create(store.content()));
+  TRY(BlobWriter blob, staging->writer());
+  TRY(auto reader, tar::Reader::open_fd(in_fd, label));
+  TRY(auto writer, tar::Writer::open([&blob](const void* d, size_t n) { return blob.write(d, n); }));
+  RootResolver resolver(label);
+  std::set<std::string> seen;
+  std::vector<char> buf(k_copy_buffer);
+  std::vector<std::string> parts;
+  while (true) {
+    TRY(std::optional<tar::Entry> next, reader->next());
+    if (!next) {
+      break;
+    }
+    tar::Entry e = std::move(*next);
+    if (!split_clean(e.path, parts)) {
+      return bad_archive(label, fmt::format("entry {} contains \"..\"", str::go_quote(e.path)));
+    }
+    if (parts.empty()) {
+      continue;  // the root directory itself
+    }
+    const std::string& base = parts.back();
+    if (base == ".wh." || base == ".wh..") {
+      return bad_archive(label, fmt::format("entry {} is an invalid whiteout", str::go_quote(e.path)));
+    }
+    std::string clean = join_path(parts);
+    std::vector<std::string> parent(parts.begin(), parts.end() - 1);
+    TRY(std::string resolved_parent, resolver.resolve(parent, true, e.path));
+    std::string resolved = resolved_parent.empty() ? base : resolved_parent + "/" + base;
+    if (e.type == tar::EntryType::hardlink) {
+      std::vector<std::string> target;
+      if (!split_clean(e.link_target, target) || target.empty()) {
+        return bad_archive(label, fmt::format("hardlink {} -> {} points outside the root", str::go_quote(e.path),
+                                              str::go_quote(e.link_target)));
+      }
+      TRY(std::string resolved_target, resolver.resolve(target, false, e.path));
+      std::optional<tar::EntryType> t = resolver.type_of(resolved_target);
+      if (!t) {
+        return bad_archive(label, fmt::format("hardlink {} -> {}: the target is not an earlier entry",
+                                              str::go_quote(e.path), str::go_quote(e.link_target)));
+      }
+      if (*t == tar::EntryType::dir) {
+        return bad_archive(label, fmt::format("hardlink {} -> {}: the target is a directory", str::go_quote(e.path),
+                                              str::go_quote(e.link_target)));
+      }
+      e.link_target = join_path(target);
+    }
+    if (e.type == tar::EntryType::symlink) {
+      resolver.set_symlink(resolved, e.link_target);
+    } else {
+      resolver.set_other(resolved, e.type);
+    }
+    if (!seen.insert(clean).second && e.type != tar::EntryType::dir) {
+      return bad_archive(label, fmt::format("entry {} appears twice", str::go_quote(clean)));
+    }
+    e.path = clean;
+    TRY_VOID(writer->add(e));
+    if (e.type == tar::EntryType::file) {
+      uint64_t copied = 0;
+      while (true) {
+        TRY(size_t n, reader->read_data(buf.data(), buf.size()));
+        if (n == 0) {
+          break;
+        }
+        copied += n;
+        TRY_VOID(writer->write_data(buf.data(), n));
+      }
+      if (copied != e.size) {
+        return bad_archive(label, fmt::format("entry {}: body is {} bytes, header says {}", str::go_quote(clean),
+                                              copied, e.size));
+      }
+    }
+  }
+  TRY(tar::WriteSummary layer, writer->finish());
+  TRY(std::string layer_digest, blob.commit());
+
+  std::string created = now_rfc3339();
+  cfg.created = created;
+  cfg.rootfs.diff_ids = {layer.diff_id.str()};
+  HistoryEntry h;
+  h.created = created;
+  h.created_by = "imgbuild import";
+  h.comment = options.message.empty() ? "Imported from " + options.source : options.message;
+  cfg.history.push_back(h);
+  std::string cfg_bytes = serialize(cfg);
+  TRY(std::string cfg_digest, staging->put(cfg_bytes));
+
+  Manifest m;
+  m.media_type = std::string(media::oci_manifest);
+  m.config = Descriptor{std::string(media::oci_config), cfg_digest, static_cast<int64_t>(cfg_bytes.size()), {}, {},
+                        std::nullopt, "", json::object()};
+  Descriptor ld;
+  ld.media_type = std::string(media::oci_layer);
+  ld.digest = layer_digest;
+  ld.size = static_cast<int64_t>(layer.size);
+  m.layers.push_back(ld);
+  std::string m_bytes = serialize(m);
+  TRY(std::string m_digest, staging->put(m_bytes));
+
+  NewImage img;
+  img.manifest_digest = m_digest;
+  img.media_type = m.media_type;
+  img.config_digest = cfg_digest;
+  img.created = created;
+  img.layers.push_back(LayerRecord{layer_digest, layer.diff_id.str(), std::string(media::oci_layer),
+                                   static_cast<int64_t>(layer.size), static_cast<int64_t>(layer.uncompressed_size)});
+  if (options.name) {
+    img.names.push_back(*options.name);
+  }
+  TRY_VOID(store.commit(*staging, {img}));
+  return cfg_digest;
+}
+
+// ---- save ---------------------------------------------------------------------
+
+namespace {
+
+struct SavePlan {
+  std::vector<LoadedImage> images;            // unique, in first-seen order
+  std::vector<std::vector<Reference>> names;  // per image
+  std::vector<std::pair<size_t, std::optional<Reference>>> index_entries;
+  std::map<std::string, uint64_t> blobs;      // digest → size
+};
+
+Result<SavePlan> plan_save(ImageStore& store, const std::vector<SaveItem>& items) {
+  SavePlan plan;
+  std::map<std::string, size_t> position;
+  for (const auto& item : items) {
+    auto it = position.find(item.record.manifest_digest);
+    size_t pos = 0;
+    if (it == position.end()) {
+      TRY(LoadedImage img, store.load(item.record));
+      pos = plan.images.size();
+      position[item.record.manifest_digest] = pos;
+      plan.blobs[img.record.manifest_digest] = img.manifest_bytes.size();
+      plan.blobs[img.record.config_digest] = img.config_bytes.size();
+      for (const auto& l : img.manifest.layers) {
+        TRY(uint64_t size, store.content().size(l.digest));
+        plan.blobs[l.digest] = size;
+      }
+      plan.images.push_back(std::move(img));
+      plan.names.emplace_back();
+    } else {
+      pos = it->second;
+    }
+    if (item.name) {
+      auto& names = plan.names[pos];
+      if (std::find(names.begin(), names.end(), *item.name) == names.end()) {
+        names.push_back(*item.name);
+      }
+    }
+    plan.index_entries.emplace_back(pos, item.name);
+  }
+  return plan;
+}
+
+std::string index_json(const SavePlan& plan, const std::vector<Descriptor>& existing) {
+  Index idx;
+  idx.media_type = std::string(media::oci_index);
+  idx.manifests = existing;
+  for (const auto& [pos, name] : plan.index_entries) {
+    const LoadedImage& img = plan.images[pos];
+    Descriptor d;
+    d.media_type = img.record.media_type.empty() ? std::string(media::oci_manifest) : img.record.media_type;
+    d.digest = img.record.manifest_digest;
+    d.size = static_cast<int64_t>(img.manifest_bytes.size());
+    if (name) {
+      d.annotations[std::string(k_containerd_name)] = name->str();
+      d.annotations[std::string(k_oci_ref_name)] = name->tag.empty() ? name->digest : name->tag;
+    }
+    idx.manifests.push_back(std::move(d));
+  }
+  return serialize(idx);
+}
+
+std::string manifest_json(const SavePlan& plan) {
+  json out = json::array();
+  for (size_t i = 0; i < plan.images.size(); ++i) {
+    const LoadedImage& img = plan.images[i];
+    json entry;
+    entry["Config"] = "blobs/sha256/" + img.record.config_digest.substr(7);
+    json tags = json::array();
+    for (const auto& n : plan.names[i]) {
+      if (!n.tag.empty()) {
+        tags.push_back(n.familiar_name() + ":" + n.tag);
+      }
+    }
+    entry["RepoTags"] = tags.empty() ? json(nullptr) : tags;
+    json layers = json::array();
+    for (const auto& l : img.manifest.layers) {
+      layers.push_back("blobs/sha256/" + l.digest.substr(7));
+    }
+    entry["Layers"] = layers;
+    out.push_back(entry);
+  }
+  return canonical_json(out);
+}
+
+std::string repositories_json(const SavePlan& plan) {
+  json repos = json::object();
+  for (size_t i = 0; i < plan.images.size(); ++i) {
+    const LoadedImage& img = plan.images[i];
+    if (img.manifest.layers.empty()) {
+      continue;
+    }
+    for (const auto& n : plan.names[i]) {
+      if (!n.tag.empty()) {
+        repos[n.familiar_name()][n.tag] = img.manifest.layers.back().digest.substr(7);
+      }
+    }
+  }
+  return canonical_json(repos);
+}
+
+constexpr std::string_view k_oci_layout = R"({"imageLayoutVersion":"1.0.0"})";
+
+tar::Entry file_entry(std::string path, uint64_t size) {
+  tar::Entry e;
+  e.path = std::move(path);
+  e.type = tar::EntryType::file;
+  e.mode = 0644;
+  e.size = size;
+  return e;
+}
+
+Result<void> add_bytes(tar::Writer& w, const std::string& path, std::string_view bytes) {
+  TRY_VOID(w.add(file_entry(path, bytes.size())));
+  return w.write_data(bytes.data(), bytes.size());
+}
+
+Result<void> write_file_atomic(const fs::path& p, std::string_view bytes) {
+  fs::path tmp = p;
+  tmp += ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) {
+    return fail(Errc::io, fmt::format("create {}: {}", tmp.string(), std::strerror(errno)));
+  }
+  const char* d = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd.get(), d, left);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(Errc::io, fmt::format("write {}: {}", tmp.string(), std::strerror(errno)));
+    }
+    d += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::rename(tmp.c_str(), p.c_str()) != 0) {
+    return fail(Errc::io, fmt::format("rename {}: {}", tmp.string(), std::strerror(errno)));
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd) {
+  TRY(SavePlan plan, plan_save(store, items));
+  TRY(auto w, tar::Writer::open_fd(out_fd));
+  tar::Entry dir;
+  dir.type = tar::EntryType::dir;
+  dir.mode = 0755;
+  dir.path = "blobs";
+  TRY_VOID(w->add(dir));
+  dir.path = "blobs/sha256";
+  TRY_VOID(w->add(dir));
+  for (const auto& [digest, size] : plan.blobs) {
+    fs::path p = store.content().blob_path(digest);
+    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      return fail(Errc::corrupt, fmt::format("blob {} is missing from the store: {}", digest, std::strerror(errno)));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
+      return fail(Errc::corrupt, fmt::format("blob {} changed size in the store", digest));
+    }
+    TRY_VOID(w->add_file_from_fd(file_entry("blobs/sha256/" + digest.substr(7), size), fd.get()));
+  }
+  TRY_VOID(add_bytes(*w, "index.json", index_json(plan, {})));
+  TRY_VOID(add_bytes(*w, "manifest.json", manifest_json(plan)));
+  TRY_VOID(add_bytes(*w, "oci-layout", k_oci_layout));
+  TRY_VOID(add_bytes(*w, "repositories", repositories_json(plan)));
+  TRY(tar::WriteSummary summary, w->finish());
+  (void)summary;
+  return ok();
+}
+
+Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const fs::path& dir) {
+  TRY(SavePlan plan, plan_save(store, items));
+  std::error_code ec;
+  fs::create_directories(dir / "blobs" / "sha256", ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("create {}: {}", dir.string(), ec.message()));
+  }
+  std::vector<Descriptor> existing;
+  if (fs::exists(dir / "index.json")) {
+    UniqueFd fd(::open((dir / "index.json").c_str(), O_RDONLY | O_CLOEXEC));
+    std::string text;
+    char b[65536];
+    ssize_t n = 0;
+    while (fd && (n = ::read(fd.get(), b, sizeof b)) > 0 && text.size() <= k_max_json_size) {
+      text.append(b, static_cast<size_t>(n));
+    }
+    TRY(Index old, parse_index(text, (dir / "index.json").string()));
+    std::set<std::string> ours;
+    for (const auto& [pos, name] : plan.index_entries) {
+      if (name) {
+        ours.insert(name->str());
+      }
+    }
+    for (auto& d : old.manifests) {
+      auto it = d.annotations.find(std::string(k_containerd_name));
+      if (it == d.annotations.end() || ours.count(it->second) == 0) {
+        existing.push_back(std::move(d));
+      }
+    }
+  }
+  for (const auto& [digest, size] : plan.blobs) {
+    fs::path dest = dir / "blobs" / "sha256" / digest.substr(7);
+    if (fs::exists(dest, ec) && fs::file_size(dest, ec) == size) {
+      continue;
+    }
+    fs::path tmp = dest;
+    tmp += ".tmp";
+    fs::copy_file(store.content().blob_path(digest), tmp, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return fail(Errc::io, fmt::format("copy blob {} to {}: {}", digest, dir.string(), ec.message()));
+    }
+    fs::rename(tmp, dest, ec);
+    if (ec) {
+      return fail(Errc::io, fmt::format("rename {}: {}", tmp.string(), ec.message()));
+    }
+  }
+  TRY_VOID(write_file_atomic(dir / "oci-layout", k_oci_layout));
+  return write_file_atomic(dir / "index.json", index_json(plan, existing));
+}
+
+// ---- load ---------------------------------------------------------------------
+
+namespace {
+
+// What the single pass over a load archive collected.
+struct ArchiveContents {
+  std::map<std::string, std::string> files;     // path → staged digest
+  std::map<std::string, std::string> aliases;   // symlink/hardlink path → target path (clean)
+  std::map<std::string, std::string> documents; // top-level metadata kept in memory
+};
+
+bool is_document(const std::string& path) {
+  return path == "manifest.json" || path == "index.json" || path == "repositories" || path == "oci-layout";
+}
+
+class Loader {
+public:
+  Loader(ImageStore& store, Staging& staging, std::string label)
+      : m_store(store), m_staging(staging), m_label(std::move(label)) {}
+
+  Result<void> read(int fd) {
+    TRY(auto reader, tar::Reader::open_fd(fd, m_label));
+    std::vector<char> buf(k_copy_buffer);
+    std::vector<std::string> parts;
+    while (true) {
+      TRY(std::optional<tar::Entry> next, reader->next());
+      if (!next) {
+        break;
+      }
+      const tar::Entry& e = *next;
+      if (!e.path.empty() && e.path.front() == '/') {
+        return bad_archive(m_label, fmt::format("entry {} is an absolute path", str::go_quote(e.path)));
+      }
+      if (!split_clean(e.path, parts)) {
+        return bad_archive(m_label, fmt::format("entry {} points outside the archive", str::go_quote(e.path)));
+      }
+      std::string path = join_path(parts);
+      if (e.type == tar::EntryType::symlink || e.type == tar::EntryType::hardlink) {
+        std::vector<std::string> target;
+        std::string joined = e.type == tar::EntryType::symlink && !parts.empty()
+                                 ? join_path(std::vector<std::string>(parts.begin(), parts.end() - 1)) + "/" +
+                                       e.link_target
+                                 : e.link_target;
+        if (e.link_target.empty() || e.link_target.front() == '/' || !lexical_clean(joined, target)) {
+          return bad_archive(m_label, fmt::format("link {} -> {} points outside the archive", str::go_quote(e.path),
+                                                  str::go_quote(e.link_target)));
+        }
+        m_contents.aliases[path] = join_path(target);
+        continue;
+      }
+      if (e.type != tar::EntryType::file) {
+        continue;
+      }
+      if (is_document(path)) {
+        if (e.size > k_max_json_size) {
+          return bad_archive(m_label, fmt::format("{}: JSON document of {} bytes exceeds the limit of {} bytes",
+                                                  path, e.size, k_max_json_size));
+        }
+        std::string text;
+        while (true) {
+          TRY(size_t n, reader->read_data(buf.data(), buf.size()));
+          if (n == 0) {
+            break;
+          }
+          text.append(buf.data(), n);
+        }
+        m_contents.documents[path] = std::move(text);
+        continue;
+      }
+      std::optional<std::string> expected;
+      if (parts.size() == 3 && parts[0] == "blobs") {
+        if (parts[1] != "sha256") {
+          return fail(Errc::unsupported, fmt::format("{}: blob {} uses an unsupported digest algorithm", m_label,
+                                                     str::go_quote(path)));
+        }
+        expected = "sha256:" + parts[2];
+        if (!is_valid_digest(*expected)) {
+          return bad_archive(m_label, fmt::format("blob {} is not named by a sha256 digest", str::go_quote(path)));
+        }
+      }
+      TRY(BlobWriter w, m_staging.writer(expected));
+      uint64_t copied = 0;
+      while (true) {
+        TRY(size_t n, reader->read_data(buf.data(), buf.size()));
+        if (n == 0) {
+          break;
+        }
+        copied += n;
+        TRY_VOID(w.write(buf.data(), n));
+      }
+      if (copied != e.size) {
+        return bad_archive(m_label, fmt::format("entry {} is truncated ({} of {} bytes)", str::go_quote(path), copied,
+                                                e.size));
+      }
+      auto digest = w.commit(expected);
+      if (!digest) {
+        return bad_archive(m_label, fmt::format("{}: {}", path, digest.error().message));
+      }
+      m_contents.files[path] = *digest;
+    }
+    return ok();
+  }
+
+  Result<std::vector<std::string>> interpret() {
+    if (m_contents.documents.count("index.json") != 0) {
+      TRY_VOID(from_index());
+    } else if (m_contents.documents.count("manifest.json") != 0) {
+      TRY_VOID(from_manifest_json());
+    } else {
+      return bad_archive(m_label, "neither index.json nor manifest.json found: not a docker-save or OCI layout archive");
+    }
+    TRY_VOID(m_store.commit(m_staging, m_images));
+    std::vector<std::string> lines;
+    for (const auto& img : m_images) {
+      if (img.names.empty()) {
+        lines.push_back("Loaded image ID: " + img.config_digest);
+      }
+      for (const auto& n : img.names) {
+        lines.push_back("Loaded image: " + n.familiar_tagged());
+      }
+    }
+    return lines;
+  }
+
+private:
+  static bool lexical_clean(const std::string& path, std::vector<std::string>& out) {
+    out.clear();
+    for (auto& c : str::split(path, '/')) {
+      if (c.empty() || c == ".") {
+        continue;
+      }
+      if (c == "..") {
+        if (out.empty()) {
+          return false;
+        }
+        out.pop_back();
+        continue;
+      }
+      out.push_back(std::move(c));
+    }
+    return true;
+  }
+
+  // The staged digest of the file at `path` (following link entries).
+  Result<std::string> file_digest(const std::string& raw, std::string_view what) {
+    std::vector<std::string> parts;
+    if (raw.empty() || raw.front() == '/' || !lexical_clean(raw, parts)) {
+      return bad_archive(m_label, fmt::format("{} {} points outside the archive", what, str::go_quote(raw)));
+    }
+    std::string path = join_path(parts);
+    for (int hops = 0; hops < k_max_symlink_hops; ++hops) {
+      if (auto it = m_contents.files.find(path); it != m_contents.files.end()) {
+        return it->second;
+      }
+      auto alias = m_contents.aliases.find(path);
+      if (alias == m_contents.aliases.end()) {
+        break;
+      }
+      path = alias->second;
+    }
+    return bad_archive(m_label, fmt::format("{} {} is not in the archive", what, str::go_quote(raw)));
+  }
+
+  Result<std::string> document(const std::string& digest, std::string_view what) {
+    auto r = m_staging.read_small(digest, k_max_json_size);
+    if (!r) {
+      return bad_archive(m_label, fmt::format("{}: {}", what, r.error().message));
+    }
+    return std::move(r).value();
+  }
+
+  // Verifies layers against the config and records the image.
+  Result<void> add_image(const std::string& manifest_digest, const std::string& manifest_media_type,
+                         const std::string& config_digest, const std::vector<std::string>& layer_digests,
+                         const std::vector<std::string>& layer_media_types, std::vector<Reference> names) {
+    std::string what = fmt::format("{}: image {}", m_label, config_digest);
+    TRY(std::string cfg_bytes, document(config_digest, "config"));
+    auto cfg = parse_config(cfg_bytes, fmt::format("{}: config {}", m_label, config_digest));
+    if (!cfg) {
+      return fail(std::move(cfg).error());
+    }
+    TRY_VOID(check_config_layers(*cfg, layer_digests.size(), what));
+    NewImage img;
+    img.manifest_digest = manifest_digest;
+    img.media_type = manifest_media_type;
+    img.config_digest = config_digest;
+    img.created = cfg->created;
+    img.names = std::move(names);
+    for (size_t i = 0; i < layer_digests.size(); ++i) {
+      const std::string& d = layer_digests[i];
+      TRY(LayerIdentity id, layer_identity(m_staging, d, fmt::format("{}: layer {}", m_label, d)));
+      if (id.diff_id != cfg->rootfs.diff_ids[i]) {
+        return bad_archive(m_label, fmt::format("invalid diffID for layer {}: expected {}, got {}", i,
+                                                cfg->rootfs.diff_ids[i], id.diff_id));
+      }
+      TRY(uint64_t size, m_staging.size(d));
+      std::string mt = i < layer_media_types.size() ? layer_media_types[i] : std::string(layer_media_type(id.compression));
+      img.layers.push_back(LayerRecord{d, id.diff_id, mt, static_cast<int64_t>(size),
+                                       static_cast<int64_t>(id.diff_size)});
+    }
+    // The same image under several entries: merge names.
+    for (auto& existing : m_images) {
+      if (existing.manifest_digest == img.manifest_digest) {
+        for (auto& n : img.names) {
+          if (std::find(existing.names.begin(), existing.names.end(), n) == existing.names.end()) {
+            existing.names.push_back(n);
+          }
+        }
+        return ok();
+      }
+    }
+    m_images.push_back(std::move(img));
+    return ok();
+  }
+
+  Result<void> from_manifest_json() {
+    TRY(json doc, parse_json(m_contents.documents["manifest.json"], fmt::format("{}: manifest.json", m_label)));
+    if (!doc.is_array()) {
+      return bad_archive(m_label, "manifest.json must be a JSON array");
+    }
+    for (size_t i = 0; i < doc.size(); ++i) {
+      const json& entry = doc[i];
+      std::string where = fmt::format("manifest.json entry {}", i);
+      if (!entry.is_object() || !entry.contains("Config") || !entry["Config"].is_string()) {
+        return bad_archive(m_label, where + " has no Config");
+      }
+      TRY(std::string cfg_digest, file_digest(entry["Config"].get<std::string>(), where + " Config"));
+      std::vector<std::string> layers;
+      std::vector<std::string> media_types;
+      if (entry.contains("Layers") && !entry["Layers"].is_null()) {
+        if (!entry["Layers"].is_array()) {
+          return bad_archive(m_label, where + ": Layers must be an array");
+        }
+        for (const auto& l : entry["Layers"]) {
+          if (!l.is_string()) {
+            return bad_archive(m_label, where + ": Layers must be strings");
+          }
+          TRY(std::string d, file_digest(l.get<std::string>(), where + " layer"));
+          layers.push_back(d);
+        }
+      }
+      std::vector<Reference> names;
+      if (entry.contains("RepoTags") && entry["RepoTags"].is_array()) {
+        for (const auto& t : entry["RepoTags"]) {
+          if (!t.is_string()) {
+            continue;
+          }
+          auto ref = parse_reference(t.get<std::string>());
+          if (!ref) {
+            return bad_archive(m_label, fmt::format("{}: {}", where, ref.error().message));
+          }
+          names.push_back(*ref);
+        }
+      }
+      // No manifest in the archive: make an OCI manifest for the store.
+      TRY(uint64_t cfg_size, m_staging.size(cfg_digest));
+      Manifest m;
+      m.media_type = std::string(media::oci_manifest);
+      m.config.media_type = std::string(media::oci_config);
+      m.config.digest = cfg_digest;
+      m.config.size = static_cast<int64_t>(cfg_size);
+      for (const auto& d : layers) {
+        TRY(tar::Compression c, sniff_compression(m_staging.path(d)));
+        TRY(uint64_t size, m_staging.size(d));
+        Descriptor ld;
+        ld.media_type = std::string(layer_media_type(c));
+        ld.digest = d;
+        ld.size = static_cast<int64_t>(size);
+        media_types.push_back(ld.media_type);
+        m.layers.push_back(std::move(ld));
+      }
+      TRY(std::string m_digest, m_staging.put(serialize(m)));
+      TRY_VOID(add_image(m_digest, m.media_type, cfg_digest, layers, media_types, std::move(names)));
+    }
+    return ok();
+  }
+
+  // Names from manifest.json RepoTags, by config digest (Docker 25+ archives
+  // carry both files).
+  Result<std::map<std::string, std::vector<Reference>>> repo_tags_by_config() {
+    std::map<std::string, std::vector<Reference>> out;
+    auto it = m_contents.documents.find("manifest.json");
+    if (it == m_contents.documents.end()) {
+      return out;
+    }
+    TRY(json doc, parse_json(it->second, fmt::format("{}: manifest.json", m_label)));
+    if (!doc.is_array()) {
+      return out;
+    }
+    for (const auto& entry : doc) {
+      if (!entry.is_object() || !entry.contains("Config") || !entry["Config"].is_string() ||
+          !entry.contains("RepoTags") || !entry["RepoTags"].is_array()) {
+        continue;
+      }
+      auto cfg = file_digest(entry["Config"].get<std::string>(), "manifest.json Config");
+      if (!cfg) {
+        continue;
+      }
+      for (const auto& t : entry["RepoTags"]) {
+        if (t.is_string()) {
+          if (auto ref = parse_reference(t.get<std::string>())) {
+            out[*cfg].push_back(*ref);
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  Result<void> add_manifest(const Descriptor& d, std::vector<Reference> names, int depth) {
+    std::string what = fmt::format("{}: manifest {}", m_label, d.digest);
+    if (!m_staging.has(d.digest)) {
+      return bad_archive(m_label, fmt::format("index.json names {} which is not in the archive", d.digest));
+    }
+    TRY(uint64_t size, m_staging.size(d.digest));
+    if (static_cast<int64_t>(size) != d.size) {
+      return bad_archive(m_label, fmt::format("blob {} is {} bytes, its descriptor says {}", d.digest, size, d.size));
+    }
+    TRY(std::string bytes, document(d.digest, "manifest " + d.digest));
+    MediaKind kind = media_kind(d.media_type);
+    if (kind == MediaKind::index) {
+      if (depth > 4) {
+        return bad_archive(m_label, "indexes nested too deep");
+      }
+      TRY(Index idx, parse_index(bytes, what));
+      const Descriptor* pick = nullptr;
+      HostPlatform host = host_platform();
+      for (const auto& m : idx.manifests) {
+        if (m.platform && m.platform->os == host.os && m.platform->architecture == host.architecture) {
+          pick = &m;
+          break;
+        }
+      }
+      for (const auto& m : idx.manifests) {
+        if (pick == nullptr && m_staging.has(m.digest)) {
+          pick = &m;
+        }
+      }
+      if (pick == nullptr) {
+        return bad_archive(m_label, fmt::format("index {} lists no manifest present in the archive", d.digest));
+      }
+      return add_manifest(*pick, std::move(names), depth + 1);
+    }
+    if (kind != MediaKind::manifest) {
+      return fail(Errc::unsupported, fmt::format("{}: index.json entry {} has unknown media type {}", m_label,
+                                                 d.digest, str::go_quote(d.media_type)));
+    }
+    TRY(Manifest m, parse_manifest(bytes, what));
+    if (!m.media_type.empty() && media_kind(m.media_type) != MediaKind::manifest) {
+      return fail(Errc::unsupported, fmt::format("{}: unknown media type {}", what, str::go_quote(m.media_type)));
+    }
+    if (media_kind(m.config.media_type) != MediaKind::config) {
+      return fail(Errc::unsupported, fmt::format("{}: config has unknown media type {}", what,
+                                                 str::go_quote(m.config.media_type)));
+    }
+    std::vector<std::string> layers;
+    std::vector<std::string> media_types;
+    for (const Descriptor* desc = &m.config;;) {
+      if (!m_staging.has(desc->digest)) {
+        return bad_archive(m_label, fmt::format("{}: blob {} is not in the archive", what, desc->digest));
+      }
+      TRY(uint64_t s, m_staging.size(desc->digest));
+      if (static_cast<int64_t>(s) != desc->size) {
+        return bad_archive(m_label, fmt::format("blob {} is {} bytes, its descriptor says {}", desc->digest, s,
+                                                desc->size));
+      }
+      if (layers.size() == m.layers.size()) {
+        break;
+      }
+      desc = &m.layers[layers.size()];
+      if (media_kind(desc->media_type) != MediaKind::layer) {
+        return fail(Errc::unsupported, fmt::format("{}: layer {} has unknown media type {}", what, layers.size(),
+                                                   str::go_quote(desc->media_type)));
+      }
+      layers.push_back(desc->digest);
+      media_types.push_back(desc->media_type);
+    }
+    std::string mt = m.media_type.empty() ? d.media_type : m.media_type;
+    return add_image(d.digest, mt, m.config.digest, layers, media_types, std::move(names));
+  }
+
+  Result<void> from_index() {
+    TRY(Index idx, parse_index(m_contents.documents["index.json"], fmt::format("{}: index.json", m_label)));
+    TRY(auto tags, repo_tags_by_config());
+    for (const auto& d : idx.manifests) {
+      std::vector<Reference> names;
+      auto cn = d.annotations.find(std::string(k_containerd_name));
+      auto rn = d.annotations.find(std::string(k_oci_ref_name));
+      if (cn != d.annotations.end()) {
+        auto ref = parse_reference(cn->second);
+        if (!ref) {
+          return bad_archive(m_label, fmt::format("index.json: {}", ref.error().message));
+        }
+        names.push_back(*ref);
+      } else if (rn != d.annotations.end() && rn->second.find_first_of(":/@") != std::string::npos) {
+        if (auto ref = parse_reference(rn->second)) {
+          names.push_back(*ref);
+        }
+      }
+      size_t before = m_images.size();
+      TRY_VOID(add_manifest(d, names, 0));
+      // Docker 25+ archives: names from manifest.json when index.json has none.
+      if (names.empty() && m_images.size() > before) {
+        NewImage& img = m_images.back();
+        if (auto t = tags.find(img.config_digest); t != tags.end()) {
+          img.names = t->second;
+        }
+      }
+    }
+    return ok();
+  }
+
+  ImageStore& m_store;
+  Staging& m_staging;
+  std::string m_label;
+  ArchiveContents m_contents;
+  std::vector<NewImage> m_images;
+};
+
+}  // namespace
+
+Result<std::vector<std::string>> load_archive(ImageStore& store, int in_fd, const std::string& label) {
+  TRY(std::unique_ptr<Staging> staging, Staging::create(store.content()));
+  Loader loader(store, *staging, label);
+  TRY_VOID(loader.read(in_fd));
+  return loader.interpret();
+}
+
+}  // namespace imgbuild::image

@@ -1,0 +1,71 @@
+#pragma once
+// Moving images in and out of the store as archives:
+//  - import: a rootfs tar (any compression) becomes a one-layer image;
+//  - save: one tar that is both an OCI image layout (oci-layout, index.json,
+//    blobs/sha256/…) and a docker-load archive (manifest.json, repositories),
+//    or an OCI layout directory;
+//  - load: legacy docker-save tars, Docker 25+ tars and OCI layout tars,
+//    compressed or not.
+// All of it streams: layer bodies pass through fixed-size buffers, never
+// whole into memory. Load and import stage blobs under tmp/ and commit
+// metadata in one transaction at the end, so a failure leaves the store
+// exactly as it was.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "image/reference.hpp"
+#include "image/store.hpp"
+#include "util/result.hpp"
+
+namespace imgbuild::image {
+
+/// Options for import.
+struct ImportOptions {
+  /// Name for the new image (none: untagged).
+  std::optional<Reference> name;
+  /// --change instructions, in order.
+  std::vector<std::string> changes;
+  /// --message: the history comment.
+  std::string message;
+  /// The source as the user gave it ("-" or a path), for the default comment.
+  std::string source;
+  /// --platform os/arch[/variant]; empty: the host's.
+  std::string platform;
+};
+
+/// Imports a rootfs tar read from `in_fd`. Entries are checked (no path,
+/// hardlink or symlink chain leaves the root) and rewritten as a PAX layer.
+/// Returns the new image ID (config digest).
+Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOptions& options);
+
+/// One image to save and the name it is saved under (none: by ID only).
+struct SaveItem {
+  ImageRecord record;
+  std::optional<Reference> name;
+};
+
+/// Writes a docker-save / OCI layout tar of `items` to `out_fd`.
+Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd);
+
+/// Writes an OCI image layout directory (created if missing; must be empty
+/// or an existing layout).
+Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const std::filesystem::path& dir);
+
+/// Loads every image of the archive read from `in_fd` (`label` names it in
+/// errors). Returns the lines to print ("Loaded image: busybox:latest",
+/// "Loaded image ID: sha256:…").
+Result<std::vector<std::string>> load_archive(ImageStore& store, int in_fd, const std::string& label);
+
+/// The host platform in OCI terms: {"linux", "amd64", ""}.
+struct HostPlatform {
+  std::string os;
+  std::string architecture;
+  std::string variant;
+};
+/// The platform this process runs on.
+HostPlatform host_platform();
+
+}  // namespace imgbuild::image

@@ -1,0 +1,365 @@
+#include "image/content_store.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "image/types.hpp"
+
+namespace imgbuild::image {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Unexpected sys_fail(std::string_view what, const fs::path& p) {
+  return fail(Errc::io, fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)));
+}
+
+Result<void> fsync_dir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return sys_fail("open", dir);
+  }
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) {
+    return sys_fail("fsync", dir);
+  }
+  return ok();
+}
+
+Result<void> make_dirs(const fs::path& p) {
+  std::error_code ec;
+  fs::create_directories(p, ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("create directory {}: {}", p.string(), ec.message()));
+  }
+  return ok();
+}
+
+Result<std::string> read_file_capped(const fs::path& p, size_t max, std::string_view what) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return sys_fail("open", p);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return sys_fail("stat", p);
+  }
+  if (static_cast<uint64_t>(st.st_size) > max) {
+    ::close(fd);
+    return fail(Errc::limit, fmt::format("{}: document of {} bytes exceeds the limit of {} bytes", what,
+                                         st.st_size, max));
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      ::close(fd);
+      return sys_fail("read", p);
+    }
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string hex_of(std::string_view digest) { return std::string(digest.substr(7)); }
+
+}  // namespace
+
+fs::path default_store_root(const std::string& flag) {
+  if (!flag.empty()) {
+    return flag;
+  }
+  if (const char* env = std::getenv("IMGBUILD_ROOT"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  if (::geteuid() == 0) {
+    return "/var/lib/imgbuild";
+  }
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+    return fs::path(xdg) / "imgbuild";
+  }
+  const char* home = std::getenv("HOME");
+  return fs::path(home != nullptr ? home : "/") / ".local" / "share" / "imgbuild";
+}
+
+Result<ContentStore> ContentStore::open(const fs::path& root) {
+  TRY_VOID(make_dirs(root / "blobs" / "sha256"));
+  TRY_VOID(make_dirs(root / "tmp"));
+  return ContentStore(root);
+}
+
+fs::path ContentStore::blob_path(std::string_view digest) const {
+  return m_root / "blobs" / "sha256" / hex_of(digest);
+}
+
+bool ContentStore::has(std::string_view digest) const {
+  if (!is_valid_digest(digest)) {
+    return false;
+  }
+  struct stat st {};
+  return ::stat(blob_path(digest).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+Result<uint64_t> ContentStore::size(std::string_view digest) const {
+  struct stat st {};
+  fs::path p = blob_path(digest);
+  if (::stat(p.c_str(), &st) != 0) {
+    return fail(Errc::not_found, fmt::format("blob {} is not in the store", digest));
+  }
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Result<std::string> ContentStore::read_small(std::string_view digest, size_t max) const {
+  if (!has(digest)) {
+    return fail(Errc::not_found, fmt::format("blob {} is not in the store", digest));
+  }
+  return read_file_capped(blob_path(digest), max, digest);
+}
+
+Result<std::vector<std::string>> ContentStore::list() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(m_root / "blobs" / "sha256", ec)) {
+    std::string d = "sha256:" + entry.path().filename().string();
+    if (is_valid_digest(d)) {
+      out.push_back(std::move(d));
+    }
+  }
+  if (ec) {
+    return fail(Errc::io, fmt::format("list blobs in {}: {}", m_root.string(), ec.message()));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<uint64_t> ContentStore::remove(std::string_view digest) const {
+  fs::path p = blob_path(digest);
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) {
+    return uint64_t{0};
+  }
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+    return sys_fail("remove", p);
+  }
+  return static_cast<uint64_t>(st.st_size);
+}
+
+// ---- BlobWriter -------------------------------------------------------------
+
+BlobWriter::BlobWriter(Staging* staging, int fd, fs::path tmp_path, bool discard)
+    : m_staging(staging), m_fd(fd), m_tmp_path(std::move(tmp_path)), m_discard(discard) {}
+
+BlobWriter::BlobWriter(BlobWriter&& o) noexcept
+    : m_staging(o.m_staging),
+      m_fd(o.m_fd),
+      m_tmp_path(std::move(o.m_tmp_path)),
+      m_discard(o.m_discard),
+      m_hash(std::move(o.m_hash)),
+      m_size(o.m_size) {
+  o.m_fd = -1;
+  o.m_staging = nullptr;
+  o.m_tmp_path.clear();
+}
+
+BlobWriter& BlobWriter::operator=(BlobWriter&& o) noexcept {
+  if (this != &o) {
+    abort();
+    m_staging = o.m_staging;
+    m_fd = o.m_fd;
+    m_tmp_path = std::move(o.m_tmp_path);
+    m_discard = o.m_discard;
+    m_hash = std::move(o.m_hash);
+    m_size = o.m_size;
+    o.m_fd = -1;
+    o.m_staging = nullptr;
+    o.m_tmp_path.clear();
+  }
+  return *this;
+}
+
+BlobWriter::~BlobWriter() { abort(); }
+
+void BlobWriter::abort() {
+  if (m_fd >= 0) {
+    ::close(m_fd);
+    m_fd = -1;
+  }
+  if (!m_tmp_path.empty()) {
+    ::unlink(m_tmp_path.c_str());
+    m_tmp_path.clear();
+  }
+}
+
+Result<void> BlobWriter::write(const void* data, size_t size) {
+  if (m_staging == nullptr) {
+    return fail(Errc::internal, "write to a finished blob writer");
+  }
+  m_hash.update(data, size);
+  m_size += size;
+  if (m_discard) {
+    return ok();
+  }
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(m_fd, p, size);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return sys_fail("write", m_tmp_path);
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return ok();
+}
+
+Result<std::string> BlobWriter::commit(std::optional<std::string_view> expected) {
+  if (m_staging == nullptr) {
+    return fail(Errc::internal, "commit of a finished blob writer");
+  }
+  std::string digest = m_hash.finish().str();
+  Staging* staging = m_staging;
+  m_staging = nullptr;
+  if (expected && *expected != digest) {
+    abort();
+    return fail(Errc::corrupt, fmt::format("digest mismatch: content hashes to {}, expected {}", digest, *expected));
+  }
+  if (m_discard) {
+    return digest;
+  }
+  if (::fsync(m_fd) != 0) {
+    Error e = sys_fail("fsync", m_tmp_path).error;
+    abort();
+    return fail(std::move(e));
+  }
+  ::close(m_fd);
+  m_fd = -1;
+  if (staging->m_staged.count(digest) != 0 || staging->m_store.has(digest)) {
+    abort();  // identical content is already there
+    return digest;
+  }
+  fs::path dest = staging->m_dir / hex_of(digest);
+  if (::rename(m_tmp_path.c_str(), dest.c_str()) != 0) {
+    Error e = sys_fail("rename", m_tmp_path).error;
+    abort();
+    return fail(std::move(e));
+  }
+  m_tmp_path.clear();
+  staging->m_staged[digest] = m_size;
+  return digest;
+}
+
+// ---- Staging ----------------------------------------------------------------
+
+Result<std::unique_ptr<Staging>> Staging::create(const ContentStore& store) {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    fs::path dir = store.root() / "tmp" / fmt::format("stage-{}-{:08x}", ::getpid(), rd());
+    if (::mkdir(dir.c_str(), 0700) == 0) {
+      return std::unique_ptr<Staging>(new Staging(store, dir));
+    }
+    if (errno != EEXIST) {
+      return sys_fail("create staging directory", dir);
+    }
+  }
+  return fail(Errc::io, "could not create a staging directory under " + (store.root() / "tmp").string());
+}
+
+Staging::~Staging() {
+  std::error_code ec;
+  fs::remove_all(m_dir, ec);
+}
+
+Result<BlobWriter> Staging::writer(std::optional<std::string_view> expected) {
+  bool discard = expected && is_valid_digest(*expected) && m_store.has(*expected);
+  if (discard) {
+    return BlobWriter(this, -1, {}, true);
+  }
+  fs::path tmp = m_dir / fmt::format("part-{}", m_counter++);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return sys_fail("create", tmp);
+  }
+  return BlobWriter(this, fd, tmp, false);
+}
+
+Result<std::string> Staging::put(std::string_view bytes) {
+  std::string digest = sha256(bytes).str();
+  TRY(BlobWriter w, writer(digest));
+  TRY_VOID(w.write(bytes));
+  return w.commit(digest);
+}
+
+bool Staging::has(std::string_view digest) const {
+  return m_staged.count(std::string(digest)) != 0 || m_store.has(digest);
+}
+
+fs::path Staging::path(std::string_view digest) const {
+  if (m_staged.count(std::string(digest)) != 0) {
+    return m_dir / hex_of(digest);
+  }
+  return m_store.blob_path(digest);
+}
+
+Result<uint64_t> Staging::size(std::string_view digest) const {
+  if (auto it = m_staged.find(std::string(digest)); it != m_staged.end()) {
+    return it->second;
+  }
+  return m_store.size(digest);
+}
+
+Result<std::string> Staging::read_small(std::string_view digest, size_t max) const {
+  if (!has(digest)) {
+    return fail(Errc::not_found, fmt::format("blob {} is missing", digest));
+  }
+  return read_file_capped(path(digest), max, digest);
+}
+
+Result<std::vector<std::string>> Staging::publish(const std::set<std::string>& wanted) {
+  std::vector<std::string> added;
+  for (const auto& [digest, size] : m_staged) {
+    fs::path src = m_dir / hex_of(digest);
+    fs::path dest = m_store.blob_path(digest);
+    if (wanted.count(digest) == 0 || m_store.has(digest)) {
+      ::unlink(src.c_str());
+      continue;
+    }
+    if (::rename(src.c_str(), dest.c_str()) != 0) {
+      Error e = sys_fail("rename", src).error;
+      rollback(added);
+      return fail(std::move(e));
+    }
+    added.push_back(digest);
+  }
+  m_staged.clear();
+  if (!added.empty()) {
+    TRY_VOID(fsync_dir(m_store.root() / "blobs" / "sha256"));
+  }
+  return added;
+}
+
+void Staging::rollback(const std::vector<std::string>& added) {
+  for (const auto& d : added) {
+    (void)m_store.remove(d);
+  }
+}
+
+}  // namespace imgbuild::image

@@ -1,0 +1,339 @@
+#include "image/metadata.hpp"
+
+#include <sqlite3.h>
+
+#include <ctime>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace imgbuild::image {
+
+namespace {
+
+constexpr int k_busy_timeout_ms = 60'000;
+
+// Schema migrations, applied in order; index i upgrades version i to i+1.
+const char* const k_migrations[] = {
+    R"sql(
+CREATE TABLE images (
+  manifest_digest TEXT PRIMARY KEY,
+  config_digest   TEXT NOT NULL,
+  media_type      TEXT NOT NULL,
+  created         TEXT NOT NULL,
+  size            INTEGER NOT NULL,
+  added_at        INTEGER NOT NULL
+);
+CREATE INDEX images_config ON images(config_digest);
+CREATE TABLE names (
+  name            TEXT PRIMARY KEY,
+  manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest)
+);
+CREATE INDEX names_manifest ON names(manifest_digest);
+CREATE TABLE image_blobs (
+  manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
+  blob_digest     TEXT NOT NULL,
+  PRIMARY KEY (manifest_digest, blob_digest)
+);
+CREATE INDEX image_blobs_blob ON image_blobs(blob_digest);
+CREATE TABLE layers (
+  blob_digest TEXT PRIMARY KEY,
+  diff_id     TEXT NOT NULL,
+  media_type  TEXT NOT NULL,
+  blob_size   INTEGER NOT NULL,
+  diff_size   INTEGER NOT NULL
+);
+CREATE INDEX layers_diff_id ON layers(diff_id);
+)sql",
+};
+
+// A prepared statement that finalizes itself.
+class Stmt {
+public:
+  Stmt(sqlite3* db, const char* sql) : m_db(db) { m_rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr); }
+  ~Stmt() { sqlite3_finalize(m_stmt); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Result<void> prepared() const {
+    if (m_rc != SQLITE_OK) {
+      return fail(Errc::io, fmt::format("meta.db: {}", sqlite3_errmsg(m_db)));
+    }
+    return ok();
+  }
+  Stmt& bind(int i, const std::string& s) {
+    sqlite3_bind_text(m_stmt, i, s.c_str(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(m_stmt, i, v);
+    return *this;
+  }
+  /// Steps once: true when a row is available.
+  Result<bool> step() {
+    TRY_VOID(prepared());
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return fail(Errc::io, fmt::format("meta.db: {}", sqlite3_errmsg(m_db)));
+  }
+  Result<void> run() {
+    TRY(bool row, step());
+    (void)row;
+    return ok();
+  }
+  std::string text(int col) {
+    const unsigned char* t = sqlite3_column_text(m_stmt, col);
+    return t != nullptr ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+  }
+  int64_t integer(int col) { return sqlite3_column_int64(m_stmt, col); }
+
+private:
+  sqlite3* m_db;
+  sqlite3_stmt* m_stmt = nullptr;
+  int m_rc = SQLITE_OK;
+};
+
+ImageRecord read_image(Stmt& s) {
+  ImageRecord r;
+  r.manifest_digest = s.text(0);
+  r.config_digest = s.text(1);
+  r.media_type = s.text(2);
+  r.created = s.text(3);
+  r.size = s.integer(4);
+  r.added_at = s.integer(5);
+  return r;
+}
+
+constexpr const char* k_image_columns =
+    "SELECT manifest_digest, config_digest, media_type, created, size, added_at FROM images";
+
+}  // namespace
+
+Result<std::unique_ptr<MetaDb>> MetaDb::open(const std::filesystem::path& path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : "out of memory";
+    sqlite3_close(raw);
+    return fail(Errc::io, fmt::format("open {}: {}", path.string(), msg));
+  }
+  std::unique_ptr<MetaDb> db(new MetaDb(raw));
+  sqlite3_busy_timeout(raw, k_busy_timeout_ms);
+  sqlite3_extended_result_codes(raw, 1);
+  TRY_VOID(db->exec("PRAGMA journal_mode=WAL"));
+  TRY_VOID(db->exec("PRAGMA synchronous=FULL"));
+  TRY_VOID(db->exec("PRAGMA foreign_keys=ON"));
+  TRY_VOID(db->migrate());
+  return db;
+}
+
+MetaDb::~MetaDb() { sqlite3_close(m_db); }
+
+Result<void> MetaDb::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(m_db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : sqlite3_errmsg(m_db);
+    sqlite3_free(err);
+    return fail(Errc::io, fmt::format("meta.db: {}", msg));
+  }
+  return ok();
+}
+
+Result<void> MetaDb::migrate() {
+  TRY(Transaction tx, begin());
+  TRY_VOID(exec("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"));
+  TRY(int version, schema_version());
+  if (version > k_schema_version) {
+    return fail(Errc::unsupported, fmt::format("meta.db has schema version {}, newer than this imgbuild ({})",
+                                               version, k_schema_version));
+  }
+  for (int v = version; v < k_schema_version; ++v) {
+    TRY_VOID(exec(k_migrations[v]));
+    Stmt s(m_db, "INSERT INTO migrations(version, applied_at) VALUES (?, ?)");
+    s.bind(1, int64_t{v + 1}).bind(2, static_cast<int64_t>(std::time(nullptr)));
+    TRY_VOID(s.run());
+  }
+  return tx.commit();
+}
+
+Result<int> MetaDb::schema_version() {
+  Stmt s(m_db, "SELECT COALESCE(MAX(version), 0) FROM migrations");
+  TRY(bool row, s.step());
+  return row ? static_cast<int>(s.integer(0)) : 0;
+}
+
+Result<MetaDb::Transaction> MetaDb::begin() {
+  TRY_VOID(exec("BEGIN IMMEDIATE"));
+  return Transaction(*this);
+}
+
+MetaDb::Transaction::~Transaction() {
+  if (m_open) {
+    (void)m_db->exec("ROLLBACK");
+  }
+}
+
+Result<void> MetaDb::Transaction::commit() {
+  if (!m_open) {
+    return fail(Errc::internal, "commit of a closed transaction");
+  }
+  m_open = false;
+  Result<void> r = m_db->exec("COMMIT");
+  if (!r) {
+    (void)m_db->exec("ROLLBACK");
+  }
+  return r;
+}
+
+Result<void> MetaDb::put_image(const ImageRecord& rec, const std::set<std::string>& blobs) {
+  {
+    Stmt s(m_db,
+           "INSERT INTO images(manifest_digest, config_digest, media_type, created, size, added_at) "
+           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(manifest_digest) DO UPDATE SET "
+           "config_digest=excluded.config_digest, media_type=excluded.media_type, "
+           "created=excluded.created, size=excluded.size");
+    s.bind(1, rec.manifest_digest).bind(2, rec.config_digest).bind(3, rec.media_type).bind(4, rec.created);
+    s.bind(5, rec.size).bind(6, rec.added_at);
+    TRY_VOID(s.run());
+  }
+  {
+    Stmt s(m_db, "DELETE FROM image_blobs WHERE manifest_digest = ?");
+    s.bind(1, rec.manifest_digest);
+    TRY_VOID(s.run());
+  }
+  for (const auto& b : blobs) {
+    Stmt s(m_db, "INSERT OR IGNORE INTO image_blobs(manifest_digest, blob_digest) VALUES (?, ?)");
+    s.bind(1, rec.manifest_digest).bind(2, b);
+    TRY_VOID(s.run());
+  }
+  return ok();
+}
+
+Result<void> MetaDb::put_layer(const LayerRecord& rec) {
+  Stmt s(m_db,
+         "INSERT OR REPLACE INTO layers(blob_digest, diff_id, media_type, blob_size, diff_size) "
+         "VALUES (?, ?, ?, ?, ?)");
+  s.bind(1, rec.blob_digest).bind(2, rec.diff_id).bind(3, rec.media_type).bind(4, rec.blob_size);
+  s.bind(5, rec.diff_size);
+  return s.run();
+}
+
+Result<void> MetaDb::set_name(const std::string& name, const std::string& manifest_digest) {
+  Stmt s(m_db, "INSERT OR REPLACE INTO names(name, manifest_digest) VALUES (?, ?)");
+  s.bind(1, name).bind(2, manifest_digest);
+  return s.run();
+}
+
+Result<bool> MetaDb::remove_name(const std::string& name) {
+  Stmt s(m_db, "DELETE FROM names WHERE name = ?");
+  s.bind(1, name);
+  TRY_VOID(s.run());
+  return sqlite3_changes(m_db) > 0;
+}
+
+Result<std::vector<NameRecord>> MetaDb::names() {
+  Stmt s(m_db, "SELECT name, manifest_digest FROM names ORDER BY name");
+  std::vector<NameRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back({s.text(0), s.text(1)});
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> MetaDb::names_of(const std::string& manifest_digest) {
+  Stmt s(m_db, "SELECT name FROM names WHERE manifest_digest = ? ORDER BY name");
+  s.bind(1, manifest_digest);
+  std::vector<std::string> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(s.text(0));
+  }
+  return out;
+}
+
+Result<std::optional<std::string>> MetaDb::lookup_name(const std::string& name) {
+  Stmt s(m_db, "SELECT manifest_digest FROM names WHERE name = ?");
+  s.bind(1, name);
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(s.text(0));
+}
+
+Result<std::vector<ImageRecord>> MetaDb::images() {
+  Stmt s(m_db, fmt::format("{} ORDER BY created DESC, added_at DESC, manifest_digest", k_image_columns).c_str());
+  std::vector<ImageRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(read_image(s));
+  }
+  return out;
+}
+
+Result<std::optional<ImageRecord>> MetaDb::image(const std::string& manifest_digest) {
+  Stmt s(m_db, fmt::format("{} WHERE manifest_digest = ?", k_image_columns).c_str());
+  s.bind(1, manifest_digest);
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<ImageRecord>();
+  }
+  return std::optional<ImageRecord>(read_image(s));
+}
+
+Result<void> MetaDb::delete_image(const std::string& manifest_digest) {
+  for (const char* sql : {"DELETE FROM names WHERE manifest_digest = ?",
+                          "DELETE FROM image_blobs WHERE manifest_digest = ?",
+                          "DELETE FROM images WHERE manifest_digest = ?"}) {
+    Stmt s(m_db, sql);
+    s.bind(1, manifest_digest);
+    TRY_VOID(s.run());
+  }
+  return ok();
+}
+
+Result<std::set<std::string>> MetaDb::referenced_blobs() {
+  Stmt s(m_db, "SELECT DISTINCT blob_digest FROM image_blobs");
+  std::set<std::string> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.insert(s.text(0));
+  }
+  return out;
+}
+
+Result<std::optional<LayerRecord>> MetaDb::layer(const std::string& blob_digest) {
+  Stmt s(m_db, "SELECT blob_digest, diff_id, media_type, blob_size, diff_size FROM layers WHERE blob_digest = ?");
+  s.bind(1, blob_digest);
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<LayerRecord>();
+  }
+  LayerRecord r{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)};
+  return std::optional<LayerRecord>(std::move(r));
+}
+
+Result<void> MetaDb::delete_unreferenced_layers() {
+  return exec("DELETE FROM layers WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs)");
+}
+
+}  // namespace imgbuild::image

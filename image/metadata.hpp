@@ -1,0 +1,119 @@
+#pragma once
+// Store metadata in SQLite (<root>/meta.db): image names, image records,
+// layer records, and which blobs each image holds on to.
+//
+// The database runs in WAL mode with a busy timeout, so several imgbuild
+// processes can share one store: readers never block, writers queue. Every
+// multi-step change happens inside one IMMEDIATE transaction (Transaction),
+// which takes the write lock up front so that two writers never deadlock on a
+// lock upgrade. The schema carries a version in the `migrations` table;
+// opening a store applies the missing migrations in order.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "util/result.hpp"
+
+struct sqlite3;
+
+namespace imgbuild::image {
+
+/// One stored image, keyed by its manifest digest.
+struct ImageRecord {
+  std::string manifest_digest;
+  std::string config_digest;  ///< the docker image ID
+  std::string media_type;     ///< of the manifest
+  std::string created;        ///< config "created", RFC 3339 or empty
+  int64_t size = 0;           ///< sum of uncompressed layer sizes
+  int64_t added_at = 0;       ///< unix seconds when first stored
+};
+
+/// A layer blob and its uncompressed identity.
+struct LayerRecord {
+  std::string blob_digest;
+  std::string diff_id;
+  std::string media_type;
+  int64_t blob_size = 0;
+  int64_t diff_size = 0;
+};
+
+/// A name pointing at an image.
+struct NameRecord {
+  std::string name;  ///< full normalised reference, "docker.io/library/busybox:latest"
+  std::string manifest_digest;
+};
+
+/// The current schema version written by this build.
+inline constexpr int k_schema_version = 1;
+
+/// A connection to meta.db.
+class MetaDb {
+public:
+  /// Opens or creates the database and applies pending migrations.
+  static Result<std::unique_ptr<MetaDb>> open(const std::filesystem::path& path);
+  ~MetaDb();
+  MetaDb(const MetaDb&) = delete;
+  MetaDb& operator=(const MetaDb&) = delete;
+
+  /// Schema version recorded in the database.
+  Result<int> schema_version();
+
+  /// Inserts or replaces an image record and the set of blobs it references.
+  Result<void> put_image(const ImageRecord& rec, const std::set<std::string>& blobs);
+  /// Records a layer (idempotent).
+  Result<void> put_layer(const LayerRecord& rec);
+  /// Points `name` at an image, replacing what it pointed at.
+  Result<void> set_name(const std::string& name, const std::string& manifest_digest);
+  /// Removes a name; false when it did not exist.
+  Result<bool> remove_name(const std::string& name);
+  /// Every name, sorted.
+  Result<std::vector<NameRecord>> names();
+  /// Names of one image, sorted.
+  Result<std::vector<std::string>> names_of(const std::string& manifest_digest);
+  /// The image a name points at.
+  Result<std::optional<std::string>> lookup_name(const std::string& name);
+  /// Every image, newest first.
+  Result<std::vector<ImageRecord>> images();
+  /// One image record.
+  Result<std::optional<ImageRecord>> image(const std::string& manifest_digest);
+  /// Deletes an image record, its blob references and its names.
+  Result<void> delete_image(const std::string& manifest_digest);
+  /// Blobs referenced by any image.
+  Result<std::set<std::string>> referenced_blobs();
+  /// The layer record of a blob.
+  Result<std::optional<LayerRecord>> layer(const std::string& blob_digest);
+  /// Deletes layer records whose blob is no longer referenced.
+  Result<void> delete_unreferenced_layers();
+
+  /// Runs statements in an IMMEDIATE transaction; rolled back unless committed.
+  class Transaction {
+  public:
+    explicit Transaction(MetaDb& db) : m_db(&db) {}
+    Transaction(Transaction&& o) noexcept : m_db(o.m_db), m_open(o.m_open) { o.m_open = false; }
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    ~Transaction();
+    /// Commits; the transaction is closed afterwards either way.
+    Result<void> commit();
+
+  private:
+    friend class MetaDb;
+    MetaDb* m_db;
+    bool m_open = true;
+  };
+  /// Starts an IMMEDIATE transaction (waits for other writers).
+  Result<Transaction> begin();
+
+private:
+  explicit MetaDb(sqlite3* db) : m_db(db) {}
+  Result<void> exec(const char* sql);
+  Result<void> migrate();
+  sqlite3* m_db;
+};
+
+}  // namespace imgbuild::image

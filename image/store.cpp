@@ -1,0 +1,289 @@
+#include "image/store.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "image/json.hpp"
+
+namespace imgbuild::image {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Unexpected no_such_image(std::string_view arg) {
+  return fail(Errc::not_found, fmt::format("No such image: {}", arg));
+}
+
+bool all_hex(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// Removes staging directories under tmp/ whose owning process is gone.
+void clean_stale_tmp(const fs::path& tmp) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(tmp, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("stage-", 0) != 0) {
+      continue;
+    }
+    size_t dash = name.find('-', 6);
+    std::string pid_text = name.substr(6, dash == std::string::npos ? std::string::npos : dash - 6);
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+    if (::kill(pid, 0) != 0 && errno == ESRCH) {
+      std::error_code rm_ec;
+      fs::remove_all(entry.path(), rm_ec);
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ImageStore>> ImageStore::open(const fs::path& root) {
+  TRY(ContentStore content, ContentStore::open(root));
+  TRY(std::unique_ptr<MetaDb> db, MetaDb::open(root / "meta.db"));
+  return std::unique_ptr<ImageStore>(new ImageStore(std::move(content), std::move(db)));
+}
+
+Result<ImageRecord> ImageStore::resolve(std::string_view arg) {
+  if (arg.empty()) {
+    return fail(Errc::invalid_argument, "empty image reference");
+  }
+  // An ID: "sha256:<prefix>" always; a bare hex string when no name matches.
+  std::string_view id = arg;
+  bool explicit_id = false;
+  if (id.rfind("sha256:", 0) == 0) {
+    id = id.substr(7);
+    explicit_id = true;
+  }
+  if (!explicit_id) {
+    auto ref = parse_reference(arg);
+    if (ref) {
+      if (!ref->digest.empty()) {
+        TRY(std::optional<ImageRecord> rec, m_db->image(ref->digest));
+        if (rec) {
+          return *rec;
+        }
+        return no_such_image(arg);
+      }
+      TRY(std::optional<std::string> digest, m_db->lookup_name(ref->str()));
+      if (digest) {
+        TRY(std::optional<ImageRecord> rec, m_db->image(*digest));
+        if (rec) {
+          return *rec;
+        }
+      }
+    } else if (!all_hex(id)) {
+      return fail(std::move(ref).error());
+    }
+  }
+  if (!all_hex(id) || id.size() > 64) {
+    return no_such_image(arg);
+  }
+  TRY(std::vector<ImageRecord> all, m_db->images());
+  std::vector<ImageRecord> by_config;
+  std::vector<ImageRecord> by_manifest;
+  for (const auto& rec : all) {
+    if (rec.config_digest.compare(7, id.size(), id) == 0) {
+      by_config.push_back(rec);
+    }
+    if (rec.manifest_digest.compare(7, id.size(), id) == 0) {
+      by_manifest.push_back(rec);
+    }
+  }
+  for (const auto* matches : {&by_config, &by_manifest}) {
+    if (matches->empty()) {
+      continue;
+    }
+    if (matches->size() == 1) {
+      return matches->front();
+    }
+    // Several manifests may share one config (same image, other compression):
+    // prefer one that has names.
+    bool same_config = std::all_of(matches->begin(), matches->end(), [&](const ImageRecord& r) {
+      return r.config_digest == matches->front().config_digest;
+    });
+    if (!same_config) {
+      return fail(Errc::invalid_argument, fmt::format("image ID prefix {} is ambiguous", arg));
+    }
+    for (const auto& rec : *matches) {
+      TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
+      if (!names.empty()) {
+        return rec;
+      }
+    }
+    return matches->front();
+  }
+  return no_such_image(arg);
+}
+
+Result<LoadedImage> ImageStore::load(const ImageRecord& rec) {
+  LoadedImage out;
+  out.record = rec;
+  TRY(out.manifest_bytes, m_content.read_small(rec.manifest_digest, k_max_json_size));
+  TRY(out.manifest, parse_manifest(out.manifest_bytes, "manifest " + rec.manifest_digest));
+  TRY(out.config_bytes, m_content.read_small(rec.config_digest, k_max_json_size));
+  TRY(out.config, parse_config(out.config_bytes, "config " + rec.config_digest));
+  return out;
+}
+
+Result<std::vector<Reference>> ImageStore::names_of(const std::string& manifest_digest) {
+  TRY(std::vector<std::string> names, m_db->names_of(manifest_digest));
+  std::vector<Reference> out;
+  for (const auto& n : names) {
+    auto ref = parse_reference(n, DefaultTag::none);
+    if (ref) {
+      out.push_back(std::move(*ref));
+    }
+  }
+  return out;
+}
+
+Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& images) {
+  TRY(MetaDb::Transaction tx, m_db->begin());
+  std::set<std::string> wanted;
+  for (const auto& img : images) {
+    wanted.insert(img.manifest_digest);
+    wanted.insert(img.config_digest);
+    for (const auto& layer : img.layers) {
+      wanted.insert(layer.blob_digest);
+    }
+  }
+  for (const auto& d : wanted) {
+    if (!staging.has(d)) {
+      return fail(Errc::internal, fmt::format("commit of image blob {} that was never staged", d));
+    }
+  }
+  TRY(std::vector<std::string> added, staging.publish(wanted));
+  auto record = [&]() -> Result<void> {
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
+    for (const auto& img : images) {
+      ImageRecord rec;
+      rec.manifest_digest = img.manifest_digest;
+      rec.config_digest = img.config_digest;
+      rec.media_type = img.media_type;
+      rec.created = img.created;
+      rec.added_at = now;
+      std::set<std::string> blobs = {img.manifest_digest, img.config_digest};
+      for (const auto& layer : img.layers) {
+        rec.size += layer.diff_size;
+        blobs.insert(layer.blob_digest);
+        TRY_VOID(m_db->put_layer(layer));
+      }
+      TRY(std::optional<ImageRecord> existing, m_db->image(img.manifest_digest));
+      if (existing) {
+        rec.added_at = existing->added_at;
+      }
+      TRY_VOID(m_db->put_image(rec, blobs));
+      for (const auto& name : img.names) {
+        TRY_VOID(m_db->set_name(name.str(), img.manifest_digest));
+      }
+    }
+    return tx.commit();
+  };
+  Result<void> r = record();
+  if (!r) {
+    staging.rollback(added);  // still under the write lock unless commit itself failed
+  }
+  return r;
+}
+
+Result<void> ImageStore::tag(std::string_view src, const Reference& dst) {
+  TRY(MetaDb::Transaction tx, m_db->begin());
+  TRY(ImageRecord rec, resolve(src));
+  TRY_VOID(m_db->set_name(dst.str(), rec.manifest_digest));
+  return tx.commit();
+}
+
+Result<uint64_t> ImageStore::delete_unreferenced_blobs_locked(std::vector<std::string>* deleted) {
+  TRY(std::set<std::string> keep, m_db->referenced_blobs());
+  TRY(std::vector<std::string> all, m_content.list());
+  uint64_t freed = 0;
+  for (const auto& d : all) {
+    if (keep.count(d) == 0) {
+      TRY(uint64_t n, m_content.remove(d));
+      freed += n;
+      if (deleted != nullptr) {
+        deleted->push_back(d);
+      }
+    }
+  }
+  TRY_VOID(m_db->delete_unreferenced_layers());
+  return freed;
+}
+
+Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force) {
+  TRY(MetaDb::Transaction tx, m_db->begin());
+  TRY(ImageRecord rec, resolve(arg));
+  TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
+  RemoveReport report;
+  auto familiar = [](const std::string& n) {
+    auto ref = parse_reference(n, DefaultTag::none);
+    return ref ? ref->familiar() : n;
+  };
+  // Removing by name untags only that name, unless it is the last one.
+  auto ref = parse_reference(arg);
+  bool by_name = false;
+  if (ref) {
+    TRY(std::optional<std::string> digest, m_db->lookup_name(ref->str()));
+    by_name = digest.has_value() && *digest == rec.manifest_digest;
+    if (by_name) {
+      TRY(bool removed, m_db->remove_name(ref->str()));
+      (void)removed;
+      report.untagged.push_back(familiar(ref->str()));
+      names.erase(std::remove(names.begin(), names.end(), ref->str()), names.end());
+    }
+  }
+  if (!by_name && names.size() > 1 && !force) {
+    return fail(Errc::invalid_argument,
+                fmt::format("conflict: unable to delete {} (must be forced) - image is referenced in multiple "
+                            "repositories",
+                            rec.config_digest.substr(7, 12)));
+  }
+  if (!names.empty() && by_name) {
+    TRY_VOID(tx.commit());
+    return report;
+  }
+  for (const auto& n : names) {
+    report.untagged.push_back(familiar(n));
+  }
+  TRY_VOID(m_db->delete_image(rec.manifest_digest));
+  report.deleted.push_back(rec.config_digest);
+  TRY(uint64_t freed, delete_unreferenced_blobs_locked(nullptr));
+  (void)freed;
+  TRY_VOID(tx.commit());
+  return report;
+}
+
+Result<PruneReport> ImageStore::prune(bool all) {
+  TRY(MetaDb::Transaction tx, m_db->begin());
+  PruneReport report;
+  TRY(std::vector<ImageRecord> images, m_db->images());
+  for (const auto& rec : images) {
+    TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
+    if (!names.empty() && !all) {
+      continue;
+    }
+    for (const auto& n : names) {
+      auto ref = parse_reference(n, DefaultTag::none);
+      report.untagged.push_back(ref ? ref->familiar() : n);
+    }
+    TRY_VOID(m_db->delete_image(rec.manifest_digest));
+    report.deleted.push_back(rec.config_digest);
+  }
+  TRY(report.reclaimed, delete_unreferenced_blobs_locked(nullptr));
+  TRY_VOID(tx.commit());
+  clean_stale_tmp(m_content.root() / "tmp");
+  return report;
+}
+
+}  // namespace imgbuild::image
