@@ -395,3 +395,24 @@ TEST_CASE("overlay and copy views give the same layer digest for the same change
   CHECK(entries[0] == entries[1]);
   CHECK(digests[0] == digests[1]);
 }
+
+TEST_CASE("the copy snapshotter refuses absurdly deep trees instead of exhausting fds", "[snapshot]") {
+  REQUIRE_ROOT();
+  Env env;
+  fs::path l0 = env.layers / "0";
+  fs::create_directories(l0);
+  int dir = ::open(l0.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (int i = 0; i < 1100 && dir >= 0; ++i) {
+    REQUIRE(::mkdirat(dir, "d", 0755) == 0);
+    int sub = ::openat(dir, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(dir);
+    dir = sub;
+  }
+  REQUIRE(dir >= 0);
+  ::close(dir);
+  auto snap = env.make("copy");
+  auto view = snap->prepare({l0});
+  REQUIRE_FALSE(view);
+  CHECK(view.error().code == Errc::limit);
+  CHECK(fs::is_empty(env.config.work_dir / "views"));
+}
