@@ -4,12 +4,13 @@
 //
 // The parent prepares everything that needs the host or memory allocation up
 // front: the user (from the rootfs's passwd/group, read inside the root), the
-// environment, the files behind /etc/hosts, /etc/resolv.conf, /etc/hostname,
+// environment, the contents of /etc/hosts, /etc/resolv.conf, /etc/hostname,
 // and the mount-point stubs (created in the rootfs only where missing and
 // removed after the run). The monitor sits in the host PID namespace, waits
 // for init and reports its wait status through a pipe. Init is the user's
 // process: it builds its mount tree with the new mount API onto targets
-// opened with openat2(RESOLVE_IN_ROOT), pivots into the rootfs, drops
+// opened with openat2(RESOLVE_IN_ROOT) (the /etc files are made in its own
+// /dev tmpfs, so they vanish with it), pivots into the rootfs, drops
 // capabilities outside Docker's default set, switches user, checks that its
 // cwd lies inside the root, closes every inherited descriptor and execs.
 // When init exits the kernel kills every other process of its PID namespace;
@@ -63,10 +64,11 @@ constexpr const char* k_proc_masked_dirs[] = {"acpi", "scsi"};
 constexpr const char* k_proc_readonly[] = {"bus", "fs", "irq", "sys", "sysrq-trigger"};
 
 struct Mount {
-  std::string source;  // host path
+  std::string source;  // host path; empty for a file made from `content`
   std::string target;  // relative to the rootfs, cleaned
   bool read_only = false;
   bool directory = false;
+  std::string content;  // the file's bytes when source is empty
 };
 
 // Everything init needs, computed before fork so that the children only make
@@ -154,7 +156,7 @@ int open_or_create_target(int root_fd, const Mount& m) {
   return detail::open_in_root(root_fd, m.target, O_PATH);
 }
 
-void setup_dev(int err_fd, int root_fd) {
+UniqueFd setup_dev(int err_fd, int root_fd) {
   UniqueFd dev(fs_mount("tmpfs", {{"mode", "755"}, {"size", "65536k"}}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME));
   if (!dev) {
     child_fail(err_fd, errno_text("cannot mount tmpfs on /dev"));
@@ -205,6 +207,36 @@ void setup_dev(int err_fd, int root_fd) {
   if (mq && mq_target) {
     (void)attach(mq.get(), mq_target.get());
   }
+  return dev;
+}
+
+// The name in the sandbox's /dev of the file made for m.
+std::string content_name(const Mount& m) { return ".imgbuild-" + std::to_string(reinterpret_cast<uintptr_t>(&m)); }
+
+// A file with the given bytes, made in the sandbox's own /dev tmpfs (and
+// unlinked once bind-mounted): it lives only as long as the mount namespace,
+// so nothing is left on disk however imgbuild ends.
+int content_tree(int err_fd, int dev_fd, const Mount& m) {
+  const std::string name = content_name(m);
+  UniqueFd f(::openat(dev_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!f || ::fchmod(f.get(), 0644) != 0) {
+    child_fail(err_fd, errno_text("cannot create the file for /" + m.target));
+  }
+  for (size_t off = 0; off < m.content.size();) {
+    ssize_t n = ::write(f.get(), m.content.data() + off, m.content.size() - off);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      child_fail(err_fd, errno_text("cannot write the file for /" + m.target));
+    }
+    off += static_cast<size_t>(n);
+  }
+  int tree = ::open_tree(dev_fd, name.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) {
+    child_fail(err_fd, errno_text("cannot bind the file for /" + m.target));
+  }
+  return tree;
 }
 
 void setup_proc(int err_fd, int root_fd) {
@@ -391,8 +423,11 @@ void make_workdir(int err_fd, const std::string& workdir) {
   if (!root) {
     child_fail(err_fd, errno_text("cannot open the rootfs " + plan.rootfs));
   }
+  UniqueFd dev = setup_dev(err_fd, root.get());
   for (const Mount& m : plan.mounts) {
-    UniqueFd tree(::open_tree(AT_FDCWD, m.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    UniqueFd tree(m.source.empty()
+                      ? content_tree(err_fd, dev.get(), m)
+                      : ::open_tree(AT_FDCWD, m.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
     if (!tree) {
       child_fail(err_fd, errno_text("cannot open mount source " + m.source));
     }
@@ -401,10 +436,14 @@ void make_workdir(int err_fd, const std::string& workdir) {
     }
     UniqueFd target(open_or_create_target(root.get(), m));
     if (!target || attach(tree.get(), target.get()) != 0) {
-      child_fail(err_fd, errno_text("cannot mount " + m.source + " on /" + m.target));
+      child_fail(err_fd, errno_text("cannot mount " + (m.source.empty() ? std::string("a file") : m.source) +
+                                    " on /" + m.target));
+    }
+    if (m.source.empty() && ::unlinkat(dev.get(), content_name(m).c_str(), 0) != 0) {
+      child_fail(err_fd, errno_text("cannot unlink the file for /" + m.target));
     }
   }
-  setup_dev(err_fd, root.get());
+  dev.reset();
   setup_proc(err_fd, root.get());
   setup_sys(err_fd, root.get());
 
@@ -496,42 +535,6 @@ std::string host_resolv_conf() {
   ss << in.rdbuf();
   return ss.str();
 }
-
-Result<void> write_file(const std::filesystem::path& p, const std::string& content) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << content;
-  out.close();
-  if (!out) {
-    return fail(Errc::io, "cannot write " + p.string());
-  }
-  return ok();
-}
-
-// A private scratch directory for the files bind-mounted into /etc.
-class ScratchDir {
-public:
-  ScratchDir() = default;
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    if (!m_path.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(m_path, ec);
-    }
-  }
-  Result<void> create() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "imgbuild-sandbox-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) {
-      return fail(Errc::io, "cannot create a scratch directory: " + std::string(std::strerror(errno)));
-    }
-    m_path = tmpl;
-    return ok();
-  }
-  const std::filesystem::path& path() const { return m_path; }
-
-private:
-  std::filesystem::path m_path;
-};
 
 // Splits a byte stream into lines for a sink.
 class LineSplitter {
@@ -642,11 +645,6 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     plan.unshare_flags |= CLONE_NEWNET;
   }
 
-  ScratchDir scratch;
-  TRY_VOID(scratch.create());
-  TRY_VOID(write_file(scratch.path() / "hosts", hosts_file(spec)));
-  TRY_VOID(write_file(scratch.path() / "resolv.conf", spec.resolv_conf ? *spec.resolv_conf : host_resolv_conf()));
-  TRY_VOID(write_file(scratch.path() / "hostname", spec.hostname + "\n"));
 
   detail::MountStubs stubs;
   for (const char* dir : {"proc", "dev", "sys"}) {
@@ -669,9 +667,13 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
                           m.directory ? detail::StubKind::directory : detail::StubKind::file));
     plan.mounts.push_back(std::move(m));
   }
-  for (const char* name : {"hosts", "resolv.conf", "hostname"}) {
+  const std::pair<const char*, std::string> etc_files[] = {
+      {"hosts", hosts_file(spec)},
+      {"resolv.conf", spec.resolv_conf ? *spec.resolv_conf : host_resolv_conf()},
+      {"hostname", spec.hostname + "\n"}};
+  for (const auto& [name, content] : etc_files) {
     Mount m;
-    m.source = (scratch.path() / name).string();
+    m.content = content;
     m.target = std::string("etc/") + name;
     TRY_VOID(stubs.ensure(root_fd.get(), m.target, detail::StubKind::file));
     plan.mounts.push_back(std::move(m));
@@ -703,6 +705,18 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     run_monitor(plan, self, msg_w.get(), status_w.get(), out_w.get(), err_w.get());
   }
   interrupt::Registration kill_reg = interrupt::kill_on_interrupt(monitor);
+  // Should anything below throw (a sink, say), the sandbox must not outlive
+  // this call: kill and reap the monitor (init follows by PDEATHSIG).
+  struct MonitorGuard {
+    pid_t pid;
+    ~MonitorGuard() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+      }
+    }
+  } guard{monitor};
   out_w.reset();
   err_w.reset();
   msg_w.reset();
@@ -760,6 +774,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   int wstatus = 0;
   while (::waitpid(monitor, &wstatus, 0) < 0 && errno == EINTR) {
   }
+  guard.pid = 0;
   kill_reg.release();
   int init_status = 0;
   ssize_t got = ::read(status_r.get(), &init_status, sizeof init_status);

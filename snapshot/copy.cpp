@@ -24,6 +24,16 @@ namespace {
 
 constexpr std::string_view k_overlay_xattr_prefix = "trusted.overlay.";
 constexpr const char* k_opaque_xattr = "trusted.overlay.opaque";
+// Deeper trees are refused (as util/fs and the diff do): each level holds a
+// directory fd and a stack frame.
+constexpr size_t k_max_depth = 1024;
+
+Result<void> check_depth(size_t depth, const std::string& path) {
+  if (depth > k_max_depth) {
+    return fail(Errc::limit, "directory tree deeper than " + std::to_string(k_max_depth) + " levels at " + path);
+  }
+  return ok();
+}
 
 Error sys(const std::string& what, const std::string& path) {
   return Error(Errc::io, what + " " + path + ": " + std::strerror(errno));
@@ -163,7 +173,8 @@ struct MergeState {
   std::map<std::pair<dev_t, ino_t>, std::string> links;  // layer inode → merged path
 };
 
-Result<void> merge_dir(MergeState& ms, int src, int dst, const std::string& rel) {
+Result<void> merge_dir(MergeState& ms, int src, int dst, const std::string& rel, size_t depth) {
+  TRY_VOID(check_depth(depth, rel));
   TRY(auto names, fs::list_dir(src));
   for (const std::string& name : names) {
     const std::string path = join(rel, name);
@@ -190,7 +201,7 @@ Result<void> merge_dir(MergeState& ms, int src, int dst, const std::string& rel)
       if (exists && is_opaque(src, name)) {
         TRY_VOID(fs::clear_dir(sub_dst.get()));
       }
-      TRY_VOID(merge_dir(ms, sub_src.get(), sub_dst.get(), path));
+      TRY_VOID(merge_dir(ms, sub_src.get(), sub_dst.get(), path, depth + 1));
       TRY_VOID(copy_meta(src, dst, name, st, path));
       continue;
     }
@@ -240,7 +251,8 @@ Result<Baseline::Node> node_of(const struct stat& st) {
   return n;
 }
 
-Result<void> record_dir(int dirfd, Baseline::Node& node, size_t& count, const std::string& rel) {
+Result<void> record_dir(int dirfd, Baseline::Node& node, size_t& count, const std::string& rel, size_t depth) {
+  TRY_VOID(check_depth(depth, rel));
   TRY(auto names, fs::list_dir(dirfd));
   for (const std::string& name : names) {
     struct stat st {};
@@ -252,7 +264,7 @@ Result<void> record_dir(int dirfd, Baseline::Node& node, size_t& count, const st
     ++count;
     if (S_ISDIR(st.st_mode)) {
       TRY(UniqueFd sub, open_dir_at(dirfd, name, join(rel, name)));
-      TRY_VOID(record_dir(sub.get(), child, count, join(rel, name)));
+      TRY_VOID(record_dir(sub.get(), child, count, join(rel, name), depth + 1));
     }
     node.children.emplace(name, std::move(child));
   }
@@ -310,7 +322,8 @@ Result<void> finish(UpperDir& d) {
   return ok();
 }
 
-Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up) {
+Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up, size_t depth) {
+  TRY_VOID(check_depth(depth, up.path));
   TRY(auto names, fs::list_dir(view_dir));
   for (const std::string& name : names) {
     const std::string path = join(up.path, name);
@@ -334,7 +347,7 @@ Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up) {
       sub.path = path;
       TRY(UniqueFd sub_view, open_dir_at(view_dir, name, path));
       if (same_inode) {
-        TRY_VOID(diff_dir(sub_view.get(), b, sub));
+        TRY_VOID(diff_dir(sub_view.get(), b, sub, depth + 1));
         if (metadata_differs(*b, st)) {
           TRY(int ignored, ensure(sub));
           (void)ignored;
@@ -345,7 +358,7 @@ Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up) {
         sub.opaque = b != nullptr;
         TRY(int ignored, ensure(sub));
         (void)ignored;
-        TRY_VOID(diff_dir(sub_view.get(), nullptr, sub));
+        TRY_VOID(diff_dir(sub_view.get(), nullptr, sub, depth + 1));
       }
       TRY_VOID(finish(sub));
       continue;
@@ -473,7 +486,7 @@ Result<void> merge_layer(const stdfs::path& layer_dir, const stdfs::path& merged
   TRY(fs::Root merged, fs::Root::open(merged_dir.string()));
   MergeState ms;
   ms.merged = &merged;
-  auto r = merge_dir(ms, src.get(), dst.get(), "");
+  auto r = merge_dir(ms, src.get(), dst.get(), "", 0);
   if (!r) {
     return fail(std::move(r).error().with_context("while merging layer " + layer_dir.string()));
   }
@@ -489,7 +502,7 @@ Result<Baseline> Baseline::record(const stdfs::path& dir) {
   }
   TRY(Node root, node_of(st));
   b.m_root = std::move(root);
-  TRY_VOID(record_dir(fd.get(), b.m_root, b.m_count, ""));
+  TRY_VOID(record_dir(fd.get(), b.m_root, b.m_count, "", 0));
   return b;
 }
 
@@ -498,7 +511,7 @@ Result<void> write_changes(const Baseline& base, const stdfs::path& dir, const s
   TRY(UniqueFd upper_fd, open_dir(upper));
   UpperDir top;
   top.fd = std::move(upper_fd);
-  return diff_dir(view_fd.get(), &base.root(), top);
+  return diff_dir(view_fd.get(), &base.root(), top, 0);
 }
 
 Result<std::unique_ptr<Snapshotter>> make_copy_snapshotter(const SnapshotterConfig& config) {

@@ -15,7 +15,8 @@
 // changed files are hard-linked in (same inode, hardlink pairs stay pairs),
 // deleted paths become 0:0 character devices, a directory that replaced
 // something gets trusted.overlay.opaque=y, and every directory leading to a
-// change is present with the view's metadata.
+// change is present with the view's metadata. Trees deeper than 1024 levels
+// are refused (Errc::limit), as util/fs and the layer diff do.
 
 #include <sys/types.h>
 

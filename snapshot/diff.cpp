@@ -302,7 +302,13 @@ private:
   // path is a directory on both sides; dirfd is its new-side fd. Returns
   // whether anything under path was recorded.
   Result<bool> compare_dir(const std::string& path, int dirfd) {
-    TRY(auto old_names, m_old.list(path));
+    TRY_VOID(check_depth(path));
+    // The overlay diff looks up only what the upper dir names, so its cost
+    // follows the change, not the size of the lower directory.
+    std::set<std::string> old_names;
+    if (!m_overlay) {
+      TRY(old_names, m_old.list(path));
+    }
     TRY(auto new_names, fs::list_dir(dirfd));
     std::set<std::string> present;  // new-side names that are not whiteouts
     std::vector<std::string> deleted;
@@ -312,7 +318,8 @@ private:
       std::string where = m_new.label() + "/" + child;
       TRY(Node n, read_node(dirfd, name, where, m_overlay));
       if (m_overlay && is_whiteout_dev(n.st)) {
-        if (old_names.count(name) != 0) {
+        TRY(auto beneath, m_old.lookup(child));
+        if (beneath) {
           deleted.push_back(name);
         }
         continue;
@@ -322,7 +329,7 @@ private:
         continue;
       }
       std::optional<Node> o;
-      if (old_names.count(name) != 0) {
+      if (m_overlay || old_names.count(name) != 0) {
         TRY(o, m_old.lookup(child));
       }
       if (!o) {
@@ -392,6 +399,7 @@ private:
 
   // Records a new-side entry and, for a directory, everything beneath it.
   Result<void> add_subtree(const std::string& path, int parentfd, const std::string& name, Node n) {
+    TRY_VOID(check_depth(path));
     bool is_dir = S_ISDIR(n.st.st_mode);
     record(path, std::move(n));
     if (!is_dir) {
@@ -406,6 +414,16 @@ private:
         continue;  // nothing lies beneath a new or opaque directory
       }
       TRY_VOID(add_subtree(child, dir.get(), c, std::move(cn)));
+    }
+    return ok();
+  }
+
+  // Hostile trees may nest arbitrarily deep; the walk recurses per level.
+  Result<void> check_depth(const std::string& path) const {
+    size_t depth = path.empty() ? 0 : static_cast<size_t>(std::count(path.begin(), path.end(), '/')) + 1;
+    if (depth > fs::k_max_depth) {
+      return fail(Errc::limit, fmt::format("{}/{}: directories nested deeper than {} levels", m_new.label(),
+                                           path.substr(0, 200) + "…", fs::k_max_depth));
     }
     return ok();
   }
@@ -463,9 +481,10 @@ Result<DiffResult> write_changes(std::vector<Change>& changes, const fs::Root& s
       }
       e.type = tar::EntryType::file;
       e.size = static_cast<uint64_t>(st.st_size);
-      TRY(auto fd, source.open_at(c.path, O_RDONLY | O_NOFOLLOW));
+      // O_NONBLOCK: should a fifo have been swapped in, do not hang on it.
+      TRY(auto fd, source.open_at(c.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
       struct stat now {};
-      if (::fstat(fd.get(), &now) != 0 || now.st_size != st.st_size) {
+      if (::fstat(fd.get(), &now) != 0 || !S_ISREG(now.st_mode) || now.st_size != st.st_size) {
         return fail(Errc::io, fmt::format("{}/{}: changed while being archived", source.label(), c.path));
       }
       TRY_VOID(writer->add_file_from_fd(e, fd.get()));

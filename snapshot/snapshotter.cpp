@@ -65,6 +65,15 @@ Result<void> move_dir(const stdfs::path& dir, const stdfs::path& dest) {
   return ok();
 }
 
+Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOptions& options) {
+  TRY(stdfs::path upper, view.changes());
+  std::vector<std::string> lowers;
+  for (auto it = view.parents().rbegin(); it != view.parents().rend(); ++it) {
+    lowers.push_back(it->string());
+  }
+  return diff_overlay(upper.string(), lowers, out, options);
+}
+
 Result<size_t> cleanup_stale(const SnapshotterConfig& config) {
   return mounts::cleanup_stale(config.runtime_dir, config.work_dir);
 }

@@ -28,7 +28,9 @@
 #include <string_view>
 #include <vector>
 
+#include "snapshot/diff.hpp"
 #include "util/result.hpp"
+#include "util/tar.hpp"
 
 namespace imgbuild::snapshot {
 
@@ -85,6 +87,11 @@ Result<std::unique_ptr<Snapshotter>> make_snapshotter(std::string_view kind, con
 /// Unmounts and deletes what processes that no longer run left behind
 /// according to their mount records. Returns how many records were reclaimed.
 Result<size_t> cleanup_stale(const SnapshotterConfig& config);
+
+/// Writes the view's changes as a layer tar to out (diff_overlay of
+/// view.changes() over view.parents()). Both snapshotters give the same bytes
+/// for the same changes. Do not modify the view meanwhile.
+Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOptions& options = {});
 
 /// The most lower layers one overlay mount stacks (the kernel's limit).
 inline constexpr size_t k_max_overlay_lowers = 500;

@@ -499,6 +499,32 @@ Result<void> clear_dir(int dirfd) {
   return ok();
 }
 
+namespace {
+
+// Lists the directory, unlinks every non-directory in it and returns the
+// subdirectory names (last one first to pop).
+Result<std::vector<std::string>> unlink_files(int fd, const std::string& where) {
+  TRY(auto names, list_dir(fd));
+  std::vector<std::string> subdirs;
+  for (const auto& n : names) {
+    if (::unlinkat(fd, n.c_str(), 0) == 0 || errno == ENOENT) {
+      continue;
+    }
+    if (errno != EISDIR) {
+      return fail(sys_error(errno, where + "/" + n, "remove"));
+    }
+    subdirs.push_back(n);
+  }
+  std::reverse(subdirs.begin(), subdirs.end());
+  return subdirs;
+}
+
+}  // namespace
+
+// Iterative depth-first removal: one directory fd is held at a time and the
+// walk climbs back through "..", so hostile nesting costs neither stack nor
+// file descriptors. (".." is safe here because nothing else moves the tree
+// while it is being removed.)
 Result<void> remove_all_at(int dirfd, const std::string& name) {
   if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) {
     return ok();
@@ -506,17 +532,53 @@ Result<void> remove_all_at(int dirfd, const std::string& name) {
   if (errno != EISDIR) {
     return fail(sys_error(errno, name, "remove"));
   }
-  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
+  struct Frame {
+    std::string name;
+    std::vector<std::string> subdirs;
+  };
+  UniqueFd cur(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!cur) {
     return fail(sys_error(errno, name, "open directory for removal"));
   }
-  UniqueFd child(fd);
-  TRY_VOID(clear_dir(child.get()));
-  child.reset();
-  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    return fail(sys_error(errno, name, "remove directory"));
+  std::vector<Frame> frames;
+  {
+    TRY(auto subs, unlink_files(cur.get(), name));
+    frames.push_back(Frame{name, std::move(subs)});
   }
-  return ok();
+  while (true) {
+    if (!frames.back().subdirs.empty()) {
+      std::string next = std::move(frames.back().subdirs.back());
+      frames.back().subdirs.pop_back();
+      int fd = ::openat(cur.get(), next.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) {
+        if (errno == ENOENT) {
+          continue;
+        }
+        return fail(sys_error(errno, name + "/…/" + next, "open directory for removal"));
+      }
+      cur.reset(fd);
+      TRY(auto subs, unlink_files(cur.get(), name + "/…/" + next));
+      frames.push_back(Frame{std::move(next), std::move(subs)});
+      continue;
+    }
+    std::string done = std::move(frames.back().name);
+    frames.pop_back();
+    if (frames.empty()) {
+      cur.reset();
+      if (::unlinkat(dirfd, done.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        return fail(sys_error(errno, done, "remove directory"));
+      }
+      return ok();
+    }
+    int up = ::openat(cur.get(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (up < 0) {
+      return fail(sys_error(errno, name, "open parent during removal"));
+    }
+    cur.reset(up);
+    if (::unlinkat(cur.get(), done.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+      return fail(sys_error(errno, name + "/…/" + done, "remove directory"));
+    }
+  }
 }
 
 // ---------------------------------------------------------------- copy
@@ -599,7 +661,11 @@ Result<void> copy_meta(const CopyState& cs, int sfd, int dfd, const std::string&
   return ok();
 }
 
-Result<void> copy_dir(CopyState& cs, int sfd, int dfd, const std::string& rel) {
+Result<void> copy_dir(CopyState& cs, int sfd, int dfd, const std::string& rel, size_t depth) {
+  if (depth > k_max_depth) {
+    return fail(Errc::limit, fmt::format("{}/{}: directories nested deeper than {} levels", cs.dst->label(), rel,
+                                         k_max_depth));
+  }
   TRY(auto names, list_dir(sfd));
   for (const auto& name : names) {
     std::string child_rel = rel.empty() ? name : rel + "/" + name;
@@ -623,7 +689,7 @@ Result<void> copy_dir(CopyState& cs, int sfd, int dfd, const std::string& rel) {
       if (!s || !d) {
         return fail(sys_error(errno, what, "open directory"));
       }
-      TRY_VOID(copy_dir(cs, s.get(), d.get(), child_rel));
+      TRY_VOID(copy_dir(cs, s.get(), d.get(), child_rel, depth + 1));
     } else if (S_ISREG(st.st_mode)) {
       if (st.st_nlink > 1) {
         auto key = std::make_pair(st.st_dev, st.st_ino);
@@ -672,7 +738,7 @@ Result<void> copy_tree(const Root& src, const Root& dst) {
   if (!s || !d) {
     return fail(sys_error(errno, src.label(), "open for copy"));
   }
-  TRY_VOID(copy_dir(cs, s.get(), d.get(), ""));
+  TRY_VOID(copy_dir(cs, s.get(), d.get(), "", 0));
   struct stat st {};
   if (::fstat(s.get(), &st) != 0) {
     return fail(sys_error(errno, src.label(), "stat"));

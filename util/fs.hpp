@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +27,10 @@
 #include "util/result.hpp"
 
 namespace imgbuild::fs {
+
+/// Deepest directory nesting copy_tree (and the layer diff) accept; deeper
+/// trees fail with Errc::limit instead of exhausting the stack.
+inline constexpr size_t k_max_depth = 1024;
 
 /// Extended attributes of one inode as (name, value), sorted by name.
 using Xattrs = std::vector<std::pair<std::string, std::string>>;
@@ -121,7 +126,7 @@ Result<std::vector<std::string>> list_dir(int dirfd);
 Result<Xattrs> xattrs_at(int dirfd, const std::string& name);
 /// Sets one extended attribute on dirfd/name.
 Result<void> set_xattr_at(int dirfd, const std::string& name, const std::string& key, std::string_view value);
-/// Removes dirfd/name recursively (missing is fine).
+/// Removes dirfd/name recursively (missing is fine), at any depth.
 Result<void> remove_all_at(int dirfd, const std::string& name);
 /// Removes everything inside the directory dirfd, keeping it.
 Result<void> clear_dir(int dirfd);

@@ -131,6 +131,8 @@ struct Reader::Impl {
   uint64_t total = 0;
   std::optional<Error> source_error;
   Compression compression = Compression::none;
+  uint64_t max_total = 0;
+  bool limit_hit = false;
   bool outer_eof = false;
   bool at_end = false;
   bool finished = false;
@@ -150,6 +152,9 @@ struct Reader::Impl {
       Error e = *source_error;
       e.with_context("reading " + name);
       return e;
+    }
+    if (limit_hit) {
+      return Error(Errc::limit, fmt::format("{}: decompressed size exceeds the limit of {} bytes", name, max_total));
     }
     if (current.empty()) {
       return Error(Errc::corrupt, fmt::format("{}: {}", name, what));
@@ -184,6 +189,11 @@ struct Reader::Impl {
     }
     self->hash.update(self->mid_buf.data(), static_cast<size_t>(n));
     self->total += static_cast<uint64_t>(n);
+    if (self->max_total != 0 && self->total > self->max_total) {
+      self->limit_hit = true;
+      archive_set_error(a, EFBIG, "size limit");
+      return -1;
+    }
     *buf = self->mid_buf.data();
     return n;
   }
@@ -386,6 +396,7 @@ Result<ReadSummary> Reader::finish() {
   return out;
 }
 
+void Reader::set_max_uncompressed(uint64_t bytes) { m_impl->max_total = bytes; }
 Compression Reader::compression() const { return m_impl->compression; }
 const std::string& Reader::name() const { return m_impl->name; }
 

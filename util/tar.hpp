@@ -120,6 +120,9 @@ public:
   /// the diff_id. Call after next() returned std::nullopt (or earlier: the
   /// remaining entries are then read and discarded).
   Result<ReadSummary> finish();
+  /// Caps the decompressed stream (decompression bombs): reading past
+  /// `bytes` fails with Errc::limit. 0 (the default) = no cap.
+  void set_max_uncompressed(uint64_t bytes);
   /// Compression detected at open.
   Compression compression() const;
   /// The name given at open, for messages.

@@ -120,7 +120,8 @@ TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
               "for d in null zero full random urandom tty; do test -c /dev/$d || echo missing $d; done;"
               "test -d /dev/pts && test -e /dev/ptmx && test -d /dev/shm || echo missing pts;"
               "echo x > /dev/null && head -c 3 /dev/zero | wc -c;"
-              "touch /sys/x 2>/dev/null && echo sys-writable; echo > /etc/hosts && echo hosts-writable",
+              "touch /sys/x 2>/dev/null && echo sys-writable; echo > /etc/hosts && echo hosts-writable;"
+              "ls -a /dev | grep imgbuild || true",
               spec);
   REQUIRE(o.result);
   CHECK(o.result->exit_code == 0);
@@ -261,7 +262,7 @@ TEST_CASE("workdir is created when missing and env reaches the process", "[sandb
   CHECK(fs::is_directory(t.path() / "a" / "b" / "c"));
 }
 
-TEST_CASE("--network none has only the loopback interface", "[sandbox]") {
+TEST_CASE("network none has only the loopback interface", "[sandbox]") {
   REQUIRE_SANDBOX();
   test::TempDir t;
   test::make_busybox_rootfs(t.path());
@@ -412,4 +413,27 @@ TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox
     }
   }
   CHECK(gone);
+}
+
+TEST_CASE("a throwing sink ends the run without leaving the sandbox behind", "[sandbox]") {
+  REQUIRE_SANDBOX();
+  test::TempDir t;
+  test::make_busybox_rootfs(t.path());
+  const std::string marker = "987653";
+  RunSpec spec;
+  spec.rootfs = t.path();
+  spec.argv = {"sh", "-c", "echo boom; exec sleep " + marker};
+  spec.on_stdout = [](std::string_view) { throw std::runtime_error("sink failed"); };
+  auto sb = make_sandbox();
+  REQUIRE(sb);
+  CHECK_THROWS_AS((*sb)->run(spec), std::runtime_error);
+  bool gone = false;
+  for (int i = 0; i < 2000 && !gone; ++i) {
+    gone = !host_process_with_arg(marker);
+    if (!gone) {
+      ::usleep(5000);
+    }
+  }
+  CHECK(gone);
+  CHECK_FALSE(fs::exists(fs::symlink_status(t.path() / "etc" / "hosts")));
 }

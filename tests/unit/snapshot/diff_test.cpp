@@ -333,3 +333,23 @@ TEST_CASE("unchanged trees give an empty layer", "[snapshot]") {
   CHECK(d->entries == 0);
   CHECK(out == std::string(1024, '\0'));
 }
+
+TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot]") {
+  ScratchDir t;
+  stdfs::create_directories(t / "new");
+  {
+    UniqueFd cur(::open((t / "new").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    for (size_t i = 0; i < fs::k_max_depth + 5; ++i) {
+      REQUIRE(::mkdirat(cur.get(), "d", 0755) == 0);
+      cur.reset(::openat(cur.get(), "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      REQUIRE(cur);
+    }
+  }
+  std::string out;
+  auto d = snapshot::diff_trees("", (t / "new").string(), to_string(out));
+  REQUIRE_FALSE(d);
+  CHECK(d.error().code == Errc::limit);
+  auto root = fs::Root::open(t.path());
+  REQUIRE(root);
+  REQUIRE(root->remove_all("new"));
+}

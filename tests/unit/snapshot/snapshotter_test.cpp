@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -316,4 +317,102 @@ TEST_CASE("snapshotters are chosen automatically or by name", "[snapshot]") {
   auto bad = make_snapshotter("zfs", env.config);
   REQUIRE_FALSE(bad);
   CHECK(bad.error().message == "unknown snapshotter \"zfs\" (known: auto, overlay, copy)");
+}
+
+TEST_CASE("overlay and copy views give the same layer digest for the same changes", "[snapshot]") {
+  REQUIRE_ROOT();
+  Env env;
+  fs::path l0 = env.layers / "0";
+  write(l0 / "etc" / "group", "root:x:0:\n");
+  write(l0 / "etc" / "keep", "keep\n");
+  write(l0 / "d" / "old", "old");
+  write(l0 / "mod", "before");
+  write(l0 / "deep" / "er" / "file", "deep");
+  fs::create_symlink("mod", l0 / "link");
+  write(l0 / "bin" / "tool", "tool");
+  // A v2 file capability: effective, cap_net_bind_service permitted.
+  const unsigned char cap[20] = {0x01, 0x00, 0x00, 0x02, 0x00, 0x04};
+  REQUIRE(::setxattr((l0 / "bin" / "tool").c_str(), "security.capability", cap, sizeof cap, 0) == 0);
+  write(l0 / "pair" / "a", "pair");
+  fs::create_hard_link(l0 / "pair" / "a", l0 / "pair" / "b");
+  std::string digests[2];
+  uint64_t entries[2] = {0, 0};
+  int i = 0;
+  for (const char* kind : {"overlay", "copy"}) {
+    auto snap = env.make(kind);
+    auto view = snap->prepare({l0});
+    REQUIRE(view);
+    const fs::path root = (*view)->root();
+    write(root / "f", "hi\n");
+    fs::remove(root / "etc" / "group");
+    fs::remove_all(root / "d");
+    fs::create_directories(root / "d");
+    write(root / "d" / "fresh", "fresh");
+    write(root / "mod", "after");
+    ::chmod((root / "deep" / "er" / "file").c_str(), 04755);
+    ::lchown((root / "link").c_str(), 7, 8);
+    fs::create_hard_link(root / "f", root / "f2");
+    REQUIRE(::setxattr((root / "mod").c_str(), "user.note", "v", 1, 0) == 0);
+    ::chmod((root / "bin" / "tool").c_str(), 0700);
+    fs::create_directories(root / "empty" / "dir");
+    DiffOptions options;
+    options.compression = tar::Compression::none;
+    options.source_date_epoch = 1000;  // the two runs write at different moments
+    std::string tar;
+    auto r = diff_view(**view, [&](const void* data, size_t size) -> Result<void> {
+      tar.append(static_cast<const char*>(data), size);
+      return ok();
+    }, options);
+    REQUIRE(r);
+    // The file capability came through the merge (copy) or copy-up (overlay).
+    size_t pos = 0;
+    auto reader = tar::Reader::open(
+        [&](void* buf, size_t cap_size) -> Result<size_t> {
+          size_t n = std::min(cap_size, tar.size() - pos);
+          std::memcpy(buf, tar.data() + pos, n);
+          pos += n;
+          return n;
+        },
+        "layer");
+    REQUIRE(reader);
+    bool tool_has_cap = false;
+    for (;;) {
+      auto e = (*reader)->next();
+      REQUIRE(e);
+      if (!*e) {
+        break;
+      }
+      for (const auto& [k, v] : (*e)->xattrs) {
+        tool_has_cap = tool_has_cap || ((*e)->path == "bin/tool" && k == "security.capability" && v.size() == 20);
+      }
+    }
+    CHECK(tool_has_cap);
+    digests[i] = r->layer.diff_id.str();
+    entries[i] = r->entries;
+    ++i;
+  }
+  CHECK(entries[0] > 5);
+  CHECK(entries[0] == entries[1]);
+  CHECK(digests[0] == digests[1]);
+}
+
+TEST_CASE("the copy snapshotter refuses absurdly deep trees instead of exhausting fds", "[snapshot]") {
+  REQUIRE_ROOT();
+  Env env;
+  fs::path l0 = env.layers / "0";
+  fs::create_directories(l0);
+  int dir = ::open(l0.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (int i = 0; i < 1100 && dir >= 0; ++i) {
+    REQUIRE(::mkdirat(dir, "d", 0755) == 0);
+    int sub = ::openat(dir, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(dir);
+    dir = sub;
+  }
+  REQUIRE(dir >= 0);
+  ::close(dir);
+  auto snap = env.make("copy");
+  auto view = snap->prepare({l0});
+  REQUIRE_FALSE(view);
+  CHECK(view.error().code == Errc::limit);
+  CHECK(fs::is_empty(env.config.work_dir / "views"));
 }

@@ -195,3 +195,33 @@ TEST_CASE("fs copy_tree copies everything and keeps hardlinks", "[util]") {
   CHECK(a.st_mtim.tv_sec == 1600000000);
   CHECK(a.st_mtim.tv_nsec == 7);
 }
+
+TEST_CASE("fs removes arbitrarily deep trees and copy_tree refuses them", "[util]") {
+  ScratchDir base;
+  stdfs::create_directories(base / "deep");
+  stdfs::create_directories(base / "copy");
+  {
+    UniqueFd cur(::open((base / "deep").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    for (int i = 0; i < 3000; ++i) {
+      REQUIRE(::mkdirat(cur.get(), "d", 0755) == 0);
+      int fd = ::openat(cur.get(), "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      REQUIRE(fd >= 0);
+      ::close(fd);
+      cur.reset(::openat(cur.get(), "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      REQUIRE(cur);
+    }
+  }
+  auto src = fs::Root::open(base / "deep");
+  auto dst = fs::Root::open(base / "copy");
+  REQUIRE(src);
+  REQUIRE(dst);
+  auto copied = fs::copy_tree(*src, *dst);
+  REQUIRE_FALSE(copied);
+  CHECK(copied.error().code == Errc::limit);
+  auto root = fs::Root::open(base.path());
+  REQUIRE(root);
+  REQUIRE(root->remove_all("deep"));
+  REQUIRE(root->remove_all("copy"));
+  CHECK_FALSE(stdfs::exists(base / "deep"));
+  CHECK_FALSE(stdfs::exists(base / "copy"));
+}

@@ -317,3 +317,39 @@ TEST_CASE("layer paths sort by component with whiteouts first", "[util]") {
   CHECK(tar::layer_path_less("a/", "a/b"));
   CHECK_FALSE(tar::layer_path_less("a/", "a"));
 }
+
+TEST_CASE("tar reader caps the decompressed size", "[util]") {
+  // 8 MiB of zeros gzip to a few KiB: a small bomb.
+  std::string plain;
+  REQUIRE(write_all({file("zeros", std::string(8 << 20, '\0'))}, tar::Compression::none, plain));
+  std::string packed = compress_with_libarchive(plain, ARCHIVE_FILTER_GZIP);
+  CHECK(packed.size() < 100000);
+  auto r = tar::Reader::open(string_source(packed), "bomb.tar.gz");
+  REQUIRE(r);
+  (*r)->set_max_uncompressed(1 << 20);
+  Result<void> outcome = ok();
+  while (outcome) {
+    auto e = (*r)->next();
+    if (!e) {
+      outcome = fail(std::move(e).error());
+      break;
+    }
+    if (!*e) {
+      break;
+    }
+    char buf[65536];
+    while (true) {
+      auto n = (*r)->read_data(buf, sizeof buf);
+      if (!n) {
+        outcome = fail(std::move(n).error());
+        break;
+      }
+      if (*n == 0) {
+        break;
+      }
+    }
+  }
+  REQUIRE_FALSE(outcome);
+  CHECK(outcome.error().code == Errc::limit);
+  CHECK(outcome.error().to_string() == "bomb.tar.gz: decompressed size exceeds the limit of 1048576 bytes");
+}
