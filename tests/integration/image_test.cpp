@@ -485,6 +485,17 @@ TEST_CASE("bad archives fail with one line and leave the store as it was", "[int
     b.extra.push_back(symlink_entry("evil", "../../etc/passwd"));
     load("symlink-out.tar", b.build(), "points outside the archive");
   }
+  SECTION("layers with entries that leave the root") {
+    CraftedArchive a;
+    a.layer = make_tar({file("../evil", "x")});
+    load("layer-dotdot.tar", a.build(), "contains \"..\"");
+    CraftedArchive b;
+    b.layer = make_tar({symlink_entry("l", "../victim"), file("l/file", "x")});
+    load("layer-symlink.tar", b.build(), "leaves the root");
+    CraftedArchive c;
+    c.layer = make_tar({hardlink_entry("h", "../../etc/shadow")}, tar::Compression::gzip);
+    load("layer-hardlink.tar", c.build(), "points outside the root");
+  }
   SECTION("a 1 GB JSON document") {
     load("huge-json.tar", ustar_header("manifest.json", uint64_t{1} << 30) + std::string(1024, '\0'),
          "exceeds the limit");
