@@ -603,3 +603,25 @@ TEST_CASE("two processes sharing one store both succeed", "[integration]") {
   INFO(save.err);
   CHECK(save.status == 0);
 }
+
+TEST_CASE("import is reproducible under SOURCE_DATE_EPOCH", "[integration]") {
+  TempDir work;
+  write_file(work.path / "r.tar", make_tar({dir("etc"), file("etc/os-release", "ID=test\n")}));
+  std::string ids;
+  for (const char* store : {"s1", "s2"}) {
+    RunResult r = run_sh("SOURCE_DATE_EPOCH=1700000000 " + sh_quote(imgbuild_binary().string()) + " --root " +
+                         sh_quote((work.path / store).string()) + " import " +
+                         sh_quote((work.path / "r.tar").string()) + " repro:1 -c 'ENV A=1'");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    ids += r.out;
+  }
+  CHECK(ids.substr(0, ids.size() / 2) == ids.substr(ids.size() / 2));
+  json j = inspect(work.path / "s1", "repro:1");
+  CHECK(j["Created"] == "2023-11-14T22:13:20Z");
+  // Filtering the listing by repository.
+  REQUIRE(run_imgbuild(work.path / "s1", {"tag", "repro:1", "other:2"}).status == 0);
+  RunResult only = run_imgbuild(work.path / "s1", {"images", "other"});
+  CHECK(only.out.find("other") != std::string::npos);
+  CHECK(only.out.find("repro") == std::string::npos);
+}
