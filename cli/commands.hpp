@@ -32,7 +32,13 @@ struct CommandError {
 
 /// Each command family adds one line here and one register_* call in main.cpp.
 
+/// `imgbuild parse`: Dockerfile syntax tree (cmd_parse.cpp).
+void register_parse_commands(CLI::App& app, Context& ctx);
+
 /// The image commands: images, image …, inspect, history, tag, rmi, import, save, load.
 void register_image_commands(CLI::App& app, Context& ctx);
+
+/// login, logout (cli/cmd_registry.cpp).
+void register_registry_commands(CLI::App& app, Context& ctx);
 
 }  // namespace imgbuild::cli
