@@ -51,6 +51,8 @@ void clean_stale_tmp(const fs::path& tmp) {
 Result<std::unique_ptr<ImageStore>> ImageStore::open(const fs::path& root) {
   TRY(ContentStore content, ContentStore::open(root));
   TRY(std::unique_ptr<MetaDb> db, MetaDb::open(root / "meta.db"));
+  // Staging directories of processes that died (killed mid-load) go now.
+  clean_stale_tmp(root / "tmp");
   return std::unique_ptr<ImageStore>(new ImageStore(std::move(content), std::move(db)));
 }
 
