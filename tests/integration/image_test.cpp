@@ -275,6 +275,10 @@ TEST_CASE("import, images, history, inspect, tag, rmi and prune", "[integration]
   // Dangling images go with prune; prune -a takes the rest.
   REQUIRE(run_imgbuild(root, {"import", (work.path / "rootfs.tar").string(), "-m", "dangling"}).status == 0);
   import_busybox(root, work.path, "keep:1");
+  RunResult dangling = run_imgbuild(root, {"images", "-f", "dangling=true", "-q"});
+  CHECK(dangling.out.size() == 13);
+  CHECK(dangling.out != run_imgbuild(root, {"images", "-f", "dangling=false", "-q"}).out);
+  CHECK(run_imgbuild(root, {"images", "-f", "reference=kee*"}).out.find("keep") != std::string::npos);
   RunResult pr = run_imgbuild(root, {"image", "prune"});
   REQUIRE(pr.status == 0);
   CHECK(pr.out.find("deleted: sha256:") != std::string::npos);
