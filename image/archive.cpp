@@ -1016,7 +1016,8 @@ private:
       const Descriptor* pick = nullptr;
       HostPlatform host = host_platform();
       for (const auto& m : idx.manifests) {
-        if (m.platform && m.platform->os == host.os && m.platform->architecture == host.architecture) {
+        if (m.platform && m.platform->os == host.os && m.platform->architecture == host.architecture &&
+            m_staging.has(m.digest)) {
           pick = &m;
           break;
         }
