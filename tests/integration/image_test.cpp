@@ -629,3 +629,41 @@ TEST_CASE("import is reproducible under SOURCE_DATE_EPOCH", "[integration]") {
   CHECK(only.out.find("other") != std::string::npos);
   CHECK(only.out.find("repro") == std::string::npos);
 }
+
+TEST_CASE("OCI archives with a nested multi-platform index load the host's image", "[integration]") {
+  TempDir work;
+  fs::path root = work.path / "store";
+  std::string layer = small_layer();
+  std::string cfg = config_for({sha256(layer).str()});
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                               {"digest", sha256(cfg).str()}, {"size", cfg.size()}}},
+                   {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
+                                {"digest", sha256(layer).str()}, {"size", layer.size()}}}}};
+  std::string m = manifest.dump();
+  // The arm64 manifest is listed but absent, as in a single-platform export.
+  json nested = {{"schemaVersion", 2},
+                 {"mediaType", "application/vnd.oci.image.index.v1+json"},
+                 {"manifests", {{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                 {"digest", "sha256:" + std::string(64, 'a')}, {"size", 100},
+                                 {"platform", {{"os", "linux"}, {"architecture", "arm64"}}}},
+                                {{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                 {"digest", sha256(m).str()}, {"size", m.size()},
+                                 {"platform", {{"os", "linux"}, {"architecture", "amd64"}}}}}}};
+  std::string n = nested.dump();
+  json index = {{"schemaVersion", 2},
+                {"manifests", {{{"mediaType", "application/vnd.oci.image.index.v1+json"},
+                                {"digest", sha256(n).str()}, {"size", n.size()},
+                                {"annotations", {{"org.opencontainers.image.ref.name", "multi/arch:1"}}}}}}};
+  write_file(work.path / "multi.tar",
+             make_tar({file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"), file("index.json", index.dump()),
+                       file("blobs/sha256/" + hex(n), n), file("blobs/sha256/" + hex(m), m),
+                       file("blobs/sha256/" + hex(cfg), cfg), file("blobs/sha256/" + hex(layer), layer)},
+                      tar::Compression::gzip));
+  RunResult r = run_imgbuild(root, {"load", "-i", (work.path / "multi.tar").string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out == "Loaded image: multi/arch:1\n");
+  CHECK(inspect(root, "multi/arch:1")["Id"] == sha256(cfg).str());
+}
