@@ -4,6 +4,8 @@
 // Go's tabwriter(minwidth 10, padding 3), sizes with 3 significant digits,
 // times as "N units ago".
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -163,7 +165,52 @@ struct LsOptions {
   bool no_trunc = false;
   std::string format;
   std::string repository;
+  bool all = false;
+  std::vector<std::string> filters;
 };
+
+// docker's --filter for images: dangling=true|false, reference=<glob>.
+struct LsFilter {
+  std::optional<bool> dangling;
+  std::vector<std::string> reference_globs;
+
+  bool keeps_image(bool has_tags) const { return !dangling || *dangling != has_tags; }
+  bool keeps_name(const Reference& n) const {
+    if (reference_globs.empty()) {
+      return true;
+    }
+    std::string repo = n.familiar_name();
+    std::string tagged = repo + ":" + n.tag;
+    for (const auto& g : reference_globs) {
+      if (::fnmatch(g.c_str(), repo.c_str(), FNM_PATHNAME) == 0 ||
+          ::fnmatch(g.c_str(), tagged.c_str(), FNM_PATHNAME) == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+LsFilter parse_filters(const std::vector<std::string>& filters) {
+  LsFilter f;
+  for (const auto& text : filters) {
+    size_t eq = text.find('=');
+    std::string key = str::to_lower(text.substr(0, eq));
+    std::string value = eq == std::string::npos ? "" : text.substr(eq + 1);
+    if (key == "dangling" && (value == "true" || value == "1")) {
+      f.dangling = true;
+    } else if (key == "dangling" && (value == "false" || value == "0")) {
+      f.dangling = false;
+    } else if (key == "reference" && !value.empty()) {
+      f.reference_globs.push_back(value);
+    } else {
+      throw CommandError{fmt::format("invalid filter {} (supported: dangling=true|false, reference=PATTERN)",
+                                     str::go_quote(text)),
+                         1};
+    }
+  }
+  return f;
+}
 
 void run_ls(Context& ctx, const LsOptions& opt) {
   auto store = open_store(ctx);
@@ -176,8 +223,14 @@ void run_ls(Context& ctx, const LsOptions& opt) {
   if (!opt.repository.empty()) {
     filter = unwrap(image::parse_reference(opt.repository, image::DefaultTag::none));
   }
+  LsFilter lf = parse_filters(opt.filters);
   for (const auto& rec : images) {
     std::vector<Reference> names = unwrap(store->names_of(rec.manifest_digest));
+    bool has_tags = std::any_of(names.begin(), names.end(), [](const Reference& r) { return !r.tag.empty(); });
+    if (!lf.keeps_image(has_tags)) {
+      continue;
+    }
+    bool name_filter = filter.has_value() || !lf.reference_globs.empty();
     std::string id = opt.no_trunc ? rec.config_digest : short_id(rec.config_digest);
     std::string created = created_since(rec.created);
     std::string size = size3(rec.size);
@@ -192,14 +245,15 @@ void run_ls(Context& ctx, const LsOptions& opt) {
       if (filter && (filter->name() != n.name() || (!filter->tag.empty() && filter->tag != n.tag))) {
         continue;
       }
+      if (!lf.keeps_name(n)) {
+        continue;
+      }
       add(n.familiar_name(), n.tag);
       any = true;
     }
-    if (names.empty() && !filter) {
+    if (names.empty() && !name_filter) {
       add("<none>", "<none>");
-    } else if (!any && !filter && std::none_of(names.begin(), names.end(), [](const Reference& r) {
-                 return !r.tag.empty();
-               })) {
+    } else if (!any && !name_filter && !has_tags) {
       add(names.front().familiar_name(), "<none>");
     }
   }
@@ -253,6 +307,8 @@ void add_ls(CLI::App* sub, Context& ctx) {
   sub->add_flag("--no-trunc", opt->no_trunc, "Don't truncate output");
   sub->add_option("--format", opt->format, "Format output: table or json");
   sub->add_option("repository", opt->repository, "Only images of this repository[:tag]");
+  sub->add_flag("-a,--all", opt->all, "Show all images (imgbuild keeps no intermediate images)");
+  sub->add_option("-f,--filter", opt->filters, "Filter: dangling=true|false, reference=PATTERN");
   sub->callback([&ctx, opt]() { run_ls(ctx, *opt); });
 }
 

@@ -157,6 +157,73 @@ private:
   std::map<std::string, tar::EntryType> m_types;
 };
 
+enum class HardlinkTargets { must_precede, may_be_below };
+enum class Duplicates { refused, allowed };
+
+// Checks and normalises archive entries one by one, in archive order: no
+// path, hardlink or chain of symlinks may leave the root; invalid whiteouts
+// and hardlinks to directories are refused. Paths come out relative, without
+// "./" or a leading "/".
+class EntryChecker {
+public:
+  EntryChecker(std::string label, HardlinkTargets targets, Duplicates duplicates)
+      : m_label(std::move(label)), m_resolver(m_label), m_targets(targets), m_duplicates(duplicates) {}
+
+  // False when the entry is the root directory itself (nothing to write).
+  Result<bool> check(tar::Entry& e) {
+    if (!split_clean(e.path, m_parts)) {
+      return bad_archive(m_label, fmt::format("entry {} contains \"..\"", str::go_quote(e.path)));
+    }
+    if (m_parts.empty()) {
+      return false;
+    }
+    const std::string& base = m_parts.back();
+    if (base == ".wh." || base == ".wh..") {
+      return bad_archive(m_label, fmt::format("entry {} is an invalid whiteout", str::go_quote(e.path)));
+    }
+    std::string clean = join_path(m_parts);
+    std::vector<std::string> parent(m_parts.begin(), m_parts.end() - 1);
+    TRY(std::string resolved_parent, m_resolver.resolve(parent, true, e.path));
+    std::string resolved = resolved_parent.empty() ? base : resolved_parent + "/" + base;
+    if (e.type == tar::EntryType::hardlink) {
+      std::vector<std::string> target;
+      if (!split_clean(e.link_target, target) || target.empty()) {
+        return bad_archive(m_label, fmt::format("hardlink {} -> {} points outside the root", str::go_quote(e.path),
+                                                str::go_quote(e.link_target)));
+      }
+      TRY(std::string resolved_target, m_resolver.resolve(target, false, e.path));
+      std::optional<tar::EntryType> t = m_resolver.type_of(resolved_target);
+      if (!t && m_targets == HardlinkTargets::must_precede) {
+        return bad_archive(m_label, fmt::format("hardlink {} -> {}: the target is not an earlier entry",
+                                                str::go_quote(e.path), str::go_quote(e.link_target)));
+      }
+      if (t && *t == tar::EntryType::dir) {
+        return bad_archive(m_label, fmt::format("hardlink {} -> {}: the target is a directory",
+                                                str::go_quote(e.path), str::go_quote(e.link_target)));
+      }
+      e.link_target = join_path(target);
+    }
+    if (e.type == tar::EntryType::symlink) {
+      m_resolver.set_symlink(resolved, e.link_target);
+    } else {
+      m_resolver.set_other(resolved, e.type);
+    }
+    if (m_duplicates == Duplicates::refused && !m_seen.insert(clean).second && e.type != tar::EntryType::dir) {
+      return bad_archive(m_label, fmt::format("entry {} appears twice", str::go_quote(clean)));
+    }
+    e.path = std::move(clean);
+    return true;
+  }
+
+private:
+  std::string m_label;
+  RootResolver m_resolver;
+  HardlinkTargets m_targets;
+  Duplicates m_duplicates;
+  std::set<std::string> m_seen;
+  std::vector<std::string> m_parts;
+};
+
 Result<tar::Compression> sniff_compression(const fs::path& p) {
   UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
@@ -200,6 +267,34 @@ Result<LayerIdentity> layer_identity(const Staging& staging, const std::string& 
   TRY(auto reader, tar::Reader::open_fd(fd.get(), std::string(what)));
   TRY(tar::ReadSummary summary, reader->finish());
   return LayerIdentity{summary.diff_id.str(), summary.uncompressed_size, c};
+}
+
+// Reads a blob as a layer tar, checking every entry. Returns the layer's
+// identity, or nothing when the blob is not a tar (or is damaged: the
+// diff_id check reports that later). Hostile entries are an error.
+Result<std::optional<LayerIdentity>> scan_layer(const tar::ReadFn& pull, const std::string& what) {
+  auto reader = tar::Reader::open(pull, what);
+  if (!reader) {
+    return std::optional<LayerIdentity>();
+  }
+  EntryChecker checker(what, HardlinkTargets::may_be_below, Duplicates::allowed);
+  while (true) {
+    auto next = (*reader)->next();
+    if (!next) {
+      return std::optional<LayerIdentity>();
+    }
+    if (!*next) {
+      break;
+    }
+    TRY(bool keep, checker.check(**next));
+    (void)keep;
+  }
+  auto summary = (*reader)->finish();
+  if (!summary) {
+    return std::optional<LayerIdentity>();
+  }
+  return std::optional<LayerIdentity>(
+      LayerIdentity{summary->diff_id.str(), summary->uncompressed_size, summary->compression});
 }
 
 std::string_view layer_media_type(tar::Compression c) {
@@ -280,57 +375,19 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
   TRY(BlobWriter blob, staging->writer());
   TRY(auto reader, tar::Reader::open_fd(in_fd, label));
   TRY(auto writer, tar::Writer::open([&blob](const void* d, size_t n) { return blob.write(d, n); }));
-  RootResolver resolver(label);
-  std::set<std::string> seen;
+  EntryChecker checker(label, HardlinkTargets::must_precede, Duplicates::refused);
   std::vector<char> buf(k_copy_buffer);
-  std::vector<std::string> parts;
   while (true) {
     TRY(std::optional<tar::Entry> next, reader->next());
     if (!next) {
       break;
     }
     tar::Entry e = std::move(*next);
-    if (!split_clean(e.path, parts)) {
-      return bad_archive(label, fmt::format("entry {} contains \"..\"", str::go_quote(e.path)));
-    }
-    if (parts.empty()) {
+    TRY(bool keep, checker.check(e));
+    if (!keep) {
       continue;  // the root directory itself
     }
-    const std::string& base = parts.back();
-    if (base == ".wh." || base == ".wh..") {
-      return bad_archive(label, fmt::format("entry {} is an invalid whiteout", str::go_quote(e.path)));
-    }
-    std::string clean = join_path(parts);
-    std::vector<std::string> parent(parts.begin(), parts.end() - 1);
-    TRY(std::string resolved_parent, resolver.resolve(parent, true, e.path));
-    std::string resolved = resolved_parent.empty() ? base : resolved_parent + "/" + base;
-    if (e.type == tar::EntryType::hardlink) {
-      std::vector<std::string> target;
-      if (!split_clean(e.link_target, target) || target.empty()) {
-        return bad_archive(label, fmt::format("hardlink {} -> {} points outside the root", str::go_quote(e.path),
-                                              str::go_quote(e.link_target)));
-      }
-      TRY(std::string resolved_target, resolver.resolve(target, false, e.path));
-      std::optional<tar::EntryType> t = resolver.type_of(resolved_target);
-      if (!t) {
-        return bad_archive(label, fmt::format("hardlink {} -> {}: the target is not an earlier entry",
-                                              str::go_quote(e.path), str::go_quote(e.link_target)));
-      }
-      if (*t == tar::EntryType::dir) {
-        return bad_archive(label, fmt::format("hardlink {} -> {}: the target is a directory", str::go_quote(e.path),
-                                              str::go_quote(e.link_target)));
-      }
-      e.link_target = join_path(target);
-    }
-    if (e.type == tar::EntryType::symlink) {
-      resolver.set_symlink(resolved, e.link_target);
-    } else {
-      resolver.set_other(resolved, e.type);
-    }
-    if (!seen.insert(clean).second && e.type != tar::EntryType::dir) {
-      return bad_archive(label, fmt::format("entry {} appears twice", str::go_quote(clean)));
-    }
-    e.path = clean;
+    const std::string& clean = e.path;
     TRY_VOID(writer->add(e));
     if (e.type == tar::EntryType::file) {
       uint64_t copied = 0;
@@ -696,13 +753,22 @@ public:
       }
       TRY(BlobWriter w, m_staging.writer(expected));
       uint64_t copied = 0;
+      tar::ReadFn pull = [&](void* b, size_t cap) -> Result<size_t> {
+        TRY(size_t n, reader->read_data(b, cap));
+        if (n > 0) {
+          copied += n;
+          TRY_VOID(w.write(b, n));
+        }
+        return n;
+      };
+      // Layers are checked entry by entry as they stream past; anything that
+      // is not a tar (configs, manifests) just passes through.
+      TRY(std::optional<LayerIdentity> scanned, scan_layer(pull, fmt::format("{}: {}", m_label, path)));
       while (true) {
-        TRY(size_t n, reader->read_data(buf.data(), buf.size()));
+        TRY(size_t n, pull(buf.data(), buf.size()));
         if (n == 0) {
           break;
         }
-        copied += n;
-        TRY_VOID(w.write(buf.data(), n));
       }
       if (copied != e.size) {
         return bad_archive(m_label, fmt::format("entry {} is truncated ({} of {} bytes)", str::go_quote(path), copied,
@@ -713,6 +779,9 @@ public:
         return bad_archive(m_label, fmt::format("{}: {}", path, digest.error().message));
       }
       m_contents.files[path] = *digest;
+      if (scanned) {
+        m_scanned[*digest] = *scanned;
+      }
     }
     return ok();
   }
@@ -804,7 +873,12 @@ private:
     img.names = std::move(names);
     for (size_t i = 0; i < layer_digests.size(); ++i) {
       const std::string& d = layer_digests[i];
-      TRY(LayerIdentity id, layer_identity(m_staging, d, fmt::format("{}: layer {}", m_label, d)));
+      LayerIdentity id;
+      if (auto it = m_scanned.find(d); it != m_scanned.end()) {
+        id = it->second;
+      } else {
+        TRY(id, layer_identity(m_staging, d, fmt::format("{}: layer {}", m_label, d)));
+      }
       if (id.diff_id != cfg->rootfs.diff_ids[i]) {
         return bad_archive(m_label, fmt::format("invalid diffID for layer {}: expected {}, got {}", i,
                                                 cfg->rootfs.diff_ids[i], id.diff_id));
@@ -942,7 +1016,8 @@ private:
       const Descriptor* pick = nullptr;
       HostPlatform host = host_platform();
       for (const auto& m : idx.manifests) {
-        if (m.platform && m.platform->os == host.os && m.platform->architecture == host.architecture) {
+        if (m.platform && m.platform->os == host.os && m.platform->architecture == host.architecture &&
+            m_staging.has(m.digest)) {
           pick = &m;
           break;
         }
@@ -1030,6 +1105,7 @@ private:
   Staging& m_staging;
   std::string m_label;
   ArchiveContents m_contents;
+  std::map<std::string, LayerIdentity> m_scanned;  // blob digest → identity seen while reading
   std::vector<NewImage> m_images;
 };
 

@@ -93,6 +93,7 @@ public:
   /// Runs statements in an IMMEDIATE transaction; rolled back unless committed.
   class Transaction {
   public:
+    /// Adopts a transaction already begun on `db` (see MetaDb::begin).
     explicit Transaction(MetaDb& db) : m_db(&db) {}
     Transaction(Transaction&& o) noexcept : m_db(o.m_db), m_open(o.m_open) { o.m_open = false; }
     Transaction(const Transaction&) = delete;

@@ -30,6 +30,7 @@ struct Reference {
   std::string familiar() const;
   /// familiar_name():tag, or familiar_name()@digest when there is no tag.
   std::string familiar_tagged() const;
+  /// Field-wise equality.
   bool operator==(const Reference&) const = default;
 };
 

@@ -51,6 +51,8 @@ void clean_stale_tmp(const fs::path& tmp) {
 Result<std::unique_ptr<ImageStore>> ImageStore::open(const fs::path& root) {
   TRY(ContentStore content, ContentStore::open(root));
   TRY(std::unique_ptr<MetaDb> db, MetaDb::open(root / "meta.db"));
+  // Staging directories of processes that died (killed mid-load) go now.
+  clean_stale_tmp(root / "tmp");
   return std::unique_ptr<ImageStore>(new ImageStore(std::move(content), std::move(db)));
 }
 
@@ -160,7 +162,10 @@ Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& i
   }
   for (const auto& d : wanted) {
     if (!staging.has(d)) {
-      return fail(Errc::internal, fmt::format("commit of image blob {} that was never staged", d));
+      // Only possible when a concurrent rmi/prune removed a blob this
+      // operation found already stored and therefore did not copy again.
+      return fail(Errc::io, fmt::format("blob {} was removed from the store by a concurrent rmi or prune; "
+                                        "run the command again", d));
     }
   }
   TRY(std::vector<std::string> added, staging.publish(wanted));

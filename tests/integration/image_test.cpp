@@ -275,6 +275,10 @@ TEST_CASE("import, images, history, inspect, tag, rmi and prune", "[integration]
   // Dangling images go with prune; prune -a takes the rest.
   REQUIRE(run_imgbuild(root, {"import", (work.path / "rootfs.tar").string(), "-m", "dangling"}).status == 0);
   import_busybox(root, work.path, "keep:1");
+  RunResult dangling = run_imgbuild(root, {"images", "-f", "dangling=true", "-q"});
+  CHECK(dangling.out.size() == 13);
+  CHECK(dangling.out != run_imgbuild(root, {"images", "-f", "dangling=false", "-q"}).out);
+  CHECK(run_imgbuild(root, {"images", "-f", "reference=kee*"}).out.find("keep") != std::string::npos);
   RunResult pr = run_imgbuild(root, {"image", "prune"});
   REQUIRE(pr.status == 0);
   CHECK(pr.out.find("deleted: sha256:") != std::string::npos);
@@ -485,6 +489,17 @@ TEST_CASE("bad archives fail with one line and leave the store as it was", "[int
     b.extra.push_back(symlink_entry("evil", "../../etc/passwd"));
     load("symlink-out.tar", b.build(), "points outside the archive");
   }
+  SECTION("layers with entries that leave the root") {
+    CraftedArchive a;
+    a.layer = make_tar({file("../evil", "x")});
+    load("layer-dotdot.tar", a.build(), "contains \"..\"");
+    CraftedArchive b;
+    b.layer = make_tar({symlink_entry("l", "../victim"), file("l/file", "x")});
+    load("layer-symlink.tar", b.build(), "leaves the root");
+    CraftedArchive c;
+    c.layer = make_tar({hardlink_entry("h", "../../etc/shadow")}, tar::Compression::gzip);
+    load("layer-hardlink.tar", c.build(), "points outside the root");
+  }
   SECTION("a 1 GB JSON document") {
     load("huge-json.tar", ustar_header("manifest.json", uint64_t{1} << 30) + std::string(1024, '\0'),
          "exceeds the limit");
@@ -591,4 +606,64 @@ TEST_CASE("two processes sharing one store both succeed", "[integration]") {
   RunResult save = run_imgbuild(root, {"save", "-o", (work.path / "all.tar").string(), "one:8", "two:8", "base:a"});
   INFO(save.err);
   CHECK(save.status == 0);
+}
+
+TEST_CASE("import is reproducible under SOURCE_DATE_EPOCH", "[integration]") {
+  TempDir work;
+  write_file(work.path / "r.tar", make_tar({dir("etc"), file("etc/os-release", "ID=test\n")}));
+  std::string ids;
+  for (const char* store : {"s1", "s2"}) {
+    RunResult r = run_sh("SOURCE_DATE_EPOCH=1700000000 " + sh_quote(imgbuild_binary().string()) + " --root " +
+                         sh_quote((work.path / store).string()) + " import " +
+                         sh_quote((work.path / "r.tar").string()) + " repro:1 -c 'ENV A=1'");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    ids += r.out;
+  }
+  CHECK(ids.substr(0, ids.size() / 2) == ids.substr(ids.size() / 2));
+  json j = inspect(work.path / "s1", "repro:1");
+  CHECK(j["Created"] == "2023-11-14T22:13:20Z");
+  // Filtering the listing by repository.
+  REQUIRE(run_imgbuild(work.path / "s1", {"tag", "repro:1", "other:2"}).status == 0);
+  RunResult only = run_imgbuild(work.path / "s1", {"images", "other"});
+  CHECK(only.out.find("other") != std::string::npos);
+  CHECK(only.out.find("repro") == std::string::npos);
+}
+
+TEST_CASE("OCI archives with a nested multi-platform index load the host's image", "[integration]") {
+  TempDir work;
+  fs::path root = work.path / "store";
+  std::string layer = small_layer();
+  std::string cfg = config_for({sha256(layer).str()});
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                               {"digest", sha256(cfg).str()}, {"size", cfg.size()}}},
+                   {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
+                                {"digest", sha256(layer).str()}, {"size", layer.size()}}}}};
+  std::string m = manifest.dump();
+  // The arm64 manifest is listed but absent, as in a single-platform export.
+  json nested = {{"schemaVersion", 2},
+                 {"mediaType", "application/vnd.oci.image.index.v1+json"},
+                 {"manifests", {{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                 {"digest", "sha256:" + std::string(64, 'a')}, {"size", 100},
+                                 {"platform", {{"os", "linux"}, {"architecture", "arm64"}}}},
+                                {{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                 {"digest", sha256(m).str()}, {"size", m.size()},
+                                 {"platform", {{"os", "linux"}, {"architecture", "amd64"}}}}}}};
+  std::string n = nested.dump();
+  json index = {{"schemaVersion", 2},
+                {"manifests", {{{"mediaType", "application/vnd.oci.image.index.v1+json"},
+                                {"digest", sha256(n).str()}, {"size", n.size()},
+                                {"annotations", {{"org.opencontainers.image.ref.name", "multi/arch:1"}}}}}}};
+  write_file(work.path / "multi.tar",
+             make_tar({file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"), file("index.json", index.dump()),
+                       file("blobs/sha256/" + hex(n), n), file("blobs/sha256/" + hex(m), m),
+                       file("blobs/sha256/" + hex(cfg), cfg), file("blobs/sha256/" + hex(layer), layer)},
+                      tar::Compression::gzip));
+  RunResult r = run_imgbuild(root, {"load", "-i", (work.path / "multi.tar").string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out == "Loaded image: multi/arch:1\n");
+  CHECK(inspect(root, "multi/arch:1")["Id"] == sha256(cfg).str());
 }
