@@ -23,37 +23,33 @@ using imgbuild::test::slurp;
 using imgbuild::test::spit;
 using imgbuild::test::TempDir;
 
-TEST_CASE("references normalise like docker", "[registry]") {
-  auto r = parse_reference("busybox");
+TEST_CASE("references map to repositories and manifest references", "[registry]") {
+  auto r = image::parse_reference("busybox");
   REQUIRE(r);
-  CHECK(r->repository.registry == "docker.io");
-  CHECK(r->repository.name == "library/busybox");
-  CHECK(r->tag == "latest");
-  CHECK(r->repository.api_host() == "registry-1.docker.io");
+  Repository repo = repository_of(*r);
+  CHECK(repo.registry == "docker.io");
+  CHECK(repo.name == "library/busybox");
+  CHECK(repo.api_host() == "registry-1.docker.io");
+  CHECK(manifest_ref(*r) == "latest");
 
-  r = parse_reference("127.0.0.1:5000/team/app:v1.2");
+  r = image::parse_reference("127.0.0.1:5000/team/app:v1.2");
   REQUIRE(r);
-  CHECK(r->repository.registry == "127.0.0.1:5000");
-  CHECK(r->repository.name == "team/app");
-  CHECK(r->tag == "v1.2");
-  CHECK(r->manifest_ref() == "v1.2");
+  repo = repository_of(*r);
+  CHECK(repo.registry == "127.0.0.1:5000");
+  CHECK(repo.name == "team/app");
+  CHECK(repo.api_host() == "127.0.0.1:5000");
+  CHECK(repo.str() == "127.0.0.1:5000/team/app");
+  CHECK(manifest_ref(*r) == "v1.2");
 
   std::string d = "sha256:" + std::string(64, 'a');
-  r = parse_reference("localhost/x@" + d);
+  r = image::parse_reference("localhost/x:tag@" + d);
   REQUIRE(r);
-  CHECK(r->repository.registry == "localhost");
-  CHECK(r->tag.empty());
-  CHECK(r->manifest_ref() == d);
+  CHECK(repository_of(*r).registry == "localhost");
+  CHECK(manifest_ref(*r) == d);  // the digest wins over the tag
 
-  r = parse_reference("user/app");
+  r = image::parse_reference("app", image::DefaultTag::none);
   REQUIRE(r);
-  CHECK(r->repository.str() == "docker.io/user/app");
-
-  CHECK_FALSE(parse_reference(""));
-  CHECK_FALSE(parse_reference("app/UPPER"));
-  CHECK_FALSE(parse_reference("app:bad tag"));
-  CHECK_FALSE(parse_reference("app@sha256:123"));
-  CHECK_FALSE(parse_reference("a//b"));
+  CHECK(manifest_ref(*r) == "latest");
 }
 
 TEST_CASE("loopback registries and registry hosts", "[registry]") {
