@@ -5,11 +5,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "util/stats.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::registry {
 
 namespace {
+
+stats::Metric g_retries("registry.retries");
+stats::Metric g_tokens("registry.token_fetches");
 
 std::string url_escape(std::string_view s) {
   std::string out;
@@ -259,6 +263,7 @@ Result<std::string> Client::fetch_token(const Call& call, const Challenge& ch,
     }
     if (retry) {
       if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
+        g_retries.add();
         m_options.sleeper(*d);
         continue;
       }
@@ -281,6 +286,7 @@ Result<std::string> Client::fetch_token(const Call& call, const Challenge& ch,
     if (!answer) {
       return fail(Errc::network, fmt::format("{}: {}", call.describe(), answer.error().message));
     }
+    g_tokens.add();
     m_tokens.put(call.token_key(), answer->token, answer->expires_in, m_options.clock());
     return answer->token;
   }
@@ -377,7 +383,8 @@ Result<HttpResponse> Client::perform(Call& call, HttpRequest request) {
       }
       if (retry) {
         if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
-          m_options.sleeper(*d);
+          g_retries.add();
+        m_options.sleeper(*d);
           continue;
         }
       }
@@ -597,6 +604,7 @@ Result<uint64_t> Client::get_blob(const Repository& repo, const Sha256Digest& di
     }
     if (retry) {
       if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
+        g_retries.add();
         m_options.sleeper(*d);
         continue;
       }
@@ -764,7 +772,8 @@ Result<BlobPush> Client::push_blob(const Repository& repo, const Sha256Digest& d
       e.message += fmt::format(" (upload gave up after {} attempts)", attempt);
       return fail(std::move(e));
     }
-    m_options.sleeper(*d);
+    g_retries.add();
+        m_options.sleeper(*d);
   }
 }
 
