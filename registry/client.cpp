@@ -470,6 +470,42 @@ Result<FetchedManifest> Client::get_manifest(const Repository& repo, const std::
   return m;
 }
 
+Result<ResolvedManifest> Client::resolve_manifest(const Repository& repo,
+                                                  const std::string& reference,
+                                                  const Platform& platform) {
+  ResolvedManifest out;
+  TRY(FetchedManifest current, get_manifest(repo, reference));
+  for (int depth = 0; is_index_media_type(current.media_type); ++depth) {
+    std::string where = fmt::format("registry {}, repository {}, index {}", repo.registry,
+                                    repo.name, current.digest.str());
+    if (depth >= 2) {
+      return fail(Errc::unsupported, fmt::format("{}: indexes nested more than two deep", where));
+    }
+    auto doc = nlohmann::json::parse(current.bytes, nullptr, false);
+    auto pick = select_platform_manifest(doc, platform);
+    if (!pick) {
+      return fail(pick.error().code, fmt::format("{}: {}", where, pick.error().message));
+    }
+    const auto& entry = doc["manifests"][*pick];
+    std::string child = entry.contains("digest") && entry["digest"].is_string()
+                            ? entry["digest"].get<std::string>()
+                            : std::string();
+    if (!Sha256Digest::parse(child)) {
+      return fail(Errc::corrupt, fmt::format("{}: entry {} has no valid sha256 digest", where, *pick));
+    }
+    TRY(FetchedManifest next, get_manifest(repo, child));
+    if (entry.contains("size") && entry["size"].is_number_unsigned() &&
+        entry["size"].get<uint64_t>() != next.bytes.size()) {
+      return fail(Errc::corrupt, fmt::format("{}: manifest {} is {} bytes, the index says {}", where,
+                                             child, next.bytes.size(), entry["size"].get<uint64_t>()));
+    }
+    out.indexes.push_back(std::move(current));
+    current = std::move(next);
+  }
+  out.manifest = std::move(current);
+  return out;
+}
+
 Result<Sha256Digest> Client::head_manifest(const Repository& repo, const std::string& reference) {
   Call call{repo.registry, repo.name, "manifest " + reference,
             {"repository:" + repo.name + ":pull"}};

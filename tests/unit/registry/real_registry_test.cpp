@@ -232,6 +232,23 @@ TEST_CASE("real registry: push and pull blobs and manifests over plain HTTP", "[
   auto child = c.get_manifest(repo, nlohmann::json::parse(idx->bytes)["manifests"][*pick]["digest"]);
   REQUIRE(child);
   CHECK(child->bytes == img.manifest);
+  auto resolved = c.resolve_manifest(repo, "multi", host);
+  REQUIRE(resolved);
+  CHECK(resolved->manifest.bytes == img.manifest);
+  REQUIRE(resolved->indexes.size() == 1);
+  CHECK(resolved->indexes[0].digest == idx->digest);
+  auto s390x = c.resolve_manifest(repo, "multi", Platform{"linux", "s390x", ""});
+  REQUIRE(s390x);
+  CHECK(s390x->manifest.digest == other.digest);
+  auto single = c.resolve_manifest(repo, "v1", Platform{"linux", "s390x", ""});
+  REQUIRE(single);  // a single-platform image is taken as it is
+  CHECK(single->indexes.empty());
+  CHECK(single->manifest.digest == img.digest);
+  auto riscv = c.resolve_manifest(repo, "multi", Platform{"linux", "riscv64", ""});
+  REQUIRE_FALSE(riscv);
+  CHECK(riscv.error().code == Errc::not_found);
+  CHECK(contains(riscv.error().message, "no manifest for platform linux/riscv64"));
+  CHECK(contains(riscv.error().message, "repository test/app"));
 
   // A Docker schema 2 manifest keeps its media type.
   nlohmann::json docker_manifest = nlohmann::json::parse(img.manifest);
