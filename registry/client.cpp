@@ -125,6 +125,8 @@ struct Client::Call {
   /// Retry single requests (false for upload PATCH/PUT: the session restarts instead).
   bool retry_requests = true;
   int attempts = 1;
+  /// Whether credentials were configured for the registry (for hints).
+  bool had_credentials = true;
 
   std::string describe() const {
     std::string out = "registry " + registry;
@@ -155,6 +157,9 @@ struct Client::Call {
     }
     if (attempts > 1) {
       msg += fmt::format(" (gave up after {} attempts)", attempts);
+    }
+    if ((r.status == 401 || r.status == 403) && !had_credentials) {
+      msg += fmt::format(" (no credentials for {}: use `imgbuild login {}`)", registry, registry);
     }
     return Error(status_errc(r.status), msg);
   }
@@ -280,6 +285,10 @@ Result<std::string> Client::fetch_token(const Call& call, const Challenge& ch,
       if (std::string m = server_message(*r); !m.empty()) {
         msg += ": " + m;
       }
+      if (creds.empty() && (r->status == 401 || r->status == 403)) {
+        msg += fmt::format(" (no credentials for {}: use `imgbuild login {}`)", call.registry,
+                           call.registry);
+      }
       return fail(status_errc(r->status), msg);
     }
     auto answer = parse_token_answer(r->body);
@@ -292,7 +301,7 @@ Result<std::string> Client::fetch_token(const Call& call, const Challenge& ch,
   }
 }
 
-Result<std::optional<std::string>> Client::authorization(const Call& call, bool refresh) {
+Result<std::optional<std::string>> Client::authorization(Call& call, bool refresh) {
   std::optional<Challenge> ch;
   {
     std::lock_guard lock(m_mutex);
@@ -304,6 +313,7 @@ Result<std::optional<std::string>> Client::authorization(const Call& call, bool 
     return std::optional<std::string>();
   }
   TRY(Credentials creds, credentials_for(call.registry));
+  call.had_credentials = !creds.empty();
   if (ch->scheme == "basic") {
     if (creds.username.empty() && creds.password.empty()) {
       return std::optional<std::string>();

@@ -159,7 +159,7 @@ private:
   Result<HttpResponse> perform_once(Call& call, HttpRequest request, TransportFailure* failure);
   Result<std::string> base_url(const std::string& registry);
   Result<Credentials> credentials_for(const std::string& registry);
-  Result<std::optional<std::string>> authorization(const Call& call, bool refresh);
+  Result<std::optional<std::string>> authorization(Call& call, bool refresh);
   Result<std::string> fetch_token(const Call& call, const Challenge& ch, const Credentials& creds);
   struct UploadRetry;
   Result<BlobPush> upload_blob_once(Call& call, const Sha256Digest& digest,

@@ -608,6 +608,7 @@ TEST_CASE("fault proxy: Bearer tokens, and redirects never carry Authorization t
   auto anon = anonymous.get_manifest(repo, "v1");
   REQUIRE_FALSE(anon);
   CHECK(anon.error().code == Errc::permission);
+  CHECK(contains(anon.error().message, "no credentials for " + proxy.host()));
 
   // Login checks go through the token server too.
   Client login(test_options(rec));
