@@ -32,6 +32,9 @@ struct CommandError {
 
 /// Each command family adds one line here and one register_* call in main.cpp.
 
+/// `imgbuild parse`: Dockerfile syntax tree (cmd_parse.cpp).
+void register_parse_commands(CLI::App& app, Context& ctx);
+
 /// The image commands: images, image …, inspect, history, tag, rmi, import, save, load.
 void register_image_commands(CLI::App& app, Context& ctx);
 

@@ -4,7 +4,7 @@
 
 using namespace imgbuild::image;
 
-TEST_CASE("--change applies config instructions", "[image]") {
+TEST_CASE("change instructions apply to the config", "[image]") {
   ContainerConfig c;
   REQUIRE(apply_change(c, R"(CMD ["/bin/sh", "-c", "echo hi"])"));
   CHECK(*c.cmd == std::vector<std::string>{"/bin/sh", "-c", "echo hi"});
@@ -31,7 +31,7 @@ TEST_CASE("--change applies config instructions", "[image]") {
   CHECK(c.on_build == std::vector<std::string>{"RUN echo"});
 }
 
-TEST_CASE("--change refuses other instructions and bad arguments", "[image]") {
+TEST_CASE("change refuses other instructions and bad arguments", "[image]") {
   ContainerConfig c;
   auto run = apply_change(c, "RUN echo");
   REQUIRE_FALSE(run);

@@ -1,0 +1,70 @@
+#pragma once
+// Internal helpers of the namespace sandbox (not part of the public API):
+// openat2 inside a root, and the mount stubs that
+// are created for bind-mount targets and removed again after the run.
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/fd.hpp"
+#include "util/result.hpp"
+
+namespace imgbuild::sandbox::detail {
+
+/// The owning descriptor type of util/fd.hpp.
+using imgbuild::UniqueFd;
+
+/// openat2(2) with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (plus extra
+/// resolve flags); O_CLOEXEC is always added. Returns -1 with errno set.
+int open_in_root(int root_fd, const std::string& rel, int flags, unsigned long long extra_resolve = 0);
+
+/// Reads a regular file inside root (at most limit bytes). nullopt when it
+/// does not exist; an error for anything else that goes wrong.
+Result<std::optional<std::string>> read_file_in_root(int root_fd, const std::string& rel, size_t limit);
+
+/// Cleans an absolute path lexically ("/a/../b//c" → "b/c", clamped at the
+/// root). The result is relative; empty means the root itself.
+std::string clean_relative(const std::string& path);
+
+/// The kind of a mount target to create when missing.
+enum class StubKind { directory, file };
+
+/// Mount points created inside a rootfs for a run, removed afterwards so that
+/// they never end up in a layer. Every path is resolved inside the root; a
+/// stub is removed only if the very inode created is still there (matched by
+/// device and inode through the kept parent descriptor) and, for directories,
+/// still empty. The parent's timestamps are restored when the run left the
+/// parent untouched.
+class MountStubs {
+public:
+  MountStubs() = default;
+  MountStubs(const MountStubs&) = delete;
+  MountStubs& operator=(const MountStubs&) = delete;
+  ~MountStubs() { remove_all(); }
+
+  /// Makes sure rel (relative to root_fd, see clean_relative) exists,
+  /// creating missing components (directories 0755, a final file 0644).
+  Result<void> ensure(int root_fd, const std::string& rel, StubKind kind);
+  /// Removes what ensure() created, deepest first. Idempotent.
+  void remove_all() noexcept;
+  /// Number of stubs currently recorded (for tests and debugging).
+  size_t size() const { return m_stubs.size(); }
+
+private:
+  struct Stub {
+    UniqueFd parent;
+    std::string name;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    bool is_dir = false;
+    struct timespec parent_times_before[2] = {};
+    struct timespec parent_mtime_after = {};
+  };
+  std::vector<Stub> m_stubs;
+};
+
+}  // namespace imgbuild::sandbox::detail

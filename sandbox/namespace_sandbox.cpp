@@ -1,0 +1,796 @@
+// The namespace sandbox (root): how one run proceeds.
+//
+//   imgbuild ──fork──▶ monitor ──unshare(mnt,uts,ipc,pid[,net]); fork──▶ init (pid 1)
+//
+// The parent prepares everything that needs the host or memory allocation up
+// front: the user (from the rootfs's passwd/group, read inside the root), the
+// environment, the files behind /etc/hosts, /etc/resolv.conf, /etc/hostname,
+// and the mount-point stubs (created in the rootfs only where missing and
+// removed after the run). The monitor sits in the host PID namespace, waits
+// for init and reports its wait status through a pipe. Init is the user's
+// process: it builds its mount tree with the new mount API onto targets
+// opened with openat2(RESOLVE_IN_ROOT), pivots into the rootfs, drops
+// capabilities outside Docker's default set, switches user, checks that its
+// cwd lies inside the root, closes every inherited descriptor and execs.
+// When init exits the kernel kills every other process of its PID namespace;
+// both children die with SIGKILL when their parent does (PR_SET_PDEATHSIG),
+// and SIGINT/SIGTERM of imgbuild kill the monitor (util/interrupt).
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "sandbox/detail.hpp"
+#include "sandbox/sandbox.hpp"
+#include "sandbox/user.hpp"
+#include "util/interrupt.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::sandbox {
+
+namespace {
+
+using detail::UniqueFd;
+
+constexpr size_t k_max_etc_file = 16u << 20;
+
+// Docker's default capability set; everything else leaves the bounding set.
+constexpr int k_default_caps[] = {
+    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER,           CAP_FSETID,  CAP_KILL,  CAP_SETGID,       CAP_SETUID,
+    CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE, CAP_SETFCAP,
+};
+
+// Files in /proc that are hidden behind /dev/null, directories hidden behind
+// an empty read-only tmpfs, and subtrees made read-only (as Docker does).
+constexpr const char* k_proc_masked_files[] = {"kcore", "keys", "latency_stats", "timer_list", "timer_stats",
+                                               "sched_debug"};
+constexpr const char* k_proc_masked_dirs[] = {"acpi", "scsi"};
+constexpr const char* k_proc_readonly[] = {"bus", "fs", "irq", "sys", "sysrq-trigger"};
+
+struct Mount {
+  std::string source;  // host path
+  std::string target;  // relative to the rootfs, cleaned
+  bool read_only = false;
+  bool directory = false;
+};
+
+// Everything init needs, computed before fork so that the children only make
+// system calls.
+struct Plan {
+  std::string rootfs;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string path_env;  // PATH used to find argv[0]
+  std::string hostname;
+  std::string workdir;
+  ExecUser user;
+  int unshare_flags = 0;
+  std::vector<Mount> mounts;  // extra binds, then hosts/resolv/hostname
+  bool capture = true;
+};
+
+// ---- child side -----------------------------------------------------------
+
+[[noreturn]] void child_fail(int err_fd, const std::string& message) {
+  std::string m = message;
+  ssize_t ignored = ::write(err_fd, m.data(), m.size());
+  (void)ignored;
+  ::_exit(127);
+}
+
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+int fs_mount(const char* fstype, const std::vector<std::pair<const char*, const char*>>& options,
+             unsigned int attrs) {
+  UniqueFd fs(::fsopen(fstype, FSOPEN_CLOEXEC));
+  if (!fs) {
+    return -1;
+  }
+  for (const auto& [key, value] : options) {
+    if (value == nullptr) {
+      if (::fsconfig(fs.get(), FSCONFIG_SET_FLAG, key, nullptr, 0) != 0) {
+        return -1;
+      }
+    } else if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, key, value, 0) != 0) {
+      return -1;
+    }
+  }
+  if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    return -1;
+  }
+  return ::fsmount(fs.get(), FSMOUNT_CLOEXEC, attrs);
+}
+
+int attach(int mount_fd, int target_fd) {
+  return ::move_mount(mount_fd, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+int set_readonly(int tree_fd) {
+  struct mount_attr attr {};
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  return ::mount_setattr(tree_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+}
+
+// Creates a missing mount target inside an earlier bind mount (the parent
+// created every stub that lies in the rootfs itself).
+int open_or_create_target(int root_fd, const Mount& m) {
+  int fd = detail::open_in_root(root_fd, m.target, O_PATH);
+  if (fd >= 0 || errno != ENOENT) {
+    return fd;
+  }
+  auto slash = m.target.rfind('/');
+  std::string parent = slash == std::string::npos ? std::string() : m.target.substr(0, slash);
+  std::string name = slash == std::string::npos ? m.target : m.target.substr(slash + 1);
+  UniqueFd pfd(detail::open_in_root(root_fd, parent, O_PATH | O_DIRECTORY));
+  if (!pfd) {
+    return -1;
+  }
+  if (m.directory) {
+    if (::mkdirat(pfd.get(), name.c_str(), 0755) != 0) {
+      return -1;
+    }
+  } else {
+    int f = ::openat(pfd.get(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (f < 0) {
+      return -1;
+    }
+    ::close(f);
+  }
+  return detail::open_in_root(root_fd, m.target, O_PATH);
+}
+
+void setup_dev(int err_fd, int root_fd) {
+  UniqueFd dev(fs_mount("tmpfs", {{"mode", "755"}, {"size", "65536k"}}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME));
+  if (!dev) {
+    child_fail(err_fd, errno_text("cannot mount tmpfs on /dev"));
+  }
+  struct Node {
+    const char* name;
+    unsigned major;
+    unsigned minor;
+  };
+  for (const Node& n : {Node{"null", 1, 3}, Node{"zero", 1, 5}, Node{"full", 1, 7}, Node{"random", 1, 8},
+                        Node{"urandom", 1, 9}, Node{"tty", 5, 0}}) {
+    if (::mknodat(dev.get(), n.name, S_IFCHR | 0666, makedev(n.major, n.minor)) != 0 ||
+        ::fchmodat(dev.get(), n.name, 0666, 0) != 0) {
+      child_fail(err_fd, errno_text(std::string("cannot create /dev/") + n.name));
+    }
+  }
+  if (::mkdirat(dev.get(), "pts", 0755) != 0 || ::mkdirat(dev.get(), "shm", 01777) != 0 ||
+      ::fchmodat(dev.get(), "shm", 01777, 0) != 0 || ::mkdirat(dev.get(), "mqueue", 0755) != 0) {
+    child_fail(err_fd, errno_text("cannot populate /dev"));
+  }
+  const std::pair<const char*, const char*> links[] = {
+      {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},         {"/proc/self/fd/0", "stdin"},
+      {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"}};
+  for (const auto& [target, name] : links) {
+    if (::symlinkat(target, dev.get(), name) != 0) {
+      child_fail(err_fd, errno_text(std::string("cannot create /dev/") + name));
+    }
+  }
+  UniqueFd target(detail::open_in_root(root_fd, "dev", O_PATH | O_DIRECTORY));
+  if (!target || attach(dev.get(), target.get()) != 0) {
+    child_fail(err_fd, errno_text("cannot mount /dev"));
+  }
+  UniqueFd pts(fs_mount("devpts", {{"newinstance", nullptr}, {"ptmxmode", "0666"}, {"mode", "0620"}, {"gid", "5"}},
+                        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC));
+  UniqueFd pts_target(::openat(dev.get(), "pts", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!pts || !pts_target || attach(pts.get(), pts_target.get()) != 0) {
+    child_fail(err_fd, errno_text("cannot mount /dev/pts"));
+  }
+  UniqueFd shm(fs_mount("tmpfs", {{"mode", "1777"}, {"size", "65536k"}},
+                        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+  UniqueFd shm_target(::openat(dev.get(), "shm", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!shm || !shm_target || attach(shm.get(), shm_target.get()) != 0) {
+    child_fail(err_fd, errno_text("cannot mount /dev/shm"));
+  }
+  // mqueue is a nicety; kernels without it still run.
+  UniqueFd mq(fs_mount("mqueue", {}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+  UniqueFd mq_target(::openat(dev.get(), "mqueue", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (mq && mq_target) {
+    (void)attach(mq.get(), mq_target.get());
+  }
+}
+
+void setup_proc(int err_fd, int root_fd) {
+  UniqueFd proc(fs_mount("proc", {}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+  UniqueFd target(detail::open_in_root(root_fd, "proc", O_PATH | O_DIRECTORY));
+  if (!proc || !target || attach(proc.get(), target.get()) != 0) {
+    child_fail(err_fd, errno_text("cannot mount /proc"));
+  }
+  UniqueFd devnull(::open_tree(root_fd, "dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  for (const char* name : k_proc_masked_files) {
+    UniqueFd t(::openat(proc.get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!t) {
+      continue;
+    }
+    UniqueFd null_clone(::open_tree(root_fd, "dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (!null_clone || attach(null_clone.get(), t.get()) != 0) {
+      child_fail(err_fd, errno_text(std::string("cannot mask /proc/") + name));
+    }
+  }
+  for (const char* name : k_proc_masked_dirs) {
+    UniqueFd t(::openat(proc.get(), name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!t) {
+      continue;
+    }
+    UniqueFd empty(fs_mount("tmpfs", {{"size", "0"}}, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                                           MOUNT_ATTR_NOEXEC));
+    if (!empty || attach(empty.get(), t.get()) != 0) {
+      child_fail(err_fd, errno_text(std::string("cannot mask /proc/") + name));
+    }
+  }
+  for (const char* name : k_proc_readonly) {
+    UniqueFd t(::openat(proc.get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!t) {
+      continue;
+    }
+    UniqueFd tree(::open_tree(proc.get(), name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    if (!tree || set_readonly(tree.get()) != 0 || attach(tree.get(), t.get()) != 0) {
+      child_fail(err_fd, errno_text(std::string("cannot make /proc/") + name + " read-only"));
+    }
+  }
+}
+
+void setup_sys(int err_fd, int root_fd) {
+  const unsigned attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+  UniqueFd sys(fs_mount("sysfs", {}, attrs));
+  if (!sys) {
+    // Some environments refuse a new sysfs; a read-only view of the host's will do.
+    sys.reset(::open_tree(AT_FDCWD, "/sys", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    if (!sys || set_readonly(sys.get()) != 0) {
+      child_fail(err_fd, errno_text("cannot mount /sys"));
+    }
+  }
+  UniqueFd target(detail::open_in_root(root_fd, "sys", O_PATH | O_DIRECTORY));
+  if (!target || attach(sys.get(), target.get()) != 0) {
+    child_fail(err_fd, errno_text("cannot mount /sys"));
+  }
+  UniqueFd fw(::openat(sys.get(), "firmware", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fw) {
+    UniqueFd empty(fs_mount("tmpfs", {{"size", "0"}}, attrs));
+    if (!empty || attach(empty.get(), fw.get()) != 0) {
+      child_fail(err_fd, errno_text("cannot mask /sys/firmware"));
+    }
+  }
+}
+
+void drop_capabilities(int err_fd) {
+  for (int cap = 0; cap <= 63; ++cap) {
+    bool keep = false;
+    for (int k : k_default_caps) {
+      keep = keep || k == cap;
+    }
+    if (keep) {
+      continue;
+    }
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      if (errno == EINVAL) {
+        break;  // past the kernel's last capability
+      }
+      child_fail(err_fd, errno_text("cannot drop capability " + std::to_string(cap)));
+    }
+  }
+}
+
+void switch_user(int err_fd, const ExecUser& user) {
+  std::vector<gid_t> groups(user.groups.begin(), user.groups.end());
+  if (::setgroups(groups.size(), groups.data()) != 0) {
+    child_fail(err_fd, errno_text("setgroups"));
+  }
+  if (::setresgid(user.gid, user.gid, user.gid) != 0) {
+    child_fail(err_fd, errno_text("setgid " + std::to_string(user.gid)));
+  }
+  if (::setresuid(user.uid, user.uid, user.uid) != 0) {
+    child_fail(err_fd, errno_text("setuid " + std::to_string(user.uid)));
+  }
+}
+
+void make_workdir(int err_fd, const std::string& workdir) {
+  std::string path;
+  for (const std::string& part : str::split(workdir, '/')) {
+    if (part.empty()) {
+      continue;
+    }
+    path += "/" + part;
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      child_fail(err_fd, errno_text("cannot create workdir " + workdir));
+    }
+  }
+  if (::chdir(workdir.c_str()) != 0) {
+    child_fail(err_fd, errno_text("cannot change to workdir " + workdir));
+  }
+  // runc CVE-2024-21626: a cwd reached through a leaked descriptor lies
+  // outside the root, and getcwd() then does not return an absolute path.
+  char buf[4096];
+  if (::getcwd(buf, sizeof buf) == nullptr || buf[0] != '/') {
+    child_fail(err_fd, "workdir " + workdir + " is outside the container root");
+  }
+}
+
+[[noreturn]] void exec_command(int err_fd, const Plan& plan) {
+  std::vector<char*> argv;
+  for (const std::string& a : plan.argv) {
+    argv.push_back(const_cast<char*>(a.c_str()));
+  }
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const std::string& e : plan.env) {
+    envp.push_back(const_cast<char*>(e.c_str()));
+  }
+  envp.push_back(nullptr);
+  const std::string& cmd = plan.argv[0];
+  if (cmd.find('/') != std::string::npos) {
+    ::execve(cmd.c_str(), argv.data(), envp.data());
+    if (errno == ENOENT) {
+      child_fail(err_fd, "exec: \"" + cmd + "\": stat " + cmd + ": no such file or directory");
+    }
+    child_fail(err_fd, errno_text("exec: \"" + cmd + "\""));
+  }
+  int saved = ENOENT;
+  for (const std::string& dir : str::split(plan.path_env, ':')) {
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + cmd;
+    ::execve(candidate.c_str(), argv.data(), envp.data());
+    if (errno != ENOENT && errno != ENOTDIR) {
+      saved = errno;
+    }
+  }
+  if (saved == ENOENT) {
+    child_fail(err_fd, "exec: \"" + cmd + "\": executable file not found in $PATH");
+  }
+  errno = saved;
+  child_fail(err_fd, errno_text("exec: \"" + cmd + "\""));
+}
+
+[[noreturn]] void run_init(const Plan& plan, int err_fd, int alive_fd, int out_fd, int errout_fd) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  struct pollfd pfd {alive_fd, 0, 0};
+  if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0) {
+    ::_exit(127);  // the monitor died before we armed PDEATHSIG
+  }
+  if (plan.capture) {
+    // stdin becomes the sandbox's /dev/null once it exists (see below).
+    if (::dup2(out_fd, 1) < 0 || ::dup2(errout_fd, 2) < 0) {
+      child_fail(err_fd, errno_text("cannot set up stdio"));
+    }
+  }
+  // Keep only stdio and the error pipe (moved to 3, close-on-exec).
+  if (err_fd != 3) {
+    if (::dup3(err_fd, 3, O_CLOEXEC) < 0) {
+      ::_exit(127);
+    }
+    err_fd = 3;
+  }
+  ::close_range(4, ~0U, 0);
+
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    child_fail(err_fd, errno_text("cannot make the mount tree private"));
+  }
+  {
+    UniqueFd tree(::open_tree(AT_FDCWD, plan.rootfs.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    if (!tree || ::move_mount(tree.get(), "", AT_FDCWD, plan.rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      child_fail(err_fd, errno_text("cannot bind the rootfs " + plan.rootfs));
+    }
+  }
+  UniqueFd root(::open(plan.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) {
+    child_fail(err_fd, errno_text("cannot open the rootfs " + plan.rootfs));
+  }
+  for (const Mount& m : plan.mounts) {
+    UniqueFd tree(::open_tree(AT_FDCWD, m.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    if (!tree) {
+      child_fail(err_fd, errno_text("cannot open mount source " + m.source));
+    }
+    if (m.read_only && set_readonly(tree.get()) != 0) {
+      child_fail(err_fd, errno_text("cannot make mount /" + m.target + " read-only"));
+    }
+    UniqueFd target(open_or_create_target(root.get(), m));
+    if (!target || attach(tree.get(), target.get()) != 0) {
+      child_fail(err_fd, errno_text("cannot mount " + m.source + " on /" + m.target));
+    }
+  }
+  setup_dev(err_fd, root.get());
+  setup_proc(err_fd, root.get());
+  setup_sys(err_fd, root.get());
+
+  if (::fchdir(root.get()) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
+      ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
+    child_fail(err_fd, errno_text("cannot pivot into the rootfs"));
+  }
+  root.reset();
+  if (plan.capture) {
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::close(null_fd) != 0) {
+      child_fail(err_fd, errno_text("cannot open /dev/null"));
+    }
+  }
+  if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {
+    child_fail(err_fd, errno_text("cannot set the hostname"));
+  }
+  ::umask(022);
+  make_workdir(err_fd, plan.workdir);
+  drop_capabilities(err_fd);
+  switch_user(err_fd, plan.user);
+  exec_command(err_fd, plan);
+}
+
+[[noreturn]] void run_monitor(const Plan& plan, pid_t parent, int err_fd, int status_fd, int out_fd,
+                              int errout_fd) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) {
+    ::_exit(127);
+  }
+  // Children start with default signal handling and nothing blocked.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) {
+      ::signal(sig, SIG_DFL);
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+
+  if (::unshare(plan.unshare_flags) != 0) {
+    child_fail(err_fd, errno_text("cannot create namespaces"));
+  }
+  int alive[2];
+  if (::pipe2(alive, O_CLOEXEC) != 0) {
+    child_fail(err_fd, errno_text("pipe"));
+  }
+  pid_t init = ::fork();
+  if (init < 0) {
+    child_fail(err_fd, errno_text("fork"));
+  }
+  if (init == 0) {
+    ::close(alive[1]);
+    ::close(status_fd);
+    run_init(plan, err_fd, alive[0], out_fd, errout_fd);
+  }
+  // Keep only the status pipe and the write end that tells init we live.
+  ::close(alive[0]);
+  ::close(err_fd);
+  ::close(out_fd);
+  ::close(errout_fd);
+  int status = 0;
+  while (::waitpid(init, &status, 0) < 0) {
+    if (errno != EINTR) {
+      ::_exit(127);
+    }
+  }
+  ssize_t ignored = ::write(status_fd, &status, sizeof status);
+  (void)ignored;
+  ::_exit(0);
+}
+
+// ---- parent side ----------------------------------------------------------
+
+std::string hosts_file(const RunSpec& spec) {
+  std::string out = "127.0.0.1\tlocalhost " + spec.hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+  for (const HostEntry& h : spec.extra_hosts) {
+    out += h.address + "\t" + h.name + "\n";
+  }
+  return out;
+}
+
+std::string host_resolv_conf() {
+  std::ifstream in("/etc/resolv.conf");
+  if (!in) {
+    return "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<void> write_file(const std::filesystem::path& p, const std::string& content) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << content;
+  out.close();
+  if (!out) {
+    return fail(Errc::io, "cannot write " + p.string());
+  }
+  return ok();
+}
+
+// A private scratch directory for the files bind-mounted into /etc.
+class ScratchDir {
+public:
+  ScratchDir() = default;
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir() {
+    if (!m_path.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(m_path, ec);
+    }
+  }
+  Result<void> create() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "imgbuild-sandbox-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      return fail(Errc::io, "cannot create a scratch directory: " + std::string(std::strerror(errno)));
+    }
+    m_path = tmpl;
+    return ok();
+  }
+  const std::filesystem::path& path() const { return m_path; }
+
+private:
+  std::filesystem::path m_path;
+};
+
+// Splits a byte stream into lines for a sink.
+class LineSplitter {
+public:
+  explicit LineSplitter(const LineSink& sink) : m_sink(sink) {}
+  void feed(const char* data, size_t n) {
+    m_buf.append(data, n);
+    size_t start = 0;
+    for (size_t nl; (nl = m_buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+      emit(std::string_view(m_buf).substr(start, nl - start));
+    }
+    m_buf.erase(0, start);
+  }
+  void finish() {
+    if (!m_buf.empty()) {
+      emit(m_buf);
+      m_buf.clear();
+    }
+  }
+
+private:
+  void emit(std::string_view line) {
+    if (m_sink) {
+      m_sink(line);
+    }
+  }
+  const LineSink& m_sink;
+  std::string m_buf;
+};
+
+class NamespaceSandbox final : public Sandbox {
+public:
+  std::string_view name() const override { return "namespaces"; }
+  Result<RunResult> run(const RunSpec& spec) override;
+};
+
+Result<void> validate(const RunSpec& spec) {
+  if (spec.argv.empty() || spec.argv[0].empty()) {
+    return fail(Errc::invalid_argument, "no command to run");
+  }
+  if (!spec.rootfs.is_absolute()) {
+    return fail(Errc::invalid_argument, "rootfs " + spec.rootfs.string() + " is not an absolute path");
+  }
+  if (spec.workdir.empty() || spec.workdir[0] != '/') {
+    return fail(Errc::invalid_argument, "workdir " + str::go_quote(spec.workdir) + " is not an absolute path");
+  }
+  if (spec.hostname.empty() || spec.hostname.size() > 64 || spec.hostname.find_first_of("\n\t /") != std::string::npos) {
+    return fail(Errc::invalid_argument, "invalid hostname " + str::go_quote(spec.hostname));
+  }
+  for (const std::string& a : spec.argv) {
+    if (a.find('\0') != std::string::npos) {
+      return fail(Errc::invalid_argument, "a command argument contains a NUL byte");
+    }
+  }
+  for (const HostEntry& h : spec.extra_hosts) {
+    if (h.name.empty() || h.address.empty() || h.name.find_first_of(" \t\n") != std::string::npos ||
+        h.address.find_first_of(" \t\n") != std::string::npos) {
+      return fail(Errc::invalid_argument, "invalid host entry " + str::go_quote(h.name + ":" + h.address));
+    }
+  }
+  return ok();
+}
+
+std::vector<std::string> build_env(const RunSpec& spec, const ExecUser& user, std::string& path_env) {
+  std::vector<std::string> env;
+  bool has_path = false;
+  bool has_home = false;
+  for (const std::string& e : spec.env) {
+    if (e.rfind("PATH=", 0) == 0) {
+      has_path = true;
+      path_env = e.substr(5);
+    }
+    has_home = has_home || e.rfind("HOME=", 0) == 0;
+    env.push_back(e);
+  }
+  if (!has_path) {
+    path_env = std::string(k_default_path);
+    env.insert(env.begin(), "PATH=" + path_env);
+  }
+  if (!has_home) {
+    env.push_back("HOME=" + user.home);
+  }
+  return env;
+}
+
+Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
+  TRY_VOID(validate(spec));
+  interrupt::install_handlers();
+
+  UniqueFd root_fd(::open(spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd) {
+    return fail(Errc::not_found, "cannot open rootfs " + spec.rootfs.string() + ": " + std::strerror(errno));
+  }
+  TRY(auto passwd, detail::read_file_in_root(root_fd.get(), "etc/passwd", k_max_etc_file));
+  TRY(auto group, detail::read_file_in_root(root_fd.get(), "etc/group", k_max_etc_file));
+  TRY(ExecUser user, resolve_user(spec.user, passwd, group));
+
+  Plan plan;
+  plan.rootfs = spec.rootfs.string();
+  plan.argv = spec.argv;
+  plan.env = build_env(spec, user, plan.path_env);
+  plan.hostname = spec.hostname;
+  plan.workdir = spec.workdir;
+  plan.user = user;
+  plan.capture = spec.stdio == Stdio::capture;
+  plan.unshare_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID;
+  if (spec.network == NetworkMode::none) {
+    plan.unshare_flags |= CLONE_NEWNET;
+  }
+
+  ScratchDir scratch;
+  TRY_VOID(scratch.create());
+  TRY_VOID(write_file(scratch.path() / "hosts", hosts_file(spec)));
+  TRY_VOID(write_file(scratch.path() / "resolv.conf", spec.resolv_conf ? *spec.resolv_conf : host_resolv_conf()));
+  TRY_VOID(write_file(scratch.path() / "hostname", spec.hostname + "\n"));
+
+  detail::MountStubs stubs;
+  for (const char* dir : {"proc", "dev", "sys"}) {
+    TRY_VOID(stubs.ensure(root_fd.get(), dir, detail::StubKind::directory));
+  }
+  for (const BindMount& b : spec.mounts) {
+    Mount m;
+    m.source = b.source.string();
+    m.target = detail::clean_relative(b.target);
+    m.read_only = b.access == Access::read_only;
+    std::error_code ec;
+    m.directory = std::filesystem::is_directory(b.source, ec);
+    if (!std::filesystem::exists(b.source, ec)) {
+      return fail(Errc::not_found, "mount source " + b.source.string() + " does not exist");
+    }
+    if (m.target.empty()) {
+      return fail(Errc::invalid_argument, "cannot mount over the root directory");
+    }
+    TRY_VOID(stubs.ensure(root_fd.get(), m.target,
+                          m.directory ? detail::StubKind::directory : detail::StubKind::file));
+    plan.mounts.push_back(std::move(m));
+  }
+  for (const char* name : {"hosts", "resolv.conf", "hostname"}) {
+    Mount m;
+    m.source = (scratch.path() / name).string();
+    m.target = std::string("etc/") + name;
+    TRY_VOID(stubs.ensure(root_fd.get(), m.target, detail::StubKind::file));
+    plan.mounts.push_back(std::move(m));
+  }
+
+  int out_pipe[2] = {-1, -1};
+  int err_pipe[2] = {-1, -1};
+  int msg_pipe[2] = {-1, -1};
+  int status_pipe[2] = {-1, -1};
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(msg_pipe, O_CLOEXEC) != 0 ||
+      ::pipe2(status_pipe, O_CLOEXEC) != 0) {
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], msg_pipe[0], msg_pipe[1], status_pipe[0],
+                   status_pipe[1]}) {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+    return fail(Errc::io, std::string("cannot create pipes: ") + std::strerror(errno));
+  }
+  UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]), err_r(err_pipe[0]), err_w(err_pipe[1]);
+  UniqueFd msg_r(msg_pipe[0]), msg_w(msg_pipe[1]), status_r(status_pipe[0]), status_w(status_pipe[1]);
+
+  const pid_t self = ::getpid();
+  pid_t monitor = ::fork();
+  if (monitor < 0) {
+    return fail(Errc::io, std::string("fork: ") + std::strerror(errno));
+  }
+  if (monitor == 0) {
+    run_monitor(plan, self, msg_w.get(), status_w.get(), out_w.get(), err_w.get());
+  }
+  interrupt::Registration kill_reg = interrupt::kill_on_interrupt(monitor);
+  out_w.reset();
+  err_w.reset();
+  msg_w.reset();
+  status_w.reset();
+
+  std::string message;
+  LineSplitter out_lines(spec.on_stdout);
+  LineSplitter err_lines(spec.on_stderr);
+  struct Stream {
+    UniqueFd* fd;
+    LineSplitter* lines;
+  };
+  Stream streams[] = {{&out_r, &out_lines}, {&err_r, &err_lines}, {&msg_r, nullptr}};
+  char buf[65536];
+  for (;;) {
+    std::vector<pollfd> fds;
+    std::vector<Stream*> which;
+    for (Stream& s : streams) {
+      if (*s.fd) {
+        fds.push_back(pollfd{s.fd->get(), POLLIN, 0});
+        which.push_back(&s);
+      }
+    }
+    if (fds.empty()) {
+      break;
+    }
+    if (::poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      break;
+    }
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) {
+        continue;
+      }
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        continue;
+      }
+      if (n <= 0) {
+        which[i]->fd->reset();
+        continue;
+      }
+      if (which[i]->lines != nullptr) {
+        which[i]->lines->feed(buf, static_cast<size_t>(n));
+      } else if (message.size() < 65536) {
+        message.append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  out_lines.finish();
+  err_lines.finish();
+
+  int wstatus = 0;
+  while (::waitpid(monitor, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  kill_reg.release();
+  int init_status = 0;
+  ssize_t got = ::read(status_r.get(), &init_status, sizeof init_status);
+  stubs.remove_all();
+
+  if (!message.empty()) {
+    return fail(Errc::invalid_argument, message);
+  }
+  if (got != static_cast<ssize_t>(sizeof init_status)) {
+    return fail(Errc::internal, "the sandbox monitor died unexpectedly");
+  }
+  RunResult result;
+  if (WIFEXITED(init_status)) {
+    result.exit_code = WEXITSTATUS(init_status);
+  } else if (WIFSIGNALED(init_status)) {
+    result.signal = WTERMSIG(init_status);
+    result.exit_code = 128 + *result.signal;
+  }
+  return result;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sandbox>> make_sandbox(std::string_view kind) {
+  if (kind == "auto" || kind == "namespaces") {
+    if (::geteuid() != 0) {
+      return fail(Errc::unsupported, "the namespace sandbox needs root (a rootless sandbox is not implemented yet)");
+    }
+    return std::unique_ptr<Sandbox>(new NamespaceSandbox());
+  }
+  return fail(Errc::invalid_argument, "unknown sandbox " + str::go_quote(kind) + " (known: auto, namespaces)");
+}
+
+}  // namespace imgbuild::sandbox

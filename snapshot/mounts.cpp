@@ -1,0 +1,285 @@
+#include "snapshot/mounts.hpp"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "util/fd.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::snapshot::mounts {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view k_magic = "imgbuild-mount-record 1";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or ""
+// when the process does not exist.
+std::string process_start_time(long pid) {
+  std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) {
+    return {};
+  }
+  // Fields after the command name start at field 3.
+  std::vector<std::string> fields = str::split(std::string_view(stat).substr(close + 2), ' ');
+  if (fields.size() < 20) {
+    return {};
+  }
+  return fields[19];
+}
+
+// "\\" and "\n" escaped so that any path fits on one line.
+std::string escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string unescape(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      out += s[i + 1] == 'n' ? '\n' : s[i + 1];
+      ++i;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// True when child lies strictly inside dir (lexically, both absolute).
+bool strictly_inside(const fs::path& child, const fs::path& dir) {
+  fs::path c = child.lexically_normal();
+  fs::path d = dir.lexically_normal();
+  if (!c.is_absolute() || !d.is_absolute()) {
+    return false;
+  }
+  auto rel = c.lexically_relative(d);
+  return !rel.empty() && *rel.begin() != ".." && rel != ".";
+}
+
+}  // namespace
+
+MountRecord& MountRecord::operator=(MountRecord&& o) noexcept {
+  if (this != &o) {
+    erase();
+    m_path = std::move(o.m_path);
+    o.m_path.clear();
+  }
+  return *this;
+}
+
+Result<MountRecord> MountRecord::create(const fs::path& runtime_dir, const std::string& id,
+                                        const std::vector<fs::path>& mount_points,
+                                        const std::vector<fs::path>& remove_dirs) {
+  std::error_code ec;
+  fs::path dir = runtime_dir / "mounts";
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return fail(Errc::io, "cannot create " + dir.string() + ": " + ec.message());
+  }
+  std::string text(k_magic);
+  text += "\npid " + std::to_string(::getpid()) + "\nstart " + process_start_time(::getpid()) + "\n";
+  for (const fs::path& m : mount_points) {
+    text += "mount " + escape(m.string()) + "\n";
+  }
+  for (const fs::path& r : remove_dirs) {
+    text += "remove " + escape(r.string()) + "\n";
+  }
+  fs::path final_path = dir / id;
+  fs::path tmp = dir / ("." + id + ".tmp");
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) {
+      return fail(Errc::io, "cannot write mount record " + tmp.string() + ": " + std::strerror(errno));
+    }
+    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0) {
+      return fail(Errc::io, "cannot write mount record " + tmp.string() + ": " + std::strerror(errno));
+    }
+  }
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return fail(Errc::io, "cannot write mount record " + final_path.string() + ": " + std::strerror(errno));
+  }
+  MountRecord r;
+  r.m_path = final_path;
+  return r;
+}
+
+void MountRecord::erase() noexcept {
+  if (!m_path.empty()) {
+    ::unlink(m_path.c_str());
+    m_path.clear();
+  }
+}
+
+Result<void> mount_overlay(const std::vector<fs::path>& lowers_top_first, const fs::path& upper,
+                           const fs::path& work, const fs::path& target) {
+  UniqueFd fsfd(::fsopen("overlay", FSOPEN_CLOEXEC));
+  if (!fsfd) {
+    return fail(Errc::unsupported, std::string("overlayfs is not available: ") + std::strerror(errno));
+  }
+  auto kernel_says = [&](const std::string& what) {
+    std::string msg = what + ": " + std::strerror(errno);
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(fsfd.get(), buf, sizeof buf - 1)) > 0) {
+      buf[n] = '\0';
+      msg += std::string(" (") + str::trim(buf).data() + ")";
+    }
+    return fail(Errc::io, msg);
+  };
+  auto set = [&](const char* key, const std::string& value) {
+    return ::fsconfig(fsfd.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0) == 0;
+  };
+  for (const fs::path& lower : lowers_top_first) {
+    if (!set("lowerdir+", lower.string())) {
+      return kernel_says("overlay: cannot add lower layer " + lower.string());
+    }
+  }
+  if (!set("upperdir", upper.string()) || !set("workdir", work.string())) {
+    return kernel_says("overlay: cannot set upper " + upper.string());
+  }
+  for (const char* key : {"redirect_dir", "index", "metacopy"}) {
+    if (!set(key, "off")) {
+      return kernel_says(std::string("overlay: cannot set ") + key);
+    }
+  }
+  if (::fsconfig(fsfd.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    return kernel_says("overlay: cannot create the mount for " + target.string());
+  }
+  UniqueFd mnt(::fsmount(fsfd.get(), FSMOUNT_CLOEXEC, 0));
+  if (!mnt) {
+    return kernel_says("overlay: fsmount for " + target.string());
+  }
+  if (::move_mount(mnt.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    return fail(Errc::io, "overlay: cannot attach the mount at " + target.string() + ": " + std::strerror(errno));
+  }
+  return ok();
+}
+
+Result<void> unmount(const fs::path& target) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    if (::umount2(target.c_str(), UMOUNT_NOFOLLOW) == 0) {
+      continue;  // stacked mounts: unmount until nothing is left
+    }
+    if (errno == EINVAL || errno == ENOENT) {
+      return ok();  // not (or no longer) a mount point
+    }
+    if (errno != EBUSY) {
+      return fail(Errc::io, "cannot unmount " + target.string() + ": " + std::strerror(errno));
+    }
+    ::usleep(10000);
+  }
+  if (::umount2(target.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT) {
+    return fail(Errc::io, "cannot unmount " + target.string() + ": " + std::strerror(errno));
+  }
+  return ok();
+}
+
+bool is_mount_point(const fs::path& path) {
+  std::string want = fs::path(path).lexically_normal().string();
+  std::istringstream in(read_text("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = str::split(line, ' ');
+    if (f.size() < 5) {
+      continue;
+    }
+    // Field 5 is the mount point, with spaces etc. as octal escapes.
+    std::string mp;
+    const std::string& raw = f[4];
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '\\' && i + 3 < raw.size()) {
+        mp += static_cast<char>(std::stoi(raw.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        mp += raw[i];
+      }
+    }
+    if (mp == want) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Result<size_t> cleanup_stale(const fs::path& runtime_dir, const fs::path& work_dir) {
+  fs::path dir = runtime_dir / "mounts";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return size_t{0};
+  }
+  size_t reclaimed = 0;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.') {
+      continue;
+    }
+    std::istringstream in(read_text(entry.path()));
+    std::string line;
+    if (!std::getline(in, line) || line != k_magic) {
+      continue;  // not ours, or a newer format: leave it alone
+    }
+    long pid = 0;
+    std::string start;
+    std::vector<fs::path> mount_points;
+    std::vector<fs::path> removes;
+    while (std::getline(in, line)) {
+      auto sp = line.find(' ');
+      if (sp == std::string::npos) {
+        continue;
+      }
+      std::string key = line.substr(0, sp);
+      std::string value = line.substr(sp + 1);
+      if (key == "pid") {
+        pid = std::strtol(value.c_str(), nullptr, 10);
+      } else if (key == "start") {
+        start = value;
+      } else if (key == "mount") {
+        mount_points.emplace_back(unescape(value));
+      } else if (key == "remove") {
+        removes.emplace_back(unescape(value));
+      }
+    }
+    if (pid > 0 && !start.empty() && process_start_time(pid) == start) {
+      continue;  // its owner still runs
+    }
+    for (const fs::path& m : mount_points) {
+      TRY_VOID(unmount(m));
+    }
+    for (const fs::path& r : removes) {
+      if (strictly_inside(r, work_dir) && !is_mount_point(r)) {
+        fs::remove_all(r, ec);
+      }
+    }
+    ::unlink(entry.path().c_str());
+    ++reclaimed;
+  }
+  return reclaimed;
+}
+
+}  // namespace imgbuild::snapshot::mounts

@@ -1,0 +1,106 @@
+#include "snapshot/snapshotter.hpp"
+
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "snapshot/internal.hpp"
+#include "snapshot/mounts.hpp"
+#include "util/fs.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::snapshot {
+
+namespace stdfs = std::filesystem;
+
+std::string new_view_id() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (errno != EINTR) {
+      break;
+    }
+  }
+  static const char* k_hex = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id += k_hex[b >> 4];
+    id += k_hex[b & 15];
+  }
+  return id;
+}
+
+Result<void> move_dir(const stdfs::path& dir, const stdfs::path& dest) {
+  std::error_code ec;
+  if (stdfs::exists(stdfs::symlink_status(dest, ec))) {
+    return fail(Errc::already_exists, "layer directory " + dest.string() + " already exists");
+  }
+  if (::rename(dir.c_str(), dest.c_str()) == 0) {
+    return ok();
+  }
+  if (errno != EXDEV) {
+    return fail(Errc::io, "cannot move " + dir.string() + " to " + dest.string() + ": " + std::strerror(errno));
+  }
+  // Another filesystem: copy into a temporary sibling, then rename.
+  const stdfs::path tmp = dest.parent_path() / ("." + dest.filename().string() + ".tmp-" + new_view_id());
+  if (::mkdir(tmp.c_str(), 0755) != 0) {
+    return fail(Errc::io, "cannot create " + tmp.string() + ": " + std::strerror(errno));
+  }
+  TRY(fs::Root src, fs::Root::open(dir.string()));
+  TRY(fs::Root dst, fs::Root::open(tmp.string()));
+  auto copied = fs::copy_tree(src, dst);
+  if (!copied || ::rename(tmp.c_str(), dest.c_str()) != 0) {
+    stdfs::remove_all(tmp, ec);
+    if (!copied) {
+      return fail(std::move(copied).error());
+    }
+    return fail(Errc::io, "cannot move " + tmp.string() + " to " + dest.string() + ": " + std::strerror(errno));
+  }
+  stdfs::remove_all(dir, ec);
+  return ok();
+}
+
+Result<size_t> cleanup_stale(const SnapshotterConfig& config) {
+  return mounts::cleanup_stale(config.runtime_dir, config.work_dir);
+}
+
+Result<std::unique_ptr<Snapshotter>> make_snapshotter(std::string_view kind, const SnapshotterConfig& config) {
+  if (!config.work_dir.is_absolute() || !config.runtime_dir.is_absolute()) {
+    return fail(Errc::invalid_argument, "snapshotter directories must be absolute paths");
+  }
+  std::error_code ec;
+  for (const stdfs::path& p : {config.work_dir / "views", config.runtime_dir / "mounts"}) {
+    stdfs::create_directories(p, ec);
+    if (ec) {
+      return fail(Errc::io, "cannot create " + p.string() + ": " + ec.message());
+    }
+  }
+  TRY(size_t ignored, cleanup_stale(config));
+  (void)ignored;
+  if (kind == "overlay") {
+    auto s = make_overlay_snapshotter(config);
+    if (!s) {
+      return fail(std::move(s).error().with_context("the overlay snapshotter does not work here (try --snapshotter copy)"));
+    }
+    return s;
+  }
+  if (kind == "copy") {
+    return make_copy_snapshotter(config);
+  }
+  if (kind == "auto" || kind.empty()) {
+    auto s = make_overlay_snapshotter(config);
+    if (s) {
+      return s;
+    }
+    return make_copy_snapshotter(config);
+  }
+  return fail(Errc::invalid_argument,
+              "unknown snapshotter " + str::go_quote(kind) + " (known: auto, overlay, copy)");
+}
+
+}  // namespace imgbuild::snapshot
