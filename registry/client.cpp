@@ -5,11 +5,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "util/stats.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::registry {
 
 namespace {
+
+stats::Metric g_retries("registry.retries");
+stats::Metric g_tokens("registry.token_fetches");
 
 std::string url_escape(std::string_view s) {
   std::string out;
@@ -121,6 +125,8 @@ struct Client::Call {
   /// Retry single requests (false for upload PATCH/PUT: the session restarts instead).
   bool retry_requests = true;
   int attempts = 1;
+  /// Whether credentials were configured for the registry (for hints).
+  bool had_credentials = true;
 
   std::string describe() const {
     std::string out = "registry " + registry;
@@ -151,6 +157,9 @@ struct Client::Call {
     }
     if (attempts > 1) {
       msg += fmt::format(" (gave up after {} attempts)", attempts);
+    }
+    if ((r.status == 401 || r.status == 403) && !had_credentials) {
+      msg += fmt::format(" (no credentials for {}: use `imgbuild login {}`)", registry, registry);
     }
     return Error(status_errc(r.status), msg);
   }
@@ -259,6 +268,7 @@ Result<std::string> Client::fetch_token(const Call& call, const Challenge& ch,
     }
     if (retry) {
       if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
+        g_retries.add();
         m_options.sleeper(*d);
         continue;
       }
@@ -275,18 +285,23 @@ Result<std::string> Client::fetch_token(const Call& call, const Challenge& ch,
       if (std::string m = server_message(*r); !m.empty()) {
         msg += ": " + m;
       }
+      if (creds.empty() && (r->status == 401 || r->status == 403)) {
+        msg += fmt::format(" (no credentials for {}: use `imgbuild login {}`)", call.registry,
+                           call.registry);
+      }
       return fail(status_errc(r->status), msg);
     }
     auto answer = parse_token_answer(r->body);
     if (!answer) {
       return fail(Errc::network, fmt::format("{}: {}", call.describe(), answer.error().message));
     }
+    g_tokens.add();
     m_tokens.put(call.token_key(), answer->token, answer->expires_in, m_options.clock());
     return answer->token;
   }
 }
 
-Result<std::optional<std::string>> Client::authorization(const Call& call, bool refresh) {
+Result<std::optional<std::string>> Client::authorization(Call& call, bool refresh) {
   std::optional<Challenge> ch;
   {
     std::lock_guard lock(m_mutex);
@@ -298,6 +313,7 @@ Result<std::optional<std::string>> Client::authorization(const Call& call, bool 
     return std::optional<std::string>();
   }
   TRY(Credentials creds, credentials_for(call.registry));
+  call.had_credentials = !creds.empty();
   if (ch->scheme == "basic") {
     if (creds.username.empty() && creds.password.empty()) {
       return std::optional<std::string>();
@@ -377,7 +393,8 @@ Result<HttpResponse> Client::perform(Call& call, HttpRequest request) {
       }
       if (retry) {
         if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
-          m_options.sleeper(*d);
+          g_retries.add();
+        m_options.sleeper(*d);
           continue;
         }
       }
@@ -461,6 +478,42 @@ Result<FetchedManifest> Client::get_manifest(const Repository& repo, const std::
   }
   m.bytes = std::move(r.body);
   return m;
+}
+
+Result<ResolvedManifest> Client::resolve_manifest(const Repository& repo,
+                                                  const std::string& reference,
+                                                  const Platform& platform) {
+  ResolvedManifest out;
+  TRY(FetchedManifest current, get_manifest(repo, reference));
+  for (int depth = 0; is_index_media_type(current.media_type); ++depth) {
+    std::string where = fmt::format("registry {}, repository {}, index {}", repo.registry,
+                                    repo.name, current.digest.str());
+    if (depth >= 2) {
+      return fail(Errc::unsupported, fmt::format("{}: indexes nested more than two deep", where));
+    }
+    auto doc = nlohmann::json::parse(current.bytes, nullptr, false);
+    auto pick = select_platform_manifest(doc, platform);
+    if (!pick) {
+      return fail(pick.error().code, fmt::format("{}: {}", where, pick.error().message));
+    }
+    const auto& entry = doc["manifests"][*pick];
+    std::string child = entry.contains("digest") && entry["digest"].is_string()
+                            ? entry["digest"].get<std::string>()
+                            : std::string();
+    if (!Sha256Digest::parse(child)) {
+      return fail(Errc::corrupt, fmt::format("{}: entry {} has no valid sha256 digest", where, *pick));
+    }
+    TRY(FetchedManifest next, get_manifest(repo, child));
+    if (entry.contains("size") && entry["size"].is_number_unsigned() &&
+        entry["size"].get<uint64_t>() != next.bytes.size()) {
+      return fail(Errc::corrupt, fmt::format("{}: manifest {} is {} bytes, the index says {}", where,
+                                             child, next.bytes.size(), entry["size"].get<uint64_t>()));
+    }
+    out.indexes.push_back(std::move(current));
+    current = std::move(next);
+  }
+  out.manifest = std::move(current);
+  return out;
 }
 
 Result<Sha256Digest> Client::head_manifest(const Repository& repo, const std::string& reference) {
@@ -597,6 +650,7 @@ Result<uint64_t> Client::get_blob(const Repository& repo, const Sha256Digest& di
     }
     if (retry) {
       if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
+        g_retries.add();
         m_options.sleeper(*d);
         continue;
       }
@@ -764,7 +818,8 @@ Result<BlobPush> Client::push_blob(const Repository& repo, const Sha256Digest& d
       e.message += fmt::format(" (upload gave up after {} attempts)", attempt);
       return fail(std::move(e));
     }
-    m_options.sleeper(*d);
+    g_retries.add();
+        m_options.sleeper(*d);
   }
 }
 

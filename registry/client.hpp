@@ -25,6 +25,7 @@
 #include "registry/auth.hpp"
 #include "registry/credentials.hpp"
 #include "registry/http.hpp"
+#include "registry/platform.hpp"
 #include "registry/reference.hpp"
 #include "registry/retry.hpp"
 #include "util/hash.hpp"
@@ -78,6 +79,14 @@ struct FetchedManifest {
   Sha256Digest digest;
 };
 
+/// An image manifest found for one platform.
+struct ResolvedManifest {
+  /// The image manifest (never an index).
+  FetchedManifest manifest;
+  /// The index it was selected from (outermost first), empty for a single-platform image.
+  std::vector<FetchedManifest> indexes;
+};
+
 /// What push_blob did.
 enum class BlobPush {
   existed,   ///< HEAD found it already there
@@ -107,6 +116,13 @@ public:
   /// GET a manifest or index by tag or digest, verified: the body must hash
   /// to the requested digest, and to Docker-Content-Digest when present.
   Result<FetchedManifest> get_manifest(const Repository& repo, const std::string& reference);
+
+  /// GET a manifest by tag or digest and, while it is an index, follow the
+  /// entry for `platform` (first match; see select_platform_manifest), at
+  /// most two index levels deep. Each child must match its descriptor's
+  /// digest and size.
+  Result<ResolvedManifest> resolve_manifest(const Repository& repo, const std::string& reference,
+                                            const Platform& platform);
 
   /// HEAD a manifest: its digest (Docker-Content-Digest), or not_found.
   Result<Sha256Digest> head_manifest(const Repository& repo, const std::string& reference);
@@ -143,7 +159,7 @@ private:
   Result<HttpResponse> perform_once(Call& call, HttpRequest request, TransportFailure* failure);
   Result<std::string> base_url(const std::string& registry);
   Result<Credentials> credentials_for(const std::string& registry);
-  Result<std::optional<std::string>> authorization(const Call& call, bool refresh);
+  Result<std::optional<std::string>> authorization(Call& call, bool refresh);
   Result<std::string> fetch_token(const Call& call, const Challenge& ch, const Credentials& creds);
   struct UploadRetry;
   Result<BlobPush> upload_blob_once(Call& call, const Sha256Digest& digest,

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "registry/reference.hpp"
+#include "util/stats.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::registry {
@@ -20,6 +22,11 @@ namespace imgbuild::registry {
 namespace {
 
 constexpr size_t k_error_body_cap = 64 * 1024;
+
+stats::Metric g_requests("registry.http_requests");
+stats::Metric g_http_time("registry.http_us");
+stats::Metric g_bytes_in("registry.bytes_received");
+stats::Metric g_bytes_out("registry.bytes_sent");
 
 void global_init() {
   static std::once_flag once;
@@ -130,6 +137,21 @@ size_t on_read(char* buf, size_t size, size_t nitems, void* user) {
   return *r;
 }
 
+// curl rewinds the body when it resends a request on a fresh connection
+// (a reused connection that turned out to be closed).
+int on_seek(void* user, curl_off_t offset, int origin) {
+  auto* ex = static_cast<Exchange*>(user);
+  if (origin != SEEK_SET || offset < 0) {
+    return CURL_SEEKFUNC_CANTSEEK;
+  }
+  uint64_t begin = ex->request->body_range ? ex->request->body_range->first : 0;
+  if (begin + static_cast<uint64_t>(offset) > ex->read_end) {
+    return CURL_SEEKFUNC_FAIL;
+  }
+  ex->read_pos = begin + static_cast<uint64_t>(offset);
+  return CURL_SEEKFUNC_OK;
+}
+
 TransportFailure classify(CURLcode rc) {
   switch (rc) {
     case CURLE_COULDNT_CONNECT:
@@ -142,6 +164,7 @@ TransportFailure classify(CURLcode rc) {
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_PROXY:
+    case CURLE_SEND_FAIL_REWIND:
       return TransportFailure::connection;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
@@ -274,8 +297,42 @@ std::string url_authority(const std::string& url) {
   return std::string(s);
 }
 
+/// The curl share handle and the locks curl asks for around shared data.
+struct HttpTransport::Shared {
+  CURLSH* share = nullptr;
+  std::array<std::mutex, CURL_LOCK_DATA_LAST> locks;
+
+  Shared() {
+    share = curl_share_init();
+    if (share == nullptr) {
+      return;
+    }
+    curl_share_setopt(share, CURLSHOPT_LOCKFUNC, lock);
+    curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, unlock);
+    curl_share_setopt(share, CURLSHOPT_USERDATA, this);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  }
+  ~Shared() {
+    if (share != nullptr) {
+      curl_share_cleanup(share);
+    }
+  }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+
+  static void lock(CURL*, curl_lock_data data, curl_lock_access, void* user) {
+    static_cast<Shared*>(user)->locks.at(static_cast<size_t>(data)).lock();
+  }
+  static void unlock(CURL*, curl_lock_data data, void* user) {
+    static_cast<Shared*>(user)->locks.at(static_cast<size_t>(data)).unlock();
+  }
+};
+
 HttpTransport::HttpTransport(TransportOptions options) : m_options(std::move(options)) {
   global_init();
+  m_shared = std::make_unique<Shared>();
 }
 
 HttpTransport::~HttpTransport() = default;
@@ -344,6 +401,9 @@ Result<HttpResponse> HttpTransport::exchange(const HttpRequest& request, Transpo
   std::string authority = url_authority(request.url);
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  if (m_shared && m_shared->share != nullptr) {
+    curl_easy_setopt(curl, CURLOPT_SHARE, m_shared->share);
+  }
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -400,10 +460,23 @@ Result<HttpResponse> HttpTransport::exchange(const HttpRequest& request, Transpo
     curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(length));
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(curl, CURLOPT_READDATA, &ex);
+    curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(curl, CURLOPT_SEEKDATA, &ex);
   }
 
-  CURLcode rc = curl_easy_perform(curl);
+  g_requests.add();
+  CURLcode rc = CURLE_OK;
+  {
+    stats::ScopedTimer timer(g_http_time);
+    rc = curl_easy_perform(curl);
+  }
   response.url = request.url;
+  curl_off_t down = 0;
+  curl_off_t up = 0;
+  curl_easy_getinfo(curl, CURLINFO_SIZE_DOWNLOAD_T, &down);
+  curl_easy_getinfo(curl, CURLINFO_SIZE_UPLOAD_T, &up);
+  g_bytes_in.add(static_cast<uint64_t>(std::max<curl_off_t>(down, 0)));
+  g_bytes_out.add(static_cast<uint64_t>(std::max<curl_off_t>(up, 0)));
   if (rc != CURLE_OK) {
     if (ex.sink_error) {
       set_failure(TransportFailure::sink);

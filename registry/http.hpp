@@ -116,7 +116,9 @@ Result<Origin> url_origin(const std::string& url);
 /// Resolves `location` (absolute or relative) against `base`.
 Result<std::string> resolve_url(const std::string& base, const std::string& location);
 
-/// Performs HTTP exchanges. Thread-safe: each call uses its own curl handle.
+/// Performs HTTP exchanges. Thread-safe: each call uses its own curl easy
+/// handle; the handles share a connection cache, DNS cache and TLS sessions,
+/// so consecutive requests to one registry reuse their connection.
 class HttpTransport {
 public:
   explicit HttpTransport(TransportOptions options = {});
@@ -146,9 +148,11 @@ private:
   /// The TLS material for an authority, read once and cached.
   std::shared_ptr<const TlsMaterial> tls_material(const std::string& authority);
 
+  struct Shared;
   TransportOptions m_options;
   std::mutex m_mutex;
   std::map<std::string, std::shared_ptr<const TlsMaterial>> m_tls;
+  std::unique_ptr<Shared> m_shared;
 };
 
 /// "host[:port]" of a URL as written (for certs.d lookups and messages).

@@ -1,11 +1,12 @@
 #pragma once
-// Minimal registry reference names: [host[:port]/]path[:tag][@digest], with
-// Docker Hub normalization (docker.io/library/). Enough for the registry
-// client; image/reference.hpp (store branch) will take over parsing later.
+// Registry-side names: the repository a reference names (parsing and
+// normalisation, docker.io/library/ included, are image/reference.hpp's), the
+// API host behind docker.io, and registry hosts given on a command line.
 
 #include <string>
 #include <string_view>
 
+#include "image/reference.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::registry {
@@ -30,24 +31,12 @@ struct Repository {
   std::string str() const { return registry + "/" + name; }
 };
 
-/// A parsed reference: repository plus tag and/or digest.
-struct RegistryReference {
-  Repository repository;
-  /// Tag; "latest" when neither tag nor digest was given.
-  std::string tag;
-  /// "sha256:…" when the reference pins a digest, else empty.
-  std::string digest;
+/// The repository an image reference names.
+Repository repository_of(const image::Reference& ref);
 
-  /// What to ask the manifests endpoint for: the digest if any, else the tag.
-  std::string manifest_ref() const { return digest.empty() ? tag : digest; }
-  /// Canonical text form ("docker.io/library/busybox:latest").
-  std::string str() const;
-};
-
-/// Parses a reference name the way docker does: the first component is a
-/// registry when it contains '.' or ':' or is "localhost"; otherwise the
-/// registry is docker.io, and single-component names get "library/".
-Result<RegistryReference> parse_reference(std::string_view text);
+/// What to ask the manifests endpoint for: the digest if any, else the tag
+/// ("latest" when the reference has neither).
+std::string manifest_ref(const image::Reference& ref);
 
 /// Normalises a registry name given on a command line (login/logout):
 /// strips a scheme and trailing path, maps Docker Hub aliases to "docker.io".

@@ -23,37 +23,33 @@ using imgbuild::test::slurp;
 using imgbuild::test::spit;
 using imgbuild::test::TempDir;
 
-TEST_CASE("references normalise like docker", "[registry]") {
-  auto r = parse_reference("busybox");
+TEST_CASE("references map to repositories and manifest references", "[registry]") {
+  auto r = image::parse_reference("busybox");
   REQUIRE(r);
-  CHECK(r->repository.registry == "docker.io");
-  CHECK(r->repository.name == "library/busybox");
-  CHECK(r->tag == "latest");
-  CHECK(r->repository.api_host() == "registry-1.docker.io");
+  Repository repo = repository_of(*r);
+  CHECK(repo.registry == "docker.io");
+  CHECK(repo.name == "library/busybox");
+  CHECK(repo.api_host() == "registry-1.docker.io");
+  CHECK(manifest_ref(*r) == "latest");
 
-  r = parse_reference("127.0.0.1:5000/team/app:v1.2");
+  r = image::parse_reference("127.0.0.1:5000/team/app:v1.2");
   REQUIRE(r);
-  CHECK(r->repository.registry == "127.0.0.1:5000");
-  CHECK(r->repository.name == "team/app");
-  CHECK(r->tag == "v1.2");
-  CHECK(r->manifest_ref() == "v1.2");
+  repo = repository_of(*r);
+  CHECK(repo.registry == "127.0.0.1:5000");
+  CHECK(repo.name == "team/app");
+  CHECK(repo.api_host() == "127.0.0.1:5000");
+  CHECK(repo.str() == "127.0.0.1:5000/team/app");
+  CHECK(manifest_ref(*r) == "v1.2");
 
   std::string d = "sha256:" + std::string(64, 'a');
-  r = parse_reference("localhost/x@" + d);
+  r = image::parse_reference("localhost/x:tag@" + d);
   REQUIRE(r);
-  CHECK(r->repository.registry == "localhost");
-  CHECK(r->tag.empty());
-  CHECK(r->manifest_ref() == d);
+  CHECK(repository_of(*r).registry == "localhost");
+  CHECK(manifest_ref(*r) == d);  // the digest wins over the tag
 
-  r = parse_reference("user/app");
+  r = image::parse_reference("app", image::DefaultTag::none);
   REQUIRE(r);
-  CHECK(r->repository.str() == "docker.io/user/app");
-
-  CHECK_FALSE(parse_reference(""));
-  CHECK_FALSE(parse_reference("app/UPPER"));
-  CHECK_FALSE(parse_reference("app:bad tag"));
-  CHECK_FALSE(parse_reference("app@sha256:123"));
-  CHECK_FALSE(parse_reference("a//b"));
+  CHECK(manifest_ref(*r) == "latest");
 }
 
 TEST_CASE("loopback registries and registry hosts", "[registry]") {
@@ -347,4 +343,25 @@ TEST_CASE("config.json: credHelpers and credsStore run docker-credential helpers
   CHECK(*erased);
   CHECK(slurp(dir.path() / "erased") == "new.example.com\n");
   ::setenv("PATH", old_path.c_str(), 1);
+}
+
+TEST_CASE("imgbuild login refuses to guess missing credentials", "[registry]") {
+  TempDir dir;
+  auto run = [&](const std::string& args, const std::string& log) {
+    return imgbuild::test::run_command(
+        {"sh", "-c", "DOCKER_CONFIG=\"$0\" \"$1\" " + args, dir.path().string(),
+         imgbuild::test::imgbuild_binary().string()},
+        dir.path() / log);
+  };
+  // stdin is /dev/null: no prompting possible.
+  CHECK(run("login 127.0.0.1:1", "nouser.log") == 2);
+  CHECK(slurp(dir.path() / "nouser.log").find("no username given") != std::string::npos);
+  CHECK(run("login --password-stdin 127.0.0.1:1", "stdin.log") == 2);
+  CHECK(slurp(dir.path() / "stdin.log").find("--password-stdin needs --username") != std::string::npos);
+  CHECK(run("login -u me -p x --password-stdin 127.0.0.1:1", "both.log") == 2);
+  CHECK(slurp(dir.path() / "both.log").find("mutually exclusive") != std::string::npos);
+  // Nothing was written.
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "config.json"));
+  CHECK(run("logout 127.0.0.1:1", "logout.log") == 0);
+  CHECK(slurp(dir.path() / "logout.log").find("Not logged in to 127.0.0.1:1") != std::string::npos);
 }

@@ -232,6 +232,23 @@ TEST_CASE("real registry: push and pull blobs and manifests over plain HTTP", "[
   auto child = c.get_manifest(repo, nlohmann::json::parse(idx->bytes)["manifests"][*pick]["digest"]);
   REQUIRE(child);
   CHECK(child->bytes == img.manifest);
+  auto resolved = c.resolve_manifest(repo, "multi", host);
+  REQUIRE(resolved);
+  CHECK(resolved->manifest.bytes == img.manifest);
+  REQUIRE(resolved->indexes.size() == 1);
+  CHECK(resolved->indexes[0].digest == idx->digest);
+  auto s390x = c.resolve_manifest(repo, "multi", Platform{"linux", "s390x", ""});
+  REQUIRE(s390x);
+  CHECK(s390x->manifest.digest == other.digest);
+  auto single = c.resolve_manifest(repo, "v1", Platform{"linux", "s390x", ""});
+  REQUIRE(single);  // a single-platform image is taken as it is
+  CHECK(single->indexes.empty());
+  CHECK(single->manifest.digest == img.digest);
+  auto riscv = c.resolve_manifest(repo, "multi", Platform{"linux", "riscv64", ""});
+  REQUIRE_FALSE(riscv);
+  CHECK(riscv.error().code == Errc::not_found);
+  CHECK(contains(riscv.error().message, "no manifest for platform linux/riscv64"));
+  CHECK(contains(riscv.error().message, "repository test/app"));
 
   // A Docker schema 2 manifest keeps its media type.
   nlohmann::json docker_manifest = nlohmann::json::parse(img.manifest);
@@ -401,14 +418,29 @@ TEST_CASE("fault proxy: retryable faults end in success", "[registry][real][faul
                            {{"method", "PATCH"}, {"path", "/blobs/uploads/"}, {"action", "drop"}, {"times", 1}}});
   std::string mono = make_blob(100000, 41);
   auto p1 = c.push_blob(repo, sha256(mono), string_body(mono));
+  INFO((p1 ? std::string("ok") : p1.error().to_string()));
   REQUIRE(p1);
   CHECK(*p1 == BlobPush::uploaded);
   std::string chunked = make_blob(100000, 42);
   PushBlobOptions chunks;
   chunks.chunk_size = 30000;
   auto p2 = c.push_blob(repo, sha256(chunked), string_body(chunked), chunks);
+  INFO((p2 ? std::string("ok") : p2.error().to_string()));
   REQUIRE(p2);
-  CHECK(rec.sleeps.size() >= 3);
+  CHECK_FALSE(rec.sleeps.empty());  // the 500 was waited out
+  // Each dropped request was sent again (by curl on a fresh connection, or
+  // by restarting the upload): the proxy saw it twice.
+  int puts = 0;
+  int patches = 0;
+  const nlohmann::json upload_log = proxy_log(proxy.host());
+  for (const auto& r : upload_log["requests"]) {
+    puts += r["method"] == "PUT" && contains(r["path"].get<std::string>(), "/blobs/uploads/") ? 1 : 0;
+    patches += r["method"] == "PATCH" ? 1 : 0;
+  }
+  CHECK(puts >= 3);
+  CHECK(patches >= 5);
+  CHECK(pull_blob(c, repo, sha256(mono), mono.size()) == mono);
+  CHECK(pull_blob(c, repo, sha256(chunked), chunked.size()) == chunked);
   PushedImage img = push_image(c, repo, "v1", 43);
 
   // 429 with Retry-After twice on the manifest: the waits are the server's.
@@ -576,6 +608,7 @@ TEST_CASE("fault proxy: Bearer tokens, and redirects never carry Authorization t
   auto anon = anonymous.get_manifest(repo, "v1");
   REQUIRE_FALSE(anon);
   CHECK(anon.error().code == Errc::permission);
+  CHECK(contains(anon.error().message, "no credentials for " + proxy.host()));
 
   // Login checks go through the token server too.
   Client login(test_options(rec));
