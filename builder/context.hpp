@@ -113,6 +113,10 @@ struct SelectedSource {
   /// The path as the argument named it (cleaned, relative; differs from path
   /// when a symlink was followed). --parents keeps this one.
   std::string named_path;
+  /// Path of this match relative to the source argument's base directory
+  /// (the part before the first wildcard component; "" for a literal
+  /// source): --exclude patterns match exclude_rel joined with the walk's rel.
+  std::string exclude_rel;
   /// lstat of the real path (never a symlink unless it dangles).
   struct stat st {};
 };
@@ -137,6 +141,10 @@ struct WalkEntry {
   std::string rel;
   /// lstat of the entry.
   struct stat st {};
+  /// The entry's parent directory (valid only during the visit callback)
+  /// and its name there: open it with openat(dirfd, name, …|O_NOFOLLOW).
+  int dirfd = -1;
+  std::string name;
 };
 
 /// Visits `source` and (for a directory) everything below it, parents before
