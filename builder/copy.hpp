@@ -48,6 +48,7 @@
 
 #include "builder/context.hpp"
 #include "parser/ast.hpp"
+#include "parser/instructions.hpp"
 #include "util/fs.hpp"
 #include "util/result.hpp"
 
@@ -95,8 +96,9 @@ struct Owner {
 
 /// Resolves a --chown value (user[:group], names or ids) against the
 /// passwd/group files inside `user_db` (missing files: only ids resolve).
-/// A user without a group takes the user's primary gid (0 for an unknown
-/// numeric uid). Errors: `unable to find user app: no matching entries in
+/// A user name without a group takes the user's primary gid from passwd; a
+/// numeric uid without a group takes gid = uid (BuildKit's ByID rule). Parent
+/// directories COPY creates get this owner too (BuildKit chowns them). Errors: `unable to find user app: no matching entries in
 /// passwd file`, `unable to find group grp: no matching entries in group file`.
 Result<Owner> resolve_chown(std::string_view spec, const fs::Root& user_db);
 
@@ -129,7 +131,22 @@ struct CopyRequest {
   std::vector<std::string> excludes;
   /// merged (write into the rootfs) or linked (dest is an empty dir).
   LinkMode link_mode = LinkMode::merged;
+  /// mtime of heredoc files (SOURCE_DATE_EPOCH when set; 0 keeps builds
+  /// reproducible otherwise).
+  int64_t heredoc_mtime = 0;
 };
+
+/// Expands one Dockerfile word with the stage's ARG/ENV (the builder's expander).
+using WordExpander = std::function<Result<std::string>(std::string_view word)>;
+
+/// Builds a CopyRequest from a COPY instruction: expands sources, dest,
+/// --chown and --chmod with `expand` (--from is the caller's business, and
+/// --exclude values are kept as written); `workdir` is the stage's WORKDIR.
+Result<CopyRequest> copy_request(const parser::CopyInstruction& instruction, const WordExpander& expand,
+                                 const std::string& workdir);
+/// The same for ADD (also --checksum, --unpack, --keep-git-dir).
+Result<CopyRequest> add_request(const parser::AddInstruction& instruction, const WordExpander& expand,
+                                const std::string& workdir);
 
 /// What apply_copy needs besides the request.
 struct CopyEnv {
