@@ -472,9 +472,6 @@ struct Copier {
 std::optional<size_t> pivot_components(std::string_view source) {
   size_t at = source.find("/./");
   if (at == std::string_view::npos) {
-    if (starts_with(source, "./")) {
-      return std::nullopt;
-    }
     return std::nullopt;
   }
   return fs::clean_components(source.substr(0, at)).size();
@@ -490,10 +487,6 @@ std::string strip_components(const std::string& path, size_t n) {
 }
 
 // ---------------------------------------------------------------- URLs
-
-struct UrlParts {
-  std::string path;  // URL path without query/fragment
-};
 
 std::string url_path(std::string_view url) {
   size_t scheme = url.find("://");
@@ -581,7 +574,7 @@ Result<Download> download(const std::string& url, const CopyEnv& env, const Temp
   if (auto lm = resp->header("last-modified")) {
     d.mtime = parse_http_date(*lm);
   }
-  std::string p = url_path(resp->url.empty() ? url : url);
+  std::string p = url_path(url);
   d.name = base_name(p);
   if (d.name.empty()) {
     d.name = "index.html";
@@ -1003,9 +996,6 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
         c.record(into, S_IFDIR);
         continue;
       }
-    }
-    if (is_dir && !req.parents && dest_path.empty()) {
-      // Contents into the root directory.
     }
     TRY_VOID(copy_local(env.source, src, target, &excludes));
   }

@@ -196,9 +196,9 @@ TEST_CASE("copy: modes and mtimes kept, owners 0:0 without --chown, parents 0755
   Fixture f;
   sfs::create_directories(f.src / "d");
   write_text(f.src / "d/x", "x");
+  REQUIRE(::chown((f.src / "d/x").c_str(), 1234, 5678) == 0);
   REQUIRE(::chmod((f.src / "d/x").c_str(), 04751) == 0);
   REQUIRE(::chmod((f.src / "d").c_str(), 0710) == 0);
-  REQUIRE(::chown((f.src / "d/x").c_str(), 1234, 5678) == 0);
   struct timespec ts[2] = {{1000000, 500}, {1000000, 500}};
   REQUIRE(::utimensat(AT_FDCWD, (f.src / "d/x").c_str(), ts, 0) == 0);
   struct timespec dts[2] = {{2000000, 0}, {2000000, 0}};
