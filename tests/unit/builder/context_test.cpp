@@ -174,7 +174,7 @@ TEST_CASE("context: .. and leading / never leave the context", "[builder]") {
   CHECK((*abs)[0].path == "etc/passwd");
 }
 
-TEST_CASE("context: symlinks resolve inside the context; symlinked dirs are followed", "[builder]") {
+TEST_CASE("context: symlinks resolve inside the context - symlinked dirs are followed", "[builder]") {
   ScratchDir d;
   sfs::create_directories(d / "ctx/real");
   write_text(d / "ctx/real/f", "F");
@@ -238,7 +238,7 @@ TEST_CASE("context: ignored files are never selected or walked", "[builder]") {
   CHECK(rels2 == std::vector<std::string>{"", "build", "build/keep", "build/keep/k", "link-to-secret"});
 }
 
-TEST_CASE("context: source digest covers content, mode, owner, links; never mtime", "[builder]") {
+TEST_CASE("context: source digest covers content, mode, owner, links - never mtime", "[builder]") {
   ScratchDir d;
   sfs::create_directories(d / "src");
   write_text(d / "src/a", "one");

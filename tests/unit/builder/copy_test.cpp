@@ -136,7 +136,7 @@ bool have_program(const char* name) {
 
 }  // namespace
 
-TEST_CASE("copy: a directory source copies its contents; trailing / and WORKDIR rules", "[builder]") {
+TEST_CASE("copy: a directory source copies its contents - trailing / and WORKDIR rules", "[builder]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.src / "dir/sub");
@@ -380,7 +380,7 @@ TEST_CASE("copy: a symlinked dir in the destination never leads outside it", "[b
   CHECK_FALSE(sfs::exists("/tmp/payload"));
 }
 
-TEST_CASE("copy: COPY refuses URLs; checksum needs a remote source", "[builder]") {
+TEST_CASE("copy: COPY refuses URLs - checksum needs a remote source", "[builder]") {
   Fixture f;
   write_text(f.src / "a", "a");
   auto r = f.run(copy_of({"https://example.invalid/x"}, "/"));
@@ -558,4 +558,104 @@ TEST_CASE("copy: ADD from a git repository served over HTTP", "[builder]") {
   bad.kind = CopyKind::add;
   bad.checksum = std::string(40, 'a');
   CHECK_FALSE(f.run(bad));
+}
+
+TEST_CASE("copy: ADD extracts bzip2, xz and zstd archives", "[builder]") {
+  IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
+  using namespace imgbuild::test;
+  Fixture f;
+  write_text(f.src / "plain.tar", make_layer({file("inner/z", "zz")}));
+  for (const char* prog : {"bzip2", "xz", "zstd"}) {
+    if (!have_program(prog)) {
+      WARN("SKIPPED: " << prog << " is not installed");
+      continue;
+    }
+    std::string out = (f.src / (std::string("a.") + prog)).string();
+    std::string cmd = std::string(prog) + " -c " + (f.src / "plain.tar").string() + " > " + out;
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    auto r = copy_of({std::string("a.") + prog}, std::string("/") + prog + "/");
+    r.kind = CopyKind::add;
+    REQUIRE(f.run(r));
+    CHECK(read_text(f.dst / prog / "inner/z") == "zz");
+  }
+}
+
+TEST_CASE("copy: --link writes into an empty dir, --chown still resolves in the stage rootfs", "[builder]") {
+  IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
+  Fixture f;
+  sfs::create_directories(f.dst / "etc");
+  write_text(f.dst / "etc/passwd", "app:x:1001:1500::/home/app:/bin/sh\n");
+  sfs::create_directories(f.dst / "existing");
+  write_text(f.src / "a", "a");
+  sfs::path link_dir = f.dir / "link";
+  sfs::create_directories(link_dir);
+  auto sroot = fs::Root::open(f.src.string());
+  auto stage = fs::Root::open(f.dst.string());
+  auto empty = fs::Root::open(link_dir.string());
+  REQUIRE(sroot);
+  REQUIRE(stage);
+  REQUIRE(empty);
+  CopyRequest r = copy_of({"a"}, "/existing/");
+  r.link_mode = LinkMode::linked;
+  r.chown = "app";
+  CopyEnv env;
+  env.source = SourceTree{&*sroot, nullptr};
+  env.user_db = &*stage;
+  auto res = apply_copy(r, env, *empty);
+  REQUIRE(res);
+  auto st = lst(link_dir / "existing/a");
+  CHECK(st.st_uid == 1001);
+  CHECK(st.st_gid == 1500);
+  CHECK_FALSE(sfs::exists(f.dst / "existing/a"));  // the stage rootfs is untouched
+  REQUIRE(res->written.size() == 2);
+  CHECK(res->written[0].path == "/existing");
+  CHECK(res->written[1].path == "/existing/a");
+  CHECK(res->files == 1);
+  CHECK(res->bytes == 1);
+}
+
+TEST_CASE("copy: copy_request expands words from the instruction", "[builder]") {
+  parser::CopyInstruction in;
+  in.sources = {"$SRC/a"};
+  in.dest = "$DST";
+  in.chown = "$U";
+  in.chmod = "0$M";
+  in.parents = true;
+  in.link = true;
+  in.excludes = {"*.tmp"};
+  WordExpander expand = [](std::string_view w) -> Result<std::string> {
+    std::string s(w);
+    auto rep = [&](const std::string& k, const std::string& v) {
+      size_t at = s.find(k);
+      if (at != std::string::npos) {
+        s.replace(at, k.size(), v);
+      }
+    };
+    rep("$SRC", "src");
+    rep("$DST", "/dst/");
+    rep("$U", "app");
+    rep("$M", "755");
+    return s;
+  };
+  auto r = copy_request(in, expand, "/work");
+  REQUIRE(r);
+  CHECK(r->sources == std::vector<std::string>{"src/a"});
+  CHECK(r->dest == "/dst/");
+  CHECK(r->chown == std::optional<std::string>("app"));
+  CHECK(r->chmod == std::optional<std::string>("0755"));
+  CHECK(r->parents);
+  CHECK(r->link_mode == LinkMode::linked);
+  CHECK(r->workdir == "/work");
+  in.chmod = "64a";
+  CHECK_FALSE(copy_request(in, expand, "/"));
+  parser::AddInstruction add;
+  add.sources = {"https://x/y.tar"};
+  add.dest = "/";
+  add.checksum = "sha256:$C";
+  add.unpack = true;
+  auto a = add_request(add, expand, "/");
+  REQUIRE(a);
+  CHECK(a->kind == CopyKind::add);
+  CHECK(a->unpack == std::optional<bool>(true));
+  CHECK(a->checksum == std::optional<std::string>("sha256:$C"));
 }
