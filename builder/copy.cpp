@@ -969,6 +969,51 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     return c.make_dir(path, 0755, c.owner, std::nullopt);
   };
 
+  // Extracts the archive at fd into the directory `into` (relative), inside
+  // a Root opened there; with --chown every extracted entry gets the owner
+  // (a second pass over the archive names them).
+  auto extract_archive = [&](int fd, const std::string& label, const std::string& into) -> Result<void> {
+    TRY_VOID(ensure_dest_dir(into));
+    TRY(auto sub_fd, dest.open_at(into, O_PATH | O_DIRECTORY));
+    fs::Root sub = fs::Root::from_fd(std::move(sub_fd), dest.label() + "/" + into);
+    if (::lseek(fd, 0, SEEK_SET) != 0) {
+      return fail(Errc::io, fmt::format("{}: seek: {}", label, errno_message(errno)));
+    }
+    {
+      TRY(auto reader, tar::Reader::open_fd(fd, label));
+      snapshot::ApplyOptions ao;
+      ao.mode = snapshot::ApplyMode::merged;
+      TRY(auto applied, snapshot::apply_layer(sub, *reader, ao));
+      (void)applied;
+    }
+    c.record(into, S_IFDIR);
+    if (!req.chown) {
+      return ok();
+    }
+    if (::lseek(fd, 0, SEEK_SET) != 0) {
+      return fail(Errc::io, fmt::format("{}: seek: {}", label, errno_message(errno)));
+    }
+    TRY(auto reader, tar::Reader::open_fd(fd, label));
+    while (true) {
+      TRY(auto entry, reader->next());
+      if (!entry) {
+        break;
+      }
+      std::string p = fs::clean_path(entry->path);
+      if (p.empty()) {
+        continue;
+      }
+      TRY(auto st, sub.lstat(p));
+      if (st) {
+        TRY_VOID(sub.chown(p, c.owner.uid, c.owner.gid));
+        if (!S_ISLNK(st->st_mode) && (st->st_mode & 06000) != 0) {
+          TRY_VOID(sub.chmod(p, st->st_mode & 07777));  // chown cleared setuid/setgid
+        }
+      }
+    }
+    return ok();
+  };
+
   for (const auto& item : locals) {
     const SelectedSource& src = item.src;
     bool is_dir = S_ISDIR(src.st.st_mode);
@@ -985,15 +1030,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       TRY(auto fd, env.source.root->open_at(src.path, O_RDONLY | O_NOFOLLOW));
       if (is_archive_fd(fd.get())) {
         std::string into = req.parents ? fs::clean_path(target + "/..") : dest_path;
-        TRY_VOID(ensure_dest_dir(into));
-        TRY(auto sub_fd, dest.open_at(into, O_PATH | O_DIRECTORY));
-        fs::Root sub = fs::Root::from_fd(std::move(sub_fd), dest.label() + "/" + into);
-        TRY(auto reader, tar::Reader::open_fd(fd.get(), "/" + src.named_path));
-        snapshot::ApplyOptions ao;
-        ao.mode = snapshot::ApplyMode::merged;
-        TRY(auto applied, snapshot::apply_layer(sub, *reader, ao));
-        (void)applied;
-        c.record(into, S_IFDIR);
+        TRY_VOID(extract_archive(fd.get(), "/" + src.named_path, into));
         continue;
       }
     }
@@ -1022,12 +1059,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       }
       UniqueFd in(fd);
       if (req.unpack.value_or(false) && is_archive_fd(fd)) {
-        TRY_VOID(ensure_dest_dir(dest_path));
-        TRY(auto sub_fd, dest.open_at(dest_path, O_PATH | O_DIRECTORY));
-        fs::Root sub = fs::Root::from_fd(std::move(sub_fd), dest.label() + "/" + dest_path);
-        TRY(auto reader, tar::Reader::open_fd(fd, s));
-        TRY(auto applied, snapshot::apply_layer(sub, *reader, {}));
-        (void)applied;
+        TRY_VOID(extract_archive(fd, s, dest_path));
         continue;
       }
       TRY_VOID(c.make_parents(target));

@@ -659,3 +659,20 @@ TEST_CASE("copy: copy_request expands words from the instruction", "[builder]") 
   CHECK(a->unpack == std::optional<bool>(true));
   CHECK(a->checksum == std::optional<std::string>("sha256:$C"));
 }
+
+TEST_CASE("copy: ADD --chown applies to extracted archive entries", "[builder]") {
+  IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
+  using namespace imgbuild::test;
+  Fixture f;
+  write_text(f.src / "a.tar", make_layer({dir("d").owner(1, 1), file("d/f", "x").owner(2, 2)}));
+  auto r = copy_of({"a.tar"}, "/x/");
+  r.kind = CopyKind::add;
+  REQUIRE(f.run(r));
+  CHECK(lst(f.dst / "x/d/f").st_uid == 2);  // archive owners kept without --chown
+  r.chown = "7:9";
+  r.dest = "/y/";
+  REQUIRE(f.run(r));
+  CHECK(lst(f.dst / "y/d/f").st_uid == 7);
+  CHECK(lst(f.dst / "y/d/f").st_gid == 9);
+  CHECK(lst(f.dst / "y/d").st_uid == 7);
+}
