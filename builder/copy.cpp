@@ -274,6 +274,8 @@ struct Copier {
   std::optional<ChmodSpec> chmod;
   Owner owner;
   CopyResult result;
+  /// Keep each source entry's uid/gid instead of `owner` (context export).
+  bool keep_owner = false;
   /// Directories whose mtime is set at the end: (path, sec, nsec).
   std::vector<std::tuple<std::string, int64_t, uint32_t>> dir_times;
   /// (dev, ino) of multiply-linked source files → first destination path.
@@ -366,7 +368,7 @@ struct Copier {
       }
       TRY(bool is_dir, clear_target(target, false));
       (void)is_dir;
-      TRY_VOID(make_dir(target, mode_for(st.st_mode, true), owner,
+      TRY_VOID(make_dir(target, mode_for(st.st_mode, true), owner_for(st),
                         std::make_pair(static_cast<int64_t>(st.st_mtim.tv_sec),
                                        static_cast<uint32_t>(st.st_mtim.tv_nsec))));
       TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
@@ -394,7 +396,7 @@ struct Copier {
       UniqueFd infd(in);
       TRY(auto out, dest.create_file(target, 0600));
       TRY_VOID(copy_fd_data(in, out.get(), "/" + target));
-      TRY_VOID(finish_file(out.get(), target, mode_for(st.st_mode, false), st.st_mtim));
+      TRY_VOID(finish_file(out.get(), target, mode_for(st.st_mode, false), st.st_mtim, owner_for(st)));
       TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
       result.files += 1;
       result.bytes += static_cast<uint64_t>(st.st_size);
@@ -409,22 +411,26 @@ struct Copier {
       }
       link_target.resize(static_cast<size_t>(n));
       TRY_VOID(dest.symlink(target, link_target));
-      TRY_VOID(dest.chown(target, owner.uid, owner.gid));
+      TRY_VOID(dest.chown(target, owner_for(st).uid, owner_for(st).gid));
       TRY_VOID(dest.set_mtime(target, st.st_mtim.tv_sec, static_cast<uint32_t>(st.st_mtim.tv_nsec)));
       record(target, S_IFLNK);
       return ok();
     }
     // Devices and fifos.
     TRY_VOID(dest.mknod(target, (st.st_mode & S_IFMT) | 0600, st.st_rdev));
-    TRY_VOID(dest.chown(target, owner.uid, owner.gid));
+    TRY_VOID(dest.chown(target, owner_for(st).uid, owner_for(st).gid));
     TRY_VOID(dest.chmod(target, mode_for(st.st_mode, false)));
     TRY_VOID(dest.set_mtime(target, st.st_mtim.tv_sec, static_cast<uint32_t>(st.st_mtim.tv_nsec)));
     record(target, st.st_mode & S_IFMT);
     return ok();
   }
 
-  Result<void> finish_file(int fd, const std::string& target, uint32_t mode, struct timespec mtime) {
-    if (::fchown(fd, owner.uid, owner.gid) != 0) {
+  Owner owner_for(const struct stat& st) const { return keep_owner ? Owner{st.st_uid, st.st_gid} : owner; }
+
+  Result<void> finish_file(int fd, const std::string& target, uint32_t mode, struct timespec mtime,
+                           std::optional<Owner> who = std::nullopt) {
+    Owner o = who.value_or(owner);
+    if (::fchown(fd, o.uid, o.gid) != 0) {
       return fail(Errc::io, fmt::format("/{}: chown: {}", target, errno_message(errno)));
     }
     if (::fchmod(fd, mode) != 0) {
@@ -896,7 +902,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   }
   (void)any_remote;
 
-  Copier c{req, env, dest, std::nullopt, Owner{}, {}, {}, {}};
+  Copier c{req, env, dest, std::nullopt, Owner{}, {}, false, {}, {}};
   if (req.chmod) {
     TRY(c.chmod, parse_chmod(*req.chmod));
   }
@@ -1189,6 +1195,28 @@ Result<CopyRequest> add_request(const parser::AddInstruction& instruction, const
   r.unpack = instruction.unpack;
   r.keep_git_dir = instruction.keep_git_dir;
   return r;
+}
+
+Result<CopyResult> export_tree(const SourceTree& tree, const fs::Root& dest) {
+  if (tree.root == nullptr) {
+    return fail(Errc::internal, "export_tree: no source root");
+  }
+  CopyRequest req;
+  CopyEnv env;
+  env.source = tree;
+  Copier c{req, env, dest, std::nullopt, Owner{}, {}, true, {}, {}};
+  SelectedSource top;
+  top.path = "";
+  TRY(auto st, tree.root->lstat(""));
+  top.st = st.value_or(top.st);
+  TRY_VOID(walk_source(tree, top, nullptr, [&](const WalkEntry& e) -> Result<void> {
+    if (e.rel.empty()) {
+      return ok();
+    }
+    return c.write_entry(e, e.rel);
+  }));
+  TRY_VOID(c.finish());
+  return std::move(c.result);
 }
 
 }  // namespace imgbuild::builder

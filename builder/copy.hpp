@@ -188,4 +188,9 @@ struct CopyResult {
 /// the step's snapshot).
 Result<CopyResult> apply_copy(const CopyRequest& request, const CopyEnv& env, const fs::Root& dest);
 
+/// Copies everything `tree` shows (its ignore patterns applied) into `dest`,
+/// keeping owners, modes, mtimes, xattrs and hardlinks: the context as a RUN
+/// --mount=type=bind sees it. Sockets are skipped.
+Result<CopyResult> export_tree(const SourceTree& tree, const fs::Root& dest);
+
 }  // namespace imgbuild::builder

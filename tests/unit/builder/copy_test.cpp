@@ -676,3 +676,26 @@ TEST_CASE("copy: ADD --chown applies to extracted archive entries", "[builder]")
   CHECK(lst(f.dst / "y/d/f").st_gid == 9);
   CHECK(lst(f.dst / "y/d").st_uid == 7);
 }
+
+TEST_CASE("copy: export_tree materializes the filtered context with owners kept", "[builder]") {
+  IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
+  Fixture f;
+  sfs::create_directories(f.src / "d");
+  write_text(f.src / "d/keep", "k");
+  write_text(f.src / "d/skip.log", "s");
+  REQUIRE(::chown((f.src / "d/keep").c_str(), 33, 44) == 0);
+  sfs::create_symlink("/etc/passwd", f.src / "abs");
+  auto ig = IgnoreMatcher::parse("**/*.log\n", ".dockerignore");
+  REQUIRE(ig);
+  auto sroot = fs::Root::open(f.src.string());
+  auto droot = fs::Root::open(f.dst.string());
+  REQUIRE(sroot);
+  REQUIRE(droot);
+  auto r = export_tree(SourceTree{&*sroot, &*ig}, *droot);
+  REQUIRE(r);
+  CHECK(read_text(f.dst / "d/keep") == "k");
+  CHECK(lst(f.dst / "d/keep").st_uid == 33);
+  CHECK(lst(f.dst / "d/keep").st_gid == 44);
+  CHECK_FALSE(sfs::exists(f.dst / "d/skip.log"));
+  CHECK(sfs::read_symlink(f.dst / "abs") == "/etc/passwd");
+}
