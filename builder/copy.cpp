@@ -276,6 +276,8 @@ struct Copier {
   CopyResult result;
   /// Keep each source entry's uid/gid instead of `owner` (context export).
   bool keep_owner = false;
+  /// Directories (relative paths) known to exist in dest during this copy.
+  std::set<std::string> known_dirs;
   /// Directories whose mtime is set at the end: (path, sec, nsec).
   std::vector<std::tuple<std::string, int64_t, uint32_t>> dir_times;
   /// (dev, ino) of multiply-linked source files → first destination path.
@@ -289,15 +291,22 @@ struct Copier {
   // --chown owner (0:0 without). Existing ones, and symlinks to directories
   // inside the root, are left alone.
   Result<void> make_parents(const std::string& path) {
+    size_t slash = path.rfind('/');
+    if (slash == std::string::npos || known_dirs.count(path.substr(0, slash)) != 0) {
+      return ok();  // top level, or a parent this copy already made or saw
+    }
     std::vector<std::string> comps = fs::clean_components(path);
     std::string cur;
     for (size_t i = 0; i + 1 < comps.size(); ++i) {
       cur = join_path(cur, comps[i]);
-      TRY(auto st, dest.lstat(cur));
-      if (st) {
+      if (known_dirs.count(cur) != 0) {
         continue;
       }
-      TRY_VOID(make_dir(cur, 0755, owner, std::nullopt));
+      TRY(auto st, dest.lstat(cur));
+      if (!st) {
+        TRY_VOID(make_dir(cur, 0755, owner, std::nullopt));
+      }
+      known_dirs.insert(cur);
     }
     return ok();
   }
@@ -305,6 +314,7 @@ struct Copier {
   Result<void> make_dir(const std::string& path, uint32_t mode, Owner o,
                         std::optional<std::pair<int64_t, uint32_t>> mtime) {
     TRY_VOID(dest.mkdir(path, 0700));
+    known_dirs.insert(path);
     TRY_VOID(dest.chown(path, o.uid, o.gid));
     TRY_VOID(dest.chmod(path, mode));
     if (mtime) {
@@ -364,6 +374,7 @@ struct Copier {
       // Follow a symlink to a directory inside the root (var/run -> /run).
       auto existing = dest.open_at(target, O_PATH | O_DIRECTORY);
       if (existing) {
+        known_dirs.insert(target);
         return ok();
       }
       TRY(bool is_dir, clear_target(target, false));
@@ -902,7 +913,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   }
   (void)any_remote;
 
-  Copier c{req, env, dest, std::nullopt, Owner{}, {}, false, {}, {}};
+  Copier c{req, env, dest, std::nullopt, Owner{}, {}, false, {}, {}, {}};
   if (req.chmod) {
     TRY(c.chmod, parse_chmod(*req.chmod));
   }
@@ -1204,7 +1215,7 @@ Result<CopyResult> export_tree(const SourceTree& tree, const fs::Root& dest) {
   CopyRequest req;
   CopyEnv env;
   env.source = tree;
-  Copier c{req, env, dest, std::nullopt, Owner{}, {}, true, {}, {}};
+  Copier c{req, env, dest, std::nullopt, Owner{}, {}, true, {}, {}, {}};
   SelectedSource top;
   top.path = "";
   TRY(auto st, tree.root->lstat(""));
