@@ -29,7 +29,13 @@
 //   the dest directory unless --unpack=false; a URL is downloaded (name from
 //   the URL path, mode 0600, mtime from Last-Modified) and only extracted with
 //   --unpack=true; --checksum sha256:… verifies a URL or pins a git commit;
-//   git sources are cloned with the `git` program.
+//   git sources are cloned with the `git` program. Git sources are what
+//   BuildKit accepts: `https://…/repo.git[#ref[:subdir]]` (also http, with
+//   query keys ref|tag|branch, subdir, checksum|commit, keep-git-dir,
+//   submodules), `git@host:path`, `git://…`, `ssh://…`; a local path or a
+//   file:// URL is not a git source (tests serve a bare repository over
+//   "dumb" HTTP on 127.0.0.1 instead). --checksum on a git source pins the
+//   commit (a prefix of at least 7 hex digits).
 // - COPY refuses URL and git sources.
 //
 // --link: the caller passes an empty directory as `dest` and sets

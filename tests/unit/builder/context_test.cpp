@@ -272,3 +272,35 @@ TEST_CASE("context: source digest covers content, mode, owner, links - never mti
   sfs::rename(d / "src/a", d / "src/c");
   CHECK(digest() != before_rename);
 }
+
+TEST_CASE("context: a stdin tar with ../ entries is refused and writes nothing outside", "[builder]") {
+  using namespace imgbuild::test;
+  ScratchDir d;
+  std::string tarball = make_layer({file("Dockerfile", "FROM scratch\n"), file("../escaped", "x")});
+  auto fd = data_fd(d, "ctx.tar", tarball);
+  auto c = BuildContext::open(opts("-", "", fd.get(), d.path().string()));
+  CHECK_FALSE(c);
+  CHECK_FALSE(sfs::exists(d / "escaped"));
+  CHECK_FALSE(sfs::exists(d.path().parent_path() / "escaped"));
+}
+
+TEST_CASE("context: a stage rootfs with a symlink to / stays inside that rootfs", "[builder]") {
+  ScratchDir d;
+  sfs::create_directories(d / "stage/etc");
+  write_text(d / "stage/etc/passwd", "stage-passwd");
+  sfs::create_symlink("/", d / "stage/link");
+  sfs::create_symlink("../../../../..", d / "stage/up");
+  auto root = fs::Root::open((d / "stage").string());
+  REQUIRE(root);
+  SourceTree tree{&*root, nullptr};
+  auto a = select_sources(tree, "/link/etc/passwd");
+  REQUIRE(a);
+  CHECK((*a)[0].path == "etc/passwd");
+  auto b = select_sources(tree, "up/etc/passwd");
+  REQUIRE(b);
+  CHECK((*b)[0].path == "etc/passwd");
+  auto star = select_sources(tree, "link/etc/pass*");
+  REQUIRE(star);
+  REQUIRE(star->size() == 1);
+  CHECK((*star)[0].path == "etc/passwd");
+}
