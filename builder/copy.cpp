@@ -359,9 +359,6 @@ struct Copier {
   // marks the source itself (an existing directory there keeps its metadata).
   Result<void> write_entry(const WalkEntry& e, const std::string& target) {
     const struct stat& st = e.st;
-    if (S_ISSOCK(st.st_mode)) {
-      return ok();  // BuildKit's copier skips sockets
-    }
     if (target.empty()) {
       // The destination root itself: only directories can land there.
       if (!S_ISDIR(st.st_mode)) {
@@ -389,6 +386,14 @@ struct Copier {
     if (is_dir) {
       return fail(Errc::invalid_argument,
                   fmt::format("cannot replace directory /{} with a non-directory", target));
+    }
+    if (S_ISSOCK(st.st_mode)) {
+      // BuildKit turns a socket into an empty regular file.
+      TRY(auto out, dest.create_file(target, 0600));
+      TRY_VOID(finish_file(out.get(), target, mode_for(st.st_mode, false), st.st_mtim, owner_for(st)));
+      result.files += 1;
+      record(target, S_IFREG);
+      return ok();
     }
     if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
       auto it = links.find({st.st_dev, st.st_ino});

@@ -20,7 +20,8 @@
 //   may be numeric. --chmod (octal or symbolic like u=rwX,go=rX) applies to
 //   every file and directory written (not to symlinks), as BuildKit does.
 // - files keep their mode, mtime and xattrs; hardlinks within one source
-//   stay hardlinks; sockets are skipped (BuildKit's copier ignores them);
+//   stay hardlinks; a socket becomes an empty regular file (BuildKit's
+//   testCopySocket);
 //   devices and fifos are recreated.
 // - --parents keeps each source's parent dirs (below a `/./` pivot when the
 //   source has one); --exclude patterns remove entries (matched on the path
@@ -196,7 +197,7 @@ Result<CopyResult> apply_copy(const CopyRequest& request, const CopyEnv& env, co
 
 /// Copies everything `tree` shows (its ignore patterns applied) into `dest`,
 /// keeping owners, modes, mtimes, xattrs and hardlinks: the context as a RUN
-/// --mount=type=bind sees it. Sockets are skipped.
+/// --mount=type=bind sees it. Sockets become empty regular files.
 Result<CopyResult> export_tree(const SourceTree& tree, const fs::Root& dest);
 
 }  // namespace imgbuild::builder
