@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include "parser/shell.hpp"
@@ -88,6 +89,12 @@ std::string suggest(std::string_view word, const std::vector<std::string>& candi
   for (const auto& c : candidates) {
     if (c == word) {
       return c;
+    }
+    // The distance is at least the length difference; very long names are
+    // not worth a quadratic comparison.
+    size_t diff = c.size() > word.size() ? c.size() - word.size() : word.size() - c.size();
+    if (diff >= best_distance || c.size() > 256 || word.size() > 256) {
+      continue;
     }
     size_t d = str::edit_distance(word, c);
     if (d < best_distance) {
@@ -373,7 +380,7 @@ struct StageState {
   ShellEnv env;
   bool env_known = true;
   /// Names declared with ARG in the stage (BuildKit's d.buildArgs).
-  std::vector<std::string> arg_names;
+  std::set<std::string> arg_names;
   bool shell_set = false;
   bool workdir_set = false;
 };
@@ -755,8 +762,7 @@ void Analysis::report_unmatched(const std::vector<std::string>& unset, const Sta
     return;
   }
   for (const auto& name : unset) {
-    if (std::find(st.arg_names.begin(), st.arg_names.end(), name) != st.arg_names.end() ||
-        is_non_env_arg(name)) {
+    if (st.arg_names.count(name) != 0 || is_non_env_arg(name)) {
       continue;
     }
     std::string msg = "Usage of undefined variable '$" + name + "'";
@@ -887,7 +893,7 @@ void Analysis::dispatch_instruction(const Instruction& inst, StageState& st, boo
       if (value && !is_non_env_arg(d.name)) {
         st.env.set(d.name, *value);
       }
-      st.arg_names.push_back(d.name);
+      st.arg_names.insert(d.name);
     }
   } else if (const auto* copy = inst.as<CopyInstruction>()) {
     if (copy->chown) {
@@ -999,18 +1005,17 @@ void Analysis::dispatch_rules() {
     return;
   }
   std::set<int> selected(m_options.stages.begin(), m_options.stages.end());
+  std::map<std::string, size_t> by_name;  // stages defined so far, last one wins
   for (size_t i = 0; i < m_stages.size(); ++i) {
     StageInfo& stage = m_stages[i];
     StageState st;
     auto base = m_lexer.process_word(stage.from->image, *m_global_env);
     std::string base_name = base ? *base : std::string();
     std::string lower_base = str::to_lower(base_name);
-    bool from_stage = false;
-    for (size_t j = 0; j < i; ++j) {
-      if (!m_stages[j].name.empty() && m_stages[j].name == lower_base) {
-        st = m_stages[j].final_state;
-        from_stage = true;
-      }
+    auto named = by_name.find(lower_base);
+    const bool from_stage = named != by_name.end();
+    if (from_stage) {
+      st = m_stages[named->second].final_state;
     }
     if (!from_stage) {
       if (base_name == "scratch") {
@@ -1029,6 +1034,9 @@ void Analysis::dispatch_rules() {
     const bool lint = selected.empty() || selected.count(static_cast<int>(i)) != 0;
     dispatch(stage, st, lint);
     stage.final_state = std::move(st);
+    if (!stage.name.empty()) {
+      by_name[stage.name] = i;
+    }
   }
 }
 
@@ -1117,11 +1125,9 @@ void CheckReport::report(std::string_view rule, std::string message, int line, i
 
 std::vector<CheckWarning> CheckReport::warnings() const {
   std::vector<CheckWarning> out;
+  std::set<std::tuple<std::string_view, std::string_view, int>> seen;
   for (const auto& w : m_warnings) {
-    bool dup = std::any_of(out.begin(), out.end(), [&](const CheckWarning& o) {
-      return o.rule == w.rule && o.message == w.message && o.line == w.line;
-    });
-    if (!dup) {
+    if (seen.emplace(w.rule, w.message, w.line).second) {
       out.push_back(w);
     }
   }
@@ -1135,8 +1141,9 @@ std::optional<std::string> CheckReport::error_message() const {
     return std::nullopt;
   }
   std::vector<std::string> rules;
+  std::set<std::string> seen;
   for (const auto& w : warnings()) {
-    if (std::find(rules.begin(), rules.end(), w.rule) == rules.end()) {
+    if (seen.insert(w.rule).second) {
       rules.push_back(w.rule);
     }
   }

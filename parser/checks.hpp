@@ -16,7 +16,8 @@
 // it (it resolves the image config before linting), so to avoid false
 // UndefinedVar warnings such stages — and stages built on them — are not
 // checked for UndefinedVar. Stages on `scratch` (env: PATH only) or on a
-// stage whose env is known are checked fully.
+// stage whose env is known are checked fully. An unknown image is assumed to
+// set no SHELL (JSONArgsRecommended), as nearly all Linux images do.
 // InvalidBaseImagePlatform needs the pulled image: the builder reports it
 // through CheckReport::report with format_invalid_base_image_platform().
 //
