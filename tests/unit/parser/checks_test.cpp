@@ -482,7 +482,7 @@ TEST_CASE("imgbuild check prints warnings and fails on check=error=true", "[pars
   {
     std::ofstream out(file);
     out << "FROM scratch AS Build\n"
-           "ENV key value\n"
+           "ENV name value\n"
            "CMD echo hi\n";
   }
   Run warn = run(bin + " check -f " + quote(file) + " 2>&1");
