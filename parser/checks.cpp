@@ -14,6 +14,7 @@ namespace {
 
 constexpr std::string_view k_default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr std::string_view k_check_build_arg = "BUILDKIT_DOCKERFILE_CHECK";
+constexpr size_t k_max_suggestion_candidates = 2048;
 
 // ---------------------------------------------------------------------------
 // The rule table.
@@ -85,6 +86,11 @@ bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' 
 // Levenshtein distance below 3 (first one wins a tie).
 std::string suggest(std::string_view word, const std::vector<std::string>& candidates) {
   std::string best;
+  // A hint is a convenience: past a few thousand candidates the search would
+  // make the check quadratic in the size of the file, so it is skipped.
+  if (candidates.size() > k_max_suggestion_candidates) {
+    return best;
+  }
   size_t best_distance = 3;
   for (const auto& c : candidates) {
     if (c == word) {
@@ -1005,37 +1011,56 @@ void Analysis::dispatch_rules() {
     return;
   }
   std::set<int> selected(m_options.stages.begin(), m_options.stages.end());
-  std::map<std::string, size_t> by_name;  // stages defined so far, last one wins
+  // First the base of every stage: an earlier stage (by name, the last
+  // definition so far wins) or an image. A stage's final state is kept only
+  // while later stages still build on it, and moved to the last of them, so
+  // long FROM chains stay linear in memory.
+  std::vector<std::optional<size_t>> base_stage(m_stages.size());
+  std::vector<std::string> base_names(m_stages.size());
+  std::vector<int> pending_refs(m_stages.size(), 0);
+  {
+    std::map<std::string, size_t> by_name;
+    for (size_t i = 0; i < m_stages.size(); ++i) {
+      auto base = m_lexer.process_word(m_stages[i].from->image, *m_global_env);
+      base_names[i] = base ? *base : std::string();
+      auto named = by_name.find(str::to_lower(base_names[i]));
+      if (named != by_name.end()) {
+        base_stage[i] = named->second;
+        ++pending_refs[named->second];
+      }
+      if (!m_stages[i].name.empty()) {
+        by_name[m_stages[i].name] = i;
+      }
+    }
+  }
   for (size_t i = 0; i < m_stages.size(); ++i) {
     StageInfo& stage = m_stages[i];
     StageState st;
-    auto base = m_lexer.process_word(stage.from->image, *m_global_env);
-    std::string base_name = base ? *base : std::string();
-    std::string lower_base = str::to_lower(base_name);
-    auto named = by_name.find(lower_base);
-    const bool from_stage = named != by_name.end();
-    if (from_stage) {
-      st = m_stages[named->second].final_state;
-    }
-    if (!from_stage) {
-      if (base_name == "scratch") {
-        st.env.set("PATH", k_default_path);
-      } else if (auto cfg = m_options.base_image ? m_options.base_image(base_name) : std::nullopt) {
-        st.env = ShellEnv(cfg->env);
-        if (st.env.get("PATH") == nullptr) {
-          st.env.set("PATH", k_default_path);
-        }
-        st.shell_set = !cfg->shell.empty();
+    const std::string& base_name = base_names[i];
+    if (base_stage[i]) {
+      const size_t b = *base_stage[i];
+      if (--pending_refs[b] == 0) {
+        st = std::move(m_stages[b].final_state);
+        m_stages[b].final_state = StageState{};
       } else {
-        st.env_known = false;
+        st = m_stages[b].final_state;
+      }
+    } else if (base_name == "scratch") {
+      st.env.set("PATH", k_default_path);
+    } else if (auto cfg = m_options.base_image ? m_options.base_image(base_name) : std::nullopt) {
+      st.env = ShellEnv(cfg->env);
+      if (st.env.get("PATH") == nullptr) {
         st.env.set("PATH", k_default_path);
       }
+      st.shell_set = !cfg->shell.empty();
+    } else {
+      st.env_known = false;
+      st.env.set("PATH", k_default_path);
     }
     const bool lint = selected.empty() || selected.count(static_cast<int>(i)) != 0;
     dispatch(stage, st, lint);
-    stage.final_state = std::move(st);
-    if (!stage.name.empty()) {
-      by_name[stage.name] = i;
+    if (pending_refs[i] > 0) {
+      stage.final_state = std::move(st);
     }
   }
 }
