@@ -525,6 +525,14 @@ TEST_CASE("imgbuild check prints warnings and fails on check=error=true", "[pars
   CHECK(bad.out.rfind("<stdin>:2:", 0) == 0);
   CHECK(bad.out.find(">>> FORM x") != std::string::npos);
 
+  // Warnings are still reported when the Dockerfile has errors.
+  Run semantic = run("printf 'FROM scratch AS Build\\nHEALTHCHECK --interval=x CMD true\\n' | " + bin +
+                     " check -f - 2>&1");
+  CHECK(semantic.status == 1);
+  CHECK(semantic.out.rfind("<stdin>:1: StageNameCasing: Stage name 'Build' should be lowercase\n"
+                           "<stdin>:2:1: time: invalid duration \"x\"\n",
+                           0) == 0);
+
   Run directive = run("printf '# check=bogus\\nFROM scratch\\n' | " + bin + " check -f - 2>&1");
   CHECK(directive.status == 1);
   CHECK(directive.out ==
