@@ -195,6 +195,12 @@ TEST_CASE("UndefinedVar", "[parser][checks]") {
   CHECK(rule("FROM python\nARG VERSION=$PYTHON_VERSION\n", "UndefinedVar", opts).empty());
   CHECK(rule("FROM python\nARG VERSION=$PYTHON_VERSIO\n", "UndefinedVar", opts) ==
         Lines{"2: Usage of undefined variable '$PYTHON_VERSIO' (did you mean $PYTHON_VERSION?)"});
+  // Predefined ARGs are global: a stage sees them once it declares them.
+  CHECK(rule("FROM scratch\nARG TARGETARCH\nCOPY bin-$TARGETARCH /\n", "UndefinedVar").empty());
+  CHECK(rule("FROM scratch\nCOPY bin-$TARGETARCH /\n", "UndefinedVar") ==
+        Lines{"2: Usage of undefined variable '$TARGETARCH'"});
+  // Proxy args too (they reach RUN without a declaration, not expansion).
+  CHECK(rule("FROM scratch\nARG HTTP_PROXY\nENV P=$HTTP_PROXY\n", "UndefinedVar").empty());
   // Build args give values only to declared ARGs.
   CheckOptions args;
   args.build_args = {"foo=1"};
