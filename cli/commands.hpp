@@ -41,4 +41,7 @@ void register_check_commands(CLI::App& app, Context& ctx);
 /// The image commands: images, image …, inspect, history, tag, rmi, import, save, load.
 void register_image_commands(CLI::App& app, Context& ctx);
 
+/// login, logout (cli/cmd_registry.cpp).
+void register_registry_commands(CLI::App& app, Context& ctx);
+
 }  // namespace imgbuild::cli

@@ -135,6 +135,10 @@ Result<UniqueFd> Root::open_at(std::string_view path, int flags, mode_t mode) co
 
 Result<UniqueFd> Root::mkdir_all(std::string_view path, mode_t mode) const {
   auto comps = clean_components(path);
+  // Fast path: the whole directory usually exists already.
+  if (auto whole = openat_in_root(m_fd.get(), join_components(comps, comps.size()), O_PATH | O_DIRECTORY)) {
+    return whole;
+  }
   UniqueFd cur;
   {
     TRY(cur, open_at("", O_PATH | O_DIRECTORY));

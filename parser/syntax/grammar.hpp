@@ -56,7 +56,9 @@ struct byte_space : one<' ', '\t', '\n', '\v', '\f', '\r', '\x85', '\xA0'> {};
 struct ascii_ws : one<'\t', '\v', '\f', '\r', ' '> {};
 /// RE2's `\s`: `[\t\n\f\r ]`.
 struct re_space : one<' ', '\t', '\n', '\f', '\r'> {};
+/// The blanks allowed after a continuation marker.
 struct blank_tab : one<' ', '\t'> {};
+/// An ASCII digit (RE2's `\d`).
 struct digit : range<'0', '9'> {};
 
 // ---------------------------------------------------------------------------
@@ -80,6 +82,7 @@ struct blank_line : seq<star<uspace>, eof> {};
 /// The allowed parser-directive names, compared case-insensitively.
 struct directive_name : sor<pegtl::istring<'s', 'y', 'n', 't', 'a', 'x'>, pegtl::istring<'e', 's', 'c', 'a', 'p', 'e'>,
                             pegtl::istring<'c', 'h', 'e', 'c', 'k'>> {};
+/// A whole key: `[a-zA-Z][a-zA-Z0-9]*` that is one of the allowed names.
 struct directive_key : seq<directive_name, not_at<pegtl::alnum>> {};
 /// `(.+?)\s*$`: the action trims trailing `\s` but keeps at least one byte.
 struct directive_value : plus<any> {};
@@ -107,6 +110,7 @@ struct keyword : star<not_one<'\t', '\v', '\f', '\r', ' '>> {};
 /// E followed by any byte stands for that byte; a final E is dropped.
 template <char E>
 struct flag_escape : seq<one<E>, opt<any>> {};
+/// A quoted section of a flag word; an unterminated one runs to the end.
 template <char Q, char E>
 struct flag_quoted : seq<one<Q>, star<sor<flag_escape<E>, not_one<Q>>>, opt<one<Q>>> {};
 /// One whitespace-separated word starting with `--`.
@@ -121,6 +125,7 @@ template <char E>
 struct flag_terminator : flag_shape<E> {};
 /// Everything after the flags (trimmed by the action).
 struct rest : star<any> {};
+/// extractBuilderFlags: flag words while they start with `--`, then the rest.
 template <char E>
 struct flags_and_rest : seq<star<star<byte_space>, flag_word<E>>,
                             sor<seq<star<byte_space>, flag_terminator<E>, rest>, seq<star<byte_space>, rest>>> {};
@@ -131,13 +136,19 @@ struct instruction : seq<keyword, opt<plus<ascii_ws>, flags_and_rest<E>>, eof> {
 // ---------------------------------------------------------------------------
 // JSON (exec) form, as Go's encoding/json accepts it
 
+/// JSON whitespace (Go rejects `\v` and `\f`).
 struct json_ws : one<' ', '\t', '\n', '\r'> {};
+/// A JSON string escape.
 struct json_escape : seq<one<'\\'>, sor<one<'"', '\\', '/', 'b', 'f', 'n', 'r', 't'>,
                                         seq<one<'u'>, rep<4, pegtl::xdigit>>>> {};
+/// A raw string byte: anything but `"`, `\` and control characters.
 struct json_plain : seq<not_at<one<'"', '\\'>>, not_range<'\x00', '\x1F'>> {};
+/// A JSON string literal.
 struct json_string : seq<one<'"'>, star<sor<json_plain, json_escape>>, one<'"'>> {};
+/// A JSON number (Go's grammar; no leading zeros, no `+`).
 struct json_number : seq<opt<one<'-'>>, sor<one<'0'>, seq<range<'1', '9'>, star<digit>>>,
                          opt<one<'.'>, plus<digit>>, opt<one<'e', 'E'>, opt<one<'+', '-'>>, plus<digit>>> {};
+/// true, false, null.
 struct json_literal : sor<pegtl::string<'t', 'r', 'u', 'e'>, pegtl::string<'f', 'a', 'l', 's', 'e'>,
                           pegtl::string<'n', 'u', 'l', 'l'>> {};
 
@@ -175,7 +186,9 @@ struct json_element_string : json_string {};
 /// Any other element: a non-string, which BuildKit rejects once the JSON is
 /// known to be valid.
 struct json_element_other : sor<json_number, json_literal, json_nested> {};
+/// One element of the top-level array.
 struct json_element : sor<json_element_string, json_element_other> {};
+/// The top-level array.
 struct json_array : seq<one<'['>, star<json_ws>,
                         opt<json_element, star<star<json_ws>, one<','>, star<json_ws>, json_element>>,
                         star<json_ws>, one<']'>> {};
@@ -185,8 +198,11 @@ struct exec_form : seq<json_array, star<json_ws>, eof> {};
 // ---------------------------------------------------------------------------
 // Heredocs
 
+/// The file descriptor digits before `<<`.
 struct heredoc_fd : star<digit> {};
+/// The `-` of `<<-`.
 struct heredoc_chomp : one<'-'> {};
+/// The delimiter text, lexed later as a shell word.
 struct heredoc_delimiter : star<not_one<'<'>> {};
 /// `^(\d*)<<(-?)\s*([^<]*)$` on one shell word.
 struct heredoc_marker : seq<heredoc_fd, two<'<'>, opt<heredoc_chomp>, star<re_space>, heredoc_delimiter, eof> {};

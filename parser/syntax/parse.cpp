@@ -350,16 +350,17 @@ std::vector<std::string> parse_words(std::string_view rest, char escape) {
 // ---------------------------------------------------------------------------
 // The line machine
 
-// A piece of the logical line and where it came from.
+// A piece of the logical line and where it came from (kept small: a long
+// continuation chain holds one per line).
 struct Piece {
-  size_t offset;  // in the logical line
-  int line;
-  int column;     // 1-based column of the piece's first byte
+  uint32_t offset;  // in the logical line (inputs are far below 4 GiB)
+  int32_t line;
+  int32_t column;   // 1-based column of the piece's first byte
 };
 
 class LineMachine {
 public:
-  LineMachine(std::string_view filename) : m_filename(filename) {}
+  explicit LineMachine(std::string_view filename) : m_filename(filename) {}
 
   // Called for each physical line (with its '\n'); false stops the input.
   bool feed(std::string_view raw) {
@@ -443,12 +444,16 @@ private:
 
   bool feed_start(std::string_view raw, std::string_view content) {
     std::string_view stripped = go_trim_left_space(content);
-    bool comment = !stripped.empty() && stripped.front() == '#';
+    bool comment = is_comment(content);
     if (comment) {
       std::string_view text = go_trim_space(raw.substr(1));
       if (text.empty()) {
         m_comments.clear();
       } else {
+        if (!use_words(1)) {
+          return set_error("too many strings in the Dockerfile (limit " + std::to_string(k_max_words) + ")", m_line,
+                           1, Errc::limit);
+        }
         m_comments.emplace_back(text);
       }
     }
@@ -494,13 +499,19 @@ private:
     if (is_comment(content)) {
       return true;
     }
-    if (go_trim_left_space(content).empty()) {
+    if (match_text<g::blank_line>(content)) {
       m_has_empty_continuation = true;
       return true;
     }
     auto [piece, end] = trim_continuation(content);
-    m_pieces.push_back(Piece{m_logical.size(), m_line, 1});
-    m_logical.append(piece);
+    if (m_logical.size() + piece.size() > k_max_instruction_length) {
+      return set_error("instruction longer than " + std::to_string(k_max_instruction_length) + " bytes", m_start_line,
+                       m_start_column, Errc::limit);
+    }
+    if (!piece.empty()) {
+      m_pieces.push_back(Piece{static_cast<uint32_t>(m_logical.size()), m_line, 1});
+      m_logical.append(piece);
+    }
     if (end) {
       return finish_instruction();
     }
@@ -531,7 +542,7 @@ private:
   // The physical position of an offset into the logical line.
   Position position_of(size_t offset) const {
     auto it = std::upper_bound(m_pieces.begin(), m_pieces.end(), offset,
-                               [](size_t v, const Piece& p) { return v < p.offset; });
+                               [](size_t v, const Piece& p) { return v < size_t{p.offset}; });
     if (it == m_pieces.begin()) {
       return Position{m_start_line, m_start_column};
     }
@@ -559,19 +570,41 @@ private:
     node.comments = std::move(m_comments);
     m_comments.clear();
     node.end_line = m_line;
+    if (m_ast.children.size() >= k_max_instructions) {
+      return set_error("too many instructions in the Dockerfile (limit " + std::to_string(k_max_instructions) + ")",
+                       m_start_line, m_start_column, Errc::limit);
+    }
     if (can_contain_heredoc(node) && m_logical.find("<<") != std::string::npos) {
       if (!heredocs_from_line(node)) {
         return false;
       }
-      if (!node.heredocs.empty()) {
-        m_pending = std::move(node);
-        m_heredoc_index = 0;
-        m_mode = Mode::heredoc;
-        return true;
-      }
+    }
+    if (!use_words(count_words(node))) {
+      return set_error("too many strings in the Dockerfile (limit " + std::to_string(k_max_words) + ")",
+                       m_start_line, m_start_column, Errc::limit);
+    }
+    if (!node.heredocs.empty()) {
+      m_pending = std::move(node);
+      m_heredoc_index = 0;
+      m_mode = Mode::heredoc;
+      return true;
     }
     add_child(std::move(node));
     return true;
+  }
+
+  // Counts strings against k_max_words; false once over the limit.
+  bool use_words(size_t n) {
+    m_words += n;
+    return m_words <= k_max_words;
+  }
+
+  static size_t count_words(const Node& node) {
+    size_t n = node.args.size() + node.flags.size() + node.heredocs.size();
+    for (const Node& child : node.children) {
+      n += count_words(child);
+    }
+    return n;
   }
 
   void add_child(Node node) {
@@ -830,6 +863,7 @@ private:
   bool m_has_empty_continuation = false;
   Node m_pending;
   size_t m_heredoc_index = 0;
+  size_t m_words = 0;
   std::optional<Error> m_error;
   std::optional<Error> m_scanner_error;
 };

@@ -7,8 +7,12 @@
 // BuildKit's message text where BuildKit has one ("file with no
 // instructions", "ENV must have two arguments", "unterminated heredoc", …).
 // Resource limits are Errc::limit: input over k_max_dockerfile_size bytes, a
-// physical line over 65535 bytes (BuildKit's own limit, same message), and
-// ONBUILD nested deeper than k_max_onbuild_depth.
+// physical line over 65535 bytes (BuildKit's own limit, same message), an
+// instruction over k_max_instruction_length bytes once joined, more than
+// k_max_instructions instructions or k_max_words strings (arguments,
+// flags, heredocs, comments) in the tree, and ONBUILD nested deeper than
+// k_max_onbuild_depth. Together they bound memory to a small multiple of the
+// input size, whatever the input.
 
 #include <cstddef>
 #include <string_view>
@@ -18,8 +22,14 @@
 
 namespace imgbuild::parser {
 
-/// Largest Dockerfile parse_dockerfile accepts (64 MiB).
-inline constexpr std::size_t k_max_dockerfile_size = std::size_t{64} << 20;
+/// Largest Dockerfile parse_dockerfile accepts (32 MiB).
+inline constexpr std::size_t k_max_dockerfile_size = std::size_t{32} << 20;
+/// Longest logical line (an instruction joined over its continuation lines).
+inline constexpr std::size_t k_max_instruction_length = std::size_t{2} << 20;
+/// Most instructions in one Dockerfile.
+inline constexpr std::size_t k_max_instructions = 100000;
+/// Most strings (arguments, flags, heredocs, comments) in one syntax tree.
+inline constexpr std::size_t k_max_words = 1000000;
 /// Longest physical line, newline excluded (bufio.MaxScanTokenSize - 1).
 inline constexpr std::size_t k_max_line_length = 65535;
 /// Deepest ONBUILD ONBUILD … nesting accepted.

@@ -1,0 +1,175 @@
+// imgbuild login / logout: verify credentials against a registry and keep
+// them in docker's config.json ($DOCKER_CONFIG/config.json, default
+// ~/.docker/config.json), so docker and imgbuild share one login.
+
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cerrno>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "registry/client.hpp"
+#include "registry/credentials.hpp"
+#include "registry/reference.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::cli {
+
+namespace {
+
+std::string prompt_line(const std::string& prompt, bool echo) {
+  std::fputs(prompt.c_str(), stderr);
+  std::fflush(stderr);
+  termios old{};
+  bool restore = false;
+  if (!echo && tcgetattr(STDIN_FILENO, &old) == 0) {
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    restore = tcsetattr(STDIN_FILENO, TCSANOW, &quiet) == 0;
+  }
+  std::string line;
+  char buf[1024];
+  if (std::fgets(buf, sizeof buf, stdin) != nullptr) {
+    line = buf;
+  }
+  if (restore) {
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    std::fputs("\n", stderr);
+  }
+  return std::string(str::trim(line));
+}
+
+std::string read_all_stdin() {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0 || out.size() > 1024 * 1024) {
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+struct LoginOptions {
+  std::string registry;
+  std::string username;
+  std::string password;
+  bool password_stdin = false;
+  bool tls_verify = true;
+  std::string cert_dir;
+};
+
+registry::ClientOptions client_options(bool tls_verify, const std::string& cert_dir) {
+  registry::ClientOptions o;
+  o.transport.tls_verify = tls_verify;
+  if (!cert_dir.empty()) {
+    o.transport.certs_dir = cert_dir;
+  }
+  return o;
+}
+
+void run_login(const LoginOptions& opt) {
+  std::string host = registry::normalize_registry_host(opt.registry);
+  if (opt.password_stdin && !opt.password.empty()) {
+    throw CommandError{"--password and --password-stdin are mutually exclusive", 2};
+  }
+  std::string username = opt.username;
+  std::string password = opt.password;
+  bool tty = isatty(STDIN_FILENO) != 0;
+  if (opt.password_stdin) {
+    if (username.empty()) {
+      throw CommandError{"--password-stdin needs --username (-u)", 2};
+    }
+    password = read_all_stdin();
+    while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+      password.pop_back();
+    }
+  } else if (!password.empty()) {
+    std::fputs("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n", stderr);
+  }
+  if (username.empty()) {
+    if (!tty) {
+      throw CommandError{"no username given: use --username (-u)", 2};
+    }
+    username = prompt_line("Username: ", true);
+  }
+  if (password.empty() && !opt.password_stdin) {
+    if (!tty) {
+      throw CommandError{"no password given: use --password-stdin", 2};
+    }
+    password = prompt_line("Password: ", false);
+  }
+  if (username.empty() || password.empty()) {
+    throw CommandError{"username and password must not be empty", 2};
+  }
+  registry::Credentials creds{username, password, ""};
+  registry::Client client(client_options(opt.tls_verify, opt.cert_dir));
+  auto checked = client.check_login(host, creds);
+  if (!checked) {
+    throw CommandError{checked.error().to_string(), 1};
+  }
+  auto cfg = registry::DockerConfig::load(registry::docker_config_path());
+  if (!cfg) {
+    throw CommandError{cfg.error().to_string(), 1};
+  }
+  if (auto r = cfg->set(host, creds); !r) {
+    throw CommandError{r.error().to_string(), 1};
+  }
+  if (auto r = cfg->save(); !r) {
+    throw CommandError{r.error().to_string(), 1};
+  }
+  std::puts("Login Succeeded");
+}
+
+void run_logout(const std::string& registry_arg) {
+  std::string host = registry::normalize_registry_host(registry_arg);
+  auto cfg = registry::DockerConfig::load(registry::docker_config_path());
+  if (!cfg) {
+    throw CommandError{cfg.error().to_string(), 1};
+  }
+  auto erased = cfg->erase(host);
+  if (!erased) {
+    throw CommandError{erased.error().to_string(), 1};
+  }
+  if (!*erased) {
+    std::printf("Not logged in to %s\n", host.c_str());
+    return;
+  }
+  if (auto r = cfg->save(); !r) {
+    throw CommandError{r.error().to_string(), 1};
+  }
+  std::printf("Removing login credentials for %s\n", host.c_str());
+}
+
+}  // namespace
+
+void register_registry_commands(CLI::App& app, Context& ctx) {
+  (void)ctx;
+  auto login_opts = std::make_shared<LoginOptions>();
+  auto* login = app.add_subcommand("login", "Log in to a registry (saved in docker's config.json)");
+  login->add_option("registry", login_opts->registry, "Registry host[:port] (default Docker Hub)");
+  login->add_option("-u,--username", login_opts->username, "User name");
+  login->add_option("-p,--password", login_opts->password, "Password (prefer --password-stdin)");
+  login->add_flag("--password-stdin", login_opts->password_stdin, "Read the password from stdin");
+  login->add_option("--tls-verify", login_opts->tls_verify,
+                    "Verify the registry's TLS certificate (default true)");
+  login->add_option("--cert-dir", login_opts->cert_dir,
+                    "Per-registry certificate directory (default /etc/docker/certs.d)");
+  login->callback([login_opts] { run_login(*login_opts); });
+
+  auto registry_arg = std::make_shared<std::string>();
+  auto* logout = app.add_subcommand("logout", "Log out from a registry");
+  logout->add_option("registry", *registry_arg, "Registry host[:port] (default Docker Hub)");
+  logout->callback([registry_arg] { run_logout(*registry_arg); });
+}
+
+}  // namespace imgbuild::cli

@@ -1,0 +1,545 @@
+// Layer diff. Both sources feed one comparison (see diff.hpp for the rules):
+// compare_dir() looks at one directory present on both sides, classifies its
+// children (deleted, new, replaced, changed, unchanged, directory on both
+// sides) and records changes; afterwards the changes are sorted and written.
+// Only headers are kept in memory; file bodies are streamed at write time.
+//
+// The old side is a Layers view: a stack of directories looked up the way
+// overlayfs does (a 0:0 device hides what is below, a non-directory blocks
+// paths through it, an opaque directory stops the lookup). A plain tree is a
+// stack of one without whiteout semantics. No symlink is ever followed.
+
+#include "snapshot/diff.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "util/fs.hpp"
+
+namespace imgbuild::snapshot {
+
+namespace {
+
+// A filesystem object found on one side.
+struct Node {
+  struct stat st {};
+  std::string target;  // symlink target
+  fs::Xattrs xattrs;   // without overlay-private names
+  bool opaque = false; // overlay opaque directory marker was present
+};
+
+bool is_whiteout_dev(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0); }
+
+std::string join_path(const std::string& dir, const std::string& name) { return dir.empty() ? name : dir + "/" + name; }
+
+Error sys_error(int err, const std::string& where, std::string_view what) {
+  return Error(Errc::io, fmt::format("{}: {}: {}", where, what, std::strerror(err)));
+}
+
+// Reads the node dirfd/name: stat, link target, xattrs (overlay ones
+// interpreted and dropped).
+Result<Node> read_node(int dirfd, const std::string& name, const std::string& where, bool overlay_upper) {
+  Node n;
+  if (::fstatat(dirfd, name.c_str(), &n.st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return fail(sys_error(errno, where, "lstat"));
+  }
+  if (S_ISLNK(n.st.st_mode)) {
+    std::string buf(static_cast<size_t>(n.st.st_size) + 1, '\0');
+    ssize_t len = ::readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
+    if (len < 0) {
+      return fail(sys_error(errno, where, "readlink"));
+    }
+    buf.resize(static_cast<size_t>(len));
+    n.target = std::move(buf);
+  }
+  TRY(auto xs, fs::xattrs_at(dirfd, name));
+  for (auto& [k, v] : xs) {
+    bool trusted = k.rfind("trusted.overlay.", 0) == 0;
+    bool user = k.rfind("user.overlay.", 0) == 0;
+    if (!trusted && !user) {
+      n.xattrs.emplace_back(std::move(k), std::move(v));
+      continue;
+    }
+    std::string_view key = std::string_view(k).substr(trusted ? 16 : 13);
+    if (key == "opaque" && v == "y") {
+      n.opaque = true;
+    } else if (overlay_upper && (key == "redirect" || key == "metacopy")) {
+      return fail(Errc::unsupported,
+                  fmt::format("{}: overlay xattr {} is not supported (mount with redirect_dir=off,metacopy=off)",
+                              where, k));
+    }
+  }
+  return n;
+}
+
+// Opens dirfd/name as a directory without following it.
+Result<UniqueFd> open_dir_at(int dirfd, const std::string& name, const std::string& where) {
+  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return fail(sys_error(errno, where, "open directory"));
+  }
+  return UniqueFd(fd);
+}
+
+// The old side: a stack of directories, top first.
+class Layers {
+public:
+  Layers(std::vector<fs::Root> roots, bool whiteouts) : m_roots(std::move(roots)), m_whiteouts(whiteouts) {}
+
+  // The node at path, if visible.
+  Result<std::optional<Node>> lookup(const std::string& path) {
+    auto comps = fs::clean_components(path);
+    for (auto& root : m_roots) {
+      TRY(auto p, probe(root, comps));
+      if (p.state == State::present) {
+        return std::optional<Node>(std::move(p.node));
+      }
+      if (p.state == State::hidden || p.stop) {
+        return std::optional<Node>();
+      }
+    }
+    return std::optional<Node>();
+  }
+
+  // Visible names in the directory at path (which lookup found).
+  Result<std::set<std::string>> list(const std::string& path) {
+    auto comps = fs::clean_components(path);
+    std::set<std::string> names;
+    std::set<std::string> hidden;
+    for (auto& root : m_roots) {
+      TRY(auto p, probe(root, comps));
+      if (p.state == State::hidden) {
+        break;
+      }
+      if (p.state == State::present) {
+        if (!S_ISDIR(p.node.st.st_mode)) {
+          break;
+        }
+        TRY(auto children, fs::list_dir(p.dir.get()));
+        for (auto& c : children) {
+          if (names.count(c) != 0 || hidden.count(c) != 0) {
+            continue;
+          }
+          struct stat st {};
+          if (::fstatat(p.dir.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            return fail(sys_error(errno, root.label() + "/" + join_path(path, c), "lstat"));
+          }
+          if (m_whiteouts && is_whiteout_dev(st)) {
+            hidden.insert(c);
+          } else {
+            names.insert(c);
+          }
+        }
+        if (p.node.opaque && m_whiteouts) {
+          break;
+        }
+      }
+      if (p.stop) {
+        break;
+      }
+    }
+    return names;
+  }
+
+  // Opens a regular file for reading (the topmost visible one).
+  Result<UniqueFd> open_file(const std::string& path) {
+    auto comps = fs::clean_components(path);
+    for (auto& root : m_roots) {
+      TRY(auto p, probe(root, comps));
+      if (p.state == State::present) {
+        int fd = ::openat(p.parent.get(), comps.back().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+          return fail(sys_error(errno, root.label() + "/" + path, "open"));
+        }
+        return UniqueFd(fd);
+      }
+      if (p.state == State::hidden || p.stop) {
+        break;
+      }
+    }
+    return fail(Errc::not_found, path + ": not found");
+  }
+
+private:
+  enum class State { absent, hidden, present };
+  struct Probe {
+    State state = State::absent;
+    bool stop = false;  // an opaque directory above: lower layers do not count
+    Node node;
+    UniqueFd parent;  // directory holding the final component
+    UniqueFd dir;     // the node itself when it is a directory
+  };
+
+  Result<Probe> probe(const fs::Root& root, const std::vector<std::string>& comps) {
+    Probe p;
+    UniqueFd cur(::openat(root.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!cur) {
+      return fail(sys_error(errno, root.label(), "open"));
+    }
+    if (comps.empty()) {
+      p.state = State::present;
+      if (::fstat(cur.get(), &p.node.st) != 0) {
+        return fail(sys_error(errno, root.label(), "stat"));
+      }
+      p.dir = std::move(cur);
+      return p;
+    }
+    std::string where = root.label();
+    for (size_t i = 0; i < comps.size(); ++i) {
+      where += "/" + comps[i];
+      struct stat st {};
+      if (::fstatat(cur.get(), comps[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) {
+          p.state = State::absent;
+          return p;
+        }
+        return fail(sys_error(errno, where, "lstat"));
+      }
+      if (m_whiteouts && is_whiteout_dev(st)) {
+        p.state = State::hidden;
+        return p;
+      }
+      bool last = i + 1 == comps.size();
+      if (last) {
+        TRY(p.node, read_node(cur.get(), comps[i], where, false));
+        p.state = State::present;
+        if (S_ISDIR(st.st_mode)) {
+          TRY(p.dir, open_dir_at(cur.get(), comps[i], where));
+        }
+        p.parent = std::move(cur);
+        return p;
+      }
+      if (!S_ISDIR(st.st_mode)) {
+        p.state = State::hidden;  // a non-directory blocks every path through it
+        return p;
+      }
+      if (m_whiteouts) {
+        TRY(auto node, read_node(cur.get(), comps[i], where, false));
+        if (node.opaque) {
+          p.stop = true;
+        }
+      }
+      TRY(auto next, open_dir_at(cur.get(), comps[i], where));
+      cur = std::move(next);
+    }
+    return p;
+  }
+
+  std::vector<fs::Root> m_roots;
+  bool m_whiteouts;
+};
+
+enum class ChangeKind { entry, whiteout, opaque };
+
+struct Change {
+  std::string path;
+  ChangeKind kind = ChangeKind::entry;
+  Node node;
+};
+
+bool same_xattrs(const fs::Xattrs& a, const fs::Xattrs& b) { return a == b; }
+
+// True when old and new are the same type and their metadata match.
+bool unchanged(const Node& o, const Node& n) {
+  const struct stat& a = o.st;
+  const struct stat& b = n.st;
+  if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT)) {
+    return false;
+  }
+  if ((a.st_mode & 07777) != (b.st_mode & 07777) || a.st_uid != b.st_uid || a.st_gid != b.st_gid) {
+    return false;
+  }
+  if (a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec) {
+    return false;
+  }
+  if (!S_ISDIR(a.st_mode) && a.st_size != b.st_size) {
+    return false;
+  }
+  if ((S_ISCHR(a.st_mode) || S_ISBLK(a.st_mode)) && a.st_rdev != b.st_rdev) {
+    return false;
+  }
+  if (o.target != n.target) {
+    return false;
+  }
+  return same_xattrs(o.xattrs, n.xattrs);
+}
+
+bool same_type(const Node& o, const Node& n) { return (o.st.st_mode & S_IFMT) == (n.st.st_mode & S_IFMT); }
+
+// The new side: a plain tree (diff_trees) or an overlay upper dir whose
+// directories may or may not merge with the lower layers.
+class Differ {
+public:
+  Differ(Layers& old_side, const fs::Root& new_root, bool overlay, std::optional<timespec> copied_at)
+      : m_old(old_side), m_new(new_root), m_overlay(overlay), m_copied_at(copied_at) {}
+
+  Result<void> run() {
+    UniqueFd top(::openat(m_new.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!top) {
+      return fail(sys_error(errno, m_new.label(), "open"));
+    }
+    // The root is a directory on both sides (an empty old side lists
+    // nothing); in overlay mode it merges with the lowers.
+    TRY(bool emitted, compare_dir("", top.get()));
+    (void)emitted;
+    return ok();
+  }
+
+  std::vector<Change>& changes() { return m_changes; }
+
+private:
+  // path is a directory on both sides; dirfd is its new-side fd. Returns
+  // whether anything under path was recorded.
+  Result<bool> compare_dir(const std::string& path, int dirfd) {
+    TRY(auto old_names, m_old.list(path));
+    TRY(auto new_names, fs::list_dir(dirfd));
+    std::set<std::string> present;  // new-side names that are not whiteouts
+    std::vector<std::string> deleted;
+    bool emitted = false;
+    for (const auto& name : new_names) {
+      std::string child = join_path(path, name);
+      std::string where = m_new.label() + "/" + child;
+      TRY(Node n, read_node(dirfd, name, where, m_overlay));
+      if (m_overlay && is_whiteout_dev(n.st)) {
+        if (old_names.count(name) != 0) {
+          deleted.push_back(name);
+        }
+        continue;
+      }
+      present.insert(name);
+      if (S_ISSOCK(n.st.st_mode)) {
+        continue;
+      }
+      std::optional<Node> o;
+      if (old_names.count(name) != 0) {
+        TRY(o, m_old.lookup(child));
+      }
+      if (!o) {
+        TRY_VOID(add_subtree(child, dirfd, name, std::move(n)));
+        emitted = true;
+        continue;
+      }
+      if (S_ISDIR(o->st.st_mode) && S_ISDIR(n.st.st_mode)) {
+        TRY(bool replaced, was_replaced(dirfd, name, n, where));
+        if (replaced) {
+          // Deleted and made again: an opaque marker hides the old contents
+          // and everything now inside is written.
+          m_changes.push_back(Change{join_path(child, std::string(tar::k_opaque_marker)), ChangeKind::opaque, {}});
+          TRY_VOID(add_subtree(child, dirfd, name, std::move(n)));
+          emitted = true;
+          continue;
+        }
+        TRY(auto sub, open_dir_at(dirfd, name, where));
+        TRY(bool sub_emitted, compare_dir(child, sub.get()));
+        if (sub_emitted || !unchanged(*o, n)) {
+          record(child, std::move(n));
+          emitted = true;
+        }
+        continue;
+      }
+      if (same_type(*o, n) && unchanged(*o, n)) {
+        continue;
+      }
+      TRY_VOID(add_subtree(child, dirfd, name, std::move(n)));
+      emitted = true;
+    }
+    if (!m_overlay) {
+      for (const auto& name : old_names) {
+        if (present.count(name) == 0) {
+          deleted.push_back(name);
+        }
+      }
+    }
+    std::sort(deleted.begin(), deleted.end());
+    for (const auto& name : deleted) {
+      m_changes.push_back(Change{join_path(path, std::string(tar::k_whiteout_prefix) + name), ChangeKind::whiteout, {}});
+      emitted = true;
+    }
+    return emitted;
+  }
+
+  // Whether a directory present on both sides was deleted and re-created:
+  // the overlay opaque marker, or (tree diff) a birth time after the copy.
+  Result<bool> was_replaced(int dirfd, const std::string& name, const Node& n, const std::string& where) {
+    if (m_overlay) {
+      return n.opaque;
+    }
+    if (!m_copied_at) {
+      return false;
+    }
+    struct statx stx {};
+    if (::statx(dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) != 0) {
+      return fail(sys_error(errno, where, "statx"));
+    }
+    if ((stx.stx_mask & STATX_BTIME) == 0) {
+      return false;
+    }
+    const timespec& t = *m_copied_at;
+    return stx.stx_btime.tv_sec > t.tv_sec ||
+           (stx.stx_btime.tv_sec == t.tv_sec && stx.stx_btime.tv_nsec > static_cast<uint32_t>(t.tv_nsec));
+  }
+
+  // Records a new-side entry and, for a directory, everything beneath it.
+  Result<void> add_subtree(const std::string& path, int parentfd, const std::string& name, Node n) {
+    bool is_dir = S_ISDIR(n.st.st_mode);
+    record(path, std::move(n));
+    if (!is_dir) {
+      return ok();
+    }
+    TRY(auto dir, open_dir_at(parentfd, name, m_new.label() + "/" + path));
+    TRY(auto names, fs::list_dir(dir.get()));
+    for (const auto& c : names) {
+      std::string child = join_path(path, c);
+      TRY(Node cn, read_node(dir.get(), c, m_new.label() + "/" + child, m_overlay));
+      if ((m_overlay && is_whiteout_dev(cn.st)) || S_ISSOCK(cn.st.st_mode)) {
+        continue;  // nothing lies beneath a new or opaque directory
+      }
+      TRY_VOID(add_subtree(child, dir.get(), c, std::move(cn)));
+    }
+    return ok();
+  }
+
+  void record(const std::string& path, Node n) { m_changes.push_back(Change{path, ChangeKind::entry, std::move(n)}); }
+
+  Layers& m_old;
+  const fs::Root& m_new;
+  bool m_overlay;
+  std::optional<timespec> m_copied_at;
+  std::vector<Change> m_changes;
+};
+
+Result<DiffResult> write_changes(std::vector<Change>& changes, const fs::Root& source, const tar::WriteFn& out,
+                                 const DiffOptions& options) {
+  std::sort(changes.begin(), changes.end(),
+            [](const Change& a, const Change& b) { return tar::layer_path_less(a.path, b.path); });
+  TRY(auto writer, tar::Writer::open(out, {.compression = options.compression, .gzip_level = options.gzip_level}));
+  std::map<std::pair<dev_t, ino_t>, std::string> first_link;
+  DiffResult result;
+  for (auto& c : changes) {
+    tar::Entry e;
+    e.path = c.path;
+    ++result.entries;
+    if (c.kind != ChangeKind::entry) {
+      e.type = tar::EntryType::file;
+      e.mode = 0644;
+      TRY_VOID(writer->add(e));
+      continue;
+    }
+    const struct stat& st = c.node.st;
+    e.mode = st.st_mode & 07777;
+    e.uid = st.st_uid;
+    e.gid = st.st_gid;
+    e.mtime_sec = st.st_mtim.tv_sec;
+    e.mtime_nsec = options.mtime_precision == MtimePrecision::nanoseconds ? static_cast<uint32_t>(st.st_mtim.tv_nsec)
+                                                                           : 0;
+    if (options.source_date_epoch && e.mtime_sec >= *options.source_date_epoch &&
+        (e.mtime_sec > *options.source_date_epoch || e.mtime_nsec > 0)) {
+      e.mtime_sec = *options.source_date_epoch;
+      e.mtime_nsec = 0;
+    }
+    e.xattrs = c.node.xattrs;
+    if (S_ISREG(st.st_mode)) {
+      if (st.st_nlink > 1) {
+        auto key = std::make_pair(st.st_dev, st.st_ino);
+        auto [it, inserted] = first_link.emplace(key, c.path);
+        if (!inserted) {
+          e.type = tar::EntryType::hardlink;
+          e.link_target = it->second;
+          e.xattrs.clear();
+          TRY_VOID(writer->add(e));
+          continue;
+        }
+      }
+      e.type = tar::EntryType::file;
+      e.size = static_cast<uint64_t>(st.st_size);
+      TRY(auto fd, source.open_at(c.path, O_RDONLY | O_NOFOLLOW));
+      struct stat now {};
+      if (::fstat(fd.get(), &now) != 0 || now.st_size != st.st_size) {
+        return fail(Errc::io, fmt::format("{}/{}: changed while being archived", source.label(), c.path));
+      }
+      TRY_VOID(writer->add_file_from_fd(e, fd.get()));
+      continue;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      e.type = tar::EntryType::dir;
+    } else if (S_ISLNK(st.st_mode)) {
+      e.type = tar::EntryType::symlink;
+      e.link_target = c.node.target;
+    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+      e.type = S_ISCHR(st.st_mode) ? tar::EntryType::char_device : tar::EntryType::block_device;
+      e.dev_major = major(st.st_rdev);
+      e.dev_minor = minor(st.st_rdev);
+    } else if (S_ISFIFO(st.st_mode)) {
+      e.type = tar::EntryType::fifo;
+    } else {
+      --result.entries;
+      continue;
+    }
+    TRY_VOID(writer->add(e));
+  }
+  TRY(result.layer, writer->finish());
+  return result;
+}
+
+}  // namespace
+
+Result<DiffResult> diff_overlay(const std::string& upper, const std::vector<std::string>& lowers,
+                                const tar::WriteFn& out, const DiffOptions& options) {
+  TRY(auto upper_root, fs::Root::open(upper));
+  std::vector<fs::Root> roots;
+  for (const auto& l : lowers) {
+    TRY(auto r, fs::Root::open(l));
+    roots.push_back(std::move(r));
+  }
+  Layers old_side(std::move(roots), true);
+  Differ differ(old_side, upper_root, true, std::nullopt);
+  TRY_VOID(differ.run());
+  return write_changes(differ.changes(), upper_root, out, options);
+}
+
+Result<DiffResult> diff_trees(const std::string& old_root, const std::string& new_root, const tar::WriteFn& out,
+                              const DiffOptions& options) {
+  TRY(auto new_fs, fs::Root::open(new_root));
+  std::vector<fs::Root> roots;
+  if (!old_root.empty()) {
+    TRY(auto r, fs::Root::open(old_root));
+    roots.push_back(std::move(r));
+  }
+  Layers old_side(std::move(roots), false);
+  Differ differ(old_side, new_fs, false, options.copied_at);
+  TRY_VOID(differ.run());
+  return write_changes(differ.changes(), new_fs, out, options);
+}
+
+Result<timespec> filesystem_now(const std::string& dir) {
+  TRY(auto root, fs::Root::open(dir));
+  std::string name = fmt::format(".imgbuild-clock-{}", ::getpid());
+  if (::mkdirat(root.fd(), name.c_str(), 0700) != 0) {
+    return fail(sys_error(errno, dir + "/" + name, "mkdir"));
+  }
+  struct statx stx {};
+  int rc = ::statx(root.fd(), name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME | STATX_MTIME, &stx);
+  int err = errno;
+  ::unlinkat(root.fd(), name.c_str(), AT_REMOVEDIR);
+  if (rc != 0) {
+    return fail(sys_error(err, dir + "/" + name, "statx"));
+  }
+  const auto& t = (stx.stx_mask & STATX_BTIME) != 0 ? stx.stx_btime : stx.stx_mtime;
+  timespec out{};
+  out.tv_sec = static_cast<time_t>(t.tv_sec);
+  out.tv_nsec = static_cast<long>(t.tv_nsec);
+  return out;
+}
+
+}  // namespace imgbuild::snapshot
