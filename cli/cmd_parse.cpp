@@ -10,17 +10,14 @@
 // line and a caret, and the command exits with status 1.
 
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
+#include "cli/dockerfile_input.hpp"
 #include "parser/json.hpp"
 #include "parser/syntax/dump.hpp"
 #include "parser/syntax/parse.hpp"
@@ -35,32 +32,9 @@ struct ParseOptions {
   std::string format = "ast";
 };
 
-// Reads at most limit + 1 bytes so that an oversized input is reported by the
-// parser's own size check rather than read whole.
-std::string read_limited(std::istream& in, size_t limit) {
-  std::string out;
-  char buf[64 * 1024];
-  while (out.size() <= limit && in.read(buf, sizeof buf), in.gcount() > 0) {
-    out.append(buf, static_cast<size_t>(in.gcount()));
-  }
-  return out;
-}
-
-std::string read_source(const std::string& file) {
-  const size_t limit = parser::k_max_dockerfile_size;
-  if (file == "-") {
-    return read_limited(std::cin, limit);
-  }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    throw CommandError{fmt::format("cannot open Dockerfile \"{}\"", file), 1};
-  }
-  return read_limited(in, limit);
-}
-
 void run_parse(const ParseOptions& options, Context& ctx) {
-  std::string source = read_source(options.file);
-  std::string name = options.file == "-" ? "<stdin>" : options.file;
+  std::string source = read_dockerfile(options.file);
+  std::string name = dockerfile_display_name(options.file);
   Result<parser::Ast> ast = parser::parse_dockerfile(source, name);
   if (!ast) {
     std::fputs(render_diagnostic(ast.error(), source).c_str(), stderr);

@@ -35,6 +35,9 @@ struct CommandError {
 /// `imgbuild parse`: Dockerfile syntax tree (cmd_parse.cpp).
 void register_parse_commands(CLI::App& app, Context& ctx);
 
+/// `imgbuild check`: build-check warnings (cmd_check.cpp).
+void register_check_commands(CLI::App& app, Context& ctx);
+
 /// The image commands: images, image …, inspect, history, tag, rmi, import, save, load.
 void register_image_commands(CLI::App& app, Context& ctx);
 

@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   imgbuild::cli::register_image_commands(app, ctx);
 
   imgbuild::cli::register_parse_commands(app, ctx);
+  imgbuild::cli::register_check_commands(app, ctx);
   imgbuild::cli::register_registry_commands(app, ctx);
 
   try {
