@@ -28,8 +28,9 @@
 
 #include <fmt/format.h>
 
-#include "builder/basic_copy.hpp"
 #include "builder/config.hpp"
+#include "builder/context.hpp"
+#include "builder/copy.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 #include "sandbox/sandbox.hpp"
@@ -343,7 +344,9 @@ Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const 
   for (size_t i = 0; i < diff_ids.size(); ++i) {
     const image::Descriptor& d = img.manifest.layers[i];
     image::LayerRecord rec;
+    std::unique_lock db_lock(m_resolve_mu);
     TRY(auto known, m_store.db().layer(d.digest));
+    db_lock.unlock();
     if (known) {
       rec = *known;
     } else {
@@ -410,7 +413,10 @@ const StageResult* Build::wait_stage(int index) {
 Result<Build::SourceRoot> Build::source_root(const std::string& from, int current) {
   SourceRoot out;
   if (from.empty()) {
-    out.path = m_options.context_dir;
+    if (m_options.context == nullptr) {
+      return fail(Errc::internal, "no build context");
+    }
+    out.path = m_options.context->dir();
     return out;
   }
   SourceRef ref = m_plan.resolve_source(from, current);
@@ -523,66 +529,69 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
                             StepRecord& record) {
   const auto* copy = ins.as<parser::CopyInstruction>();
   const auto* add = ins.as<parser::AddInstruction>();
-  const std::vector<std::string>& sources = copy ? copy->sources : add->sources;
-  const std::vector<parser::Heredoc>& heredocs = copy ? copy->inline_sources : add->inline_sources;
-  const std::string& dest_raw = copy ? copy->dest : add->dest;
-  std::optional<std::string> chown = copy ? copy->chown : add->chown;
-  std::optional<std::string> chmod = copy ? copy->chmod : add->chmod;
   std::string from = copy && copy->from ? *copy->from : "";
-
   parser::Lexer lexer(m_plan.escape);
-  auto expand = [&](const std::string& w) -> Result<std::string> { return lexer.process_word(w, st.state.env); };
-  BasicCopyRequest req;
-  for (const auto& s : sources) {
-    if (add != nullptr && (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@"))) {
-      return fail(Errc::unsupported, fmt::format("ADD from a URL or git source is not supported yet: {}", s));
-    }
-    TRY(std::string e, expand(s));
-    req.sources.push_back(e);
-  }
-  for (const auto& h : heredocs) {
-    std::string body = parser::heredoc_body(h);
-    if (h.expand) {
-      parser::LexerOptions lo;
-      lo.escape = m_plan.escape;
-      lo.process_quotes = false;
-      parser::Lexer hl(lo);
-      TRY(body, hl.process_word(body, st.state.env));
-    }
-    req.inline_sources.emplace_back(h.name, body);
-  }
-  TRY(std::string dest, expand(dest_raw));
+  WordExpander expand = [&](std::string_view w) -> Result<std::string> {
+    return lexer.process_word(w, st.state.env);
+  };
   const std::string& wd = st.state.image.config->working_dir;
-  if (dest.empty()) {
-    dest = (wd.empty() ? "/" : wd) + "/";
-  } else if (!dest.starts_with("/")) {
-    bool slash = dest.ends_with("/") || dest == "." || dest.ends_with("/.");
-    dest = (wd.empty() ? "/" : wd) + "/" + dest;
-    if (slash && !dest.ends_with("/")) {
-      dest += "/";
-    }
-  }
-  req.dest = dest;
-  if (chown) {
-    TRY(req.chown, expand(*chown));
-  }
-  if (chmod) {
-    TRY(req.chmod, expand(*chmod));
+  std::string workdir = wd.empty() ? "/" : wd;
+  CopyRequest req;
+  if (copy != nullptr) {
+    TRY(req, copy_request(*copy, expand, workdir));
+  } else {
+    TRY(req, add_request(*add, expand, workdir));
   }
   req.heredoc_mtime = m_plan.source_date_epoch.value_or(0);
-  TRY(auto src, source_root(from, stage.index));
-  req.source_root = src.path.string();
+
+  // The source tree: the context (with .dockerignore), a named context dir,
+  // or a stage / image rootfs.
+  std::optional<BuildContext> named;
+  std::optional<fs::Root> source_fs;
+  SourceTree tree;
+  SourceRoot src;
+  if (from.empty()) {
+    if (m_options.context == nullptr) {
+      return fail(Errc::internal, "no build context");
+    }
+    tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
+  } else {
+    SourceRef ref = m_plan.resolve_source(from, stage.index);
+    if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
+        !ref.source.starts_with("oci-layout://")) {
+      TRY(auto c, BuildContext::from_dir(ref.source));
+      named.emplace(std::move(c));
+      tree = SourceTree{&named->root(), &named->ignore()};
+    } else {
+      TRY(src, source_root(from, stage.index));
+      TRY(auto r, fs::Root::open(src.path.string()));
+      source_fs.emplace(std::move(r));
+      tree = SourceTree{&*source_fs, nullptr};
+    }
+  }
   TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
-  req.dest_root = view->root().string();
-  TRY_VOID(basic_copy(req));
+  TRY(fs::Root dest, fs::Root::open(view->root().string()));
+  CopyEnv env;
+  env.source = tree;
+  env.user_db = &dest;
+  parser::LexerOptions lo;
+  lo.escape = m_plan.escape;
+  lo.process_quotes = false;
+  parser::Lexer heredoc_lexer(lo);
+  env.expand_heredoc = [&](const std::string& body) -> Result<std::string> {
+    return heredoc_lexer.process_word(body, st.state.env);
+  };
+  env.temp_parent = (m_store.content().root() / "tmp").string();
+  TRY(auto written, apply_copy(req, env, dest));
+  (void)written;
   if (src.view) {
     TRY_VOID(src.view->remove());
   }
   std::vector<std::string> shown = req.sources;
-  for (const auto& h : heredocs) {
+  for (const auto& h : req.heredocs) {
     shown.push_back("<<" + h.name);
   }
-  std::string text = std::string(copy ? "COPY " : "ADD ") + str::join(shown, " ") + " " + dest_raw;
+  std::string text = std::string(copy ? "COPY " : "ADD ") + str::join(shown, " ") + " " + req.dest;
   return finish_layer(st, *view, text, record);
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "builder/context.hpp"
 #include "builder/events.hpp"
 #include "builder/plan.hpp"
 #include "image/store.hpp"
@@ -47,8 +48,8 @@ struct SecretSource {
 
 /// How the executor runs.
 struct ExecuteOptions {
-  /// Host directory of the build context.
-  std::filesystem::path context_dir;
+  /// The build context (COPY sources, RUN --mount type=bind default).
+  const BuildContext* context = nullptr;
   /// Names for the final image (-t), already normalised by the caller.
   std::vector<image::Reference> tags;
   /// Parallel stages (0 = number of cores).

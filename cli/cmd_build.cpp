@@ -23,12 +23,12 @@
 #include <nlohmann/json.hpp>
 
 #include "builder/config.hpp"
+#include "builder/context.hpp"
 #include "builder/executor.hpp"
 #include "builder/plan.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
 #include "image/archive.hpp"
-#include "snapshot/apply.hpp"
 #include "snapshot/diff.hpp"
 #include "util/fd.hpp"
 #include "util/strings.hpp"
@@ -114,26 +114,6 @@ Output parse_output(const std::string& spec) {
                        2};
   }
   return out;
-}
-
-std::string read_fd_all(int fd) {
-  std::string out;
-  char buf[65536];
-  ssize_t n = 0;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
-std::optional<std::string> read_file_text(const fsys::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) {
-    return std::nullopt;
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // BuildKit's failure excerpt: the lines around the failing one, ">>>" marks it.
@@ -242,47 +222,19 @@ void run_build(BuildFlags& f, Context& ctx) {
   auto store = open_store(ctx);
 
   // The context and the Dockerfile.
-  TempDir stdin_context;
-  fsys::path context_dir;
-  std::string dockerfile_text;
-  std::string dockerfile_name = "Dockerfile";
-  bool dockerfile_from_stdin = f.file == "-";
-  if (f.context == "-") {
-    if (dockerfile_from_stdin) {
-      throw CommandError{"cannot read both the context and the Dockerfile from stdin", 2};
-    }
-    stdin_context.path = store->content().root() / "tmp" / fmt::format("context-{}", ::getpid());
-    std::error_code ec;
-    fsys::create_directories(stdin_context.path, ec);
-    snapshot::ApplyOptions opts;
-    opts.mode = snapshot::ApplyMode::merged;
-    opts.ownership = snapshot::Ownership::apply;
-    unwrap(snapshot::apply_layer_fd(stdin_context.path.string(), STDIN_FILENO, "context from stdin", opts));
-    context_dir = stdin_context.path;
-  } else {
-    context_dir = f.context;
-    std::error_code ec;
-    if (!fsys::is_directory(context_dir, ec)) {
-      throw CommandError{fmt::format("unable to prepare context: path {} not found", str::go_quote(f.context)), 1};
-    }
+  if (f.context == "-" && f.file == "-") {
+    throw CommandError{"cannot read both the context and the Dockerfile from stdin", 2};
   }
-  if (dockerfile_from_stdin) {
-    dockerfile_text = read_fd_all(STDIN_FILENO);
-  } else {
-    fsys::path df = f.file.empty() ? context_dir / "Dockerfile" : fsys::path(f.file);
-    if (f.file.empty()) {
-      std::error_code ec;
-      if (!fsys::exists(df, ec) && fsys::exists(context_dir / "dockerfile", ec)) {
-        df = context_dir / "dockerfile";
-      }
-    }
-    auto text = read_file_text(df);
-    if (!text) {
-      throw CommandError{fmt::format("failed to read dockerfile: open {}: no such file or directory", df.string()),
-                         1};
-    }
-    dockerfile_text = *text;
-    dockerfile_name = df.filename().string();
+  builder::ContextOptions copts;
+  copts.context = f.context;
+  copts.dockerfile = f.file;
+  copts.stdin_fd = STDIN_FILENO;
+  copts.temp_parent = (store->content().root() / "tmp").string();
+  builder::BuildContext context = unwrap(builder::BuildContext::open(copts));
+  const std::string& dockerfile_text = context.dockerfile_text();
+  std::string dockerfile_name = fsys::path(context.dockerfile_name()).filename().string();
+  if (dockerfile_name.empty() || dockerfile_name == "-") {
+    dockerfile_name = "Dockerfile";
   }
 
   // The plan.
@@ -342,7 +294,7 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
 
   builder::ExecuteOptions exec;
-  exec.context_dir = context_dir;
+  exec.context = &context;
   exec.tags = tags;
   exec.jobs = f.jobs;
   exec.snapshotter = f.snapshotter;
