@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -43,6 +44,13 @@ struct FileInfo {
 };
 
 using LayerFiles = std::map<std::string, FileInfo>;
+
+std::string fmt_entry(const std::string& path, const FileInfo& f) {
+  char mode[16];
+  std::snprintf(mode, sizeof mode, "%04o", f.mode);
+  return path + " " + f.type + " " + mode + " " + std::to_string(f.uid) + ":" + std::to_string(f.gid) +
+         (f.link.empty() ? "" : " -> " + f.link) + (f.content.empty() ? "" : " [" + f.content + "]") + "\n";
+}
 
 std::string type_name(imgbuild::tar::EntryType t) { return std::string(imgbuild::tar::entry_type_name(t)); }
 
@@ -207,7 +215,7 @@ TEST_CASE("build: multi-stage, ARG/ENV, WORKDIR/USER owners, RUN writes and dele
       "RUN exit 7\n"
       "FROM scratch\n"
       "COPY --from=build /app/greeting /greeting\n"
-      "COPY --from=build --chown=app /home/app/work/mine.txt /mine.txt\n"
+      "COPY --from=build --chown=1000:1000 /home/app/work/mine.txt /mine.txt\n"
       "EXPOSE 8080\n"
       "CMD [\"/greeting\"]\n";
   fs::path out = fx.work.path / "out.tar";
@@ -216,7 +224,7 @@ TEST_CASE("build: multi-stage, ARG/ENV, WORKDIR/USER owners, RUN writes and dele
                           "GREETING=howdy", "--iidfile", (fx.work.path / "iid").string()});
   INFO(r.err);
   REQUIRE(r.status == 0);
-  CHECK(r.err.find("[build 2/5] COPY hello.txt ./") != std::string::npos);
+  CHECK(r.err.find("[build 3/6] COPY hello.txt ./") != std::string::npos);
   CHECK(r.err.find("exit 7") == std::string::npos);  // unused stage never built
   Saved s = read_saved(out, fx.work.path);
   REQUIRE(s.layers.size() == 2);
@@ -289,7 +297,7 @@ TEST_CASE("build: ENTRYPOINT/CMD, HEALTHCHECK, ONBUILD, SHELL, LABEL", "[integra
   json cfg = s.config["config"];
   CHECK(cfg["Entrypoint"] == json::array({"/bin/sh", "-ec", "echo hi"}));
   CHECK_FALSE(cfg.contains("Cmd"));  // reset by ENTRYPOINT
-  CHECK(cfg["Healthcheck"] == json::parse(R"({"Test":["CMD","true"],"Interval":30000000000,"Retries":2})"));
+  CHECK(cfg["Healthcheck"] == json::parse(R"({"Test":["CMD-SHELL","true"],"Interval":30000000000,"Retries":2})"));
   CHECK(cfg["Labels"] == json::parse(R"({"a":"b","x":"y"})"));
   CHECK(cfg["StopSignal"] == "SIGINT");
   CHECK_FALSE(cfg.contains("OnBuild"));
@@ -372,4 +380,146 @@ TEST_CASE("build: outputs local and tar, metadata file, stdin Dockerfile", "[int
   CHECK(missing.status == 1);
   CHECK(missing.err.find("nosuchimage:1") != std::string::npos);
   CHECK(missing.err.find("not found in the local store") != std::string::npos);
+}
+
+namespace {
+
+bool docker_available() {
+  if (!fs::exists("/usr/bin/docker")) {
+    return false;
+  }
+  if (run_sh("timeout 20 /usr/bin/docker info").status == 0) {
+    return true;
+  }
+  if (!fs::exists("/var/run/docker.sock")) {
+    run_sh("setsid dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 "
+           ">/tmp/imgbuild-build-test-dockerd.log 2>&1 &");
+  }
+  for (int i = 0; i < 60; ++i) {
+    if (run_sh("timeout 20 /usr/bin/docker info").status == 0) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return false;
+}
+
+std::string describe(const LayerFiles& files) {
+  std::string out;
+  for (const auto& [p, f] : files) {
+    out += fmt_entry(p, f);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("build: same config, history and layer files as BuildKit in dockerd", "[integration][build][docker]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (/usr/bin/docker, dockerd) is available");
+  Fixture fx;
+  std::string tag = std::to_string(::getpid());
+  std::string base = "imgbuild-it/build-base:" + tag;
+  std::string docker_image = "imgbuild-it/build-docker:" + tag;
+  REQUIRE(run_imgbuild(fx.root, {"tag", "busybox", base}).status == 0);
+  fs::path base_tar = fx.work.path / "base.tar";
+  REQUIRE(run_imgbuild(fx.root, {"save", "-o", base_tar.string(), base}).status == 0);
+  RunResult loaded = run_sh("/usr/bin/docker load -i " + sh_quote(base_tar.string()));
+  INFO(loaded.err);
+  REQUIRE(loaded.status == 0);
+
+  // Every metadata instruction but HEALTHCHECK (dockerd 20.10's BuildKit
+  // predates StartInterval and prints one duration less in its history).
+  const char* df =
+      "ARG BASE\n"
+      "FROM ${BASE} AS parent\n"
+      "ONBUILD RUN echo triggered > /onbuild.txt\n"
+      "MAINTAINER someone\n"
+      "FROM parent AS build\n"
+      "ARG GREETING=hello\n"
+      "ENV APP_HOME=/app PATH=/usr/bin:/bin\n"
+      "LABEL org.example.a=\"x y\" b=$APP_HOME\n"
+      "WORKDIR $APP_HOME\n"
+      "WORKDIR /etc\n"
+      "COPY hello.txt sub/ ./\n"
+      "COPY --chown=app:app --chmod=0600 hello.txt /home/app/owned\n"
+      "RUN true\n"
+      "RUN echo \"$GREETING\" > greeting && rm /etc/group && ln -s greeting /etc/link && ln greeting hard && "
+      "mkdir -p /var/empty && chmod 0700 /var/empty\n"
+      "USER app\n"
+      "WORKDIR /home/app/work\n"
+      "RUN echo mine > mine.txt && id > id.txt\n"
+      "EXPOSE 80 443/udp 7000-7001\n"
+      "VOLUME /data\n"
+      "SHELL [\"/bin/sh\", \"-ec\"]\n"
+      "ENTRYPOINT echo hi\n"
+      "STOPSIGNAL SIGINT\n"
+      "FROM scratch\n"
+      "COPY --from=build /etc/greeting /greeting\n"
+      "COPY --from=build /etc/link /etc/hard /out/\n"
+      "CMD [\"/greeting\"]\n";
+  fs::path ctx = fx.work.path / "ctx-docker";
+  fs::create_directories(ctx / "sub");
+  write_file(ctx / "Dockerfile", df);
+  write_file(ctx / "hello.txt", "hello\n");
+  write_file(ctx / "sub" / "inner.txt", "inner\n");
+  for (const std::string target : {"build", ""}) {
+    fs::path ours = fx.work.path / ("ours-" + target + ".tar");
+    fs::path theirs = fx.work.path / ("theirs-" + target + ".tar");
+    std::vector<std::string> args = {"build", "--progress", "plain", "--build-arg", "BASE=" + base, "-o",
+                                     "type=docker,dest=" + ours.string()};
+    std::string target_flag;
+    if (!target.empty()) {
+      args.push_back("--target");
+      args.push_back(target);
+      target_flag = " --target " + target;
+    }
+    args.push_back(ctx.string());
+    RunResult r = run_imgbuild(fx.root, args);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    RunResult d = run_sh("DOCKER_BUILDKIT=1 /usr/bin/docker build --network none --build-arg BASE=" + base +
+                         target_flag + " -t " + docker_image + " " + sh_quote(ctx.string()) +
+                         " && /usr/bin/docker save -o " + sh_quote(theirs.string()) + " " + docker_image);
+    INFO(d.err);
+    REQUIRE(d.status == 0);
+    Saved a = read_saved(ours, fx.work.path);
+    Saved b = read_saved(theirs, fx.work.path);
+    for (const char* field : {"Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes",
+                              "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped"}) {
+      json va = a.config["config"].value(field, json());
+      json vb = b.config["config"].value(field, json());
+      if (vb.is_array() && vb.empty()) {
+        vb = json();
+      }
+      if (vb.is_object() && vb.empty()) {
+        vb = json();
+      }
+      if (vb == json("")) {
+        vb = json();
+      }
+      if (vb == json(false)) {
+        vb = json();
+      }
+      INFO(target << " config field " << field);
+      CHECK(va == vb);
+    }
+    CHECK(a.config.value("author", "") == b.config.value("author", ""));
+    REQUIRE(a.config["history"].size() == b.config["history"].size());
+    for (size_t i = 0; i < a.config["history"].size(); ++i) {
+      const json& ha = a.config["history"][i];
+      const json& hb = b.config["history"][i];
+      INFO(target << " history entry " << i);
+      CHECK(ha.value("created_by", "") == hb.value("created_by", ""));
+      CHECK(ha.value("empty_layer", false) == hb.value("empty_layer", false));
+    }
+    REQUIRE(a.layers.size() == b.layers.size());
+    for (size_t i = 1; i < a.layers.size(); ++i) {
+      INFO(target << " layer " << i);
+      CHECK(describe(a.layers[i]) == describe(b.layers[i]));
+    }
+    run_sh("/usr/bin/docker rmi " + docker_image);
+  }
+  run_sh("/usr/bin/docker rmi " + base);
 }
