@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -38,6 +39,7 @@
 #include "snapshot/apply.hpp"
 #include "snapshot/diff.hpp"
 #include "snapshot/snapshotter.hpp"
+#include "util/fd.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
 #include "util/strings.hpp"
@@ -145,12 +147,19 @@ struct StageResult {
   std::vector<Layer> layers;
 };
 
+// The layer directories of a chain, lowest first. A directory that occurs
+// twice (two layers with the same diff_id, e.g. empty ones) is kept only at
+// its topmost position: overlayfs refuses a lower twice (ELOOP), and the
+// lower copy can change nothing the upper identical copy does not.
 std::vector<fsys::path> dirs_of(const std::vector<Layer>& layers) {
   std::vector<fsys::path> out;
-  out.reserve(layers.size());
-  for (const auto& l : layers) {
-    out.push_back(l.dir);
+  std::set<fsys::path> seen;
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    if (seen.insert(it->dir).second) {
+      out.push_back(it->dir);
+    }
   }
+  std::reverse(out.begin(), out.end());
   return out;
 }
 
@@ -271,7 +280,7 @@ private:
   Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
                         const StepInfo& info);
   Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
-                            StepRecord& record);
+                            StepRecord& record, bool independent = false);
   Result<void> do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
                       const StepInfo& info, StepRecord& record);
   Result<void> do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
@@ -446,11 +455,14 @@ Result<Build::SourceRoot> Build::source_root(const std::string& from, int curren
 }
 
 Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
-                                 StepRecord& record) {
+                                 StepRecord& record, bool independent) {
   TRY(fsys::path upper, view.changes());
   std::vector<std::string> lowers;
-  for (auto it = st.layers.rbegin(); it != st.layers.rend(); ++it) {
-    lowers.push_back(it->dir.string());
+  if (!independent) {
+    std::vector<fsys::path> chain = dirs_of(st.layers);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      lowers.push_back(it->string());
+    }
   }
   snapshot::DiffOptions dopts;
   dopts.source_date_epoch = m_plan.source_date_epoch;
@@ -569,11 +581,23 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
       tree = SourceTree{&*source_fs, nullptr};
     }
   }
-  TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
+  // --link: the files go into an empty view whose diff does not depend on
+  // the stage's rootfs; --chown names still resolve in the rootfs.
+  bool linked = req.link_mode == LinkMode::linked;
+  std::unique_ptr<snapshot::View> rootfs_view;
+  if (linked) {
+    TRY(rootfs_view, m_snapshotter->prepare(dirs_of(st.layers)));
+  }
+  TRY(auto view, m_snapshotter->prepare(linked ? std::vector<fsys::path>{} : dirs_of(st.layers)));
   TRY(fs::Root dest, fs::Root::open(view->root().string()));
+  std::optional<fs::Root> user_db;
+  if (linked) {
+    TRY(auto r, fs::Root::open(rootfs_view->root().string()));
+    user_db.emplace(std::move(r));
+  }
   CopyEnv env;
   env.source = tree;
-  env.user_db = &dest;
+  env.user_db = linked ? &*user_db : &dest;
   parser::LexerOptions lo;
   lo.escape = m_plan.escape;
   lo.process_quotes = false;
@@ -592,7 +616,10 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
     shown.push_back("<<" + h.name);
   }
   std::string text = std::string(copy ? "COPY " : "ADD ") + str::join(shown, " ") + " " + req.dest;
-  return finish_layer(st, *view, text, record);
+  if (rootfs_view) {
+    TRY_VOID(rootfs_view->remove());
+  }
+  return finish_layer(st, *view, text, record, linked);
 }
 
 Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
@@ -755,8 +782,17 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
           const char* v = std::getenv(it->second.env->c_str());
           value = v != nullptr ? v : "";
         } else if (it->second.file) {
-          std::ifstream in(*it->second.file, std::ios::binary);
-          value.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+          UniqueFd in(::open(it->second.file->c_str(), O_RDONLY | O_CLOEXEC));
+          if (!in) {
+            cleanup_temps();
+            return fail(Errc::not_found, fmt::format("secret {}: cannot read {}: {}", id, *it->second.file,
+                                                     std::strerror(errno)));
+          }
+          char buf[8192];
+          ssize_t n = 0;
+          while ((n = ::read(in.get(), buf, sizeof buf)) > 0) {
+            value.append(buf, static_cast<size_t>(n));
+          }
         }
         if (m.env) {
           spec.env.push_back(*m.env + "=" + value);
@@ -893,7 +929,10 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
   size_t trigger_count = steps.size();
   steps.insert(steps.end(), stage.steps.begin(), stage.steps.end());
 
-  int total = 1;
+  // BuildKit counts the FROM of an image base as step 1; scratch and stage
+  // bases have no FROM step.
+  int from_steps = from_info.id != 0 ? 1 : 0;
+  int total = from_steps;
   for (const auto& s : steps) {
     if (is_fs_step(s)) {
       ++total;
@@ -905,7 +944,7 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
     m_progress.started(from_info);
     m_progress.finished(from_info, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  int index = 1;
+  int index = from_steps;
   for (size_t i = 0; i < steps.size(); ++i) {
     if (m_failed.load()) {
       return fail(Errc::internal, "build cancelled");
@@ -914,8 +953,18 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
     StepInfo info;
     if (is_fs_step(ins)) {
       ++index;
+      // The step name shows the instruction with variables expanded, quotes
+      // and escapes kept (as BuildKit's progress does).
+      std::string text = instruction_text(ins);
+      parser::LexerOptions lo;
+      lo.escape = m_plan.escape;
+      lo.keep_quotes = true;
+      lo.keep_escapes = true;
+      if (auto shown = parser::Lexer(lo).process_word(text, st.state.env)) {
+        text = *shown;
+      }
       std::string name = fmt::format("[{} {}/{}] {}{}", stage.display_name, index, total,
-                                     i < trigger_count ? "ONBUILD " : "", instruction_text(ins));
+                                     i < trigger_count ? "ONBUILD " : "", text);
       info = new_step(name, ins.header().range.start_line);
       m_progress.started(info);
     }

@@ -445,7 +445,7 @@ TEST_CASE("build: same config, history and layer files as BuildKit in dockerd", 
       "COPY hello.txt sub/ ./\n"
       "COPY --chown=app:app --chmod=0600 hello.txt /home/app/owned\n"
       "RUN true\n"
-      "RUN echo \"$GREETING\" > greeting && rm /etc/group && ln -s greeting /etc/link && ln greeting hard && "
+      "RUN echo \"$GREETING\" > greeting && rm /bin/true && ln -s greeting /etc/link && ln greeting hard && "
       "mkdir -p /var/empty && chmod 0700 /var/empty\n"
       "USER app\n"
       "WORKDIR /home/app/work\n"
