@@ -360,7 +360,6 @@ Result<MetadataEffect> apply_metadata(StageState& state, const Instruction& inst
   } else if (const auto* ep = instruction.as<parser::EntrypointInstruction>()) {
     std::vector<std::string> args = with_shell(state, ep->command);
     cfg.entrypoint = args;
-    cfg.args_escaped = true;
     if (!state.cmd_set) {
       cfg.cmd.reset();
     }

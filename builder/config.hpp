@@ -14,7 +14,7 @@
 //  - the stage environment (expansion and RUN's env) is the config Env with
 //    ARGs layered on in source order: a later ENV replaces an ARG, a later
 //    ARG replaces an ENV in the build env only (the config keeps the ENV);
-//  - CMD and ENTRYPOINT set ArgsEscaped; ENTRYPOINT clears an inherited CMD
+//  - CMD sets ArgsEscaped (ENTRYPOINT does not); ENTRYPOINT clears an inherited CMD
 //    unless the stage set CMD; shell forms go through SHELL (default
 //    /bin/sh -c);
 //  - an empty base (scratch) has PATH set and WorkingDir "/"; a base without

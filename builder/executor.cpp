@@ -384,6 +384,7 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
       }
       StageResult res = *parent;
       res.state.created = created;
+      res.state.cmd_set = false;  // "CMD set in this stage" starts over
       return res;
     }
     case BaseKind::image: {

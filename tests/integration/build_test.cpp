@@ -404,10 +404,28 @@ bool docker_available() {
   return false;
 }
 
+// A layer's entries for comparison with dockerd's. Left out: the empty
+// mount-point directories dockerd 20.10's BuildKit leaves behind (/dev, /proc,
+// /sys, /etc touched by RUN with nothing below; current BuildKit removes
+// them), and whiteout modes (set by each engine's tar writer).
 std::string describe(const LayerFiles& files) {
   std::string out;
   for (const auto& [p, f] : files) {
-    out += fmt_entry(p, f);
+    bool stub_dir = (p == "dev" || p == "proc" || p == "sys" || p == "etc") && f.type == "directory";
+    if (stub_dir) {
+      bool has_children = false;
+      for (const auto& [q, g] : files) {
+        has_children = has_children || q.starts_with(p + "/");
+      }
+      if (!has_children) {
+        continue;
+      }
+    }
+    FileInfo shown = f;
+    if (p.find("/.wh.") != std::string::npos || p.starts_with(".wh.")) {
+      shown.mode = 0;
+    }
+    out += fmt_entry(p, shown);
   }
   return out;
 }
