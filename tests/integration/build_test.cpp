@@ -475,7 +475,8 @@ TEST_CASE("build: same config, history and layer files as BuildKit in dockerd", 
       "STOPSIGNAL SIGINT\n"
       "FROM scratch\n"
       "COPY --from=build /etc/greeting /greeting\n"
-      "COPY --from=build /etc/link /etc/hard /out/\n"
+      "COPY --from=build /etc/link /out/\n"
+      "COPY --from=build /etc/hard /out/\n"
       "CMD [\"/greeting\"]\n";
   fs::path ctx = fx.work.path / "ctx-docker";
   fs::create_directories(ctx / "sub");
