@@ -41,6 +41,9 @@ void register_check_commands(CLI::App& app, Context& ctx);
 /// The image commands: images, image …, inspect, history, tag, rmi, import, save, load.
 void register_image_commands(CLI::App& app, Context& ctx);
 
+/// `imgbuild build` (cli/cmd_build.cpp); `imgbuild -f Dockerfile .` maps to it.
+void register_build_commands(CLI::App& app, Context& ctx);
+
 /// login, logout (cli/cmd_registry.cpp).
 void register_registry_commands(CLI::App& app, Context& ctx);
 

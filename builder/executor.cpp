@@ -1,0 +1,1107 @@
+// The executor walks a Plan. Each planned stage gets a thread that waits for
+// the stages it needs, then takes one of `jobs` slots and runs its steps in
+// order. A stage's result is its StageState (config, history, env, args) and
+// its layer chain (records + unpacked layer directories), which a child
+// stage (FROM <stage>) copies and COPY --from / RUN --mount from= read.
+//
+// Filesystem steps: a snapshot View over the chain, the work inside it, the
+// View's changes diffed into a gzip layer blob staged in the content store,
+// and the View committed as the new layer's directory (or discarded when a
+// directory for that diff_id exists already). Views are always ended: the
+// View destructor removes an uncommitted one.
+
+#include "builder/executor.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <semaphore>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "builder/config.hpp"
+#include "builder/context.hpp"
+#include "builder/copy.hpp"
+#include "parser/lower.hpp"
+#include "parser/syntax/parse.hpp"
+#include "sandbox/sandbox.hpp"
+#include "sandbox/user.hpp"
+#include "snapshot/apply.hpp"
+#include "snapshot/diff.hpp"
+#include "snapshot/snapshotter.hpp"
+#include "util/fd.hpp"
+#include "util/fs.hpp"
+#include "util/hash.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::builder {
+
+namespace fsys = std::filesystem;
+
+namespace {
+
+// ---- resolver -----------------------------------------------------------------
+
+class StoreResolver final : public ImageResolver {
+public:
+  explicit StoreResolver(image::ImageStore& store) : m_store(store) {}
+  Result<image::LoadedImage> resolve(const std::string& reference) override {
+    auto rec = m_store.resolve(reference);
+    if (!rec) {
+      if (rec.error().code == Errc::not_found) {
+        return fail(Errc::not_found,
+                    fmt::format("base image {} not found in the local store (pulling from a registry is not "
+                                "supported yet; load or import it first)",
+                                str::go_quote(reference)));
+      }
+      return fail(std::move(rec).error());
+    }
+    return m_store.load(*rec);
+  }
+
+private:
+  image::ImageStore& m_store;
+};
+
+// ---- helpers ------------------------------------------------------------------
+
+std::string random_hex() {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard lock(mu);
+  return fmt::format("{:016x}", rng());
+}
+
+std::string hex_of(const std::string& digest) {
+  size_t colon = digest.find(':');
+  return colon == std::string::npos ? digest : digest.substr(colon + 1);
+}
+
+std::string oci_layer_type(const std::string& media_type) {
+  if (media_type == image::media::docker_layer_gzip) {
+    return std::string(image::media::oci_layer_gzip);
+  }
+  if (media_type == image::media::docker_layer) {
+    return std::string(image::media::oci_layer);
+  }
+  return media_type;
+}
+
+std::optional<std::string> read_text(const fs::Root& root, std::string_view path) {
+  auto fd = root.open_at(path, O_RDONLY | O_NOFOLLOW);
+  if (!fd) {
+    return std::nullopt;
+  }
+  std::string out;
+  char buf[8192];
+  ssize_t n = 0;
+  while ((n = ::read(fd->get(), buf, sizeof buf)) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (size_t{16} << 20)) {
+      break;
+    }
+  }
+  return out;
+}
+
+std::string instruction_text(const parser::Instruction& ins) {
+  const std::string& original = ins.header().original;
+  size_t sp = original.find_first_of(" \t");
+  std::string keyword = str::to_upper(original.substr(0, sp));
+  return sp == std::string::npos ? keyword : keyword + original.substr(sp);
+}
+
+bool is_fs_step(const parser::Instruction& ins) {
+  return ins.as<parser::RunInstruction>() || ins.as<parser::CopyInstruction>() ||
+         ins.as<parser::AddInstruction>() || ins.as<parser::WorkdirInstruction>();
+}
+
+Error at_line(Error e, const parser::Instruction& ins, const std::string& file) {
+  if (!e.location || e.location->line == 0) {
+    e.location = SourceLocation{file, ins.header().range.start_line, 0};
+  } else {
+    e.location->file = file;
+  }
+  return e;
+}
+
+// ---- layers -------------------------------------------------------------------
+
+struct Layer {
+  image::LayerRecord record;
+  fsys::path dir;
+};
+
+struct StageResult {
+  StageState state;
+  std::vector<Layer> layers;
+};
+
+// The layer directories of a chain, lowest first. A directory that occurs
+// twice (two layers with the same diff_id, e.g. empty ones) is kept only at
+// its topmost position: overlayfs refuses a lower twice (ELOOP), and the
+// lower copy can change nothing the upper identical copy does not.
+std::vector<fsys::path> dirs_of(const std::vector<Layer>& layers) {
+  std::vector<fsys::path> out;
+  std::set<fsys::path> seen;
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    if (seen.insert(it->dir).second) {
+      out.push_back(it->dir);
+    }
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+// Unpacked base layers, one directory per diff_id under <root>/snapshots.
+class LayerDirs {
+public:
+  explicit LayerDirs(fsys::path root) : m_root(std::move(root)) {}
+
+  fsys::path dir_for(const std::string& diff_id) const { return m_root / hex_of(diff_id) / "fs"; }
+
+  Result<fsys::path> ensure(const image::ContentStore& content, const image::LayerRecord& rec) {
+    fsys::path want = dir_for(rec.diff_id);
+    std::error_code ec;
+    std::unique_lock lock(m_mu);
+    m_cv.wait(lock, [&] { return m_busy.count(rec.diff_id) == 0; });
+    if (fsys::is_directory(want, ec)) {
+      return want;
+    }
+    m_busy.insert(rec.diff_id);
+    lock.unlock();
+    auto result = unpack(content, rec, want);
+    lock.lock();
+    m_busy.erase(rec.diff_id);
+    m_cv.notify_all();
+    return result;
+  }
+
+  // A fresh parent for a new layer directory: <root>/<hex> when absent.
+  fsys::path root() const { return m_root; }
+
+private:
+  Result<fsys::path> unpack(const image::ContentStore& content, const image::LayerRecord& rec, const fsys::path& want) {
+    std::error_code ec;
+    fsys::path tmp = m_root / (".unpack-" + random_hex());
+    fsys::create_directories(tmp / "fs", ec);
+    if (ec) {
+      return fail(Errc::io, fmt::format("cannot create {}: {}", tmp.string(), ec.message()));
+    }
+    auto cleanup = [&] {
+      std::error_code ec2;
+      fsys::remove_all(tmp, ec2);
+    };
+    fsys::path blob = content.blob_path(rec.blob_digest);
+    int fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      cleanup();
+      return fail(Errc::not_found, fmt::format("layer blob {} is missing from the store", rec.blob_digest));
+    }
+    UniqueFd owned(fd);
+    snapshot::ApplyOptions opts;
+    opts.mode = snapshot::ApplyMode::overlay_lower;
+    auto applied = snapshot::apply_layer_fd((tmp / "fs").string(), fd, "layer " + rec.blob_digest, opts);
+    if (!applied) {
+      cleanup();
+      return fail(std::move(applied).error());
+    }
+    if (!rec.diff_id.empty() && applied->diff_id.str() != rec.diff_id) {
+      cleanup();
+      return fail(Errc::corrupt, fmt::format("layer {} has diff_id {}, the image config says {}", rec.blob_digest,
+                                             applied->diff_id.str(), rec.diff_id));
+    }
+    fsys::create_directories(want.parent_path().parent_path(), ec);
+    if (::rename(tmp.c_str(), want.parent_path().c_str()) != 0) {
+      cleanup();
+      if (fsys::is_directory(want, ec)) {
+        return want;
+      }
+      return fail(Errc::io, fmt::format("cannot move layer directory into place at {}: {}",
+                                        want.parent_path().string(), std::strerror(errno)));
+    }
+    return want;
+  }
+
+  fsys::path m_root;
+  std::mutex m_mu;
+  std::condition_variable m_cv;
+  std::set<std::string> m_busy;
+};
+
+// ---- the build ----------------------------------------------------------------
+
+class Build {
+public:
+  Build(const Plan& plan, image::ImageStore& store, ImageResolver& resolver, const ExecuteOptions& options,
+        ProgressSink& progress)
+      : m_plan(plan),
+        m_store(store),
+        m_resolver(resolver),
+        m_options(options),
+        m_progress(progress),
+        m_layer_dirs(store.content().root() / "snapshots") {}
+
+  Result<BuiltImage> run();
+
+private:
+  struct StageSlot {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    bool failed = false;
+    StageResult result;
+  };
+
+  Result<void> setup();
+  void stage_thread(const PlannedStage& stage);
+  Result<StageResult> run_stage(const PlannedStage& stage);
+  const StageResult* wait_stage(int index);
+  Result<StageResult> base_from_image(const image::LoadedImage& img, const std::string& created);
+  Result<image::LoadedImage> resolve_image(const std::string& reference);
+  Result<StageResult> base_of(const PlannedStage& stage, const std::string& created, StepInfo& info);
+
+  struct SourceRoot {
+    fsys::path path;
+    std::unique_ptr<snapshot::View> view;  // kept alive while the source is in use
+  };
+  Result<SourceRoot> source_root(const std::string& from, int current);
+
+  Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
+                        const StepInfo& info);
+  Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
+                            StepRecord& record, bool independent = false);
+  Result<void> do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
+                      const StepInfo& info, StepRecord& record);
+  Result<void> do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
+                       StepRecord& record);
+  Result<void> do_workdir(StageResult& st, const std::string& wd, StepRecord& record);
+
+  StepInfo new_step(std::string name, int line) {
+    std::lock_guard lock(m_mu);
+    return StepInfo{++m_step_counter, std::move(name), line};
+  }
+  void record_step(StepRecord rec) {
+    std::lock_guard lock(m_mu);
+    m_steps.push_back(std::move(rec));
+  }
+
+  std::string created_text() const {
+    if (m_plan.source_date_epoch) {
+      return format_rfc3339(*m_plan.source_date_epoch);
+    }
+    return format_rfc3339(m_options.now_sec, m_options.now_nsec);
+  }
+
+  const Plan& m_plan;
+  image::ImageStore& m_store;
+  ImageResolver& m_resolver;
+  const ExecuteOptions& m_options;
+  ProgressSink& m_progress;
+  LayerDirs m_layer_dirs;
+  std::unique_ptr<snapshot::Snapshotter> m_snapshotter;
+  std::unique_ptr<sandbox::Sandbox> m_sandbox;
+  std::unique_ptr<image::Staging> m_staging;
+  std::mutex m_staging_mu;
+  std::mutex m_resolve_mu;
+  std::mutex m_mu;
+  int m_step_counter = 0;
+  std::vector<StepRecord> m_steps;
+  std::map<int, std::unique_ptr<StageSlot>> m_slots;
+  std::atomic<bool> m_failed{false};
+  std::optional<Error> m_error;
+  std::unique_ptr<std::counting_semaphore<>> m_jobs;
+};
+
+Result<void> Build::setup() {
+  fsys::path root = m_store.content().root();
+  snapshot::SnapshotterConfig cfg;
+  cfg.work_dir = root / "snapshots" / "work";
+  cfg.runtime_dir = root / "run";
+  std::error_code ec;
+  fsys::create_directories(root / "snapshots", ec);
+  TRY(m_snapshotter, snapshot::make_snapshotter(m_options.snapshotter, cfg));
+  TRY(m_staging, image::Staging::create(m_store.content()));
+  int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  m_jobs = std::make_unique<std::counting_semaphore<>>(jobs);
+  return ok();
+}
+
+Result<image::LoadedImage> Build::resolve_image(const std::string& reference) {
+  std::lock_guard lock(m_resolve_mu);
+  return m_resolver.resolve(reference);
+}
+
+Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const std::string& created) {
+  StageResult res;
+  res.state = start_stage(img.config, m_plan.platform, created);
+  const auto& diff_ids = img.config.rootfs.diff_ids;
+  if (diff_ids.size() != img.manifest.layers.size()) {
+    return fail(Errc::corrupt, fmt::format("image {} has {} layers but {} diff_ids", img.record.config_digest,
+                                           img.manifest.layers.size(), diff_ids.size()));
+  }
+  for (size_t i = 0; i < diff_ids.size(); ++i) {
+    const image::Descriptor& d = img.manifest.layers[i];
+    image::LayerRecord rec;
+    std::unique_lock db_lock(m_resolve_mu);
+    TRY(auto known, m_store.db().layer(d.digest));
+    db_lock.unlock();
+    if (known) {
+      rec = *known;
+    } else {
+      rec.blob_digest = d.digest;
+      rec.blob_size = d.size;
+      rec.diff_id = diff_ids[i];
+    }
+    rec.media_type = d.media_type;
+    TRY(fsys::path dir, m_layer_dirs.ensure(m_store.content(), rec));
+    res.layers.push_back(Layer{rec, dir});
+  }
+  return res;
+}
+
+Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string& created, StepInfo& info) {
+  switch (stage.base.kind) {
+    case BaseKind::scratch: {
+      StageResult res;
+      res.state = start_stage(std::nullopt, m_plan.platform, created);
+      return res;
+    }
+    case BaseKind::stage: {
+      const StageResult* parent = wait_stage(stage.base.stage);
+      if (parent == nullptr) {
+        return fail(Errc::internal, "parent stage failed");
+      }
+      StageResult res = *parent;
+      res.state.created = created;
+      res.state.cmd_set = false;  // "CMD set in this stage" starts over
+      return res;
+    }
+    case BaseKind::image: {
+      auto ref = image::parse_reference(stage.base.name);
+      info = new_step(fmt::format("[{} 1/{}] FROM {}", stage.display_name, 0,
+                                  ref ? ref->str() : stage.base.name),
+                      stage.from.header.range.start_line);
+      TRY(auto img, resolve_image(stage.base.name));
+      return base_from_image(img, created);
+    }
+    case BaseKind::context: {
+      const std::string& src = stage.base.source;
+      if (src.starts_with("docker-image://")) {
+        TRY(auto img, resolve_image(src.substr(std::strlen("docker-image://"))));
+        return base_from_image(img, created);
+      }
+      return fail(Errc::unsupported,
+                  fmt::format("named context {}={}: only docker-image:// sources can be used as a base yet",
+                              stage.base.name, src));
+    }
+  }
+  return fail(Errc::internal, "unknown base kind");
+}
+
+const StageResult* Build::wait_stage(int index) {
+  auto it = m_slots.find(index);
+  if (it == m_slots.end()) {
+    return nullptr;
+  }
+  StageSlot& slot = *it->second;
+  std::unique_lock lock(slot.mu);
+  slot.cv.wait(lock, [&] { return slot.done; });
+  return slot.failed ? nullptr : &slot.result;
+}
+
+Result<Build::SourceRoot> Build::source_root(const std::string& from, int current) {
+  SourceRoot out;
+  if (from.empty()) {
+    if (m_options.context == nullptr) {
+      return fail(Errc::internal, "no build context");
+    }
+    out.path = m_options.context->dir();
+    return out;
+  }
+  SourceRef ref = m_plan.resolve_source(from, current);
+  std::vector<fsys::path> dirs;
+  if (ref.kind == BaseKind::stage) {
+    const StageResult* st = wait_stage(ref.stage);
+    if (st == nullptr) {
+      return fail(Errc::internal, fmt::format("stage {} did not complete", from));
+    }
+    dirs = dirs_of(st->layers);
+  } else if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
+             !ref.source.starts_with("oci-layout://")) {
+    out.path = ref.source;
+    return out;
+  } else {
+    std::string name = ref.kind == BaseKind::context ? ref.source.substr(std::strlen("docker-image://")) : ref.name;
+    if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {
+      return fail(Errc::unsupported, fmt::format("named context {}: oci-layout:// is not supported yet", from));
+    }
+    TRY(auto img, resolve_image(name));
+    TRY(auto base, base_from_image(img, ""));
+    dirs = dirs_of(base.layers);
+  }
+  TRY(out.view, m_snapshotter->prepare(dirs));
+  out.path = out.view->root();
+  return out;
+}
+
+Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
+                                 StepRecord& record, bool independent) {
+  TRY(fsys::path upper, view.changes());
+  std::vector<std::string> lowers;
+  if (!independent) {
+    std::vector<fsys::path> chain = dirs_of(st.layers);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      lowers.push_back(it->string());
+    }
+  }
+  snapshot::DiffOptions dopts;
+  dopts.source_date_epoch = m_plan.source_date_epoch;
+  std::optional<image::BlobWriter> writer;
+  {
+    std::lock_guard lock(m_staging_mu);
+    TRY(auto w, m_staging->writer());
+    writer.emplace(std::move(w));
+  }
+  TRY(auto diff, snapshot::diff_overlay(
+                     upper.string(), lowers,
+                     [&](const void* data, size_t size) -> Result<void> { return writer->write(data, size); },
+                     dopts));
+  std::string digest;
+  {
+    std::lock_guard lock(m_staging_mu);
+    TRY(digest, writer->commit());
+  }
+  image::LayerRecord rec;
+  rec.blob_digest = digest;
+  rec.diff_id = diff.layer.diff_id.str();
+  rec.media_type = std::string(image::media::oci_layer_gzip);
+  rec.blob_size = static_cast<int64_t>(diff.layer.size);
+  rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
+  fsys::path dir = m_layer_dirs.dir_for(rec.diff_id);
+  std::error_code ec;
+  if (fsys::is_directory(dir, ec)) {
+    TRY_VOID(view.remove());
+  } else {
+    fsys::path tmp = m_layer_dirs.root() / (".commit-" + random_hex());
+    fsys::create_directories(tmp, ec);
+    TRY_VOID(view.commit(tmp / "fs"));
+    if (::rename(tmp.c_str(), dir.parent_path().c_str()) != 0) {
+      fsys::remove_all(tmp, ec);
+    }
+  }
+  st.layers.push_back(Layer{rec, dir});
+  st.state.image.rootfs.diff_ids.push_back(rec.diff_id);
+  add_history(st.state, created_by, true, !created_by.starts_with("WORKDIR "));
+  record.layer_digest = digest;
+  return ok();
+}
+
+Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecord& record) {
+  if (wd == "/") {
+    add_history(st.state, "WORKDIR /", false, false);
+    return ok();
+  }
+  TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
+  TRY(fs::Root root, fs::Root::open(view->root().string()));
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  const std::string& user = st.state.image.config->user;
+  if (!user.empty()) {
+    TRY(auto eu, sandbox::resolve_user(user, read_text(root, "etc/passwd"), read_text(root, "etc/group")));
+    uid = eu.uid;
+    gid = eu.gid;
+  }
+  std::string path;
+  for (const auto& comp : fs::clean_components(wd)) {
+    path += (path.empty() ? "" : "/") + comp;
+    TRY(auto existing, root.lstat(path));
+    if (existing) {
+      continue;
+    }
+    TRY_VOID(root.mkdir(path, 0755));
+    TRY_VOID(root.chown(path, uid, gid));
+    if (m_plan.source_date_epoch) {
+      TRY_VOID(root.set_mtime(path, *m_plan.source_date_epoch, 0));
+    }
+  }
+  return finish_layer(st, *view, "WORKDIR " + wd, record);
+}
+
+Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
+                            StepRecord& record) {
+  const auto* copy = ins.as<parser::CopyInstruction>();
+  const auto* add = ins.as<parser::AddInstruction>();
+  std::string from = copy && copy->from ? *copy->from : "";
+  parser::Lexer lexer(m_plan.escape);
+  WordExpander expand = [&](std::string_view w) -> Result<std::string> {
+    return lexer.process_word(w, st.state.env);
+  };
+  const std::string& wd = st.state.image.config->working_dir;
+  std::string workdir = wd.empty() ? "/" : wd;
+  CopyRequest req;
+  if (copy != nullptr) {
+    TRY(req, copy_request(*copy, expand, workdir));
+  } else {
+    TRY(req, add_request(*add, expand, workdir));
+  }
+  req.heredoc_mtime = m_plan.source_date_epoch.value_or(0);
+
+  // The source tree: the context (with .dockerignore), a named context dir,
+  // or a stage / image rootfs.
+  std::optional<BuildContext> named;
+  std::optional<fs::Root> source_fs;
+  SourceTree tree;
+  SourceRoot src;
+  if (from.empty()) {
+    if (m_options.context == nullptr) {
+      return fail(Errc::internal, "no build context");
+    }
+    tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
+  } else {
+    SourceRef ref = m_plan.resolve_source(from, stage.index);
+    if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
+        !ref.source.starts_with("oci-layout://")) {
+      TRY(auto c, BuildContext::from_dir(ref.source));
+      named.emplace(std::move(c));
+      tree = SourceTree{&named->root(), &named->ignore()};
+    } else {
+      TRY(src, source_root(from, stage.index));
+      TRY(auto r, fs::Root::open(src.path.string()));
+      source_fs.emplace(std::move(r));
+      tree = SourceTree{&*source_fs, nullptr};
+    }
+  }
+  // --link: the files go into an empty view whose diff does not depend on
+  // the stage's rootfs; --chown names still resolve in the rootfs.
+  bool linked = req.link_mode == LinkMode::linked;
+  std::unique_ptr<snapshot::View> rootfs_view;
+  if (linked) {
+    TRY(rootfs_view, m_snapshotter->prepare(dirs_of(st.layers)));
+  }
+  TRY(auto view, m_snapshotter->prepare(linked ? std::vector<fsys::path>{} : dirs_of(st.layers)));
+  TRY(fs::Root dest, fs::Root::open(view->root().string()));
+  std::optional<fs::Root> user_db;
+  if (linked) {
+    TRY(auto r, fs::Root::open(rootfs_view->root().string()));
+    user_db.emplace(std::move(r));
+  }
+  CopyEnv env;
+  env.source = tree;
+  env.user_db = linked ? &*user_db : &dest;
+  parser::LexerOptions lo;
+  lo.escape = m_plan.escape;
+  lo.process_quotes = false;
+  parser::Lexer heredoc_lexer(lo);
+  env.expand_heredoc = [&](const std::string& body) -> Result<std::string> {
+    return heredoc_lexer.process_word(body, st.state.env);
+  };
+  env.temp_parent = (m_store.content().root() / "tmp").string();
+  TRY(auto written, apply_copy(req, env, dest));
+  (void)written;
+  if (src.view) {
+    TRY_VOID(src.view->remove());
+  }
+  std::vector<std::string> shown = req.sources;
+  for (const auto& h : req.heredocs) {
+    shown.push_back("<<" + h.name);
+  }
+  std::string text = std::string(copy ? "COPY " : "ADD ") + str::join(shown, " ") + " " + req.dest;
+  if (rootfs_view) {
+    TRY_VOID(rootfs_view->remove());
+  }
+  return finish_layer(st, *view, text, record, linked);
+}
+
+Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
+                           const StepInfo& info, StepRecord& record) {
+  (void)stage;
+  if (run.security && *run.security == "insecure" && m_options.allow.count("security.insecure") == 0) {
+    return fail(Errc::permission,
+                "security.insecure is not allowed: pass --allow security.insecure to run RUN --security=insecure");
+  }
+  std::string network = run.network.value_or(m_options.network);
+  if (network == "host" && m_options.network != "host" && m_options.allow.count("network.host") == 0 &&
+      run.network) {
+    // docker buildx needs --allow network.host; BuildKit's docker driver grants it.
+  }
+  sandbox::RunSpec spec;
+  std::vector<std::string> argv;
+  std::vector<fsys::path> temp_dirs;
+  auto cleanup_temps = [&] {
+    std::error_code ec;
+    for (const auto& d : temp_dirs) {
+      fsys::remove_all(d, ec);
+    }
+  };
+  fsys::path tmp_root = m_store.content().root() / "tmp";
+  auto make_temp = [&]() -> Result<fsys::path> {
+    fsys::path d = tmp_root / ("run-" + random_hex());
+    std::error_code ec;
+    fsys::create_directories(d, ec);
+    if (ec) {
+      return fail(Errc::io, fmt::format("cannot create {}: {}", d.string(), ec.message()));
+    }
+    temp_dirs.push_back(d);
+    return d;
+  };
+
+  // Command line, heredocs included.
+  if (!run.heredocs.empty() && !run.command.json_form) {
+    std::string line = str::join(run.command.args, " ");
+    const parser::Heredoc& first = run.heredocs.front();
+    bool only_heredoc = run.heredocs.size() == 1 && str::trim(line).starts_with("<<") &&
+                        str::trim(line).find(' ') == std::string_view::npos;
+    if (only_heredoc) {
+      std::string body = parser::heredoc_body(first);
+      if (body.starts_with("#!")) {
+        TRY(fsys::path d, make_temp());
+        fsys::path script = d / first.name;
+        {
+          std::ofstream out(script, std::ios::binary);
+          out << body;
+        }
+        fsys::permissions(script, fsys::perms::owner_all | fsys::perms::group_read | fsys::perms::group_exec |
+                                      fsys::perms::others_read | fsys::perms::others_exec);
+        spec.mounts.push_back(sandbox::BindMount{script, "/dev/pipes/" + first.name, sandbox::Access::read_only});
+        argv = {"/dev/pipes/" + first.name};
+      } else {
+        parser::CommandLine cl;
+        cl.args = {body};
+        argv = with_shell(st.state, cl);
+      }
+    } else {
+      std::string script = line;
+      for (const auto& h : run.heredocs) {
+        script += "\n" + h.content + h.name;
+      }
+      parser::CommandLine cl;
+      cl.args = {script};
+      argv = with_shell(st.state, cl);
+    }
+  } else {
+    argv = with_shell(st.state, run.command);
+  }
+
+  spec.argv = argv;
+  spec.env = run_environment(st.state, m_plan.build_args);
+  spec.user = st.state.image.config->user;
+  spec.workdir = st.state.image.config->working_dir.empty() ? "/" : st.state.image.config->working_dir;
+  spec.network = network == "none" ? sandbox::NetworkMode::none : sandbox::NetworkMode::host;
+  spec.hostname = "buildkitsandbox";
+
+  // RUN --mount.
+  parser::Lexer lexer(m_plan.escape);
+  std::vector<SourceRoot> mount_sources;
+  int ssh_index = 0;
+  for (const auto& ms : run.mount_specs) {
+    auto mount = parser::parse_mount(ms, [&](const std::string& w) { return lexer.process_word(w, st.state.env); });
+    if (!mount) {
+      cleanup_temps();
+      return fail(std::move(mount).error());
+    }
+    parser::Mount m = *mount;
+    std::string target = m.target;
+    if (!target.empty() && !target.starts_with("/")) {
+      target = spec.workdir + "/" + target;
+    }
+    switch (m.type) {
+      case parser::MountType::bind: {
+        auto src = source_root(m.from, stage.index);
+        if (!src) {
+          cleanup_temps();
+          return fail(std::move(src).error());
+        }
+        TRY(fs::Root sroot, fs::Root::open(src->path.string()));
+        std::string sub = fs::clean_path(m.source);
+        fsys::path host = src->path / sub;
+        TRY(auto exists, sroot.lstat(sub));
+        if (!sub.empty() && !exists) {
+          cleanup_temps();
+          return fail(Errc::not_found, fmt::format("failed to mount {}: \"/{}\": not found", target, sub));
+        }
+        if (!sub.empty() && exists && S_ISLNK(exists->st_mode)) {
+          cleanup_temps();
+          return fail(Errc::unsupported, fmt::format("bind mount source {} is a symlink", m.source));
+        }
+        if (!m.read_only) {
+          // Writes are discarded: mount a copy.
+          TRY(fsys::path d, make_temp());
+          std::error_code ec;
+          fsys::copy(host, d / "src", fsys::copy_options::recursive | fsys::copy_options::copy_symlinks, ec);
+          host = d / "src";
+        }
+        spec.mounts.push_back(sandbox::BindMount{host, target, m.read_only ? sandbox::Access::read_only
+                                                                           : sandbox::Access::read_write});
+        mount_sources.push_back(std::move(*src));
+        break;
+      }
+      case parser::MountType::cache: {
+        std::string id = m.id.empty() ? fs::clean_path(m.target) : m.id;
+        std::string safe = sha256(id).hex().substr(0, 32);
+        fsys::path dir = m_store.content().root() / "cache-mounts" / safe;
+        std::error_code ec;
+        if (!fsys::exists(dir, ec)) {
+          fsys::create_directories(dir, ec);
+          ::chmod(dir.c_str(), m.mode.value_or(0755));
+          if (::chown(dir.c_str(), m.uid.value_or(0), m.gid.value_or(0)) != 0) {
+            cleanup_temps();
+            return fail(Errc::io, fmt::format("cannot prepare cache mount {}", id));
+          }
+        }
+        spec.mounts.push_back(sandbox::BindMount{dir, target, m.read_only ? sandbox::Access::read_only
+                                                                          : sandbox::Access::read_write});
+        break;
+      }
+      case parser::MountType::tmpfs: {
+        TRY(fsys::path d, make_temp());
+        spec.mounts.push_back(sandbox::BindMount{d, target, sandbox::Access::read_write});
+        break;
+      }
+      case parser::MountType::secret: {
+        std::string id = m.id.empty() ? fsys::path(m.target).filename().string() : m.id;
+        auto it = m_options.secrets.find(id);
+        if (it == m_options.secrets.end()) {
+          if (m.required) {
+            cleanup_temps();
+            return fail(Errc::not_found, fmt::format("secret {}: not found", id));
+          }
+          break;
+        }
+        std::string value;
+        if (it->second.env) {
+          const char* v = std::getenv(it->second.env->c_str());
+          value = v != nullptr ? v : "";
+        } else if (it->second.file) {
+          UniqueFd in(::open(it->second.file->c_str(), O_RDONLY | O_CLOEXEC));
+          if (!in) {
+            cleanup_temps();
+            return fail(Errc::not_found, fmt::format("secret {}: cannot read {}: {}", id, *it->second.file,
+                                                     std::strerror(errno)));
+          }
+          char buf[8192];
+          ssize_t n = 0;
+          while ((n = ::read(in.get(), buf, sizeof buf)) > 0) {
+            value.append(buf, static_cast<size_t>(n));
+          }
+        }
+        if (m.env) {
+          spec.env.push_back(*m.env + "=" + value);
+          if (m.target.empty()) {
+            break;
+          }
+        }
+        TRY(fsys::path d, make_temp());
+        fsys::path file = d / "secret";
+        {
+          std::ofstream out(file, std::ios::binary);
+          out << value;
+        }
+        ::chmod(file.c_str(), m.mode.value_or(0400));
+        if (::chown(file.c_str(), m.uid.value_or(0), m.gid.value_or(0)) != 0) {
+          cleanup_temps();
+          return fail(Errc::io, "cannot prepare secret " + id);
+        }
+        if (target.empty()) {
+          target = "/run/secrets/" + id;
+        }
+        spec.mounts.push_back(sandbox::BindMount{file, target, sandbox::Access::read_only});
+        break;
+      }
+      case parser::MountType::ssh: {
+        if (m_options.ssh_socket.empty()) {
+          if (m.required) {
+            cleanup_temps();
+            return fail(Errc::not_found, "no SSH key \"default\" forwarded from the client (use --ssh default)");
+          }
+          break;
+        }
+        if (target.empty()) {
+          target = fmt::format("/run/buildkit/ssh_agent.{}", ssh_index++);
+        }
+        spec.mounts.push_back(sandbox::BindMount{m_options.ssh_socket, target, sandbox::Access::read_write});
+        spec.env.push_back("SSH_AUTH_SOCK=" + target);
+        break;
+      }
+    }
+  }
+
+  auto view = m_snapshotter->prepare(dirs_of(st.layers));
+  if (!view) {
+    cleanup_temps();
+    return fail(std::move(view).error());
+  }
+  spec.rootfs = (*view)->root();
+  spec.on_stdout = [&](std::string_view line) { m_progress.output(info, OutputStream::stdout_, line); };
+  spec.on_stderr = [&](std::string_view line) { m_progress.output(info, OutputStream::stderr_, line); };
+  auto result = m_sandbox->run(spec);
+  cleanup_temps();
+  for (auto& s : mount_sources) {
+    if (s.view) {
+      (void)s.view->remove();
+    }
+  }
+  if (!result) {
+    return fail(std::move(result).error());
+  }
+  if (result->exit_code != 0) {
+    return fail(Errc::internal, fmt::format("process {} did not complete successfully: exit code: {}",
+                                            str::go_quote(str::join(argv, " ")), result->exit_code));
+  }
+  return finish_layer(st, **view, run_history_text(st.state, argv), record);
+}
+
+Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
+                             const StepInfo& info) {
+  StepRecord record;
+  record.name = info.name;
+  record.line = info.line;
+  auto start = std::chrono::steady_clock::now();
+  Result<void> r = ok();
+  if (const auto* run = ins.as<parser::RunInstruction>()) {
+    r = do_run(stage, st, *run, info, record);
+  } else if (ins.as<parser::CopyInstruction>() || ins.as<parser::AddInstruction>()) {
+    r = do_copy(stage, st, ins, record);
+  } else {
+    ArgInputs inputs{&m_plan.build_args, &m_plan.global_args};
+    auto eff = apply_metadata(st.state, ins, inputs, m_plan.escape);
+    if (!eff) {
+      r = fail(std::move(eff).error());
+    } else if (eff->mkdir) {
+      r = do_workdir(st, *eff->mkdir, record);
+    }
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  record.seconds = secs;
+  if (info.id != 0) {
+    if (r) {
+      m_progress.finished(info, secs);
+    } else {
+      m_progress.failed(info, secs, r.error().message);
+    }
+  }
+  if (r && info.id != 0) {
+    record_step(std::move(record));
+  }
+  if (!r) {
+    return fail(at_line(std::move(r).error(), ins, "Dockerfile"));
+  }
+  return ok();
+}
+
+Result<StageResult> Build::run_stage(const PlannedStage& stage) {
+  std::string created = created_text();
+  StepInfo from_info;
+  auto start = std::chrono::steady_clock::now();
+  auto base = base_of(stage, created, from_info);
+  if (!base) {
+    return fail(at_line(std::move(base).error(), parser::Instruction{stage.from}, "Dockerfile"));
+  }
+  StageResult st = std::move(base).value();
+  st.state.created = created;
+
+  // ONBUILD triggers of the base run first; they are not inherited further.
+  std::vector<parser::Instruction> steps;
+  std::vector<std::string> triggers = st.state.image.config->on_build;
+  st.state.image.config->on_build.clear();
+  for (const auto& t : triggers) {
+    auto ast = parser::parse_dockerfile(t, "ONBUILD trigger");
+    if (!ast) {
+      return fail(std::move(ast).error());
+    }
+    parser::LoweredFile lowered = parser::lower(*ast, "Dockerfile");
+    if (!lowered.ok()) {
+      return fail(lowered.errors.front());
+    }
+    for (auto& i : lowered.instructions) {
+      steps.push_back(std::move(i));
+    }
+  }
+  size_t trigger_count = steps.size();
+  steps.insert(steps.end(), stage.steps.begin(), stage.steps.end());
+
+  // BuildKit counts the FROM of an image base as step 1; scratch and stage
+  // bases have no FROM step.
+  int from_steps = from_info.id != 0 ? 1 : 0;
+  int total = from_steps;
+  for (const auto& s : steps) {
+    if (is_fs_step(s)) {
+      ++total;
+    }
+  }
+  if (from_info.id != 0) {
+    from_info.name = fmt::format("[{} 1/{}] {}", stage.display_name, total,
+                                 from_info.name.substr(from_info.name.find("] ") + 2));
+    m_progress.started(from_info);
+    m_progress.finished(from_info, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  int index = from_steps;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (m_failed.load()) {
+      return fail(Errc::internal, "build cancelled");
+    }
+    const parser::Instruction& ins = steps[i];
+    StepInfo info;
+    if (is_fs_step(ins)) {
+      ++index;
+      // The step name shows the instruction with variables expanded, quotes
+      // and escapes kept (as BuildKit's progress does).
+      std::string text = instruction_text(ins);
+      parser::LexerOptions lo;
+      lo.escape = m_plan.escape;
+      lo.keep_quotes = true;
+      lo.keep_escapes = true;
+      if (auto shown = parser::Lexer(lo).process_word(text, st.state.env)) {
+        text = *shown;
+      }
+      std::string name = fmt::format("[{} {}/{}] {}{}", stage.display_name, index, total,
+                                     i < trigger_count ? "ONBUILD " : "", text);
+      info = new_step(name, ins.header().range.start_line);
+      m_progress.started(info);
+    }
+    TRY_VOID(run_step(stage, st, ins, info));
+  }
+  return st;
+}
+
+void Build::stage_thread(const PlannedStage& stage) {
+  StageSlot& slot = *m_slots.at(stage.index);
+  bool deps_ok = true;
+  for (int need : stage.needs) {
+    if (wait_stage(need) == nullptr) {
+      deps_ok = false;
+    }
+  }
+  Result<StageResult> result = fail(Errc::internal, "a stage this stage needs failed");
+  if (deps_ok && !m_failed.load()) {
+    m_jobs->acquire();
+    result = run_stage(stage);
+    m_jobs->release();
+  }
+  if (!result) {
+    bool first = !m_failed.exchange(true);
+    std::lock_guard lock(m_mu);
+    if (first || !m_error) {
+      m_error = result.error();
+    }
+  }
+  std::lock_guard lock(slot.mu);
+  slot.done = true;
+  if (result) {
+    slot.result = std::move(result).value();
+  } else {
+    slot.failed = true;
+  }
+  slot.cv.notify_all();
+}
+
+Result<BuiltImage> Build::run() {
+  TRY_VOID(setup());
+  TRY(m_sandbox, sandbox::make_sandbox("auto"));
+  for (const auto& s : m_plan.stages) {
+    m_slots[s.index] = std::make_unique<StageSlot>();
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(m_plan.stages.size());
+  for (const auto& s : m_plan.stages) {
+    threads.emplace_back([this, &s] { stage_thread(s); });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  if (m_error) {
+    return fail(*m_error);
+  }
+  StageSlot& target = *m_slots.at(m_plan.target);
+  StageResult& res = target.result;
+  apply_build_labels(res.state, m_plan.labels);
+
+  BuiltImage out;
+  image::ImageConfig cfg = res.state.image;
+  cfg.created = created_text();
+  cfg.rootfs.type = "layers";
+  cfg.rootfs.diff_ids.clear();
+  for (const auto& l : res.layers) {
+    cfg.rootfs.diff_ids.push_back(l.record.diff_id);
+  }
+  out.config_bytes = image::serialize(cfg);
+  TRY(out.config_digest, m_staging->put(out.config_bytes));
+  image::Manifest m;
+  m.media_type = std::string(image::media::oci_manifest);
+  m.config.media_type = std::string(image::media::oci_config);
+  m.config.digest = out.config_digest;
+  m.config.size = static_cast<int64_t>(out.config_bytes.size());
+  for (const auto& l : res.layers) {
+    image::Descriptor d;
+    d.media_type = oci_layer_type(l.record.media_type);
+    d.digest = l.record.blob_digest;
+    d.size = l.record.blob_size;
+    m.layers.push_back(d);
+    image::LayerRecord rec = l.record;
+    rec.media_type = d.media_type;
+    out.layers.push_back(rec);
+    out.layer_dirs.push_back(l.dir);
+  }
+  out.manifest_bytes = image::serialize(m);
+  TRY(out.manifest_digest, m_staging->put(out.manifest_bytes));
+  out.config = cfg;
+  image::NewImage ni;
+  ni.manifest_digest = out.manifest_digest;
+  ni.media_type = m.media_type;
+  ni.config_digest = out.config_digest;
+  ni.created = cfg.created;
+  ni.layers = out.layers;
+  ni.names = m_options.tags;
+  TRY_VOID(m_store.commit(*m_staging, {ni}));
+  TRY(auto rec, m_store.db().image(out.manifest_digest));
+  if (rec) {
+    out.record = *rec;
+  }
+  out.steps = m_steps;
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<ImageResolver> make_store_resolver(image::ImageStore& store) {
+  return std::make_unique<StoreResolver>(store);
+}
+
+Result<BuiltImage> execute(const Plan& plan, image::ImageStore& store, ImageResolver& resolver,
+                           const ExecuteOptions& options, ProgressSink& progress) {
+  Build build(plan, store, resolver, options, progress);
+  return build.run();
+}
+
+Result<void> export_rootfs(const image::ImageStore& store, const BuiltImage& img, const fsys::path& dest) {
+  std::error_code ec;
+  fsys::create_directories(dest, ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("cannot create {}: {}", dest.string(), ec.message()));
+  }
+  for (const auto& l : img.layers) {
+    fsys::path blob = store.content().blob_path(l.blob_digest);
+    int fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return fail(Errc::not_found, fmt::format("layer blob {} is missing", l.blob_digest));
+    }
+    UniqueFd owned(fd);
+    snapshot::ApplyOptions opts;
+    opts.mode = snapshot::ApplyMode::merged;
+    TRY(auto applied, snapshot::apply_layer_fd(dest.string(), fd, "layer " + l.blob_digest, opts));
+    (void)applied;
+  }
+  return ok();
+}
+
+}  // namespace imgbuild::builder

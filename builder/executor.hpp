@@ -1,0 +1,112 @@
+#pragma once
+// The executor: runs a Plan. Stages run as soon as the stages they need are
+// done (up to `jobs` at a time); each RUN / COPY / ADD / WORKDIR runs in a
+// snapshot view over the stage's layer directories and is diffed into one
+// layer blob staged in the content store; metadata instructions only change
+// the config (builder/config.hpp). The target's image is committed to the
+// store in one transaction at the end; a failure commits nothing.
+//
+// Base images come through an ImageResolver (the local store today; the
+// registry wires pulls in behind the same interface). Unpacked base layers
+// live under <store>/snapshots/<diff_id hex>/fs, applied once and shared.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "builder/context.hpp"
+#include "builder/events.hpp"
+#include "builder/plan.hpp"
+#include "image/store.hpp"
+#include "util/result.hpp"
+
+namespace imgbuild::builder {
+
+/// Finds base images by reference.
+class ImageResolver {
+public:
+  virtual ~ImageResolver() = default;
+  /// The image `reference` names, present in the store afterwards.
+  /// Errc::not_found names the image when it cannot be found.
+  virtual Result<image::LoadedImage> resolve(const std::string& reference) = 0;
+};
+
+/// A resolver that looks only in the local store.
+std::unique_ptr<ImageResolver> make_store_resolver(image::ImageStore& store);
+
+/// A --secret: id and where its value comes from.
+struct SecretSource {
+  std::string id;
+  std::optional<std::string> file;  ///< src=FILE
+  std::optional<std::string> env;   ///< env=VAR
+};
+
+/// How the executor runs.
+struct ExecuteOptions {
+  /// The build context (COPY sources, RUN --mount type=bind default).
+  const BuildContext* context = nullptr;
+  /// Names for the final image (-t), already normalised by the caller.
+  std::vector<image::Reference> tags;
+  /// Parallel stages (0 = number of cores).
+  int jobs = 0;
+  /// Snapshotter kind: auto, overlay, copy.
+  std::string snapshotter = "auto";
+  /// --secret values by id.
+  std::map<std::string, SecretSource> secrets;
+  /// --ssh default: the agent socket to forward ("" = none).
+  std::string ssh_socket;
+  /// --allow entitlements ("security.insecure", "network.host").
+  std::set<std::string> allow;
+  /// --network default for RUN: default, none, host.
+  std::string network = "default";
+  /// Build start (unix seconds) for created times without SOURCE_DATE_EPOCH.
+  int64_t now_sec = 0;
+  uint32_t now_nsec = 0;
+};
+
+/// One executed step, for --metadata-file.
+struct StepRecord {
+  std::string name;
+  int line = 0;
+  double seconds = 0;
+  bool cached = false;
+  std::string layer_digest;  ///< "" for metadata-only steps
+};
+
+/// The result of a build.
+struct BuiltImage {
+  std::string manifest_digest;
+  std::string manifest_bytes;
+  std::string config_digest;  ///< the image ID
+  std::string config_bytes;
+  image::ImageConfig config;
+  image::ImageRecord record;
+  /// Layers of the image, lowest first.
+  std::vector<image::LayerRecord> layers;
+  /// Their unpacked layer directories, lowest first (overlay-lower form).
+  std::vector<std::filesystem::path> layer_dirs;
+  std::vector<StepRecord> steps;
+};
+
+/// A build failure: the error plus the failing step's exit code, if a RUN.
+struct BuildFailure {
+  Error error;
+  std::optional<int> exit_code;
+};
+
+/// Runs the plan and commits the target image to the store (named with
+/// options.tags). On failure the store holds nothing new but layer
+/// directories.
+Result<BuiltImage> execute(const Plan& plan, image::ImageStore& store, ImageResolver& resolver,
+                           const ExecuteOptions& options, ProgressSink& progress);
+
+/// Applies the image's layer blobs in order to `dest` (an empty or missing
+/// directory): the final root filesystem, for the local and tar outputs.
+Result<void> export_rootfs(const image::ImageStore& store, const BuiltImage& image, const std::filesystem::path& dest);
+
+}  // namespace imgbuild::builder

@@ -1,0 +1,305 @@
+#include "builder/plan.hpp"
+
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "parser/lower.hpp"
+#include "parser/shell.hpp"
+#include "parser/stages.hpp"
+#include "parser/syntax/parse.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::builder {
+
+std::string TargetPlatform::str() const {
+  std::string s = os + "/" + architecture;
+  if (!variant.empty()) {
+    s += "/" + variant;
+  }
+  return s;
+}
+
+TargetPlatform host_target_platform() {
+  struct utsname u {};
+  ::uname(&u);
+  std::string m = u.machine;
+  TargetPlatform p;
+  p.architecture = m;
+  if (m == "x86_64") {
+    p.architecture = "amd64";
+  } else if (m == "aarch64") {
+    p.architecture = "arm64";
+  } else if (m == "armv7l") {
+    p.architecture = "arm";
+    p.variant = "v7";
+  } else if (m == "i686" || m == "i386") {
+    p.architecture = "386";
+  }
+  return p;
+}
+
+bool is_proxy_arg(std::string_view name) {
+  static const std::set<std::string> k_proxy = {"http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
+                                                "all_proxy"};
+  std::string lower = str::to_lower(name);
+  if (k_proxy.count(lower) == 0) {
+    return false;
+  }
+  // Only all-lower or all-upper spellings are predefined.
+  return name == lower || name == str::to_upper(name);
+}
+
+const PlannedStage* Plan::stage(int index) const {
+  for (const auto& s : stages) {
+    if (s.index == index) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+const std::string* Plan::global_arg(std::string_view name) const {
+  for (auto it = global_args.rbegin(); it != global_args.rend(); ++it) {
+    if (it->first == name) {
+      return &it->second;
+    }
+  }
+  return nullptr;
+}
+
+SourceRef Plan::resolve_source(std::string_view reference, int current) const {
+  SourceRef ref;
+  std::string lower = str::to_lower(reference);
+  for (int i = 0; i < current && i < static_cast<int>(stage_names.size()); ++i) {
+    if (!stage_names[static_cast<size_t>(i)].empty() && stage_names[static_cast<size_t>(i)] == lower) {
+      ref.kind = BaseKind::stage;
+      ref.stage = i;
+      return ref;
+    }
+  }
+  int idx = -1;
+  auto [ptr, ec] = std::from_chars(reference.data(), reference.data() + reference.size(), idx);
+  if (ec == std::errc{} && ptr == reference.data() + reference.size() && idx >= 0 && idx < current) {
+    ref.kind = BaseKind::stage;
+    ref.stage = idx;
+    return ref;
+  }
+  auto ctx = named_contexts.find(std::string(reference));
+  if (ctx != named_contexts.end()) {
+    ref.kind = BaseKind::context;
+    ref.name = ctx->first;
+    ref.source = ctx->second;
+    return ref;
+  }
+  ref.kind = BaseKind::image;
+  ref.name = std::string(reference);
+  return ref;
+}
+
+namespace {
+
+Result<int64_t> parse_epoch(const std::string& text) {
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || v < 0) {
+    return fail(Errc::invalid_argument, fmt::format("invalid SOURCE_DATE_EPOCH: {}", text));
+  }
+  return v;
+}
+
+std::string join_errors(const std::vector<Error>& errors) {
+  std::vector<std::string> parts;
+  parts.reserve(errors.size());
+  for (const auto& e : errors) {
+    parts.push_back(e.to_string());
+  }
+  return str::join(parts, "\n");
+}
+
+std::vector<std::string> split_lines(std::string_view text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos) {
+      if (start < text.size()) {
+        lines.emplace_back(text.substr(start));
+      }
+      break;
+    }
+    std::string line(text.substr(start, nl - start));
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+    }
+    lines.push_back(std::move(line));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+}  // namespace
+
+Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options) {
+  Plan plan;
+  plan.platform = host_target_platform();
+  if (!options.platform.empty()) {
+    std::string want = str::to_lower(options.platform);
+    bool match = false;
+    for (const auto& p : str::split(want, ',')) {
+      if (p == plan.platform.str() || p == plan.platform.os + "/" + plan.platform.architecture) {
+        match = true;
+      } else {
+        match = false;
+        break;
+      }
+    }
+    if (!match) {
+      return fail(Errc::unsupported,
+                  fmt::format("platform {} is not supported: imgbuild builds for the host platform {} only",
+                              str::go_quote(options.platform), plan.platform.str()));
+    }
+  }
+  plan.named_contexts = options.named_contexts;
+  plan.labels = options.labels;
+  plan.lines = split_lines(dockerfile);
+  for (const auto& [k, v] : options.build_args) {
+    plan.build_args[k] = v;
+  }
+
+  TRY(auto ast, parser::parse_dockerfile(dockerfile, options.dockerfile_name));
+  plan.escape = ast.escape;
+  parser::LoweredFile lowered = parser::lower(ast, options.dockerfile_name);
+
+  // Predefined platform ARGs (global scope; build args override them).
+  std::vector<std::pair<std::string, std::string>> predefined = {
+      {"TARGETPLATFORM", plan.platform.str()},     {"TARGETOS", plan.platform.os},
+      {"TARGETARCH", plan.platform.architecture},  {"TARGETVARIANT", plan.platform.variant},
+      {"BUILDPLATFORM", plan.platform.str()},      {"BUILDOS", plan.platform.os},
+      {"BUILDARCH", plan.platform.architecture},   {"BUILDVARIANT", plan.platform.variant},
+  };
+  std::vector<std::string> graph_args;
+  for (const auto& [k, v] : predefined) {
+    auto it = plan.build_args.find(k);
+    graph_args.push_back(k + "=" + (it != plan.build_args.end() ? it->second : v));
+  }
+  for (const auto& [k, v] : plan.build_args) {
+    graph_args.push_back(k + "=" + v);
+  }
+  parser::StageGraphOptions gopts;
+  gopts.build_args = graph_args;
+  gopts.file = options.dockerfile_name;
+  parser::StageGraphResult graph = parser::build_stage_graph(lowered.instructions, gopts);
+  std::vector<Error> errors = parser::collect_errors(lowered, &graph, options.dockerfile_name);
+  // A forward reference in a stage the target does not need is not an error
+  // for this build: stages_needed reports the ones that matter.
+  errors.erase(std::remove_if(errors.begin(), errors.end(),
+                              [](const Error& e) {
+                                return e.message.find("needs to be defined before current stage") !=
+                                       std::string::npos;
+                              }),
+               errors.end());
+  if (!errors.empty()) {
+    Error e = errors.front();
+    e.message = errors.size() == 1 ? e.message : join_errors(errors);
+    if (errors.size() > 1) {
+      e.location.reset();
+    }
+    return fail(std::move(e));
+  }
+
+  // Global ARGs: build args win, defaults expand with what is defined so far.
+  parser::Lexer lexer(plan.escape);
+  parser::ShellEnv genv;
+  for (const auto& [k, v] : predefined) {
+    auto it = plan.build_args.find(k);
+    std::string value = it != plan.build_args.end() ? it->second : v;
+    genv.set(k, value);
+    plan.global_args.emplace_back(k, value);
+  }
+  for (const auto& arg : graph.graph.global_args) {
+    for (const auto& decl : arg.args) {
+      auto it = plan.build_args.find(decl.name);
+      std::optional<std::string> value;
+      if (it != plan.build_args.end()) {
+        value = it->second;
+      } else if (decl.default_value) {
+        auto expanded = lexer.process_word(*decl.default_value, genv);
+        if (!expanded) {
+          Error e = std::move(expanded).error();
+          e.location = SourceLocation{options.dockerfile_name, arg.header.range.start_line, 0};
+          return fail(std::move(e));
+        }
+        value = *expanded;
+      }
+      if (value) {
+        genv.set(decl.name, *value);
+        plan.global_args.emplace_back(decl.name, *value);
+      }
+    }
+  }
+
+  // SOURCE_DATE_EPOCH: build arg, else global ARG default, else environment.
+  std::optional<std::string> sde;
+  if (const std::string* g = plan.global_arg("SOURCE_DATE_EPOCH")) {
+    sde = *g;
+  } else if (auto it = plan.build_args.find("SOURCE_DATE_EPOCH"); it != plan.build_args.end()) {
+    sde = it->second;
+  } else if (options.source_date_epoch_env && !options.source_date_epoch_env->empty()) {
+    sde = options.source_date_epoch_env;
+  }
+  if (sde) {
+    TRY(plan.source_date_epoch, parse_epoch(*sde));
+  }
+
+  TRY(int target, parser::select_target(graph.graph, options.target));
+  TRY(auto needed, parser::stages_needed(graph.graph, target, options.dockerfile_name));
+  plan.target = target;
+  for (const auto& st : graph.graph.stages) {
+    plan.stage_names.push_back(st.name);
+  }
+  std::set<std::string> filter;
+  for (const auto& f : options.no_cache_filter) {
+    filter.insert(str::to_lower(f));
+  }
+  for (int idx : needed) {
+    const parser::Stage& st = graph.graph.stages[static_cast<size_t>(idx)];
+    PlannedStage ps;
+    ps.index = st.index;
+    ps.name = st.name;
+    ps.display_name = st.display_name();
+    ps.from = st.from;
+    ps.steps = st.instructions;
+    ps.no_cache = options.no_cache || filter.count(st.name) > 0 || filter.count(std::to_string(st.index)) > 0;
+    std::set<int> needs;
+    for (const auto& dep : st.dependencies) {
+      if (dep.kind == parser::DependencyKind::base) {
+        if (dep.stage && !dep.forward) {
+          ps.base.kind = BaseKind::stage;
+          ps.base.stage = *dep.stage;
+        } else if (auto ctx = plan.named_contexts.find(st.base); ctx != plan.named_contexts.end()) {
+          ps.base.kind = BaseKind::context;
+          ps.base.name = ctx->first;
+          ps.base.source = ctx->second;
+        } else if (str::to_lower(st.base) == "scratch") {
+          ps.base.kind = BaseKind::scratch;
+        } else {
+          ps.base.kind = BaseKind::image;
+          ps.base.name = st.base;
+        }
+      }
+      if (dep.stage && !dep.forward) {
+        needs.insert(*dep.stage);
+      }
+    }
+    ps.needs.assign(needs.begin(), needs.end());
+    plan.stages.push_back(std::move(ps));
+  }
+  return plan;
+}
+
+}  // namespace imgbuild::builder

@@ -1,0 +1,148 @@
+#pragma once
+// Build planning: a pure function from the Dockerfile text and the build
+// options to the stages the target needs, in dependency order, each with its
+// base and its steps. No I/O: a test can call it without root.
+//
+// What the plan settles:
+//  - parse, lower and build the stage graph (all semantic errors at once);
+//  - the target stage and the stages it needs (unused stages are never built);
+//  - each stage's base: scratch, an earlier stage, a named context
+//    (--build-context) or an image reference (after global-ARG expansion);
+//  - the global ARG values (build args win over defaults), the predefined
+//    platform ARGs for the host, the proxy args and SOURCE_DATE_EPOCH.
+// ONBUILD triggers are not inserted here: they depend on the base image's
+// config, which only the executor knows.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "parser/instructions.hpp"
+#include "util/result.hpp"
+
+namespace imgbuild::builder {
+
+/// The platform builds run for (always the host's).
+struct TargetPlatform {
+  std::string os = "linux";
+  std::string architecture;  ///< OCI name: amd64, arm64, …
+  std::string variant;       ///< "" or v7, v8, …
+
+  /// "linux/amd64" or "linux/arm/v7".
+  std::string str() const;
+};
+
+/// The platform this process runs on.
+TargetPlatform host_target_platform();
+
+/// Everything the user asked for that shapes the plan.
+struct BuildOptions {
+  /// --build-arg KEY=VALUE, in order (a later one wins).
+  std::vector<std::pair<std::string, std::string>> build_args;
+  /// --target ("" = last stage).
+  std::string target;
+  /// --label KEY=VALUE, added to the final image.
+  std::map<std::string, std::string> labels;
+  /// --no-cache.
+  bool no_cache = false;
+  /// --no-cache-filter stage names.
+  std::vector<std::string> no_cache_filter;
+  /// --build-context NAME=SOURCE (SOURCE: a dir, docker-image://REF,
+  /// oci-layout://PATH[:TAG]).
+  std::map<std::string, std::string> named_contexts;
+  /// --platform ("" = host); anything but the host is an error.
+  std::string platform;
+  /// Names the Dockerfile in messages.
+  std::string dockerfile_name = "Dockerfile";
+  /// SOURCE_DATE_EPOCH from the environment (a build arg wins).
+  std::optional<std::string> source_date_epoch_env;
+};
+
+/// What a stage starts from.
+enum class BaseKind { scratch, stage, image, context };
+
+/// A stage's base.
+struct Base {
+  BaseKind kind = BaseKind::scratch;
+  /// image: the reference as expanded; context: the named context's name.
+  std::string name;
+  /// stage: the index of the parent stage.
+  int stage = -1;
+  /// context: the --build-context source.
+  std::string source;
+};
+
+/// A stage the build runs.
+struct PlannedStage {
+  int index = 0;
+  /// Lower-cased name, "" when unnamed.
+  std::string name;
+  /// The name progress lines show: the stage name or "stage-N".
+  std::string display_name;
+  Base base;
+  /// The FROM line (for messages and history).
+  parser::FromInstruction from;
+  /// The instructions after FROM, in order.
+  std::vector<parser::Instruction> steps;
+  /// Stages this one needs (base, COPY --from, RUN --mount from=), sorted.
+  std::vector<int> needs;
+  /// True when the cache must not be used for this stage.
+  bool no_cache = false;
+};
+
+/// A resolved COPY --from / --mount from= reference.
+struct SourceRef {
+  BaseKind kind = BaseKind::image;  ///< stage, context or image
+  int stage = -1;
+  std::string name;    ///< image reference or context name
+  std::string source;  ///< context source
+};
+
+/// The whole plan.
+struct Plan {
+  /// The stages to run, in ascending index (a valid dependency order).
+  std::vector<PlannedStage> stages;
+  /// Index of the target stage.
+  int target = 0;
+  /// Every stage name by index ("" for unnamed), for --from lookups.
+  std::vector<std::string> stage_names;
+  /// Global ARG values (declared before the first FROM, build args applied,
+  /// defaults expanded), plus the predefined platform ARGs.
+  std::vector<std::pair<std::string, std::string>> global_args;
+  /// Build args as given (later wins).
+  std::map<std::string, std::string> build_args;
+  /// SOURCE_DATE_EPOCH in seconds, when set.
+  std::optional<int64_t> source_date_epoch;
+  /// --label values for the final image.
+  std::map<std::string, std::string> labels;
+  /// The platform built for.
+  TargetPlatform platform;
+  /// Named contexts (NAME → SOURCE).
+  std::map<std::string, std::string> named_contexts;
+  /// The escape token of the Dockerfile.
+  char escape = '\\';
+  /// Dockerfile lines, for failure excerpts.
+  std::vector<std::string> lines;
+
+  /// The stage with index `index`, or nullptr when it is not planned.
+  const PlannedStage* stage(int index) const;
+  /// Resolves a COPY --from / mount from= value seen in stage `current`.
+  SourceRef resolve_source(std::string_view reference, int current) const;
+  /// The value of a global ARG (or predefined ARG), or nullptr.
+  const std::string* global_arg(std::string_view name) const;
+};
+
+/// True for the proxy build args (HTTP_PROXY … ALL_PROXY, either case).
+bool is_proxy_arg(std::string_view name);
+
+/// Plans a build. Errors: every semantic error of the Dockerfile (joined),
+/// an unknown target (with "did you mean"), a forward stage reference in a
+/// needed stage, a platform other than the host's, an invalid
+/// SOURCE_DATE_EPOCH.
+Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options);
+
+}  // namespace imgbuild::builder

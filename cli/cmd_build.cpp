@@ -1,0 +1,446 @@
+// `imgbuild build` (and `imgbuild -f Dockerfile .`): docker buildx build's
+// flags, a plan, the executor, then the outputs (-o) and the id/metadata
+// files.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "builder/config.hpp"
+#include "builder/context.hpp"
+#include "builder/executor.hpp"
+#include "builder/plan.hpp"
+#include "cli/image_common.hpp"
+#include "cli/progress.hpp"
+#include "image/archive.hpp"
+#include "snapshot/diff.hpp"
+#include "util/fd.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::cli {
+
+namespace {
+
+namespace fsys = std::filesystem;
+
+struct BuildFlags {
+  std::string file;
+  std::string context;
+  std::vector<std::string> tags;
+  std::vector<std::string> build_args;
+  std::string target;
+  std::vector<std::string> labels;
+  bool no_cache = false;
+  std::vector<std::string> no_cache_filter;
+  std::string progress = "auto";
+  bool quiet = false;
+  std::vector<std::string> outputs;
+  std::string platform;
+  std::vector<std::string> build_contexts;
+  std::vector<std::string> secrets;
+  std::vector<std::string> ssh;
+  std::string network = "default";
+  std::vector<std::string> allow;
+  int jobs = 0;
+  std::string iidfile;
+  std::string metadata_file;
+  bool pull = false;
+  std::string snapshotter = "auto";
+};
+
+// -o parsed.
+struct Output {
+  std::string type;
+  std::map<std::string, std::string> attrs;
+};
+
+std::pair<std::string, std::string> split_kv(const std::string& s) {
+  size_t eq = s.find('=');
+  if (eq == std::string::npos) {
+    return {s, ""};
+  }
+  return {s.substr(0, eq), s.substr(eq + 1)};
+}
+
+Output parse_output(const std::string& spec) {
+  Output out;
+  if (spec.find('=') == std::string::npos) {
+    // Short forms, as buildx has them.
+    if (spec == "-") {
+      out.type = "tar";
+      out.attrs["dest"] = "-";
+    } else if (spec.ends_with(".tar")) {
+      out.type = "docker";
+      out.attrs["dest"] = spec;
+    } else {
+      out.type = "local";
+      out.attrs["dest"] = spec;
+    }
+    return out;
+  }
+  for (const auto& part : str::split(spec, ',')) {
+    auto [k, v] = split_kv(part);
+    k = str::to_lower(std::string(str::trim(k)));
+    if (k == "type") {
+      out.type = v;
+    } else {
+      out.attrs[k] = v;
+    }
+  }
+  static const std::set<std::string> k_types = {"docker", "oci", "local", "tar", "image"};
+  if (k_types.count(out.type) == 0) {
+    throw CommandError{fmt::format("invalid output {}: unsupported type \"{}\" (docker, oci, local, tar, image)",
+                                   str::go_quote(spec), out.type),
+                       2};
+  }
+  if (out.type != "image" && out.attrs.count("dest") == 0) {
+    throw CommandError{fmt::format("invalid output {}: dest= is required for type={}", str::go_quote(spec), out.type),
+                       2};
+  }
+  return out;
+}
+
+// BuildKit's failure excerpt: the lines around the failing one, ">>>" marks it.
+void print_excerpt(const std::string& file, const std::vector<std::string>& lines, int line) {
+  if (line <= 0 || line > static_cast<int>(lines.size())) {
+    return;
+  }
+  std::fprintf(stderr, "%s:%d\n--------------------\n", file.c_str(), line);
+  int from = std::max(1, line - 4);
+  int to = std::min(static_cast<int>(lines.size()), line + 2);
+  for (int i = from; i <= to; ++i) {
+    std::fprintf(stderr, "%4d | %s %s\n", i, i == line ? ">>>" : "   ", lines[static_cast<size_t>(i - 1)].c_str());
+  }
+  std::fprintf(stderr, "--------------------\n");
+}
+
+UniqueFd open_output(const std::string& dest) {
+  if (dest == "-") {
+    return UniqueFd(::dup(STDOUT_FILENO));
+  }
+  UniqueFd fd(::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) {
+    throw CommandError{fmt::format("cannot write {}: {}", dest, std::strerror(errno)), 1};
+  }
+  return fd;
+}
+
+struct TempDir {
+  fsys::path path;
+  ~TempDir() {
+    if (!path.empty()) {
+      std::error_code ec;
+      fsys::remove_all(path, ec);
+    }
+  }
+};
+
+void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, const std::vector<Output>& outputs,
+                   const std::vector<image::Reference>& tags) {
+  for (const auto& o : outputs) {
+    const std::string dest = o.attrs.count("dest") ? o.attrs.at("dest") : "";
+    if (o.type == "image") {
+      continue;
+    }
+    if (o.type == "docker" || o.type == "oci") {
+      std::vector<image::SaveItem> items;
+      std::vector<image::Reference> names;
+      if (o.attrs.count("name")) {
+        for (const auto& n : str::split(o.attrs.at("name"), ',')) {
+          names.push_back(unwrap(image::parse_reference(n)));
+        }
+      } else {
+        names = tags;
+      }
+      if (names.empty()) {
+        items.push_back(image::SaveItem{built.record, std::nullopt});
+      }
+      for (const auto& n : names) {
+        items.push_back(image::SaveItem{built.record, n});
+      }
+      if (o.type == "oci" && o.attrs.count("tar") && str::to_lower(o.attrs.at("tar")) == "false") {
+        unwrap(image::save_oci_dir(store, items, dest));
+        continue;
+      }
+      UniqueFd fd = open_output(dest);
+      unwrap(image::save_archive(store, items, fd.get()));
+      continue;
+    }
+    if (o.type == "local") {
+      unwrap(builder::export_rootfs(store, built, dest));
+      continue;
+    }
+    if (o.type == "tar") {
+      TempDir tmp;
+      tmp.path = store.content().root() / "tmp" / fmt::format("rootfs-{}", ::getpid());
+      unwrap(builder::export_rootfs(store, built, tmp.path));
+      UniqueFd fd = open_output(dest);
+      snapshot::DiffOptions opts;
+      opts.compression = tar::Compression::none;
+      int out = fd.get();
+      unwrap(snapshot::diff_trees(
+          "", tmp.path.string(),
+          [out](const void* data, size_t size) -> Result<void> {
+            const char* p = static_cast<const char*>(data);
+            while (size > 0) {
+              ssize_t w = ::write(out, p, size);
+              if (w < 0) {
+                return fail(Errc::io, std::string("write: ") + std::strerror(errno));
+              }
+              p += w;
+              size -= static_cast<size_t>(w);
+            }
+            return ok();
+          },
+          opts));
+    }
+  }
+}
+
+void run_build(BuildFlags& f, Context& ctx) {
+  auto started = std::chrono::system_clock::now();
+  if (f.quiet) {
+    f.progress = "quiet";
+  }
+  std::unique_ptr<builder::ProgressSink> progress = make_progress(f.progress);
+  auto store = open_store(ctx);
+
+  // The context and the Dockerfile.
+  if (f.context == "-" && f.file == "-") {
+    throw CommandError{"cannot read both the context and the Dockerfile from stdin", 2};
+  }
+  builder::ContextOptions copts;
+  copts.context = f.context;
+  copts.dockerfile = f.file;
+  copts.stdin_fd = STDIN_FILENO;
+  copts.temp_parent = (store->content().root() / "tmp").string();
+  builder::BuildContext context = unwrap(builder::BuildContext::open(copts));
+  const std::string& dockerfile_text = context.dockerfile_text();
+  std::string dockerfile_name = fsys::path(context.dockerfile_name()).filename().string();
+  if (dockerfile_name.empty() || dockerfile_name == "-") {
+    dockerfile_name = "Dockerfile";
+  }
+
+  // The plan.
+  builder::BuildOptions opts;
+  opts.dockerfile_name = "Dockerfile";
+  for (const auto& a : f.build_args) {
+    size_t eq = a.find('=');
+    if (eq == std::string::npos) {
+      const char* v = std::getenv(a.c_str());
+      if (v != nullptr) {
+        opts.build_args.emplace_back(a, v);
+      }
+    } else {
+      opts.build_args.emplace_back(a.substr(0, eq), a.substr(eq + 1));
+    }
+  }
+  opts.target = f.target;
+  for (const auto& l : f.labels) {
+    auto [k, v] = split_kv(l);
+    opts.labels[k] = v;
+  }
+  opts.no_cache = f.no_cache;
+  opts.no_cache_filter = f.no_cache_filter;
+  for (const auto& c : f.build_contexts) {
+    auto [k, v] = split_kv(c);
+    if (k.empty() || v.empty()) {
+      throw CommandError{fmt::format("invalid --build-context {}: expected name=source", str::go_quote(c)), 2};
+    }
+    opts.named_contexts[k] = v;
+  }
+  opts.platform = f.platform;
+  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) {
+    opts.source_date_epoch_env = sde;
+  }
+  auto plan = builder::make_plan(dockerfile_text, opts);
+  if (!plan) {
+    const Error& e = plan.error();
+    if (e.location && e.location->line > 0) {
+      std::vector<std::string> lines = str::split(dockerfile_text, '\n');
+      print_excerpt(dockerfile_name, lines, e.location->line);
+    }
+    throw CommandError{e.message, e.code == Errc::unsupported ? 2 : 1};
+  }
+
+  // Outputs and names.
+  std::vector<Output> outputs;
+  for (const auto& o : f.outputs) {
+    outputs.push_back(parse_output(o));
+  }
+  std::vector<image::Reference> tags;
+  for (const auto& t : f.tags) {
+    auto ref = image::parse_reference(t);
+    if (!ref) {
+      throw CommandError{fmt::format("invalid tag {}: {}", str::go_quote(t), ref.error().message), 2};
+    }
+    tags.push_back(*ref);
+  }
+
+  builder::ExecuteOptions exec;
+  exec.context = &context;
+  exec.tags = tags;
+  exec.jobs = f.jobs;
+  exec.snapshotter = f.snapshotter;
+  exec.network = f.network;
+  for (const auto& a : f.allow) {
+    exec.allow.insert(a);
+  }
+  for (const auto& s : f.secrets) {
+    builder::SecretSource src;
+    std::string type;
+    for (const auto& part : str::split(s, ',')) {
+      auto [k, v] = split_kv(part);
+      if (k == "id") {
+        src.id = v;
+      } else if (k == "src" || k == "source") {
+        src.file = v;
+      } else if (k == "env") {
+        src.env = v;
+      } else if (k == "type") {
+        type = v;
+      } else {
+        throw CommandError{fmt::format("invalid --secret {}: unknown key {}", str::go_quote(s), k), 2};
+      }
+    }
+    if (src.id.empty()) {
+      src.id = src.env ? *src.env : (src.file ? fsys::path(*src.file).filename().string() : "");
+    }
+    if (src.id.empty() || (!src.file && !src.env)) {
+      throw CommandError{fmt::format("invalid --secret {}: expected id=ID,src=FILE or id=ID,env=VAR", s), 2};
+    }
+    if (src.file && type == "env") {
+      src.env = src.file;
+      src.file.reset();
+    }
+    exec.secrets[src.id] = src;
+  }
+  for (const auto& s : f.ssh) {
+    auto [k, v] = split_kv(s);
+    if (k != "default") {
+      throw CommandError{fmt::format("invalid --ssh {}: only \"default\" is supported", s), 2};
+    }
+    if (!v.empty()) {
+      exec.ssh_socket = v;
+    } else if (const char* sock = std::getenv("SSH_AUTH_SOCK")) {
+      exec.ssh_socket = sock;
+    } else {
+      throw CommandError{"--ssh default: SSH_AUTH_SOCK is not set", 2};
+    }
+  }
+  auto since = started.time_since_epoch();
+  exec.now_sec = std::chrono::duration_cast<std::chrono::seconds>(since).count();
+  exec.now_nsec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since).count() %
+                                        1000000000LL);
+
+  auto resolver = builder::make_store_resolver(*store);
+  auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
+  if (!built) {
+    const Error& e = built.error();
+    if (e.location && e.location->line > 0) {
+      print_excerpt(dockerfile_name, plan->lines, e.location->line);
+    }
+    std::string msg = e.message;
+    if (msg.find("did not complete successfully") != std::string::npos) {
+      msg = "failed to solve: " + msg;
+    }
+    throw CommandError{msg, 1};
+  }
+  write_outputs(*store, *built, outputs, tags);
+
+  if (!f.iidfile.empty()) {
+    std::ofstream(f.iidfile, std::ios::binary) << built->config_digest;
+  }
+  if (!f.metadata_file.empty()) {
+    nlohmann::json md;
+    md["containerimage.config.digest"] = built->config_digest;
+    md["containerimage.digest"] = built->manifest_digest;
+    md["containerimage.descriptor"] = {{"mediaType", built->record.media_type},
+                                       {"digest", built->manifest_digest},
+                                       {"size", built->manifest_bytes.size()}};
+    std::vector<std::string> names;
+    for (const auto& t : tags) {
+      names.push_back(t.str());
+    }
+    if (!names.empty()) {
+      md["image.name"] = str::join(names, ",");
+    }
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : built->layers) {
+      layers.push_back({{"digest", l.blob_digest}, {"size", l.blob_size}, {"diff_id", l.diff_id}});
+    }
+    md["imgbuild.layers"] = layers;
+    nlohmann::json steps = nlohmann::json::array();
+    for (const auto& s : built->steps) {
+      nlohmann::json js = {{"name", s.name}, {"line", s.line}, {"duration", s.seconds}, {"cached", s.cached}};
+      if (!s.layer_digest.empty()) {
+        js["layer"] = s.layer_digest;
+      }
+      steps.push_back(js);
+    }
+    md["imgbuild.steps"] = steps;
+    std::ofstream(f.metadata_file, std::ios::binary) << md.dump(2) << "\n";
+  }
+  if (f.quiet) {
+    std::printf("%s\n", built->config_digest.c_str());
+  } else {
+    std::fprintf(stderr, "writing image %s done\n", built->config_digest.c_str());
+    for (const auto& t : tags) {
+      std::fprintf(stderr, "naming to %s done\n", t.str().c_str());
+    }
+  }
+}
+
+}  // namespace
+
+void register_build_commands(CLI::App& app, Context& ctx) {
+  auto flags = std::make_shared<BuildFlags>();
+  CLI::App* cmd = app.add_subcommand("build", "Build an image from a Dockerfile");
+  cmd->add_option("context", flags->context, "Build context: a directory, or - for a tar on stdin")->required();
+  cmd->add_option("-f,--file", flags->file, "Name of the Dockerfile (default: CONTEXT/Dockerfile; - for stdin)");
+  cmd->add_option("-t,--tag", flags->tags, "Name and optionally a tag (name:tag)");
+  cmd->add_option("--build-arg", flags->build_args, "Set build-time variables");
+  cmd->add_option("--target", flags->target, "Set the target build stage to build");
+  cmd->add_option("--label", flags->labels, "Set metadata for an image");
+  cmd->add_flag("--no-cache", flags->no_cache, "Do not use cache when building the image");
+  cmd->add_option("--no-cache-filter", flags->no_cache_filter, "Do not cache specified stages");
+  cmd->add_option("--progress", flags->progress, "Progress output: auto, plain, tty, quiet, rawjson");
+  cmd->add_flag("-q,--quiet", flags->quiet, "Suppress the build output and print the image ID on success");
+  cmd->add_option("-o,--output", flags->outputs, "Output destination (type=docker|oci|local|tar,dest=PATH)");
+  cmd->add_option("--platform", flags->platform, "Target platform (the host's only)");
+  cmd->add_option("--build-context", flags->build_contexts, "Additional build contexts (name=path|docker-image://ref)");
+  cmd->add_option("--secret", flags->secrets, "Secret to expose to the build (id=X,src=FILE|env=VAR)");
+  cmd->add_option("--ssh", flags->ssh, "SSH agent socket to expose to the build (default)");
+  cmd->add_option("--network", flags->network, "Networking mode for RUN: default, none, host");
+  cmd->add_option("--allow", flags->allow, "Extra privileged entitlement (security.insecure)");
+  cmd->add_option("--jobs", flags->jobs, "Stages built in parallel (default: number of cores)");
+  cmd->add_option("--iidfile", flags->iidfile, "Write the image ID to the file");
+  cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
+  cmd->add_flag("--pull", flags->pull, "Always attempt to pull referenced images (registry pulls: not yet)");
+  cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
+  cmd->callback([flags, &ctx]() {
+    static const std::set<std::string> k_networks = {"default", "none", "host"};
+    if (k_networks.count(flags->network) == 0) {
+      throw CommandError{fmt::format("invalid --network {}: use default, none or host", flags->network), 2};
+    }
+    run_build(*flags, ctx);
+  });
+}
+
+}  // namespace imgbuild::cli

@@ -1,0 +1,544 @@
+// End-to-end builds: the real imgbuild binary builds Dockerfiles on a
+// busybox-static base imported at test time; the result is read back through
+// the docker-save output (manifest.json, config, layer tars) and checked file
+// by file and field by field. The fidelity case builds the same Dockerfile
+// with the BuildKit inside Debian's dockerd 20.10 and compares.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.hpp"
+#include "support/require.hpp"
+#include "util/hash.hpp"
+#include "util/tar.hpp"
+
+namespace fs = std::filesystem;
+using imgbuild::test::read_file;
+using imgbuild::test::run_imgbuild;
+using imgbuild::test::run_sh;
+using imgbuild::test::RunResult;
+using imgbuild::test::sh_quote;
+using imgbuild::test::TempDir;
+using imgbuild::test::write_file;
+using nlohmann::json;
+
+namespace {
+
+// One file in a layer.
+struct FileInfo {
+  std::string type;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string link;
+  std::string content;  // regular files up to 4 KiB
+  bool operator==(const FileInfo&) const = default;
+};
+
+using LayerFiles = std::map<std::string, FileInfo>;
+
+std::string fmt_entry(const std::string& path, const FileInfo& f) {
+  char mode[16];
+  std::snprintf(mode, sizeof mode, "%04o", f.mode);
+  return path + " " + f.type + " " + mode + " " + std::to_string(f.uid) + ":" + std::to_string(f.gid) +
+         (f.link.empty() ? "" : " -> " + f.link) + (f.content.empty() ? "" : " [" + f.content + "]") + "\n";
+}
+
+std::string type_name(imgbuild::tar::EntryType t) { return std::string(imgbuild::tar::entry_type_name(t)); }
+
+LayerFiles read_layer(const fs::path& blob) {
+  LayerFiles out;
+  int fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  auto reader = imgbuild::tar::Reader::open_fd(fd, blob.string());
+  REQUIRE(reader);
+  while (true) {
+    auto e = (*reader)->next();
+    REQUIRE(e);
+    if (!*e) {
+      break;
+    }
+    const imgbuild::tar::Entry& entry = **e;
+    FileInfo fi;
+    fi.type = type_name(entry.type);
+    fi.mode = entry.mode & 07777;
+    fi.uid = entry.uid;
+    fi.gid = entry.gid;
+    fi.link = entry.link_target;
+    if (entry.type == imgbuild::tar::EntryType::file && entry.size <= 4096) {
+      std::string body(entry.size, '\0');
+      size_t got = 0;
+      while (got < body.size()) {
+        auto n = (*reader)->read_data(body.data() + got, body.size() - got);
+        REQUIRE(n);
+        if (*n == 0) {
+          break;
+        }
+        got += *n;
+      }
+      fi.content = body;
+    }
+    std::string path = entry.path;
+    while (path.starts_with("./")) {
+      path = path.substr(2);
+    }
+    while (path.size() > 1 && path.ends_with("/")) {
+      path.pop_back();
+    }
+    out[path] = fi;
+  }
+  ::close(fd);
+  return out;
+}
+
+// A docker-save archive unpacked: config and layers.
+struct Saved {
+  std::string config_bytes;
+  json config;
+  std::vector<LayerFiles> layers;
+};
+
+Saved read_saved(const fs::path& archive, const fs::path& work) {
+  fs::path dir = work / ("unpacked-" + archive.filename().string());
+  fs::create_directories(dir);
+  RunResult x = run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string()));
+  REQUIRE(x.status == 0);
+  json manifest = json::parse(read_file(dir / "manifest.json"));
+  REQUIRE(manifest.size() == 1);
+  Saved s;
+  s.config_bytes = read_file(dir / manifest[0]["Config"].get<std::string>());
+  s.config = json::parse(s.config_bytes);
+  for (const auto& l : manifest[0]["Layers"]) {
+    s.layers.push_back(read_layer(dir / l.get<std::string>()));
+  }
+  return s;
+}
+
+// The busybox-static rootfs: /bin/busybox, applet links, users and groups.
+std::string busybox_rootfs_tar() {
+  using imgbuild::test::dir;
+  using imgbuild::test::file;
+  std::vector<imgbuild::test::SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
+  RunResult list = run_sh("/bin/busybox --list");
+  std::vector<std::string> applets;
+  size_t start = 0;
+  while (start < list.out.size()) {
+    size_t nl = list.out.find('\n', start);
+    std::string a = list.out.substr(start, nl - start);
+    if (!a.empty() && a != "busybox") {
+      applets.push_back(a);
+    }
+    start = nl == std::string::npos ? list.out.size() : nl + 1;
+  }
+  std::sort(applets.begin(), applets.end());
+  for (const auto& a : applets) {
+    entries.push_back(imgbuild::test::symlink_entry("bin/" + a, "busybox"));
+  }
+  entries.push_back(dir("etc"));
+  entries.push_back(file("etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"));
+  entries.push_back(file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"));
+  entries.push_back(dir("home"));
+  entries.push_back(dir("root"));
+  auto tmp = dir("tmp");
+  tmp.entry.mode = 01777;
+  entries.push_back(tmp);
+  return imgbuild::test::make_tar(entries);
+}
+
+bool have_busybox() { return fs::exists("/bin/busybox"); }
+
+// A store with a busybox base named "busybox".
+struct Fixture {
+  TempDir work;
+  fs::path root;
+  Fixture() {
+    root = work.path / "store";
+    fs::path tarball = work.path / "busybox.tar";
+    write_file(tarball, busybox_rootfs_tar());
+    RunResult r = run_imgbuild(root, {"import", tarball.string(), "busybox"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+  }
+
+  // Writes a context with the files given, builds it, returns the run.
+  RunResult build(const std::string& name, const std::string& dockerfile,
+                  const std::map<std::string, std::string>& files, std::vector<std::string> extra = {}) {
+    fs::path ctx = work.path / ("ctx-" + name);
+    fs::create_directories(ctx);
+    write_file(ctx / "Dockerfile", dockerfile);
+    for (const auto& [p, body] : files) {
+      fs::create_directories((ctx / p).parent_path());
+      write_file(ctx / p, body);
+    }
+    std::vector<std::string> args = {"build", "--progress", "plain"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(ctx.string());
+    return run_imgbuild(root, args);
+  }
+};
+
+std::vector<std::string> history_created_by(const json& config) {
+  std::vector<std::string> out;
+  for (const auto& h : config["history"]) {
+    out.push_back(h.value("created_by", ""));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("build: multi-stage, ARG/ENV, WORKDIR/USER owners, RUN writes and deletes", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  const char* df =
+      "ARG BASE=busybox\n"
+      "FROM ${BASE} AS build\n"
+      "ARG GREETING=hello\n"
+      "ENV APP_HOME=/app\n"
+      "WORKDIR $APP_HOME\n"
+      "COPY hello.txt ./\n"
+      "RUN echo \"$GREETING from $APP_HOME\" > greeting && chmod 0640 greeting && rm /etc/group.bak 2>/dev/null; "
+      "rm -f /tmp/gone && mkdir -p /data\n"
+      "USER app\n"
+      "WORKDIR /home/app/work\n"
+      "RUN echo mine > mine.txt\n"
+      "FROM build AS unused\n"
+      "RUN exit 7\n"
+      "FROM scratch\n"
+      "COPY --from=build /app/greeting /greeting\n"
+      "COPY --from=build --chown=1000:1000 /home/app/work/mine.txt /mine.txt\n"
+      "EXPOSE 8080\n"
+      "CMD [\"/greeting\"]\n";
+  fs::path out = fx.work.path / "out.tar";
+  RunResult r = fx.build("multi", df, {{"hello.txt", "hi\n"}},
+                         {"-t", "multi:1", "-o", "type=docker,dest=" + out.string(), "--build-arg",
+                          "GREETING=howdy", "--iidfile", (fx.work.path / "iid").string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("[build 3/6] COPY hello.txt ./") != std::string::npos);
+  CHECK(r.err.find("exit 7") == std::string::npos);  // unused stage never built
+  Saved s = read_saved(out, fx.work.path);
+  REQUIRE(s.layers.size() == 2);
+  CHECK(s.layers[0].at("greeting").content == "howdy from /app\n");
+  CHECK(s.layers[0].at("greeting").mode == 0640);
+  CHECK(s.layers[0].at("greeting").uid == 0);
+  CHECK(s.layers[1].at("mine.txt").uid == 1000);
+  CHECK(s.layers[1].at("mine.txt").gid == 1000);
+  CHECK(s.layers[1].at("mine.txt").content == "mine\n");
+  json cfg = s.config["config"];
+  CHECK(cfg["Cmd"] == json::array({"/greeting"}));
+  CHECK(cfg["ExposedPorts"] == json::parse(R"({"8080/tcp":{}})"));
+  CHECK(cfg["Env"] == json::array({"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}));
+  CHECK(cfg["WorkingDir"] == "/");
+  CHECK(history_created_by(s.config) ==
+        std::vector<std::string>{"COPY /app/greeting /greeting # buildkit",
+                                 "COPY /home/app/work/mine.txt /mine.txt # buildkit", "EXPOSE map[8080/tcp:{}]",
+                                 "CMD [\"/greeting\"]"});
+  CHECK(read_file(fx.work.path / "iid") == imgbuild::sha256(s.config_bytes).str());
+  // The image is in the store under its name.
+  RunResult ls = run_imgbuild(fx.root, {"image", "inspect", "multi:1"});
+  CHECK(ls.status == 0);
+
+  // The first stage alone: owners of WORKDIR dirs, the RUN layer, history.
+  fs::path out2 = fx.work.path / "build.tar";
+  RunResult r2 = fx.build("multi", df, {{"hello.txt", "hi\n"}},
+                          {"--target", "build", "-o", "type=docker,dest=" + out2.string()});
+  INFO(r2.err);
+  REQUIRE(r2.status == 0);
+  Saved b = read_saved(out2, fx.work.path);
+  REQUIRE(b.layers.size() == 6);  // base, WORKDIR, COPY, RUN, WORKDIR, RUN
+  CHECK(b.layers[1].at("app").type == "directory");
+  CHECK(b.layers[1].at("app").uid == 0);
+  CHECK(b.layers[2].at("app/hello.txt").content == "hi\n");
+  CHECK(b.layers[3].count("data") == 1);
+  CHECK(b.layers[4].at("home/app/work").uid == 1000);
+  CHECK(b.layers[5].at("home/app/work/mine.txt").uid == 1000);
+  std::vector<std::string> hist = history_created_by(b.config);
+  REQUIRE(hist.size() >= 8);
+  std::vector<std::string> tail(hist.end() - 8, hist.end());
+  CHECK(tail[0] == "ARG GREETING=hello");
+  CHECK(tail[1] == "ENV APP_HOME=/app");
+  CHECK(tail[2] == "WORKDIR /app");
+  CHECK(tail[3] == "COPY hello.txt ./ # buildkit");
+  CHECK(tail[4].starts_with("RUN |1 GREETING=hello /bin/sh -c echo"));
+  CHECK(tail[5] == "USER app");
+  CHECK(b.config["config"]["User"] == "app");
+  CHECK(b.config["config"]["WorkingDir"] == "/home/app/work");
+}
+
+TEST_CASE("build: ENTRYPOINT/CMD, HEALTHCHECK, ONBUILD, SHELL, LABEL", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  const char* df =
+      "FROM busybox AS parent\n"
+      "ONBUILD RUN echo triggered > /onbuild.txt\n"
+      "CMD [\"sh\"]\n"
+      "FROM parent\n"
+      "SHELL [\"/bin/sh\", \"-ec\"]\n"
+      "ENTRYPOINT echo hi\n"
+      "HEALTHCHECK --interval=30s --retries=2 CMD true\n"
+      "LABEL a=b\n"
+      "STOPSIGNAL SIGINT\n";
+  fs::path out = fx.work.path / "out.tar";
+  RunResult r = fx.build("meta", df, {}, {"-o", "type=docker,dest=" + out.string(), "--label", "x=y"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  Saved s = read_saved(out, fx.work.path);
+  json cfg = s.config["config"];
+  CHECK(cfg["Entrypoint"] == json::array({"/bin/sh", "-ec", "echo hi"}));
+  CHECK_FALSE(cfg.contains("Cmd"));  // reset by ENTRYPOINT
+  CHECK(cfg["Healthcheck"] == json::parse(R"({"Test":["CMD-SHELL","true"],"Interval":30000000000,"Retries":2})"));
+  CHECK(cfg["Labels"] == json::parse(R"({"a":"b","x":"y"})"));
+  CHECK(cfg["StopSignal"] == "SIGINT");
+  CHECK_FALSE(cfg.contains("OnBuild"));
+  REQUIRE(s.layers.size() == 2);
+  CHECK(s.layers[1].at("onbuild.txt").content == "triggered\n");
+  CHECK(r.err.find("ONBUILD RUN echo triggered") != std::string::npos);
+}
+
+TEST_CASE("build: a failing RUN reports the exit code and leaves the store unchanged", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  RunResult before = run_imgbuild(fx.root, {"images", "-q", "--no-trunc"});
+  RunResult r = fx.build("fail", "FROM busybox\nRUN echo before\nRUN echo out; exit 3\n", {}, {"-t", "bad:1"});
+  CHECK(r.status == 1);
+  CHECK(r.err.find("process \"/bin/sh -c echo out; exit 3\" did not complete successfully: exit code: 3") !=
+        std::string::npos);
+  CHECK(r.err.find(">>> RUN echo out; exit 3") != std::string::npos);
+  CHECK(r.err.find("out") != std::string::npos);
+  RunResult after = run_imgbuild(fx.root, {"images", "-q", "--no-trunc"});
+  CHECK(before.out == after.out);
+  CHECK(run_imgbuild(fx.root, {"image", "inspect", "bad:1"}).status != 0);
+  // Nothing stays mounted.
+  CHECK(read_file("/proc/self/mountinfo").find(fx.root.string()) == std::string::npos);
+}
+
+TEST_CASE("build: same inputs give the same image id with SOURCE_DATE_EPOCH", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  const char* df = "FROM busybox\nWORKDIR /w\nCOPY a.txt .\nRUN echo x > b && touch -d @5 b\n";
+  std::vector<std::string> ids;
+  for (const char* snap : {"overlay", "copy", "overlay"}) {
+    fs::path iid = fx.work.path / (std::string("iid-") + snap);
+    RunResult r = fx.build("repro", df, {{"a.txt", "a\n"}},
+                           {"--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--snapshotter", snap, "--iidfile",
+                            iid.string()});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    ids.push_back(read_file(iid));
+  }
+  CHECK(ids[0].starts_with("sha256:"));
+  CHECK(ids[0] == ids[2]);
+  CHECK(ids[0] == ids[1]);
+}
+
+TEST_CASE("build: outputs local and tar, metadata file, stdin Dockerfile", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  fs::path local = fx.work.path / "rootfs-out";
+  fs::path tarball = fx.work.path / "rootfs.tar";
+  fs::path md = fx.work.path / "md.json";
+  RunResult r = fx.build("outs", "FROM busybox\nRUN echo made > /made && rm /etc/group\n", {},
+                         {"-o", "type=local,dest=" + local.string(), "-o", "type=tar,dest=" + tarball.string(),
+                          "--metadata-file", md.string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(read_file(local / "made") == "made\n");
+  CHECK_FALSE(fs::exists(local / "etc/group"));
+  CHECK(fs::exists(local / "bin/busybox"));
+  RunResult list = run_sh("tar -tf " + sh_quote(tarball.string()));
+  CHECK(list.out.find("made") != std::string::npos);
+  json meta = json::parse(read_file(md));
+  CHECK(meta["containerimage.digest"].get<std::string>().starts_with("sha256:"));
+  CHECK(meta["containerimage.config.digest"].get<std::string>().starts_with("sha256:"));
+
+  // Dockerfile from stdin; `imgbuild -f - CONTEXT` is the build command.
+  fs::path ctx = fx.work.path / "ctx-stdin";
+  fs::create_directories(ctx);
+  std::string cmd = "printf 'FROM busybox\\nRUN true\\n' | " + sh_quote(imgbuild::test::imgbuild_binary().string()) +
+                    " --root " + sh_quote(fx.root.string()) + " -f - -t fromstdin:1 --progress plain " +
+                    sh_quote(ctx.string());
+  RunResult s = run_sh(cmd);
+  INFO(s.err);
+  CHECK(s.status == 0);
+  CHECK(run_imgbuild(fx.root, {"image", "inspect", "fromstdin:1"}).status == 0);
+  // Unknown base images are named in the error.
+  RunResult missing = fx.build("missing", "FROM nosuchimage:1\n", {});
+  CHECK(missing.status == 1);
+  CHECK(missing.err.find("nosuchimage:1") != std::string::npos);
+  CHECK(missing.err.find("not found in the local store") != std::string::npos);
+}
+
+namespace {
+
+bool docker_available() {
+  if (!fs::exists("/usr/bin/docker")) {
+    return false;
+  }
+  if (run_sh("timeout 20 /usr/bin/docker info").status == 0) {
+    return true;
+  }
+  if (!fs::exists("/var/run/docker.sock")) {
+    run_sh("setsid dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 "
+           ">/tmp/imgbuild-build-test-dockerd.log 2>&1 &");
+  }
+  for (int i = 0; i < 60; ++i) {
+    if (run_sh("timeout 20 /usr/bin/docker info").status == 0) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return false;
+}
+
+// A layer's entries for comparison with dockerd's. Left out: the empty
+// mount-point directories dockerd 20.10's BuildKit leaves behind (/dev, /proc,
+// /sys, /etc touched by RUN with nothing below; current BuildKit removes
+// them), and whiteout modes (set by each engine's tar writer).
+std::string describe(const LayerFiles& files) {
+  std::string out;
+  for (const auto& [p, f] : files) {
+    bool stub_dir = (p == "dev" || p == "proc" || p == "sys" || p == "etc") && f.type == "directory";
+    if (stub_dir) {
+      bool has_children = false;
+      for (const auto& [q, g] : files) {
+        has_children = has_children || q.starts_with(p + "/");
+      }
+      if (!has_children) {
+        continue;
+      }
+    }
+    FileInfo shown = f;
+    if (p.find("/.wh.") != std::string::npos || p.starts_with(".wh.")) {
+      shown.mode = 0;
+    }
+    out += fmt_entry(p, shown);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("build: same config, history and layer files as BuildKit in dockerd", "[integration][build][docker]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (/usr/bin/docker, dockerd) is available");
+  Fixture fx;
+  std::string tag = std::to_string(::getpid());
+  std::string base = "imgbuild-it/build-base:" + tag;
+  std::string docker_image = "imgbuild-it/build-docker:" + tag;
+  REQUIRE(run_imgbuild(fx.root, {"tag", "busybox", base}).status == 0);
+  fs::path base_tar = fx.work.path / "base.tar";
+  REQUIRE(run_imgbuild(fx.root, {"save", "-o", base_tar.string(), base}).status == 0);
+  RunResult loaded = run_sh("/usr/bin/docker load -i " + sh_quote(base_tar.string()));
+  INFO(loaded.err);
+  REQUIRE(loaded.status == 0);
+
+  // Every metadata instruction but HEALTHCHECK (dockerd 20.10's BuildKit
+  // predates StartInterval and prints one duration less in its history).
+  const char* df =
+      "ARG BASE\n"
+      "FROM ${BASE} AS parent\n"
+      "ONBUILD RUN echo triggered > /onbuild.txt\n"
+      "MAINTAINER someone\n"
+      "FROM parent AS build\n"
+      "ARG GREETING=hello\n"
+      "ENV APP_HOME=/app PATH=/usr/bin:/bin\n"
+      "LABEL org.example.a=\"x y\" b=$APP_HOME\n"
+      "WORKDIR $APP_HOME\n"
+      "WORKDIR /etc\n"
+      "COPY hello.txt sub/ ./\n"
+      "COPY --chown=app:app --chmod=0600 hello.txt /home/app/owned\n"
+      "RUN true\n"
+      "RUN echo \"$GREETING\" > greeting && rm /bin/true && ln -s greeting /etc/link && ln greeting hard && "
+      "mkdir -p /var/empty && chmod 0700 /var/empty\n"
+      "USER app\n"
+      "WORKDIR /home/app/work\n"
+      "RUN echo mine > mine.txt && id > id.txt\n"
+      "EXPOSE 80 443/udp 7000-7001\n"
+      "VOLUME /data\n"
+      "SHELL [\"/bin/sh\", \"-ec\"]\n"
+      "ENTRYPOINT echo hi\n"
+      "STOPSIGNAL SIGINT\n"
+      "FROM scratch\n"
+      "COPY --from=build /etc/greeting /greeting\n"
+      "COPY --from=build /etc/link /out/\n"
+      "COPY --from=build /etc/hard /out/\n"
+      "CMD [\"/greeting\"]\n";
+  fs::path ctx = fx.work.path / "ctx-docker";
+  fs::create_directories(ctx / "sub");
+  write_file(ctx / "Dockerfile", df);
+  write_file(ctx / "hello.txt", "hello\n");
+  write_file(ctx / "sub" / "inner.txt", "inner\n");
+  for (const std::string target : {"build", ""}) {
+    fs::path ours = fx.work.path / ("ours-" + target + ".tar");
+    fs::path theirs = fx.work.path / ("theirs-" + target + ".tar");
+    std::vector<std::string> args = {"build", "--progress", "plain", "--build-arg", "BASE=" + base, "-o",
+                                     "type=docker,dest=" + ours.string()};
+    std::string target_flag;
+    if (!target.empty()) {
+      args.push_back("--target");
+      args.push_back(target);
+      target_flag = " --target " + target;
+    }
+    args.push_back(ctx.string());
+    RunResult r = run_imgbuild(fx.root, args);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    RunResult d = run_sh("DOCKER_BUILDKIT=1 /usr/bin/docker build --network none --build-arg BASE=" + base +
+                         target_flag + " -t " + docker_image + " " + sh_quote(ctx.string()) +
+                         " && /usr/bin/docker save -o " + sh_quote(theirs.string()) + " " + docker_image);
+    INFO(d.err);
+    REQUIRE(d.status == 0);
+    Saved a = read_saved(ours, fx.work.path);
+    Saved b = read_saved(theirs, fx.work.path);
+    for (const char* field : {"Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes",
+                              "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped"}) {
+      json va = a.config["config"].value(field, json());
+      json vb = b.config["config"].value(field, json());
+      if (vb.is_array() && vb.empty()) {
+        vb = json();
+      }
+      if (vb.is_object() && vb.empty()) {
+        vb = json();
+      }
+      if (vb == json("")) {
+        vb = json();
+      }
+      if (vb == json(false)) {
+        vb = json();
+      }
+      INFO(target << " config field " << field);
+      CHECK(va == vb);
+    }
+    CHECK(a.config.value("author", "") == b.config.value("author", ""));
+    REQUIRE(a.config["history"].size() == b.config["history"].size());
+    for (size_t i = 0; i < a.config["history"].size(); ++i) {
+      const json& ha = a.config["history"][i];
+      const json& hb = b.config["history"][i];
+      INFO(target << " history entry " << i);
+      CHECK(ha.value("created_by", "") == hb.value("created_by", ""));
+      CHECK(ha.value("empty_layer", false) == hb.value("empty_layer", false));
+    }
+    REQUIRE(a.layers.size() == b.layers.size());
+    for (size_t i = 1; i < a.layers.size(); ++i) {
+      INFO(target << " layer " << i);
+      CHECK(describe(a.layers[i]) == describe(b.layers[i]));
+    }
+    run_sh("/usr/bin/docker rmi " + docker_image);
+  }
+  run_sh("/usr/bin/docker rmi " + base);
+}

@@ -1,0 +1,104 @@
+// GCC 12 reports a false maybe-uninitialized for std::optional<std::string>
+// members assigned in a default-constructed aggregate (BuildOptions).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <catch2/catch.hpp>
+
+#include "builder/plan.hpp"
+
+using namespace imgbuild;
+using namespace imgbuild::builder;
+
+TEST_CASE("plan: only the stages the target needs, in order", "[builder]") {
+  const char* df =
+      "FROM busybox AS base\nRUN echo base\n"
+      "FROM base AS unused\nRUN exit 1\n"
+      "FROM scratch AS other\nCOPY x y\n"
+      "FROM base\nCOPY --from=other y z\n";
+  auto plan = make_plan(df, {});
+  REQUIRE(plan);
+  REQUIRE(plan->stages.size() == 3);
+  CHECK(plan->stages[0].name == "base");
+  CHECK(plan->stages[0].base.kind == BaseKind::image);
+  CHECK(plan->stages[0].base.name == "busybox");
+  CHECK(plan->stages[1].name == "other");
+  CHECK(plan->stages[1].base.kind == BaseKind::scratch);
+  CHECK(plan->stages[2].display_name == "stage-3");
+  CHECK(plan->stages[2].base.kind == BaseKind::stage);
+  CHECK(plan->stages[2].base.stage == 0);
+  CHECK(plan->stages[2].needs == std::vector<int>{0, 2});
+  CHECK(plan->target == 3);
+}
+
+TEST_CASE("plan: target selection and unknown targets", "[builder]") {
+  const char* df = "FROM busybox AS build\nRUN true\nFROM scratch\n";
+  BuildOptions opts;
+  opts.target = "build";
+  auto plan = make_plan(df, opts);
+  REQUIRE(plan);
+  CHECK(plan->stages.size() == 1);
+  opts.target = "bulid";
+  auto bad = make_plan(df, opts);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("did you mean build?") != std::string::npos);
+}
+
+TEST_CASE("plan: global ARGs, build args and predefined platform ARGs", "[builder]") {
+  const char* df = "ARG BASE=busy\nARG TAG=${BASE}box\nFROM ${TAG}:1\nRUN true\n";
+  auto plan = make_plan(df, {});
+  REQUIRE(plan);
+  CHECK(plan->stages[0].base.name == "busybox:1");
+  REQUIRE(plan->global_arg("TAG") != nullptr);
+  CHECK(*plan->global_arg("TAG") == "busybox");
+  REQUIRE(plan->global_arg("TARGETPLATFORM") != nullptr);
+  CHECK(*plan->global_arg("TARGETPLATFORM") == host_target_platform().str());
+  BuildOptions opts;
+  opts.build_args = {{"BASE", "alp"}};
+  auto plan2 = make_plan(df, opts);
+  REQUIRE(plan2);
+  CHECK(plan2->stages[0].base.name == "alpbox:1");
+}
+
+TEST_CASE("plan: named contexts replace images, platform must be the host", "[builder]") {
+  const char* df = "FROM base\nCOPY --from=files a b\n";
+  BuildOptions opts;
+  opts.named_contexts = {{"base", "docker-image://busybox"}, {"files", "/tmp/x"}};
+  auto plan = make_plan(df, opts);
+  REQUIRE(plan);
+  CHECK(plan->stages[0].base.kind == BaseKind::context);
+  CHECK(plan->stages[0].base.source == "docker-image://busybox");
+  SourceRef ref = plan->resolve_source("files", 0);
+  CHECK(ref.kind == BaseKind::context);
+  CHECK(ref.source == "/tmp/x");
+  CHECK(plan->resolve_source("alpine", 0).kind == BaseKind::image);
+  opts.platform = "linux/s390x-not-here";
+  CHECK_FALSE(make_plan(df, opts));
+  opts.platform = host_target_platform().str();
+  CHECK(make_plan(df, opts));
+}
+
+TEST_CASE("plan: SOURCE_DATE_EPOCH from build arg or environment", "[builder]") {
+  BuildOptions opts;
+  opts.source_date_epoch_env.emplace("100");
+  auto p = make_plan("FROM scratch\n", opts);
+  REQUIRE(p);
+  CHECK(p->source_date_epoch == 100);
+  opts.build_args = {{"SOURCE_DATE_EPOCH", "200"}};
+  p = make_plan("FROM scratch\n", opts);
+  REQUIRE(p);
+  CHECK(p->source_date_epoch == 200);
+  opts.build_args = {{"SOURCE_DATE_EPOCH", "x"}};
+  auto bad = make_plan("FROM scratch\n", opts);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message == "invalid SOURCE_DATE_EPOCH: x");
+}
+
+TEST_CASE("plan: Dockerfile errors are reported, forward refs only when needed", "[builder]") {
+  CHECK_FALSE(make_plan("RUN x\n", {}));
+  const char* df = "FROM scratch AS a\nCOPY --from=b x y\nFROM scratch AS b\nFROM scratch AS c\n";
+  BuildOptions opts;
+  opts.target = "c";
+  CHECK(make_plan(df, opts));
+  opts.target = "a";
+  auto bad = make_plan(df, opts);
+  REQUIRE_FALSE(bad);
+}
