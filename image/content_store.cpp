@@ -83,11 +83,13 @@ std::string hex_of(std::string_view digest) { return std::string(digest.substr(7
 }  // namespace
 
 fs::path default_store_root(const std::string& flag) {
+  // Relative roots are made absolute here, once: mounts and the sandbox
+  // need absolute paths, and a later chdir must not move the store.
   if (!flag.empty()) {
-    return flag;
+    return fs::absolute(flag).lexically_normal();
   }
   if (const char* env = std::getenv("IMGBUILD_ROOT"); env != nullptr && *env != '\0') {
-    return env;
+    return fs::absolute(env).lexically_normal();
   }
   if (::geteuid() == 0) {
     return "/var/lib/imgbuild";

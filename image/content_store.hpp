@@ -26,7 +26,8 @@ namespace imgbuild::image {
 
 /// Resolves the store root: `flag` (--root) if set, else $IMGBUILD_ROOT, else
 /// /var/lib/imgbuild for root and $XDG_DATA_HOME/imgbuild (default
-/// ~/.local/share/imgbuild) for other users.
+/// ~/.local/share/imgbuild) for other users. Always absolute: a relative --root or $IMGBUILD_ROOT is taken from the
+/// current directory.
 std::filesystem::path default_store_root(const std::string& flag);
 
 /// Read access and layout of blobs/ and tmp/ below a store root.

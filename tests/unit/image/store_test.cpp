@@ -113,6 +113,7 @@ TEST_CASE("identical blobs are stored once and unwanted ones dropped", "[image]"
 
 TEST_CASE("the store root follows --root, IMGBUILD_ROOT, then the default", "[image]") {
   CHECK(default_store_root("/x/y") == fs::path("/x/y"));
+  CHECK(default_store_root("rel/./root") == fs::current_path() / "rel" / "root");
   ::setenv("IMGBUILD_ROOT", "/from/env", 1);
   CHECK(default_store_root("") == fs::path("/from/env"));
   ::unsetenv("IMGBUILD_ROOT");
