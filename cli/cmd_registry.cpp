@@ -194,6 +194,7 @@ void run_pull(const Context& ctx, const TransferOptions& opt) {
     std::printf("%s: Pulling from %s\n", ref.digest.empty() ? (ref.tag.empty() ? "latest" : ref.tag.c_str())
                                                               : ref.digest.c_str(),
                 ref.familiar_name().c_str());
+    std::fflush(stdout);
   }
   auto pulled = unwrap(registry::pull_image(client, *store, ref, platform, progress_printer(opt.quiet)));
   if (opt.quiet) {
@@ -214,6 +215,7 @@ void run_push(const Context& ctx, const TransferOptions& opt) {
   registry::Client client = transfer_client(opt);
   if (!opt.quiet) {
     std::printf("The push refers to repository [%s]\n", dest.name().c_str());
+    std::fflush(stdout);
   }
   auto pushed = unwrap(registry::push_image(client, *store, opt.ref, dest, progress_printer(opt.quiet)));
   std::string tag = dest.digest.empty() ? (dest.tag.empty() ? "latest" : dest.tag) : dest.digest;

@@ -137,6 +137,38 @@ TEST_CASE("imgbuild push and pull round-trip an image through a real registry", 
   CHECK(has_text(mounted, ": Mounted from base"));
   CHECK(has_text(mounted, "v2: digest: " + original.manifest));
 
+  // A build FROM the registry image with an empty store pulls it.
+  fs::path build_root = work.path() / "build-root";
+  fs::path ctx = work.path() / "ctx";
+  fs::create_directories(ctx);
+  imgbuild::test::spit(ctx / "Dockerfile", "FROM " + base + "\nCOPY hello.txt /hello.txt\nENV GREETING=hi\n");
+  imgbuild::test::spit(ctx / "hello.txt", "hello\n");
+  fs::path build_log = work.path() / "build.log";
+  rc = imgbuild_run(build_root, {"build", "-t", "derived:1", ctx.string()}, build_log);
+  {
+    INFO(slurp(build_log));
+    REQUIRE(rc == 0);
+  }
+  StoredImage from_registry = stored(build_root, base);
+  CHECK(from_registry.manifest == original.manifest);
+  StoredImage derived = stored(build_root, "derived:1");
+  REQUIRE(derived.layers.size() == original.layers.size() + 1);
+  CHECK(derived.layers.at(0) == original.layers.at(0));
+  CHECK(has_text(slurp(build_log), "pulling " + base));
+
+  // --pull checks the registry even though the base is stored now.
+  fs::path repull_log = work.path() / "build-pull.log";
+  rc = imgbuild_run(build_root, {"build", "--pull", "-t", "derived:2", ctx.string()}, repull_log);
+  std::string repull = slurp(repull_log);
+  CHECK(rc == 0);
+  CHECK(has_text(repull, "pulling " + base));
+  CHECK_FALSE(has_text(repull, "Pull complete"));
+  // Without --pull the stored base is used as is.
+  fs::path local_log = work.path() / "build-local.log";
+  rc = imgbuild_run(build_root, {"build", "-t", "derived:3", ctx.string()}, local_log);
+  CHECK(rc == 0);
+  CHECK_FALSE(has_text(slurp(local_log), "pulling "));
+
   // skopeo reads what imgbuild pushed.
   if (::access("/usr/bin/skopeo", X_OK) == 0 || imgbuild::test::in_ci()) {
     fs::path skopeo_log = work.path() / "skopeo.log";
