@@ -201,3 +201,51 @@ TEST_CASE("imgbuild pull names missing images and repositories clearly", "[regis
   REQUIRE(images);
   CHECK(images->empty());
 }
+
+TEST_CASE("imgbuild push and pull over TLS with htpasswd use the login and --cert-dir", "[registry][real]") {
+  IMGBUILD_REQUIRE_PREREQ(TestRegistry::missing_prerequisite().empty(), TestRegistry::missing_prerequisite());
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  TestRegistry reg(RegistrySpec{true, "alice", "wonderland"});
+  TempDir work;
+  fs::path docker_config = work.path() / "docker";
+  fs::create_directories(docker_config);
+  ::setenv("DOCKER_CONFIG", docker_config.c_str(), 1);
+  struct UnsetOnExit {
+    ~UnsetOnExit() { ::unsetenv("DOCKER_CONFIG"); }
+  } unset_on_exit;
+  fs::path src_root = work.path() / "src";
+  import_busybox(src_root, work.path(), "bb:1");
+  StoredImage original = stored(src_root, "bb:1");
+  std::string dest = reg.host() + "/secure/bb:1";
+  std::string certs = reg.certs_dir().string();
+
+  // Not logged in: refused, naming the registry.
+  fs::path refused_log = work.path() / "refused.log";
+  CHECK(imgbuild_run(src_root, {"push", "--cert-dir", certs, "bb:1", dest}, refused_log) != 0);
+  CHECK(has_text(slurp(refused_log), reg.host()));
+
+  int rc = imgbuild::test::run_command(
+      {"sh", "-c", "printf %s wonderland | \"$0\" login -u alice --password-stdin --cert-dir \"$1\" \"$2\"",
+       imgbuild::test::imgbuild_binary().string(), certs, reg.host()},
+      work.path() / "login.log");
+  REQUIRE(rc == 0);
+  fs::path push_log = work.path() / "push.log";
+  rc = imgbuild_run(src_root, {"push", "--cert-dir", certs, "bb:1", dest}, push_log);
+  {
+    INFO(slurp(push_log));
+    REQUIRE(rc == 0);
+  }
+  CHECK(has_text(slurp(push_log), "1: digest: " + original.manifest));
+
+  fs::path dst_root = work.path() / "dst";
+  fs::path pull_log = work.path() / "pull.log";
+  rc = imgbuild_run(dst_root, {"pull", "--cert-dir", certs, dest}, pull_log);
+  {
+    INFO(slurp(pull_log));
+    REQUIRE(rc == 0);
+  }
+  StoredImage copy = stored(dst_root, dest);
+  CHECK(copy.manifest == original.manifest);
+  CHECK(copy.config == original.config);
+  CHECK(copy.layers == original.layers);
+}
