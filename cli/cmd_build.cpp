@@ -28,6 +28,7 @@
 #include "builder/plan.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
+#include "cli/pull_resolver.hpp"
 #include "image/archive.hpp"
 #include "snapshot/diff.hpp"
 #include "util/fd.hpp"
@@ -349,7 +350,7 @@ void run_build(BuildFlags& f, Context& ctx) {
   exec.now_nsec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since).count() %
                                         1000000000LL);
 
-  auto resolver = builder::make_store_resolver(*store);
+  auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   if (!built) {
     const Error& e = built.error();
@@ -432,7 +433,7 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--jobs", flags->jobs, "Stages built in parallel (default: number of cores)");
   cmd->add_option("--iidfile", flags->iidfile, "Write the image ID to the file");
   cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
-  cmd->add_flag("--pull", flags->pull, "Always attempt to pull referenced images (registry pulls: not yet)");
+  cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
   cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
   cmd->callback([flags, &ctx]() {
     static const std::set<std::string> k_networks = {"default", "none", "host"};

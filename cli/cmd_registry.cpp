@@ -7,12 +7,17 @@
 
 #include <cstdio>
 #include <cerrno>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
+#include "cli/image_common.hpp"
 #include "registry/client.hpp"
+#include "registry/platform.hpp"
+#include "registry/transfer.hpp"
 #include "registry/credentials.hpp"
 #include "registry/reference.hpp"
 #include "util/strings.hpp"
@@ -150,10 +155,98 @@ void run_logout(const std::string& registry_arg) {
   std::printf("Removing login credentials for %s\n", host.c_str());
 }
 
+struct TransferOptions {
+  std::string ref;
+  std::string dest;
+  std::string platform;
+  bool tls_verify = true;
+  std::string cert_dir;
+  bool quiet = false;
+};
+
+registry::Client transfer_client(const TransferOptions& opt) {
+  registry::ClientOptions o = client_options(opt.tls_verify, opt.cert_dir);
+  o.credentials = registry::docker_config_credentials();
+  return registry::Client(std::move(o));
+}
+
+registry::TransferProgress progress_printer(bool quiet) {
+  if (quiet) {
+    return {};
+  }
+  auto mutex = std::make_shared<std::mutex>();
+  return [mutex](const std::string& id, const std::string& status) {
+    std::lock_guard lock(*mutex);
+    std::printf("%s: %s\n", id.c_str(), status.c_str());
+    std::fflush(stdout);
+  };
+}
+
+void run_pull(const Context& ctx, const TransferOptions& opt) {
+  image::Reference ref = unwrap(image::parse_reference(opt.ref));
+  registry::Platform platform = registry::host_platform();
+  if (!opt.platform.empty()) {
+    platform = unwrap(registry::parse_platform(opt.platform));
+  }
+  auto store = open_store(ctx);
+  registry::Client client = transfer_client(opt);
+  if (!opt.quiet) {
+    std::printf("%s: Pulling from %s\n", ref.digest.empty() ? (ref.tag.empty() ? "latest" : ref.tag.c_str())
+                                                              : ref.digest.c_str(),
+                ref.familiar_name().c_str());
+    std::fflush(stdout);
+  }
+  auto pulled = unwrap(registry::pull_image(client, *store, ref, platform, progress_printer(opt.quiet)));
+  if (opt.quiet) {
+    std::printf("%s\n", ref.str().c_str());
+    return;
+  }
+  std::printf("Digest: %s\n", pulled.manifest_digest.c_str());
+  std::printf("Status: %s for %s\n",
+              pulled.up_to_date ? "Image is up to date" : "Downloaded newer image",
+              ref.familiar().c_str());
+  std::printf("%s\n", ref.str().c_str());
+}
+
+void run_push(const Context& ctx, const TransferOptions& opt) {
+  std::string dest_text = opt.dest.empty() ? opt.ref : opt.dest;
+  image::Reference dest = unwrap(image::parse_reference(dest_text));
+  auto store = open_store(ctx);
+  registry::Client client = transfer_client(opt);
+  if (!opt.quiet) {
+    std::printf("The push refers to repository [%s]\n", dest.name().c_str());
+    std::fflush(stdout);
+  }
+  auto pushed = unwrap(registry::push_image(client, *store, opt.ref, dest, progress_printer(opt.quiet)));
+  std::string tag = dest.digest.empty() ? (dest.tag.empty() ? "latest" : dest.tag) : dest.digest;
+  std::printf("%s: digest: %s size: %llu\n", tag.c_str(), pushed.manifest_digest.c_str(),
+              static_cast<unsigned long long>(pushed.manifest_size));
+}
+
+void add_transfer_flags(CLI::App* cmd, TransferOptions& opt) {
+  cmd->add_option("--tls-verify", opt.tls_verify, "Verify the registry's TLS certificate (default true)");
+  cmd->add_option("--cert-dir", opt.cert_dir,
+                  "Per-registry certificate directory (default /etc/docker/certs.d)");
+  cmd->add_flag("-q,--quiet", opt.quiet, "Suppress progress output");
+}
+
 }  // namespace
 
 void register_registry_commands(CLI::App& app, Context& ctx) {
-  (void)ctx;
+  auto pull_opts = std::make_shared<TransferOptions>();
+  auto* pull = app.add_subcommand("pull", "Download an image from a registry");
+  pull->add_option("ref", pull_opts->ref, "Image reference (NAME[:TAG|@DIGEST])")->required();
+  pull->add_option("--platform", pull_opts->platform, "Platform to pull (os/arch[/variant]; default the host's)");
+  add_transfer_flags(pull, *pull_opts);
+  pull->callback([&ctx, pull_opts] { run_pull(ctx, *pull_opts); });
+
+  auto push_opts = std::make_shared<TransferOptions>();
+  auto* push = app.add_subcommand("push", "Upload an image to a registry");
+  push->add_option("ref", push_opts->ref, "Image in the local store")->required();
+  push->add_option("dest", push_opts->dest, "Destination reference (default REF)");
+  add_transfer_flags(push, *push_opts);
+  push->callback([&ctx, push_opts] { run_push(ctx, *push_opts); });
+
   auto login_opts = std::make_shared<LoginOptions>();
   auto* login = app.add_subcommand("login", "Log in to a registry (saved in docker's config.json)");
   login->add_option("registry", login_opts->registry, "Registry host[:port] (default Docker Hub)");

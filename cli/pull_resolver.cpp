@@ -1,0 +1,84 @@
+// Store-then-registry base image resolution (see pull_resolver.hpp).
+
+#include "cli/pull_resolver.hpp"
+
+#include <cstdio>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "image/reference.hpp"
+#include "registry/client.hpp"
+#include "registry/platform.hpp"
+#include "registry/transfer.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::cli {
+
+namespace {
+
+class PullResolver final : public builder::ImageResolver {
+public:
+  PullResolver(image::ImageStore& store, bool pull_always, std::string platform)
+      : m_store(store), m_pull_always(pull_always), m_platform(std::move(platform)) {}
+
+  Result<image::LoadedImage> resolve(const std::string& reference) override {
+    if (!m_pull_always) {
+      auto rec = m_store.resolve(reference);
+      if (rec) {
+        return m_store.load(*rec);
+      }
+      if (rec.error().code != Errc::not_found) {
+        return fail(std::move(rec).error());
+      }
+    }
+    auto ref = image::parse_reference(reference);
+    if (!ref) {
+      // Not a reference (an image ID, say): only the store can have it.
+      TRY(image::ImageRecord rec, m_store.resolve(reference));
+      return m_store.load(rec);
+    }
+    if (auto pulled = pull(*ref); !pulled) {
+      const char* where = m_pull_always ? "" : " not found in the local store, and";
+      return fail(pulled.error().code, fmt::format("base image {}{} pulling it failed: {}",
+                                                   str::go_quote(reference), where, pulled.error().message));
+    }
+    TRY(image::ImageRecord rec, m_store.resolve(ref->str()));
+    return m_store.load(rec);
+  }
+
+private:
+  Result<void> pull(const image::Reference& ref) {
+    std::lock_guard lock(m_mutex);
+    registry::Platform platform = registry::host_platform();
+    if (!m_platform.empty()) {
+      TRY(platform, registry::parse_platform(m_platform));
+    }
+    if (!m_client) {
+      registry::ClientOptions o;
+      o.credentials = registry::docker_config_credentials();
+      m_client = std::make_unique<registry::Client>(std::move(o));
+    }
+    std::fprintf(stderr, "pulling %s\n", ref.familiar().c_str());
+    auto progress = [](const std::string& id, const std::string& status) {
+      std::fprintf(stderr, "%s: %s\n", id.c_str(), status.c_str());
+    };
+    TRY_VOID(registry::pull_image(*m_client, m_store, ref, platform, progress));
+    return ok();
+  }
+
+  image::ImageStore& m_store;
+  bool m_pull_always = false;
+  std::string m_platform;
+  std::mutex m_mutex;
+  std::unique_ptr<registry::Client> m_client;
+};
+
+}  // namespace
+
+std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
+                                                           const std::string& platform) {
+  return std::make_unique<PullResolver>(store, pull_always, platform);
+}
+
+}  // namespace imgbuild::cli

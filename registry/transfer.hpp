@@ -1,0 +1,51 @@
+#pragma once
+// Whole-image transfers between the local image store and a registry: pull
+// (manifest for one platform, then config and layers into a Staging, verified
+// against their digests and the config's diff_ids, committed in one step)
+// and push (layers and config with HEAD-exists checks and cross-repository
+// mounts, then the manifest).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "image/reference.hpp"
+#include "image/store.hpp"
+#include "registry/client.hpp"
+#include "registry/platform.hpp"
+#include "util/result.hpp"
+
+namespace imgbuild::registry {
+
+/// One progress line: the short blob id and what happened ("Pull complete",
+/// "Already exists", "Pushed", "Layer already exists", "Mounted from a/b").
+using TransferProgress = std::function<void(const std::string& short_id, const std::string& status)>;
+
+/// What pull_image stored.
+struct PullResult {
+  std::string manifest_digest;
+  std::string config_digest;
+  /// True when every blob was already in the store (nothing downloaded).
+  bool up_to_date = false;
+};
+
+/// Pulls the image `ref` names for `platform` into `store` and names it `ref`.
+/// Blobs already in the store are not downloaded again; layers download
+/// concurrently. Nothing unverified enters the store.
+Result<PullResult> pull_image(Client& client, image::ImageStore& store, const image::Reference& ref,
+                              const Platform& platform, const TransferProgress& progress = {});
+
+/// What push_image sent.
+struct PushResult {
+  std::string manifest_digest;
+  uint64_t manifest_size = 0;
+};
+
+/// Pushes the stored image `source` (anything ImageStore::resolve takes) to
+/// `dest`: blobs first (mounted from another repository of the same registry
+/// that the store knows holds the image, when there is one), then the
+/// manifest under dest's tag (or digest).
+Result<PushResult> push_image(Client& client, image::ImageStore& store, const std::string& source,
+                              const image::Reference& dest, const TransferProgress& progress = {});
+
+}  // namespace imgbuild::registry
