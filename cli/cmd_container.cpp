@@ -112,12 +112,15 @@ void add_run(CLI::App* sub, Context& ctx) {
   auto opt = std::make_shared<Opt>();
   sub->add_flag("--rm", opt->rm, "Remove the container when it exits");
   sub->add_option("--name", opt->name, "Name of the container");
-  sub->add_option("-e,--env", opt->env, "Set an environment variable (K=V, or K to copy it from here)");
+  sub->add_option("-e,--env", opt->env, "Set an environment variable (K=V, or K to copy it from here)")
+      ->allow_extra_args(false);
   sub->add_option("-u,--user", opt->user, "User (name|uid[:group|gid])");
   sub->add_option("-w,--workdir", opt->workdir, "Working directory inside the container");
   sub->add_option("--network", opt->network, "Network: host or none")->check(CLI::IsMember({"host", "none"}));
   sub->add_option("--entrypoint", opt->entrypoint, "Override the image's ENTRYPOINT");
   sub->prefix_command();
+  sub->allow_extras();
+  sub->fallthrough(false);
   sub->callback([sub, &ctx, opt]() {
     std::vector<std::string> rest = sub->remaining();
     if (rest.empty()) {
@@ -241,7 +244,8 @@ void add_commit(CLI::App* sub, Context& ctx) {
   sub->add_option("reference", opt->ref, "REPOSITORY[:TAG] for the new image");
   sub->add_option("-m,--message", opt->message, "Commit message");
   sub->add_option("-a,--author", opt->author, "Author");
-  sub->add_option("-c,--change", opt->changes, "Apply a Dockerfile instruction to the image config");
+  sub->add_option("-c,--change", opt->changes, "Apply a Dockerfile instruction to the image config")
+      ->allow_extra_args(false);
   sub->callback([&ctx, opt]() {
     auto store = open_store(ctx);
     auto [dir, rec] = find_container(*store, opt->container);
