@@ -30,7 +30,7 @@ std::string busybox_rootfs_tar() {
   using imgbuild::test::dir;
   using imgbuild::test::file;
   std::vector<imgbuild::test::SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
-  for (const char* applet : {"sh", "echo", "cat", "pwd", "ls", "rm", "id"}) {
+  for (const char* applet : {"sh", "echo", "cat", "pwd", "ls", "rm", "id", "tail", "cut"}) {
     entries.push_back(imgbuild::test::symlink_entry(std::string("bin/") + applet, "busybox"));
   }
   entries.push_back(dir("etc"));
@@ -113,6 +113,12 @@ TEST_CASE("run applies -e, -w, -u and --entrypoint as docker does", "[integratio
   INFO(r.err);
   CHECK(r.status == 0);
   CHECK(r.out == "hello world\n");
+
+  // --network none: a fresh network namespace with only the loopback interface.
+  r = f.run({"run", "--rm", "--network", "none", "base", "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "    lo\n");
 
   // The image has no Cmd: running it without a command is an error.
   r = f.run({"run", "--rm", "base"});
