@@ -38,6 +38,7 @@
 #include "sandbox/user.hpp"
 #include "snapshot/apply.hpp"
 #include "snapshot/diff.hpp"
+#include "snapshot/layer_dirs.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
@@ -80,11 +81,6 @@ std::string random_hex() {
   static std::mt19937_64 rng(std::random_device{}());
   std::lock_guard lock(mu);
   return fmt::format("{:016x}", rng());
-}
-
-std::string hex_of(const std::string& digest) {
-  size_t colon = digest.find(':');
-  return colon == std::string::npos ? digest : digest.substr(colon + 1);
 }
 
 std::string oci_layer_type(const std::string& media_type) {
@@ -163,81 +159,7 @@ std::vector<fsys::path> dirs_of(const std::vector<Layer>& layers) {
   return out;
 }
 
-// Unpacked base layers, one directory per diff_id under <root>/snapshots.
-class LayerDirs {
-public:
-  explicit LayerDirs(fsys::path root) : m_root(std::move(root)) {}
-
-  fsys::path dir_for(const std::string& diff_id) const { return m_root / hex_of(diff_id) / "fs"; }
-
-  Result<fsys::path> ensure(const image::ContentStore& content, const image::LayerRecord& rec) {
-    fsys::path want = dir_for(rec.diff_id);
-    std::error_code ec;
-    std::unique_lock lock(m_mu);
-    m_cv.wait(lock, [&] { return m_busy.count(rec.diff_id) == 0; });
-    if (fsys::is_directory(want, ec)) {
-      return want;
-    }
-    m_busy.insert(rec.diff_id);
-    lock.unlock();
-    auto result = unpack(content, rec, want);
-    lock.lock();
-    m_busy.erase(rec.diff_id);
-    m_cv.notify_all();
-    return result;
-  }
-
-  // A fresh parent for a new layer directory: <root>/<hex> when absent.
-  fsys::path root() const { return m_root; }
-
-private:
-  Result<fsys::path> unpack(const image::ContentStore& content, const image::LayerRecord& rec, const fsys::path& want) {
-    std::error_code ec;
-    fsys::path tmp = m_root / (".unpack-" + random_hex());
-    fsys::create_directories(tmp / "fs", ec);
-    if (ec) {
-      return fail(Errc::io, fmt::format("cannot create {}: {}", tmp.string(), ec.message()));
-    }
-    auto cleanup = [&] {
-      std::error_code ec2;
-      fsys::remove_all(tmp, ec2);
-    };
-    fsys::path blob = content.blob_path(rec.blob_digest);
-    int fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      cleanup();
-      return fail(Errc::not_found, fmt::format("layer blob {} is missing from the store", rec.blob_digest));
-    }
-    UniqueFd owned(fd);
-    snapshot::ApplyOptions opts;
-    opts.mode = snapshot::ApplyMode::overlay_lower;
-    auto applied = snapshot::apply_layer_fd((tmp / "fs").string(), fd, "layer " + rec.blob_digest, opts);
-    if (!applied) {
-      cleanup();
-      return fail(std::move(applied).error());
-    }
-    if (!rec.diff_id.empty() && applied->diff_id.str() != rec.diff_id) {
-      cleanup();
-      return fail(Errc::corrupt, fmt::format("layer {} has diff_id {}, the image config says {}", rec.blob_digest,
-                                             applied->diff_id.str(), rec.diff_id));
-    }
-    fsys::create_directories(want.parent_path().parent_path(), ec);
-    if (::rename(tmp.c_str(), want.parent_path().c_str()) != 0) {
-      cleanup();
-      if (fsys::is_directory(want, ec)) {
-        return want;
-      }
-      return fail(Errc::io, fmt::format("cannot move layer directory into place at {}: {}",
-                                        want.parent_path().string(), std::strerror(errno)));
-    }
-    return want;
-  }
-
-  fsys::path m_root;
-  std::mutex m_mu;
-  std::condition_variable m_cv;
-  std::set<std::string> m_busy;
-};
+using snapshot::LayerDirs;
 
 // ---- the build ----------------------------------------------------------------
 
@@ -364,7 +286,8 @@ Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const 
       rec.diff_id = diff_ids[i];
     }
     rec.media_type = d.media_type;
-    TRY(fsys::path dir, m_layer_dirs.ensure(m_store.content(), rec));
+    TRY(fsys::path dir,
+        m_layer_dirs.ensure(m_store.content().blob_path(rec.blob_digest), rec.blob_digest, rec.diff_id));
     res.layers.push_back(Layer{rec, dir});
   }
   return res;

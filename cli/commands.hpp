@@ -46,5 +46,7 @@ void register_build_commands(CLI::App& app, Context& ctx);
 
 /// login, logout (cli/cmd_registry.cpp).
 void register_registry_commands(CLI::App& app, Context& ctx);
+/// run, commit, ps, rm (cli/cmd_container.cpp).
+void register_container_commands(CLI::App& app, Context& ctx);
 
 }  // namespace imgbuild::cli

@@ -1,0 +1,404 @@
+// Containers: run (an image's command in a snapshot view), commit (a kept
+// container's changes as a new image), ps, rm.
+//
+// A kept container (run without --rm) is a directory <store>/containers/<id>/
+// holding container.json (id, name, image ID, command, created, exit code)
+// and upper/, the view's changes in overlayfs upper form. No metadata schema
+// migration: the record file is the whole state.
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "builder/config.hpp"
+#include "cli/commands.hpp"
+#include "cli/image_common.hpp"
+#include "image/change.hpp"
+#include "sandbox/sandbox.hpp"
+#include "snapshot/diff.hpp"
+#include "snapshot/layer_dirs.hpp"
+#include "snapshot/snapshotter.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::cli {
+namespace {
+
+namespace fsys = std::filesystem;
+
+fsys::path store_root(const image::ImageStore& store) { return store.content().root(); }
+
+// The image's layer directories, lowest first, unpacked when needed; a
+// directory that occurs twice is kept at its topmost position only.
+std::vector<fsys::path> layer_dirs_of(image::ImageStore& store, const image::LoadedImage& img) {
+  const auto& diff_ids = img.config.rootfs.diff_ids;
+  if (diff_ids.size() != img.manifest.layers.size()) {
+    throw CommandError{fmt::format("image {} has {} layers but {} diff_ids", img.record.config_digest,
+                                   img.manifest.layers.size(), diff_ids.size()),
+                       1};
+  }
+  snapshot::LayerDirs dirs(store_root(store) / "snapshots");
+  std::vector<fsys::path> all;
+  for (size_t i = 0; i < diff_ids.size(); ++i) {
+    const auto& d = img.manifest.layers[i];
+    all.push_back(unwrap(dirs.ensure(store.content().blob_path(d.digest), d.digest, diff_ids[i])));
+  }
+  std::vector<fsys::path> out;
+  std::set<fsys::path> seen;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    if (seen.insert(*it).second) {
+      out.insert(out.begin(), *it);
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<snapshot::Snapshotter> open_snapshotter(const image::ImageStore& store) {
+  snapshot::SnapshotterConfig cfg;
+  cfg.work_dir = store_root(store) / "snapshots" / "work";
+  cfg.runtime_dir = store_root(store) / "run";
+  return unwrap(snapshot::make_snapshotter("auto", cfg));
+}
+
+std::string now_rfc3339() { return builder::format_rfc3339(static_cast<int64_t>(std::time(nullptr))); }
+
+fsys::path containers_dir(const image::ImageStore& store) { return store_root(store) / "containers"; }
+
+// Finds a kept container by full id, unique id prefix, or name.
+std::pair<fsys::path, nlohmann::json> find_container(const image::ImageStore& store, const std::string& arg) {
+  std::vector<std::pair<fsys::path, nlohmann::json>> hits;
+  std::error_code ec;
+  for (const auto& entry : fsys::directory_iterator(containers_dir(store), ec)) {
+    std::ifstream in(entry.path() / "container.json");
+    if (!in) {
+      continue;
+    }
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      continue;
+    }
+    std::string id = j.value("id", "");
+    if (j.value("name", "") == arg || id == arg) {
+      return {entry.path(), j};
+    }
+    if (!arg.empty() && id.starts_with(arg)) {
+      hits.emplace_back(entry.path(), j);
+    }
+  }
+  if (hits.size() == 1) {
+    return hits.front();
+  }
+  if (hits.size() > 1) {
+    throw CommandError{fmt::format("container id prefix {} is ambiguous", arg), 1};
+  }
+  throw CommandError{fmt::format("No such container: {}", arg), 1};
+}
+
+void add_run(CLI::App* sub, Context& ctx) {
+  struct Opt {
+    bool rm = false;
+    std::string name;
+    std::vector<std::string> env;
+    std::string user;
+    std::string workdir;
+    std::string network = "host";
+    std::optional<std::string> entrypoint;
+  };
+  auto opt = std::make_shared<Opt>();
+  sub->add_flag("--rm", opt->rm, "Remove the container when it exits");
+  sub->add_option("--name", opt->name, "Name of the container");
+  sub->add_option("-e,--env", opt->env, "Set an environment variable (K=V, or K to copy it from here)")
+      ->allow_extra_args(false);
+  sub->add_option("-u,--user", opt->user, "User (name|uid[:group|gid])");
+  sub->add_option("-w,--workdir", opt->workdir, "Working directory inside the container");
+  sub->add_option("--network", opt->network, "Network: host or none")->check(CLI::IsMember({"host", "none"}));
+  sub->add_option("--entrypoint", opt->entrypoint, "Override the image's ENTRYPOINT");
+  sub->prefix_command();
+  sub->allow_extras();
+  sub->fallthrough(false);
+  sub->callback([sub, &ctx, opt]() {
+    std::vector<std::string> rest = sub->remaining();
+    if (rest.empty()) {
+      throw CommandError{"run needs an image", 1};
+    }
+    std::string image_arg = rest.front();
+    std::vector<std::string> cmd(rest.begin() + 1, rest.end());
+    auto store = open_store(ctx);
+    if (!opt->rm && !opt->name.empty()) {
+      std::error_code ec;
+      for (const auto& entry : fsys::directory_iterator(containers_dir(*store), ec)) {
+        std::ifstream in(entry.path() / "container.json");
+        nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+        if (!j.is_discarded() && j.is_object() && j.value("name", "") == opt->name) {
+          throw CommandError{fmt::format("the container name {} is already in use", opt->name), 1};
+        }
+      }
+    }
+    image::LoadedImage img = unwrap(store->load(unwrap(store->resolve(image_arg))));
+    image::ContainerConfig cc = img.config.config.value_or(image::ContainerConfig{});
+
+    // docker's rules: --entrypoint replaces the entrypoint and drops the
+    // image's Cmd; command arguments replace the Cmd.
+    std::vector<std::string> argv;
+    std::vector<std::string> image_cmd = cc.cmd.value_or(std::vector<std::string>{});
+    if (opt->entrypoint) {
+      if (!opt->entrypoint->empty()) {
+        argv.push_back(*opt->entrypoint);
+      }
+      image_cmd.clear();
+    } else if (cc.entrypoint) {
+      argv = *cc.entrypoint;
+    }
+    const auto& args = cmd.empty() ? image_cmd : cmd;
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (argv.empty()) {
+      throw CommandError{fmt::format("no command specified for image {}", image_arg), 125};
+    }
+
+    sandbox::RunSpec spec;
+    spec.env = cc.env;
+    for (const auto& e : opt->env) {
+      std::string kv = e;
+      if (e.find('=') == std::string::npos) {
+        const char* v = std::getenv(e.c_str());
+        if (v == nullptr) {
+          continue;
+        }
+        kv = e + "=" + v;
+      }
+      std::string key = kv.substr(0, kv.find('='));
+      std::erase_if(spec.env, [&](const std::string& x) { return x.substr(0, x.find('=')) == key; });
+      spec.env.push_back(kv);
+    }
+    spec.argv = argv;
+    spec.user = opt->user.empty() ? cc.user : opt->user;
+    spec.workdir = !opt->workdir.empty() ? opt->workdir : (cc.working_dir.empty() ? "/" : cc.working_dir);
+    if (!spec.workdir.starts_with("/")) {
+      throw CommandError{fmt::format("the working directory {} is not absolute", spec.workdir), 125};
+    }
+    spec.network = opt->network == "none" ? sandbox::NetworkMode::none : sandbox::NetworkMode::host;
+    spec.stdio = sandbox::Stdio::inherit;
+
+    std::vector<fsys::path> dirs = layer_dirs_of(*store, img);
+    auto snapshotter = open_snapshotter(*store);
+    auto sb = unwrap(sandbox::make_sandbox("auto"));
+    auto view = unwrap(snapshotter->prepare(dirs));
+    spec.rootfs = view->root();
+    std::string id = snapshot::LayerDirs::random_hex() + snapshot::LayerDirs::random_hex();
+    spec.hostname = id.substr(0, 12);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    auto result = sb->run(spec);
+    if (!result) {
+      (void)view->remove();
+      throw CommandError{result.error().to_string(), 125};
+    }
+    if (opt->rm) {
+      unwrap(view->remove());
+    } else {
+      fsys::path dir = containers_dir(*store) / id;
+      std::error_code ec;
+      fsys::create_directories(dir, ec);
+      if (ec) {
+        throw CommandError{fmt::format("cannot create {}: {}", dir.string(), ec.message()), 1};
+      }
+      unwrap(view->commit(dir / "upper"));
+      nlohmann::json j;
+      j["id"] = id;
+      j["name"] = opt->name.empty() ? "c_" + id.substr(0, 12) : opt->name;
+      j["image"] = img.record.config_digest;
+      j["image_arg"] = image_arg;
+      j["command"] = argv;
+      j["created"] = now_rfc3339();
+      j["exit_code"] = result->exit_code;
+      std::ofstream out(dir / "container.json.tmp");
+      out << j.dump(2) << "\n";
+      out.close();
+      if (!out) {
+        throw CommandError{fmt::format("cannot write {}", (dir / "container.json").string()), 1};
+      }
+      fsys::rename(dir / "container.json.tmp", dir / "container.json", ec);
+      if (ec) {
+        throw CommandError{fmt::format("cannot write {}: {}", (dir / "container.json").string(), ec.message()), 1};
+      }
+    }
+    ctx.exit_code = result->exit_code;
+  });
+}
+
+void add_commit(CLI::App* sub, Context& ctx) {
+  struct Opt {
+    std::string container;
+    std::string ref;
+    std::string message;
+    std::string author;
+    std::vector<std::string> changes;
+  };
+  auto opt = std::make_shared<Opt>();
+  sub->add_option("container", opt->container, "Container id or name")->required();
+  sub->add_option("reference", opt->ref, "REPOSITORY[:TAG] for the new image");
+  sub->add_option("-m,--message", opt->message, "Commit message");
+  sub->add_option("-a,--author", opt->author, "Author");
+  sub->add_option("-c,--change", opt->changes, "Apply a Dockerfile instruction to the image config")
+      ->allow_extra_args(false);
+  sub->callback([&ctx, opt]() {
+    auto store = open_store(ctx);
+    auto [dir, rec] = find_container(*store, opt->container);
+    std::vector<image::Reference> names;
+    if (!opt->ref.empty()) {
+      image::Reference r = unwrap(image::parse_reference(opt->ref));
+      if (!r.digest.empty()) {
+        throw CommandError{fmt::format("cannot commit to a digest reference: {}", opt->ref), 1};
+      }
+      names.push_back(r);
+    }
+    image::LoadedImage img = unwrap(store->load(unwrap(store->resolve(rec.value("image", "")))));
+    std::vector<fsys::path> dirs = layer_dirs_of(*store, img);
+    std::vector<std::string> lowers;
+    for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+      lowers.push_back(it->string());
+    }
+    image::ImageConfig cfg = img.config;
+    image::ContainerConfig cc = cfg.config.value_or(image::ContainerConfig{});
+    for (const auto& c : opt->changes) {
+      unwrap(image::apply_change(cc, c));
+    }
+    cfg.config = cc;
+
+    auto staging = unwrap(image::Staging::create(store->content()));
+    auto writer = unwrap(staging->writer());
+    auto diff = unwrap(snapshot::diff_overlay(
+        (dir / "upper").string(), lowers,
+        [&](const void* data, size_t size) -> Result<void> { return writer.write(data, size); }));
+    std::string layer_digest = unwrap(writer.commit());
+
+    image::LayerRecord layer;
+    layer.blob_digest = layer_digest;
+    layer.diff_id = diff.layer.diff_id.str();
+    layer.media_type = std::string(image::media::oci_layer_gzip);
+    layer.blob_size = static_cast<int64_t>(diff.layer.size);
+    layer.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
+
+    std::string created = now_rfc3339();
+    cfg.created = created;
+    if (!opt->author.empty()) {
+      cfg.author = opt->author;
+    }
+    cfg.rootfs.type = "layers";
+    cfg.rootfs.diff_ids.push_back(layer.diff_id);
+    image::HistoryEntry h;
+    h.created = created;
+    h.author = opt->author;
+    h.comment = opt->message;
+    std::string cmdline;
+    for (const auto& a : rec.value("command", std::vector<std::string>{})) {
+      cmdline += (cmdline.empty() ? "" : " ") + a;
+    }
+    h.created_by = cmdline;
+    cfg.history.push_back(h);
+
+    std::string config_bytes = image::serialize(cfg);
+    std::string config_digest = unwrap(staging->put(config_bytes));
+    image::Manifest m;
+    m.media_type = std::string(image::media::oci_manifest);
+    m.config.media_type = std::string(image::media::oci_config);
+    m.config.digest = config_digest;
+    m.config.size = static_cast<int64_t>(config_bytes.size());
+    image::NewImage ni;
+    for (size_t i = 0; i < img.manifest.layers.size(); ++i) {
+      m.layers.push_back(img.manifest.layers[i]);
+      auto known = unwrap(store->db().layer(img.manifest.layers[i].digest));
+      image::LayerRecord lr;
+      if (known) {
+        lr = *known;
+      } else {
+        lr.blob_digest = img.manifest.layers[i].digest;
+        lr.blob_size = img.manifest.layers[i].size;
+        lr.diff_id = img.config.rootfs.diff_ids[i];
+      }
+      lr.media_type = img.manifest.layers[i].media_type;
+      ni.layers.push_back(lr);
+    }
+    image::Descriptor d;
+    d.media_type = layer.media_type;
+    d.digest = layer.blob_digest;
+    d.size = layer.blob_size;
+    m.layers.push_back(d);
+    ni.layers.push_back(layer);
+    std::string manifest_bytes = image::serialize(m);
+    ni.manifest_digest = unwrap(staging->put(manifest_bytes));
+    ni.media_type = m.media_type;
+    ni.config_digest = config_digest;
+    ni.created = created;
+    ni.names = names;
+    unwrap(store->commit(*staging, {ni}));
+    std::fputs((config_digest + "\n").c_str(), stdout);
+    ctx.exit_code = 0;
+  });
+}
+
+void add_ps(CLI::App* sub, Context& ctx) {
+  auto all = std::make_shared<bool>(false);
+  sub->add_flag("-a,--all", *all, "Show all containers (every kept container has exited)");
+  sub->callback([&ctx, all]() {
+    auto store = open_store(ctx);
+    std::vector<std::vector<std::string>> rows{{"CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"}};
+    std::vector<nlohmann::json> recs;
+    std::error_code ec;
+    for (const auto& entry : fsys::directory_iterator(containers_dir(*store), ec)) {
+      std::ifstream in(entry.path() / "container.json");
+      nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+      if (!j.is_discarded() && j.is_object()) {
+        recs.push_back(j);
+      }
+    }
+    std::sort(recs.begin(), recs.end(), [](const auto& a, const auto& b) {
+      return std::pair(a.value("created", ""), a.value("id", "")) > std::pair(b.value("created", ""), b.value("id", ""));
+    });
+    if (*all) {
+      for (const auto& j : recs) {
+        std::string cmdline;
+        for (const auto& a : j.value("command", std::vector<std::string>{})) {
+          cmdline += (cmdline.empty() ? "" : " ") + a;
+        }
+        rows.push_back({j.value("id", "").substr(0, 12), j.value("image_arg", ""), str::go_quote(cmdline),
+                        created_since(j.value("created", "")), fmt::format("Exited ({})", j.value("exit_code", 0)),
+                        j.value("name", "")});
+      }
+    }
+    std::fputs(format_table(rows).c_str(), stdout);
+  });
+}
+
+void add_rm(CLI::App* sub, Context& ctx) {
+  auto ids = std::make_shared<std::vector<std::string>>();
+  sub->add_option("container", *ids, "Containers (id, id prefix or name)")->required();
+  sub->callback([&ctx, ids]() {
+    auto store = open_store(ctx);
+    for (const auto& arg : *ids) {
+      auto [dir, rec] = find_container(*store, arg);
+      std::error_code ec;
+      fsys::remove_all(dir, ec);
+      if (ec) {
+        throw CommandError{fmt::format("cannot remove container {}: {}", arg, ec.message()), 1};
+      }
+      std::fputs((arg + "\n").c_str(), stdout);
+    }
+  });
+}
+
+}  // namespace
+
+void register_container_commands(CLI::App& app, Context& ctx) {
+  add_run(app.add_subcommand("run", "Run a command in a new container from an image"), ctx);
+  add_commit(app.add_subcommand("commit", "Create a new image from a container's changes"), ctx);
+  add_ps(app.add_subcommand("ps", "List containers"), ctx);
+  add_rm(app.add_subcommand("rm", "Remove containers"), ctx);
+}
+
+}  // namespace imgbuild::cli

@@ -1,0 +1,47 @@
+#pragma once
+// Unpacked layers shared by every image that uses them: one layer directory
+// (overlay-lower form) per diff_id, at <root>/<diff_id hex>/fs. Used by the
+// builder for base layers and new layers, and by `imgbuild run`/`commit`.
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "util/result.hpp"
+
+namespace imgbuild::snapshot {
+
+/// The layer directories under one root (normally <store>/snapshots).
+/// Thread-safe: concurrent ensure() calls for one diff_id unpack it once.
+class LayerDirs {
+public:
+  /// Layer directories live under root.
+  explicit LayerDirs(std::filesystem::path root) : m_root(std::move(root)) {}
+
+  /// Where the layer with this diff_id ("sha256:…") is (or would be) unpacked.
+  std::filesystem::path dir_for(const std::string& diff_id) const;
+
+  /// The layer directory for diff_id, applying the layer blob at blob_path
+  /// (named blob_digest in messages) when it is not there yet. The applied
+  /// layer's diff_id must equal diff_id (when diff_id is non-empty).
+  Result<std::filesystem::path> ensure(const std::filesystem::path& blob_path, const std::string& blob_digest,
+                                       const std::string& diff_id);
+
+  /// The root holding the layer directories.
+  const std::filesystem::path& root() const { return m_root; }
+
+  /// A fresh random hex id (16 digits), for temporary names.
+  static std::string random_hex();
+
+private:
+  Result<std::filesystem::path> unpack(const std::filesystem::path& blob_path, const std::string& blob_digest,
+                                       const std::string& diff_id, const std::filesystem::path& want);
+
+  std::filesystem::path m_root;
+  std::mutex m_mu;
+  std::condition_variable m_cv;
+  std::set<std::string> m_busy;
+};
+
+}  // namespace imgbuild::snapshot
