@@ -42,7 +42,8 @@ void add_import(CLI::App* sub, Context& ctx) {
   auto opt = std::make_shared<Opt>();
   sub->add_option("file", opt->source, "Rootfs tar (plain, gzip, zstd, bzip2 or xz), or - for stdin")->required();
   sub->add_option("reference", opt->ref, "REPOSITORY[:TAG] for the new image");
-  sub->add_option("-c,--change", opt->changes, "Apply a Dockerfile instruction to the image config");
+  sub->add_option("-c,--change", opt->changes, "Apply a Dockerfile instruction to the image config")
+      ->allow_extra_args(false);
   sub->add_option("-m,--message", opt->message, "Commit message (history comment)");
   sub->add_option("--platform", opt->platform, "os/arch[/variant] of the image (default: the host's)");
   sub->callback([&ctx, opt]() {
