@@ -37,6 +37,7 @@
 #include <utility>
 
 #include "parser/instructions.hpp"
+#include "parser/lower.hpp"
 #include "registry/http.hpp"
 #include "sandbox/user.hpp"
 #include "snapshot/apply.hpp"
@@ -129,38 +130,6 @@ bool parse_octal(std::string_view s, uint32_t& out) {
   return v <= 07777;
 }
 
-bool valid_symbolic(std::string_view s) {
-  if (s.empty()) {
-    return false;
-  }
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t comma = s.find(',', pos);
-    std::string_view clause = s.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-    pos = comma == std::string_view::npos ? s.size() + 1 : comma + 1;
-    size_t i = 0;
-    while (i < clause.size() && std::string_view("ugoa").find(clause[i]) != std::string_view::npos) {
-      ++i;
-    }
-    if (i >= clause.size()) {
-      return false;
-    }
-    while (i < clause.size()) {
-      if (std::string_view("+-=").find(clause[i]) == std::string_view::npos) {
-        return false;
-      }
-      ++i;
-      if (i < clause.size() && std::string_view("ugo").find(clause[i]) != std::string_view::npos) {
-        ++i;
-        continue;
-      }
-      while (i < clause.size() && std::string_view("rwxXst").find(clause[i]) != std::string_view::npos) {
-        ++i;
-      }
-    }
-  }
-  return true;
-}
 
 // ---------------------------------------------------------------- files
 
@@ -763,14 +732,16 @@ Result<ChmodSpec> parse_chmod(std::string_view value) {
     spec.octal = v;
     return spec;
   }
-  if (valid_symbolic(value)) {
-    spec.symbolic = std::string(value);
-    return spec;
+  // One validator (the parser's) for every --chmod. The value here is
+  // already expanded; the parser lets '$' through for exactly this later
+  // check, so a '$' left now is simply invalid.
+  if (value.find('$') != std::string_view::npos) {
+    return fail(Errc::invalid_argument,
+                fmt::format("invalid chmod parameter: '{}'. it should be octal string and between 0 and 07777", value));
   }
-  return fail(Errc::invalid_argument,
-              fmt::format("invalid chmod parameter: '{}'. it should be octal string like 0755 or symbolic "
-                          "string like u=rwX,go=rX",
-                          value));
+  TRY_VOID(parser::validate_chmod(value));
+  spec.symbolic = std::string(value);
+  return spec;
 }
 
 uint32_t chmod_apply(const ChmodSpec& spec, uint32_t mode, bool is_dir) {
