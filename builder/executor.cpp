@@ -436,26 +436,30 @@ Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecor
     return ok();
   }
   TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
-  TRY(fs::Root root, fs::Root::open(view->root().string()));
-  uint32_t uid = 0;
-  uint32_t gid = 0;
-  const std::string& user = st.state.image.config->user;
-  if (!user.empty()) {
-    TRY(auto eu, sandbox::resolve_user(user, read_text(root, "etc/passwd"), read_text(root, "etc/group")));
-    uid = eu.uid;
-    gid = eu.gid;
-  }
-  std::string path;
-  for (const auto& comp : fs::clean_components(wd)) {
-    path += (path.empty() ? "" : "/") + comp;
-    TRY(auto existing, root.lstat(path));
-    if (existing) {
-      continue;
+  {
+    // Scoped: the directory fd must be closed before the view is unmounted,
+    // or the unmount is refused (EBUSY) and falls back to a lazy detach.
+    TRY(fs::Root root, fs::Root::open(view->root().string()));
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    const std::string& user = st.state.image.config->user;
+    if (!user.empty()) {
+      TRY(auto eu, sandbox::resolve_user(user, read_text(root, "etc/passwd"), read_text(root, "etc/group")));
+      uid = eu.uid;
+      gid = eu.gid;
     }
-    TRY_VOID(root.mkdir(path, 0755));
-    TRY_VOID(root.chown(path, uid, gid));
-    if (m_plan.source_date_epoch) {
-      TRY_VOID(root.set_mtime(path, *m_plan.source_date_epoch, 0));
+    std::string path;
+    for (const auto& comp : fs::clean_components(wd)) {
+      path += (path.empty() ? "" : "/") + comp;
+      TRY(auto existing, root.lstat(path));
+      if (existing) {
+        continue;
+      }
+      TRY_VOID(root.mkdir(path, 0755));
+      TRY_VOID(root.chown(path, uid, gid));
+      if (m_plan.source_date_epoch) {
+        TRY_VOID(root.set_mtime(path, *m_plan.source_date_epoch, 0));
+      }
     }
   }
   return finish_layer(st, *view, "WORKDIR " + wd, record);
@@ -513,7 +517,13 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
     TRY(rootfs_view, m_snapshotter->prepare(dirs_of(st.layers)));
   }
   TRY(auto view, m_snapshotter->prepare(linked ? std::vector<fsys::path>{} : dirs_of(st.layers)));
-  TRY(fs::Root dest, fs::Root::open(view->root().string()));
+  // The directory fds into the views are closed (reset) before the views are
+  // unmounted below, or the unmount is refused (EBUSY).
+  std::optional<fs::Root> dest;
+  {
+    TRY(auto d, fs::Root::open(view->root().string()));
+    dest.emplace(std::move(d));
+  }
   std::optional<fs::Root> user_db;
   if (linked) {
     TRY(auto r, fs::Root::open(rootfs_view->root().string()));
@@ -521,7 +531,7 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   }
   CopyEnv env;
   env.source = tree;
-  env.user_db = linked ? &*user_db : &dest;
+  env.user_db = linked ? &*user_db : &*dest;
   parser::LexerOptions lo;
   lo.escape = m_plan.escape;
   lo.process_quotes = false;
@@ -530,8 +540,12 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
     return heredoc_lexer.process_word(body, st.state.env);
   };
   env.temp_parent = (m_store.content().root() / "tmp").string();
-  TRY(auto written, apply_copy(req, env, dest));
+  TRY(auto written, apply_copy(req, env, *dest));
   (void)written;
+  env.user_db = nullptr;
+  user_db.reset();
+  dest.reset();
+  source_fs.reset();
   if (src.view) {
     TRY_VOID(src.view->remove());
   }
