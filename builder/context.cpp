@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "snapshot/apply.hpp"
+#include "util/strings.hpp"
 #include "util/tar.hpp"
 
 namespace imgbuild::builder {
@@ -25,18 +26,7 @@ namespace {
 constexpr int k_max_symlinks = 40;
 constexpr size_t k_max_dockerfile = 20 * 1024 * 1024;
 
-std::string join_path(std::string_view a, std::string_view b) {
-  if (a.empty()) {
-    return std::string(b);
-  }
-  if (b.empty()) {
-    return std::string(a);
-  }
-  std::string out(a);
-  out += '/';
-  out += b;
-  return out;
-}
+using str::join_path;
 
 std::string join_components(const std::vector<std::string>& comps, size_t n) {
   std::string out;

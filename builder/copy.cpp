@@ -42,6 +42,7 @@
 #include "sandbox/user.hpp"
 #include "snapshot/apply.hpp"
 #include "util/hash.hpp"
+#include "util/strings.hpp"
 #include "util/tar.hpp"
 
 extern char** environ;
@@ -56,18 +57,7 @@ bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
 
-std::string join_path(std::string_view a, std::string_view b) {
-  if (a.empty()) {
-    return std::string(b);
-  }
-  if (b.empty()) {
-    return std::string(a);
-  }
-  std::string out(a);
-  out += '/';
-  out += b;
-  return out;
-}
+using str::join_path;
 
 std::string base_name(std::string_view p) {
   size_t slash = p.rfind('/');

@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "util/fs.hpp"
+#include "util/strings.hpp"
 
 namespace imgbuild::snapshot {
 
@@ -41,7 +42,7 @@ struct Node {
 
 bool is_whiteout_dev(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0); }
 
-std::string join_path(const std::string& dir, const std::string& name) { return dir.empty() ? name : dir + "/" + name; }
+using str::join_path;
 
 Error sys_error(int err, const std::string& where, std::string_view what) {
   return Error(Errc::io, fmt::format("{}: {}: {}", where, what, std::strerror(err)));

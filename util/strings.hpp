@@ -20,6 +20,9 @@ std::string_view trim(std::string_view s);
 std::vector<std::string> split(std::string_view s, char sep);
 /// Joins parts with sep between them.
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
+/// Joins two relative path pieces with one '/'; an empty piece is dropped
+/// ("" + "b" = "b", "a" + "" = "a").
+std::string join_path(std::string_view a, std::string_view b);
 /// Replaces every occurrence of from (non-empty) with to.
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to);
 

@@ -33,3 +33,9 @@ TEST_CASE("human_size matches docker's units", "[util]") {
   CHECK(str::human_size(999) == "999B");
   CHECK(str::human_size(1234567) == "1.235MB");
 }
+
+TEST_CASE("join_path drops empty pieces", "[util]") {
+  CHECK(str::join_path("a", "b") == "a/b");
+  CHECK(str::join_path("", "b") == "b");
+  CHECK(str::join_path("a", "") == "a");
+}
