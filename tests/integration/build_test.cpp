@@ -9,9 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <chrono>
 #include <map>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +19,7 @@
 #include "util/tar.hpp"
 
 namespace fs = std::filesystem;
+using imgbuild::test::docker_available;
 using imgbuild::test::read_file;
 using imgbuild::test::run_imgbuild;
 using imgbuild::test::run_sh;
@@ -384,26 +383,6 @@ TEST_CASE("build: outputs local and tar, metadata file, stdin Dockerfile", "[int
 }
 
 namespace {
-
-bool docker_available() {
-  if (!fs::exists("/usr/bin/docker")) {
-    return false;
-  }
-  if (run_sh("timeout 20 /usr/bin/docker info").status == 0) {
-    return true;
-  }
-  if (!fs::exists("/var/run/docker.sock")) {
-    run_sh("setsid dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 "
-           ">/tmp/imgbuild-build-test-dockerd.log 2>&1 &");
-  }
-  for (int i = 0; i < 60; ++i) {
-    if (run_sh("timeout 20 /usr/bin/docker info").status == 0) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  return false;
-}
 
 // A layer's entries for comparison with dockerd's. Left out: the empty
 // mount-point directories dockerd 20.10's BuildKit leaves behind (/dev, /proc,

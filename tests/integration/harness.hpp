@@ -95,6 +95,20 @@ inline bool have_tool(const std::string& tool) {
   return run_sh("command -v " + sh_quote(tool)).status == 0;
 }
 
+/// True when Debian's Docker engine answers at /usr/bin/docker, starting it
+/// through scripts/services (which clears a stale socket left by an earlier
+/// unclean stop) when it does not. One implementation for every test.
+inline bool docker_available() {
+  if (!std::filesystem::exists("/usr/bin/docker")) {
+    return false;
+  }
+  RunResult r = run_sh(sh_quote((source_dir() / "scripts" / "services").string()) + " dockerd");
+  if (r.status != 0) {
+    WARN("scripts/services dockerd: " << r.err);
+  }
+  return r.status == 0;
+}
+
 /// One entry of a test archive: header plus body for files.
 struct SpecEntry {
   tar::Entry entry;

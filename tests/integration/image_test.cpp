@@ -5,9 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
-#include <thread>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -112,25 +110,6 @@ void import_busybox(const fs::path& root, const fs::path& work, const std::strin
   REQUIRE(r.status == 0);
 }
 
-bool docker_available() {
-  if (!fs::exists("/usr/bin/docker")) {
-    return false;
-  }
-  if (run_sh("/usr/bin/docker info").status == 0) {
-    return true;
-  }
-  if (!fs::exists("/var/run/docker.sock")) {
-    run_sh("setsid dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 "
-           ">/tmp/imgbuild-test-dockerd.log 2>&1 &");
-  }
-  for (int i = 0; i < 60; ++i) {
-    if (run_sh("/usr/bin/docker info").status == 0) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  return false;
-}
 
 // Layer tar bytes for crafted archives.
 std::string small_layer() { return make_tar({dir("etc"), file("etc/hello", "hello\n")}); }
