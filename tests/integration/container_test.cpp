@@ -2,6 +2,9 @@
 // imported busybox-static base (`run`), keeps a container, turns its changes
 // into an image (`commit`), lists and removes it (`ps -a`, `rm`).
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -434,4 +437,52 @@ TEST_CASE("committed changes saved and loaded into docker show the same filesyst
   CHECK(imgbuild_fs["/hl2"].ends_with("nlink=2 hardlink-of=/hl1"));
   CHECK(imgbuild_fs["/empty/dir"] == "040755 0:0");
   CHECK(imgbuild_fs["/capfile"].find("caps=cap_net_bind_service=ep") != std::string::npos);
+}
+
+TEST_CASE("a run killed with SIGKILL leaves no mount behind once the next command has run",
+          "[integration][container]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
+  Fixture f;
+  const std::string marker = "4242" + std::to_string(::getpid());
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int null_fd = ::open("/dev/null", O_RDWR);
+    ::dup2(null_fd, 0);
+    ::dup2(null_fd, 1);
+    ::dup2(null_fd, 2);
+    std::string bin = imgbuild::test::imgbuild_binary().string();
+    std::string root = f.root.string();
+    std::string script = "sleep " + marker;
+    ::execl(bin.c_str(), bin.c_str(), "--root", root.c_str(), "run", "--rm", "base", "sh", "-c", script.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Wait (bounded) until the container's root is mounted.
+  for (int i = 0; i < 2000 && f.mounts() == 0; ++i) {
+    ::usleep(5000);
+  }
+  CHECK(f.mounts() > 0);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFSIGNALED(status));
+
+  RunResult r = f.run({"run", "--rm", "base", "sh", "-c", "echo next"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "next\n");
+  CHECK(f.mounts() == 0);
+  // Nothing of the killed run's view stays on disk either.
+  std::error_code ec;
+  size_t views = 0;
+  for (auto it = fs::directory_iterator(f.root / "snapshots" / "work" / "views", ec);
+       !ec && it != fs::directory_iterator(); ++it) {
+    ++views;
+  }
+  CHECK(views == 0);
+  // The killed run's process went with its PID namespace.
+  RunResult ps = run_sh("ps -eo args | grep -v grep | grep -c " + sh_quote("sleep " + marker));
+  CHECK(ps.out == "0\n");
 }
