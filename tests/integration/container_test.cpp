@@ -486,3 +486,106 @@ TEST_CASE("a run killed with SIGKILL leaves no mount behind once the next comman
   RunResult ps = run_sh("ps -eo args | grep -v grep | grep -c " + sh_quote("sleep " + marker));
   CHECK(ps.out == "0\n");
 }
+
+TEST_CASE("rmi and image prune keep images that containers were made from", "[integration][container]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
+  Fixture f;
+  RunResult r = f.run({"tag", "base", "other:1"});
+  REQUIRE(r.status == 0);
+  r = f.run({"run", "--name", "user", "base", "sh", "-c", "echo used > /used"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  std::string image_id = f.run({"image", "inspect", "--format", "{{.Id}}", "base"}).out;
+  while (!image_id.empty() && image_id.back() == '\n') {
+    image_id.pop_back();
+  }
+  REQUIRE(image_id.starts_with("sha256:"));
+  std::string short_image = image_id.substr(7, 12);
+  std::string short_container = json::parse(read_file(f.root / "containers" /
+                                                      fs::directory_iterator(f.root / "containers")->path().filename() /
+                                                      "container.json"))["id"]
+                                    .get<std::string>()
+                                    .substr(0, 12);
+
+  // With two names, removing one only untags, as docker does.
+  r = f.run({"rmi", "other:1"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "Untagged: other:1\n");
+  // The last name and the ID are refused while the container exists.
+  r = f.run({"rmi", "base"});
+  CHECK(r.status != 0);
+  CHECK(r.err == "imgbuild: error: conflict: unable to remove repository reference \"base\" (must force) - container " +
+                     short_container + " is using its referenced image " + short_image + "\n");
+  r = f.run({"rmi", short_image});
+  CHECK(r.status != 0);
+  CHECK(r.err == "imgbuild: error: conflict: unable to delete " + short_image +
+                     " (must be forced) - image is being used by stopped container " + short_container + "\n");
+  CHECK(f.run({"image", "inspect", "base"}).status == 0);
+  // prune -a leaves it too.
+  r = f.run({"image", "prune", "-a", "-f"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out.find(short_image) == std::string::npos);
+  CHECK(f.run({"image", "inspect", "base"}).status == 0);
+  // Forced: the name goes, the image stays for the container, which still commits.
+  r = f.run({"rmi", "-f", "base"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "Untagged: base:latest\n");
+  CHECK(f.run({"image", "inspect", "base"}).status != 0);
+  CHECK(f.run({"image", "inspect", image_id}).status == 0);
+  r = f.run({"commit", "user", "after:1"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  r = f.run({"run", "--rm", "after:1", "cat", "/used"});
+  CHECK(r.out == "used\n");
+  // Once the container is gone, prune removes the dangling image.
+  REQUIRE(f.run({"rm", "user"}).status == 0);
+  REQUIRE(f.run({"rmi", "after:1"}).status == 0);
+  r = f.run({"image", "prune", "-f"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("deleted: " + image_id) != std::string::npos);
+  CHECK(f.run({"image", "inspect", image_id}).status != 0);
+}
+
+TEST_CASE("run --snapshotter overlay and copy give containers that commit the same layer entries",
+          "[integration][container]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
+  Fixture f;
+  const std::string script = "echo x > /new; rm /bin/ls; rm -rf /root && mkdir /root && echo r > /root/r; "
+                             "chmod 4700 /etc/passwd; grep ' / ' /proc/mounts | cut -d' ' -f3";
+  std::map<std::string, std::string> listing;
+  for (const std::string kind : {"overlay", "copy"}) {
+    RunResult r = f.run({"run", "--snapshotter", kind, "--name", "c-" + kind, "base", "sh", "-c", script});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    // The root is an overlay mount only with the overlay snapshotter.
+    CHECK((r.out == "overlay\n") == (kind == "overlay"));
+    r = f.run({"commit", "c-" + kind, "snap:" + kind});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    fs::path archive = f.work.path / (kind + ".tar");
+    REQUIRE(f.run({"save", "-o", archive.string(), "snap:" + kind}).status == 0);
+    fs::path dir = f.work.path / ("saved-" + kind);
+    fs::create_directories(dir);
+    REQUIRE(run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string())).status == 0);
+    json manifest = json::parse(read_file(dir / "manifest.json"));
+    auto layers = manifest[0]["Layers"].get<std::vector<std::string>>();
+    REQUIRE(layers.size() == 2);
+    // Entries without times: type+mode, owner, size, name, link target.
+    RunResult l = run_sh("tar --numeric-owner -tvf " + sh_quote((dir / layers.back()).string()) +
+                         " | awk '{ $4 = \"\"; $5 = \"\"; print }'");
+    REQUIRE(l.status == 0);
+    listing[kind] = l.out;
+  }
+  CHECK(listing["copy"] == listing["overlay"]);
+  CHECK(listing["overlay"].find("bin/.wh.ls") != std::string::npos);
+  CHECK(listing["overlay"].find("root/.wh..wh..opq") != std::string::npos);
+  CHECK(listing["overlay"].find("-rws------ 0/0 ") != std::string::npos);
+  CHECK(f.run({"run", "--snapshotter", "zfs", "--rm", "base", "true"}).status != 0);
+  CHECK(f.mounts() == 0);
+}
