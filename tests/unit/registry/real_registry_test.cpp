@@ -23,7 +23,7 @@ using imgbuild::test::FaultProxy;
 using imgbuild::test::RegistrySpec;
 using imgbuild::test::slurp;
 using imgbuild::test::spit;
-using imgbuild::test::TempDir;
+using imgbuild::test::ScratchDir;
 using imgbuild::test::TestRegistry;
 
 namespace {
@@ -177,7 +177,7 @@ TEST_CASE("real registry: push and pull blobs and manifests over plain HTTP", "[
   CHECK(pull_blob(c, repo, sha256(chunked), std::nullopt) == chunked);
 
   // A blob pushed from a file.
-  TempDir dir;
+  ScratchDir dir;
   std::string from_file = make_blob(123457, 3);
   spit(dir.path() / "blob", from_file);
   auto body = file_body(dir.path() / "blob");
@@ -343,7 +343,7 @@ TEST_CASE("real registry: TLS with htpasswd checks credentials", "[registry][rea
 TEST_CASE("imgbuild login and logout write docker's config.json", "[registry][real]") {
   REQUIRE_REGISTRY_TOOLS();
   TestRegistry reg(RegistrySpec{true, "alice", "wonderland"});
-  TempDir dir;
+  ScratchDir dir;
   auto config = dir.path() / "config.json";
   spit(config, R"({"psFormat":"keep me","auths":{"other.example.com":{"auth":"YTpi"}}})");
   auto login = [&](const std::string& password, const std::string& log) {
