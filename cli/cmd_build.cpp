@@ -26,6 +26,7 @@
 #include "builder/context.hpp"
 #include "builder/executor.hpp"
 #include "builder/plan.hpp"
+#include "cli/build_checks.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
 #include "cli/pull_resolver.hpp"
@@ -63,6 +64,7 @@ struct BuildFlags {
   std::string metadata_file;
   bool pull = false;
   std::string snapshotter = "auto";
+  bool check = false;
 };
 
 // -o parsed.
@@ -280,6 +282,39 @@ void run_build(BuildFlags& f, Context& ctx) {
     throw CommandError{e.message, e.code == Errc::unsupported ? 2 : 1};
   }
 
+  // Build checks: --check runs only them; check=error=true fails the build
+  // before it starts; otherwise the warnings follow the build's output.
+  BuildCheckInput check_input;
+  check_input.dockerfile_text = &dockerfile_text;
+  check_input.plan = &*plan;
+  for (const auto& [k, v] : opts.build_args) {
+    check_input.build_args.push_back(k + "=" + v);
+  }
+  check_input.target = f.target;
+  check_input.store = store.get();
+  check_input.context = &context;
+  BuildCheckResult checks = unwrap(run_build_checks(check_input));
+  if (f.check) {
+    std::string text = format_check_details(checks.warnings, dockerfile_name, plan->lines) +
+                       format_check_complete(checks.warnings.size());
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    if (checks.error) {
+      throw CommandError{*checks.error, 1};
+    }
+    ctx.exit_code = checks.warnings.empty() ? 0 : 1;
+    return;
+  }
+  auto print_warnings = [&] {
+    if (!f.quiet) {
+      std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
+    }
+  };
+  if (checks.error) {
+    print_warnings();
+    throw CommandError{*checks.error, 1};
+  }
+
   // Outputs and names.
   std::vector<Output> outputs;
   for (const auto& o : f.outputs) {
@@ -352,6 +387,7 @@ void run_build(BuildFlags& f, Context& ctx) {
 
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
+  print_warnings();
   if (!built) {
     const Error& e = built.error();
     if (e.location && e.location->line > 0) {
@@ -396,6 +432,11 @@ void run_build(BuildFlags& f, Context& ctx) {
       steps.push_back(js);
     }
     md["imgbuild.steps"] = steps;
+    nlohmann::json warnings = nlohmann::json::array();
+    for (const auto& w : checks.warnings) {
+      warnings.push_back({{"rule", w.rule}, {"message", w.message}, {"line", w.line}, {"url", check_rule_url(w.rule)}});
+    }
+    md["imgbuild.build.warnings"] = warnings;
     std::ofstream(f.metadata_file, std::ios::binary) << md.dump(2) << "\n";
   }
   if (f.quiet) {
@@ -435,6 +476,7 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
   cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
   cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
+  cmd->add_flag("--check", flags->check, "Run the build checks only (no build); exit 1 when they warn");
   cmd->callback([flags, &ctx]() {
     static const std::set<std::string> k_networks = {"default", "none", "host"};
     if (k_networks.count(flags->network) == 0) {
