@@ -25,6 +25,7 @@
 #include "builder/config.hpp"
 #include "builder/context.hpp"
 #include "builder/executor.hpp"
+#include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
 #include "cli/build_checks.hpp"
 #include "cli/image_common.hpp"
@@ -272,6 +273,25 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) {
     opts.source_date_epoch_env = sde;
   }
+  // ONBUILD triggers of base images in the store, for the stages they use.
+  opts.base_onbuild = [&store](const std::string& ref) -> std::optional<std::vector<std::string>> {
+    if (ref.starts_with("oci-layout://")) {
+      auto img = builder::load_oci_layout_image(*store, ref);
+      if (!img || !img->config.config) {
+        return std::nullopt;
+      }
+      return img->config.config->on_build;
+    }
+    auto rec = store->resolve(ref);
+    if (!rec) {
+      return std::nullopt;
+    }
+    auto img = store->load(*rec);
+    if (!img || !img->config.config) {
+      return std::nullopt;
+    }
+    return img->config.config->on_build;
+  };
   auto plan = builder::make_plan(dockerfile_text, opts);
   if (!plan) {
     const Error& e = plan.error();
