@@ -966,6 +966,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       TRY(auto reader, tar::Reader::open_fd(fd, label));
       snapshot::ApplyOptions ao;
       ao.mode = snapshot::ApplyMode::merged;
+      ao.skip_root_entry = true;
       TRY(auto applied, snapshot::apply_layer(sub, *reader, ao));
       (void)applied;
     }
