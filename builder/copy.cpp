@@ -1018,6 +1018,12 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
         continue;
       }
     }
+    if (is_dir && !req.parents) {
+      // BuildKit makes the target of a directory's contents first (0755, the
+      // --chown owner; an existing directory keeps its metadata): neither the
+      // source directory's mode nor --chmod reach it.
+      TRY_VOID(ensure_dest_dir(target));
+    }
     TRY_VOID(copy_local(env.source, src, target, &excludes));
   }
 
