@@ -913,9 +913,11 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   struct LocalItem {
     SelectedSource src;
     std::optional<size_t> pivot;
+    size_t source_index = 0;  // which of req.sources matched it
   };
   std::vector<LocalItem> locals;
-  for (const auto& s : req.sources) {
+  for (size_t source_index = 0; source_index < req.sources.size(); ++source_index) {
+    const std::string& s = req.sources[source_index];
     if (classify_source(s) != SourceKind::local) {
       continue;
     }
@@ -924,7 +926,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     }
     TRY(auto matches, select_sources(env.source, s, &excludes));
     for (auto& m : matches) {
-      locals.push_back(LocalItem{std::move(m), pivot_components(s)});
+      locals.push_back(LocalItem{std::move(m), pivot_components(s), source_index});
     }
   }
   if (!dest_is_dir && locals.size() > 1) {
@@ -998,6 +1000,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     return ok();
   };
 
+  std::optional<size_t> links_of_source;
   for (const auto& item : locals) {
     const SelectedSource& src = item.src;
     bool is_dir = S_ISDIR(src.st.st_mode);
@@ -1023,6 +1026,12 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       // --chown owner; an existing directory keeps its metadata): neither the
       // source directory's mode nor --chmod reach it.
       TRY_VOID(ensure_dest_dir(target));
+    }
+    // Hardlinks are kept within one source (all its wildcard matches), as
+    // BuildKit copies each source separately.
+    if (links_of_source != item.source_index) {
+      c.links.clear();
+      links_of_source = item.source_index;
     }
     TRY_VOID(copy_local(env.source, src, target, &excludes));
   }
