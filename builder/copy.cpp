@@ -886,6 +886,8 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   if (req.chown) {
     const fs::Root& db = env.user_db != nullptr ? *env.user_db : dest;
     TRY(c.owner, resolve_chown(*req.chown, db));
+  } else {
+    c.keep_owner = env.keep_source_owner;
   }
   TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
 
