@@ -926,7 +926,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     if (env.source.root == nullptr) {
       return fail(Errc::internal, "apply_copy: no source tree for local sources");
     }
-    TRY(auto matches, select_sources(env.source, s, &excludes));
+    TRY(auto matches, select_sources(env.source, s, &excludes, req.parents));
     for (auto& m : matches) {
       locals.push_back(LocalItem{std::move(m), pivot_components(s), source_index});
     }
