@@ -562,6 +562,7 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   }
   CopyEnv env;
   env.source = tree;
+  env.keep_source_owner = source_fs.has_value();
   env.user_db = linked ? &*user_db : &*dest;
   parser::LexerOptions lo;
   lo.escape = m_plan.escape;
