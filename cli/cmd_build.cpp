@@ -26,7 +26,9 @@
 #include "builder/config.hpp"
 #include "builder/context.hpp"
 #include "builder/executor.hpp"
+#include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
+#include "cli/build_checks.hpp"
 #include "cli/build_push.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
@@ -66,6 +68,7 @@ struct BuildFlags {
   bool pull = false;
   bool push = false;
   std::string snapshotter = "auto";
+  bool check = false;
 };
 
 // -o parsed.
@@ -326,6 +329,25 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) {
     opts.source_date_epoch_env = sde;
   }
+  // ONBUILD triggers of base images in the store, for the stages they use.
+  opts.base_onbuild = [&store](const std::string& ref) -> std::optional<std::vector<std::string>> {
+    if (ref.starts_with("oci-layout://")) {
+      auto img = builder::load_oci_layout_image(*store, ref);
+      if (!img || !img->config.config) {
+        return std::nullopt;
+      }
+      return img->config.config->on_build;
+    }
+    auto rec = store->resolve(ref);
+    if (!rec) {
+      return std::nullopt;
+    }
+    auto img = store->load(*rec);
+    if (!img || !img->config.config) {
+      return std::nullopt;
+    }
+    return img->config.config->on_build;
+  };
   auto plan = builder::make_plan(dockerfile_text, opts);
   if (!plan) {
     const Error& e = plan.error();
@@ -334,6 +356,39 @@ void run_build(BuildFlags& f, Context& ctx) {
       print_excerpt(dockerfile_name, lines, e.location->line);
     }
     throw CommandError{e.message, e.code == Errc::unsupported ? 2 : 1};
+  }
+
+  // Build checks: --check runs only them; check=error=true fails the build
+  // before it starts; otherwise the warnings follow the build's output.
+  BuildCheckInput check_input;
+  check_input.dockerfile_text = &dockerfile_text;
+  check_input.plan = &*plan;
+  for (const auto& [k, v] : opts.build_args) {
+    check_input.build_args.push_back(k + "=" + v);
+  }
+  check_input.target = f.target;
+  check_input.store = store.get();
+  check_input.context = &context;
+  BuildCheckResult checks = unwrap(run_build_checks(check_input));
+  if (f.check) {
+    std::string text = format_check_details(checks.warnings, dockerfile_name, plan->lines) +
+                       format_check_complete(checks.warnings.size());
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    if (checks.error) {
+      throw CommandError{*checks.error, 1};
+    }
+    ctx.exit_code = checks.warnings.empty() ? 0 : 1;
+    return;
+  }
+  auto print_warnings = [&] {
+    if (!f.quiet) {
+      std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
+    }
+  };
+  if (checks.error) {
+    print_warnings();
+    throw CommandError{*checks.error, 1};
   }
 
   // Outputs and names.
@@ -419,6 +474,7 @@ void run_build(BuildFlags& f, Context& ctx) {
 
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
+  print_warnings();
   if (!built) {
     const Error& e = built.error();
     if (e.location && e.location->line > 0) {
@@ -466,6 +522,11 @@ void run_build(BuildFlags& f, Context& ctx) {
       steps.push_back(js);
     }
     md["imgbuild.steps"] = steps;
+    nlohmann::json warnings = nlohmann::json::array();
+    for (const auto& w : checks.warnings) {
+      warnings.push_back({{"rule", w.rule}, {"message", w.message}, {"line", w.line}, {"url", check_rule_url(w.rule)}});
+    }
+    md["imgbuild.build.warnings"] = warnings;
     std::ofstream(f.metadata_file, std::ios::binary) << md.dump(2) << "\n";
   }
   if (f.quiet) {
@@ -506,6 +567,7 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_flag("--push", flags->push, "Push the image to the registry (shorthand for -o type=registry)");
   cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
   cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
+  cmd->add_flag("--check", flags->check, "Run the build checks only (no build); exit 1 when they warn");
   cmd->callback([flags, &ctx]() {
     static const std::set<std::string> k_networks = {"default", "none", "host"};
     if (k_networks.count(flags->network) == 0) {
