@@ -554,7 +554,7 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--no-cache-filter", flags->no_cache_filter, "Do not cache specified stages");
   cmd->add_option("--progress", flags->progress, "Progress output: auto, plain, tty, quiet, rawjson");
   cmd->add_flag("-q,--quiet", flags->quiet, "Suppress the build output and print the image ID on success");
-  cmd->add_option("-o,--output", flags->outputs, "Output destination (type=docker|oci|local|tar,dest=PATH)");
+  cmd->add_option("-o,--output", flags->outputs, "Output destination (type=docker|oci|local|tar,dest=PATH; type=image|registry,name=REF,push=true)");
   cmd->add_option("--platform", flags->platform, "Target platform (the host's only)");
   cmd->add_option("--build-context", flags->build_contexts, "Additional build contexts (name=path|docker-image://ref)");
   cmd->add_option("--secret", flags->secrets, "Secret to expose to the build (id=X,src=FILE|env=VAR)");

@@ -8,6 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,11 +66,112 @@ Result<LayerSums> layer_sums(const std::filesystem::path& path, const std::strin
   return LayerSums{summary->diff_id.str(), summary->uncompressed_size};
 }
 
+// Computes a layer's diff_id while it downloads: the download thread feeds
+// the bytes it receives (in order) and a second thread reads them through
+// the tar reader (decompressing as needed), so nothing reads the blob again
+// after it lands. Bounded: feed() waits while k_max_queued bytes are pending.
+class DiffSummer {
+public:
+  explicit DiffSummer(std::string what) : m_what(std::move(what)), m_thread([this] { run(); }) {}
+  ~DiffSummer() { abort(); }
+  DiffSummer(const DiffSummer&) = delete;
+  DiffSummer& operator=(const DiffSummer&) = delete;
+
+  // Hands the next bytes of the blob to the reader (dropped once it stopped).
+  void feed(std::string_view chunk) {
+    std::unique_lock lock(m_mutex);
+    m_cv.wait(lock, [&] { return m_queued < k_max_queued || m_stopped; });
+    if (m_stopped) {
+      return;
+    }
+    m_queue.emplace_back(chunk);
+    m_queued += chunk.size();
+    m_cv.notify_all();
+  }
+
+  // The end of the blob: waits for the reader and returns what it saw.
+  Result<LayerSums> finish() {
+    close(false);
+    if (!m_result) {
+      return fail(Errc::internal, m_what + ": layer reader ended without a result");
+    }
+    return *m_result;
+  }
+
+  // Stops the reader (the download failed).
+  void abort() { close(true); }
+
+private:
+  static constexpr size_t k_max_queued = 8 * 1024 * 1024;
+
+  void close(bool abort) {
+    {
+      std::lock_guard lock(m_mutex);
+      m_closed = true;
+      m_aborted = m_aborted || abort;
+      m_cv.notify_all();
+    }
+    if (m_thread.joinable()) {
+      m_thread.join();
+    }
+  }
+
+  Result<size_t> read(void* buf, size_t cap) {
+    while (m_pos >= m_current.size()) {
+      std::unique_lock lock(m_mutex);
+      m_cv.wait(lock, [&] { return !m_queue.empty() || m_closed; });
+      if (m_aborted) {
+        return fail(Errc::io, m_what + ": download abandoned");
+      }
+      if (m_queue.empty()) {
+        return size_t{0};
+      }
+      m_current = std::move(m_queue.front());
+      m_queue.pop_front();
+      m_queued -= m_current.size();
+      m_pos = 0;
+      m_cv.notify_all();
+    }
+    size_t n = std::min(cap, m_current.size() - m_pos);
+    std::memcpy(buf, m_current.data() + m_pos, n);
+    m_pos += n;
+    return n;
+  }
+
+  void run() {
+    auto summary = [&]() -> Result<LayerSums> {
+      TRY(auto reader, tar::Reader::open([this](void* buf, size_t cap) { return read(buf, cap); }, m_what));
+      TRY(tar::ReadSummary sum, reader->finish());
+      return LayerSums{sum.diff_id.str(), sum.uncompressed_size};
+    }();
+    std::lock_guard lock(m_mutex);
+    m_result = std::move(summary);
+    m_stopped = true;
+    m_cv.notify_all();
+  }
+
+  std::string m_what;
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  std::deque<std::string> m_queue;
+  size_t m_queued = 0;
+  bool m_closed = false;
+  bool m_aborted = false;
+  bool m_stopped = false;
+  std::string m_current;
+  size_t m_pos = 0;
+  std::optional<Result<LayerSums>> m_result;
+  std::thread m_thread;  // last: starts once the members above exist
+};
+
 // One blob to download into the staging area.
 struct Download {
   image::Descriptor desc;
+  bool is_layer = false;
   std::optional<image::BlobWriter> writer;
   std::optional<Error> error;
+  /// For layers: diff_id and size, computed while downloading.
+  std::optional<LayerSums> sums;
 };
 
 // For each blob of `rec` (and of every image sharing blobs with it), a
@@ -148,12 +252,17 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
     return ok();
   };
   TRY_VOID(want(manifest.config));
+  size_t config_downloads = downloads.size();
   for (const auto& l : manifest.layers) {
     TRY_VOID(want(l));
   }
+  for (size_t i = config_downloads; i < downloads.size(); ++i) {
+    downloads[i]->is_layer = true;
+  }
 
-  // Download concurrently (a few at a time); commit each under a lock (the
-  // staging area's bookkeeping is not thread-safe).
+  // Download concurrently (a pool of workers); each layer's diff_id is
+  // computed while it streams in. Commits happen under a lock (the staging
+  // area's bookkeeping is not thread-safe).
   std::mutex commit_mutex;
   auto fetch = [&](Download& dl) {
     auto digest = Sha256Digest::parse(dl.desc.digest);
@@ -162,11 +271,29 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
       return;
     }
     image::BlobWriter& w = *dl.writer;
+    std::optional<DiffSummer> summer;
+    if (dl.is_layer) {
+      summer.emplace(fmt::format("{}: layer {}", what, dl.desc.digest));
+    }
     auto got = client.get_blob(repo, *digest, static_cast<uint64_t>(dl.desc.size),
-                               [&w](std::string_view chunk) { return w.write(chunk); });
+                               [&](std::string_view chunk) -> Result<void> {
+                                 TRY_VOID(w.write(chunk));
+                                 if (summer) {
+                                   summer->feed(chunk);
+                                 }
+                                 return ok();
+                               });
     if (!got) {
       dl.error = got.error();
       return;
+    }
+    if (summer) {
+      auto sums = summer->finish();
+      if (!sums) {
+        dl.error = sums.error();
+        return;
+      }
+      dl.sums = *sums;
     }
     std::lock_guard lock(commit_mutex);
     auto committed = w.commit(dl.desc.digest);
@@ -176,11 +303,17 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
     }
     report(progress, dl.desc.digest, "Pull complete");
   };
-  constexpr size_t k_parallel = 3;
-  for (size_t start = 0; start < downloads.size(); start += k_parallel) {
+  constexpr size_t k_parallel = 4;
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < downloads.size(); i = next++) {
+      fetch(*downloads[i]);
+    }
+  };
+  {
     std::vector<std::thread> threads;
-    for (size_t i = start; i < downloads.size() && i < start + k_parallel; ++i) {
-      threads.emplace_back(fetch, std::ref(*downloads[i]));
+    for (size_t t = 0; t < std::min(k_parallel, downloads.size()); ++t) {
+      threads.emplace_back(worker);
     }
     for (auto& t : threads) {
       t.join();
@@ -211,8 +344,14 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
       TRY(known, store.db().layer(l.digest));
     }
     image::LayerRecord rec;
+    auto streamed = std::find_if(downloads.begin(), downloads.end(), [&](const std::unique_ptr<Download>& dl) {
+      return dl->desc.digest == l.digest && dl->sums;
+    });
     if (known) {
       rec = *known;
+    } else if (streamed != downloads.end()) {
+      rec = image::LayerRecord{l.digest, (*streamed)->sums->diff_id, l.media_type, l.size,
+                               static_cast<int64_t>((*streamed)->sums->diff_size)};
     } else {
       TRY(LayerSums sums, layer_sums(staging->path(l.digest), fmt::format("{}: layer {}", what, l.digest)));
       rec = image::LayerRecord{l.digest, sums.diff_id, l.media_type, l.size,
@@ -270,10 +409,41 @@ Result<PushResult> push_image(Client& client, image::ImageStore& store, const st
     }
     return ok();
   };
+  // Blobs concurrently (a pool of workers, each blob once), the manifest
+  // after all of them.
+  std::vector<std::string> blobs;
   for (const auto& l : img.manifest.layers) {
-    TRY_VOID(push_one(l.digest));
+    if (std::find(blobs.begin(), blobs.end(), l.digest) == blobs.end()) {
+      blobs.push_back(l.digest);
+    }
   }
-  TRY_VOID(push_one(img.manifest.config.digest));
+  if (std::find(blobs.begin(), blobs.end(), img.manifest.config.digest) == blobs.end()) {
+    blobs.push_back(img.manifest.config.digest);
+  }
+  std::vector<std::optional<Error>> errors(blobs.size());
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < blobs.size(); i = next++) {
+      if (auto pushed = push_one(blobs[i]); !pushed) {
+        errors[i] = pushed.error();
+      }
+    }
+  };
+  {
+    constexpr size_t k_parallel = 4;
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < std::min(k_parallel, blobs.size()); ++t) {
+      threads.emplace_back(worker);
+    }
+    for (auto& t : threads) {
+      t.join();
+    }
+  }
+  for (const auto& e : errors) {
+    if (e) {
+      return fail(*e);
+    }
+  }
   std::string tag = dest.digest.empty() ? (dest.tag.empty() ? "latest" : dest.tag) : dest.digest;
   TRY(Sha256Digest pushed, client.put_manifest(repo, tag, img.manifest_bytes, rec.media_type));
   if (pushed.str() != rec.manifest_digest) {
