@@ -513,6 +513,18 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
       std::string sub = fs::clean_path(m.source);
       {
         TRY(fs::Root sroot, fs::Root::open(src.path.string()));
+        // The seed is copied through a host path: no component may be a
+        // symlink, or the copy could read outside the source.
+        std::string prefix;
+        for (const auto& comp : fs::clean_components(sub)) {
+          prefix += (prefix.empty() ? "" : "/") + comp;
+          TRY(auto cst, sroot.lstat(prefix));
+          if (cst && S_ISLNK(cst->st_mode)) {
+            return fail(Errc::invalid_argument,
+                        fmt::format("cache mount {}: source \"/{}\" of {} goes through the symlink \"/{}\"", id,
+                                    sub, m.from, prefix));
+          }
+        }
         TRY(auto st, sroot.lstat(sub));
         if (!sub.empty() && !st) {
           return fail(Errc::not_found, fmt::format("cache mount {}: \"/{}\" not found in {}", id, sub, m.from));
@@ -1076,6 +1088,19 @@ void Build::stage_thread(const PlannedStage& stage) {
 }
 
 Result<BuiltImage> Build::run() {
+  // Entitlements are checked before anything runs, as BuildKit does.
+  if (m_options.allow.count("security.insecure") == 0) {
+    for (const auto& s : m_plan.stages) {
+      for (const auto& ins : s.steps) {
+        const auto* r = ins.as<parser::RunInstruction>();
+        if (r != nullptr && r->security && *r->security == "insecure") {
+          return fail(at_line(Error{Errc::permission, "security.insecure is not allowed: pass --allow "
+                                                      "security.insecure to run RUN --security=insecure"},
+                              ins, "Dockerfile"));
+        }
+      }
+    }
+  }
   TRY_VOID(setup());
   TRY(m_sandbox, sandbox::make_sandbox("auto"));
   for (const auto& s : m_plan.stages) {

@@ -69,6 +69,14 @@ TEST_CASE("build mounts: tmpfs size, cache seeding and ownership", "[integration
   CHECK(r.err.find(" seeded\n") != std::string::npos);
   CHECK(r.err.find(" more\n") != std::string::npos);       // the seeded cache persists between steps
   CHECK(r.err.find("cache2 700 1000:1000") != std::string::npos);
+  // A seed path through a symlink is refused (it could lead out of the stage).
+  RunResult evil = fx.build("mounts-evil",
+                            "FROM busybox AS seed\nRUN ln -s /etc /link\nFROM busybox\n"
+                            "RUN --mount=type=cache,target=/c,from=seed,source=/link,id=evil ls /c\n",
+                            {});
+  CHECK(evil.status == 1);
+  CHECK(evil.err.find("goes through the symlink \"/link\"") != std::string::npos);
+
   Saved s = read_saved(out, fx.work.path);
   for (const auto& layer : s.layers) {
     CHECK(layer.count("t/big") == 0);
@@ -157,6 +165,7 @@ TEST_CASE("build security: insecure needs --allow and keeps every capability", "
   RunResult refused = fx.build("sec", df, {});
   CHECK(refused.status == 1);
   CHECK(refused.err.find("security.insecure is not allowed") != std::string::npos);
+  CHECK(refused.err.find("[stage-0 2/3] RUN echo default") == std::string::npos);  // refused before any step runs
 
   RunResult r = fx.build("sec", df, {}, {"--allow", "security.insecure"});
   INFO(r.err);
