@@ -152,14 +152,23 @@ Result<std::optional<std::string>> read_small_file(const fs::Root& root, std::st
   return std::optional<std::string>(std::move(out));
 }
 
-Result<void> copy_fd_data(int in, int out, const std::string& what) {
-  while (true) {
+// Copies in to out until EOF. `range_ok` (when given) remembers across calls
+// that copy_file_range cannot work between these two filesystems (a context
+// on ext4 into an overlay is EXDEV every time), so later files skip the
+// failing call; `size` (when known from stat) lets a file read in one piece
+// skip the read that would only confirm EOF.
+Result<void> copy_fd_data(int in, int out, const std::string& what, bool* range_ok = nullptr,
+                          std::optional<uint64_t> size = std::nullopt) {
+  while (range_ok == nullptr || *range_ok) {
     ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
       }
       if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EBADF) {
+        if (range_ok != nullptr) {
+          *range_ok = false;
+        }
         break;  // fall back to read/write
       }
       return fail(Errc::io, fmt::format("{}: copy: {}", what, errno_message(errno)));
@@ -169,6 +178,7 @@ Result<void> copy_fd_data(int in, int out, const std::string& what) {
     }
   }
   char buf[1 << 16];
+  uint64_t copied = 0;
   while (true) {
     ssize_t n = ::read(in, buf, sizeof buf);
     if (n < 0) {
@@ -190,6 +200,10 @@ Result<void> copy_fd_data(int in, int out, const std::string& what) {
         return fail(Errc::io, fmt::format("{}: write: {}", what, errno_message(errno)));
       }
       off += w;
+    }
+    copied += static_cast<uint64_t>(n);
+    if (size && copied == *size && static_cast<size_t>(n) < sizeof buf) {
+      return ok();  // a short read that reached the stat size: at EOF
     }
   }
 }
@@ -241,6 +255,9 @@ struct Copier {
   std::vector<std::tuple<std::string, int64_t, uint32_t>> dir_times;
   /// (dev, ino) of multiply-linked source files → first destination path.
   std::map<std::pair<dev_t, ino_t>, std::string> links;
+  /// False once copy_file_range failed between source and dest (one COPY
+  /// reads one tree into one view): the rest use read/write directly.
+  bool copy_range_ok = true;
 
   void record(const std::string& path, mode_t type) {
     result.written.push_back(WrittenEntry{"/" + path, type});
@@ -370,7 +387,7 @@ struct Copier {
       }
       UniqueFd infd(in);
       TRY(auto out, dest.create_file(target, 0600));
-      TRY_VOID(copy_fd_data(in, out.get(), "/" + target));
+      TRY_VOID(copy_fd_data(in, out.get(), "/" + target, &copy_range_ok, static_cast<uint64_t>(st.st_size)));
       TRY_VOID(finish_file(out.get(), target, mode_for(st.st_mode, false), st.st_mtim, owner_for(st)));
       TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
       result.files += 1;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +29,7 @@
 #include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
 #include "cli/build_checks.hpp"
+#include "cli/build_push.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
 #include "cli/pull_resolver.hpp"
@@ -64,6 +66,7 @@ struct BuildFlags {
   std::string iidfile;
   std::string metadata_file;
   bool pull = false;
+  bool push = false;
   std::string snapshotter = "auto";
   bool check = false;
 };
@@ -107,15 +110,68 @@ Output parse_output(const std::string& spec) {
       out.attrs[k] = v;
     }
   }
+  if (out.type == "registry") {
+    // buildx: type=registry is type=image,push=true.
+    out.type = "image";
+    out.attrs["push"] = "true";
+  }
   static const std::set<std::string> k_types = {"docker", "oci", "local", "tar", "image"};
   if (k_types.count(out.type) == 0) {
-    throw CommandError{fmt::format("invalid output {}: unsupported type \"{}\" (docker, oci, local, tar, image)",
+    throw CommandError{fmt::format("invalid output {}: unsupported type \"{}\" (docker, oci, local, tar, image, registry)",
                                    str::go_quote(spec), out.type),
                        2};
   }
   if (out.type != "image" && out.attrs.count("dest") == 0) {
     throw CommandError{fmt::format("invalid output {}: dest= is required for type={}", str::go_quote(spec), out.type),
                        2};
+  }
+  return out;
+}
+
+bool attr_true(const Output& o, const std::string& key) {
+  auto it = o.attrs.find(key);
+  return it != o.attrs.end() && (it->second == "true" || it->second == "1" || it->second.empty());
+}
+
+// What the type=image outputs ask for: the names they give the image
+// (name=, else the -t names) and, with push=true, the pushes.
+struct ImageOutputs {
+  std::vector<image::Reference> names;
+  std::vector<PushTarget> pushes;
+};
+
+ImageOutputs image_outputs(const std::vector<Output>& outputs, const std::vector<image::Reference>& tags) {
+  ImageOutputs out;
+  for (const auto& o : outputs) {
+    if (o.type != "image") {
+      continue;
+    }
+    PushTarget t;
+    auto name = o.attrs.find("name");
+    if (name != o.attrs.end() && !name->second.empty()) {
+      auto ref = image::parse_reference(name->second);
+      if (!ref) {
+        throw CommandError{fmt::format("invalid output name {}: {}", str::go_quote(name->second), ref.error().message),
+                           2};
+      }
+      t.names.push_back(*ref);
+    } else {
+      t.names = tags;
+    }
+    for (const auto& n : t.names) {
+      bool known = std::any_of(out.names.begin(), out.names.end(), [&](const image::Reference& r) { return r.str() == n.str(); });
+      if (!known) {
+        out.names.push_back(n);
+      }
+    }
+    if (o.attrs.count("push") == 0 || !attr_true(o, "push")) {
+      continue;
+    }
+    if (t.names.empty()) {
+      throw CommandError{"tag is needed when pushing to registry", 2};
+    }
+    t.insecure = o.attrs.count("registry.insecure") != 0 && attr_true(o, "registry.insecure");
+    out.pushes.push_back(std::move(t));
   }
   return out;
 }
@@ -350,9 +406,20 @@ void run_build(BuildFlags& f, Context& ctx) {
     tags.push_back(*ref);
   }
 
+  if (f.push) {
+    outputs.push_back(Output{"image", {{"push", "true"}}});
+  }
+  ImageOutputs image_outs = image_outputs(outputs, tags);
+
   builder::ExecuteOptions exec;
   exec.context = &context;
   exec.tags = tags;
+  for (const auto& n : image_outs.names) {
+    bool known = std::any_of(tags.begin(), tags.end(), [&](const image::Reference& r) { return r.str() == n.str(); });
+    if (!known) {
+      exec.tags.push_back(n);
+    }
+  }
   exec.jobs = f.jobs;
   exec.snapshotter = f.snapshotter;
   exec.network = f.network;
@@ -421,6 +488,9 @@ void run_build(BuildFlags& f, Context& ctx) {
     throw CommandError{msg, 1};
   }
   write_outputs(*store, *built, outputs, tags);
+  for (const auto& p : image_outs.pushes) {
+    push_built_image(*store, built->manifest_digest, p, f.quiet || f.progress == "quiet");
+  }
 
   if (!f.iidfile.empty()) {
     std::ofstream(f.iidfile, std::ios::binary) << built->config_digest;
@@ -495,6 +565,7 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--jobs", flags->jobs, "Stages built in parallel (default: number of cores)");
   cmd->add_option("--iidfile", flags->iidfile, "Write the image ID to the file");
   cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
+  cmd->add_flag("--push", flags->push, "Push the image to the registry (shorthand for -o type=registry)");
   cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
   cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
   cmd->add_flag("--check", flags->check, "Run the build checks only (no build); exit 1 when they warn");
