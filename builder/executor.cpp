@@ -13,6 +13,7 @@
 #include "builder/executor.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <semaphore>
@@ -212,6 +214,9 @@ private:
   Result<void> do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
                        StepRecord& record);
   Result<void> do_workdir(StageResult& st, const std::string& wd, StepRecord& record);
+  Result<fsys::path> cache_mount_dir(const PlannedStage& stage, const parser::Mount& m,
+                                     std::vector<UniqueFd>& locks, std::vector<SourceRoot>& sources,
+                                     const std::function<Result<fsys::path>()>& make_temp);
 
   StepInfo new_step(std::string name, int line) {
     std::lock_guard lock(m_mu);
@@ -461,6 +466,110 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   return ok();
 }
 
+// A RUN --mount=type=cache directory: <store>/cache-mounts/<hash of id>,
+// created (mode/uid/gid, default 0755 0:0) and seeded from `from`/`source`
+// the first time. Sharing, through a lock file next to it (flock, so it
+// holds across imgbuild processes): shared users hold it shared; locked
+// waits for it exclusively; private takes it exclusively when free and
+// otherwise gets a fresh directory of its own, discarded afterwards.
+Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parser::Mount& m,
+                                          std::vector<UniqueFd>& locks, std::vector<SourceRoot>& sources,
+                                          const std::function<Result<fsys::path>()>& make_temp) {
+  std::string id = m.id.empty() ? fs::clean_path(m.target) : m.id;
+  std::string safe = sha256(id).hex().substr(0, 32);
+  fsys::path parent = m_store.content().root() / "cache-mounts";
+  fsys::path dir = parent / safe;
+  std::error_code ec;
+  fsys::create_directories(parent, ec);
+  fsys::path lock_path = parent / (safe + ".lock");
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) {
+    return fail(Errc::io, fmt::format("cache mount {}: cannot open {}: {}", id, lock_path.string(), std::strerror(errno)));
+  }
+  parser::CacheSharing sharing = m.sharing.value_or(parser::CacheSharing::shared);
+  bool fresh = false;
+  int op = sharing == parser::CacheSharing::shared ? LOCK_SH : LOCK_EX;
+  if (sharing == parser::CacheSharing::private_) {
+    op |= LOCK_NB;
+  }
+  while (::flock(lock.get(), op) != 0) {
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EWOULDBLOCK && sharing == parser::CacheSharing::private_) {
+      fresh = true;
+      break;
+    }
+    return fail(Errc::io, fmt::format("cache mount {}: cannot lock {}: {}", id, lock_path.string(), std::strerror(errno)));
+  }
+  if (!fresh) {
+    locks.push_back(std::move(lock));
+  }
+
+  // The seed: a stage, image or context path.
+  auto prepare = [&](const fsys::path& into) -> Result<void> {
+    if (!m.from.empty()) {
+      TRY(auto src, source_root(m.from, stage.index));
+      std::string sub = fs::clean_path(m.source);
+      {
+        TRY(fs::Root sroot, fs::Root::open(src.path.string()));
+        // The seed is copied through a host path: no component may be a
+        // symlink, or the copy could read outside the source.
+        std::string prefix;
+        for (const auto& comp : fs::clean_components(sub)) {
+          prefix += (prefix.empty() ? "" : "/") + comp;
+          TRY(auto cst, sroot.lstat(prefix));
+          if (cst && S_ISLNK(cst->st_mode)) {
+            return fail(Errc::invalid_argument,
+                        fmt::format("cache mount {}: source \"/{}\" of {} goes through the symlink \"/{}\"", id,
+                                    sub, m.from, prefix));
+          }
+        }
+        TRY(auto st, sroot.lstat(sub));
+        if (!sub.empty() && !st) {
+          return fail(Errc::not_found, fmt::format("cache mount {}: \"/{}\" not found in {}", id, sub, m.from));
+        }
+        if (st && !S_ISDIR(st->st_mode)) {
+          return fail(Errc::invalid_argument,
+                      fmt::format("cache mount {}: source \"/{}\" of {} is not a directory", id, sub, m.from));
+        }
+      }
+      TRY_VOID(snapshot::merge_layer(sub.empty() ? src.path : src.path / sub, into));
+      sources.push_back(std::move(src));
+    }
+    if (m.mode || m.from.empty()) {
+      ::chmod(into.c_str(), m.mode.value_or(0755));
+    }
+    if (m.uid || m.gid || m.from.empty()) {
+      if (::chown(into.c_str(), m.uid.value_or(0), m.gid.value_or(0)) != 0) {
+        return fail(Errc::io, fmt::format("cannot prepare cache mount {}: {}", id, std::strerror(errno)));
+      }
+    }
+    return ok();
+  };
+  if (fresh) {
+    TRY(fsys::path d, make_temp());
+    fsys::path into = d / "cache";
+    fsys::create_directory(into, ec);
+    TRY_VOID(prepare(into));
+    return into;
+  }
+  if (!fsys::exists(dir, ec)) {
+    // Made aside and renamed, so that a shared user never sees it half-seeded.
+    fsys::path tmp = parent / (".new-" + random_hex());
+    fsys::create_directory(tmp, ec);
+    auto prepared = prepare(tmp);
+    if (!prepared) {
+      fsys::remove_all(tmp, ec);
+      return fail(std::move(prepared).error());
+    }
+    if (::rename(tmp.c_str(), dir.c_str()) != 0) {
+      fsys::remove_all(tmp, ec);  // another build made it first
+    }
+  }
+  return dir;
+}
+
 Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecord& record) {
   if (wd == "/") {
     add_history(st.state, "WORKDIR /", false, false);
@@ -668,10 +777,12 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
   spec.workdir = st.state.image.config->working_dir.empty() ? "/" : st.state.image.config->working_dir;
   spec.network = network == "none" ? sandbox::NetworkMode::none : sandbox::NetworkMode::host;
   spec.hostname = "buildkitsandbox";
+  spec.privileged = run.security && *run.security == "insecure";
 
   // RUN --mount.
   parser::Lexer lexer(m_plan.escape);
   std::vector<SourceRoot> mount_sources;
+  std::vector<UniqueFd> cache_locks;  // held until the process ends
   int ssh_index = 0;
   for (const auto& ms : run.mount_specs) {
     auto mount = parser::parse_mount(ms, [&](const std::string& w) { return lexer.process_word(w, st.state.env); });
@@ -716,25 +827,21 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
         break;
       }
       case parser::MountType::cache: {
-        std::string id = m.id.empty() ? fs::clean_path(m.target) : m.id;
-        std::string safe = sha256(id).hex().substr(0, 32);
-        fsys::path dir = m_store.content().root() / "cache-mounts" / safe;
-        std::error_code ec;
-        if (!fsys::exists(dir, ec)) {
-          fsys::create_directories(dir, ec);
-          ::chmod(dir.c_str(), m.mode.value_or(0755));
-          if (::chown(dir.c_str(), m.uid.value_or(0), m.gid.value_or(0)) != 0) {
-            cleanup_temps();
-            return fail(Errc::io, fmt::format("cannot prepare cache mount {}", id));
-          }
+        auto dir = cache_mount_dir(stage, m, cache_locks, mount_sources, make_temp);
+        if (!dir) {
+          cleanup_temps();
+          return fail(std::move(dir).error());
         }
-        spec.mounts.push_back(sandbox::BindMount{dir, target, m.read_only ? sandbox::Access::read_only
-                                                                          : sandbox::Access::read_write});
+        spec.mounts.push_back(sandbox::BindMount{*dir, target, m.read_only ? sandbox::Access::read_only
+                                                                           : sandbox::Access::read_write});
         break;
       }
       case parser::MountType::tmpfs: {
-        TRY(fsys::path d, make_temp());
-        spec.mounts.push_back(sandbox::BindMount{d, target, sandbox::Access::read_write});
+        std::optional<uint64_t> size;
+        if (m.size_limit && *m.size_limit > 0) {
+          size = static_cast<uint64_t>(*m.size_limit);
+        }
+        spec.tmpfs.push_back(sandbox::TmpfsMount{target, size});
         break;
       }
       case parser::MountType::secret: {
@@ -982,6 +1089,19 @@ void Build::stage_thread(const PlannedStage& stage) {
 }
 
 Result<BuiltImage> Build::run() {
+  // Entitlements are checked before anything runs, as BuildKit does.
+  if (m_options.allow.count("security.insecure") == 0) {
+    for (const auto& s : m_plan.stages) {
+      for (const auto& ins : s.steps) {
+        const auto* r = ins.as<parser::RunInstruction>();
+        if (r != nullptr && r->security && *r->security == "insecure") {
+          return fail(at_line(Error{Errc::permission, "security.insecure is not allowed: pass --allow "
+                                                      "security.insecure to run RUN --security=insecure"},
+                              ins, "Dockerfile"));
+        }
+      }
+    }
+  }
   TRY_VOID(setup());
   TRY(m_sandbox, sandbox::make_sandbox("auto"));
   for (const auto& s : m_plan.stages) {

@@ -239,7 +239,8 @@ void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, c
         continue;
       }
       UniqueFd fd = open_output(dest);
-      unwrap(image::save_archive(store, items, fd.get()));
+      unwrap(image::save_archive(store, items, fd.get(),
+                                 o.type == "oci" ? image::SaveFormat::oci : image::SaveFormat::docker_and_oci));
       continue;
     }
     if (o.type == "local") {

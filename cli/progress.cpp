@@ -1,16 +1,20 @@
 #include "cli/progress.hpp"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/tty_view.hpp"
 
 namespace imgbuild::cli {
 
@@ -99,38 +103,82 @@ private:
   std::mutex m_mu;
 };
 
-// A compact terminal view: one line per step as it starts and ends, with the
-// running step's output indented under it.
-class TtyProgress final : public builder::ProgressSink {
+// The live terminal view (cli/tty_view.hpp) on stderr, redrawn on every
+// event and by a ticker thread every 100 ms while steps run (timers move).
+class StderrTerminal final : public TerminalSink {
 public:
-  void started(const StepInfo& step) override {
-    std::lock_guard lock(m_mu);
-    std::fprintf(stderr, "\033[34m => %s\033[0m\n", step.name.c_str());
+  void write(std::string_view bytes) override {
+    std::fwrite(bytes.data(), 1, bytes.size(), stderr);
     std::fflush(stderr);
   }
-  void output(const StepInfo&, OutputStream, std::string_view line) override {
+  int width() const override {
+    struct winsize ws {};
+    if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+      return ws.ws_col;
+    }
+    return 80;
+  }
+};
+
+class TtyProgress final : public builder::ProgressSink {
+public:
+  TtyProgress() : m_view(m_term), m_epoch(Clock::now()) {
+    m_ticker = std::thread([this] { tick(); });
+  }
+  ~TtyProgress() override {
+    {
+      std::lock_guard lock(m_mu);
+      m_stop = true;
+    }
+    m_cv.notify_all();
+    m_ticker.join();
     std::lock_guard lock(m_mu);
-    std::fprintf(stderr, "    %.*s\n", static_cast<int>(line.size()), line.data());
-    std::fflush(stderr);
+    m_view.redraw(now());
+  }
+  TtyProgress(const TtyProgress&) = delete;
+  TtyProgress& operator=(const TtyProgress&) = delete;
+
+  void started(const StepInfo& step) override {
+    std::lock_guard lock(m_mu);
+    m_view.started(step, now());
+    m_cv.notify_all();
+  }
+  void output(const StepInfo& step, OutputStream, std::string_view line) override {
+    std::lock_guard lock(m_mu);
+    m_view.output(step, line, now());
   }
   void cached(const StepInfo& step) override {
     std::lock_guard lock(m_mu);
-    std::fprintf(stderr, " => CACHED %s\n", step.name.c_str());
+    m_view.cached(step, now());
   }
   void finished(const StepInfo& step, double seconds) override {
     std::lock_guard lock(m_mu);
-    std::fprintf(stderr, " => %s \033[2m%.1fs\033[0m\n", step.name.c_str(), seconds);
-    std::fflush(stderr);
+    m_view.finished(step, seconds, now());
   }
   void failed(const StepInfo& step, double seconds, std::string_view message) override {
     std::lock_guard lock(m_mu);
-    std::fprintf(stderr, "\033[31m => ERROR %s %.1fs: %.*s\033[0m\n", step.name.c_str(), seconds,
-                 static_cast<int>(message.size()), message.data());
-    std::fflush(stderr);
+    m_view.failed(step, seconds, message, now());
   }
 
 private:
+  double now() const { return std::chrono::duration<double>(Clock::now() - m_epoch).count(); }
+  void tick() {
+    std::unique_lock lock(m_mu);
+    while (!m_stop) {
+      m_cv.wait_for(lock, std::chrono::milliseconds(100));
+      if (!m_stop && m_view.running()) {
+        m_view.redraw(now());
+      }
+    }
+  }
+
+  StderrTerminal m_term;
   std::mutex m_mu;
+  std::condition_variable m_cv;
+  TtyView m_view;
+  Clock::time_point m_epoch;
+  bool m_stop = false;
+  std::thread m_ticker;
 };
 
 }  // namespace

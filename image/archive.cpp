@@ -591,6 +591,10 @@ Result<void> write_file_atomic(const fs::path& p, std::string_view bytes) {
 }  // namespace
 
 Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd) {
+  return save_archive(store, items, out_fd, SaveFormat::docker_and_oci);
+}
+
+Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd, SaveFormat format) {
   TRY(SavePlan plan, plan_save(store, items));
   TRY(auto w, tar::Writer::open_fd(out_fd));
   tar::Entry dir;
@@ -613,9 +617,13 @@ Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items,
     TRY_VOID(w->add_file_from_fd(file_entry("blobs/sha256/" + digest.substr(7), size), fd.get()));
   }
   TRY_VOID(add_bytes(*w, "index.json", index_json(plan, {})));
-  TRY_VOID(add_bytes(*w, "manifest.json", manifest_json(plan)));
+  if (format == SaveFormat::docker_and_oci) {
+    TRY_VOID(add_bytes(*w, "manifest.json", manifest_json(plan)));
+  }
   TRY_VOID(add_bytes(*w, "oci-layout", k_oci_layout));
-  TRY_VOID(add_bytes(*w, "repositories", repositories_json(plan)));
+  if (format == SaveFormat::docker_and_oci) {
+    TRY_VOID(add_bytes(*w, "repositories", repositories_json(plan)));
+  }
   TRY(tar::WriteSummary summary, w->finish());
   (void)summary;
   return ok();

@@ -50,6 +50,15 @@ struct SaveItem {
 /// Writes a docker-save / OCI layout tar of `items` to `out_fd`.
 Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd);
 
+/// What a saved tar holds.
+enum class SaveFormat {
+  docker_and_oci,  ///< OCI layout plus manifest.json and repositories (docker load)
+  oci,             ///< the OCI layout only, as buildx's type=oci output writes it
+};
+
+/// Writes a tar of `items` in `format` to `out_fd`.
+Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd, SaveFormat format);
+
 /// Writes an OCI image layout directory (created if missing; must be empty
 /// or an existing layout).
 Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const std::filesystem::path& dir);

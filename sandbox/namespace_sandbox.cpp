@@ -69,6 +69,8 @@ struct Mount {
   bool read_only = false;
   bool directory = false;
   std::string content;  // the file's bytes when source is empty
+  bool tmpfs = false;   // a new tmpfs instead of source/content
+  std::string size;     // tmpfs size= option ("" = default)
 };
 
 // Everything init needs, computed before fork so that the children only make
@@ -84,6 +86,7 @@ struct Plan {
   int unshare_flags = 0;
   std::vector<Mount> mounts;  // extra binds, then hosts/resolv/hostname
   bool capture = true;
+  bool privileged = false;  // keep every capability
 };
 
 // ---- child side -----------------------------------------------------------
@@ -442,9 +445,14 @@ void make_workdir(int err_fd, const std::string& workdir) {
   }
   UniqueFd dev = setup_dev(err_fd, root.get());
   for (const Mount& m : plan.mounts) {
-    UniqueFd tree(m.source.empty()
-                      ? content_tree(err_fd, dev.get(), m)
-                      : ::open_tree(AT_FDCWD, m.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    std::vector<std::pair<const char*, const char*>> tmpfs_options;
+    if (!m.size.empty()) {
+      tmpfs_options.emplace_back("size", m.size.c_str());
+    }
+    UniqueFd tree(m.tmpfs            ? fs_mount("tmpfs", tmpfs_options, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+                  : m.source.empty() ? content_tree(err_fd, dev.get(), m)
+                                     : ::open_tree(AT_FDCWD, m.source.c_str(),
+                                                   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
     if (!tree) {
       child_fail(err_fd, errno_text("cannot open mount source " + m.source));
     }
@@ -456,7 +464,7 @@ void make_workdir(int err_fd, const std::string& workdir) {
       child_fail(err_fd, errno_text("cannot mount " + (m.source.empty() ? std::string("a file") : m.source) +
                                     " on /" + m.target));
     }
-    if (m.source.empty() && ::unlinkat(dev.get(), content_name(m).c_str(), 0) != 0) {
+    if (m.source.empty() && !m.tmpfs && ::unlinkat(dev.get(), content_name(m).c_str(), 0) != 0) {
       child_fail(err_fd, errno_text("cannot unlink the file for /" + m.target));
     }
   }
@@ -480,7 +488,9 @@ void make_workdir(int err_fd, const std::string& workdir) {
   }
   ::umask(022);
   make_workdir(err_fd, plan.workdir);
-  drop_capabilities(err_fd);
+  if (!plan.privileged) {
+    drop_capabilities(err_fd);
+  }
   switch_user(err_fd, plan.user);
   exec_command(err_fd, plan);
 }
@@ -684,6 +694,21 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
                           m.directory ? detail::StubKind::directory : detail::StubKind::file));
     plan.mounts.push_back(std::move(m));
   }
+  for (const TmpfsMount& t : spec.tmpfs) {
+    Mount m;
+    m.tmpfs = true;
+    m.directory = true;
+    m.target = detail::clean_relative(t.target);
+    if (t.size) {
+      m.size = std::to_string(*t.size);
+    }
+    if (m.target.empty()) {
+      return fail(Errc::invalid_argument, "cannot mount a tmpfs over the root directory");
+    }
+    TRY_VOID(stubs.ensure(root_fd.get(), m.target, detail::StubKind::directory));
+    plan.mounts.push_back(std::move(m));
+  }
+  plan.privileged = spec.privileged;
   const std::pair<const char*, std::string> etc_files[] = {
       {"hosts", hosts_file(spec)},
       {"resolv.conf", spec.resolv_conf ? *spec.resolv_conf : host_resolv_conf()},

@@ -7,6 +7,7 @@
 // make_sandbox(), so a rootless implementation (user namespaces) can be added
 // as another kind without touching callers.
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -33,6 +34,12 @@ struct BindMount {
   std::filesystem::path source;  ///< host path (trusted: chosen by imgbuild)
   std::string target;            ///< absolute path inside the rootfs
   Access access = Access::read_only;
+};
+
+/// A fresh tmpfs for the process (RUN --mount=type=tmpfs); gone when it ends.
+struct TmpfsMount {
+  std::string target;                ///< absolute path inside the rootfs
+  std::optional<uint64_t> size;      ///< size limit in bytes (none: the kernel's default, half of RAM)
 };
 
 /// An extra line of /etc/hosts ("address name").
@@ -69,6 +76,11 @@ struct RunSpec {
   std::string hostname = "imgbuild";
   NetworkMode network = NetworkMode::host;
   std::vector<BindMount> mounts;
+  /// tmpfs mounts, made after the bind mounts.
+  std::vector<TmpfsMount> tmpfs;
+  /// Keep every capability (RUN --security=insecure). Otherwise the bounding
+  /// set is cut to Docker's default capabilities before exec.
+  bool privileged = false;
   std::vector<HostEntry> extra_hosts;
   /// Content of /etc/resolv.conf; when unset the host's file is used.
   std::optional<std::string> resolv_conf;
