@@ -205,7 +205,7 @@ std::string explain_miss(const nlohmann::json& previous, const nlohmann::json& c
   }
   std::string text = get(current, "instruction").is_string() ? current.at("instruction").get<std::string>() : "";
   if (get(previous, "instruction") != get(current, "instruction")) {
-    return "instruction changed";
+    return fmt::format("{}: instruction changed", text);
   }
   nlohmann::json pe = get(previous, "env");
   nlohmann::json ce = get(current, "env");
