@@ -12,10 +12,12 @@
 //    so a changed ARG value misses only where it is used;
 //  - RUN: the environment the process gets (config Env and every ARG in
 //    scope, without the proxy variables), the shell, user, working dir,
-//    network, security, and per bind mount its source (a content digest of
+//    network, security, SOURCE_DATE_EPOCH (layer times are clamped to it),
+//    and per bind mount its source (a content digest of
 //    the selected context files, another stage's key, or an image);
 //  - COPY/ADD: the expanded request (sources, dest, workdir, chown, chmod,
-//    checksum, unpack, parents, excludes, link, heredoc bodies) and the
+//    checksum, unpack, parents, excludes, link, heredoc bodies,
+//    SOURCE_DATE_EPOCH) and the
 //    origin of the sources: a per-file content digest of exactly the
 //    selected files (path, type, mode, uid/gid, content, link target,
 //    xattrs — never times), another stage's key, or an image's config digest.

@@ -976,6 +976,7 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
   b.list("shell", cfg.shell).field("user", cfg.user).field("workdir", cfg.working_dir);
   b.field("network", run.network.value_or(m_options.network)).field("security", run.security.value_or("sandbox"));
   b.list("devices", run.devices).list("mounts", run.mount_specs);
+  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
   std::map<std::string, std::string> env;
   for (const auto& e : run_environment(st.state, m_plan.build_args)) {
     size_t eq = e.find('=');
@@ -1137,6 +1138,8 @@ StepKey Build::metadata_key(const StageResult& st, const parser::Instruction& in
   StepKeyBuilder b(st.cache_key, kind, text);
   b.field("config", nlohmann::json(*st.state.image.config).dump());
   b.field("author", st.state.image.author);
+  // WORKDIR's directory mtime is clamped to SOURCE_DATE_EPOCH.
+  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
   std::set<std::string> used = referenced_vars(text);
   b.note_env(key_env(st.state.env, &used));
   return b.finish();
