@@ -105,7 +105,7 @@ bool prerequisites() { return fs::exists("/bin/busybox") && ::geteuid() == 0; }
 
 }  // namespace
 
-TEST_CASE("cache: a rebuild is all cached; touch, mtime, umask keep it cached; one changed byte misses from its COPY",
+TEST_CASE("cache: a rebuild is all cached - touch and mtime and umask keep it cached - one changed byte misses from its COPY",
           "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
@@ -162,7 +162,7 @@ TEST_CASE("cache: a rebuild is all cached; touch, mtime, umask keep it cached; o
   CHECK(cached_count(fx.build()) == 4);
 }
 
-TEST_CASE("cache: a file renamed under a wildcard misses; an ignored file never does", "[integration][cache]") {
+TEST_CASE("cache: a file renamed under a wildcard misses - an ignored file never does", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
   fx.put("Dockerfile",
@@ -196,7 +196,7 @@ TEST_CASE("cache: a file renamed under a wildcard misses; an ignored file never 
   CHECK_FALSE(renamed[2].cached);
 }
 
-TEST_CASE("cache: a changed ARG misses only from its first use; proxy args never miss", "[integration][cache]") {
+TEST_CASE("cache: a changed ARG misses only from its first use - proxy args never miss", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
   fx.put("Dockerfile",
@@ -231,7 +231,7 @@ TEST_CASE("cache: a changed ARG misses only from its first use; proxy args never
   CHECK(defaulted[3].reason == "ARG VERSION changed: 1.3 → 1.0");
 }
 
-TEST_CASE("cache: config instructions are part of the chain; --no-cache and --no-cache-filter", "[integration][cache]") {
+TEST_CASE("cache: config instructions are part of the chain - --no-cache and --no-cache-filter", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
   auto dockerfile = [&](const std::string& health) {
@@ -267,7 +267,7 @@ TEST_CASE("cache: config instructions are part of the chain; --no-cache and --no
   CHECK(cached_count(fx.build()) == 2);
 }
 
-TEST_CASE("cache: ls, du and prune; prune keeps what images use", "[integration][cache]") {
+TEST_CASE("cache: ls and du and prune - prune keeps what images use", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
   fx.put("Dockerfile",

@@ -35,7 +35,7 @@ SourceFiles digest_of(const ScratchDir& dir, const std::string& source) {
 
 }  // namespace
 
-TEST_CASE("cache keys: source digests ignore times, see content, mode, names and links", "[builder]") {
+TEST_CASE("cache keys: source digests ignore times and see content and mode and names and links", "[builder]") {
   ScratchDir dir;
   std::filesystem::create_directories(dir / "src");
   write_text(dir / "src/a.c", "int a;\n");
