@@ -80,7 +80,7 @@ time_runs() {  # name, command…
 printf '%-8s %10s %10s %10s %14s %14s\n' workload imgbuild docker buildah imgbuild/docker imgbuild/buildah
 for w in small files; do
   ctx="$WORK/ctx-$w"
-  ti=$(time_runs imgbuild "$IMGBUILD" --root "$ROOT" build --progress quiet -t "bench-$w" "$ctx")
+  ti=$(time_runs imgbuild "$IMGBUILD" --root "$ROOT" build --no-cache --progress quiet -t "bench-$w" "$ctx")
   td=$(time_runs docker $DOCKER build --no-cache --network host -q -t "bench-$w" "$ctx")
   tb=$(time_runs buildah "${BUILDAH[@]}" bud --isolation chroot --pull-never --no-cache --layers -q -t "bench-$w" "$ctx")
   printf '%-8s %9.2fs %9.2fs %9.2fs %14.2f %14.2f\n' "$w" "$ti" "$td" "$tb" \

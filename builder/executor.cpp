@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -31,10 +32,12 @@
 
 #include <fmt/format.h>
 
+#include "builder/cache_steps.hpp"
 #include "builder/config.hpp"
 #include "builder/context.hpp"
 #include "builder/copy.hpp"
 #include "builder/oci_layout.hpp"
+#include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 #include "sandbox/sandbox.hpp"
@@ -145,6 +148,12 @@ struct Layer {
 struct StageResult {
   StageState state;
   std::vector<Layer> layers;
+  /// The cache key of the last step (the parent of the next one).
+  std::string cache_key;
+  /// True once a step of this chain missed the cache.
+  bool cache_broken = false;
+  /// A miss reason waiting for the next reported step ("base image changed").
+  std::string cache_reason;
 };
 
 // The layer directories of a chain, lowest first. A directory that occurs
@@ -206,7 +215,18 @@ private:
   Result<SourceRoot> source_root(const std::string& from, int current);
 
   Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
-                        const StepInfo& info);
+                        const StepInfo& info, int position);
+  // Build cache (the methods after run_step).
+  Result<std::optional<StepKey>> run_key(const PlannedStage& stage, const StageResult& st,
+                                         const parser::RunInstruction& run, std::string& uncacheable);
+  Result<std::optional<StepKey>> copy_key(const PlannedStage& stage, const StageResult& st,
+                                          const parser::Instruction& ins, std::string& uncacheable);
+  StepKey metadata_key(const StageResult& st, const parser::Instruction& ins);
+  Result<void> apply_cached(StageResult& st, const cache::CacheRecord& rec);
+  Result<void> record_cache(const StageResult& st, const StepKey& key, const std::string& parent, int position,
+                            const parser::Instruction& ins, const StepRecord& record);
+  Result<void> base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img);
+  std::string debug_name(const PlannedStage& stage, int position) const;
   Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
                             StepRecord& record, bool independent = false);
   Result<void> do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
@@ -243,6 +263,7 @@ private:
   std::unique_ptr<snapshot::Snapshotter> m_snapshotter;
   std::unique_ptr<sandbox::Sandbox> m_sandbox;
   std::unique_ptr<image::Staging> m_staging;
+  std::unique_ptr<StepCache> m_cache;
   std::mutex m_staging_mu;
   std::mutex m_resolve_mu;
   std::mutex m_mu;
@@ -263,6 +284,7 @@ Result<void> Build::setup() {
   fsys::create_directories(root / "snapshots", ec);
   TRY(m_snapshotter, snapshot::make_snapshotter(m_options.snapshotter, cfg));
   TRY(m_staging, image::Staging::create(m_store.content()));
+  TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   m_jobs = std::make_unique<std::counting_semaphore<>>(jobs);
   return ok();
@@ -307,6 +329,7 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
     case BaseKind::scratch: {
       StageResult res;
       res.state = start_stage(std::nullopt, m_plan.platform, created);
+      res.cache_key = scratch_base_key(m_plan.platform);
       return res;
     }
     case BaseKind::stage: {
@@ -317,6 +340,12 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
       StageResult res = *parent;
       res.state.created = created;
       res.state.cmd_set = false;  // "CMD set in this stage" starts over
+      res.cache_key = stage_base_key(parent->cache_key);
+      if (parent->cache_broken) {
+        const PlannedStage* ps = m_plan.stage(stage.base.stage);
+        res.cache_reason = fmt::format("stage {} changed", ps != nullptr ? ps->display_name : "?");
+      }
+      res.cache_broken = false;
       return res;
     }
     case BaseKind::image: {
@@ -325,19 +354,28 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
                                   ref ? ref->str() : stage.base.name),
                       stage.from.header.range.start_line);
       TRY(auto img, resolve_image(stage.base.name));
-      return base_from_image(img, created);
+      TRY(auto res, base_from_image(img, created));
+      TRY_VOID(base_cache(stage, res, img));
+      return res;
     }
     case BaseKind::context: {
       const std::string& src = stage.base.source;
       if (src.starts_with("docker-image://")) {
         TRY(auto img, resolve_image(src.substr(std::strlen("docker-image://"))));
-        return base_from_image(img, created);
+        TRY(auto res, base_from_image(img, created));
+        TRY_VOID(base_cache(stage, res, img));
+        return res;
       }
       if (src.starts_with("oci-layout://")) {
         TRY(auto img, oci_layout_image(src));
-        return base_from_image(img, created);
+        TRY(auto res, base_from_image(img, created));
+        TRY_VOID(base_cache(stage, res, img));
+        return res;
       }
-      return base_from_dir(src, created);
+      TRY(auto res, base_from_dir(src, created));
+      // The directory's content (its layer's diff_id) keys the steps after it.
+      res.cache_key = stage_base_key(from_parent_key(src + "@" + res.state.image.rootfs.diff_ids.back(), m_plan.platform));
+      return res;
     }
   }
   return fail(Errc::internal, "unknown base kind");
@@ -938,32 +976,104 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
 }
 
 Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
-                             const StepInfo& info) {
+                             const StepInfo& info, int position) {
   StepRecord record;
   record.name = info.name;
   record.line = info.line;
   auto start = std::chrono::steady_clock::now();
-  Result<void> r = ok();
-  if (const auto* run = ins.as<parser::RunInstruction>()) {
-    r = do_run(stage, st, *run, info, record);
-  } else if (ins.as<parser::CopyInstruction>() || ins.as<parser::AddInstruction>()) {
-    r = do_copy(stage, st, ins, record);
-  } else {
-    ArgInputs inputs{&m_plan.build_args, &m_plan.global_args};
-    auto eff = apply_metadata(st.state, ins, inputs, m_plan.escape);
-    if (!eff) {
-      r = fail(std::move(eff).error());
-    } else if (eff->mkdir) {
-      r = do_workdir(st, *eff->mkdir, record);
+  const auto* run = ins.as<parser::RunInstruction>();
+  bool is_copy = ins.as<parser::CopyInstruction>() != nullptr || ins.as<parser::AddInstruction>() != nullptr;
+  Result<void> r = [&]() -> Result<void> {
+    // The key first (metadata instructions: after applying them, since the
+    // config they leave is what their key covers), then hit or execute.
+    std::string parent = st.cache_key;
+    std::optional<StepKey> key;
+    std::optional<MetadataEffect> eff;
+    std::string uncacheable;
+    if (run != nullptr) {
+      TRY(key, run_key(stage, st, *run, uncacheable));
+    } else if (is_copy) {
+      TRY(key, copy_key(stage, st, ins, uncacheable));
+    } else {
+      ArgInputs inputs{&m_plan.build_args, &m_plan.global_args};
+      TRY(eff, apply_metadata(st.state, ins, inputs, m_plan.escape));
+      key = metadata_key(st, ins);
     }
-  }
+    bool fs_step = run != nullptr || is_copy || eff->mkdir.has_value();
+    std::optional<cache::CacheRecord> hit;
+    if (key) {
+      m_cache->debug(debug_name(stage, position), *key);
+      if (!stage.no_cache || !fs_step) {
+        TRY(hit, m_cache->lookup(key->key, [&](const std::string& d) { return m_store.content().has(d); }));
+      }
+    }
+    if (hit) {
+      m_cache->used(key->key);
+      st.cache_key = key->key;
+      if (!fs_step) {
+        return ok();
+      }
+      TRY_VOID(apply_cached(st, *hit));
+      record.cached = true;
+      record.layer_digest = hit->layer.blob_digest;
+      return ok();
+    }
+    // A miss: explain the first one of the chain.
+    std::string reason;
+    if (!st.cache_broken) {
+      st.cache_broken = true;
+      if (!uncacheable.empty()) {
+        reason = uncacheable;
+      } else if (stage.no_cache && fs_step) {
+        reason = "cache disabled (--no-cache)";
+      } else {
+        std::set<std::string> args;
+        for (const auto& a : st.state.args) {
+          args.insert(a.name);
+        }
+        TRY(reason, m_cache->explain(parent, position, *key, args));
+        if (reason.empty()) {
+          reason = st.cache_reason.empty() ? "not in the cache" : st.cache_reason;
+        }
+      }
+      st.cache_reason = reason;
+    } else if (!uncacheable.empty() && fs_step) {
+      st.cache_reason = uncacheable;
+    }
+    if (fs_step) {
+      record.cache_reason = st.cache_reason.empty() ? "a previous step changed" : st.cache_reason;
+      if (!st.cache_reason.empty() && info.id != 0) {
+        m_progress.output(info, OutputStream::stderr_, "cache miss: " + st.cache_reason);
+      }
+      st.cache_reason.clear();
+    }
+    if (run != nullptr) {
+      TRY_VOID(do_run(stage, st, *run, info, record));
+    } else if (is_copy) {
+      TRY_VOID(do_copy(stage, st, ins, record));
+    } else if (eff->mkdir) {
+      TRY_VOID(do_workdir(st, *eff->mkdir, record));
+    }
+    if (key) {
+      TRY_VOID(record_cache(st, *key, parent, position, ins, record));
+      st.cache_key = key->key;
+    } else {
+      // Not cacheable: the chain goes on from what the step produced.
+      cache::KeyBuilder after;
+      after.key("parent", parent).str("result", st.layers.empty() ? "" : st.layers.back().record.diff_id);
+      st.cache_key = after.finish();
+    }
+    return ok();
+  }();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   record.seconds = secs;
   if (info.id != 0) {
-    if (r) {
-      m_progress.finished(info, secs);
-    } else {
+    if (!r) {
       m_progress.failed(info, secs, r.error().message);
+    } else if (record.cached) {
+      m_progress.cached(info);
+    } else {
+      m_progress.finished(info, secs);
     }
   }
   if (r && info.id != 0) {
@@ -973,6 +1083,286 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
     return fail(at_line(std::move(r).error(), ins, "Dockerfile"));
   }
   return ok();
+}
+
+// ---- build cache --------------------------------------------------------------
+
+std::map<std::string, std::string> key_env(const parser::ShellEnv& env, const std::set<std::string>* only) {
+  std::map<std::string, std::string> out;
+  for (const auto& k : env.keys()) {
+    if (is_proxy_arg(k) || (only != nullptr && only->count(k) == 0)) {
+      continue;
+    }
+    if (const std::string* v = env.get(k)) {
+      out[k] = *v;
+    }
+  }
+  return out;
+}
+
+std::string Build::debug_name(const PlannedStage& stage, int position) const {
+  std::string name;
+  for (char c : stage.display_name) {
+    bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    name.push_back(keep ? c : '_');
+  }
+  return fmt::format("{}-{:03}", name, position + 1);
+}
+
+Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const StageResult& st,
+                                              const parser::RunInstruction& run, std::string& uncacheable) {
+  std::string text = run.header.original;
+  for (const auto& h : run.heredocs) {
+    text += "\n" + h.content + h.name;
+  }
+  StepKeyBuilder b(st.cache_key, "RUN", text);
+  const image::ContainerConfig& cfg = *st.state.image.config;
+  b.list("shell", cfg.shell).field("user", cfg.user).field("workdir", cfg.working_dir);
+  b.field("network", run.network.value_or(m_options.network)).field("security", run.security.value_or("sandbox"));
+  b.list("devices", run.devices).list("mounts", run.mount_specs);
+  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
+  std::map<std::string, std::string> env;
+  for (const auto& e : run_environment(st.state, m_plan.build_args)) {
+    size_t eq = e.find('=');
+    std::string k = e.substr(0, eq);
+    if (!is_proxy_arg(k)) {
+      env[k] = eq == std::string::npos ? "" : e.substr(eq + 1);
+    }
+  }
+  b.env(env);
+  parser::Lexer lexer(m_plan.escape);
+  int n = 0;
+  for (const auto& ms : run.mount_specs) {
+    ++n;
+    auto mount = parser::parse_mount(ms, [&](const std::string& w) { return lexer.process_word(w, st.state.env); });
+    if (!mount || mount->type != parser::MountType::bind) {
+      continue;  // a bad spec fails in do_run with its own message
+    }
+    std::string label = fmt::format("mount{}", n);
+    std::optional<BuildContext> named;
+    SourceTree tree;
+    if (!mount->from.empty()) {
+      SourceRef ref = m_plan.resolve_source(mount->from, stage.index);
+      if (ref.kind == BaseKind::stage) {
+        const StageResult* other = wait_stage(ref.stage);
+        if (other == nullptr) {
+          return fail(Errc::internal, fmt::format("stage {} did not complete", mount->from));
+        }
+        b.field(label + "-stage", other->cache_key);
+        continue;
+      }
+      if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
+          !ref.source.starts_with("oci-layout://")) {
+        auto c = BuildContext::from_dir(ref.source);
+        if (!c) {
+          uncacheable = "bind mount source unavailable";
+          return std::optional<StepKey>();
+        }
+        named.emplace(std::move(*c));
+        tree = SourceTree{&named->root(), &named->ignore()};
+      } else {
+        std::string name = ref.kind == BaseKind::context ? ref.source.substr(ref.source.find("://") + 3) : ref.name;
+        auto img = resolve_image(name);
+        if (!img) {
+          uncacheable = "bind mount source unavailable";
+          return std::optional<StepKey>();
+        }
+        b.field(label + "-image", img->record.config_digest);
+        continue;
+      }
+    } else {
+      if (m_options.context == nullptr) {
+        return fail(Errc::internal, "no build context");
+      }
+      tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
+    }
+    auto selected = select_sources(tree, mount->source.empty() ? "." : mount->source);
+    if (!selected) {
+      uncacheable = "bind mount source unavailable";
+      return std::optional<StepKey>();
+    }
+    TRY(auto files, hash_sources(tree, *selected, nullptr, m_cache->index()));
+    b.files(label, files.digest, files.files);
+  }
+  return std::optional<StepKey>(b.finish());
+}
+
+Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const StageResult& st,
+                                               const parser::Instruction& ins, std::string& uncacheable) {
+  const auto* copy = ins.as<parser::CopyInstruction>();
+  const auto* add = ins.as<parser::AddInstruction>();
+  std::string from = copy && copy->from ? *copy->from : "";
+  parser::Lexer lexer(m_plan.escape);
+  WordExpander expand = [&](std::string_view w) -> Result<std::string> {
+    return lexer.process_word(w, st.state.env);
+  };
+  const std::string& wd = st.state.image.config->working_dir;
+  CopyRequest req;
+  if (copy != nullptr) {
+    TRY(req, copy_request(*copy, expand, wd.empty() ? "/" : wd));
+  } else {
+    TRY(req, add_request(*add, expand, wd.empty() ? "/" : wd));
+  }
+  std::string text = ins.header().original;
+  for (const auto& h : req.heredocs) {
+    text += "\n" + h.content + h.name;
+  }
+  StepKeyBuilder b(st.cache_key, copy != nullptr ? "COPY" : "ADD", text);
+  b.list("sources", req.sources).field("dest", req.dest).field("workdir", req.workdir);
+  b.field("chown", req.chown.value_or("")).field("chmod", req.chmod.value_or(""));
+  b.field("checksum", req.checksum.value_or(""));
+  b.field("unpack", req.unpack ? (*req.unpack ? "true" : "false") : "");
+  b.field("keep-git-dir", req.keep_git_dir ? "true" : "false").field("parents", req.parents ? "true" : "false");
+  b.list("excludes", req.excludes).field("link", req.link_mode == LinkMode::linked ? "true" : "false");
+  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
+  if (!req.heredocs.empty()) {
+    b.env(key_env(st.state.env, nullptr));  // heredoc bodies expand with the whole env
+  } else {
+    std::set<std::string> used = referenced_vars(text);
+    b.note_env(key_env(st.state.env, &used));
+  }
+  for (const auto& s : req.sources) {
+    if (classify_source(s) != SourceKind::local && !req.checksum) {
+      uncacheable = fmt::format("{} is not cached: a URL or git source needs --checksum", str::go_quote(s));
+      return std::optional<StepKey>();
+    }
+  }
+  std::optional<BuildContext> named;
+  SourceTree tree;
+  if (from.empty()) {
+    if (m_options.context == nullptr) {
+      return fail(Errc::internal, "no build context");
+    }
+    tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
+  } else {
+    SourceRef ref = m_plan.resolve_source(from, stage.index);
+    if (ref.kind == BaseKind::stage) {
+      const StageResult* other = wait_stage(ref.stage);
+      if (other == nullptr) {
+        return fail(Errc::internal, fmt::format("stage {} did not complete", from));
+      }
+      b.field("from-stage", other->cache_key);
+      return std::optional<StepKey>(b.finish());
+    }
+    if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
+        !ref.source.starts_with("oci-layout://")) {
+      TRY(auto c, BuildContext::from_dir(ref.source));
+      named.emplace(std::move(c));
+      tree = SourceTree{&named->root(), &named->ignore()};
+    } else {
+      if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {
+        uncacheable = "oci-layout sources are not cached";
+        return std::optional<StepKey>();
+      }
+      std::string name = ref.kind == BaseKind::context ? ref.source.substr(std::strlen("docker-image://")) : ref.name;
+      TRY(auto img, resolve_image(name));
+      b.field("from-image", img.record.config_digest);
+      return std::optional<StepKey>(b.finish());
+    }
+  }
+  TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
+  std::vector<SelectedSource> all;
+  for (const auto& s : req.sources) {
+    if (classify_source(s) != SourceKind::local) {
+      continue;
+    }
+    TRY(auto matches, select_sources(tree, s, &excludes));
+    for (auto& m : matches) {
+      all.push_back(std::move(m));
+    }
+  }
+  TRY(auto files, hash_sources(tree, all, &excludes, m_cache->index()));
+  b.files("sources-digest", files.digest, files.files);
+  return std::optional<StepKey>(b.finish());
+}
+
+StepKey Build::metadata_key(const StageResult& st, const parser::Instruction& ins) {
+  const std::string& text = ins.header().original;
+  std::string kind = str::to_upper(text.substr(0, text.find_first_of(" \t")));
+  StepKeyBuilder b(st.cache_key, kind, text);
+  b.field("config", nlohmann::json(*st.state.image.config).dump());
+  b.field("author", st.state.image.author);
+  // WORKDIR's directory mtime is clamped to SOURCE_DATE_EPOCH.
+  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
+  std::set<std::string> used = referenced_vars(text);
+  b.note_env(key_env(st.state.env, &used));
+  return b.finish();
+}
+
+Result<void> Build::apply_cached(StageResult& st, const cache::CacheRecord& rec) {
+  if (!rec.has_layer()) {
+    add_history(st.state, rec.created_by, false, false);
+    return ok();
+  }
+  TRY(fsys::path dir, m_layer_dirs.ensure(m_store.content().blob_path(rec.layer.blob_digest), rec.layer.blob_digest,
+                                          rec.layer.diff_id));
+  st.layers.push_back(Layer{rec.layer, dir});
+  st.state.image.rootfs.diff_ids.push_back(rec.layer.diff_id);
+  add_history(st.state, rec.created_by, true, !rec.created_by.starts_with("WORKDIR "));
+  return ok();
+}
+
+Result<void> Build::record_cache(const StageResult& st, const StepKey& key, const std::string& parent, int position,
+                                 const parser::Instruction& ins, const StepRecord& record) {
+  (void)ins;
+  cache::CacheRecord rec;
+  rec.key = key.key;
+  rec.parent_key = parent;
+  rec.position = position;
+  rec.kind = key.inputs.value("kind", "");
+  if (!record.layer_digest.empty() && !st.layers.empty()) {
+    rec.layer = st.layers.back().record;
+  }
+  rec.config = image::serialize(st.state.image);
+  if (!st.state.image.history.empty()) {
+    std::string by = st.state.image.history.back().created_by;
+    constexpr std::string_view suffix = " # buildkit";
+    if (by.ends_with(suffix)) {
+      by.resize(by.size() - suffix.size());
+    }
+    rec.created_by = by;
+  }
+  rec.inputs = key.inputs.dump();
+  rec.created_at = static_cast<int64_t>(std::time(nullptr));
+  rec.last_used = rec.created_at;
+  return m_cache->record(rec, [&]() -> Result<void> {
+    if (rec.has_layer()) {
+      std::lock_guard lock(m_staging_mu);
+      TRY(bool added, m_staging->publish_one(rec.layer.blob_digest));
+      (void)added;
+    }
+    return ok();
+  });
+}
+
+Result<void> Build::base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img) {
+  std::string reference = stage.base.kind == BaseKind::image ? stage.base.name : stage.base.source;
+  std::string parent = from_parent_key(reference, m_plan.platform);
+  StepKeyBuilder b(parent, "FROM", reference);
+  b.base(img.record.config_digest);
+  StepKey key = b.finish();
+  m_cache->debug(debug_name(stage, -1), key);
+  res.cache_key = key.key;
+  TRY(auto known, m_cache->lookup(key.key, [](const std::string&) { return true; }));
+  if (known) {
+    m_cache->used(key.key);
+    return ok();
+  }
+  TRY(auto prev, m_cache->db().previous(parent, -1));
+  if (prev) {
+    res.cache_reason = "base image changed";
+  }
+  cache::CacheRecord rec;
+  rec.key = key.key;
+  rec.parent_key = parent;
+  rec.position = -1;
+  rec.kind = "FROM";
+  rec.config = img.config_bytes;
+  rec.created_by = "FROM " + reference;
+  rec.inputs = key.inputs.dump();
+  rec.created_at = static_cast<int64_t>(std::time(nullptr));
+  rec.last_used = rec.created_at;
+  return m_cache->record(rec, {});
 }
 
 Result<StageResult> Build::run_stage(const PlannedStage& stage) {
@@ -1045,7 +1435,7 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
       info = new_step(name, ins.header().range.start_line);
       m_progress.started(info);
     }
-    auto done = run_step(stage, st, ins, info);
+    auto done = run_step(stage, st, ins, info, static_cast<int>(i));
     if (!done) {
       Error e = std::move(done).error();
       if (i < trigger_count && e.location) {
@@ -1159,6 +1549,7 @@ Result<BuiltImage> Build::run() {
   ni.layers = out.layers;
   ni.names = m_options.tags;
   TRY_VOID(m_store.commit(*m_staging, {ni}));
+  TRY_VOID(m_cache->finish(m_options.now_sec));
   TRY(auto rec, m_store.db().image(out.manifest_digest));
   if (rec) {
     out.record = *rec;

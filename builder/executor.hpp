@@ -64,6 +64,8 @@ struct ExecuteOptions {
   std::set<std::string> allow;
   /// --network default for RUN: default, none, host.
   std::string network = "default";
+  /// --debug cache-keys=DIR: one text file per step key ("" = none).
+  std::string cache_keys_dir;
   /// Build start (unix seconds) for created times without SOURCE_DATE_EPOCH.
   int64_t now_sec = 0;
   uint32_t now_nsec = 0;
@@ -75,6 +77,9 @@ struct StepRecord {
   int line = 0;
   double seconds = 0;
   bool cached = false;
+  /// Why the step was not cached ("" for a hit): the first differing input
+  /// at the first miss of a chain, "a previous step changed" after it.
+  std::string cache_reason;
   std::string layer_digest;  ///< "" for metadata-only steps
 };
 

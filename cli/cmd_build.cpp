@@ -421,6 +421,11 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   exec.jobs = f.jobs;
+  for (const auto& d : ctx.debug) {
+    if (d.rfind("cache-keys=", 0) == 0) {
+      exec.cache_keys_dir = d.substr(std::strlen("cache-keys="));
+    }
+  }
   exec.snapshotter = f.snapshotter;
   exec.network = f.network;
   for (const auto& a : f.allow) {
@@ -517,6 +522,9 @@ void run_build(BuildFlags& f, Context& ctx) {
     nlohmann::json steps = nlohmann::json::array();
     for (const auto& s : built->steps) {
       nlohmann::json js = {{"name", s.name}, {"line", s.line}, {"duration", s.seconds}, {"cached", s.cached}};
+      if (!s.cached) {
+        js["cache_reason"] = s.cache_reason;
+      }
       if (!s.layer_digest.empty()) {
         js["layer"] = s.layer_digest;
       }

@@ -48,5 +48,7 @@ void register_build_commands(CLI::App& app, Context& ctx);
 void register_registry_commands(CLI::App& app, Context& ctx);
 /// run, commit, ps, rm (cli/cmd_container.cpp).
 void register_container_commands(CLI::App& app, Context& ctx);
+/// cache ls, du, prune (cli/cmd_cache.cpp).
+void register_cache_commands(CLI::App& app, Context& ctx);
 
 }  // namespace imgbuild::cli

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "imgbuild version " IMGBUILD_VERSION);
   app.require_subcommand(0, 1);
   app.add_option("--root", ctx.root, "Store root (default $IMGBUILD_ROOT, /var/lib/imgbuild as root)");
-  app.add_option("--debug", ctx.debug, "Debug output: stats")->take_last();
+  app.add_option("--debug", ctx.debug, "Debug output: stats, cache-keys=DIR")->take_last();
   app.fallthrough();
 
   auto* help = app.add_subcommand("help", "Show help for imgbuild or one command");
@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   imgbuild::cli::register_registry_commands(app, ctx);
   imgbuild::cli::register_container_commands(app, ctx);
   imgbuild::cli::register_build_commands(app, ctx);
+  imgbuild::cli::register_cache_commands(app, ctx);
 
   try {
     std::vector<std::string> args = with_default_command(app, argc, argv);

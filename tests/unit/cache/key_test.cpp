@@ -35,7 +35,7 @@ TEST_CASE("key builder: field boundaries are part of the key", "[cache]") {
         key_of([](KeyBuilder& b) { b.str("b", "2").str("a", "1"); }));
 }
 
-TEST_CASE("key builder: same fields give the same key, any changed value a different one", "[cache]") {
+TEST_CASE("key builder: same fields give the same key and any changed value a different one", "[cache]") {
   auto base = [](KeyBuilder& b) {
     b.key("parent", "sha256:aa").str("kind", "RUN").list("argv", {"/bin/sh", "-c", "make"});
     b.map("env", {{"PATH", "/bin"}, {"VERSION", "1.2"}});

@@ -48,7 +48,7 @@ CacheRecord record(const std::string& key, const std::string& parent, int pos, c
 
 }  // namespace
 
-TEST_CASE("cache records: put, get, previous, touch", "[cache]") {
+TEST_CASE("cache records: put and get and previous and touch", "[cache]") {
   test::ScratchDir dir;
   auto db = open_db(dir.path());
   REQUIRE(db->put(record("sha256:k1", "sha256:p", 0, "sha256:b1", 100)));
@@ -83,7 +83,7 @@ TEST_CASE("cache records: a failing in-transaction callback writes nothing", "[c
   CHECK_FALSE(db->get("sha256:k1").value().has_value());
 }
 
-TEST_CASE("cache records: prune by age, by size and all; image blobs are never removed", "[cache]") {
+TEST_CASE("cache records: prune by age or size or all - image blobs are never removed", "[cache]") {
   test::ScratchDir dir;
   auto meta = image::MetaDb::open(dir.path() / "meta.db");
   REQUIRE(meta);
@@ -131,7 +131,7 @@ TEST_CASE("cache records: prune by age, by size and all; image blobs are never r
   CHECK((*db)->list().value().empty());
 }
 
-TEST_CASE("stat index: unchanged files are not read again, a rewrite is seen", "[cache]") {
+TEST_CASE("stat index: unchanged files are not read again and a rewrite is seen", "[cache]") {
   test::ScratchDir dir;
   auto db = open_db(dir.path());
   std::filesystem::path file = dir.path() / "f.txt";

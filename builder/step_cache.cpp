@@ -1,0 +1,71 @@
+#include "builder/step_cache.hpp"
+
+#include <fstream>
+
+namespace imgbuild::builder {
+
+namespace fsys = std::filesystem;
+
+Result<std::unique_ptr<StepCache>> StepCache::open(const fsys::path& meta_db, std::string keys_dir) {
+  TRY(auto db, cache::CacheDb::open(meta_db));
+  TRY(auto index, cache::StatIndex::load(*db));
+  if (!keys_dir.empty()) {
+    std::error_code ec;
+    fsys::create_directories(keys_dir, ec);
+    if (ec) {
+      return fail(Errc::io, "cannot create the cache-keys directory " + keys_dir + ": " + ec.message());
+    }
+  }
+  return std::unique_ptr<StepCache>(new StepCache(std::move(db), std::move(index), std::move(keys_dir)));
+}
+
+Result<std::optional<cache::CacheRecord>> StepCache::lookup(const std::string& key,
+                                                            const std::function<bool(const std::string&)>& has_blob) {
+  TRY(auto rec, m_db->get(key));
+  if (rec && rec->has_layer() && !has_blob(rec->layer.blob_digest)) {
+    return std::optional<cache::CacheRecord>();
+  }
+  return rec;
+}
+
+Result<std::string> StepCache::explain(const std::string& parent, int position, const StepKey& step,
+                                       const std::set<std::string>& args) {
+  TRY(auto prev, m_db->previous(parent, position));
+  if (!prev) {
+    return std::string();
+  }
+  nlohmann::json before = nlohmann::json::parse(prev->inputs, nullptr, false);
+  if (before.is_discarded()) {
+    return std::string("the previous record is unreadable");
+  }
+  return explain_miss(before, step.inputs, args);
+}
+
+Result<void> StepCache::record(const cache::CacheRecord& record, const std::function<Result<void>()>& publish) {
+  return m_db->put(record, publish);
+}
+
+void StepCache::used(const std::string& key) {
+  std::lock_guard lock(m_mu);
+  m_used.push_back(key);
+}
+
+void StepCache::debug(const std::string& name, const StepKey& step) {
+  if (m_keys_dir.empty()) {
+    return;
+  }
+  std::ofstream out(fsys::path(m_keys_dir) / (name + ".txt"), std::ios::binary);
+  out << "key: " << step.key << "\n" << step.transcript << "inputs: " << step.inputs.dump(2) << "\n";
+}
+
+Result<void> StepCache::finish(int64_t now_sec) {
+  std::vector<std::string> used;
+  {
+    std::lock_guard lock(m_mu);
+    used.swap(m_used);
+  }
+  TRY_VOID(m_db->touch(used, now_sec));
+  return m_index.save(*m_db, now_sec * 1'000'000'000);
+}
+
+}  // namespace imgbuild::builder

@@ -1,0 +1,60 @@
+#pragma once
+// The executor's handle on the build cache: the records of the store, the
+// stat index, the --debug cache-keys directory, and the keys used by this
+// build (their last_used is updated once, at the end).
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "builder/cache_steps.hpp"
+#include "cache/records.hpp"
+#include "cache/stat_index.hpp"
+#include "util/result.hpp"
+
+namespace imgbuild::builder {
+
+/// Cache access for one build (thread-safe).
+class StepCache {
+public:
+  /// Opens the cache tables of the store whose meta.db is `meta_db`;
+  /// `keys_dir` ("" = none) receives one text file per key.
+  static Result<std::unique_ptr<StepCache>> open(const std::filesystem::path& meta_db, std::string keys_dir);
+
+  /// The stat index of this build.
+  cache::StatIndex& index() { return m_index; }
+  /// The records.
+  cache::CacheDb& db() { return *m_db; }
+
+  /// The record of `key`, nullopt on a miss (also when its layer blob is
+  /// gone: `has_blob` checks that).
+  Result<std::optional<cache::CacheRecord>> lookup(const std::string& key,
+                                                   const std::function<bool(const std::string&)>& has_blob);
+  /// Why the step missed, comparing with the newest record of the same
+  /// parent and position ("" when there is none).
+  Result<std::string> explain(const std::string& parent, int position, const StepKey& step,
+                              const std::set<std::string>& args);
+  /// Writes a record; `publish` runs inside the write transaction.
+  Result<void> record(const cache::CacheRecord& record, const std::function<Result<void>()>& publish);
+  /// Notes a key used by this build.
+  void used(const std::string& key);
+  /// Writes the key's inputs to the keys directory as `name`.txt.
+  void debug(const std::string& name, const StepKey& step);
+  /// Marks the used keys and saves the stat index.
+  Result<void> finish(int64_t now_sec);
+
+private:
+  StepCache(std::unique_ptr<cache::CacheDb> db, cache::StatIndex index, std::string keys_dir)
+      : m_db(std::move(db)), m_index(std::move(index)), m_keys_dir(std::move(keys_dir)) {}
+  std::unique_ptr<cache::CacheDb> m_db;
+  cache::StatIndex m_index;
+  std::string m_keys_dir;
+  std::mutex m_mu;
+  std::vector<std::string> m_used;
+};
+
+}  // namespace imgbuild::builder

@@ -1,0 +1,239 @@
+// `imgbuild cache ls|du|prune`: the build cache records of the store
+// (cache/records.hpp) and the RUN --mount=type=cache directories.
+//
+// prune removes records (all of them by default, or those matched by
+// --filter until=DURATION / beyond --keep-storage SIZE), then the layer blobs
+// only those records used; blobs that an image uses are never deleted.
+// --all also empties the cache-mount directories.
+
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cache/records.hpp"
+#include "cli/commands.hpp"
+#include "cli/image_common.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::cli {
+
+namespace {
+
+namespace fsys = std::filesystem;
+
+struct CacheHandles {
+  std::unique_ptr<image::ImageStore> store;
+  std::unique_ptr<cache::CacheDb> db;
+};
+
+CacheHandles open_cache(const Context& ctx) {
+  CacheHandles h;
+  h.store = open_store(ctx);
+  h.db = unwrap(cache::CacheDb::open(h.store->content().root() / "meta.db"));
+  return h;
+}
+
+uint64_t dir_size(const fsys::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fsys::recursive_directory_iterator(dir, fsys::directory_options::skip_permission_denied, ec);
+       !ec && it != fsys::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2) && !it->is_symlink(e2)) {
+      total += it->file_size(e2);
+    }
+  }
+  return total;
+}
+
+/// Parses a size: bytes, or a number with B, KB/K, MB/M, GB/G, TB/T (powers
+/// of 1024, as docker's RAMInBytes), KiB… too.
+std::optional<uint64_t> parse_cache_size(const std::string& text) {
+  std::string s = str::to_lower(std::string(str::trim(text)));
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == '.')) {
+    ++i;
+  }
+  if (i == 0) {
+    return std::nullopt;
+  }
+  double n = 0;
+  try {
+    n = std::stod(s.substr(0, i));
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit(str::trim(s.substr(i)));
+  static const std::map<std::string, double> k_units = {
+      {"", 1},          {"b", 1},         {"k", 1024.0},     {"kb", 1024.0},    {"kib", 1024.0},
+      {"m", 1048576.0}, {"mb", 1048576.0}, {"mib", 1048576.0}, {"g", 1073741824.0}, {"gb", 1073741824.0},
+      {"gib", 1073741824.0}, {"t", 1099511627776.0}, {"tb", 1099511627776.0}, {"tib", 1099511627776.0}};
+  auto it = k_units.find(unit);
+  if (it == k_units.end() || n < 0) {
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(n * it->second);
+}
+
+/// Parses a Go duration ("24h", "1h30m", "90s", "500ms") to seconds.
+std::optional<int64_t> parse_cache_duration(const std::string& text) {
+  std::string s(str::trim(text));
+  if (s.empty()) {
+    return std::nullopt;
+  }
+  double total = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t start = i;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == '.')) {
+      ++i;
+    }
+    if (i == start) {
+      return std::nullopt;
+    }
+    double n = 0;
+    try {
+      n = std::stod(s.substr(start, i - start));
+    } catch (...) {
+      return std::nullopt;
+    }
+    size_t ustart = i;
+    while (i < s.size() && std::isalpha(static_cast<unsigned char>(s[i])) != 0) {
+      ++i;
+    }
+    std::string unit = s.substr(ustart, i - ustart);
+    static const std::map<std::string, double> k_units = {{"ns", 1e-9}, {"us", 1e-6}, {"ms", 1e-3}, {"s", 1},
+                                                          {"m", 60},    {"h", 3600},  {"d", 86400}};
+    auto it = k_units.find(unit);
+    if (it == k_units.end()) {
+      return std::nullopt;
+    }
+    total += n * it->second;
+  }
+  return static_cast<int64_t>(total);
+}
+
+}  // namespace
+
+void register_cache_commands(CLI::App& app, Context& ctx) {
+  CLI::App* cache_cmd = app.add_subcommand("cache", "Manage the build cache");
+  cache_cmd->require_subcommand(1);
+
+  CLI::App* ls = cache_cmd->add_subcommand("ls", "List build cache records");
+  ls->callback([&ctx]() {
+    CacheHandles h = open_cache(ctx);
+    auto records = unwrap(h.db->list());
+    std::vector<std::vector<std::string>> rows = {{"KEY", "KIND", "SIZE", "LAST USED", "CREATED BY"}};
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
+    for (const auto& r : records) {
+      std::string by = r.created_by;
+      if (by.size() > 60) {
+        by = by.substr(0, 57) + "...";
+      }
+      rows.push_back({short_id(r.key), r.kind, r.has_layer() ? size3(r.layer.blob_size) : "0B",
+                      human_duration(now - r.last_used) + " ago", by});
+    }
+    std::fputs(format_table(rows).c_str(), stdout);
+  });
+
+  CLI::App* du = cache_cmd->add_subcommand("du", "Show build cache disk usage");
+  du->callback([&ctx]() {
+    CacheHandles h = open_cache(ctx);
+    auto records = unwrap(h.db->list());
+    auto image_blobs = unwrap(h.db->image_blobs());
+    std::set<std::string> shared(image_blobs.begin(), image_blobs.end());
+    std::map<std::string, int64_t> own;
+    std::map<std::string, int64_t> with_images;
+    for (const auto& r : records) {
+      if (r.has_layer()) {
+        (shared.count(r.layer.blob_digest) != 0 ? with_images : own)[r.layer.blob_digest] = r.layer.blob_size;
+      }
+    }
+    auto sum = [](const std::map<std::string, int64_t>& m) {
+      int64_t t = 0;
+      for (const auto& [d, n] : m) {
+        t += n;
+      }
+      return t;
+    };
+    uint64_t mounts = dir_size(h.store->content().root() / "cache-mounts");
+    std::vector<std::vector<std::string>> rows = {{"TYPE", "COUNT", "SIZE", "RECLAIMABLE"}};
+    rows.push_back({"records", std::to_string(records.size()), "", ""});
+    rows.push_back({"layers (cache only)", std::to_string(own.size()), size3(sum(own)), size3(sum(own))});
+    rows.push_back({"layers (shared with images)", std::to_string(with_images.size()), size3(sum(with_images)),
+                    "0B"});
+    rows.push_back({"cache mounts", "", size3(static_cast<int64_t>(mounts)), size3(static_cast<int64_t>(mounts))});
+    std::fputs(format_table(rows).c_str(), stdout);
+    std::printf("Total reclaimable: %s\n", size3(sum(own) + static_cast<int64_t>(mounts)).c_str());
+  });
+
+  struct PruneFlags {
+    bool all = false;
+    std::string keep_storage;
+    std::vector<std::string> filters;
+    bool force = false;
+  };
+  auto pf = std::make_shared<PruneFlags>();
+  CLI::App* prune = cache_cmd->add_subcommand("prune", "Remove build cache records and their layers");
+  prune->add_flag("-a,--all", pf->all, "Remove every record and empty the cache mounts");
+  prune->add_option("--keep-storage", pf->keep_storage, "Keep at most this much cache-only layer data (e.g. 5GB)");
+  prune->add_option("--filter", pf->filters, "until=DURATION: records unused for longer");
+  prune->add_flag("-f,--force", pf->force, "Do not prompt (prune never prompts)");
+  prune->callback([pf, &ctx]() {
+    cache::PruneOptions opts;
+    opts.all = pf->all;
+    for (const auto& f : pf->filters) {
+      if (f.rfind("until=", 0) != 0) {
+        throw CommandError{fmt::format("invalid filter {}: only until=DURATION is supported", str::go_quote(f)), 2};
+      }
+      auto d = parse_cache_duration(f.substr(6));
+      if (!d || *d <= 0) {
+        throw CommandError{fmt::format("invalid filter {}: expected a duration like 24h", str::go_quote(f)), 2};
+      }
+      opts.unused_for_sec = *d;
+    }
+    if (!pf->keep_storage.empty()) {
+      auto n = parse_cache_size(pf->keep_storage);
+      if (!n) {
+        throw CommandError{fmt::format("invalid --keep-storage {}: expected a size like 5GB",
+                                       str::go_quote(pf->keep_storage)),
+                           2};
+      }
+      opts.keep_storage = *n;
+    }
+    if (opts.unused_for_sec == 0 && opts.keep_storage == 0) {
+      opts.all = true;  // no filter: every record (cache mounts only with --all)
+    }
+    CacheHandles h = open_cache(ctx);
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
+    const image::ContentStore& content = h.store->content();
+    auto result = unwrap(h.db->prune(opts, now, [&](const std::string& d) { return content.remove(d); }));
+    for (const auto& d : result.blobs) {
+      std::printf("Deleted: %s\n", d.c_str());
+    }
+    uint64_t reclaimed = result.reclaimed;
+    if (pf->all) {
+      fsys::path mounts = content.root() / "cache-mounts";
+      reclaimed += dir_size(mounts);
+      std::error_code ec;
+      fsys::remove_all(mounts, ec);
+      if (ec) {
+        throw CommandError{fmt::format("cannot remove {}: {}", mounts.string(), ec.message()), 1};
+      }
+    }
+    std::printf("Removed %d cache records\nTotal reclaimed space: %s\n", result.records,
+                size3(static_cast<int64_t>(reclaimed)).c_str());
+  });
+}
+
+}  // namespace imgbuild::cli

@@ -1,0 +1,340 @@
+// The build cache end to end: the real binary builds real Dockerfiles on a
+// busybox base twice (or more) in one store and the metadata file's per-step
+// counters (cached yes/no, reason) are checked — counters, never timings.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.hpp"
+#include "support/require.hpp"
+
+namespace fs = std::filesystem;
+using imgbuild::test::read_file;
+using imgbuild::test::run_imgbuild;
+using imgbuild::test::run_sh;
+using imgbuild::test::RunResult;
+using imgbuild::test::sh_quote;
+using imgbuild::test::TempDir;
+using imgbuild::test::write_file;
+using nlohmann::json;
+
+namespace {
+
+struct Step {
+  std::string name;
+  bool cached = false;
+  std::string reason;
+};
+
+// A store with a busybox base and one context directory.
+struct CacheFixture {
+  TempDir work;
+  fs::path root;
+  fs::path ctx;
+  int builds = 0;
+
+  CacheFixture() {
+    root = work.path / "store";
+    ctx = work.path / "ctx";
+    fs::create_directories(ctx);
+    // A busybox rootfs: the static binary, its applet links, /etc, /tmp.
+    fs::path rootfs = work.path / "rootfs";
+    fs::path tarball = work.path / "busybox.tar";
+    std::string r_q = sh_quote(rootfs.string());
+    RunResult t = run_sh("mkdir -p " + r_q + "/bin " + r_q + "/etc " + r_q + "/tmp && cp /bin/busybox " + r_q +
+                         "/bin/ && for a in $(/bin/busybox --list); do [ \"$a\" = busybox ] || ln -s busybox " + r_q +
+                         "/bin/$a; done && echo 'root:x:0:0:root:/root:/bin/sh' > " + r_q +
+                         "/etc/passwd && echo 'root:x:0:' > " + r_q + "/etc/group && tar -C " + r_q + " -cf " +
+                         sh_quote(tarball.string()) + " .");
+    REQUIRE(t.status == 0);
+    RunResult r = run_imgbuild(root, {"import", tarball.string(), "busybox"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+  }
+
+  void put(const std::string& rel, const std::string& body) {
+    fs::create_directories((ctx / rel).parent_path());
+    write_file(ctx / rel, body);
+  }
+
+  // Builds the context; returns the steps from the metadata file.
+  std::vector<Step> build(std::vector<std::string> extra = {}, const std::string& prefix = "",
+                          const fs::path& context = {}) {
+    fs::path md = work.path / ("md-" + std::to_string(++builds) + ".json");
+    std::string cmd = prefix + sh_quote(imgbuild::test::imgbuild_binary().string()) + " --root " +
+                      sh_quote(root.string()) + " build --progress plain --metadata-file " + sh_quote(md.string());
+    for (const auto& e : extra) {
+      cmd += " " + sh_quote(e);
+    }
+    cmd += " " + sh_quote((context.empty() ? ctx : context).string());
+    RunResult r = run_sh(cmd);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    std::vector<Step> out;
+    json meta = json::parse(read_file(md));
+    for (const auto& s : meta["imgbuild.steps"]) {
+      out.push_back({s["name"].get<std::string>(), s["cached"].get<bool>(), s.value("cache_reason", "")});
+    }
+    return out;
+  }
+};
+
+size_t cached_count(const std::vector<Step>& steps) {
+  size_t n = 0;
+  for (const auto& s : steps) {
+    n += s.cached ? 1 : 0;
+  }
+  return n;
+}
+
+std::string describe(const std::vector<Step>& steps) {
+  std::string out;
+  for (const auto& s : steps) {
+    out += s.name + (s.cached ? " CACHED" : " MISS: " + s.reason) + "\n";
+  }
+  return out;
+}
+
+bool prerequisites() { return fs::exists("/bin/busybox") && ::geteuid() == 0; }
+
+}  // namespace
+
+TEST_CASE("cache: a rebuild is all cached - touch and mtime and umask keep it cached - one changed byte misses from its COPY",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "COPY a.txt /a.txt\n"
+         "RUN cat /a.txt > /copy\n"
+         "COPY src/ /src/\n"
+         "RUN ls /src > /list\n");
+  fx.put("a.txt", "alpha\n");
+  fx.put("src/main.c", "int main(void) { return 0; }\n");
+  fx.put("src/util.c", "void util(void) {}\n");
+
+  auto first = fx.build();
+  INFO(describe(first));
+  REQUIRE(first.size() == 4);
+  CHECK(cached_count(first) == 0);
+  CHECK(first[0].reason == "not in the cache");
+
+  auto second = fx.build();
+  INFO(describe(second));
+  CHECK(cached_count(second) == 4);
+
+  // touch: new mtime and ctime, same content.
+  REQUIRE(run_sh("touch " + sh_quote((fx.ctx / "src/main.c").string())).status == 0);
+  auto touched = fx.build();
+  INFO(describe(touched));
+  CHECK(cached_count(touched) == 4);
+
+  // An old mtime set explicitly.
+  REQUIRE(run_sh("touch -d 2001-02-03T04:05:06 " + sh_quote((fx.ctx / "a.txt").string())).status == 0);
+  auto old_mtime = fx.build();
+  INFO(describe(old_mtime));
+  CHECK(cached_count(old_mtime) == 4);
+
+  // The builder running under another umask.
+  auto umasked = fx.build({}, "umask 077; ");
+  INFO(describe(umasked));
+  CHECK(cached_count(umasked) == 4);
+
+  // One changed byte in src/util.c: the first COPY and RUN stay cached.
+  fx.put("src/util.c", "void util(void) {}\r");
+  auto changed = fx.build();
+  INFO(describe(changed));
+  REQUIRE(changed.size() == 4);
+  CHECK(changed[0].cached);
+  CHECK(changed[1].cached);
+  CHECK_FALSE(changed[2].cached);
+  CHECK(changed[2].reason == "COPY src/ /src/: src/util.c changed");
+  CHECK_FALSE(changed[3].cached);
+  CHECK(changed[3].reason == "a previous step changed");
+
+  // The same change again: cached.
+  CHECK(cached_count(fx.build()) == 4);
+}
+
+TEST_CASE("cache: a file renamed under a wildcard misses - an ignored file never does", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "COPY . /ctx/\n"
+         "COPY *.txt /txt/\n"
+         "RUN ls /txt > /list\n");
+  fx.put(".dockerignore", "*.log\nbuild/\n");
+  fx.put("one.txt", "1\n");
+  fx.put("debug.log", "first\n");
+  fx.put("build/out.o", "obj\n");
+  auto first = fx.build();
+  REQUIRE(cached_count(first) == 0);
+
+  // Ignored files change, appear, disappear: never a miss.
+  fx.put("debug.log", "second run\n");
+  fx.put("build/new.o", "more\n");
+  fx.put("other.log", "x\n");
+  auto ignored = fx.build();
+  INFO(describe(ignored));
+  CHECK(cached_count(ignored) == 3);
+
+  // one.txt renamed to two.txt: the wildcard now selects another name.
+  fs::rename(fx.ctx / "one.txt", fx.ctx / "two.txt");
+  auto renamed = fx.build();
+  INFO(describe(renamed));
+  REQUIRE(renamed.size() == 3);
+  CHECK_FALSE(renamed[0].cached);
+  CHECK(renamed[0].reason.find("one.txt") != std::string::npos);
+  CHECK_FALSE(renamed[1].cached);
+  CHECK_FALSE(renamed[2].cached);
+}
+
+TEST_CASE("cache: a changed ARG misses only from its first use - proxy args never miss", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "COPY a.txt /a\n"
+         "RUN echo one > /one\n"
+         "ARG VERSION=1.0\n"
+         "COPY a.txt /b\n"
+         "RUN echo $VERSION > /v\n"
+         "RUN echo after > /after\n");
+  fx.put("a.txt", "a\n");
+  auto first = fx.build({"--build-arg", "VERSION=1.2"});
+  REQUIRE(first.size() == 5);
+  auto proxy = fx.build({"--build-arg", "VERSION=1.2", "--build-arg", "HTTP_PROXY=http://127.0.0.1:9",
+                         "--build-arg", "no_proxy=example.com"});
+  INFO(describe(proxy));
+  CHECK(cached_count(proxy) == 5);
+
+  auto changed = fx.build({"--build-arg", "VERSION=1.3"});
+  INFO(describe(changed));
+  REQUIRE(changed.size() == 5);
+  CHECK(changed[0].cached);
+  CHECK(changed[1].cached);
+  CHECK(changed[2].cached);  // COPY does not use VERSION
+  CHECK_FALSE(changed[3].cached);
+  CHECK(changed[3].reason == "ARG VERSION changed: 1.2 → 1.3");
+  CHECK_FALSE(changed[4].cached);
+
+  // The default value (no --build-arg) is another value again.
+  auto defaulted = fx.build();
+  INFO(describe(defaulted));
+  CHECK(defaulted[3].reason == "ARG VERSION changed: 1.3 → 1.0");
+}
+
+TEST_CASE("cache: config instructions are part of the chain - --no-cache and --no-cache-filter", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  auto dockerfile = [&](const std::string& health) {
+    fx.put("Dockerfile",
+           "FROM busybox AS base\n"
+           "RUN echo base > /base\n"
+           "FROM base AS final\n"
+           "HEALTHCHECK CMD " + health + "\n"
+           "RUN echo final > /final\n");
+  };
+  dockerfile("true");
+  auto first = fx.build();
+  REQUIRE(first.size() == 2);
+  CHECK(cached_count(fx.build()) == 2);
+
+  // CVE-2024-24557: a changed HEALTHCHECK must not reuse what came after it.
+  dockerfile("false");
+  auto health = fx.build();
+  INFO(describe(health));
+  CHECK(health[0].cached);
+  CHECK_FALSE(health[1].cached);
+  CHECK(health[1].reason.find("HEALTHCHECK") != std::string::npos);
+
+  auto no_cache = fx.build({"--no-cache"});
+  INFO(describe(no_cache));
+  CHECK(cached_count(no_cache) == 0);
+  CHECK(no_cache[0].reason == "cache disabled (--no-cache)");
+
+  auto filtered = fx.build({"--no-cache-filter", "final"});
+  INFO(describe(filtered));
+  CHECK(filtered[0].cached);
+  CHECK_FALSE(filtered[1].cached);
+  CHECK(cached_count(fx.build()) == 2);
+}
+
+TEST_CASE("cache: ls and du and prune - prune keeps what images use", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "RUN --mount=type=cache,target=/cache echo x > /cache/f && echo built > /built\n"
+         "RUN echo second > /second\n");
+  auto first = fx.build({"-t", "imgbuild-test-cache-prune:1"});
+  REQUIRE(first.size() == 2);
+  RunResult ls = run_imgbuild(fx.root, {"cache", "ls"});
+  REQUIRE(ls.status == 0);
+  CHECK(ls.out.find("RUN") != std::string::npos);
+  CHECK(ls.out.find("FROM") != std::string::npos);
+  RunResult du = run_imgbuild(fx.root, {"cache", "du"});
+  REQUIRE(du.status == 0);
+  CHECK(du.out.find("records") != std::string::npos);
+  CHECK(fs::exists(fx.root / "cache-mounts"));
+
+  // --no-cache leaves the cache mount alone.
+  fx.build({"--no-cache"});
+  CHECK_FALSE(fs::is_empty(fx.root / "cache-mounts"));
+
+  RunResult bad = run_imgbuild(fx.root, {"cache", "prune", "--filter", "until=soon"});
+  CHECK(bad.status == 2);
+  RunResult recent = run_imgbuild(fx.root, {"cache", "prune", "--filter", "until=24h"});
+  REQUIRE(recent.status == 0);
+  CHECK(recent.out.find("Removed 0 cache records") != std::string::npos);
+
+  RunResult all = run_imgbuild(fx.root, {"cache", "prune", "--all"});
+  INFO(all.err);
+  REQUIRE(all.status == 0);
+  CHECK_FALSE(fs::exists(fx.root / "cache-mounts"));
+  RunResult after = run_imgbuild(fx.root, {"cache", "ls"});
+  CHECK(after.out.find("RUN") == std::string::npos);
+  // The image and its layers survive; the image still exports.
+  fs::path out = fx.work.path / "saved.tar";
+  RunResult save = run_imgbuild(fx.root, {"save", "-o", out.string(), "imgbuild-test-cache-prune:1"});
+  INFO(save.err);
+  CHECK(save.status == 0);
+  // With no records left, a rebuild executes every step again.
+  auto rebuilt = fx.build();
+  CHECK(cached_count(rebuilt) == 0);
+}
+
+TEST_CASE("cache: two concurrent builds on one store both succeed", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "COPY a.txt /a\n"
+         "RUN cat /a > /b\n"
+         "COPY b.txt /c\n");
+  fx.put("a.txt", "shared\n");
+  fx.put("b.txt", "one\n");
+  fs::path other = fx.work.path / "ctx2";
+  fs::create_directories(other);
+  fs::copy(fx.ctx, other, fs::copy_options::recursive);
+  write_file(other / "b.txt", "two\n");
+
+  std::vector<Step> a;
+  std::vector<Step> b;
+  std::thread ta([&] { a = fx.build({}, "", fx.ctx); });
+  std::thread tb([&] { b = fx.build({}, "", other); });
+  ta.join();
+  tb.join();
+  REQUIRE(a.size() == 3);
+  REQUIRE(b.size() == 3);
+  // Both rebuild fully cached afterwards: every record was written.
+  CHECK(cached_count(fx.build({}, "", fx.ctx)) == 3);
+  CHECK(cached_count(fx.build({}, "", other)) == 3);
+}
