@@ -23,6 +23,13 @@ namespace imgbuild::test::build {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+// The layer and archive readers live in image_compare.hpp (one copy).
+using imgbuild::test::FileInfo;
+using imgbuild::test::fmt_entry;
+using imgbuild::test::LayerFiles;
+using imgbuild::test::read_layer;
+using imgbuild::test::read_saved;
+using imgbuild::test::Saved;
 
 inline bool have_busybox() { return fs::exists("/bin/busybox"); }
 
