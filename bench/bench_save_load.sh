@@ -6,8 +6,8 @@
 #   bench/bench_save_load.sh [IMGBUILD] [SIZE_MB] [LAYERS]
 #
 # The image is generated here: LAYERS layers of random (incompressible)
-# data, SIZE_MB in total, written as a docker-save archive by a small Python
-# script from a readable spec (no committed binaries).
+# data, SIZE_MB in total, written as a docker-save archive by gen_image.py
+# from a readable spec (no committed binaries).
 set -euo pipefail
 IMGBUILD=${1:-$(dirname "$0")/../build/imgbuild}
 IMGBUILD=$(readlink -f "$IMGBUILD")
@@ -18,46 +18,7 @@ trap 'rm -rf "$WORK"' EXIT
 DOCKER=/usr/bin/docker
 
 echo "# image: ${SIZE_MB} MB in ${LAYERS} layers; work dir $WORK" >&2
-python3 - "$WORK" "$SIZE_MB" "$LAYERS" <<'PY'
-import hashlib, io, json, os, sys, tarfile
-work, size_mb, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-per_layer = size_mb * 1024 * 1024 // layers
-chunk = 16 * 1024 * 1024
-diff_ids, names = [], []
-for i in range(layers):
-    path = os.path.join(work, f"layer{i}.tar")
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
-        left, n = per_layer, 0
-        while left > 0:
-            size = min(chunk, left)
-            info = tarfile.TarInfo(f"data/layer{i}/file{n:04d}")
-            info.size, info.mode, info.mtime = size, 0o644, 0
-            t.addfile(info, io.BytesIO(os.urandom(size)))
-            left -= size
-            n += 1
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    diff_ids.append("sha256:" + h.hexdigest())
-    names.append(path)
-config = json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-                     "config": {"Cmd": ["/bin/sh"]},
-                     "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                     "history": [{"created_by": f"layer {i}"} for i in range(layers)]},
-                    sort_keys=True, separators=(",", ":")).encode()
-cfg_hex = hashlib.sha256(config).hexdigest()
-manifest = json.dumps([{"Config": f"{cfg_hex}.json", "RepoTags": ["bench/big:1"],
-                        "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids]}]).encode()
-with tarfile.open(os.path.join(work, "image.tar"), "w", format=tarfile.PAX_FORMAT) as t:
-    for d, path in zip(diff_ids, names):
-        t.add(path, arcname=f"{d[7:]}/layer.tar")
-        os.unlink(path)
-    for name, data in ((f"{cfg_hex}.json", config), ("manifest.json", manifest)):
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
-PY
+python3 "$(dirname "$0")/gen_image.py" "$WORK/image.tar" "$SIZE_MB" "$LAYERS" bench/big:1
 
 # measure LABEL CMD…: runs once, records wall seconds and max RSS (kB).
 declare -A WALL RSS
