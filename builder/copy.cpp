@@ -903,6 +903,8 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   if (req.chown) {
     const fs::Root& db = env.user_db != nullptr ? *env.user_db : dest;
     TRY(c.owner, resolve_chown(*req.chown, db));
+  } else {
+    c.keep_owner = env.keep_source_owner;
   }
   TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
 
@@ -930,18 +932,20 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   struct LocalItem {
     SelectedSource src;
     std::optional<size_t> pivot;
+    size_t source_index = 0;  // which of req.sources matched it
   };
   std::vector<LocalItem> locals;
-  for (const auto& s : req.sources) {
+  for (size_t source_index = 0; source_index < req.sources.size(); ++source_index) {
+    const std::string& s = req.sources[source_index];
     if (classify_source(s) != SourceKind::local) {
       continue;
     }
     if (env.source.root == nullptr) {
       return fail(Errc::internal, "apply_copy: no source tree for local sources");
     }
-    TRY(auto matches, select_sources(env.source, s, &excludes));
+    TRY(auto matches, select_sources(env.source, s, &excludes, req.parents));
     for (auto& m : matches) {
-      locals.push_back(LocalItem{std::move(m), pivot_components(s)});
+      locals.push_back(LocalItem{std::move(m), pivot_components(s), source_index});
     }
   }
   if (!dest_is_dir && locals.size() > 1) {
@@ -983,6 +987,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       TRY(auto reader, tar::Reader::open_fd(fd, label));
       snapshot::ApplyOptions ao;
       ao.mode = snapshot::ApplyMode::merged;
+      ao.skip_root_entry = true;
       TRY(auto applied, snapshot::apply_layer(sub, *reader, ao));
       (void)applied;
     }
@@ -1014,6 +1019,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     return ok();
   };
 
+  std::optional<size_t> links_of_source;
   for (const auto& item : locals) {
     const SelectedSource& src = item.src;
     bool is_dir = S_ISDIR(src.st.st_mode);
@@ -1033,6 +1039,18 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
         TRY_VOID(extract_archive(fd.get(), "/" + src.named_path, into));
         continue;
       }
+    }
+    if (is_dir && !req.parents) {
+      // BuildKit makes the target of a directory's contents first (0755, the
+      // --chown owner; an existing directory keeps its metadata): neither the
+      // source directory's mode nor --chmod reach it.
+      TRY_VOID(ensure_dest_dir(target));
+    }
+    // Hardlinks are kept within one source (all its wildcard matches), as
+    // BuildKit copies each source separately.
+    if (links_of_source != item.source_index) {
+      c.links.clear();
+      links_of_source = item.source_index;
     }
     TRY_VOID(copy_local(env.source, src, target, &excludes));
   }

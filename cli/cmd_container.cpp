@@ -58,11 +58,11 @@ std::vector<fsys::path> layer_dirs_of(image::ImageStore& store, const image::Loa
   return out;
 }
 
-std::unique_ptr<snapshot::Snapshotter> open_snapshotter(const image::ImageStore& store) {
+std::unique_ptr<snapshot::Snapshotter> open_snapshotter(const image::ImageStore& store, const std::string& kind) {
   snapshot::SnapshotterConfig cfg;
   cfg.work_dir = store_root(store) / "snapshots" / "work";
   cfg.runtime_dir = store_root(store) / "run";
-  return unwrap(snapshot::make_snapshotter("auto", cfg));
+  return unwrap(snapshot::make_snapshotter(kind, cfg));
 }
 
 std::string now_rfc3339() { return builder::format_rfc3339(static_cast<int64_t>(std::time(nullptr))); }
@@ -108,9 +108,12 @@ void add_run(CLI::App* sub, Context& ctx) {
     std::string workdir;
     std::string network = "host";
     std::optional<std::string> entrypoint;
+    std::string snapshotter = "auto";
   };
   auto opt = std::make_shared<Opt>();
   sub->add_flag("--rm", opt->rm, "Remove the container when it exits");
+  sub->add_option("--snapshotter", opt->snapshotter, "Snapshotter: auto, overlay, copy")
+      ->check(CLI::IsMember({"auto", "overlay", "copy"}));
   sub->add_option("--name", opt->name, "Name of the container");
   sub->add_option("-e,--env", opt->env, "Set an environment variable (K=V, or K to copy it from here)")
       ->allow_extra_args(false);
@@ -185,7 +188,7 @@ void add_run(CLI::App* sub, Context& ctx) {
     spec.stdio = sandbox::Stdio::inherit;
 
     std::vector<fsys::path> dirs = layer_dirs_of(*store, img);
-    auto snapshotter = open_snapshotter(*store);
+    auto snapshotter = open_snapshotter(*store, opt->snapshotter);
     auto sb = unwrap(sandbox::make_sandbox("auto"));
     auto view = unwrap(snapshotter->prepare(dirs));
     spec.rootfs = view->root();
@@ -393,6 +396,23 @@ void add_rm(CLI::App* sub, Context& ctx) {
 }
 
 }  // namespace
+
+image::ImagesInUse images_in_use(const image::ImageStore& store) {
+  image::ImagesInUse out;
+  std::error_code ec;
+  for (const auto& entry : fsys::directory_iterator(containers_dir(store), ec)) {
+    std::ifstream in(entry.path() / "container.json");
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && !j.value("image", "").empty()) {
+      // The smallest container id names the user, whatever the listing order.
+      auto [it, fresh] = out.emplace(j.value("image", ""), j.value("id", ""));
+      if (!fresh && j.value("id", "") < it->second) {
+        it->second = j.value("id", "");
+      }
+    }
+  }
+  return out;
+}
 
 void register_container_commands(CLI::App& app, Context& ctx) {
   add_run(app.add_subcommand("run", "Run a command in a new container from an image"), ctx);

@@ -395,6 +395,13 @@ void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::
     ojson tags = ojson::array();
     ojson digests = ojson::array();
     std::set<std::string> repos;
+    // RepoDigests: the digest names (an image pulled through an index is
+    // named repository@<index digest>), else repository@<manifest digest>.
+    for (const auto& n : names) {
+      if (!n.digest.empty() && repos.insert(n.familiar_name()).second) {
+        digests.push_back(n.familiar_name() + "@" + n.digest);
+      }
+    }
     for (const auto& n : names) {
       if (!n.tag.empty()) {
         tags.push_back(n.familiar_name() + ":" + n.tag);
@@ -547,8 +554,9 @@ void add_rmi(CLI::App* sub, Context& ctx) {
   sub->callback([&ctx, args, force]() {
     auto store = open_store(ctx);
     std::vector<std::string> errors;
+    image::ImagesInUse in_use = images_in_use(*store);
     for (const auto& arg : *args) {
-      auto report = store->remove(arg, *force);
+      auto report = store->remove(arg, *force, in_use);
       if (!report) {
         errors.push_back(report.error().to_string());
         continue;
@@ -572,7 +580,7 @@ void add_prune(CLI::App* sub, Context& ctx) {
   sub->add_flag("-f,--force")->description("Do not prompt for confirmation (imgbuild never prompts)");
   sub->callback([&ctx, all]() {
     auto store = open_store(ctx);
-    image::PruneReport report = unwrap(store->prune(*all));
+    image::PruneReport report = unwrap(store->prune(*all, images_in_use(*store)));
     if (!report.untagged.empty() || !report.deleted.empty()) {
       std::string out = "Deleted Images:\n";
       for (const auto& u : report.untagged) {

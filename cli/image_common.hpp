@@ -45,6 +45,10 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows);
 /// The 12-hex-digit short form of a digest.
 std::string short_id(const std::string& digest);
 
+/// The images kept containers were made from (cmd_container.cpp), for rmi
+/// and prune to keep.
+image::ImagesInUse images_in_use(const image::ImageStore& store);
+
 /// Registers import, save and load (top level and under `image`).
 void register_image_io_commands(CLI::App& app, CLI::App& image_cmd, Context& ctx);
 

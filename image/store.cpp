@@ -75,6 +75,15 @@ Result<ImageRecord> ImageStore::resolve(std::string_view arg) {
         if (rec) {
           return *rec;
         }
+        // A digest name: an image selected from an index is named
+        // repository@<index digest>.
+        TRY(std::optional<std::string> named, m_db->lookup_name(ref->str()));
+        if (named) {
+          TRY(std::optional<ImageRecord> by_name, m_db->image(*named));
+          if (by_name) {
+            return *by_name;
+          }
+        }
         return no_such_image(arg);
       }
       TRY(std::optional<std::string> digest, m_db->lookup_name(ref->str()));
@@ -226,7 +235,7 @@ Result<uint64_t> ImageStore::delete_unreferenced_blobs_locked(std::vector<std::s
   return freed;
 }
 
-Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force) {
+Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const ImagesInUse& in_use) {
   TRY(MetaDb::Transaction tx, m_db->begin());
   TRY(ImageRecord rec, resolve(arg));
   TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
@@ -246,9 +255,36 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force) {
       (void)removed;
       report.untagged.push_back(familiar(ref->str()));
       names.erase(std::remove(names.begin(), names.end(), ref->str()), names.end());
+      // As docker does: once a repository's last tag is gone, its digest
+      // names (repository@digest) go too.
+      if (!ref->tag.empty()) {
+        auto same_repo = [&](const std::string& n, bool tagged) {
+          auto other = parse_reference(n, DefaultTag::none);
+          return other && other->name() == ref->name() && other->tag.empty() != tagged;
+        };
+        bool tag_left = std::any_of(names.begin(), names.end(), [&](const std::string& n) { return same_repo(n, true); });
+        if (!tag_left) {
+          std::vector<std::string> kept;
+          for (const auto& n : names) {
+            if (same_repo(n, false)) {
+              TRY(bool gone, m_db->remove_name(n));
+              (void)gone;
+              report.untagged.push_back(familiar(n));
+            } else {
+              kept.push_back(n);
+            }
+          }
+          names = std::move(kept);
+        }
+      }
     }
   }
-  if (!by_name && names.size() > 1 && !force) {
+  std::set<std::string> repositories;
+  for (const auto& n : names) {
+    auto other = parse_reference(n, DefaultTag::none);
+    repositories.insert(other ? other->name() : n);
+  }
+  if (!by_name && repositories.size() > 1 && !force) {
     return fail(Errc::invalid_argument,
                 fmt::format("conflict: unable to delete {} (must be forced) - image is referenced in multiple "
                             "repositories",
@@ -258,8 +294,31 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force) {
     TRY_VOID(tx.commit());
     return report;
   }
+  auto user = in_use.find(rec.config_digest);
+  if (user != in_use.end() && !force) {
+    // The transaction is not committed: the name removed above stays.
+    if (by_name) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("conflict: unable to remove repository reference \"{}\" (must force) - container {} "
+                              "is using its referenced image {}",
+                              arg, user->second.substr(0, 12), rec.config_digest.substr(7, 12)));
+    }
+    return fail(Errc::invalid_argument,
+                fmt::format("conflict: unable to delete {} (must be forced) - image is being used by stopped "
+                            "container {}",
+                            rec.config_digest.substr(7, 12), user->second.substr(0, 12)));
+  }
   for (const auto& n : names) {
     report.untagged.push_back(familiar(n));
+  }
+  if (user != in_use.end()) {
+    // Forced: the names go, the image stays for its container.
+    for (const auto& n : names) {
+      TRY(bool removed, m_db->remove_name(n));
+      (void)removed;
+    }
+    TRY_VOID(tx.commit());
+    return report;
   }
   TRY_VOID(m_db->delete_image(rec.manifest_digest));
   report.deleted.push_back(rec.config_digest);
@@ -269,13 +328,13 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force) {
   return report;
 }
 
-Result<PruneReport> ImageStore::prune(bool all) {
+Result<PruneReport> ImageStore::prune(bool all, const ImagesInUse& in_use) {
   TRY(MetaDb::Transaction tx, m_db->begin());
   PruneReport report;
   TRY(std::vector<ImageRecord> images, m_db->images());
   for (const auto& rec : images) {
     TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
-    if (!names.empty() && !all) {
+    if ((!names.empty() && !all) || in_use.count(rec.config_digest) != 0) {
       continue;
     }
     for (const auto& n : names) {

@@ -10,6 +10,7 @@
 // concurrent load is about to reference.
 
 #include <cstdint>
+#include <map>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -34,6 +35,10 @@ struct NewImage {
   std::vector<LayerRecord> layers;
   std::vector<Reference> names;
 };
+
+/// Images that containers were made from: image ID (config digest) → the
+/// id of one such container.
+using ImagesInUse = std::map<std::string, std::string>;
 
 /// What a prune removed.
 struct PruneReport {
@@ -84,10 +89,13 @@ public:
   Result<void> tag(std::string_view src, const Reference& dst);
   /// docker rmi: untags; deletes the image (and blobs no image uses) when no
   /// name is left. With several names, removing by ID needs `force`.
-  Result<RemoveReport> remove(std::string_view arg, bool force);
-  /// Removes dangling images (all images when `all`), then blobs no image
-  /// references, and leftovers in tmp/.
-  Result<PruneReport> prune(bool all);
+  /// An image in `in_use` (image ID → id of a container made from it) is
+  /// never deleted: without `force` removing its last name or its ID fails
+  /// with docker's conflict message; with `force` its names go and it stays.
+  Result<RemoveReport> remove(std::string_view arg, bool force, const ImagesInUse& in_use = {});
+  /// Removes dangling images (all images when `all`) except those in
+  /// `in_use`, then blobs no image references, and leftovers in tmp/.
+  Result<PruneReport> prune(bool all, const ImagesInUse& in_use = {});
 
   /// Every name, as references, of one image.
   Result<std::vector<Reference>> names_of(const std::string& manifest_digest);

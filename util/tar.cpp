@@ -5,7 +5,9 @@
 // tar from the outer one's output. Every decompressed byte passes through the
 // pipe, so the diff_id is hashed there — including bytes after the end marker,
 // which finish() drains. Only those four decompressors are enabled: libarchive
-// would run an external program for others.
+// would run an external program for others. Past the first few MiB the hash
+// runs on a worker thread over a ring of pipe buffers (ChunkHasher), so that
+// unpacking a big layer costs about what `tar -x` costs when a core is free.
 //
 // Writing uses libarchive's PAX writer for the tar stream and drives zlib
 // directly for gzip, because the bytes of libarchive's gzip header (timestamp)
@@ -21,8 +23,11 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -158,14 +163,102 @@ void sort_layer_paths(std::vector<std::string>& paths) {
 
 // ---------------------------------------------------------------- reading
 
+// sha256 over a sequence of buffers from a fixed ring. The first
+// k_sync_bytes are hashed inline (small archives never start a thread);
+// then each buffer is handed to a worker, and buffer() waits until the
+// worker is done with a slot before giving it out again.
+class ChunkHasher {
+public:
+  static constexpr size_t k_slots = 4;
+  static constexpr uint64_t k_sync_bytes = 4 << 20;
+
+  ChunkHasher() {
+    for (auto& b : m_slots) {
+      b.resize(k_chunk);
+    }
+  }
+  ~ChunkHasher() {
+    if (m_worker.joinable()) {
+      {
+        std::lock_guard lock(m_mu);
+        m_stop = true;
+      }
+      m_cv.notify_all();
+      m_worker.join();
+    }
+  }
+  ChunkHasher(const ChunkHasher&) = delete;
+  ChunkHasher& operator=(const ChunkHasher&) = delete;
+
+  // The next buffer to fill (k_chunk bytes), free of the worker.
+  char* buffer() {
+    std::unique_lock lock(m_mu);
+    m_cv.wait(lock, [&] { return m_done + k_slots > m_submitted; });
+    return m_slots[m_submitted % k_slots].data();
+  }
+
+  // Hashes the first n bytes of the buffer last returned by buffer().
+  void submit(size_t n) {
+    size_t slot = m_submitted % k_slots;
+    if (!m_worker.joinable() && m_inline + n <= k_sync_bytes) {
+      m_hash.update(m_slots[slot].data(), n);
+      m_inline += n;
+      return;  // the slot is free again at once
+    }
+    if (!m_worker.joinable()) {
+      m_worker = std::thread([this] { work(); });
+    }
+    {
+      std::lock_guard lock(m_mu);
+      m_sizes[slot] = n;
+      ++m_submitted;
+    }
+    m_cv.notify_all();
+  }
+
+  Sha256Digest finish() {
+    std::unique_lock lock(m_mu);
+    m_cv.wait(lock, [&] { return m_done == m_submitted; });
+    return m_hash.finish();
+  }
+
+private:
+  void work() {
+    std::unique_lock lock(m_mu);
+    while (true) {
+      m_cv.wait(lock, [&] { return m_stop || m_done < m_submitted; });
+      if (m_done == m_submitted) {
+        return;  // stopping with nothing left
+      }
+      size_t slot = m_done % k_slots;
+      size_t n = m_sizes[slot];
+      lock.unlock();
+      m_hash.update(m_slots[slot].data(), n);
+      lock.lock();
+      ++m_done;
+      m_cv.notify_all();
+    }
+  }
+
+  std::array<std::vector<char>, k_slots> m_slots;
+  std::array<size_t, k_slots> m_sizes{};
+  Sha256 m_hash;
+  uint64_t m_inline = 0;
+  std::mutex m_mu;
+  std::condition_variable m_cv;
+  uint64_t m_submitted = 0;  // buffers handed to the worker
+  uint64_t m_done = 0;       // buffers the worker has hashed
+  bool m_stop = false;
+  std::thread m_worker;
+};
+
 struct Reader::Impl {
   std::string name;
   ReadFn source;
   archive* outer = nullptr;
   archive* inner = nullptr;
   std::vector<char> in_buf = std::vector<char>(k_chunk);
-  std::vector<char> mid_buf = std::vector<char>(k_chunk);
-  Sha256 hash;
+  ChunkHasher hash;
   uint64_t total = 0;
   std::optional<Error> source_error;
   Compression compression = Compression::none;
@@ -217,7 +310,8 @@ struct Reader::Impl {
     if (self->outer_eof) {
       return 0;
     }
-    la_ssize_t n = archive_read_data(self->outer, self->mid_buf.data(), self->mid_buf.size());
+    char* mid_buf = self->hash.buffer();
+    la_ssize_t n = archive_read_data(self->outer, mid_buf, k_chunk);
     if (n < 0) {
       archive_set_error(a, EIO, "%s", archive_message(self->outer).c_str());
       return -1;
@@ -225,14 +319,14 @@ struct Reader::Impl {
     if (n == 0) {
       self->outer_eof = true;
     }
-    self->hash.update(self->mid_buf.data(), static_cast<size_t>(n));
+    self->hash.submit(static_cast<size_t>(n));
     self->total += static_cast<uint64_t>(n);
     if (self->max_total != 0 && self->total > self->max_total) {
       self->limit_hit = true;
       archive_set_error(a, EFBIG, "size limit");
       return -1;
     }
-    *buf = self->mid_buf.data();
+    *buf = mid_buf;
     return n;
   }
 

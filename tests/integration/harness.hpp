@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -171,6 +172,40 @@ inline std::string make_tar(const std::vector<SpecEntry>& entries,
   auto fin = (*w)->finish();
   REQUIRE(fin);
   return out;
+}
+
+/// The busybox-static rootfs as a tar (deterministic: sorted, zero times):
+/// /bin/busybox, one symlink per applet, users root, app (1000), svc (1001)
+/// and groups root, wheel (10), app, svc, audio (29). The base image of the
+/// build tests, imported with `imgbuild import` and `docker import`.
+inline std::string busybox_rootfs_tar() {
+  std::vector<SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
+  RunResult list = run_sh("/bin/busybox --list");
+  std::vector<std::string> applets;
+  size_t start = 0;
+  while (start < list.out.size()) {
+    size_t nl = list.out.find('\n', start);
+    std::string a = list.out.substr(start, nl - start);
+    if (!a.empty() && a != "busybox") {
+      applets.push_back(a);
+    }
+    start = nl == std::string::npos ? list.out.size() : nl + 1;
+  }
+  std::sort(applets.begin(), applets.end());
+  for (const auto& a : applets) {
+    entries.push_back(symlink_entry("bin/" + a, "busybox"));
+  }
+  entries.push_back(dir("etc"));
+  entries.push_back(file("etc/group", "root:x:0:\nwheel:x:10:app\naudio:x:29:app,svc\napp:x:1000:\nsvc:x:1001:\n"));
+  entries.push_back(file("etc/passwd",
+                         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+                         "svc:x:1001:1001::/srv:/bin/sh\n"));
+  entries.push_back(dir("home"));
+  entries.push_back(dir("root"));
+  auto tmp = dir("tmp");
+  tmp.entry.mode = 01777;
+  entries.push_back(tmp);
+  return make_tar(entries);
 }
 
 }  // namespace imgbuild::test
