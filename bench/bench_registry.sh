@@ -31,7 +31,7 @@ for tool in /usr/bin/docker-registry /usr/bin/skopeo /usr/bin/time; do
 done
 
 echo "# image: ${SIZE_MB} MB in ${LAYERS} layers; work dir $WORK" >&2
-python3 "$(dirname "$0")/gen_image.py" "$WORK" "$SIZE_MB" "$LAYERS"
+python3 "$(dirname "$0")/gen_image.py" "$WORK/image.tar" "$SIZE_MB" "$LAYERS" bench/big:1
 
 # start_registry NAME: a plain-HTTP docker-registry on a free loopback port;
 # sets REG to its host:port.

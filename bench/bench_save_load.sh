@@ -6,8 +6,8 @@
 #   bench/bench_save_load.sh [IMGBUILD] [SIZE_MB] [LAYERS]
 #
 # The image is generated here: LAYERS layers of random (incompressible)
-# data, SIZE_MB in total, written as a docker-save archive by a small Python
-# script from a readable spec (no committed binaries).
+# data, SIZE_MB in total, written as a docker-save archive by gen_image.py
+# from a readable spec (no committed binaries).
 set -euo pipefail
 IMGBUILD=${1:-$(dirname "$0")/../build/imgbuild}
 IMGBUILD=$(readlink -f "$IMGBUILD")
@@ -18,7 +18,7 @@ trap 'rm -rf "$WORK"' EXIT
 DOCKER=/usr/bin/docker
 
 echo "# image: ${SIZE_MB} MB in ${LAYERS} layers; work dir $WORK" >&2
-python3 "$(dirname "$0")/gen_image.py" "$WORK" "$SIZE_MB" "$LAYERS"
+python3 "$(dirname "$0")/gen_image.py" "$WORK/image.tar" "$SIZE_MB" "$LAYERS" bench/big:1
 
 # measure LABEL CMD…: runs once, records wall seconds and max RSS (kB).
 declare -A WALL RSS

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Writes WORK/image.tar: a docker-save archive of LAYERS layers of random
-(incompressible) data, SIZE_MB in total, named NAME (default bench/big:1).
+"""Writes a docker-save archive of random (incompressible) data.
 
-    bench/gen_image.py WORK SIZE_MB LAYERS [NAME]
+    gen_image.py OUT.tar SIZE_MB LAYERS TAG
+
+LAYERS layers, SIZE_MB in total, 16 MiB files, mtime 0: the spec is this
+script; no binary is committed. Used by bench_save_load.sh and bench_build.sh.
 """
 import hashlib, io, json, os, sys, tarfile
-work, size_mb, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-name = sys.argv[4] if len(sys.argv) > 4 else "bench/big:1"
+
+out, size_mb, layers, tag = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+work = os.path.dirname(os.path.abspath(out))
 per_layer = size_mb * 1024 * 1024 // layers
 chunk = 16 * 1024 * 1024
 diff_ids, names = [], []
 for i in range(layers):
-    path = os.path.join(work, f"layer{i}.tar")
+    path = os.path.join(work, f"gen-layer{i}.tar")
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
         left, n = per_layer, 0
         while left > 0:
@@ -33,9 +36,9 @@ config = json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-01
                      "history": [{"created_by": f"layer {i}"} for i in range(layers)]},
                     sort_keys=True, separators=(",", ":")).encode()
 cfg_hex = hashlib.sha256(config).hexdigest()
-manifest = json.dumps([{"Config": f"{cfg_hex}.json", "RepoTags": [name],
+manifest = json.dumps([{"Config": f"{cfg_hex}.json", "RepoTags": [tag],
                         "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids]}]).encode()
-with tarfile.open(os.path.join(work, "image.tar"), "w", format=tarfile.PAX_FORMAT) as t:
+with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
     for d, path in zip(diff_ids, names):
         t.add(path, arcname=f"{d[7:]}/layer.tar")
         os.unlink(path)

@@ -203,6 +203,9 @@ private:
   Result<StageResult> run_stage(const PlannedStage& stage);
   const StageResult* wait_stage(int index);
   Result<StageResult> base_from_image(const image::LoadedImage& img, const std::string& created);
+  /// Unpacks the base-image layers a step is about to mount (FROM leaves them
+  /// packed: a build that only adds metadata never reads them).
+  Result<void> unpack_layers(const std::vector<Layer>& layers);
   Result<image::LoadedImage> resolve_image(const std::string& reference);
   Result<StageResult> base_of(const PlannedStage& stage, const std::string& created, StepInfo& info);
   Result<image::LoadedImage> oci_layout_image(const std::string& source);
@@ -317,11 +320,21 @@ Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const 
       rec.diff_id = diff_ids[i];
     }
     rec.media_type = d.media_type;
-    TRY(fsys::path dir,
-        m_layer_dirs.ensure(m_store.content().blob_path(rec.blob_digest), rec.blob_digest, rec.diff_id));
-    res.layers.push_back(Layer{rec, dir});
+    res.layers.push_back(Layer{rec, m_layer_dirs.dir_for(rec.diff_id)});
   }
   return res;
+}
+
+Result<void> Build::unpack_layers(const std::vector<Layer>& layers) {
+  for (const auto& l : layers) {
+    std::error_code ec;
+    if (!fsys::is_directory(l.dir, ec)) {
+      TRY(fsys::path dir, m_layer_dirs.ensure(m_store.content().blob_path(l.record.blob_digest),
+                                              l.record.blob_digest, l.record.diff_id));
+      (void)dir;
+    }
+  }
+  return ok();
 }
 
 Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string& created, StepInfo& info) {
@@ -432,6 +445,7 @@ Result<Build::SourceRoot> Build::source_root(const std::string& from, int curren
     if (st == nullptr) {
       return fail(Errc::internal, fmt::format("stage {} did not complete", from));
     }
+    TRY_VOID(unpack_layers(st->layers));
     dirs = dirs_of(st->layers);
   } else if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
              !ref.source.starts_with("oci-layout://")) {
@@ -445,6 +459,7 @@ Result<Build::SourceRoot> Build::source_root(const std::string& from, int curren
     std::string name = ref.kind == BaseKind::context ? ref.source.substr(std::strlen("docker-image://")) : ref.name;
     TRY(auto img, resolve_image(name));
     TRY(auto base, base_from_image(img, ""));
+    TRY_VOID(unpack_layers(base.layers));
     dirs = dirs_of(base.layers);
   }
   TRY(out.view, m_snapshotter->prepare(dirs));
@@ -613,6 +628,7 @@ Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecor
     add_history(st.state, "WORKDIR /", false, false);
     return ok();
   }
+  TRY_VOID(unpack_layers(st.layers));
   TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
   {
     // Scoped: the directory fd must be closed before the view is unmounted,
@@ -691,6 +707,7 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   // the stage's rootfs; --chown names still resolve in the rootfs.
   bool linked = req.link_mode == LinkMode::linked;
   std::unique_ptr<snapshot::View> rootfs_view;
+  TRY_VOID(unpack_layers(st.layers));
   if (linked) {
     TRY(rootfs_view, m_snapshotter->prepare(dirs_of(st.layers)));
   }
@@ -950,6 +967,11 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
     }
   }
 
+  auto unpacked = unpack_layers(st.layers);
+  if (!unpacked) {
+    cleanup_temps();
+    return fail(std::move(unpacked).error());
+  }
   auto view = m_snapshotter->prepare(dirs_of(st.layers));
   if (!view) {
     cleanup_temps();

@@ -93,7 +93,8 @@ struct BuiltImage {
   image::ImageRecord record;
   /// Layers of the image, lowest first.
   std::vector<image::LayerRecord> layers;
-  /// Their unpacked layer directories, lowest first (overlay-lower form).
+  /// Their layer directories, lowest first (overlay-lower form); a base-image
+  /// layer no step mounted may not be unpacked there.
   std::vector<std::filesystem::path> layer_dirs;
   std::vector<StepRecord> steps;
 };

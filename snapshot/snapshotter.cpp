@@ -1,5 +1,8 @@
 #include "snapshot/snapshotter.hpp"
 
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -74,6 +77,30 @@ Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOpti
   return diff_overlay(upper.string(), lowers, out, options);
 }
 
+namespace {
+
+// Marks dir as the top of a directory hierarchy for ext4's Orlov allocator
+// (chattr +T): each view directory made in it is placed in a block group of
+// its own instead of next to its siblings. Without a journal, ext4 skips
+// inodes freed in the last minutes when it allocates one, scanning past each
+// of them; views reused the groups a previous build (or any rm -rf) had just
+// emptied, and creating a COPY's 20,000 files there took several times the
+// CPU. Only a placement hint: other filesystems refuse it, which is fine.
+void spread_subdirs(const stdfs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return;
+  }
+  int flags = 0;
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_TOPDIR_FL) == 0) {
+    flags |= FS_TOPDIR_FL;
+    (void)::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
 Result<size_t> cleanup_stale(const SnapshotterConfig& config) {
   return mounts::cleanup_stale(config.runtime_dir, config.work_dir);
 }
@@ -89,6 +116,7 @@ Result<std::unique_ptr<Snapshotter>> make_snapshotter(std::string_view kind, con
       return fail(Errc::io, "cannot create " + p.string() + ": " + ec.message());
     }
   }
+  spread_subdirs(config.work_dir / "views");
   TRY(size_t ignored, cleanup_stale(config));
   (void)ignored;
   if (kind == "overlay") {

@@ -146,6 +146,37 @@ TEST_CASE("build: ENTRYPOINT/CMD, HEALTHCHECK, ONBUILD, SHELL, LABEL", "[integra
   CHECK(r.err.find("ONBUILD RUN echo triggered") != std::string::npos);
 }
 
+TEST_CASE("build: base layers stay packed until a step mounts them", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  auto unpacked_layers = [&] {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fx.root / "snapshots", ec)) {
+      if (e.path().filename().string().size() == 64 && fs::is_directory(e.path() / "fs")) {
+        ++n;
+      }
+    }
+    return n;
+  };
+  // Metadata only: the export still carries the base layer, never unpacked.
+  fs::path out = fx.work.path / "meta.tar";
+  RunResult r = fx.build("packed", "FROM busybox\nLABEL only=metadata\n", {},
+                         {"-o", "type=docker,dest=" + out.string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  Saved s = read_saved(out, fx.work.path);
+  REQUIRE(s.layers.size() == 1);
+  CHECK(s.layers[0].count("bin/busybox") == 1);
+  CHECK(unpacked_layers() == 0);
+  // A RUN mounts the base: it is unpacked then (and its own layer committed).
+  r = fx.build("unpacked", "FROM busybox\nRUN echo hi > /hi\n", {}, {"-t", "unpacked:1"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(unpacked_layers() == 2);
+}
+
 TEST_CASE("build: a failing RUN reports the exit code and leaves the store unchanged", "[integration][build]") {
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
