@@ -26,7 +26,7 @@ TEST_CASE("build progress: the tty view on a terminal, plain unchanged", "[integ
              "FROM busybox\nRUN for i in 1 2 3; do echo \"out-$i\"; sleep 0.2; done\nRUN echo second-step\n");
   auto under_tty = [&](const std::string& progress) {
     std::string cmd = sh_quote(imgbuild::test::imgbuild_binary().string()) + " --root " + sh_quote(fx.root.string()) +
-                      " build --progress " + progress + " " + sh_quote(ctx.string());
+                      " build --no-cache --progress " + progress + " " + sh_quote(ctx.string());
     return run_sh("script -qec " + sh_quote(cmd) + " /dev/null");
   };
   RunResult tty = under_tty("auto");
