@@ -589,3 +589,35 @@ TEST_CASE("run --snapshotter overlay and copy give containers that commit the sa
   CHECK(f.run({"run", "--snapshotter", "zfs", "--rm", "base", "true"}).status != 0);
   CHECK(f.mounts() == 0);
 }
+
+TEST_CASE("start runs a kept container's command again over its earlier changes", "[integration][container]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
+  Fixture f;
+  const std::string script = "echo \"$FOO $(pwd)\" >> /log; cat /log; rm -f /bin/id; rm -rf /root; mkdir /root; "
+                             "echo r >> /root/f; exit 4";
+  RunResult r = f.run({"run", "--name", "again", "-e", "FOO=foo", "-w", "/tmp", "base", "sh", "-c", script});
+  INFO(r.err);
+  CHECK(r.status == 4);
+  CHECK(r.out == "foo /tmp\n");
+
+  r = f.run({"start", "-a", "again"});
+  INFO(r.err);
+  CHECK(r.status == 4);
+  CHECK(r.out == "foo /tmp\nfoo /tmp\n");
+  r = f.run({"restart", "again"});
+  CHECK(r.status == 4);
+  CHECK(r.out == "foo /tmp\nfoo /tmp\nfoo /tmp\n");
+  CHECK(f.mounts() == 0);
+  CHECK(f.containers() == 1);
+
+  // A commit holds everything the container did over all three runs.
+  r = f.run({"commit", "again", "again:1"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  r = f.run({"run", "--rm", "again:1", "sh", "-c", "cat /log /root/f; ls /bin/id || echo no-id"});
+  CHECK(r.out == "foo /tmp\nfoo /tmp\nfoo /tmp\nr\nno-id\n");
+  r = f.run({"start", "nosuch"});
+  CHECK(r.status != 0);
+  CHECK(r.err.find("No such container: nosuch") != std::string::npos);
+}
