@@ -125,7 +125,7 @@ Saved read_saved(const fs::path& archive, const fs::path& work) {
 std::string busybox_rootfs_tar() {
   using imgbuild::test::dir;
   using imgbuild::test::file;
-  std::vector<imgbuild::test::SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
+  std::vector<imgbuild::test::LayerEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
   RunResult list = run_sh("/bin/busybox --list");
   std::vector<std::string> applets;
   size_t start = 0;
@@ -139,7 +139,7 @@ std::string busybox_rootfs_tar() {
   }
   std::sort(applets.begin(), applets.end());
   for (const auto& a : applets) {
-    entries.push_back(imgbuild::test::symlink_entry("bin/" + a, "busybox"));
+    entries.push_back(imgbuild::test::symlink_to("bin/" + a, "busybox"));
   }
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"));
@@ -149,7 +149,7 @@ std::string busybox_rootfs_tar() {
   auto tmp = dir("tmp");
   tmp.entry.mode = 01777;
   entries.push_back(tmp);
-  return imgbuild::test::make_tar(entries);
+  return imgbuild::test::make_layer(entries);
 }
 
 bool have_busybox() { return fs::exists("/bin/busybox"); }

@@ -35,9 +35,9 @@ bool have_busybox() { return fs::exists("/bin/busybox"); }
 std::string busybox_rootfs_tar() {
   using imgbuild::test::dir;
   using imgbuild::test::file;
-  std::vector<imgbuild::test::SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
+  std::vector<imgbuild::test::LayerEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
   for (const char* applet : {"sh", "echo", "cat", "pwd", "ls", "rm", "id", "tail", "cut"}) {
-    entries.push_back(imgbuild::test::symlink_entry(std::string("bin/") + applet, "busybox"));
+    entries.push_back(imgbuild::test::symlink_to(std::string("bin/") + applet, "busybox"));
   }
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", "root:x:0:\napp:x:1000:\n"));
@@ -46,7 +46,7 @@ std::string busybox_rootfs_tar() {
   auto tmp = dir("tmp");
   tmp.entry.mode = 01777;
   entries.push_back(tmp);
-  return imgbuild::test::make_tar(entries);
+  return imgbuild::test::make_layer(entries);
 }
 
 // A store with a busybox base named "base".
@@ -235,7 +235,7 @@ std::vector<std::string> shared_libs_of(const std::string& binary) {
 std::string docker_base_tar() {
   using imgbuild::test::dir;
   using imgbuild::test::file;
-  std::vector<imgbuild::test::SpecEntry> entries;
+  std::vector<imgbuild::test::LayerEntry> entries;
   std::set<std::string> dirs;
   auto add_parents = [&](const std::string& path) {
     for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
@@ -251,7 +251,7 @@ std::string docker_base_tar() {
   };
   add_file("bin/busybox", read_file("/bin/busybox"), 0755);
   for (const auto& a : busybox_applets()) {
-    entries.push_back(imgbuild::test::symlink_entry("bin/" + a, "busybox"));
+    entries.push_back(imgbuild::test::symlink_to("bin/" + a, "busybox"));
   }
   std::set<std::string> libs;
   for (const char* tool : {"/usr/sbin/setcap", "/usr/sbin/getcap"}) {
@@ -270,13 +270,13 @@ std::string docker_base_tar() {
   add_file("d/a", "gone with the opaque dir\n", 0644);
   add_file("d/sub/b", "gone too\n", 0644);
   add_file("srv/keep", "kept\n", 0644);
-  entries.push_back(imgbuild::test::hardlink_entry("srv/keep-link", "srv/keep"));
+  entries.push_back(imgbuild::test::hardlink_to("srv/keep-link", "srv/keep"));
   add_parents("usr/local/bin/x");
   entries.push_back(dir("root"));
   auto tmp = dir("tmp");
   tmp.entry.mode = 01777;
   entries.push_back(tmp);
-  return imgbuild::test::make_tar(entries);
+  return imgbuild::test::make_layer(entries);
 }
 
 // What the container does before commit: every kind of change a layer holds.

@@ -14,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/layer_spec.hpp"
 #include "support/paths.hpp"
 #include "util/tar.hpp"
 
@@ -109,68 +110,27 @@ inline bool docker_available() {
   return r.status == 0;
 }
 
-/// One entry of a test archive: header plus body for files.
-struct SpecEntry {
-  tar::Entry entry;
-  std::string body;
-};
+// Test archives are built with support/layer_spec.hpp (file, dir,
+// symlink_to, hardlink_to, make_layer). The names below are the ones the
+// integration tests were first written with; they forward to it.
 
-inline SpecEntry file(std::string path, std::string body, uint32_t mode = 0644) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::file;
-  s.entry.mode = mode;
-  s.entry.size = body.size();
-  s.body = std::move(body);
-  return s;
-}
+/// One entry of a test archive (support/layer_spec.hpp's LayerEntry).
+using SpecEntry = LayerEntry;
 
-inline SpecEntry dir(std::string path) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::dir;
-  s.entry.mode = 0755;
-  return s;
-}
-
+/// A symlink entry (symlink_to).
 inline SpecEntry symlink_entry(std::string path, std::string target) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::symlink;
-  s.entry.mode = 0777;
-  s.entry.link_target = std::move(target);
-  return s;
+  return symlink_to(std::move(path), std::move(target));
 }
 
+/// A hardlink entry (hardlink_to).
 inline SpecEntry hardlink_entry(std::string path, std::string target) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::hardlink;
-  s.entry.link_target = std::move(target);
-  return s;
+  return hardlink_to(std::move(path), std::move(target));
 }
 
-/// The bytes of a tar built from entries, in the given order.
+/// The bytes of a tar built from entries, in the given order (make_layer).
 inline std::string make_tar(const std::vector<SpecEntry>& entries,
                             tar::Compression compression = tar::Compression::none) {
-  std::string out;
-  auto w = tar::Writer::open(
-      [&out](const void* d, size_t n) -> Result<void> {
-        out.append(static_cast<const char*>(d), n);
-        return ok();
-      },
-      tar::WriterOptions{compression, 6});
-  REQUIRE(w);
-  for (const auto& e : entries) {
-    auto added = (*w)->add(e.entry);
-    REQUIRE(added);
-    if (e.entry.type == tar::EntryType::file && !e.body.empty()) {
-      REQUIRE((*w)->write_data(e.body.data(), e.body.size()));
-    }
-  }
-  auto fin = (*w)->finish();
-  REQUIRE(fin);
-  return out;
+  return make_layer(entries, compression);
 }
 
 }  // namespace imgbuild::test
