@@ -19,14 +19,7 @@
 #include "util/tar.hpp"
 
 namespace fs = std::filesystem;
-using imgbuild::test::docker_available;
-using imgbuild::test::read_file;
-using imgbuild::test::run_imgbuild;
-using imgbuild::test::run_sh;
-using imgbuild::test::RunResult;
-using imgbuild::test::sh_quote;
-using imgbuild::test::TempDir;
-using imgbuild::test::write_file;
+using namespace imgbuild::test;
 using nlohmann::json;
 
 namespace {
@@ -106,53 +99,27 @@ struct Saved {
 };
 
 Saved read_saved(const fs::path& archive, const fs::path& work) {
-  fs::path dir = work / ("unpacked-" + archive.filename().string());
-  fs::create_directories(dir);
-  RunResult x = run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string()));
-  REQUIRE(x.status == 0);
-  json manifest = json::parse(read_file(dir / "manifest.json"));
-  REQUIRE(manifest.size() == 1);
+  SavedArchive unpacked = unpack_saved(archive, work / ("unpacked-" + archive.filename().string()));
   Saved s;
-  s.config_bytes = read_file(dir / manifest[0]["Config"].get<std::string>());
-  s.config = json::parse(s.config_bytes);
-  for (const auto& l : manifest[0]["Layers"]) {
-    s.layers.push_back(read_layer(dir / l.get<std::string>()));
+  s.config_bytes = unpacked.config_bytes;
+  s.config = unpacked.config;
+  for (const auto& l : unpacked.layers) {
+    s.layers.push_back(read_layer(l));
   }
   return s;
 }
 
 // The busybox-static rootfs: /bin/busybox, applet links, users and groups.
 std::string busybox_rootfs_tar() {
-  using imgbuild::test::dir;
-  using imgbuild::test::file;
-  std::vector<imgbuild::test::LayerEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
-  RunResult list = run_sh("/bin/busybox --list");
-  std::vector<std::string> applets;
-  size_t start = 0;
-  while (start < list.out.size()) {
-    size_t nl = list.out.find('\n', start);
-    std::string a = list.out.substr(start, nl - start);
-    if (!a.empty() && a != "busybox") {
-      applets.push_back(a);
-    }
-    start = nl == std::string::npos ? list.out.size() : nl + 1;
-  }
-  std::sort(applets.begin(), applets.end());
-  for (const auto& a : applets) {
-    entries.push_back(imgbuild::test::symlink_to("bin/" + a, "busybox"));
-  }
+  std::vector<LayerEntry> entries = busybox_entries();
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"));
   entries.push_back(file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"));
   entries.push_back(dir("home"));
   entries.push_back(dir("root"));
-  auto tmp = dir("tmp");
-  tmp.entry.mode = 01777;
-  entries.push_back(tmp);
-  return imgbuild::test::make_layer(entries);
+  entries.push_back(dir("tmp", 01777));
+  return make_layer(entries);
 }
-
-bool have_busybox() { return fs::exists("/bin/busybox"); }
 
 // A store with a busybox base named "busybox".
 struct Fixture {
@@ -160,11 +127,7 @@ struct Fixture {
   fs::path root;
   Fixture() {
     root = work.path / "store";
-    fs::path tarball = work.path / "busybox.tar";
-    write_file(tarball, busybox_rootfs_tar());
-    RunResult r = run_imgbuild(root, {"import", tarball.string(), "busybox"});
-    INFO(r.err);
-    REQUIRE(r.status == 0);
+    import_tar(root, work.path / "busybox.tar", busybox_rootfs_tar(), "busybox");
   }
 
   // Writes a context with the files given, builds it, returns the run.
@@ -360,14 +323,14 @@ TEST_CASE("build: outputs local and tar, metadata file, stdin Dockerfile", "[int
   CHECK(fs::exists(local / "bin/busybox"));
   RunResult list = run_sh("tar -tf " + sh_quote(tarball.string()));
   CHECK(list.out.find("made") != std::string::npos);
-  json meta = json::parse(read_file(md));
+  json meta = read_json(md);
   CHECK(meta["containerimage.digest"].get<std::string>().starts_with("sha256:"));
   CHECK(meta["containerimage.config.digest"].get<std::string>().starts_with("sha256:"));
 
   // Dockerfile from stdin; `imgbuild -f - CONTEXT` is the build command.
   fs::path ctx = fx.work.path / "ctx-stdin";
   fs::create_directories(ctx);
-  std::string cmd = "printf 'FROM busybox\\nRUN true\\n' | " + sh_quote(imgbuild::test::imgbuild_binary().string()) +
+  std::string cmd = "printf 'FROM busybox\\nRUN true\\n' | " + sh_quote(imgbuild_binary().string()) +
                     " --root " + sh_quote(fx.root.string()) + " -f - -t fromstdin:1 --progress plain " +
                     sh_quote(ctx.string());
   RunResult s = run_sh(cmd);

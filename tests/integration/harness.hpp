@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,7 +14,9 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
+#include "support/busybox.hpp"
 #include "support/layer_spec.hpp"
 #include "support/paths.hpp"
 #include "util/tar.hpp"
@@ -108,6 +111,81 @@ inline bool docker_available() {
     WARN("scripts/services dockerd: " << r.err);
   }
   return r.status == 0;
+}
+
+/// A JSON file, parsed (REQUIREs that it parses).
+inline nlohmann::json read_json(const std::filesystem::path& p) {
+  nlohmann::json j = nlohmann::json::parse(read_file(p), nullptr, false);
+  INFO(p.string());
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+/// A single-image docker-save archive unpacked into a directory.
+struct SavedArchive {
+  std::filesystem::path dir;
+  nlohmann::json manifest;  ///< the one entry of manifest.json
+  std::string config_bytes;
+  nlohmann::json config;
+  std::vector<std::filesystem::path> layers;  ///< layer tars, lowest first
+};
+
+/// Extracts `archive` (docker-save format, one image) into `dir` (created)
+/// with GNU tar and reads its manifest and config.
+inline SavedArchive unpack_saved(const std::filesystem::path& archive, const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  RunResult x = run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string()));
+  INFO(x.err);
+  REQUIRE(x.status == 0);
+  nlohmann::json manifest = read_json(dir / "manifest.json");
+  REQUIRE(manifest.size() == 1);
+  SavedArchive s;
+  s.dir = dir;
+  s.manifest = manifest[0];
+  s.config_bytes = read_file(dir / s.manifest["Config"].get<std::string>());
+  s.config = nlohmann::json::parse(s.config_bytes);
+  for (const auto& l : s.manifest["Layers"]) {
+    s.layers.push_back(dir / l.get<std::string>());
+  }
+  return s;
+}
+
+/// Every applet of the host's busybox-static (support/busybox_rootfs.hpp),
+/// sorted, "busybox" itself left out.
+inline std::vector<std::string> busybox_applets() {
+  RunResult list = run_sh(sh_quote(busybox_path().string()) + " --list");
+  std::vector<std::string> applets;
+  std::istringstream in(list.out);
+  for (std::string a; std::getline(in, a);) {
+    if (!a.empty() && a != "busybox") {
+      applets.push_back(a);
+    }
+  }
+  std::sort(applets.begin(), applets.end());
+  return applets;
+}
+
+/// The start of a busybox rootfs tar: bin/, bin/busybox and a symlink
+/// bin/<applet> -> busybox for each of `applets` (all of them when empty).
+/// Tests add their own etc/ files.
+inline std::vector<LayerEntry> busybox_entries(const std::vector<std::string>& applets = {}) {
+  std::vector<LayerEntry> entries = {dir("bin"), file("bin/busybox", read_file(busybox_path()), 0755)};
+  for (const auto& a : applets.empty() ? busybox_applets() : applets) {
+    entries.push_back(symlink_to("bin/" + a, "busybox"));
+  }
+  return entries;
+}
+
+/// Writes the bytes `tar` to `tarball` and imports it as image `name` (extra
+/// arguments such as --change follow) into the store at root.
+inline void import_tar(const std::filesystem::path& root, const std::filesystem::path& tarball, const std::string& tar,
+                       const std::string& name, const std::vector<std::string>& extra = {}) {
+  write_file(tarball, tar);
+  std::vector<std::string> args = {"import", tarball.string(), name};
+  args.insert(args.end(), extra.begin(), extra.end());
+  RunResult r = run_imgbuild(root, args);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
 }
 
 // Test archives are built with support/layer_spec.hpp (file, dir,

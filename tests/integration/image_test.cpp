@@ -24,14 +24,9 @@ namespace {
 const char* const k_passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
 const char* const k_group = "root:x:0:\nnogroup:x:65534:\n";
 
-bool have_busybox() { return fs::exists("/bin/busybox"); }
-
 // The busybox-static rootfs: /bin/busybox, applet links, passwd and group.
 std::string busybox_rootfs_tar() {
-  std::vector<LayerEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
-  for (const char* applet : {"cat", "echo", "id", "ls", "sh", "true"}) {
-    entries.push_back(symlink_to(std::string("bin/") + applet, "busybox"));
-  }
+  std::vector<LayerEntry> entries = busybox_entries({"cat", "echo", "id", "ls", "sh", "true"});
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", k_group));
   entries.push_back(file("etc/passwd", k_passwd));
@@ -101,13 +96,7 @@ json inspect(const fs::path& root, const std::string& ref) {
 
 // A store with one imported busybox image named `name`.
 void import_busybox(const fs::path& root, const fs::path& work, const std::string& name) {
-  fs::path tarball = work / "rootfs.tar";
-  if (!fs::exists(tarball)) {
-    write_file(tarball, busybox_rootfs_tar());
-  }
-  RunResult r = run_imgbuild(root, {"import", tarball.string(), name, "--change", "CMD [\"/bin/sh\"]", "-m", "test"});
-  INFO(r.err);
-  REQUIRE(r.status == 0);
+  import_tar(root, work / "rootfs.tar", busybox_rootfs_tar(), name, {"--change", "CMD [\"/bin/sh\"]", "-m", "test"});
 }
 
 
