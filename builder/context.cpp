@@ -10,10 +10,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "snapshot/apply.hpp"
@@ -525,7 +527,7 @@ Result<std::string> resolve_real_path(const fs::Root& root, std::string_view pat
 }
 
 Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::string_view source,
-                                                   const IgnoreMatcher* excludes) {
+                                                   const IgnoreMatcher* excludes, bool double_star) {
   if (tree.root == nullptr) {
     return fail(Errc::internal, "select_sources: no source root");
   }
@@ -579,6 +581,33 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
   }
   for (size_t i = first_wild; i < comps.size(); ++i) {
     std::vector<std::pair<std::string, std::string>> next;
+    if (double_star && comps[i] == "**") {
+      // The directory itself and every directory below it (not following
+      // symlinks), each once.
+      std::set<std::string> seen;
+      std::vector<std::pair<std::string, std::string>> todo(states.rbegin(), states.rend());
+      while (!todo.empty()) {
+        auto [named, real] = todo.back();
+        todo.pop_back();
+        if (!seen.insert(named).second) {
+          continue;
+        }
+        next.emplace_back(named, real);
+        auto dir = root.open_at(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        if (!dir) {
+          continue;
+        }
+        TRY(auto names, fs::list_dir(dir->get()));
+        for (auto it = names.rbegin(); it != names.rend(); ++it) {
+          TRY(auto st, root.lstat(join_path(real, *it)));
+          if (st && S_ISDIR(st->st_mode)) {
+            todo.emplace_back(join_path(named, *it), join_path(real, *it));
+          }
+        }
+      }
+      states = std::move(next);
+      continue;
+    }
     for (const auto& [named, real] : states) {
       if (!has_wildcards(comps[i])) {
         TRY(auto r, resolve_real_path(root, join_path(real, comps[i]), true));
@@ -602,6 +631,9 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
       }
     }
     states = std::move(next);
+  }
+  if (double_star) {
+    std::sort(states.begin(), states.end());  // ** expands depth first
   }
 
   std::string base_named = join_components(comps, first_wild);

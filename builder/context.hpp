@@ -123,9 +123,10 @@ struct SelectedSource {
 
 /// Selects what a source argument names in `tree` (see the file comment).
 /// Returns the matches in byte order of their named paths. `excludes`
-/// (COPY --exclude) removes matches too.
+/// (COPY --exclude) removes matches too. With `double_star` (COPY --parents)
+/// a `**` component matches any number of directories, none included.
 Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::string_view source,
-                                                   const IgnoreMatcher* excludes = nullptr);
+                                                   const IgnoreMatcher* excludes = nullptr, bool double_star = false);
 
 /// Resolves `path` inside `root` component by component, following symlinks
 /// inside the root (the final one when `follow_final`), and returns the real

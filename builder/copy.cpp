@@ -152,14 +152,23 @@ Result<std::optional<std::string>> read_small_file(const fs::Root& root, std::st
   return std::optional<std::string>(std::move(out));
 }
 
-Result<void> copy_fd_data(int in, int out, const std::string& what) {
-  while (true) {
+// Copies in to out until EOF. `range_ok` (when given) remembers across calls
+// that copy_file_range cannot work between these two filesystems (a context
+// on ext4 into an overlay is EXDEV every time), so later files skip the
+// failing call; `size` (when known from stat) lets a file read in one piece
+// skip the read that would only confirm EOF.
+Result<void> copy_fd_data(int in, int out, const std::string& what, bool* range_ok = nullptr,
+                          std::optional<uint64_t> size = std::nullopt) {
+  while (range_ok == nullptr || *range_ok) {
     ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
       }
       if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EBADF) {
+        if (range_ok != nullptr) {
+          *range_ok = false;
+        }
         break;  // fall back to read/write
       }
       return fail(Errc::io, fmt::format("{}: copy: {}", what, errno_message(errno)));
@@ -169,6 +178,7 @@ Result<void> copy_fd_data(int in, int out, const std::string& what) {
     }
   }
   char buf[1 << 16];
+  uint64_t copied = 0;
   while (true) {
     ssize_t n = ::read(in, buf, sizeof buf);
     if (n < 0) {
@@ -190,6 +200,10 @@ Result<void> copy_fd_data(int in, int out, const std::string& what) {
         return fail(Errc::io, fmt::format("{}: write: {}", what, errno_message(errno)));
       }
       off += w;
+    }
+    copied += static_cast<uint64_t>(n);
+    if (size && copied == *size && static_cast<size_t>(n) < sizeof buf) {
+      return ok();  // a short read that reached the stat size: at EOF
     }
   }
 }
@@ -241,6 +255,9 @@ struct Copier {
   std::vector<std::tuple<std::string, int64_t, uint32_t>> dir_times;
   /// (dev, ino) of multiply-linked source files → first destination path.
   std::map<std::pair<dev_t, ino_t>, std::string> links;
+  /// False once copy_file_range failed between source and dest (one COPY
+  /// reads one tree into one view): the rest use read/write directly.
+  bool copy_range_ok = true;
 
   void record(const std::string& path, mode_t type) {
     result.written.push_back(WrittenEntry{"/" + path, type});
@@ -370,7 +387,7 @@ struct Copier {
       }
       UniqueFd infd(in);
       TRY(auto out, dest.create_file(target, 0600));
-      TRY_VOID(copy_fd_data(in, out.get(), "/" + target));
+      TRY_VOID(copy_fd_data(in, out.get(), "/" + target, &copy_range_ok, static_cast<uint64_t>(st.st_size)));
       TRY_VOID(finish_file(out.get(), target, mode_for(st.st_mode, false), st.st_mtim, owner_for(st)));
       TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
       result.files += 1;
@@ -886,6 +903,8 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   if (req.chown) {
     const fs::Root& db = env.user_db != nullptr ? *env.user_db : dest;
     TRY(c.owner, resolve_chown(*req.chown, db));
+  } else {
+    c.keep_owner = env.keep_source_owner;
   }
   TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
 
@@ -913,18 +932,20 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   struct LocalItem {
     SelectedSource src;
     std::optional<size_t> pivot;
+    size_t source_index = 0;  // which of req.sources matched it
   };
   std::vector<LocalItem> locals;
-  for (const auto& s : req.sources) {
+  for (size_t source_index = 0; source_index < req.sources.size(); ++source_index) {
+    const std::string& s = req.sources[source_index];
     if (classify_source(s) != SourceKind::local) {
       continue;
     }
     if (env.source.root == nullptr) {
       return fail(Errc::internal, "apply_copy: no source tree for local sources");
     }
-    TRY(auto matches, select_sources(env.source, s, &excludes));
+    TRY(auto matches, select_sources(env.source, s, &excludes, req.parents));
     for (auto& m : matches) {
-      locals.push_back(LocalItem{std::move(m), pivot_components(s)});
+      locals.push_back(LocalItem{std::move(m), pivot_components(s), source_index});
     }
   }
   if (!dest_is_dir && locals.size() > 1) {
@@ -966,6 +987,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       TRY(auto reader, tar::Reader::open_fd(fd, label));
       snapshot::ApplyOptions ao;
       ao.mode = snapshot::ApplyMode::merged;
+      ao.skip_root_entry = true;
       TRY(auto applied, snapshot::apply_layer(sub, *reader, ao));
       (void)applied;
     }
@@ -997,6 +1019,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     return ok();
   };
 
+  std::optional<size_t> links_of_source;
   for (const auto& item : locals) {
     const SelectedSource& src = item.src;
     bool is_dir = S_ISDIR(src.st.st_mode);
@@ -1016,6 +1039,18 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
         TRY_VOID(extract_archive(fd.get(), "/" + src.named_path, into));
         continue;
       }
+    }
+    if (is_dir && !req.parents) {
+      // BuildKit makes the target of a directory's contents first (0755, the
+      // --chown owner; an existing directory keeps its metadata): neither the
+      // source directory's mode nor --chmod reach it.
+      TRY_VOID(ensure_dest_dir(target));
+    }
+    // Hardlinks are kept within one source (all its wildcard matches), as
+    // BuildKit copies each source separately.
+    if (links_of_source != item.source_index) {
+      c.links.clear();
+      links_of_source = item.source_index;
     }
     TRY_VOID(copy_local(env.source, src, target, &excludes));
   }

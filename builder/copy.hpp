@@ -163,6 +163,9 @@ struct CopyEnv {
   /// The rootfs whose /etc/passwd and /etc/group resolve --chown names
   /// (the stage's rootfs; with LinkMode::merged usually the same as dest).
   const fs::Root* user_db = nullptr;
+  /// Files keep the source's uid/gid when there is no --chown (COPY --from a
+  /// stage or image; context files are always root-owned).
+  bool keep_source_owner = false;
   /// Expands unquoted heredoc bodies; nullptr = bodies used as written.
   HeredocExpander expand_heredoc;
   /// HTTP transport for ADD <url>; nullptr = a default one is created.

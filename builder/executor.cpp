@@ -32,11 +32,13 @@
 #include "builder/config.hpp"
 #include "builder/context.hpp"
 #include "builder/copy.hpp"
+#include "builder/oci_layout.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 #include "sandbox/sandbox.hpp"
 #include "sandbox/user.hpp"
 #include "snapshot/apply.hpp"
+#include "snapshot/copy.hpp"
 #include "snapshot/diff.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "snapshot/snapshotter.hpp"
@@ -192,6 +194,8 @@ private:
   Result<StageResult> base_from_image(const image::LoadedImage& img, const std::string& created);
   Result<image::LoadedImage> resolve_image(const std::string& reference);
   Result<StageResult> base_of(const PlannedStage& stage, const std::string& created, StepInfo& info);
+  Result<image::LoadedImage> oci_layout_image(const std::string& source);
+  Result<StageResult> base_from_dir(const std::string& dir, const std::string& created);
 
   struct SourceRoot {
     fsys::path path;
@@ -324,12 +328,38 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
         TRY(auto img, resolve_image(src.substr(std::strlen("docker-image://"))));
         return base_from_image(img, created);
       }
-      return fail(Errc::unsupported,
-                  fmt::format("named context {}={}: only docker-image:// sources can be used as a base yet",
-                              stage.base.name, src));
+      if (src.starts_with("oci-layout://")) {
+        TRY(auto img, oci_layout_image(src));
+        return base_from_image(img, created);
+      }
+      return base_from_dir(src, created);
     }
   }
   return fail(Errc::internal, "unknown base kind");
+}
+
+Result<image::LoadedImage> Build::oci_layout_image(const std::string& source) {
+  std::lock_guard lock(m_resolve_mu);
+  return load_oci_layout_image(m_store, source);
+}
+
+// A named context directory as a base: an empty config and one layer with
+// the directory's files (owners and modes kept), as BuildKit's local source.
+Result<StageResult> Build::base_from_dir(const std::string& dir, const std::string& created) {
+  StageResult res;
+  res.state = start_stage(std::nullopt, m_plan.platform, created);
+  std::error_code ec;
+  if (!fsys::is_directory(dir, ec)) {
+    return fail(Errc::not_found, fmt::format("named context directory {} does not exist", str::go_quote(dir)));
+  }
+  TRY(auto view, m_snapshotter->prepare({}));
+  TRY_VOID(snapshot::merge_layer(dir, view->root()));
+  StepRecord record;
+  TRY_VOID(finish_layer(res, *view, "", record, true));
+  // BuildKit gives the layer of a local source an anonymous history entry.
+  res.state.image.history.back().created_by.clear();
+  res.state.image.history.back().comment.clear();
+  return res;
 }
 
 const StageResult* Build::wait_stage(int index) {
@@ -364,11 +394,12 @@ Result<Build::SourceRoot> Build::source_root(const std::string& from, int curren
              !ref.source.starts_with("oci-layout://")) {
     out.path = ref.source;
     return out;
+  } else if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {
+    TRY(auto img, oci_layout_image(ref.source));
+    TRY(auto base, base_from_image(img, ""));
+    dirs = dirs_of(base.layers);
   } else {
     std::string name = ref.kind == BaseKind::context ? ref.source.substr(std::strlen("docker-image://")) : ref.name;
-    if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {
-      return fail(Errc::unsupported, fmt::format("named context {}: oci-layout:// is not supported yet", from));
-    }
     TRY(auto img, resolve_image(name));
     TRY(auto base, base_from_image(img, ""));
     dirs = dirs_of(base.layers);
@@ -531,6 +562,7 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   }
   CopyEnv env;
   env.source = tree;
+  env.keep_source_owner = source_fs.has_value();
   env.user_db = linked ? &*user_db : &*dest;
   parser::LexerOptions lo;
   lo.escape = m_plan.escape;
@@ -906,7 +938,14 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
       info = new_step(name, ins.header().range.start_line);
       m_progress.started(info);
     }
-    TRY_VOID(run_step(stage, st, ins, info));
+    auto done = run_step(stage, st, ins, info);
+    if (!done) {
+      Error e = std::move(done).error();
+      if (i < trigger_count && e.location) {
+        e.location->line = stage.from.header.range.start_line;  // a trigger fails at the FROM
+      }
+      return fail(std::move(e));
+    }
   }
   return st;
 }

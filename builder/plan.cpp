@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -142,6 +143,66 @@ std::vector<std::string> split_lines(std::string_view text) {
   return lines;
 }
 
+// The --from / mount from= references of ONBUILD trigger texts.
+std::vector<std::string> trigger_references(const std::vector<std::string>& triggers) {
+  std::vector<std::string> refs;
+  for (const auto& t : triggers) {
+    auto ast = parser::parse_dockerfile(t, "ONBUILD trigger");
+    if (!ast) {
+      continue;  // the executor reports it when the trigger runs
+    }
+    parser::LoweredFile lowered = parser::lower(*ast, "ONBUILD trigger");
+    for (const auto& ins : lowered.instructions) {
+      if (const auto* copy = ins.as<parser::CopyInstruction>(); copy != nullptr && copy->from) {
+        refs.push_back(*copy->from);
+      } else if (const auto* run = ins.as<parser::RunInstruction>()) {
+        for (const auto& spec : run->mount_specs) {
+          auto m = parser::parse_mount(spec);
+          if (m && !m->from.empty()) {
+            refs.push_back(m->from);
+          }
+        }
+      }
+    }
+  }
+  return refs;
+}
+
+// The triggers that run at the start of stage `st`: its parent stage's
+// ONBUILD lines, or the base image's (through the hook).
+std::vector<std::string> stage_triggers(const parser::StageGraph& graph, const parser::Stage& st,
+                                        const BuildOptions& options) {
+  std::vector<std::string> triggers;
+  for (const auto& dep : st.dependencies) {
+    if (dep.kind != parser::DependencyKind::base) {
+      continue;
+    }
+    if (dep.stage && !dep.forward) {
+      for (const auto& ins : graph.stages[static_cast<size_t>(*dep.stage)].instructions) {
+        if (const auto* ob = ins.as<parser::OnbuildInstruction>()) {
+          triggers.push_back(ob->trigger);
+        }
+      }
+      return triggers;
+    }
+  }
+  if (!options.base_onbuild || str::to_lower(st.base) == "scratch") {
+    return triggers;
+  }
+  std::string image = st.base;
+  if (auto ctx = options.named_contexts.find(st.base); ctx != options.named_contexts.end()) {
+    if (!ctx->second.starts_with("docker-image://") && !ctx->second.starts_with("oci-layout://")) {
+      return triggers;
+    }
+    image = ctx->second.starts_with("docker-image://") ? ctx->second.substr(std::string_view("docker-image://").size())
+                                                       : ctx->second;
+  }
+  if (auto found = options.base_onbuild(image)) {
+    triggers = *found;
+  }
+  return triggers;
+}
+
 }  // namespace
 
 Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options) {
@@ -257,7 +318,38 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
   }
 
   TRY(int target, parser::select_target(graph.graph, options.target));
-  TRY(auto needed, parser::stages_needed(graph.graph, target, options.dockerfile_name));
+  TRY(auto needed_list, parser::stages_needed(graph.graph, target, options.dockerfile_name));
+  // Stages referred to by the ONBUILD triggers of a needed stage's base are
+  // needed too (with what they need), until nothing new is added.
+  std::set<int> needed(needed_list.begin(), needed_list.end());
+  std::map<int, std::set<int>> trigger_needs;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (int idx : std::vector<int>(needed.begin(), needed.end())) {
+      if (trigger_needs.count(idx) != 0) {
+        continue;
+      }
+      const parser::Stage& st = graph.graph.stages[static_cast<size_t>(idx)];
+      std::set<int>& deps = trigger_needs[idx];
+      for (const auto& ref : trigger_references(stage_triggers(graph.graph, st, options))) {
+        auto dep = graph.graph.find_reference(ref);
+        if (!dep) {
+          continue;  // an image or a named context
+        }
+        if (*dep >= idx) {
+          return fail(Errc::invalid_argument,
+                      fmt::format("ONBUILD trigger of the base of stage {} refers to stage {}, which needs to be "
+                                  "defined before current stage",
+                                  st.display_name(), ref));
+        }
+        deps.insert(*dep);
+        TRY(auto more, parser::stages_needed(graph.graph, *dep, options.dockerfile_name));
+        for (int m : more) {
+          changed = needed.insert(m).second || changed;
+        }
+      }
+    }
+  }
   plan.target = target;
   for (const auto& st : graph.graph.stages) {
     plan.stage_names.push_back(st.name);
@@ -296,6 +388,7 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
         needs.insert(*dep.stage);
       }
     }
+    needs.insert(trigger_needs[idx].begin(), trigger_needs[idx].end());
     ps.needs.assign(needs.begin(), needs.end());
     plan.stages.push_back(std::move(ps));
   }

@@ -10,10 +10,14 @@
 //    (--build-context) or an image reference (after global-ARG expansion);
 //  - the global ARG values (build args win over defaults), the predefined
 //    platform ARGs for the host, the proxy args and SOURCE_DATE_EPOCH.
-// ONBUILD triggers are not inserted here: they depend on the base image's
-// config, which only the executor knows.
+// ONBUILD triggers are not inserted here (the executor runs them from the
+// base's config), but the stages they refer to (COPY --from=stage, RUN
+// --mount from=stage) are: a stage on an earlier stage knows its parent's
+// ONBUILD lines; for an image base, the caller's base_onbuild hook reads the
+// triggers from the image's config (the plan itself does no I/O).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -60,6 +64,11 @@ struct BuildOptions {
   std::string dockerfile_name = "Dockerfile";
   /// SOURCE_DATE_EPOCH from the environment (a build arg wins).
   std::optional<std::string> source_date_epoch_env;
+  /// The ONBUILD triggers of a base image (by reference as expanded, the
+  /// docker-image:// reference of a named context, or a whole
+  /// "oci-layout://…" source); null or nullopt: none known. Only used to find
+  /// the stages triggers refer to.
+  std::function<std::optional<std::vector<std::string>>(const std::string& image)> base_onbuild;
 };
 
 /// What a stage starts from.
@@ -88,7 +97,8 @@ struct PlannedStage {
   parser::FromInstruction from;
   /// The instructions after FROM, in order.
   std::vector<parser::Instruction> steps;
-  /// Stages this one needs (base, COPY --from, RUN --mount from=), sorted.
+  /// Stages this one needs (base, COPY --from, RUN --mount from=, and the
+  /// same in the ONBUILD triggers of its base), sorted.
   std::vector<int> needs;
   /// True when the cache must not be used for this stage.
   bool no_cache = false;

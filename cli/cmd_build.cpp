@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,7 +26,10 @@
 #include "builder/config.hpp"
 #include "builder/context.hpp"
 #include "builder/executor.hpp"
+#include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
+#include "cli/build_checks.hpp"
+#include "cli/build_push.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
 #include "cli/pull_resolver.hpp"
@@ -62,7 +66,9 @@ struct BuildFlags {
   std::string iidfile;
   std::string metadata_file;
   bool pull = false;
+  bool push = false;
   std::string snapshotter = "auto";
+  bool check = false;
 };
 
 // -o parsed.
@@ -104,15 +110,68 @@ Output parse_output(const std::string& spec) {
       out.attrs[k] = v;
     }
   }
+  if (out.type == "registry") {
+    // buildx: type=registry is type=image,push=true.
+    out.type = "image";
+    out.attrs["push"] = "true";
+  }
   static const std::set<std::string> k_types = {"docker", "oci", "local", "tar", "image"};
   if (k_types.count(out.type) == 0) {
-    throw CommandError{fmt::format("invalid output {}: unsupported type \"{}\" (docker, oci, local, tar, image)",
+    throw CommandError{fmt::format("invalid output {}: unsupported type \"{}\" (docker, oci, local, tar, image, registry)",
                                    str::go_quote(spec), out.type),
                        2};
   }
   if (out.type != "image" && out.attrs.count("dest") == 0) {
     throw CommandError{fmt::format("invalid output {}: dest= is required for type={}", str::go_quote(spec), out.type),
                        2};
+  }
+  return out;
+}
+
+bool attr_true(const Output& o, const std::string& key) {
+  auto it = o.attrs.find(key);
+  return it != o.attrs.end() && (it->second == "true" || it->second == "1" || it->second.empty());
+}
+
+// What the type=image outputs ask for: the names they give the image
+// (name=, else the -t names) and, with push=true, the pushes.
+struct ImageOutputs {
+  std::vector<image::Reference> names;
+  std::vector<PushTarget> pushes;
+};
+
+ImageOutputs image_outputs(const std::vector<Output>& outputs, const std::vector<image::Reference>& tags) {
+  ImageOutputs out;
+  for (const auto& o : outputs) {
+    if (o.type != "image") {
+      continue;
+    }
+    PushTarget t;
+    auto name = o.attrs.find("name");
+    if (name != o.attrs.end() && !name->second.empty()) {
+      auto ref = image::parse_reference(name->second);
+      if (!ref) {
+        throw CommandError{fmt::format("invalid output name {}: {}", str::go_quote(name->second), ref.error().message),
+                           2};
+      }
+      t.names.push_back(*ref);
+    } else {
+      t.names = tags;
+    }
+    for (const auto& n : t.names) {
+      bool known = std::any_of(out.names.begin(), out.names.end(), [&](const image::Reference& r) { return r.str() == n.str(); });
+      if (!known) {
+        out.names.push_back(n);
+      }
+    }
+    if (o.attrs.count("push") == 0 || !attr_true(o, "push")) {
+      continue;
+    }
+    if (t.names.empty()) {
+      throw CommandError{"tag is needed when pushing to registry", 2};
+    }
+    t.insecure = o.attrs.count("registry.insecure") != 0 && attr_true(o, "registry.insecure");
+    out.pushes.push_back(std::move(t));
   }
   return out;
 }
@@ -270,6 +329,25 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) {
     opts.source_date_epoch_env = sde;
   }
+  // ONBUILD triggers of base images in the store, for the stages they use.
+  opts.base_onbuild = [&store](const std::string& ref) -> std::optional<std::vector<std::string>> {
+    if (ref.starts_with("oci-layout://")) {
+      auto img = builder::load_oci_layout_image(*store, ref);
+      if (!img || !img->config.config) {
+        return std::nullopt;
+      }
+      return img->config.config->on_build;
+    }
+    auto rec = store->resolve(ref);
+    if (!rec) {
+      return std::nullopt;
+    }
+    auto img = store->load(*rec);
+    if (!img || !img->config.config) {
+      return std::nullopt;
+    }
+    return img->config.config->on_build;
+  };
   auto plan = builder::make_plan(dockerfile_text, opts);
   if (!plan) {
     const Error& e = plan.error();
@@ -278,6 +356,39 @@ void run_build(BuildFlags& f, Context& ctx) {
       print_excerpt(dockerfile_name, lines, e.location->line);
     }
     throw CommandError{e.message, e.code == Errc::unsupported ? 2 : 1};
+  }
+
+  // Build checks: --check runs only them; check=error=true fails the build
+  // before it starts; otherwise the warnings follow the build's output.
+  BuildCheckInput check_input;
+  check_input.dockerfile_text = &dockerfile_text;
+  check_input.plan = &*plan;
+  for (const auto& [k, v] : opts.build_args) {
+    check_input.build_args.push_back(k + "=" + v);
+  }
+  check_input.target = f.target;
+  check_input.store = store.get();
+  check_input.context = &context;
+  BuildCheckResult checks = unwrap(run_build_checks(check_input));
+  if (f.check) {
+    std::string text = format_check_details(checks.warnings, dockerfile_name, plan->lines) +
+                       format_check_complete(checks.warnings.size());
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    if (checks.error) {
+      throw CommandError{*checks.error, 1};
+    }
+    ctx.exit_code = checks.warnings.empty() ? 0 : 1;
+    return;
+  }
+  auto print_warnings = [&] {
+    if (!f.quiet) {
+      std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
+    }
+  };
+  if (checks.error) {
+    print_warnings();
+    throw CommandError{*checks.error, 1};
   }
 
   // Outputs and names.
@@ -294,9 +405,20 @@ void run_build(BuildFlags& f, Context& ctx) {
     tags.push_back(*ref);
   }
 
+  if (f.push) {
+    outputs.push_back(Output{"image", {{"push", "true"}}});
+  }
+  ImageOutputs image_outs = image_outputs(outputs, tags);
+
   builder::ExecuteOptions exec;
   exec.context = &context;
   exec.tags = tags;
+  for (const auto& n : image_outs.names) {
+    bool known = std::any_of(tags.begin(), tags.end(), [&](const image::Reference& r) { return r.str() == n.str(); });
+    if (!known) {
+      exec.tags.push_back(n);
+    }
+  }
   exec.jobs = f.jobs;
   exec.snapshotter = f.snapshotter;
   exec.network = f.network;
@@ -352,6 +474,7 @@ void run_build(BuildFlags& f, Context& ctx) {
 
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
+  print_warnings();
   if (!built) {
     const Error& e = built.error();
     if (e.location && e.location->line > 0) {
@@ -364,6 +487,9 @@ void run_build(BuildFlags& f, Context& ctx) {
     throw CommandError{msg, 1};
   }
   write_outputs(*store, *built, outputs, tags);
+  for (const auto& p : image_outs.pushes) {
+    push_built_image(*store, built->manifest_digest, p, f.quiet || f.progress == "quiet");
+  }
 
   if (!f.iidfile.empty()) {
     std::ofstream(f.iidfile, std::ios::binary) << built->config_digest;
@@ -396,6 +522,11 @@ void run_build(BuildFlags& f, Context& ctx) {
       steps.push_back(js);
     }
     md["imgbuild.steps"] = steps;
+    nlohmann::json warnings = nlohmann::json::array();
+    for (const auto& w : checks.warnings) {
+      warnings.push_back({{"rule", w.rule}, {"message", w.message}, {"line", w.line}, {"url", check_rule_url(w.rule)}});
+    }
+    md["imgbuild.build.warnings"] = warnings;
     std::ofstream(f.metadata_file, std::ios::binary) << md.dump(2) << "\n";
   }
   if (f.quiet) {
@@ -433,8 +564,10 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--jobs", flags->jobs, "Stages built in parallel (default: number of cores)");
   cmd->add_option("--iidfile", flags->iidfile, "Write the image ID to the file");
   cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
+  cmd->add_flag("--push", flags->push, "Push the image to the registry (shorthand for -o type=registry)");
   cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
   cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
+  cmd->add_flag("--check", flags->check, "Run the build checks only (no build); exit 1 when they warn");
   cmd->callback([flags, &ctx]() {
     static const std::set<std::string> k_networks = {"default", "none", "host"};
     if (k_networks.count(flags->network) == 0) {

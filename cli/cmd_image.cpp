@@ -395,6 +395,13 @@ void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::
     ojson tags = ojson::array();
     ojson digests = ojson::array();
     std::set<std::string> repos;
+    // RepoDigests: the digest names (an image pulled through an index is
+    // named repository@<index digest>), else repository@<manifest digest>.
+    for (const auto& n : names) {
+      if (!n.digest.empty() && repos.insert(n.familiar_name()).second) {
+        digests.push_back(n.familiar_name() + "@" + n.digest);
+      }
+    }
     for (const auto& n : names) {
       if (!n.tag.empty()) {
         tags.push_back(n.familiar_name() + ":" + n.tag);

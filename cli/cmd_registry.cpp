@@ -201,7 +201,7 @@ void run_pull(const Context& ctx, const TransferOptions& opt) {
     std::printf("%s\n", ref.str().c_str());
     return;
   }
-  std::printf("Digest: %s\n", pulled.manifest_digest.c_str());
+  std::printf("Digest: %s\n", pulled.repo_digest.c_str());
   std::printf("Status: %s for %s\n",
               pulled.up_to_date ? "Image is up to date" : "Downloaded newer image",
               ref.familiar().c_str());

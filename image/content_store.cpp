@@ -358,6 +358,28 @@ Result<std::vector<std::string>> Staging::publish(const std::set<std::string>& w
   return added;
 }
 
+Result<bool> Staging::publish_one(std::string_view digest) {
+  auto it = m_staged.find(std::string(digest));
+  if (it == m_staged.end()) {
+    if (m_store.has(digest)) {
+      return false;
+    }
+    return fail(Errc::not_found, fmt::format("blob {} is neither staged nor stored", digest));
+  }
+  fs::path src = m_dir / hex_of(it->first);
+  fs::path dest = m_store.blob_path(it->first);
+  m_staged.erase(it);
+  if (m_store.has(digest)) {
+    ::unlink(src.c_str());
+    return false;
+  }
+  if (::rename(src.c_str(), dest.c_str()) != 0) {
+    return sys_fail("rename", src);
+  }
+  TRY_VOID(fsync_dir(m_store.root() / "blobs" / "sha256"));
+  return true;
+}
+
 void Staging::rollback(const std::vector<std::string>& added) {
   for (const auto& d : added) {
     (void)m_store.remove(d);

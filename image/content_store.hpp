@@ -117,6 +117,11 @@ public:
   /// fsyncs the directory. Returns the digests newly added, which rollback()
   /// can remove if the metadata commit fails.
   Result<std::vector<std::string>> publish(const std::set<std::string>& wanted);
+  /// Moves one staged blob into blobs/sha256 now (the caller holds the
+  /// database write lock and records a reference in the same transaction).
+  /// A blob the store already holds is dropped from staging. True when the
+  /// blob was newly added; Errc::not_found when it is neither staged nor stored.
+  Result<bool> publish_one(std::string_view digest);
   /// Removes blobs that publish() added.
   void rollback(const std::vector<std::string>& added);
   /// The store this stages into.

@@ -45,6 +45,37 @@ CREATE TABLE layers (
 );
 CREATE INDEX layers_diff_id ON layers(diff_id);
 )sql",
+    // 2: the build cache (cache/records.hpp documents the record format) and
+    // the stat index of context files (cache/stat_index.hpp).
+    R"sql(
+CREATE TABLE cache_records (
+  key         TEXT PRIMARY KEY,
+  parent_key  TEXT NOT NULL,
+  position    INTEGER NOT NULL,
+  kind        TEXT NOT NULL,
+  blob_digest TEXT NOT NULL,
+  diff_id     TEXT NOT NULL,
+  media_type  TEXT NOT NULL,
+  blob_size   INTEGER NOT NULL,
+  diff_size   INTEGER NOT NULL,
+  config      TEXT NOT NULL,
+  created_by  TEXT NOT NULL,
+  inputs      TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  last_used   INTEGER NOT NULL
+);
+CREATE INDEX cache_records_parent ON cache_records(parent_key, position, created_at);
+CREATE INDEX cache_records_blob ON cache_records(blob_digest);
+CREATE TABLE stat_index (
+  dev      INTEGER NOT NULL,
+  ino      INTEGER NOT NULL,
+  size     INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  ctime_ns INTEGER NOT NULL,
+  digest   TEXT NOT NULL,
+  PRIMARY KEY (dev, ino)
+);
+)sql",
 };
 
 // A prepared statement that finalizes itself.
@@ -309,7 +340,9 @@ Result<void> MetaDb::delete_image(const std::string& manifest_digest) {
 }
 
 Result<std::set<std::string>> MetaDb::referenced_blobs() {
-  Stmt s(m_db, "SELECT DISTINCT blob_digest FROM image_blobs");
+  Stmt s(m_db,
+         "SELECT blob_digest FROM image_blobs UNION "
+         "SELECT blob_digest FROM cache_records WHERE blob_digest != ''");
   std::set<std::string> out;
   while (true) {
     TRY(bool row, s.step());
@@ -333,7 +366,9 @@ Result<std::optional<LayerRecord>> MetaDb::layer(const std::string& blob_digest)
 }
 
 Result<void> MetaDb::delete_unreferenced_layers() {
-  return exec("DELETE FROM layers WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs)");
+  return exec(
+      "DELETE FROM layers WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs) "
+      "AND blob_digest NOT IN (SELECT blob_digest FROM cache_records)");
 }
 
 }  // namespace imgbuild::image

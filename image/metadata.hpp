@@ -49,7 +49,7 @@ struct NameRecord {
 };
 
 /// The current schema version written by this build.
-inline constexpr int k_schema_version = 1;
+inline constexpr int k_schema_version = 2;
 
 /// A connection to meta.db.
 class MetaDb {
@@ -83,11 +83,11 @@ public:
   Result<std::optional<ImageRecord>> image(const std::string& manifest_digest);
   /// Deletes an image record, its blob references and its names.
   Result<void> delete_image(const std::string& manifest_digest);
-  /// Blobs referenced by any image.
+  /// Blobs referenced by any image or cache record.
   Result<std::set<std::string>> referenced_blobs();
   /// The layer record of a blob.
   Result<std::optional<LayerRecord>> layer(const std::string& blob_digest);
-  /// Deletes layer records whose blob is no longer referenced.
+  /// Deletes layer records whose blob no image and no cache record references.
   Result<void> delete_unreferenced_layers();
 
   /// Runs statements in an IMMEDIATE transaction; rolled back unless committed.

@@ -75,6 +75,15 @@ Result<ImageRecord> ImageStore::resolve(std::string_view arg) {
         if (rec) {
           return *rec;
         }
+        // A digest name: an image selected from an index is named
+        // repository@<index digest>.
+        TRY(std::optional<std::string> named, m_db->lookup_name(ref->str()));
+        if (named) {
+          TRY(std::optional<ImageRecord> by_name, m_db->image(*named));
+          if (by_name) {
+            return *by_name;
+          }
+        }
         return no_such_image(arg);
       }
       TRY(std::optional<std::string> digest, m_db->lookup_name(ref->str()));
@@ -246,9 +255,36 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const 
       (void)removed;
       report.untagged.push_back(familiar(ref->str()));
       names.erase(std::remove(names.begin(), names.end(), ref->str()), names.end());
+      // As docker does: once a repository's last tag is gone, its digest
+      // names (repository@digest) go too.
+      if (!ref->tag.empty()) {
+        auto same_repo = [&](const std::string& n, bool tagged) {
+          auto other = parse_reference(n, DefaultTag::none);
+          return other && other->name() == ref->name() && other->tag.empty() != tagged;
+        };
+        bool tag_left = std::any_of(names.begin(), names.end(), [&](const std::string& n) { return same_repo(n, true); });
+        if (!tag_left) {
+          std::vector<std::string> kept;
+          for (const auto& n : names) {
+            if (same_repo(n, false)) {
+              TRY(bool gone, m_db->remove_name(n));
+              (void)gone;
+              report.untagged.push_back(familiar(n));
+            } else {
+              kept.push_back(n);
+            }
+          }
+          names = std::move(kept);
+        }
+      }
     }
   }
-  if (!by_name && names.size() > 1 && !force) {
+  std::set<std::string> repositories;
+  for (const auto& n : names) {
+    auto other = parse_reference(n, DefaultTag::none);
+    repositories.insert(other ? other->name() : n);
+  }
+  if (!by_name && repositories.size() > 1 && !force) {
     return fail(Errc::invalid_argument,
                 fmt::format("conflict: unable to delete {} (must be forced) - image is referenced in multiple "
                             "repositories",

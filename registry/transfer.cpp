@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -67,6 +69,44 @@ struct Download {
   std::optional<image::BlobWriter> writer;
   std::optional<Error> error;
 };
+
+// For each blob of `rec` (and of every image sharing blobs with it), a
+// repository of dest's registry other than dest's that the store knows holds
+// it: the names of `rec` come first, then the other images' names.
+Result<std::map<std::string, Repository>> mount_sources_for(image::ImageStore& store, const image::ImageRecord& rec,
+                                                           const Repository& dest) {
+  std::map<std::string, Repository> out;
+  TRY(std::vector<image::ImageRecord> all, store.db().images());
+  std::stable_partition(all.begin(), all.end(),
+                        [&](const image::ImageRecord& r) { return r.manifest_digest == rec.manifest_digest; });
+  for (const auto& r : all) {
+    TRY(auto names, store.names_of(r.manifest_digest));
+    std::optional<Repository> from;
+    for (const auto& n : names) {
+      Repository other = repository_of(n);
+      if (other.registry == dest.registry && other.name != dest.name) {
+        from = other;
+        break;
+      }
+    }
+    if (!from) {
+      continue;
+    }
+    auto manifest_bytes = store.content().read_small(r.manifest_digest, 4 * 1024 * 1024);
+    if (!manifest_bytes) {
+      continue;
+    }
+    auto manifest = image::parse_manifest(*manifest_bytes, r.manifest_digest);
+    if (!manifest) {
+      continue;
+    }
+    out.emplace(manifest->config.digest, *from);
+    for (const auto& l : manifest->layers) {
+      out.emplace(l.digest, *from);
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -184,10 +224,19 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
     }
     img.layers.push_back(rec);
   }
-  image::Reference name = ref;
-  img.names.push_back(name);
+  img.names.push_back(ref);
+  std::string repo_digest = manifest_digest;
+  if (!resolved.indexes.empty()) {
+    repo_digest = resolved.indexes.front().digest.str();
+    if (ref.digest.empty()) {
+      image::Reference by_digest = ref;
+      by_digest.tag.clear();
+      by_digest.digest = repo_digest;
+      img.names.push_back(by_digest);
+    }
+  }
   TRY_VOID(store.commit(*staging, {img}));
-  return PullResult{manifest_digest, manifest.config.digest, downloads.empty()};
+  return PullResult{manifest_digest, repo_digest, manifest.config.digest, downloads.empty()};
 }
 
 Result<PushResult> push_image(Client& client, image::ImageStore& store, const std::string& source,
@@ -196,30 +245,24 @@ Result<PushResult> push_image(Client& client, image::ImageStore& store, const st
   TRY(image::LoadedImage img, store.load(rec));
   Repository repo = repository_of(dest);
 
-  // Another repository of the same registry that holds this image (we
-  // pulled it from or pushed it to there): blobs can be mounted from it.
-  std::optional<Repository> mount_from;
-  TRY(auto names, store.names_of(rec.manifest_digest));
-  for (const auto& n : names) {
-    Repository other = repository_of(n);
-    if (other.registry == repo.registry && other.name != repo.name) {
-      mount_from = other;
-      break;
-    }
-  }
-
+  // Other repositories of the same registry that hold a blob (the store
+  // has an image pulled from or pushed to there that uses it): blobs can be
+  // mounted from them instead of uploaded. This image's own names first.
+  TRY(auto mount_sources, mount_sources_for(store, rec, repo));
   auto push_one = [&](const std::string& digest_text) -> Result<void> {
     TRY(Sha256Digest digest, Sha256Digest::parse(digest_text));
     TRY(BodySource body, file_body(store.content().blob_path(digest_text)));
     PushBlobOptions opts;
-    opts.mount_from = mount_from;
+    if (auto it = mount_sources.find(digest_text); it != mount_sources.end()) {
+      opts.mount_from = it->second;
+    }
     TRY(BlobPush how, client.push_blob(repo, digest, body, opts));
     switch (how) {
       case BlobPush::existed:
         report(progress, digest_text, "Layer already exists");
         break;
       case BlobPush::mounted:
-        report(progress, digest_text, "Mounted from " + mount_from->name);
+        report(progress, digest_text, "Mounted from " + opts.mount_from->name);
         break;
       case BlobPush::uploaded:
         report(progress, digest_text, "Pushed");

@@ -23,13 +23,20 @@ using TransferProgress = std::function<void(const std::string& short_id, const s
 
 /// What pull_image stored.
 struct PullResult {
+  /// The image manifest's digest (the stored image).
   std::string manifest_digest;
+  /// The digest the reference resolved to on the registry: the index's when
+  /// the image was selected from one, else the manifest's. It is what docker
+  /// prints as "Digest:" and records as the RepoDigest.
+  std::string repo_digest;
   std::string config_digest;
   /// True when every blob was already in the store (nothing downloaded).
   bool up_to_date = false;
 };
 
-/// Pulls the image `ref` names for `platform` into `store` and names it `ref`.
+/// Pulls the image `ref` names for `platform` into `store` and names it `ref`
+/// (plus `repository@<index digest>` when selected from an index, so the
+/// RepoDigest is the index's, as docker records it).
 /// Blobs already in the store are not downloaded again; layers download
 /// concurrently. Nothing unverified enters the store.
 Result<PullResult> pull_image(Client& client, image::ImageStore& store, const image::Reference& ref,

@@ -139,6 +139,23 @@ int open_or_create_target(int root_fd, const Mount& m) {
   std::string parent = slash == std::string::npos ? std::string() : m.target.substr(0, slash);
   std::string name = slash == std::string::npos ? m.target : m.target.substr(slash + 1);
   UniqueFd pfd(detail::open_in_root(root_fd, parent, O_PATH | O_DIRECTORY));
+  if (!pfd && errno == ENOENT) {
+    // Missing parents can only be inside the sandbox's own tmpfs (the
+    // rootfs stubs were made before): /dev/pipes for RUN heredoc scripts.
+    std::string cur;
+    size_t start = 0;
+    while (start < parent.size()) {
+      size_t next = parent.find('/', start);
+      std::string comp = parent.substr(start, next == std::string::npos ? std::string::npos : next - start);
+      start = next == std::string::npos ? parent.size() : next + 1;
+      UniqueFd at(detail::open_in_root(root_fd, cur, O_PATH | O_DIRECTORY));
+      if (!at || (::mkdirat(at.get(), comp.c_str(), 0755) != 0 && errno != EEXIST)) {
+        return -1;
+      }
+      cur = cur.empty() ? comp : cur + "/" + comp;
+    }
+    pfd.reset(detail::open_in_root(root_fd, parent, O_PATH | O_DIRECTORY));
+  }
   if (!pfd) {
     return -1;
   }

@@ -138,6 +138,9 @@ private:
   Result<void> apply_entry(const tar::Entry& e) {
     TRY(auto comps, components(e, e.path, "path"));
     if (comps.empty()) {
+      if (m_options.skip_root_entry && e.type == tar::EntryType::dir) {
+        return ok();
+      }
       if (e.type != tar::EntryType::dir) {
         return fail(entry_error(e, fmt::format("names the root directory but is a {}", tar::entry_type_name(e.type))));
       }

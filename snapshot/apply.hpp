@@ -43,6 +43,10 @@ enum class Ownership { apply, ignore };
 struct ApplyOptions {
   ApplyMode mode = ApplyMode::merged;
   Ownership ownership = Ownership::apply;
+  /// Skip an entry naming the root directory ("." or "/"), leaving the
+  /// root's own metadata alone, as Docker's untar does for an existing
+  /// destination (ADD of a local archive).
+  bool skip_root_entry = false;
 };
 
 /// What an apply did.

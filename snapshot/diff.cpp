@@ -270,6 +270,9 @@ bool unchanged(const Node& o, const Node& n) {
   if ((S_ISCHR(a.st_mode) || S_ISBLK(a.st_mode)) && a.st_rdev != b.st_rdev) {
     return false;
   }
+  if (S_ISREG(a.st_mode) && b.st_nlink > a.st_nlink) {
+    return false;  // a new hardlink to it: written with the link, as Docker does
+  }
   if (o.target != n.target) {
     return false;
   }

@@ -69,6 +69,43 @@ int name_rank(std::string_view name) {
   return 2;
 }
 
+
+// gzip input is compressed in blocks of this many uncompressed bytes. Block
+// boundaries are fixed offsets in the tar stream, so the output depends only
+// on the entries written, never on how the bytes arrived.
+constexpr size_t k_gzip_block = 1024 * 1024;
+
+// True when a block's byte histogram is within 1/64 of uniform: random or
+// already-compressed data, which deflate cannot shrink. Such blocks are
+// written as stored deflate blocks (level 0), which costs a copy instead of a
+// match search; integer arithmetic only, so every machine decides the same.
+// Small blocks (the stream's tail) are always compressed.
+bool looks_incompressible(const unsigned char* p, size_t n) {
+  if (n < 64 * 1024) {
+    return false;
+  }
+  // Four tables break the store-to-load dependency between equal bytes.
+  std::array<std::array<uint32_t, 256>, 4> counts{};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++counts[0][p[i]];
+    ++counts[1][p[i + 1]];
+    ++counts[2][p[i + 2]];
+    ++counts[3][p[i + 3]];
+  }
+  for (; i < n; ++i) {
+    ++counts[0][p[i]];
+  }
+  uint64_t sum_sq = 0;
+  for (size_t b = 0; b < 256; ++b) {
+    uint64_t c = uint64_t{counts[0][b]} + counts[1][b] + counts[2][b] + counts[3][b];
+    sum_sq += c * c;
+  }
+  // Uniform bytes give sum_sq ≈ n²/256 + n.
+  const uint64_t nn = uint64_t{n} * n;
+  return sum_sq * 256 <= nn + nn / 64;
+}
+
 }  // namespace
 
 std::string_view entry_type_name(EntryType t) {
@@ -507,7 +544,9 @@ struct Writer::Impl {
   uint64_t csize = 0;
   z_stream z{};
   bool z_ready = false;
+  int z_level = 0;  // the level deflate currently uses (0 = stored blocks)
   std::vector<unsigned char> zbuf = std::vector<unsigned char>(k_chunk);
+  std::vector<unsigned char> block;  // uncompressed bytes not yet given to deflate
   std::optional<Error> sink_error;
   uint64_t remaining = 0;
   std::string current;
@@ -522,10 +561,38 @@ struct Writer::Impl {
     }
   }
 
+  // Output is gathered into pieces of k_out_piece bytes before it reaches
+  // the sink: libarchive hands on one 10 KiB record at a time, and a write(2)
+  // per record is most of the system time of a large export.
+  static constexpr size_t k_out_piece = 256 * 1024;
+  std::vector<unsigned char> obuf;
+
+  Result<void> flush_out() {
+    if (obuf.empty()) {
+      return ok();
+    }
+    auto r = sink(obuf.data(), obuf.size());
+    obuf.clear();
+    return r;
+  }
+
   Result<void> emit(const void* data, size_t n) {
-    blob_hash.update(data, n);
+    if (z_ready) {  // uncompressed: the blob digest is the diff_id
+      blob_hash.update(data, n);
+    }
     csize += n;
-    return sink(data, n);
+    if (obuf.size() + n > k_out_piece) {
+      TRY_VOID(flush_out());
+      if (n >= k_out_piece) {
+        return sink(data, n);
+      }
+    }
+    if (obuf.capacity() < k_out_piece) {
+      obuf.reserve(k_out_piece);
+    }
+    const auto* p = static_cast<const unsigned char*>(data);
+    obuf.insert(obuf.end(), p, p + n);
+    return ok();
   }
 
   Result<void> deflate_some(int flush) {
@@ -550,21 +617,45 @@ struct Writer::Impl {
     }
   }
 
+  // Deflates the buffered block at the level its content calls for.
+  Result<void> deflate_block() {
+    int level = looks_incompressible(block.data(), block.size()) ? 0 : options.gzip_level;
+    if (level != z_level) {
+      // Finish what the old level holds at a block boundary, then switch.
+      TRY_VOID(deflate_some(Z_BLOCK));
+      z.next_out = zbuf.data();
+      z.avail_out = static_cast<uInt>(zbuf.size());
+      if (deflateParams(&z, level, Z_DEFAULT_STRATEGY) != Z_OK) {
+        return fail(Errc::internal, fmt::format("zlib: cannot switch to level {}", level));
+      }
+      size_t produced = zbuf.size() - z.avail_out;
+      if (produced > 0) {
+        TRY_VOID(emit(zbuf.data(), produced));
+      }
+      z_level = level;
+    }
+    z.next_in = block.data();
+    z.avail_in = static_cast<uInt>(block.size());
+    TRY_VOID(deflate_some(Z_NO_FLUSH));
+    block.clear();
+    return ok();
+  }
+
   Result<void> consume(const void* data, size_t n) {
     diff_hash.update(data, n);
     usize += n;
     if (!z_ready) {
       return emit(data, n);
     }
-    // zlib's avail_in is 32-bit: feed in slices.
     const auto* p = static_cast<const unsigned char*>(data);
     while (n > 0) {
-      size_t slice = std::min<size_t>(n, 1u << 30);
-      z.next_in = const_cast<unsigned char*>(p);  // NOLINT: zlib's API is not const-correct
-      z.avail_in = static_cast<uInt>(slice);
-      TRY_VOID(deflate_some(Z_NO_FLUSH));
-      p += slice;
-      n -= slice;
+      size_t take = std::min(n, k_gzip_block - block.size());
+      block.insert(block.end(), p, p + take);
+      p += take;
+      n -= take;
+      if (block.size() == k_gzip_block) {
+        TRY_VOID(deflate_block());
+      }
     }
     return ok();
   }
@@ -600,6 +691,8 @@ struct Writer::Impl {
         return fail(Errc::internal, "zlib: cannot initialise deflate");
       }
       z_ready = true;
+      z_level = options.gzip_level;
+      block.reserve(k_gzip_block);
     } else if (options.compression != Compression::none) {
       return fail(Errc::unsupported,
                   fmt::format("writing {} compressed tar is not supported", compression_name(options.compression)));
@@ -769,14 +862,18 @@ Result<WriteSummary> Writer::finish() {
   archive_write_free(s.a);
   s.a = nullptr;
   if (s.z_ready) {
+    if (!s.block.empty()) {
+      TRY_VOID(s.deflate_block());
+    }
     s.z.next_in = nullptr;
     s.z.avail_in = 0;
     TRY_VOID(s.deflate_some(Z_FINISH));
   }
+  TRY_VOID(s.flush_out());
   WriteSummary out;
   out.diff_id = s.diff_hash.finish();
   out.uncompressed_size = s.usize;
-  out.digest = s.blob_hash.finish();
+  out.digest = s.z_ready ? s.blob_hash.finish() : out.diff_id;
   out.size = s.csize;
   return out;
 }

@@ -13,149 +13,27 @@
 
 #include <nlohmann/json.hpp>
 
+#include "build_fixture.hpp"
 #include "harness.hpp"
+#include "image_compare.hpp"
 #include "support/require.hpp"
 #include "util/hash.hpp"
 #include "util/tar.hpp"
 
 namespace fs = std::filesystem;
-using namespace imgbuild::test;
+using imgbuild::test::docker_available;
+using imgbuild::test::read_saved;
+using imgbuild::test::Saved;
+using imgbuild::test::read_file;
+using imgbuild::test::run_imgbuild;
+using imgbuild::test::run_sh;
+using imgbuild::test::RunResult;
+using imgbuild::test::sh_quote;
+using imgbuild::test::TempDir;
+using imgbuild::test::write_file;
 using nlohmann::json;
 
-namespace {
-
-// One file in a layer.
-struct FileInfo {
-  std::string type;
-  uint32_t mode = 0;
-  uint32_t uid = 0;
-  uint32_t gid = 0;
-  std::string link;
-  std::string content;  // regular files up to 4 KiB
-  bool operator==(const FileInfo&) const = default;
-};
-
-using LayerFiles = std::map<std::string, FileInfo>;
-
-std::string fmt_entry(const std::string& path, const FileInfo& f) {
-  char mode[16];
-  std::snprintf(mode, sizeof mode, "%04o", f.mode);
-  return path + " " + f.type + " " + mode + " " + std::to_string(f.uid) + ":" + std::to_string(f.gid) +
-         (f.link.empty() ? "" : " -> " + f.link) + (f.content.empty() ? "" : " [" + f.content + "]") + "\n";
-}
-
-std::string type_name(imgbuild::tar::EntryType t) { return std::string(imgbuild::tar::entry_type_name(t)); }
-
-LayerFiles read_layer(const fs::path& blob) {
-  LayerFiles out;
-  int fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
-  REQUIRE(fd >= 0);
-  auto reader = imgbuild::tar::Reader::open_fd(fd, blob.string());
-  REQUIRE(reader);
-  while (true) {
-    auto e = (*reader)->next();
-    REQUIRE(e);
-    if (!*e) {
-      break;
-    }
-    const imgbuild::tar::Entry& entry = **e;
-    FileInfo fi;
-    fi.type = type_name(entry.type);
-    fi.mode = entry.mode & 07777;
-    fi.uid = entry.uid;
-    fi.gid = entry.gid;
-    fi.link = entry.link_target;
-    if (entry.type == imgbuild::tar::EntryType::file && entry.size <= 4096) {
-      std::string body(entry.size, '\0');
-      size_t got = 0;
-      while (got < body.size()) {
-        auto n = (*reader)->read_data(body.data() + got, body.size() - got);
-        REQUIRE(n);
-        if (*n == 0) {
-          break;
-        }
-        got += *n;
-      }
-      fi.content = body;
-    }
-    std::string path = entry.path;
-    while (path.starts_with("./")) {
-      path = path.substr(2);
-    }
-    while (path.size() > 1 && path.ends_with("/")) {
-      path.pop_back();
-    }
-    out[path] = fi;
-  }
-  ::close(fd);
-  return out;
-}
-
-// A docker-save archive unpacked: config and layers.
-struct Saved {
-  std::string config_bytes;
-  json config;
-  std::vector<LayerFiles> layers;
-};
-
-Saved read_saved(const fs::path& archive, const fs::path& work) {
-  SavedArchive unpacked = unpack_saved(archive, work / ("unpacked-" + archive.filename().string()));
-  Saved s;
-  s.config_bytes = unpacked.config_bytes;
-  s.config = unpacked.config;
-  for (const auto& l : unpacked.layers) {
-    s.layers.push_back(read_layer(l));
-  }
-  return s;
-}
-
-// The busybox-static rootfs: /bin/busybox, applet links, users and groups.
-std::string busybox_rootfs_tar() {
-  std::vector<LayerEntry> entries = busybox_entries();
-  entries.push_back(dir("etc"));
-  entries.push_back(file("etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"));
-  entries.push_back(file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"));
-  entries.push_back(dir("home"));
-  entries.push_back(dir("root"));
-  entries.push_back(dir("tmp", 01777));
-  return make_layer(entries);
-}
-
-// A store with a busybox base named "busybox".
-struct Fixture {
-  TempDir work;
-  fs::path root;
-  Fixture() {
-    root = work.path / "store";
-    import_tar(root, work.path / "busybox.tar", busybox_rootfs_tar(), "busybox");
-  }
-
-  // Writes a context with the files given, builds it, returns the run.
-  RunResult build(const std::string& name, const std::string& dockerfile,
-                  const std::map<std::string, std::string>& files, std::vector<std::string> extra = {}) {
-    fs::path ctx = work.path / ("ctx-" + name);
-    fs::create_directories(ctx);
-    write_file(ctx / "Dockerfile", dockerfile);
-    for (const auto& [p, body] : files) {
-      fs::create_directories((ctx / p).parent_path());
-      write_file(ctx / p, body);
-    }
-    std::vector<std::string> args = {"build", "--progress", "plain"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    args.push_back(ctx.string());
-    return run_imgbuild(root, args);
-  }
-};
-
-std::vector<std::string> history_created_by(const json& config) {
-  std::vector<std::string> out;
-  for (const auto& h : config["history"]) {
-    out.push_back(h.value("created_by", ""));
-  }
-  return out;
-}
-
-}  // namespace
+using namespace imgbuild::test::build;
 
 TEST_CASE("build: multi-stage, ARG/ENV, WORKDIR/USER owners, RUN writes and deletes", "[integration][build]") {
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
@@ -323,14 +201,14 @@ TEST_CASE("build: outputs local and tar, metadata file, stdin Dockerfile", "[int
   CHECK(fs::exists(local / "bin/busybox"));
   RunResult list = run_sh("tar -tf " + sh_quote(tarball.string()));
   CHECK(list.out.find("made") != std::string::npos);
-  json meta = read_json(md);
+  json meta = json::parse(read_file(md));
   CHECK(meta["containerimage.digest"].get<std::string>().starts_with("sha256:"));
   CHECK(meta["containerimage.config.digest"].get<std::string>().starts_with("sha256:"));
 
   // Dockerfile from stdin; `imgbuild -f - CONTEXT` is the build command.
   fs::path ctx = fx.work.path / "ctx-stdin";
   fs::create_directories(ctx);
-  std::string cmd = "printf 'FROM busybox\\nRUN true\\n' | " + sh_quote(imgbuild_binary().string()) +
+  std::string cmd = "printf 'FROM busybox\\nRUN true\\n' | " + sh_quote(imgbuild::test::imgbuild_binary().string()) +
                     " --root " + sh_quote(fx.root.string()) + " -f - -t fromstdin:1 --progress plain " +
                     sh_quote(ctx.string());
   RunResult s = run_sh(cmd);
@@ -344,36 +222,6 @@ TEST_CASE("build: outputs local and tar, metadata file, stdin Dockerfile", "[int
   CHECK(missing.err.find("nosuchimage:1") != std::string::npos);
   CHECK(missing.err.find("not found in the local store") != std::string::npos);
 }
-
-namespace {
-
-// A layer's entries for comparison with dockerd's. Left out: the empty
-// mount-point directories dockerd 20.10's BuildKit leaves behind (/dev, /proc,
-// /sys, /etc touched by RUN with nothing below; current BuildKit removes
-// them), and whiteout modes (set by each engine's tar writer).
-std::string describe(const LayerFiles& files) {
-  std::string out;
-  for (const auto& [p, f] : files) {
-    bool stub_dir = (p == "dev" || p == "proc" || p == "sys" || p == "etc") && f.type == "directory";
-    if (stub_dir) {
-      bool has_children = false;
-      for (const auto& [q, g] : files) {
-        has_children = has_children || q.starts_with(p + "/");
-      }
-      if (!has_children) {
-        continue;
-      }
-    }
-    FileInfo shown = f;
-    if (p.find("/.wh.") != std::string::npos || p.starts_with(".wh.")) {
-      shown.mode = 0;
-    }
-    out += fmt_entry(p, shown);
-  }
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("build: same config, history and layer files as BuildKit in dockerd", "[integration][build][docker]") {
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
@@ -448,39 +296,9 @@ TEST_CASE("build: same config, history and layer files as BuildKit in dockerd", 
     REQUIRE(d.status == 0);
     Saved a = read_saved(ours, fx.work.path);
     Saved b = read_saved(theirs, fx.work.path);
-    for (const char* field : {"Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes",
-                              "StopSignal", "Shell", "OnBuild", "Healthcheck", "ArgsEscaped"}) {
-      json va = a.config["config"].value(field, json());
-      json vb = b.config["config"].value(field, json());
-      if (vb.is_array() && vb.empty()) {
-        vb = json();
-      }
-      if (vb.is_object() && vb.empty()) {
-        vb = json();
-      }
-      if (vb == json("")) {
-        vb = json();
-      }
-      if (vb == json(false)) {
-        vb = json();
-      }
-      INFO(target << " config field " << field);
-      CHECK(va == vb);
-    }
-    CHECK(a.config.value("author", "") == b.config.value("author", ""));
-    REQUIRE(a.config["history"].size() == b.config["history"].size());
-    for (size_t i = 0; i < a.config["history"].size(); ++i) {
-      const json& ha = a.config["history"][i];
-      const json& hb = b.config["history"][i];
-      INFO(target << " history entry " << i);
-      CHECK(ha.value("created_by", "") == hb.value("created_by", ""));
-      CHECK(ha.value("empty_layer", false) == hb.value("empty_layer", false));
-    }
-    REQUIRE(a.layers.size() == b.layers.size());
-    for (size_t i = 1; i < a.layers.size(); ++i) {
-      INFO(target << " layer " << i);
-      CHECK(describe(a.layers[i]) == describe(b.layers[i]));
-    }
+    std::string diff = imgbuild::test::compare_images(a, b, {});
+    INFO(target << ": - imgbuild, + dockerd\n" << diff);
+    CHECK(diff.empty());
     run_sh("/usr/bin/docker rmi " + docker_image);
   }
   run_sh("/usr/bin/docker rmi " + base);

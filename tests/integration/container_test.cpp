@@ -24,18 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string busybox_rootfs_tar() {
-  std::vector<LayerEntry> entries =
-      busybox_entries({"sh", "echo", "cat", "pwd", "ls", "rm", "id", "tail", "cut"});
-  entries.push_back(dir("etc"));
-  entries.push_back(file("etc/group", "root:x:0:\napp:x:1000:\n"));
-  entries.push_back(file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"));
-  entries.push_back(dir("root"));
-  entries.push_back(dir("tmp", 01777));
-  return make_layer(entries);
-}
-
-// A store with a busybox base named "base".
+// A store with harness.hpp's busybox base named "base".
 struct Fixture {
   TempDir work;
   fs::path root;

@@ -211,4 +211,21 @@ inline std::string make_tar(const std::vector<SpecEntry>& entries,
   return make_layer(entries, compression);
 }
 
+/// The busybox-static rootfs as a tar (deterministic: sorted, fixed times):
+/// /bin/busybox, one symlink per applet, users root, app (1000), svc (1001)
+/// and groups root, wheel (10), app, svc, audio (29). The base image of the
+/// build tests, imported with `imgbuild import` and `docker import`.
+inline std::string busybox_rootfs_tar() {
+  std::vector<LayerEntry> entries = busybox_entries();
+  entries.push_back(dir("etc"));
+  entries.push_back(file("etc/group", "root:x:0:\nwheel:x:10:app\naudio:x:29:app,svc\napp:x:1000:\nsvc:x:1001:\n"));
+  entries.push_back(file("etc/passwd",
+                         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+                         "svc:x:1001:1001::/srv:/bin/sh\n"));
+  entries.push_back(dir("home"));
+  entries.push_back(dir("root"));
+  entries.push_back(dir("tmp", 01777));
+  return make_layer(entries);
+}
+
 }  // namespace imgbuild::test

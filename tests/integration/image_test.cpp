@@ -25,7 +25,7 @@ const char* const k_passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:6553
 const char* const k_group = "root:x:0:\nnogroup:x:65534:\n";
 
 // The busybox-static rootfs: /bin/busybox, applet links, passwd and group.
-std::string busybox_rootfs_tar() {
+std::string small_rootfs_tar() {
   std::vector<LayerEntry> entries = busybox_entries({"cat", "echo", "id", "ls", "sh", "true"});
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", k_group));
@@ -96,7 +96,7 @@ json inspect(const fs::path& root, const std::string& ref) {
 
 // A store with one imported busybox image named `name`.
 void import_busybox(const fs::path& root, const fs::path& work, const std::string& name) {
-  import_tar(root, work / "rootfs.tar", busybox_rootfs_tar(), name, {"--change", "CMD [\"/bin/sh\"]", "-m", "test"});
+  import_tar(root, work / "rootfs.tar", small_rootfs_tar(), name, {"--change", "CMD [\"/bin/sh\"]", "-m", "test"});
 }
 
 

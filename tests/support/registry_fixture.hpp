@@ -27,32 +27,11 @@
 #include <vector>
 
 #include "support/paths.hpp"
+#include "support/scratch_dir.hpp"
 
 extern char** environ;
 
 namespace imgbuild::test {
-
-/// A fresh temporary directory, removed on destruction.
-class TempDir {
-public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "imgbuild-reg-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) {
-      throw std::runtime_error("mkdtemp failed");
-    }
-    m_path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(m_path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return m_path; }
-
-private:
-  std::filesystem::path m_path;
-};
 
 /// Reads a whole file ("" when missing).
 inline std::string slurp(const std::filesystem::path& p) {
@@ -238,7 +217,7 @@ public:
 
 private:
   RegistrySpec m_spec;
-  TempDir m_dir;
+  ScratchDir m_dir;
   int m_port = 0;
   std::unique_ptr<Process> m_process;
 };
@@ -268,7 +247,7 @@ public:
   int second_port() const { return m_second; }
 
 private:
-  TempDir m_dir;
+  ScratchDir m_dir;
   std::unique_ptr<Process> m_process;
   int m_main = 0;
   int m_second = 0;

@@ -156,6 +156,24 @@ TEST_CASE("context: wildcard sources, no match is fine, missing literal is not f
   CHECK(missing.error().message == "failed to compute cache key: \"/missing/x\": not found");
 }
 
+TEST_CASE("context: ** matches any number of directories only for --parents", "[builder]") {
+  ScratchDir d;
+  sfs::create_directories(d / "src/app/sub");
+  write_text(d / "src/top.md", "t");
+  write_text(d / "src/app/sub/readme.md", "r");
+  write_text(d / "src/app/x.txt", "x");
+  auto root = fs::Root::open(d.path().string());
+  REQUIRE(root);
+  SourceTree tree{&*root, nullptr};
+  auto deep = select_sources(tree, "src/**/*.md", nullptr, true);
+  REQUIRE(deep);
+  CHECK(named(*deep) == std::vector<std::string>{"src/app/sub/readme.md", "src/top.md"});
+  // Without --parents, ** is one component like *.
+  auto flat = select_sources(tree, "src/**/*.md");
+  REQUIRE(flat);
+  CHECK(flat->empty());
+}
+
 TEST_CASE("context: .. and leading / never leave the context", "[builder]") {
   ScratchDir d;
   sfs::create_directories(d / "ctx/etc");

@@ -211,9 +211,12 @@ TEST_CASE("copy: modes and mtimes kept, owners 0:0 without --chown, parents 0755
   CHECK(x.st_gid == 0);
   CHECK(x.st_mtim.tv_sec == 1000000);
   CHECK(x.st_mtim.tv_nsec == 500);
-  auto c = lst(f.dst / "a/b/c");  // created from the source dir: its mode and mtime
-  CHECK((c.st_mode & 07777) == 0710);
-  CHECK(c.st_mtim.tv_sec == 2000000);
+  // The target of a directory's contents is made first, like its parents
+  // (0755, the --chown owner): BuildKit does not give it the source
+  // directory's mode or mtime (testdata/compat/copy-chmod).
+  auto c = lst(f.dst / "a/b/c");
+  CHECK((c.st_mode & 07777) == 0755);
+  CHECK(c.st_mtim.tv_sec != 2000000);
   auto a = lst(f.dst / "a");
   CHECK((a.st_mode & 07777) == 0755);
   CHECK(a.st_uid == 0);

@@ -3,6 +3,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "builder/plan.hpp"
 
 using namespace imgbuild;
@@ -101,4 +103,55 @@ TEST_CASE("plan: Dockerfile errors are reported, forward refs only when needed",
   opts.target = "a";
   auto bad = make_plan(df, opts);
   REQUIRE_FALSE(bad);
+}
+
+TEST_CASE("plan: stages named by ONBUILD triggers of the base are needed", "[builder]") {
+  // A stage base: the parent's ONBUILD lines are known from the Dockerfile.
+  const char* df =
+      "FROM busybox AS helper\nRUN echo helper\n"
+      "FROM scratch AS tool\nCOPY t t\n"
+      "FROM busybox AS parent\n"
+      "ONBUILD COPY --from=helper /a /a\n"
+      "ONBUILD RUN --mount=type=bind,from=tool,target=/t true\n"
+      "FROM parent\n";
+  auto plan = make_plan(df, {});
+  REQUIRE(plan);
+  REQUIRE(plan->stages.size() == 4);
+  CHECK(plan->stages[3].needs == std::vector<int>{0, 1, 2});
+
+  // The parent itself does not run its own triggers: it needs neither.
+  BuildOptions parent_only;
+  parent_only.target = "parent";
+  auto p2 = make_plan(df, parent_only);
+  REQUIRE(p2);
+  REQUIRE(p2->stages.size() == 1);
+  CHECK(p2->stages[0].needs.empty());
+
+  // An image base: the triggers come from the hook.
+  const char* df2 = "FROM busybox AS helper\nRUN echo helper\nFROM scratch AS unused\nFROM onbuild-image\n";
+  BuildOptions opts;
+  std::vector<std::string> asked;
+  opts.base_onbuild = [&asked](const std::string& image) -> std::optional<std::vector<std::string>> {
+    asked.push_back(image);
+    if (image == "onbuild-image") {
+      return std::vector<std::string>{"COPY --from=helper /a /a", "RUN echo plain"};
+    }
+    return std::nullopt;
+  };
+  auto p3 = make_plan(df2, opts);
+  REQUIRE(p3);
+  REQUIRE(p3->stages.size() == 2);
+  CHECK(p3->stages[0].name == "helper");
+  CHECK(p3->stages[1].needs == std::vector<int>{0});
+  CHECK(std::find(asked.begin(), asked.end(), "onbuild-image") != asked.end());
+
+  // A trigger naming a later stage is an error.
+  auto p4 = make_plan("FROM onbuild-image AS first\nFROM busybox AS helper\n", [&] {
+    BuildOptions o;
+    o.target = "first";
+    o.base_onbuild = opts.base_onbuild;
+    return o;
+  }());
+  REQUIRE_FALSE(p4);
+  CHECK(p4.error().message.find("needs to be defined before current stage") != std::string::npos);
 }

@@ -21,7 +21,7 @@ using namespace imgbuild::registry;
 using namespace std::chrono_literals;
 using imgbuild::test::slurp;
 using imgbuild::test::spit;
-using imgbuild::test::TempDir;
+using imgbuild::test::ScratchDir;
 
 TEST_CASE("references map to repositories and manifest references", "[registry]") {
   auto r = image::parse_reference("busybox");
@@ -224,7 +224,7 @@ TEST_CASE("base64 round trips", "[registry]") {
 }
 
 TEST_CASE("config.json: auths lookup, set and erase keep other keys", "[registry]") {
-  TempDir dir;
+  ScratchDir dir;
   auto path = dir.path() / "config.json";
   spit(path, R"({
     "auths": {
@@ -291,7 +291,7 @@ TEST_CASE("config.json: auths lookup, set and erase keep other keys", "[registry
 }
 
 TEST_CASE("config.json: credHelpers and credsStore run docker-credential helpers", "[registry]") {
-  TempDir dir;
+  ScratchDir dir;
   // A helper that answers get from a fixed identity and records store/erase.
   auto helper = dir.path() / "docker-credential-fake";
   spit(helper, "#!/bin/sh\n"
@@ -346,7 +346,7 @@ TEST_CASE("config.json: credHelpers and credsStore run docker-credential helpers
 }
 
 TEST_CASE("imgbuild login refuses to guess missing credentials", "[registry]") {
-  TempDir dir;
+  ScratchDir dir;
   auto run = [&](const std::string& args, const std::string& log) {
     return imgbuild::test::run_command(
         {"sh", "-c", "DOCKER_CONFIG=\"$0\" \"$1\" " + args, dir.path().string(),

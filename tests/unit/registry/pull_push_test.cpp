@@ -9,70 +9,29 @@
 #include <nlohmann/json.hpp>
 
 #include "image/store.hpp"
+#include "registry/client.hpp"
+#include "registry/platform.hpp"
 #include "support/registry_fixture.hpp"
+#include "support/registry_images.hpp"
 #include "support/require.hpp"
 #include "util/strings.hpp"
 
 using namespace imgbuild;
 using imgbuild::test::RegistrySpec;
 using imgbuild::test::slurp;
-using imgbuild::test::TempDir;
+using imgbuild::test::ScratchDir;
 using imgbuild::test::TestRegistry;
 namespace fs = std::filesystem;
+using imgbuild::test::images::have_busybox;
+using imgbuild::test::images::import_busybox;
+using imgbuild::test::images::imgbuild_run;
+using imgbuild::test::images::stored;
+using imgbuild::test::images::StoredImage;
 
 namespace {
 
 bool has_text(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
-}
-
-// Runs imgbuild with --root and returns its exit status; output goes to `log`.
-int imgbuild_run(const fs::path& root, std::vector<std::string> args, const fs::path& log) {
-  std::vector<std::string> argv = {imgbuild::test::imgbuild_binary().string(), "--root", root.string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return imgbuild::test::run_command(argv, log);
-}
-
-bool have_busybox() { return ::access("/bin/busybox", X_OK) == 0; }
-
-// A store under `root` with the busybox rootfs imported as `name`.
-void import_busybox(const fs::path& root, const fs::path& work, const std::string& name) {
-  fs::path rootfs = work / "rootfs";
-  fs::create_directories(rootfs / "bin");
-  fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
-  for (const char* applet : {"sh", "cat", "echo", "ls", "mkdir"}) {
-    fs::create_symlink("busybox", rootfs / "bin" / applet);
-  }
-  fs::path tarball = work / "rootfs.tar";
-  REQUIRE(imgbuild::test::run_command({"tar", "-C", rootfs.string(), "-cf", tarball.string(), "."},
-                                      work / "tar.log") == 0);
-  int rc = imgbuild_run(root, {"import", tarball.string(), name, "--change", "CMD [\"/bin/sh\"]"},
-                        work / "import.log");
-  INFO(slurp(work / "import.log"));
-  REQUIRE(rc == 0);
-}
-
-struct StoredImage {
-  std::string manifest;
-  std::string config;
-  std::vector<std::string> layers;
-};
-
-StoredImage stored(const fs::path& root, const std::string& name) {
-  auto store = image::ImageStore::open(root);
-  REQUIRE(store);
-  auto rec = (*store)->resolve(name);
-  if (!rec) {
-    FAIL("resolve " << name << ": " << rec.error().to_string());
-  }
-  auto img = (*store)->load(*rec);
-  REQUIRE(img);
-  StoredImage s{rec->manifest_digest, rec->config_digest, {}};
-  for (const auto& l : img->manifest.layers) {
-    s.layers.push_back(l.digest);
-    CHECK((*store)->content().has(l.digest));
-  }
-  return s;
 }
 
 }  // namespace
@@ -81,7 +40,7 @@ TEST_CASE("imgbuild push and pull round-trip an image through a real registry", 
   IMGBUILD_REQUIRE_PREREQ(TestRegistry::missing_prerequisite().empty(), TestRegistry::missing_prerequisite());
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   TestRegistry reg(RegistrySpec{});
-  TempDir work;
+  ScratchDir work;
   fs::path src_root = work.path() / "src";
   fs::path dst_root = work.path() / "dst";
   import_busybox(src_root, work.path(), "bb:1");
@@ -187,7 +146,7 @@ TEST_CASE("imgbuild push and pull round-trip an image through a real registry", 
 TEST_CASE("imgbuild pull names missing images and repositories clearly", "[registry][real]") {
   IMGBUILD_REQUIRE_PREREQ(TestRegistry::missing_prerequisite().empty(), TestRegistry::missing_prerequisite());
   TestRegistry reg(RegistrySpec{});
-  TempDir work;
+  ScratchDir work;
   fs::path log = work.path() / "pull.log";
   int rc = imgbuild_run(work.path() / "root", {"pull", reg.host() + "/nothing:here"}, log);
   std::string text = slurp(log);
@@ -206,7 +165,7 @@ TEST_CASE("imgbuild push and pull over TLS with htpasswd use the login and --cer
   IMGBUILD_REQUIRE_PREREQ(TestRegistry::missing_prerequisite().empty(), TestRegistry::missing_prerequisite());
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   TestRegistry reg(RegistrySpec{true, "alice", "wonderland"});
-  TempDir work;
+  ScratchDir work;
   fs::path docker_config = work.path() / "docker";
   fs::create_directories(docker_config);
   ::setenv("DOCKER_CONFIG", docker_config.c_str(), 1);
@@ -248,4 +207,73 @@ TEST_CASE("imgbuild push and pull over TLS with htpasswd use the login and --cer
   CHECK(copy.manifest == original.manifest);
   CHECK(copy.config == original.config);
   CHECK(copy.layers == original.layers);
+}
+
+TEST_CASE("an image pulled through an index records the index digest as its RepoDigest", "[registry][real]") {
+  IMGBUILD_REQUIRE_PREREQ(TestRegistry::missing_prerequisite().empty(), TestRegistry::missing_prerequisite());
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  TestRegistry reg(RegistrySpec{});
+  ScratchDir work;
+  fs::path src_root = work.path() / "src";
+  import_busybox(src_root, work.path(), "bb:1");
+  StoredImage original = stored(src_root, "bb:1");
+  std::string single = reg.host() + "/multi:single";
+  REQUIRE(imgbuild_run(src_root, {"push", "bb:1", single}, work.path() / "push.log") == 0);
+
+  // An index with a foreign platform first and the host's second.
+  registry::Client client;
+  registry::Repository repo{reg.host(), "multi"};
+  auto fetched = client.get_manifest(repo, "single");
+  REQUIRE(fetched);
+  registry::Platform host = registry::host_platform();
+  nlohmann::json host_json = {{"os", host.os}, {"architecture", host.architecture}};
+  if (!host.variant.empty()) {
+    host_json["variant"] = host.variant;
+  }
+  std::string index = nlohmann::json{
+      {"schemaVersion", 2},
+      {"mediaType", registry::media_type::oci_index},
+      {"manifests",
+       {{{"mediaType", fetched->media_type}, {"digest", fetched->digest.str()}, {"size", fetched->bytes.size()},
+         {"platform", {{"os", "linux"}, {"architecture", "s390x"}}}},
+        {{"mediaType", fetched->media_type}, {"digest", fetched->digest.str()}, {"size", fetched->bytes.size()},
+         {"platform", host_json}}}}}.dump();
+  auto index_digest = client.put_manifest(repo, "latest", index, std::string(registry::media_type::oci_index));
+  REQUIRE(index_digest);
+  REQUIRE(index_digest->str() != original.manifest);
+
+  fs::path dst_root = work.path() / "dst";
+  std::string multi = reg.host() + "/multi";
+  fs::path pull_log = work.path() / "pull.log";
+  REQUIRE(imgbuild_run(dst_root, {"pull", multi}, pull_log) == 0);
+  CHECK(has_text(slurp(pull_log), "Digest: " + index_digest->str()));
+  StoredImage copy = stored(dst_root, multi);
+  CHECK(copy.manifest == original.manifest);
+
+  fs::path inspect_log = work.path() / "inspect.log";
+  REQUIRE(imgbuild_run(dst_root, {"image", "inspect", multi}, inspect_log) == 0);
+  auto inspect = nlohmann::json::parse(slurp(inspect_log));
+  CHECK(inspect.at(0).at("RepoDigests") == nlohmann::json::array({multi + "@" + index_digest->str()}));
+  CHECK(inspect.at(0).at("RepoTags") == nlohmann::json::array({multi + ":latest"}));
+  // The digest name resolves, and is a name of the same image.
+  CHECK(stored(dst_root, multi + "@" + index_digest->str()).manifest == original.manifest);
+
+  // Pulling by the index digest stores that name too and finds the image there.
+  fs::path by_digest_root = work.path() / "by-digest";
+  REQUIRE(imgbuild_run(by_digest_root, {"pull", multi + "@" + index_digest->str()}, work.path() / "pd.log") == 0);
+  CHECK(stored(by_digest_root, multi + "@" + index_digest->str()).manifest == original.manifest);
+
+  // Removing the last tag removes the digest name and the image, as docker does.
+  fs::path rmi_log = work.path() / "rmi.log";
+  REQUIRE(imgbuild_run(dst_root, {"rmi", multi + ":latest"}, rmi_log) == 0);
+  std::string rmi = slurp(rmi_log);
+  INFO(rmi);
+  CHECK(has_text(rmi, "Untagged: " + multi + ":latest"));
+  CHECK(has_text(rmi, "Untagged: " + multi + "@" + index_digest->str()));
+  CHECK(has_text(rmi, "Deleted: " + original.config));
+  auto store = image::ImageStore::open(dst_root);
+  REQUIRE(store);
+  auto images = (*store)->db().images();
+  REQUIRE(images);
+  CHECK(images->empty());
 }

@@ -4,14 +4,19 @@
 // tokens and redirects. Retry waits go to a recording sleeper, so nothing
 // here waits for real backoff.
 
+#include <algorithm>
+#include <map>
 #include <thread>
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "image/store.hpp"
 #include "registry/client.hpp"
 #include "registry/platform.hpp"
+#include "registry/transfer.hpp"
+#include "support/registry_images.hpp"
 #include "support/registry_fixture.hpp"
 #include "support/require.hpp"
 #include "util/strings.hpp"
@@ -23,7 +28,7 @@ using imgbuild::test::FaultProxy;
 using imgbuild::test::RegistrySpec;
 using imgbuild::test::slurp;
 using imgbuild::test::spit;
-using imgbuild::test::TempDir;
+using imgbuild::test::ScratchDir;
 using imgbuild::test::TestRegistry;
 
 namespace {
@@ -177,7 +182,7 @@ TEST_CASE("real registry: push and pull blobs and manifests over plain HTTP", "[
   CHECK(pull_blob(c, repo, sha256(chunked), std::nullopt) == chunked);
 
   // A blob pushed from a file.
-  TempDir dir;
+  ScratchDir dir;
   std::string from_file = make_blob(123457, 3);
   spit(dir.path() / "blob", from_file);
   auto body = file_body(dir.path() / "blob");
@@ -343,7 +348,7 @@ TEST_CASE("real registry: TLS with htpasswd checks credentials", "[registry][rea
 TEST_CASE("imgbuild login and logout write docker's config.json", "[registry][real]") {
   REQUIRE_REGISTRY_TOOLS();
   TestRegistry reg(RegistrySpec{true, "alice", "wonderland"});
-  TempDir dir;
+  ScratchDir dir;
   auto config = dir.path() / "config.json";
   spit(config, R"({"psFormat":"keep me","auths":{"other.example.com":{"auth":"YTpi"}}})");
   auto login = [&](const std::string& password, const std::string& log) {
@@ -674,4 +679,205 @@ TEST_CASE("real registry: one client pulls blobs concurrently", "[registry][real
     CHECK(errors[i].empty());
     CHECK(got[i] == blobs[i]);
   }
+}
+
+namespace {
+
+// Every file under `root` (relative path and size), the metadata database
+// and its journal aside: what a failed pull must leave unchanged.
+std::map<std::string, uintmax_t> store_files(const std::filesystem::path& root) {
+  std::map<std::string, uintmax_t> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+    std::string rel = std::filesystem::relative(e.path(), root).string();
+    if (rel.find(".db") != std::string::npos || rel.find("sqlite") != std::string::npos) {
+      continue;
+    }
+    out[rel] = e.is_regular_file() ? e.file_size() : 0;
+  }
+  return out;
+}
+
+// Image records and names of a store.
+std::vector<std::string> store_records(const std::filesystem::path& root) {
+  auto store = image::ImageStore::open(root);
+  REQUIRE(store);
+  auto images = (*store)->db().images();
+  REQUIRE(images);
+  std::vector<std::string> out;
+  for (const auto& rec : *images) {
+    out.push_back(rec.manifest_digest + " " + rec.config_digest);
+    auto names = (*store)->names_of(rec.manifest_digest);
+    REQUIRE(names);
+    for (const auto& n : *names) {
+      out.push_back("  " + n.str());
+    }
+  }
+  return out;
+}
+
+// A store at `root` holding `name`: busybox plus three COPY layers of
+// pseudo-random content (about 1.5 MB in four layers).
+imgbuild::test::images::StoredImage multi_layer_image(const std::filesystem::path& root,
+                                                      const std::filesystem::path& work, const std::string& name) {
+  namespace ti = imgbuild::test::images;
+  ti::import_busybox(root, work, "bb:1");
+  auto ctx = work / "ctx";
+  std::filesystem::create_directories(ctx);
+  spit(ctx / "Dockerfile", "FROM bb:1\nCOPY a /a\nCOPY b /b\nCOPY c /c\n");
+  spit(ctx / "a", make_blob(300000, 81));
+  spit(ctx / "b", make_blob(150000, 82));
+  spit(ctx / "c", make_blob(90000, 83));
+  int rc = ti::imgbuild_run(root, {"build", "-t", name, ctx.string()}, work / "build.log");
+  INFO(slurp(work / "build.log"));
+  REQUIRE(rc == 0);
+  auto img = ti::stored(root, name);
+  REQUIRE(img.layers.size() == 4);
+  return img;
+}
+
+}  // namespace
+
+TEST_CASE("fault proxy: whole-image push and pull survive retryable faults", "[registry][real][faults]") {
+  REQUIRE_REGISTRY_TOOLS();
+  REQUIRE_PROXY_TOOLS();
+  IMGBUILD_REQUIRE_PREREQ(imgbuild::test::images::have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  TestRegistry reg(RegistrySpec{});
+  FaultProxy proxy(reg.host());
+  ScratchDir work;
+  auto src_root = work.path() / "src";
+  auto original = multi_layer_image(src_root, work.path(), "multi:1");
+  auto src = image::ImageStore::open(src_root);
+  REQUIRE(src);
+  Recorded rec;
+  Client c(test_options(rec));
+  auto dest = image::parse_reference(proxy.host() + "/faulty/multi:1");
+  REQUIRE(dest);
+
+  // Push: 429 + Retry-After on the first upload POST, 500 on HEADs, the
+  // first two upload PUTs dropped, a 503 on the manifest PUT.
+  set_rules(proxy.host(), {{{"method", "POST"}, {"path", "/blobs/uploads/"}, {"action", "status"},
+                            {"status", 429}, {"retry_after", 1}, {"times", 1}},
+                           {{"method", "HEAD"}, {"path", "/blobs/"}, {"action", "status"}, {"status", 500}, {"times", 2}},
+                           {{"method", "PUT"}, {"path", "/blobs/uploads/"}, {"action", "drop"}, {"times", 2}},
+                           {{"method", "PUT"}, {"path", "/manifests/"}, {"action", "status"}, {"status", 503}, {"times", 1}}});
+  auto pushed = push_image(c, **src, "multi:1", *dest);
+  INFO((pushed ? std::string("pushed") : pushed.error().to_string()));
+  REQUIRE(pushed);
+  CHECK(pushed->manifest_digest == original.manifest);
+  CHECK(std::find(rec.sleeps.begin(), rec.sleeps.end(), 1000ms) != rec.sleeps.end());
+  CHECK(rec.sleeps.size() >= 4);
+
+  // Pull: 429 on the manifest, every layer GET cut mid-body once, a
+  // truncated body, a 500 and a dropped connection.
+  rec.sleeps.clear();
+  nlohmann::json rules = {{{"method", "GET"}, {"path", "/manifests/"}, {"action", "status"}, {"status", 429},
+                           {"retry_after", 1}, {"times", 1}}};
+  for (const auto& l : original.layers) {
+    rules.push_back({{"method", "GET"}, {"path", "/blobs/" + l}, {"action", "cut"}, {"times", 1}});
+  }
+  rules.push_back({{"method", "GET"}, {"path", "/blobs/" + original.layers[0]}, {"action", "truncate"}, {"times", 1}});
+  rules.push_back({{"method", "GET"}, {"path", "/blobs/" + original.layers[1]}, {"action", "status"}, {"status", 500}, {"times", 1}});
+  rules.push_back({{"method", "GET"}, {"path", "/blobs/" + original.config}, {"action", "drop"}, {"times", 1}});
+  set_rules(proxy.host(), rules);
+  auto dst_root = work.path() / "dst";
+  {
+    auto dst = image::ImageStore::open(dst_root);
+    REQUIRE(dst);
+    auto pulled = pull_image(c, **dst, *dest, host_platform());
+    INFO((pulled ? std::string("pulled") : pulled.error().to_string()));
+    REQUIRE(pulled);
+    CHECK(pulled->manifest_digest == original.manifest);
+    CHECK(pulled->config_digest == original.config);
+  }
+  auto copy = imgbuild::test::images::stored(dst_root, dest->str());
+  CHECK(copy.manifest == original.manifest);
+  CHECK(copy.layers == original.layers);
+  CHECK(rec.sleeps.size() >= original.layers.size() + 3);
+  // The cuts resumed with Range requests.
+  int ranged = 0;
+  const nlohmann::json log = proxy_log(proxy.host());
+  for (const auto& r : log["requests"]) {
+    ranged += r["method"] == "GET" && !r["range"].is_null() ? 1 : 0;
+  }
+  CHECK(ranged >= static_cast<int>(original.layers.size()));
+}
+
+TEST_CASE("fault proxy: a blob that does not match its digest is refused and the store is unchanged",
+          "[registry][real][faults]") {
+  REQUIRE_REGISTRY_TOOLS();
+  REQUIRE_PROXY_TOOLS();
+  IMGBUILD_REQUIRE_PREREQ(imgbuild::test::images::have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  TestRegistry reg(RegistrySpec{});
+  FaultProxy proxy(reg.host());
+  ScratchDir work;
+  auto src_root = work.path() / "src";
+  auto original = multi_layer_image(src_root, work.path(), "multi:1");
+  auto src = image::ImageStore::open(src_root);
+  REQUIRE(src);
+  Recorded rec;
+  Client c(test_options(rec));
+  auto dest = image::parse_reference(proxy.host() + "/faulty/multi:1");
+  auto base = image::parse_reference(proxy.host() + "/faulty/base:1");
+  REQUIRE(dest);
+  REQUIRE(base);
+  REQUIRE(push_image(c, **src, "multi:1", *dest));
+  REQUIRE(push_image(c, **src, "bb:1", *base));
+
+  // The destination store already holds the base image (its layer is shared).
+  auto dst_root = work.path() / "dst";
+  {
+    auto dst = image::ImageStore::open(dst_root);
+    REQUIRE(dst);
+    REQUIRE(pull_image(c, **dst, *base, host_platform()));
+  }
+  auto files_before = store_files(dst_root);
+  auto records_before = store_records(dst_root);
+  REQUIRE(records_before.size() == 2);  // the base image and its name
+  bool base_blob_seen = false;
+  for (const auto& [path, size] : files_before) {
+    base_blob_seen = base_blob_seen || (contains(path, original.layers.at(0).substr(7)) && size > 0);
+  }
+  CHECK(base_blob_seen);
+
+  for (std::string action : {"corrupt", "truncate-forever"}) {
+    // Every GET of the third layer serves bytes that do not hash to its digest.
+    const std::string& bad = original.layers.at(2);
+    if (action == "corrupt") {
+      set_rules(proxy.host(), {{{"method", "GET"}, {"path", "/blobs/" + bad}, {"action", "corrupt"}}});
+    } else {
+      set_rules(proxy.host(), {{{"method", "GET"}, {"path", "/blobs/" + bad}, {"action", "truncate"}}});
+    }
+    auto dst = image::ImageStore::open(dst_root);
+    REQUIRE(dst);
+    auto pulled = pull_image(c, **dst, *dest, host_platform());
+    REQUIRE_FALSE(pulled);
+    INFO(pulled.error().to_string());
+    CHECK(pulled.error().code == Errc::corrupt);
+    CHECK(contains(pulled.error().message, "registry " + proxy.host()));
+    CHECK(contains(pulled.error().message, "repository faulty/multi"));
+    CHECK(contains(pulled.error().message, "blob " + bad));
+    if (action == "corrupt") {
+      CHECK(contains(pulled.error().message, "refusing"));
+    }
+    CHECK(store_files(dst_root) == files_before);
+    CHECK(store_records(dst_root) == records_before);
+  }
+
+  // The same pull through the CLI fails with the same message.
+  set_rules(proxy.host(), {{{"method", "GET"}, {"path", "/blobs/" + original.layers.at(3)}, {"action", "corrupt"}}});
+  auto cli_log = work.path() / "pull.log";
+  int rc = imgbuild::test::images::imgbuild_run(dst_root, {"pull", dest->str()}, cli_log);
+  CHECK(rc != 0);
+  CHECK(contains(slurp(cli_log), "blob " + original.layers.at(3)));
+  CHECK(contains(slurp(cli_log), "refusing"));
+  CHECK(store_files(dst_root) == files_before);
+  CHECK(store_records(dst_root) == records_before);
+
+  // Without faults the pull succeeds.
+  set_rules(proxy.host(), nlohmann::json::array());
+  auto dst = image::ImageStore::open(dst_root);
+  REQUIRE(dst);
+  auto pulled = pull_image(c, **dst, *dest, host_platform());
+  REQUIRE(pulled);
+  CHECK(pulled->manifest_digest == original.manifest);
 }

@@ -1,0 +1,390 @@
+#include "cache/records.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace imgbuild::cache {
+
+namespace {
+
+constexpr int k_busy_timeout_ms = 60'000;
+constexpr int k_begin_attempts = 20;
+
+class Stmt {
+public:
+  Stmt(sqlite3* db, const char* sql) : m_db(db) { m_rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr); }
+  ~Stmt() { sqlite3_finalize(m_stmt); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, const std::string& s) {
+    sqlite3_bind_text(m_stmt, i, s.c_str(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(m_stmt, i, v);
+    return *this;
+  }
+  Result<bool> step() {
+    if (m_rc != SQLITE_OK) {
+      return fail(Errc::io, fmt::format("meta.db (cache): {}", sqlite3_errmsg(m_db)));
+    }
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return fail(Errc::io, fmt::format("meta.db (cache): {}", sqlite3_errmsg(m_db)));
+  }
+  Result<void> run() {
+    TRY(bool row, step());
+    (void)row;
+    return ok();
+  }
+  std::string text(int col) {
+    const unsigned char* t = sqlite3_column_text(m_stmt, col);
+    return t != nullptr ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+  }
+  int64_t integer(int col) { return sqlite3_column_int64(m_stmt, col); }
+
+private:
+  sqlite3* m_db;
+  sqlite3_stmt* m_stmt = nullptr;
+  int m_rc = SQLITE_OK;
+};
+
+constexpr const char* k_columns =
+    "SELECT key, parent_key, position, kind, blob_digest, diff_id, media_type, blob_size, diff_size, config, "
+    "created_by, inputs, created_at, last_used FROM cache_records";
+
+CacheRecord read_record(Stmt& s) {
+  CacheRecord r;
+  r.key = s.text(0);
+  r.parent_key = s.text(1);
+  r.position = static_cast<int>(s.integer(2));
+  r.kind = s.text(3);
+  r.layer.blob_digest = s.text(4);
+  r.layer.diff_id = s.text(5);
+  r.layer.media_type = s.text(6);
+  r.layer.blob_size = s.integer(7);
+  r.layer.diff_size = s.integer(8);
+  r.config = s.text(9);
+  r.created_by = s.text(10);
+  r.inputs = s.text(11);
+  r.created_at = s.integer(12);
+  r.last_used = s.integer(13);
+  return r;
+}
+
+// Rolls back unless committed.
+class Tx {
+public:
+  Tx(sqlite3* db) : m_db(db) {}
+  Tx(const Tx&) = delete;
+  Tx& operator=(const Tx&) = delete;
+  ~Tx() {
+    if (m_open) {
+      sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  }
+  Result<void> commit() {
+    m_open = false;
+    char* err = nullptr;
+    if (sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : sqlite3_errmsg(m_db);
+      sqlite3_free(err);
+      sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+      return fail(Errc::io, fmt::format("meta.db (cache): commit: {}", msg));
+    }
+    return ok();
+  }
+
+private:
+  sqlite3* m_db;
+  bool m_open = true;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<CacheDb>> CacheDb::open(const std::filesystem::path& path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : "out of memory";
+    sqlite3_close(raw);
+    return fail(Errc::io, fmt::format("open {}: {}", path.string(), msg));
+  }
+  std::unique_ptr<CacheDb> db(new CacheDb(raw));
+  sqlite3_busy_timeout(raw, k_busy_timeout_ms);
+  TRY_VOID(db->exec("PRAGMA journal_mode=WAL"));
+  TRY_VOID(db->exec("PRAGMA synchronous=FULL"));
+  Stmt s(raw, "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='cache_records'");
+  TRY(bool row, s.step());
+  if (!row || s.integer(0) == 0) {
+    return fail(Errc::corrupt, fmt::format("{}: no cache_records table (schema not migrated)", path.string()));
+  }
+  return db;
+}
+
+CacheDb::~CacheDb() { sqlite3_close(m_db); }
+
+Result<void> CacheDb::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(m_db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : sqlite3_errmsg(m_db);
+    sqlite3_free(err);
+    return fail(Errc::io, fmt::format("meta.db (cache): {}", msg));
+  }
+  return ok();
+}
+
+Result<void> CacheDb::begin_immediate() {
+  // The busy timeout already waits for other writers; a BUSY that still
+  // comes back (e.g. a WAL checkpoint race) is retried a few times.
+  for (int attempt = 0;; ++attempt) {
+    int rc = sqlite3_exec(m_db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) {
+      return ok();
+    }
+    if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
+      return fail(Errc::io, fmt::format("meta.db (cache): begin: {}", sqlite3_errmsg(m_db)));
+    }
+    if (attempt + 1 >= k_begin_attempts) {
+      return fail(Errc::io, "meta.db (cache): the database stayed locked by another writer");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 * (attempt + 1)));
+  }
+}
+
+Result<std::optional<CacheRecord>> CacheDb::get(const std::string& key) {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, fmt::format("{} WHERE key = ?", k_columns).c_str());
+  s.bind(1, key);
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<CacheRecord>();
+  }
+  return std::optional<CacheRecord>(read_record(s));
+}
+
+Result<std::optional<CacheRecord>> CacheDb::previous(const std::string& parent_key, int position) {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, fmt::format("{} WHERE parent_key = ? AND position = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                           k_columns)
+                   .c_str());
+  s.bind(1, parent_key).bind(2, int64_t{position});
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<CacheRecord>();
+  }
+  return std::optional<CacheRecord>(read_record(s));
+}
+
+Result<void> CacheDb::put(const CacheRecord& r, const std::function<Result<void>()>& in_transaction) {
+  std::lock_guard lock(m_mu);
+  TRY_VOID(begin_immediate());
+  Tx tx(m_db);
+  if (in_transaction) {
+    TRY_VOID(in_transaction());
+  }
+  Stmt s(m_db,
+         "INSERT INTO cache_records(key, parent_key, position, kind, blob_digest, diff_id, media_type, blob_size, "
+         "diff_size, config, created_by, inputs, created_at, last_used) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+         "ON CONFLICT(key) DO UPDATE SET blob_digest=excluded.blob_digest, diff_id=excluded.diff_id, "
+         "media_type=excluded.media_type, blob_size=excluded.blob_size, diff_size=excluded.diff_size, "
+         "config=excluded.config, created_by=excluded.created_by, inputs=excluded.inputs, "
+         "last_used=excluded.last_used");
+  s.bind(1, r.key).bind(2, r.parent_key).bind(3, int64_t{r.position}).bind(4, r.kind);
+  s.bind(5, r.layer.blob_digest).bind(6, r.layer.diff_id).bind(7, r.layer.media_type);
+  s.bind(8, r.layer.blob_size).bind(9, r.layer.diff_size).bind(10, r.config).bind(11, r.created_by);
+  s.bind(12, r.inputs).bind(13, r.created_at).bind(14, r.last_used);
+  TRY_VOID(s.run());
+  return tx.commit();
+}
+
+Result<void> CacheDb::touch(const std::vector<std::string>& keys, int64_t now) {
+  if (keys.empty()) {
+    return ok();
+  }
+  std::lock_guard lock(m_mu);
+  TRY_VOID(begin_immediate());
+  Tx tx(m_db);
+  for (const auto& key : keys) {
+    Stmt s(m_db, "UPDATE cache_records SET last_used = ? WHERE key = ? AND last_used < ?");
+    s.bind(1, now).bind(2, key).bind(3, now);
+    TRY_VOID(s.run());
+  }
+  return tx.commit();
+}
+
+Result<std::vector<CacheRecord>> CacheDb::list() {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, fmt::format("{} ORDER BY last_used DESC, created_at DESC, key", k_columns).c_str());
+  std::vector<CacheRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(read_record(s));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> CacheDb::image_blobs() {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, "SELECT DISTINCT blob_digest FROM image_blobs ORDER BY blob_digest");
+  std::vector<std::string> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(s.text(0));
+  }
+  return out;
+}
+
+Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
+                                   const std::function<Result<uint64_t>(const std::string&)>& remove_blob) {
+  std::lock_guard lock(m_mu);
+  TRY_VOID(begin_immediate());
+  Tx tx(m_db);
+  std::vector<CacheRecord> all;
+  {
+    Stmt s(m_db, fmt::format("{} ORDER BY last_used ASC, created_at ASC, key", k_columns).c_str());
+    while (true) {
+      TRY(bool row, s.step());
+      if (!row) {
+        break;
+      }
+      all.push_back(read_record(s));
+    }
+  }
+  std::set<std::string> image_refs;
+  {
+    Stmt s(m_db, "SELECT DISTINCT blob_digest FROM image_blobs");
+    while (true) {
+      TRY(bool row, s.step());
+      if (!row) {
+        break;
+      }
+      image_refs.insert(s.text(0));
+    }
+  }
+  std::set<std::string> doomed;
+  for (const auto& r : all) {
+    if (options.all || (options.unused_for_sec > 0 && now - r.last_used >= options.unused_for_sec)) {
+      doomed.insert(r.key);
+    }
+  }
+  if (options.keep_storage > 0) {
+    // Bytes of cache-only layers still kept, counted once per blob.
+    std::map<std::string, int> users;
+    std::map<std::string, uint64_t> sizes;
+    for (const auto& r : all) {
+      if (doomed.count(r.key) == 0 && r.has_layer() && image_refs.count(r.layer.blob_digest) == 0) {
+        ++users[r.layer.blob_digest];
+        sizes[r.layer.blob_digest] = static_cast<uint64_t>(std::max<int64_t>(r.layer.blob_size, 0));
+      }
+    }
+    uint64_t total = 0;
+    for (const auto& [d, n] : sizes) {
+      total += n;
+    }
+    for (const auto& r : all) {  // least recently used first
+      if (total <= options.keep_storage) {
+        break;
+      }
+      if (doomed.count(r.key) != 0) {
+        continue;
+      }
+      doomed.insert(r.key);
+      if (r.has_layer() && users.count(r.layer.blob_digest) != 0 && --users[r.layer.blob_digest] == 0) {
+        total -= sizes[r.layer.blob_digest];
+      }
+    }
+  }
+  PruneResult result;
+  std::set<std::string> candidate_blobs;
+  for (const auto& r : all) {
+    if (doomed.count(r.key) == 0) {
+      continue;
+    }
+    Stmt s(m_db, "DELETE FROM cache_records WHERE key = ?");
+    s.bind(1, r.key);
+    TRY_VOID(s.run());
+    ++result.records;
+    if (r.has_layer()) {
+      candidate_blobs.insert(r.layer.blob_digest);
+    }
+  }
+  for (const auto& d : candidate_blobs) {
+    if (image_refs.count(d) != 0) {
+      continue;
+    }
+    Stmt s(m_db, "SELECT COUNT(*) FROM cache_records WHERE blob_digest = ?");
+    s.bind(1, d);
+    TRY(bool row, s.step());
+    if (row && s.integer(0) > 0) {
+      continue;
+    }
+    TRY(uint64_t freed, remove_blob(d));
+    result.reclaimed += freed;
+    result.blobs.push_back(d);
+    Stmt del(m_db, "DELETE FROM layers WHERE blob_digest = ?");
+    del.bind(1, d);
+    TRY_VOID(del.run());
+  }
+  TRY_VOID(tx.commit());
+  return result;
+}
+
+Result<std::vector<StatEntry>> CacheDb::stat_entries() {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM stat_index");
+  std::vector<StatEntry> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    StatEntry e;
+    e.dev = static_cast<uint64_t>(s.integer(0));
+    e.ino = static_cast<uint64_t>(s.integer(1));
+    e.size = s.integer(2);
+    e.mtime_ns = s.integer(3);
+    e.ctime_ns = s.integer(4);
+    e.digest = s.text(5);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<void> CacheDb::put_stat_entries(const std::vector<StatEntry>& entries) {
+  if (entries.empty()) {
+    return ok();
+  }
+  std::lock_guard lock(m_mu);
+  TRY_VOID(begin_immediate());
+  Tx tx(m_db);
+  for (const auto& e : entries) {
+    Stmt s(m_db,
+           "INSERT OR REPLACE INTO stat_index(dev, ino, size, mtime_ns, ctime_ns, digest) VALUES (?,?,?,?,?,?)");
+    s.bind(1, static_cast<int64_t>(e.dev)).bind(2, static_cast<int64_t>(e.ino)).bind(3, e.size);
+    s.bind(4, e.mtime_ns).bind(5, e.ctime_ns).bind(6, e.digest);
+    TRY_VOID(s.run());
+  }
+  return tx.commit();
+}
+
+}  // namespace imgbuild::cache

@@ -1,0 +1,136 @@
+#pragma once
+// Cache records: what a build step produced, stored in the store's meta.db
+// (table cache_records, schema migration 2 in image/metadata.cpp).
+//
+// Record format (self-contained, so an export can carry records as is):
+//   key         "sha256:…" step key (cache/key.hpp), primary key
+//   parent_key  key of the step before it in the chain (for the first step
+//               of a stage: the stage's base key; for a FROM record: "")
+//   position    index of the instruction in its stage (ONBUILD triggers
+//               first); -1 for a stage's FROM record
+//   kind        instruction keyword ("RUN", "COPY", "ENV", "FROM", …)
+//   layer       the layer the step added: blob digest, diff_id, media type,
+//               compressed and uncompressed size; blob_digest "" = no layer
+//               (metadata-only steps, FROM records)
+//   config      the image config JSON after the step (history included)
+//   created_by  the history text of the step (without " # buildkit")
+//   inputs      JSON summary of the step's inputs, for explaining misses:
+//               {"instruction": "...", "fields": {name: value},
+//                "env": {name: value}, "files": {path: entry digest},
+//                "base": digest}
+//   created_at, last_used   unix seconds
+//
+// A miss looks up the newest record with the same parent_key and position
+// (the previous build of the same chain prefix) and compares inputs.
+//
+// Concurrency: CacheDb opens its own connection to meta.db (WAL, busy
+// timeout, IMMEDIATE transactions retried on SQLITE_BUSY); a record whose
+// layer blob is published in put()'s callback is written in the same write
+// transaction, so a concurrent prune never sees the blob unreferenced.
+// CacheDb is safe to call from several threads (one mutex).
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "image/metadata.hpp"
+#include "util/result.hpp"
+
+struct sqlite3;
+
+namespace imgbuild::cache {
+
+/// One cache record (see the file comment).
+struct CacheRecord {
+  std::string key;
+  std::string parent_key;
+  int position = 0;
+  std::string kind;
+  /// blob_digest "" when the step added no layer.
+  image::LayerRecord layer;
+  std::string config;
+  std::string created_by;
+  std::string inputs;
+  int64_t created_at = 0;
+  int64_t last_used = 0;
+
+  /// True when the record carries a layer.
+  bool has_layer() const { return !layer.blob_digest.empty(); }
+};
+
+/// One stat-index entry: a file identity and its content digest.
+struct StatEntry {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  int64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  std::string digest;
+};
+
+/// What cache prune should remove.
+struct PruneOptions {
+  /// Every record (and, for the caller, the cache-mount dirs).
+  bool all = false;
+  /// Records not used for this many seconds (0 = no age filter).
+  int64_t unused_for_sec = 0;
+  /// Keep at most this many bytes of cache-only layers (0 = no limit),
+  /// removing the least recently used records first.
+  uint64_t keep_storage = 0;
+};
+
+/// What cache prune removed.
+struct PruneResult {
+  int records = 0;
+  std::vector<std::string> blobs;
+  uint64_t reclaimed = 0;
+};
+
+/// The cache tables of one store.
+class CacheDb {
+public:
+  /// Opens meta.db at `path` (image::MetaDb::open must have migrated it).
+  static Result<std::unique_ptr<CacheDb>> open(const std::filesystem::path& path);
+  ~CacheDb();
+  CacheDb(const CacheDb&) = delete;
+  CacheDb& operator=(const CacheDb&) = delete;
+
+  /// The record with `key`.
+  Result<std::optional<CacheRecord>> get(const std::string& key);
+  /// The newest record with this parent key and position.
+  Result<std::optional<CacheRecord>> previous(const std::string& parent_key, int position);
+  /// Writes (or replaces) a record. `in_transaction`, when given, runs inside
+  /// the write transaction first (publish the layer blob there).
+  Result<void> put(const CacheRecord& record, const std::function<Result<void>()>& in_transaction = {});
+  /// Marks records used at `now` (one transaction).
+  Result<void> touch(const std::vector<std::string>& keys, int64_t now);
+  /// Every record, most recently used first.
+  Result<std::vector<CacheRecord>> list();
+  /// Blobs that images reference (never pruned).
+  Result<std::vector<std::string>> image_blobs();
+
+  /// Removes records (see PruneOptions) and then every blob that only the
+  /// removed records referenced; `remove_blob` deletes one blob and returns
+  /// the bytes freed. Runs in one write transaction.
+  Result<PruneResult> prune(const PruneOptions& options, int64_t now,
+                            const std::function<Result<uint64_t>(const std::string&)>& remove_blob);
+
+  /// Every stat-index entry.
+  Result<std::vector<StatEntry>> stat_entries();
+  /// Inserts or replaces stat-index entries in one transaction.
+  Result<void> put_stat_entries(const std::vector<StatEntry>& entries);
+
+private:
+  explicit CacheDb(sqlite3* db) : m_db(db) {}
+  Result<void> exec(const char* sql);
+  Result<void> begin_immediate();
+  sqlite3* m_db;
+  std::mutex m_mu;
+};
+
+}  // namespace imgbuild::cache

@@ -1,0 +1,64 @@
+#pragma once
+// The stat index: (device, inode, size, mtime, ctime) → content digest of a
+// regular file, kept in meta.db (table stat_index) so unchanged context files
+// are not read again on the next build. ctime is part of the identity, so a
+// rewrite that restores the mtime is still seen. Entries whose ctime is within
+// a second of the build start are not stored (a write in the same clock tick
+// after hashing would otherwise go unseen).
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cache/records.hpp"
+#include "util/result.hpp"
+
+namespace imgbuild::cache {
+
+/// Content digests of files, remembered across builds by stat identity.
+class StatIndex {
+public:
+  /// An empty index (nothing remembered).
+  StatIndex() = default;
+  /// Loads the index from the cache tables.
+  static Result<StatIndex> load(CacheDb& db);
+
+  /// The "sha256:…" content digest of the regular file `name` in directory
+  /// `dirfd` whose lstat is `st`; read and hashed only when the index does
+  /// not know this identity. `display` names the file in errors.
+  Result<std::string> digest(int dirfd, const std::string& name, const struct stat& st, const std::string& display);
+
+  /// Writes the entries learnt since load() (skipping ones too recent to
+  /// trust, relative to `now_ns`).
+  Result<void> save(CacheDb& db, int64_t now_ns);
+
+  /// Files hashed / answered from the index since load().
+  uint64_t hashed() const { return m_hashed; }
+  uint64_t reused() const { return m_reused; }
+
+private:
+  using Id = std::pair<uint64_t, uint64_t>;
+  std::mutex m_mu;
+  std::map<Id, StatEntry> m_entries;
+  std::vector<StatEntry> m_new;
+  uint64_t m_hashed = 0;
+  uint64_t m_reused = 0;
+
+public:
+  StatIndex(StatIndex&& o) noexcept;
+  StatIndex& operator=(StatIndex&&) = delete;
+  StatIndex(const StatIndex&) = delete;
+  StatIndex& operator=(const StatIndex&) = delete;
+};
+
+/// Nanoseconds of a timespec.
+inline int64_t timespec_ns(const struct timespec& ts) {
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace imgbuild::cache

@@ -1,0 +1,70 @@
+#pragma once
+// Build checks during `imgbuild build`: BuildKit's linter rules
+// (parser/checks.hpp) run over the Dockerfile with the hooks only a build
+// can fill (base image configs from the store, the context's .dockerignore),
+// limited to the stages the build needs, and printed the way buildx prints
+// them:
+//  - after a build (also a failed one), a summary on stderr:
+//      " 2 warnings found (use --check to expand):"
+//      " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"
+//    (`build --check` shows the expanded form below);
+//  - for `build --check`, the expanded form of each warning:
+//      "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+//      message, "Dockerfile:1", the surrounding lines with ">>>" marks,
+//    then "Check complete, 1 warning has been found!" (or "no warnings found").
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "builder/context.hpp"
+#include "builder/plan.hpp"
+#include "image/store.hpp"
+#include "parser/checks.hpp"
+
+namespace imgbuild::cli {
+
+/// The outcome of the checks of one build.
+struct BuildCheckResult {
+  /// Warnings, sorted by line.
+  std::vector<parser::CheckWarning> warnings;
+  /// With check=error=true and warnings: "lint violation found for rules: …".
+  std::optional<std::string> error;
+};
+
+/// What the checks of a build need.
+struct BuildCheckInput {
+  const std::string* dockerfile_text = nullptr;
+  /// The Dockerfile's name in messages ("Dockerfile").
+  std::string dockerfile_name = "Dockerfile";
+  const builder::Plan* plan = nullptr;
+  /// --build-arg values, "KEY=VALUE".
+  std::vector<std::string> build_args;
+  /// --target ("" = last stage).
+  std::string target;
+  /// Base image configs are read from here (never pulled); null: unknown.
+  image::ImageStore* store = nullptr;
+  /// Its .dockerignore drives CopyIgnoredFile; null: not checked.
+  const builder::BuildContext* context = nullptr;
+};
+
+/// Runs the checks. Errors: an invalid check directive or
+/// BUILDKIT_DOCKERFILE_CHECK value ("failed to parse check options: …").
+Result<BuildCheckResult> run_build_checks(const BuildCheckInput& input);
+
+/// The rule's documentation URL, as BuildKit names it
+/// ("https://docs.docker.com/go/dockerfile/rule/from-as-casing/").
+std::string check_rule_url(const std::string& rule);
+
+/// The after-build summary (empty when there are no warnings).
+std::string format_check_summary(const std::vector<parser::CheckWarning>& warnings);
+
+/// The expanded form of every warning (`--check`), each with its
+/// Dockerfile excerpt.
+std::string format_check_details(const std::vector<parser::CheckWarning>& warnings, const std::string& file,
+                                 const std::vector<std::string>& lines);
+
+/// "Check complete, N warnings have been found!" / "…, no warnings found.".
+std::string format_check_complete(size_t count);
+
+}  // namespace imgbuild::cli

@@ -1,0 +1,2 @@
+FROM imgbuild-compat-busybox
+COPY . /ctx/

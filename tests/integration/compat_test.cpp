@@ -1,0 +1,354 @@
+// The differential suite: every directory under testdata/compat/ is one case
+// (one ctest test, "compat: <case>"), a Dockerfile plus its context. The case
+// is built by imgbuild and by the BuildKit inside Debian's dockerd 20.10
+// (DOCKER_BUILDKIT=1 /usr/bin/docker build); both images are saved and
+// compared file by file and field by field (image_compare.hpp). Where that
+// BuildKit lacks a feature (Dockerfile frontend 1.2: no heredocs, COPY
+// --link/--parents/--exclude), the case holds an expected.json written from
+// the Dockerfile reference and imgbuild's image is compared with it instead.
+//
+// Optional compat.json in a case (not part of the context):
+//   "build_args": {"K": "V"}, "target": "stage", "file": "other.Dockerfile",
+//   "secrets": {"id": "value"},
+//   "setup": [ context entries git cannot hold, made at test time:
+//     {"hardlink": P, "to": Q}, {"symlink": P, "to": T}, {"mkdir": P},
+//     {"chmod": P, "mode": "4755"}, {"chown": P, "uid": U, "gid": G},
+//     {"xattr": P, "name": "user.k", "value": V or "hex": H}, {"fifo": P},
+//     {"bytes": P, "size": N} (N pseudo-random bytes),
+//     {"sh": "command"} (run in the context, e.g. to make a tar) ]
+// expected.json (no oracle): "layers": [[entry line, …], …] (the layers after
+// the base, lines as fmt_entry prints them), "history": [created_by, …] (the
+// entries after the base's; " (empty_layer)" suffix as compare prints it),
+// "config": {field: value} (the fields to check).
+//
+// The base image is busybox-static (harness.hpp busybox_rootfs_tar), named
+// imgbuild-compat-busybox in both engines: `imgbuild import` into each case's
+// own store, `docker import` once into dockerd (re-imported when its layer
+// differs from the tar's digest).
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.hpp"
+#include "image_compare.hpp"
+#include "support/require.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace imgbuild::test {
+namespace {
+
+constexpr const char* k_base_name = "imgbuild-compat-busybox";
+
+fs::path compat_dir() { return testdata_dir() / "compat"; }
+
+// The names of the case directories, sorted.
+std::vector<std::string> case_names() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(compat_dir(), ec)) {
+    if (e.is_directory() && fs::exists(e.path() / "Dockerfile")) {
+      out.push_back(e.path().filename().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Applies one setup step of compat.json inside the context.
+void apply_setup(const fs::path& ctx, const json& step) {
+  INFO("setup step " << step.dump());
+  auto at = [&](const char* key) { return ctx / step.at(key).get<std::string>(); };
+  if (step.contains("hardlink")) {
+    fs::create_hard_link(at("to"), at("hardlink"));
+  } else if (step.contains("symlink")) {
+    fs::create_symlink(step.at("to").get<std::string>(), at("symlink"));
+  } else if (step.contains("mkdir")) {
+    fs::create_directories(at("mkdir"));
+  } else if (step.contains("chmod")) {
+    REQUIRE(::chmod(at("chmod").c_str(), static_cast<mode_t>(std::stoul(step.at("mode").get<std::string>(), nullptr, 8))) ==
+            0);
+  } else if (step.contains("chown")) {
+    REQUIRE(::lchown(at("chown").c_str(), step.at("uid").get<uid_t>(), step.at("gid").get<gid_t>()) == 0);
+  } else if (step.contains("xattr")) {
+    std::string name = step.at("name").get<std::string>();
+    std::string value;
+    if (step.contains("hex")) {
+      std::string hex = step.at("hex").get<std::string>();
+      for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+        value += static_cast<char>(std::stoul(hex.substr(i, 2), nullptr, 16));
+      }
+    } else {
+      value = step.at("value").get<std::string>();
+    }
+    REQUIRE(::lsetxattr(at("xattr").c_str(), name.c_str(), value.data(), value.size(), 0) == 0);
+  } else if (step.contains("fifo")) {
+    REQUIRE(::mkfifo(at("fifo").c_str(), 0644) == 0);
+  } else if (step.contains("sh")) {
+    RunResult r = run_sh("cd " + sh_quote(ctx.string()) + " && " + step.at("sh").get<std::string>());
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+  } else if (step.contains("bytes")) {
+    std::string body(step.at("size").get<size_t>(), '\0');
+    uint32_t x = 2463534242u;
+    for (char& c : body) {
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      c = static_cast<char>(x & 0xff);
+    }
+    write_file(at("bytes"), body);
+  } else {
+    FAIL("unknown setup step in compat.json: " << step.dump());
+  }
+}
+
+// The RUN --mount targets of a Dockerfile, without the leading "/"; a secret
+// mount without a target mounts at /run/secrets/<id>.
+Ignores mount_ignores(const std::string& dockerfile) {
+  Ignores ig;
+  static const std::regex k_mount(R"(--mount=(\S+))");
+  for (auto it = std::sregex_iterator(dockerfile.begin(), dockerfile.end(), k_mount); it != std::sregex_iterator();
+       ++it) {
+    std::string spec = (*it)[1].str();
+    std::string target;
+    std::string id;
+    bool secret = false;
+    size_t start = 0;
+    while (start <= spec.size()) {
+      size_t comma = spec.find(',', start);
+      std::string kv = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      for (const char* key : {"target=", "dst=", "destination="}) {
+        if (kv.starts_with(key)) {
+          target = kv.substr(std::strlen(key));
+        }
+      }
+      if (kv.starts_with("id=")) {
+        id = kv.substr(3);
+      }
+      secret = secret || kv == "type=secret";
+      if (comma == std::string::npos) {
+        break;
+      }
+      start = comma + 1;
+    }
+    if (target.empty() && secret) {
+      target = "/run/secrets/" + id;
+    }
+    while (target.starts_with("/")) {
+      target = target.substr(1);
+    }
+    while (target.ends_with("/")) {
+      target.pop_back();
+    }
+    if (!target.empty()) {
+      ig.mount_targets.insert(target);
+    }
+  }
+  return ig;
+}
+
+// Makes sure dockerd holds imgbuild-compat-busybox with exactly the layer of
+// `tarball` (one import for all cases; a lock keeps parallel cases from
+// importing at once).
+void ensure_docker_base(const fs::path& tarball, const std::string& diff_id) {
+  std::string script = "if /usr/bin/docker image inspect -f '{{json .RootFS.Layers}}' " + std::string(k_base_name) +
+                       " 2>/dev/null | grep -q " + diff_id.substr(7) + "; then exit 0; fi; /usr/bin/docker import " +
+                       sh_quote(tarball.string()) + " " + k_base_name + ":latest";
+  RunResult r = run_sh("flock /tmp/imgbuild-compat-base.lock sh -c " + sh_quote(script));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+}
+
+// Builds with dockerd's BuildKit and saves the image to `out`.
+void docker_build(const std::string& case_name, const fs::path& ctx, const std::vector<std::string>& flags,
+                  const fs::path& out) {
+  std::string tag = "imgbuild-test-compat-" + case_name + ":" + std::to_string(::getpid());
+  std::string cmd = "DOCKER_BUILDKIT=1 /usr/bin/docker build --progress plain --network none -t " + sh_quote(tag);
+  for (const auto& f : flags) {
+    cmd += " " + sh_quote(f);
+  }
+  cmd += " " + sh_quote(ctx.string()) + " && /usr/bin/docker save -o " + sh_quote(out.string()) + " " + sh_quote(tag);
+  RunResult d = run_sh(cmd);
+  run_sh("/usr/bin/docker rmi " + sh_quote(tag));
+  INFO("dockerd build of " << case_name << ":\n" << d.err);
+  REQUIRE(d.status == 0);
+}
+
+// imgbuild's image against a hand-written expected.json.
+std::string compare_expected(const Saved& ours, const json& expected, size_t base_layers, size_t base_history) {
+  std::string out;
+  const json fields = expected.value("config", json::object());
+  for (const auto& [field, value] : fields.items()) {
+    json va = config_field(ours.config, field);
+    json vb = value;
+    if ((vb.is_array() || vb.is_object() || vb.is_string()) && vb.empty()) {
+      vb = nullptr;
+    }
+    if (va != vb) {
+      out += "config " + field + ":\n  - " + va.dump() + "\n  + " + vb.dump() + "\n";
+    }
+  }
+  if (expected.contains("history")) {
+    std::vector<std::string> ha;
+    const json hist = ours.config.value("history", json::array());
+    for (size_t i = base_history; i < hist.size(); ++i) {
+      ha.push_back(hist[i].value("created_by", "") + (hist[i].value("empty_layer", false) ? "  (empty_layer)" : ""));
+    }
+    std::vector<std::string> hb = expected["history"].get<std::vector<std::string>>();
+    for (size_t i = 0; i < std::max(ha.size(), hb.size()); ++i) {
+      std::string a = i < ha.size() ? ha[i] : "(none)";
+      std::string b = i < hb.size() ? hb[i] : "(none)";
+      if (a != b) {
+        out += "history[base+" + std::to_string(i) + "]:\n  - " + a + "\n  + " + b + "\n";
+      }
+    }
+  }
+  const json& layers = expected.at("layers");
+  if (ours.layers.size() != base_layers + layers.size()) {
+    out += "layer count: - " + std::to_string(ours.layers.size()) + " + " +
+           std::to_string(base_layers + layers.size()) + "\n";
+    return out;
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::string d = diff_lines(describe_layer(ours.layers[base_layers + i], {}, false, nullptr),
+                               layers[i].get<std::vector<std::string>>());
+    if (!d.empty()) {
+      out += "layer base+" + std::to_string(i) + ":\n" + d;
+    }
+  }
+  return out;
+}
+
+void run_case(const std::string& name) {
+  IMGBUILD_REQUIRE_PREREQ(fs::exists("/bin/busybox"), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  fs::path src = compat_dir() / name;
+  json spec = fs::exists(src / "compat.json") ? json::parse(read_file(src / "compat.json")) : json::object();
+  bool oracle = !fs::exists(src / "expected.json");
+  if (oracle) {
+    IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (/usr/bin/docker, dockerd) is available");
+  }
+  TempDir work;
+  fs::path ctx = work.path / "ctx";
+  fs::create_directories(ctx);
+  for (const auto& e : fs::directory_iterator(src)) {
+    std::string fname = e.path().filename().string();
+    if (fname != "compat.json" && fname != "expected.json") {
+      fs::copy(e.path(), ctx / fname, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+    }
+  }
+  const json setup = spec.value("setup", json::array());
+  for (const auto& step : setup) {
+    apply_setup(ctx, step);
+  }
+
+  // Flags common to both engines.
+  std::vector<std::string> flags;
+  std::string dockerfile_name = spec.value("file", "Dockerfile");
+  if (spec.contains("file")) {
+    flags.insert(flags.end(), {"-f", (ctx / dockerfile_name).string()});
+  }
+  const json build_args = spec.value("build_args", json::object());
+  const json secrets = spec.value("secrets", json::object());
+  for (const auto& [k, v] : build_args.items()) {
+    flags.insert(flags.end(), {"--build-arg", k + "=" + v.get<std::string>()});
+  }
+  if (spec.contains("target")) {
+    flags.insert(flags.end(), {"--target", spec["target"].get<std::string>()});
+  }
+  for (const auto& [id, value] : secrets.items()) {
+    fs::path f = work.path / ("secret-" + id);
+    write_file(f, value.get<std::string>());
+    flags.insert(flags.end(), {"--secret", "id=" + id + ",src=" + f.string()});
+  }
+
+  std::string base_tar = busybox_rootfs_tar();
+  fs::path tarball = work.path / "busybox.tar";
+  write_file(tarball, base_tar);
+  fs::path store = work.path / "store";
+  RunResult imp = run_imgbuild(store, {"import", tarball.string(), k_base_name});
+  INFO(imp.err);
+  REQUIRE(imp.status == 0);
+
+  fs::path ours = work.path / "ours.tar";
+  std::vector<std::string> args = {"build", "--progress", "plain", "-o", "type=docker,dest=" + ours.string()};
+  args.insert(args.end(), flags.begin(), flags.end());
+  args.push_back(ctx.string());
+  RunResult r = run_imgbuild(store, args);
+  INFO("imgbuild build of " << name << ":\n" << r.err);
+  REQUIRE(r.status == 0);
+  Saved a = read_saved(ours, work.path);
+  if (const char* show = std::getenv("IMGBUILD_COMPAT_SHOW"); show != nullptr && *show != '\0') {
+    // Prints imgbuild's layers in expected.json's line format.
+    for (size_t i = 0; i < a.layers.size(); ++i) {
+      json lines = describe_layer(a.layers[i], {}, false, nullptr);
+      WARN("layer " << i << ": " << (lines.size() > 50 ? json("(" + std::to_string(lines.size()) + " entries)") : lines).dump(2));
+    }
+    WARN("history: " << a.config["history"].dump(2) << "\nconfig: " << a.config["config"].dump(2));
+  }
+
+  if (!oracle) {
+    json expected = json::parse(read_file(src / "expected.json"));
+    bool from_scratch = expected.value("from_scratch", false);
+    std::string diff = compare_expected(a, expected, from_scratch ? 0 : 1, from_scratch ? 0 : 1);
+    INFO(name << ": - imgbuild, + expected.json\n" << diff);
+    CHECK(diff.empty());
+    return;
+  }
+  ensure_docker_base(tarball, sha256(base_tar).str());
+  fs::path theirs = work.path / "theirs.tar";
+  docker_build(name, ctx, flags, theirs);
+  Saved b = read_saved(theirs, work.path);
+  // The base's own history entry is each import tool's ("imgbuild import";
+  // docker import writes only a comment): not part of the comparison.
+  for (Saved* s : {&a, &b}) {
+    json& hist = s->config["history"];
+    if (hist.is_array() && !hist.empty() && !a.layers.empty() && a.layers[0].count("bin/busybox") == 1) {
+      hist.erase(hist.begin());
+    }
+  }
+  std::string diff = compare_images(a, b, mount_ignores(read_file(ctx / dockerfile_name)));
+  INFO(name << ": - imgbuild, + dockerd BuildKit\n" << diff);
+  CHECK(diff.empty());
+}
+
+// One Catch2 test per case directory, registered before main runs.
+class CaseInvoker : public Catch::ITestInvoker {
+public:
+  explicit CaseInvoker(std::string name) : m_name(std::move(name)) {}
+  void invoke() const override { run_case(m_name); }
+
+private:
+  std::string m_name;
+};
+
+struct Registrar {
+  Registrar() {
+    static std::vector<std::string> names;
+    static std::vector<std::string> test_names;
+    names = case_names();
+    test_names.reserve(names.size());
+    for (const auto& n : names) {
+      test_names.push_back("compat: " + n);
+      // AutoReg keeps the invoker for the program's lifetime.
+      Catch::AutoReg reg(new CaseInvoker(n), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
+                         Catch::NameAndTags{Catch::StringRef(test_names.back()), "[integration][compat][docker]"});
+    }
+  }
+};
+
+const Registrar k_registrar;
+
+}  // namespace
+}  // namespace imgbuild::test

@@ -1,0 +1,403 @@
+#pragma once
+// Reading images back through the docker-save format and comparing two of
+// them (or one with a hand-written expectation) file by file and field by
+// field. Used by build_test.cpp and by the differential suite
+// (compat_test.cpp, testdata/compat/).
+//
+// Known differences of dockerd 20.10's BuildKit, left out of comparisons:
+// - the empty mount-point directories it leaves in RUN layers (/dev, /proc,
+//   /sys, /etc with nothing below; current BuildKit removes them);
+// - whiteout modes (set by each engine's tar writer);
+// - xattrs: dockerd 20.10 drops them from context files (user.* and
+//   security.capability alike), so they are read but not compared;
+// - RUN --mount target stubs: the empty directory or file (and missing parent
+//   directories) it creates at a mount target; current BuildKit removes them.
+// - history texts that current BuildKit writes differently: `ARG k=v` shows
+//   the value in effect (20.10: the Dockerfile's default), `RUN |N k=v …`
+//   lists a redeclared ARG once (20.10: once per declaration), and HEALTHCHECK
+//   prints StartInterval (20.10 predates it). Both sides are compared in the
+//   20.10 shape with ARG values dropped (normalize_created_by).
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness.hpp"
+#include "util/hash.hpp"
+#include "util/tar.hpp"
+
+namespace imgbuild::test {
+
+/// One entry of a layer, as compared: everything but times.
+struct FileInfo {
+  std::string type;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  std::string link;
+  std::string digest;   ///< sha256 of a regular file's body
+  std::string content;  ///< the body of regular files up to 4 KiB
+  std::string xattrs;   ///< "name=value;" sorted
+  bool operator==(const FileInfo&) const = default;
+};
+
+/// A layer's entries by normalised path (no "./", no trailing "/").
+using LayerFiles = std::map<std::string, FileInfo>;
+
+/// A body shown inline when it is short printable text, else by size and hash.
+inline std::string describe_body(const FileInfo& f) {
+  bool printable = f.content.size() == f.size && f.size <= 64;
+  for (char c : f.content) {
+    printable = printable && ((c >= 0x20 && c < 0x7f) || c == '\n');
+  }
+  std::string out = " size=" + std::to_string(f.size);
+  if (printable) {
+    out += " \"";
+    for (char c : f.content) {
+      out += c == '\n' ? std::string("\\n") : c == '"' ? std::string("\\\"") : std::string(1, c);
+    }
+    return out + "\"";
+  }
+  return out + " sha256=" + f.digest.substr(0, 16);
+}
+
+/// One line describing an entry: `path type mode uid:gid [-> link] [body]`.
+/// The format of hand-written expectations (expected.json) too.
+inline std::string fmt_entry(const std::string& path, const FileInfo& f) {
+  char mode[16];
+  std::snprintf(mode, sizeof mode, "%04o", f.mode);
+  std::string out = path + " " + f.type + " " + mode + " " + std::to_string(f.uid) + ":" + std::to_string(f.gid);
+  if (!f.link.empty()) {
+    out += " -> " + f.link;
+  }
+  if (f.type == "file") {
+    out += describe_body(f);
+  }
+  if (!f.xattrs.empty()) {
+    out += " xattrs=" + f.xattrs;
+  }
+  return out;
+}
+
+/// The entries of one layer tar (any compression libarchive reads).
+inline LayerFiles read_layer(const std::filesystem::path& blob) {
+  LayerFiles out;
+  int fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  auto reader = tar::Reader::open_fd(fd, blob.string());
+  REQUIRE(reader);
+  while (true) {
+    auto e = (*reader)->next();
+    REQUIRE(e);
+    if (!*e) {
+      break;
+    }
+    const tar::Entry& entry = **e;
+    FileInfo fi;
+    fi.type = std::string(tar::entry_type_name(entry.type));
+    fi.mode = entry.mode & 07777;
+    fi.uid = entry.uid;
+    fi.gid = entry.gid;
+    fi.link = entry.link_target;
+    std::vector<std::string> xattrs;
+    for (const auto& [k, v] : entry.xattrs) {
+      bool printable = true;
+      std::string hex;
+      for (char c : v) {
+        printable = printable && c >= 0x20 && c < 0x7f && c != ';';
+        char b[3];
+        std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
+        hex += b;
+      }
+      xattrs.push_back(k + "=" + (printable ? v : "0x" + hex) + ";");
+    }
+    std::sort(xattrs.begin(), xattrs.end());
+    for (const auto& x : xattrs) {
+      fi.xattrs += x;
+    }
+    if (entry.type == tar::EntryType::file) {
+      fi.size = entry.size;
+      Sha256 hasher;
+      std::string buf(64 * 1024, '\0');
+      while (true) {
+        auto n = (*reader)->read_data(buf.data(), buf.size());
+        REQUIRE(n);
+        if (*n == 0) {
+          break;
+        }
+        hasher.update(buf.data(), *n);
+        if (fi.content.size() < 4096) {
+          fi.content.append(buf.data(), std::min<size_t>(*n, 4096 - fi.content.size()));
+        }
+      }
+      fi.digest = hasher.finish().hex();
+    }
+    std::string path = entry.path;
+    while (path.starts_with("./")) {
+      path = path.substr(2);
+    }
+    while (path.starts_with("/")) {
+      path = path.substr(1);
+    }
+    while (path.size() > 1 && path.ends_with("/")) {
+      path.pop_back();
+    }
+    if (path.empty() || path == ".") {
+      continue;
+    }
+    out[path] = fi;
+  }
+  ::close(fd);
+  return out;
+}
+
+/// A docker-save archive unpacked: config and layers.
+struct Saved {
+  std::string config_bytes;
+  nlohmann::json config;
+  std::vector<LayerFiles> layers;
+};
+
+/// Unpacks a docker-save archive (one image) under work and reads it.
+inline Saved read_saved(const std::filesystem::path& archive, const std::filesystem::path& work) {
+  std::filesystem::path dir = work / ("unpacked-" + archive.filename().string());
+  std::filesystem::create_directories(dir);
+  RunResult x = run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string()));
+  REQUIRE(x.status == 0);
+  nlohmann::json manifest = nlohmann::json::parse(read_file(dir / "manifest.json"));
+  REQUIRE(manifest.size() == 1);
+  Saved s;
+  s.config_bytes = read_file(dir / manifest[0]["Config"].get<std::string>());
+  s.config = nlohmann::json::parse(s.config_bytes);
+  for (const auto& l : manifest[0]["Layers"]) {
+    s.layers.push_back(read_layer(dir / l.get<std::string>()));
+  }
+  return s;
+}
+
+/// The config fields the differential comparisons check.
+inline const std::vector<std::string>& compared_config_fields() {
+  static const std::vector<std::string> k_fields = {
+      "Env",         "Cmd",        "Entrypoint", "WorkingDir", "User",        "ExposedPorts", "Volumes",
+      "Labels",      "StopSignal", "Healthcheck", "Shell",     "OnBuild",     "ArgsEscaped"};
+  return k_fields;
+}
+
+/// A config field with the empty forms (null, "", [], {}, false) made null.
+inline nlohmann::json config_field(const nlohmann::json& image_config, const std::string& field) {
+  if (!image_config.contains("config") || !image_config["config"].is_object()) {
+    return nullptr;
+  }
+  nlohmann::json v = image_config["config"].value(field, nlohmann::json());
+  if ((v.is_array() || v.is_object() || v.is_string()) && v.empty()) {
+    return nullptr;
+  }
+  if (v == nlohmann::json(false)) {
+    return nullptr;
+  }
+  return v;
+}
+
+/// What a comparison leaves out of the dockerd side (see the file comment).
+struct Ignores {
+  /// RUN --mount targets (absolute or relative to /, without leading "/").
+  std::set<std::string> mount_targets;
+};
+
+/// True for dockerd-20.10-only entries that current BuildKit does not write:
+/// an empty file or directory at a mount target, a directory on the way to
+/// one, the mount-point directories (/dev, /proc, /sys, /etc) — each only
+/// when everything below it in this layer is such a stub too.
+inline bool ignorable_stub(const std::string& path, const FileInfo& f, const LayerFiles& files,
+                           const Ignores& ignores) {
+  bool empty_node = f.type == "directory" || (f.type == "file" && f.size == 0);
+  if (!empty_node) {
+    return false;
+  }
+  bool mount_point = path == "dev" || path == "proc" || path == "sys" || path == "etc";
+  bool on_target_path = false;
+  for (const auto& t : ignores.mount_targets) {
+    on_target_path = on_target_path || t == path || (f.type == "directory" && t.starts_with(path + "/"));
+  }
+  if (!mount_point && !on_target_path) {
+    return false;
+  }
+  if (mount_point && f.type != "directory") {
+    return false;
+  }
+  if (f.type == "directory") {
+    for (auto it = files.upper_bound(path); it != files.end() && it->first.starts_with(path); ++it) {
+      bool below = it->first.size() > path.size() && it->first[path.size()] == '/';
+      if (below && !ignorable_stub(it->first, it->second, files, ignores)) {
+        return false;  // something real below it in this layer
+      }
+    }
+  }
+  return true;
+}
+
+/// The description lines of a layer, with known engine differences removed
+/// (stubs only when `dockerd_side`; whiteout modes always).
+inline std::vector<std::string> describe_layer(const LayerFiles& files, const Ignores& ignores, bool dockerd_side,
+                                               const LayerFiles* other) {
+  std::vector<std::string> out;
+  for (const auto& [p, f] : files) {
+    bool only_here = other == nullptr || other->count(p) == 0;
+    if (only_here && ignorable_stub(p, f, files, ignores) && (dockerd_side || p == "dev" || p == "proc" ||
+                                                              p == "sys" || p == "etc")) {
+      continue;
+    }
+    FileInfo shown = f;
+    shown.xattrs.clear();  // not compared (see the file comment)
+    std::string name = p.substr(p.rfind('/') == std::string::npos ? 0 : p.rfind('/') + 1);
+    if (name.starts_with(".wh.")) {
+      shown.mode = 0;
+    }
+    out.push_back(fmt_entry(p, shown));
+  }
+  return out;
+}
+
+/// "- line" for lines only in `ours`, "+ line" for lines only in `theirs`.
+inline std::string diff_lines(const std::vector<std::string>& ours, const std::vector<std::string>& theirs) {
+  std::set<std::string> a(ours.begin(), ours.end());
+  std::set<std::string> b(theirs.begin(), theirs.end());
+  std::string out;
+  for (const auto& l : a) {
+    if (b.count(l) == 0) {
+      out += "  - " + l + "\n";
+    }
+  }
+  for (const auto& l : b) {
+    if (a.count(l) == 0) {
+      out += "  + " + l + "\n";
+    }
+  }
+  return out;
+}
+
+/// A history created_by text reduced to what both BuildKit versions agree
+/// on (see the file comment): ARG names without values, RUN build args
+/// deduplicated (last value wins, first position kept), HEALTHCHECK without
+/// the StartInterval duration.
+inline std::string normalize_created_by(const std::string& text) {
+  auto split_words = [](const std::string& s) {
+    std::vector<std::string> words;
+    size_t start = 0;
+    while (start <= s.size()) {
+      size_t sp = s.find(' ', start);
+      words.push_back(s.substr(start, sp == std::string::npos ? std::string::npos : sp - start));
+      if (sp == std::string::npos) {
+        break;
+      }
+      start = sp + 1;
+    }
+    return words;
+  };
+  if (text.starts_with("ARG ")) {
+    std::string out = "ARG";
+    for (const auto& w : split_words(text.substr(4))) {
+      out += " " + w.substr(0, w.find('='));
+    }
+    return out;
+  }
+  if (text.starts_with("RUN |")) {
+    std::vector<std::string> words = split_words(text.substr(4));
+    size_t n = std::strtoul(words[0].c_str() + 1, nullptr, 10);
+    if (n + 1 > words.size()) {
+      return text;
+    }
+    std::vector<std::string> keys;
+    std::map<std::string, std::string> values;
+    for (size_t i = 1; i <= n; ++i) {
+      std::string key = words[i].substr(0, words[i].find('='));
+      if (values.count(key) == 0) {
+        keys.push_back(key);
+      }
+      values[key] = words[i];
+    }
+    std::string out = "RUN |" + std::to_string(keys.size());
+    for (const auto& k : keys) {
+      out += " " + values[k];
+    }
+    for (size_t i = n + 1; i < words.size(); ++i) {
+      out += " " + words[i];
+    }
+    return out;
+  }
+  if (text.starts_with("HEALTHCHECK &{")) {
+    // &{[test] "interval" "timeout" "start_period" ["start_interval"] 'retries'}
+    size_t close = text.find("] ");
+    if (close == std::string::npos) {
+      return text;
+    }
+    std::vector<std::string> rest = split_words(text.substr(close + 2));
+    if (rest.size() == 5) {
+      rest.erase(rest.begin() + 3);
+    }
+    std::string out = text.substr(0, close + 1);
+    for (const auto& w : rest) {
+      out += " " + w;
+    }
+    return out;
+  }
+  return text;
+}
+
+/// Every difference between imgbuild's image (`ours`) and dockerd's
+/// (`theirs`): config fields, history created_by/empty_layer, layer entries.
+/// Empty when they match. Lines: "- imgbuild only", "+ dockerd only".
+inline std::string compare_images(const Saved& ours, const Saved& theirs, const Ignores& ignores) {
+  std::string out;
+  for (const auto& field : compared_config_fields()) {
+    nlohmann::json va = config_field(ours.config, field);
+    nlohmann::json vb = config_field(theirs.config, field);
+    if (va != vb) {
+      out += "config " + field + ":\n  - " + va.dump() + "\n  + " + vb.dump() + "\n";
+    }
+  }
+  if (ours.config.value("author", "") != theirs.config.value("author", "")) {
+    out += "author:\n  - " + ours.config.value("author", "") + "\n  + " + theirs.config.value("author", "") + "\n";
+  }
+  auto history = [](const Saved& s) {
+    std::vector<std::string> h;
+    const nlohmann::json entries = s.config.value("history", nlohmann::json::array());
+    for (const auto& e : entries) {
+      h.push_back(normalize_created_by(e.value("created_by", "")) +
+                  (e.value("empty_layer", false) ? "  (empty_layer)" : ""));
+    }
+    return h;
+  };
+  std::vector<std::string> ha = history(ours);
+  std::vector<std::string> hb = history(theirs);
+  for (size_t i = 0; i < std::max(ha.size(), hb.size()); ++i) {
+    std::string a = i < ha.size() ? ha[i] : "(none)";
+    std::string b = i < hb.size() ? hb[i] : "(none)";
+    if (a != b) {
+      out += "history[" + std::to_string(i) + "]:\n  - " + a + "\n  + " + b + "\n";
+    }
+  }
+  if (ours.layers.size() != theirs.layers.size()) {
+    out += "layer count: - " + std::to_string(ours.layers.size()) + " + " + std::to_string(theirs.layers.size()) +
+           "\n";
+  }
+  for (size_t i = 0; i < std::min(ours.layers.size(), theirs.layers.size()); ++i) {
+    std::string d = diff_lines(describe_layer(ours.layers[i], ignores, false, &theirs.layers[i]),
+                               describe_layer(theirs.layers[i], ignores, true, &ours.layers[i]));
+    if (!d.empty()) {
+      out += "layer " + std::to_string(i) + ":\n" + d;
+    }
+  }
+  return out;
+}
+
+}  // namespace imgbuild::test
