@@ -118,6 +118,20 @@ void write_record(const fsys::path& dir, const nlohmann::json& j) {
   }
 }
 
+// Runs spec in the view's root; a sandbox failure discards the view and
+// exits 125, as docker does when the container cannot start.
+sandbox::RunResult run_in_view(sandbox::Sandbox& sb, snapshot::View& view, sandbox::RunSpec& spec) {
+  spec.rootfs = view.root();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  auto result = sb.run(spec);
+  if (!result) {
+    (void)view.remove();
+    throw CommandError{result.error().to_string(), 125};
+  }
+  return *result;
+}
+
 void add_run(CLI::App* sub, Context& ctx) {
   struct Opt {
     bool rm = false;
@@ -210,16 +224,9 @@ void add_run(CLI::App* sub, Context& ctx) {
     auto snapshotter = open_snapshotter(*store, opt->snapshotter);
     auto sb = unwrap(sandbox::make_sandbox("auto"));
     auto view = unwrap(snapshotter->prepare(dirs));
-    spec.rootfs = view->root();
     std::string id = snapshot::LayerDirs::random_hex() + snapshot::LayerDirs::random_hex();
     spec.hostname = id.substr(0, 12);
-    std::fflush(stdout);
-    std::fflush(stderr);
-    auto result = sb->run(spec);
-    if (!result) {
-      (void)view->remove();
-      throw CommandError{result.error().to_string(), 125};
-    }
+    auto result = run_in_view(*sb, *view, spec);
     if (opt->rm) {
       unwrap(view->remove());
     } else {
@@ -241,10 +248,10 @@ void add_run(CLI::App* sub, Context& ctx) {
       j["workdir"] = spec.workdir;
       j["network"] = opt->network;
       j["created"] = now_rfc3339();
-      j["exit_code"] = result->exit_code;
+      j["exit_code"] = result.exit_code;
       write_record(dir, j);
     }
-    ctx.exit_code = result->exit_code;
+    ctx.exit_code = result.exit_code;
   });
 }
 
@@ -390,14 +397,7 @@ void add_start(CLI::App* sub, Context& ctx) {
       auto sb = unwrap(sandbox::make_sandbox("auto"));
       auto view = unwrap(snapshotter->prepare(layer_dirs_of(*store, img)));
       unwrap(snapshot::merge_layer(dir / "upper", view->root()));
-      spec.rootfs = view->root();
-      std::fflush(stdout);
-      std::fflush(stderr);
-      auto result = sb->run(spec);
-      if (!result) {
-        (void)view->remove();
-        throw CommandError{result.error().to_string(), 125};
-      }
+      auto result = run_in_view(*sb, *view, spec);
       // The new changes replace the old ones only once they are complete.
       std::error_code ec;
       fsys::remove_all(dir / "upper.new", ec);
@@ -411,9 +411,9 @@ void add_start(CLI::App* sub, Context& ctx) {
         throw CommandError{fmt::format("cannot replace the changes of container {}: {}", arg, ec.message()), 1};
       }
       fsys::remove_all(dir / "upper.old", ec);
-      rec["exit_code"] = result->exit_code;
+      rec["exit_code"] = result.exit_code;
       write_record(dir, rec);
-      exit_code = result->exit_code;
+      exit_code = result.exit_code;
     }
     ctx.exit_code = exit_code;
   });
