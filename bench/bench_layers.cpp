@@ -149,7 +149,9 @@ int bench_apply(uint64_t mib, uint64_t files) {
   return failed ? 1 : 0;
 }
 
-double diff_once(uint64_t base_files) {
+// A base of `base_files` files unpacked as an overlay lower dir, and an
+// upper dir holding one file written through a real overlay mount.
+std::string make_diff_base(uint64_t base_files) {
   std::string dir = scratch();
   for (auto d : {"lower", "upper", "work", "merged"}) {
     stdfs::create_directories(dir + "/" + d);
@@ -171,6 +173,11 @@ double diff_once(uint64_t base_files) {
     std::fclose(f);
   }
   ::umount2((dir + "/merged").c_str(), 0);
+  return dir;
+}
+
+// Mean time of one diff_overlay over 50 rounds.
+double time_diff(const std::string& dir) {
   uint64_t sink = 0;
   auto t0 = Clock::now();
   const int rounds = 50;
@@ -184,14 +191,21 @@ double diff_once(uint64_t base_files) {
       std::exit(1);
     }
   }
-  double s = seconds_since(t0) / rounds;
-  stdfs::remove_all(dir);
-  return s;
+  return seconds_since(t0) / rounds;
 }
 
 int bench_diff() {
-  double small = diff_once(100);
-  double large = diff_once(100000);
+  std::string small_dir = make_diff_base(100);
+  std::string large_dir = make_diff_base(100000);
+  // Alternating batches, best of each: load from other processes hits both.
+  double small = 1e9;
+  double large = 1e9;
+  for (int batch = 0; batch < 9; ++batch) {
+    small = std::min(small, time_diff(small_dir));
+    large = std::min(large, time_diff(large_dir));
+  }
+  stdfs::remove_all(small_dir);
+  stdfs::remove_all(large_dir);
   fmt::print("diff of one touched file: 100-file base {:.3f} ms, 100,000-file base {:.3f} ms, ratio {:.2f} "
              "(target 0.8-1.2)\n",
              small * 1000, large * 1000, large / small);

@@ -1,9 +1,12 @@
 // Containers: run (an image's command in a snapshot view), commit (a kept
-// container's changes as a new image), ps, rm.
+// container's changes as a new image), start/restart (its command again over
+// its changes), ps, rm.
 //
 // A kept container (run without --rm) is a directory <store>/containers/<id>/
-// holding container.json (id, name, image ID, command, created, exit code)
-// and upper/, the view's changes in overlayfs upper form. No metadata schema
+// holding container.json (id, name, image ID, command, env, user, workdir,
+// network, created, exit code) and upper/, the view's changes in overlayfs
+// upper form. rmi and image prune keep the images containers use
+// (images_in_use). No metadata schema
 // migration: the record file is the whole state.
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +24,7 @@
 #include "cli/image_common.hpp"
 #include "image/change.hpp"
 #include "sandbox/sandbox.hpp"
+#include "snapshot/copy.hpp"
 #include "snapshot/diff.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "snapshot/snapshotter.hpp"
@@ -97,6 +101,35 @@ std::pair<fsys::path, nlohmann::json> find_container(const image::ImageStore& st
     throw CommandError{fmt::format("container id prefix {} is ambiguous", arg), 1};
   }
   throw CommandError{fmt::format("No such container: {}", arg), 1};
+}
+
+// Replaces <dir>/container.json with j (written aside, then renamed).
+void write_record(const fsys::path& dir, const nlohmann::json& j) {
+  std::ofstream out(dir / "container.json.tmp");
+  out << j.dump(2) << "\n";
+  out.close();
+  if (!out) {
+    throw CommandError{fmt::format("cannot write {}", (dir / "container.json").string()), 1};
+  }
+  std::error_code ec;
+  fsys::rename(dir / "container.json.tmp", dir / "container.json", ec);
+  if (ec) {
+    throw CommandError{fmt::format("cannot write {}: {}", (dir / "container.json").string(), ec.message()), 1};
+  }
+}
+
+// Runs spec in the view's root; a sandbox failure discards the view and
+// exits 125, as docker does when the container cannot start.
+sandbox::RunResult run_in_view(sandbox::Sandbox& sb, snapshot::View& view, sandbox::RunSpec& spec) {
+  spec.rootfs = view.root();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  auto result = sb.run(spec);
+  if (!result) {
+    (void)view.remove();
+    throw CommandError{result.error().to_string(), 125};
+  }
+  return *result;
 }
 
 void add_run(CLI::App* sub, Context& ctx) {
@@ -191,16 +224,9 @@ void add_run(CLI::App* sub, Context& ctx) {
     auto snapshotter = open_snapshotter(*store, opt->snapshotter);
     auto sb = unwrap(sandbox::make_sandbox("auto"));
     auto view = unwrap(snapshotter->prepare(dirs));
-    spec.rootfs = view->root();
     std::string id = snapshot::LayerDirs::random_hex() + snapshot::LayerDirs::random_hex();
     spec.hostname = id.substr(0, 12);
-    std::fflush(stdout);
-    std::fflush(stderr);
-    auto result = sb->run(spec);
-    if (!result) {
-      (void)view->remove();
-      throw CommandError{result.error().to_string(), 125};
-    }
+    auto result = run_in_view(*sb, *view, spec);
     if (opt->rm) {
       unwrap(view->remove());
     } else {
@@ -217,20 +243,15 @@ void add_run(CLI::App* sub, Context& ctx) {
       j["image"] = img.record.config_digest;
       j["image_arg"] = image_arg;
       j["command"] = argv;
+      j["env"] = spec.env;
+      j["user"] = spec.user;
+      j["workdir"] = spec.workdir;
+      j["network"] = opt->network;
       j["created"] = now_rfc3339();
-      j["exit_code"] = result->exit_code;
-      std::ofstream out(dir / "container.json.tmp");
-      out << j.dump(2) << "\n";
-      out.close();
-      if (!out) {
-        throw CommandError{fmt::format("cannot write {}", (dir / "container.json").string()), 1};
-      }
-      fsys::rename(dir / "container.json.tmp", dir / "container.json", ec);
-      if (ec) {
-        throw CommandError{fmt::format("cannot write {}: {}", (dir / "container.json").string(), ec.message()), 1};
-      }
+      j["exit_code"] = result.exit_code;
+      write_record(dir, j);
     }
-    ctx.exit_code = result->exit_code;
+    ctx.exit_code = result.exit_code;
   });
 }
 
@@ -345,6 +366,59 @@ void add_commit(CLI::App* sub, Context& ctx) {
   });
 }
 
+// docker start / restart of a kept (stopped) container: its command runs
+// again, attached, over the image with the container's changes laid on top,
+// and the changes of this run are added to them. The view is always a copy
+// view: its baseline is taken before the earlier changes are merged in, so
+// what it reports is everything the container changed since the image.
+void add_start(CLI::App* sub, Context& ctx) {
+  auto ids = std::make_shared<std::vector<std::string>>();
+  sub->add_option("container", *ids, "Containers (id, id prefix or name)")->required();
+  sub->add_flag("-a,--attach")->description("Accepted for docker compatibility (imgbuild always attaches)");
+  sub->callback([&ctx, ids]() {
+    auto store = open_store(ctx);
+    int exit_code = 0;
+    for (const auto& arg : *ids) {
+      auto [dir, rec] = find_container(*store, arg);
+      image::LoadedImage img = unwrap(store->load(unwrap(store->resolve(rec.value("image", "")))));
+      image::ContainerConfig cc = img.config.config.value_or(image::ContainerConfig{});
+      sandbox::RunSpec spec;
+      spec.argv = rec.value("command", std::vector<std::string>{});
+      spec.env = rec.value("env", cc.env);
+      spec.user = rec.value("user", cc.user);
+      spec.workdir = rec.value("workdir", cc.working_dir.empty() ? std::string("/") : cc.working_dir);
+      spec.network = rec.value("network", "host") == "none" ? sandbox::NetworkMode::none : sandbox::NetworkMode::host;
+      spec.hostname = rec.value("id", "").substr(0, 12);
+      spec.stdio = sandbox::Stdio::inherit;
+      if (spec.argv.empty()) {
+        throw CommandError{fmt::format("container {} has no command", arg), 1};
+      }
+      auto snapshotter = open_snapshotter(*store, "copy");
+      auto sb = unwrap(sandbox::make_sandbox("auto"));
+      auto view = unwrap(snapshotter->prepare(layer_dirs_of(*store, img)));
+      unwrap(snapshot::merge_layer(dir / "upper", view->root()));
+      auto result = run_in_view(*sb, *view, spec);
+      // The new changes replace the old ones only once they are complete.
+      std::error_code ec;
+      fsys::remove_all(dir / "upper.new", ec);
+      unwrap(view->commit(dir / "upper.new"));
+      fsys::remove_all(dir / "upper.old", ec);
+      fsys::rename(dir / "upper", dir / "upper.old", ec);
+      if (!ec) {
+        fsys::rename(dir / "upper.new", dir / "upper", ec);
+      }
+      if (ec) {
+        throw CommandError{fmt::format("cannot replace the changes of container {}: {}", arg, ec.message()), 1};
+      }
+      fsys::remove_all(dir / "upper.old", ec);
+      rec["exit_code"] = result.exit_code;
+      write_record(dir, rec);
+      exit_code = result.exit_code;
+    }
+    ctx.exit_code = exit_code;
+  });
+}
+
 void add_ps(CLI::App* sub, Context& ctx) {
   auto all = std::make_shared<bool>(false);
   sub->add_flag("-a,--all", *all, "Show all containers (every kept container has exited)");
@@ -417,6 +491,8 @@ image::ImagesInUse images_in_use(const image::ImageStore& store) {
 void register_container_commands(CLI::App& app, Context& ctx) {
   add_run(app.add_subcommand("run", "Run a command in a new container from an image"), ctx);
   add_commit(app.add_subcommand("commit", "Create a new image from a container's changes"), ctx);
+  add_start(app.add_subcommand("start", "Run a stopped container's command again"), ctx);
+  add_start(app.add_subcommand("restart", "Run a stopped container's command again"), ctx);
   add_ps(app.add_subcommand("ps", "List containers"), ctx);
   add_rm(app.add_subcommand("rm", "Remove containers"), ctx);
 }

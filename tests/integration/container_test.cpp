@@ -19,47 +19,18 @@
 #include "support/require.hpp"
 
 namespace fs = std::filesystem;
-using imgbuild::test::read_file;
-using imgbuild::test::run_imgbuild;
-using imgbuild::test::run_sh;
-using imgbuild::test::RunResult;
-using imgbuild::test::sh_quote;
-using imgbuild::test::TempDir;
-using imgbuild::test::write_file;
+using namespace imgbuild::test;
 using nlohmann::json;
 
 namespace {
 
-bool have_busybox() { return fs::exists("/bin/busybox"); }
-
-std::string busybox_rootfs_tar() {
-  using imgbuild::test::dir;
-  using imgbuild::test::file;
-  std::vector<imgbuild::test::SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
-  for (const char* applet : {"sh", "echo", "cat", "pwd", "ls", "rm", "id", "tail", "cut"}) {
-    entries.push_back(imgbuild::test::symlink_entry(std::string("bin/") + applet, "busybox"));
-  }
-  entries.push_back(dir("etc"));
-  entries.push_back(file("etc/group", "root:x:0:\napp:x:1000:\n"));
-  entries.push_back(file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"));
-  entries.push_back(dir("root"));
-  auto tmp = dir("tmp");
-  tmp.entry.mode = 01777;
-  entries.push_back(tmp);
-  return imgbuild::test::make_tar(entries);
-}
-
-// A store with a busybox base named "base".
+// A store with harness.hpp's busybox base named "base".
 struct Fixture {
   TempDir work;
   fs::path root;
   Fixture() {
     root = work.path / "store";
-    fs::path tarball = work.path / "busybox.tar";
-    write_file(tarball, busybox_rootfs_tar());
-    RunResult r = run_imgbuild(root, {"import", tarball.string(), "base"});
-    INFO(r.err);
-    REQUIRE(r.status == 0);
+    import_tar(root, work.path / "busybox.tar", busybox_rootfs_tar(), "base");
   }
   RunResult run(const std::vector<std::string>& args) { return run_imgbuild(root, args); }
 
@@ -159,21 +130,16 @@ TEST_CASE("a kept container commits into an image that holds its changes", "[int
   r = f.run({"save", "-o", archive.string(), "made:1"});
   INFO(r.err);
   REQUIRE(r.status == 0);
-  fs::path dir = f.work.path / "saved";
-  fs::create_directories(dir);
-  REQUIRE(run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string())).status == 0);
-  json manifest = json::parse(read_file(dir / "manifest.json"));
-  REQUIRE(manifest.size() == 1);
-  auto layers = manifest[0]["Layers"].get<std::vector<std::string>>();
-  REQUIRE(layers.size() == 2);
-  RunResult listing = run_sh("tar -tf " + sh_quote((dir / layers.back()).string()) + " | sort");
+  SavedArchive saved = unpack_saved(archive, f.work.path / "saved");
+  REQUIRE(saved.layers.size() == 2);
+  RunResult listing = run_sh("tar -tf " + sh_quote(saved.layers.back().string()) + " | sort");
   REQUIRE(listing.status == 0);
   CHECK(listing.out.find("made") != std::string::npos);
   CHECK(listing.out.find("bin/.wh.ls") != std::string::npos);
   CHECK(listing.out.find("busybox") == std::string::npos);
-  RunResult body = run_sh("tar -xOf " + sh_quote((dir / layers.back()).string()) + " made");
+  RunResult body = run_sh("tar -xOf " + sh_quote(saved.layers.back().string()) + " made");
   CHECK(body.out == "made-here\n");
-  json config = json::parse(read_file(dir / manifest[0]["Config"].get<std::string>()));
+  const json& config = saved.config;
   CHECK(config["config"]["Cmd"] == json::array({"cat", "/made"}));
   CHECK(config["history"].back()["comment"] == "made a file");
   CHECK(config["rootfs"]["diff_ids"].size() == 2);
@@ -200,20 +166,6 @@ TEST_CASE("a kept container commits into an image that holds its changes", "[int
 
 namespace {
 
-// Every applet of the host's busybox, one name a line.
-std::vector<std::string> busybox_applets() {
-  RunResult list = run_sh("/bin/busybox --list");
-  std::vector<std::string> applets;
-  std::istringstream in(list.out);
-  for (std::string a; std::getline(in, a);) {
-    if (!a.empty() && a != "busybox") {
-      applets.push_back(a);
-    }
-  }
-  std::sort(applets.begin(), applets.end());
-  return applets;
-}
-
 // The shared libraries (and loader) a host binary needs, as ldd names them.
 std::vector<std::string> shared_libs_of(const std::string& binary) {
   RunResult r = run_sh("ldd " + sh_quote(binary));
@@ -233,9 +185,7 @@ std::vector<std::string> shared_libs_of(const std::string& binary) {
 // A base for the docker comparison: busybox with every applet, setcap and
 // getcap with their libraries, and the lower files the container changes.
 std::string docker_base_tar() {
-  using imgbuild::test::dir;
-  using imgbuild::test::file;
-  std::vector<imgbuild::test::SpecEntry> entries;
+  std::vector<LayerEntry> entries;
   std::set<std::string> dirs;
   auto add_parents = [&](const std::string& path) {
     for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
@@ -249,10 +199,8 @@ std::string docker_base_tar() {
     add_parents(path);
     entries.push_back(file(path, body, mode));
   };
-  add_file("bin/busybox", read_file("/bin/busybox"), 0755);
-  for (const auto& a : busybox_applets()) {
-    entries.push_back(imgbuild::test::symlink_entry("bin/" + a, "busybox"));
-  }
+  entries = busybox_entries();
+  dirs.insert("bin");
   std::set<std::string> libs;
   for (const char* tool : {"/usr/sbin/setcap", "/usr/sbin/getcap"}) {
     add_file(std::string(tool).substr(1), read_file(tool), 0755);
@@ -270,13 +218,11 @@ std::string docker_base_tar() {
   add_file("d/a", "gone with the opaque dir\n", 0644);
   add_file("d/sub/b", "gone too\n", 0644);
   add_file("srv/keep", "kept\n", 0644);
-  entries.push_back(imgbuild::test::hardlink_entry("srv/keep-link", "srv/keep"));
+  entries.push_back(hardlink_to("srv/keep-link", "srv/keep"));
   add_parents("usr/local/bin/x");
   entries.push_back(dir("root"));
-  auto tmp = dir("tmp");
-  tmp.entry.mode = 01777;
-  entries.push_back(tmp);
-  return imgbuild::test::make_tar(entries);
+  entries.push_back(dir("tmp", 01777));
+  return make_layer(entries);
 }
 
 // What the container does before commit: every kind of change a layer holds.
@@ -387,16 +333,13 @@ TEST_CASE("committed changes saved and loaded into docker show the same filesyst
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
   IMGBUILD_REQUIRE_PREREQ(fs::exists("/usr/sbin/setcap") && fs::exists("/usr/sbin/getcap"),
                           "setcap/getcap (libcap2-bin) are not installed");
-  IMGBUILD_REQUIRE_PREREQ(imgbuild::test::docker_available(), "no Docker engine (docker.io) could be reached or started");
+  IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (docker.io) could be reached or started");
   TempDir work;
   fs::path root = work.path / "store";
   fs::path base = work.path / "base.tar";
-  write_file(base, docker_base_tar());
-  RunResult r = run_imgbuild(root, {"import", base.string(), "base"});
-  INFO(r.err);
-  REQUIRE(r.status == 0);
+  import_tar(root, base, docker_base_tar(), "base");
 
-  r = run_imgbuild(root, {"run", "--name", "changer", "base", "sh", "-c", k_changes});
+  RunResult r = run_imgbuild(root, {"run", "--name", "changer", "base", "sh", "-c", k_changes});
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   std::string ref = "imgbuild-test-container-fs:" + std::to_string(::getpid());
@@ -452,7 +395,7 @@ TEST_CASE("a run killed with SIGKILL leaves no mount behind once the next comman
     ::dup2(null_fd, 0);
     ::dup2(null_fd, 1);
     ::dup2(null_fd, 2);
-    std::string bin = imgbuild::test::imgbuild_binary().string();
+    std::string bin = imgbuild_binary().string();
     std::string root = f.root.string();
     std::string script = "sleep " + marker;
     ::execl(bin.c_str(), bin.c_str(), "--root", root.c_str(), "run", "--rm", "base", "sh", "-c", script.c_str(),
@@ -502,11 +445,8 @@ TEST_CASE("rmi and image prune keep images that containers were made from", "[in
   }
   REQUIRE(image_id.starts_with("sha256:"));
   std::string short_image = image_id.substr(7, 12);
-  std::string short_container = json::parse(read_file(f.root / "containers" /
-                                                      fs::directory_iterator(f.root / "containers")->path().filename() /
-                                                      "container.json"))["id"]
-                                    .get<std::string>()
-                                    .substr(0, 12);
+  fs::path record = fs::directory_iterator(f.root / "containers")->path() / "container.json";
+  std::string short_container = read_json(record)["id"].get<std::string>().substr(0, 12);
 
   // With two names, removing one only untags, as docker does.
   r = f.run({"rmi", "other:1"});
@@ -570,14 +510,10 @@ TEST_CASE("run --snapshotter overlay and copy give containers that commit the sa
     REQUIRE(r.status == 0);
     fs::path archive = f.work.path / (kind + ".tar");
     REQUIRE(f.run({"save", "-o", archive.string(), "snap:" + kind}).status == 0);
-    fs::path dir = f.work.path / ("saved-" + kind);
-    fs::create_directories(dir);
-    REQUIRE(run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string())).status == 0);
-    json manifest = json::parse(read_file(dir / "manifest.json"));
-    auto layers = manifest[0]["Layers"].get<std::vector<std::string>>();
-    REQUIRE(layers.size() == 2);
+    SavedArchive saved = unpack_saved(archive, f.work.path / ("saved-" + kind));
+    REQUIRE(saved.layers.size() == 2);
     // Entries without times: type+mode, owner, size, name, link target.
-    RunResult l = run_sh("tar --numeric-owner -tvf " + sh_quote((dir / layers.back()).string()) +
+    RunResult l = run_sh("tar --numeric-owner -tvf " + sh_quote(saved.layers.back().string()) +
                          " | awk '{ $4 = \"\"; $5 = \"\"; print }'");
     REQUIRE(l.status == 0);
     listing[kind] = l.out;
@@ -588,4 +524,36 @@ TEST_CASE("run --snapshotter overlay and copy give containers that commit the sa
   CHECK(listing["overlay"].find("-rws------ 0/0 ") != std::string::npos);
   CHECK(f.run({"run", "--snapshotter", "zfs", "--rm", "base", "true"}).status != 0);
   CHECK(f.mounts() == 0);
+}
+
+TEST_CASE("start runs a kept container's command again over its earlier changes", "[integration][container]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
+  Fixture f;
+  const std::string script = "echo \"$FOO $(pwd)\" >> /log; cat /log; rm -f /bin/id; rm -rf /root; mkdir /root; "
+                             "echo r >> /root/f; exit 4";
+  RunResult r = f.run({"run", "--name", "again", "-e", "FOO=foo", "-w", "/tmp", "base", "sh", "-c", script});
+  INFO(r.err);
+  CHECK(r.status == 4);
+  CHECK(r.out == "foo /tmp\n");
+
+  r = f.run({"start", "-a", "again"});
+  INFO(r.err);
+  CHECK(r.status == 4);
+  CHECK(r.out == "foo /tmp\nfoo /tmp\n");
+  r = f.run({"restart", "again"});
+  CHECK(r.status == 4);
+  CHECK(r.out == "foo /tmp\nfoo /tmp\nfoo /tmp\n");
+  CHECK(f.mounts() == 0);
+  CHECK(f.containers() == 1);
+
+  // A commit holds everything the container did over all three runs.
+  r = f.run({"commit", "again", "again:1"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  r = f.run({"run", "--rm", "again:1", "sh", "-c", "cat /log /root/f; ls /bin/id || echo no-id"});
+  CHECK(r.out == "foo /tmp\nfoo /tmp\nfoo /tmp\nr\nno-id\n");
+  r = f.run({"start", "nosuch"});
+  CHECK(r.status != 0);
+  CHECK(r.err.find("No such container: nosuch") != std::string::npos);
 }

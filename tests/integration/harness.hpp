@@ -14,7 +14,10 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
+#include "support/busybox.hpp"
+#include "support/layer_spec.hpp"
 #include "support/paths.hpp"
 #include "util/tar.hpp"
 
@@ -110,91 +113,110 @@ inline bool docker_available() {
   return r.status == 0;
 }
 
-/// One entry of a test archive: header plus body for files.
-struct SpecEntry {
-  tar::Entry entry;
-  std::string body;
+/// A JSON file, parsed (REQUIREs that it parses).
+inline nlohmann::json read_json(const std::filesystem::path& p) {
+  nlohmann::json j = nlohmann::json::parse(read_file(p), nullptr, false);
+  INFO(p.string());
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+/// A single-image docker-save archive unpacked into a directory.
+struct SavedArchive {
+  std::filesystem::path dir;
+  nlohmann::json manifest;  ///< the one entry of manifest.json
+  std::string config_bytes;
+  nlohmann::json config;
+  std::vector<std::filesystem::path> layers;  ///< layer tars, lowest first
 };
 
-inline SpecEntry file(std::string path, std::string body, uint32_t mode = 0644) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::file;
-  s.entry.mode = mode;
-  s.entry.size = body.size();
-  s.body = std::move(body);
+/// Extracts `archive` (docker-save format, one image) into `dir` (created)
+/// with GNU tar and reads its manifest and config.
+inline SavedArchive unpack_saved(const std::filesystem::path& archive, const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  RunResult x = run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string()));
+  INFO(x.err);
+  REQUIRE(x.status == 0);
+  nlohmann::json manifest = read_json(dir / "manifest.json");
+  REQUIRE(manifest.size() == 1);
+  SavedArchive s;
+  s.dir = dir;
+  s.manifest = manifest[0];
+  s.config_bytes = read_file(dir / s.manifest["Config"].get<std::string>());
+  s.config = nlohmann::json::parse(s.config_bytes);
+  for (const auto& l : s.manifest["Layers"]) {
+    s.layers.push_back(dir / l.get<std::string>());
+  }
   return s;
 }
 
-inline SpecEntry dir(std::string path) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::dir;
-  s.entry.mode = 0755;
-  return s;
-}
-
-inline SpecEntry symlink_entry(std::string path, std::string target) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::symlink;
-  s.entry.mode = 0777;
-  s.entry.link_target = std::move(target);
-  return s;
-}
-
-inline SpecEntry hardlink_entry(std::string path, std::string target) {
-  SpecEntry s;
-  s.entry.path = std::move(path);
-  s.entry.type = tar::EntryType::hardlink;
-  s.entry.link_target = std::move(target);
-  return s;
-}
-
-/// The bytes of a tar built from entries, in the given order.
-inline std::string make_tar(const std::vector<SpecEntry>& entries,
-                            tar::Compression compression = tar::Compression::none) {
-  std::string out;
-  auto w = tar::Writer::open(
-      [&out](const void* d, size_t n) -> Result<void> {
-        out.append(static_cast<const char*>(d), n);
-        return ok();
-      },
-      tar::WriterOptions{compression, 6});
-  REQUIRE(w);
-  for (const auto& e : entries) {
-    auto added = (*w)->add(e.entry);
-    REQUIRE(added);
-    if (e.entry.type == tar::EntryType::file && !e.body.empty()) {
-      REQUIRE((*w)->write_data(e.body.data(), e.body.size()));
+/// Every applet of the host's busybox-static (support/busybox_rootfs.hpp),
+/// sorted, "busybox" itself left out.
+inline std::vector<std::string> busybox_applets() {
+  RunResult list = run_sh(sh_quote(busybox_path().string()) + " --list");
+  std::vector<std::string> applets;
+  std::istringstream in(list.out);
+  for (std::string a; std::getline(in, a);) {
+    if (!a.empty() && a != "busybox") {
+      applets.push_back(a);
     }
   }
-  auto fin = (*w)->finish();
-  REQUIRE(fin);
-  return out;
+  std::sort(applets.begin(), applets.end());
+  return applets;
 }
 
-/// The busybox-static rootfs as a tar (deterministic: sorted, zero times):
+/// The start of a busybox rootfs tar: bin/, bin/busybox and a symlink
+/// bin/<applet> -> busybox for each of `applets` (all of them when empty).
+/// Tests add their own etc/ files.
+inline std::vector<LayerEntry> busybox_entries(const std::vector<std::string>& applets = {}) {
+  std::vector<LayerEntry> entries = {dir("bin"), file("bin/busybox", read_file(busybox_path()), 0755)};
+  for (const auto& a : applets.empty() ? busybox_applets() : applets) {
+    entries.push_back(symlink_to("bin/" + a, "busybox"));
+  }
+  return entries;
+}
+
+/// Writes the bytes `tar` to `tarball` and imports it as image `name` (extra
+/// arguments such as --change follow) into the store at root.
+inline void import_tar(const std::filesystem::path& root, const std::filesystem::path& tarball, const std::string& tar,
+                       const std::string& name, const std::vector<std::string>& extra = {}) {
+  write_file(tarball, tar);
+  std::vector<std::string> args = {"import", tarball.string(), name};
+  args.insert(args.end(), extra.begin(), extra.end());
+  RunResult r = run_imgbuild(root, args);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+}
+
+// Test archives are built with support/layer_spec.hpp (file, dir,
+// symlink_to, hardlink_to, make_layer). The names below are the ones the
+// integration tests were first written with; they forward to it.
+
+/// One entry of a test archive (support/layer_spec.hpp's LayerEntry).
+using SpecEntry = LayerEntry;
+
+/// A symlink entry (symlink_to).
+inline SpecEntry symlink_entry(std::string path, std::string target) {
+  return symlink_to(std::move(path), std::move(target));
+}
+
+/// A hardlink entry (hardlink_to).
+inline SpecEntry hardlink_entry(std::string path, std::string target) {
+  return hardlink_to(std::move(path), std::move(target));
+}
+
+/// The bytes of a tar built from entries, in the given order (make_layer).
+inline std::string make_tar(const std::vector<SpecEntry>& entries,
+                            tar::Compression compression = tar::Compression::none) {
+  return make_layer(entries, compression);
+}
+
+/// The busybox-static rootfs as a tar (deterministic: sorted, fixed times):
 /// /bin/busybox, one symlink per applet, users root, app (1000), svc (1001)
 /// and groups root, wheel (10), app, svc, audio (29). The base image of the
 /// build tests, imported with `imgbuild import` and `docker import`.
 inline std::string busybox_rootfs_tar() {
-  std::vector<SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
-  RunResult list = run_sh("/bin/busybox --list");
-  std::vector<std::string> applets;
-  size_t start = 0;
-  while (start < list.out.size()) {
-    size_t nl = list.out.find('\n', start);
-    std::string a = list.out.substr(start, nl - start);
-    if (!a.empty() && a != "busybox") {
-      applets.push_back(a);
-    }
-    start = nl == std::string::npos ? list.out.size() : nl + 1;
-  }
-  std::sort(applets.begin(), applets.end());
-  for (const auto& a : applets) {
-    entries.push_back(symlink_entry("bin/" + a, "busybox"));
-  }
+  std::vector<LayerEntry> entries = busybox_entries();
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", "root:x:0:\nwheel:x:10:app\naudio:x:29:app,svc\napp:x:1000:\nsvc:x:1001:\n"));
   entries.push_back(file("etc/passwd",
@@ -202,10 +224,8 @@ inline std::string busybox_rootfs_tar() {
                          "svc:x:1001:1001::/srv:/bin/sh\n"));
   entries.push_back(dir("home"));
   entries.push_back(dir("root"));
-  auto tmp = dir("tmp");
-  tmp.entry.mode = 01777;
-  entries.push_back(tmp);
-  return make_tar(entries);
+  entries.push_back(dir("tmp", 01777));
+  return make_layer(entries);
 }
 
 }  // namespace imgbuild::test

@@ -24,19 +24,14 @@ namespace {
 const char* const k_passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
 const char* const k_group = "root:x:0:\nnogroup:x:65534:\n";
 
-bool have_busybox() { return fs::exists("/bin/busybox"); }
-
 // The busybox-static rootfs: /bin/busybox, applet links, passwd and group.
-std::string busybox_rootfs_tar() {
-  std::vector<SpecEntry> entries = {dir("bin"), file("bin/busybox", read_file("/bin/busybox"), 0755)};
-  for (const char* applet : {"cat", "echo", "id", "ls", "sh", "true"}) {
-    entries.push_back(symlink_entry(std::string("bin/") + applet, "busybox"));
-  }
+std::string small_rootfs_tar() {
+  std::vector<LayerEntry> entries = busybox_entries({"cat", "echo", "id", "ls", "sh", "true"});
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", k_group));
   entries.push_back(file("etc/passwd", k_passwd));
   entries.push_back(dir("tmp"));
-  return make_tar(entries);
+  return make_layer(entries);
 }
 
 std::vector<std::string> str_lines(const std::string& s) {
@@ -101,18 +96,12 @@ json inspect(const fs::path& root, const std::string& ref) {
 
 // A store with one imported busybox image named `name`.
 void import_busybox(const fs::path& root, const fs::path& work, const std::string& name) {
-  fs::path tarball = work / "rootfs.tar";
-  if (!fs::exists(tarball)) {
-    write_file(tarball, busybox_rootfs_tar());
-  }
-  RunResult r = run_imgbuild(root, {"import", tarball.string(), name, "--change", "CMD [\"/bin/sh\"]", "-m", "test"});
-  INFO(r.err);
-  REQUIRE(r.status == 0);
+  import_tar(root, work / "rootfs.tar", small_rootfs_tar(), name, {"--change", "CMD [\"/bin/sh\"]", "-m", "test"});
 }
 
 
 // Layer tar bytes for crafted archives.
-std::string small_layer() { return make_tar({dir("etc"), file("etc/hello", "hello\n")}); }
+std::string small_layer() { return make_layer({dir("etc"), file("etc/hello", "hello\n")}); }
 
 std::string config_for(const std::vector<std::string>& diff_ids) {
   json cfg = {{"architecture", "amd64"}, {"os", "linux"}, {"created", "2024-01-01T00:00:00Z"},
@@ -131,7 +120,7 @@ struct CraftedArchive {
   std::string layer_name;   // default: blobs/sha256/<hex(layer)>
   std::string config_name;  // default: blobs/sha256/<hex(config)>
   json manifest;            // default: from the names
-  std::vector<SpecEntry> extra;
+  std::vector<LayerEntry> extra;
 
   std::string build() {
     if (config.empty()) {
@@ -146,12 +135,12 @@ struct CraftedArchive {
     if (manifest.is_null()) {
       manifest = json::array({{{"Config", config_name}, {"RepoTags", {"crafted:1"}}, {"Layers", {layer_name}}}});
     }
-    std::vector<SpecEntry> entries = {file(layer_name, layer), file(config_name, config),
+    std::vector<LayerEntry> entries = {file(layer_name, layer), file(config_name, config),
                                       file("manifest.json", manifest.dump())};
     for (auto& e : extra) {
       entries.push_back(e);
     }
-    return make_tar(entries);
+    return make_layer(entries);
   }
 };
 
@@ -392,9 +381,9 @@ TEST_CASE("legacy docker-save archives with symlinked duplicate layers load", "[
   json manifest = json::array({{{"Config", hex(cfg) + ".json"},
                                 {"RepoTags", {"legacy:1"}},
                                 {"Layers", {id1 + "/layer.tar", id2 + "/layer.tar"}}}});
-  std::string tarball = make_tar({dir(id1), file(id1 + "/VERSION", "1.0"), file(id1 + "/json", "{}"),
+  std::string tarball = make_layer({dir(id1), file(id1 + "/VERSION", "1.0"), file(id1 + "/json", "{}"),
                                   file(id1 + "/layer.tar", layer), dir(id2), file(id2 + "/VERSION", "1.0"),
-                                  symlink_entry(id2 + "/layer.tar", "../" + id1 + "/layer.tar"),
+                                  symlink_to(id2 + "/layer.tar", "../" + id1 + "/layer.tar"),
                                   file(hex(cfg) + ".json", cfg), file("manifest.json", manifest.dump()),
                                   file("repositories", "{}")});
   write_file(work.path / "legacy.tar", tarball);
@@ -465,18 +454,18 @@ TEST_CASE("bad archives fail with one line and leave the store as it was", "[int
     a.extra.push_back(file("../escape", "x"));
     load("dotdot.tar", a.build(), "points outside the archive");
     CraftedArchive b;
-    b.extra.push_back(symlink_entry("evil", "../../etc/passwd"));
+    b.extra.push_back(symlink_to("evil", "../../etc/passwd"));
     load("symlink-out.tar", b.build(), "points outside the archive");
   }
   SECTION("layers with entries that leave the root") {
     CraftedArchive a;
-    a.layer = make_tar({file("../evil", "x")});
+    a.layer = make_layer({file("../evil", "x")});
     load("layer-dotdot.tar", a.build(), "contains \"..\"");
     CraftedArchive b;
-    b.layer = make_tar({symlink_entry("l", "../victim"), file("l/file", "x")});
+    b.layer = make_layer({symlink_to("l", "../victim"), file("l/file", "x")});
     load("layer-symlink.tar", b.build(), "leaves the root");
     CraftedArchive c;
-    c.layer = make_tar({hardlink_entry("h", "../../etc/shadow")}, tar::Compression::gzip);
+    c.layer = make_layer({hardlink_to("h", "../../etc/shadow")}, tar::Compression::gzip);
     load("layer-hardlink.tar", c.build(), "points outside the root");
   }
   SECTION("a 1 GB JSON document") {
@@ -505,13 +494,13 @@ TEST_CASE("bad archives fail with one line and leave the store as it was", "[int
                                   {"digest", sha256(m).str()}, {"size", m.size()},
                                   {"annotations", {{"io.containerd.image.name", "docker.io/library/u:1"}}}}}}};
     load("media.tar",
-         make_tar({file("blobs/sha256/" + hex(layer), layer), file("blobs/sha256/" + hex(cfg), cfg),
+         make_layer({file("blobs/sha256/" + hex(layer), layer), file("blobs/sha256/" + hex(cfg), cfg),
                    file("blobs/sha256/" + hex(m), m), file("index.json", index.dump()),
                    file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})")}),
          "unknown media type");
   }
   SECTION("not an image archive") {
-    load("plain.tar", make_tar({file("hello", "world")}), "neither index.json nor manifest.json");
+    load("plain.tar", make_layer({file("hello", "world")}), "neither index.json nor manifest.json");
   }
   SECTION("a reference with bad characters") {
     expect_clean_failure(root, {"tag", "bb:1", "bad$name:1"}, "invalid reference \"bad$name:1\"");
@@ -524,32 +513,32 @@ TEST_CASE("hostile rootfs tars are refused by import", "[integration]") {
   TempDir work;
   fs::path root = work.path / "store";
   // Something in the store, so that "unchanged" means something.
-  write_file(work.path / "ok.tar", make_tar({dir("etc"), file("etc/ok", "ok")}));
+  write_file(work.path / "ok.tar", make_layer({dir("etc"), file("etc/ok", "ok")}));
   REQUIRE(run_imgbuild(root, {"import", (work.path / "ok.tar").string(), "ok:1"}).status == 0);
-  auto import = [&](const std::string& name, const std::vector<SpecEntry>& entries, const std::string& needle) {
+  auto import = [&](const std::string& name, const std::vector<LayerEntry>& entries, const std::string& needle) {
     fs::path p = work.path / name;
-    write_file(p, make_tar(entries));
+    write_file(p, make_layer(entries));
     INFO("rootfs " << name);
     expect_clean_failure(root, {"import", p.string(), "evil:1"}, needle);
   };
   import("dotdot.tar", {file("../x", "x")}, "contains \"..\"");
   import("rootdotdot.tar", {file("/../x", "x")}, "contains \"..\"");
-  import("symlink-write.tar", {symlink_entry("l", "../victim"), file("l/file", "x")}, "leaves the root");
+  import("symlink-write.tar", {symlink_to("l", "../victim"), file("l/file", "x")}, "leaves the root");
   import("two-hop.tar",
-         {dir("a"), symlink_entry("a/up", ".."), symlink_entry("a/up/esc", "../victim"), file("a/up/esc/f", "x")},
+         {dir("a"), symlink_to("a/up", ".."), symlink_to("a/up/esc", "../victim"), file("a/up/esc/f", "x")},
          "leaves the root");
-  import("hardlink-out.tar", {hardlink_entry("h", "../x")}, "points outside the root");
-  import("hardlink-abs-out.tar", {hardlink_entry("h", "/../x")}, "points outside the root");
-  import("hardlink-dir.tar", {dir("d"), hardlink_entry("h", "d")}, "is a directory");
+  import("hardlink-out.tar", {hardlink_to("h", "../x")}, "points outside the root");
+  import("hardlink-abs-out.tar", {hardlink_to("h", "/../x")}, "points outside the root");
+  import("hardlink-dir.tar", {dir("d"), hardlink_to("h", "d")}, "is a directory");
   import("sibling.tar", {file("../dest-evil/x", "x")}, "contains \"..\"");
-  import("dir-then-symlink.tar", {dir("d"), symlink_entry("d", "../.."), file("d/x", "x")}, "appears twice");
-  import("symlink-dir-write.tar", {symlink_entry("d", "../.."), file("d/x", "x")}, "leaves the root");
+  import("dir-then-symlink.tar", {dir("d"), symlink_to("d", "../.."), file("d/x", "x")}, "appears twice");
+  import("symlink-dir-write.tar", {symlink_to("d", "../.."), file("d/x", "x")}, "leaves the root");
   import("bare-whiteout.tar", {file(".wh.", "")}, "invalid whiteout");
 
   // Absolute in-image symlinks and root-relative hardlinks stay accepted.
   write_file(work.path / "fine.tar",
-             make_tar({dir("run"), dir("var"), symlink_entry("var/run", "/run"), file("var/run/pid", "1"),
-                       dir("usr"), dir("usr/bin"), file("usr/bin/x", "x"), hardlink_entry("usr/bin/y", "/usr/bin/x")}));
+             make_layer({dir("run"), dir("var"), symlink_to("var/run", "/run"), file("var/run/pid", "1"),
+                       dir("usr"), dir("usr/bin"), file("usr/bin/x", "x"), hardlink_to("usr/bin/y", "/usr/bin/x")}));
   RunResult r = run_imgbuild(root, {"import", (work.path / "fine.tar").string(), "fine:1"});
   INFO(r.err);
   CHECK(r.status == 0);
@@ -558,8 +547,8 @@ TEST_CASE("hostile rootfs tars are refused by import", "[integration]") {
 TEST_CASE("two processes sharing one store both succeed", "[integration]") {
   TempDir work;
   fs::path root = work.path / "store";
-  std::string a = make_tar({dir("a"), file("a/f", "a")});
-  std::string b = make_tar({dir("b"), file("b/f", "b")});
+  std::string a = make_layer({dir("a"), file("a/f", "a")});
+  std::string b = make_layer({dir("b"), file("b/f", "b")});
   write_file(work.path / "a.tar", a);
   write_file(work.path / "b.tar", b);
   REQUIRE(run_imgbuild(root, {"import", (work.path / "a.tar").string(), "base:a"}).status == 0);
@@ -589,7 +578,7 @@ TEST_CASE("two processes sharing one store both succeed", "[integration]") {
 
 TEST_CASE("import is reproducible under SOURCE_DATE_EPOCH", "[integration]") {
   TempDir work;
-  write_file(work.path / "r.tar", make_tar({dir("etc"), file("etc/os-release", "ID=test\n")}));
+  write_file(work.path / "r.tar", make_layer({dir("etc"), file("etc/os-release", "ID=test\n")}));
   std::string ids;
   for (const char* store : {"s1", "s2"}) {
     RunResult r = run_sh("SOURCE_DATE_EPOCH=1700000000 " + sh_quote(imgbuild_binary().string()) + " --root " +
@@ -636,7 +625,7 @@ TEST_CASE("OCI archives with a nested multi-platform index load the host's image
                                 {"digest", sha256(n).str()}, {"size", n.size()},
                                 {"annotations", {{"org.opencontainers.image.ref.name", "multi/arch:1"}}}}}}};
   write_file(work.path / "multi.tar",
-             make_tar({file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"), file("index.json", index.dump()),
+             make_layer({file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"), file("index.json", index.dump()),
                        file("blobs/sha256/" + hex(n), n), file("blobs/sha256/" + hex(m), m),
                        file("blobs/sha256/" + hex(cfg), cfg), file("blobs/sha256/" + hex(layer), layer)},
                       tar::Compression::gzip));

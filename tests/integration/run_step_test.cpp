@@ -3,7 +3,6 @@
 
 #include <unistd.h>
 
-#include <cstring>
 #include <fstream>
 #include <set>
 
@@ -12,6 +11,7 @@
 #include "sandbox/sandbox.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "support/busybox_rootfs.hpp"
+#include "support/layer_spec.hpp"
 #include "support/require.hpp"
 #include "util/tar.hpp"
 
@@ -43,15 +43,7 @@ Step run(const fs::path& root, const std::string& script) {
 
 // The entry paths of an uncompressed layer tar held in memory.
 std::vector<std::string> entries_of(const std::string& tar) {
-  size_t pos = 0;
-  auto reader = tar::Reader::open(
-      [&](void* buf, size_t cap) -> Result<size_t> {
-        size_t n = std::min(cap, tar.size() - pos);
-        std::memcpy(buf, tar.data() + pos, n);
-        pos += n;
-        return n;
-      },
-      "layer");
+  auto reader = tar::Reader::open(test::string_reader(tar), "layer");
   REQUIRE(reader);
   std::vector<std::string> paths;
   for (;;) {

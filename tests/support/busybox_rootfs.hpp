@@ -12,16 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "support/busybox.hpp"
+
 namespace imgbuild::test {
-
-/// Where the static busybox is expected.
-inline std::filesystem::path busybox_path() { return "/bin/busybox"; }
-
-/// True when a static busybox is available to build rootfs trees from.
-inline bool have_busybox() {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(busybox_path(), ec) && ::access(busybox_path().c_str(), X_OK) == 0;
-}
 
 /// The passwd file written into generated rootfs trees.
 inline const char* k_test_passwd =
