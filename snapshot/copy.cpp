@@ -171,6 +171,7 @@ Result<void> create_copy(int src_dir, int dst_dir, const std::string& name, cons
 struct MergeState {
   const fs::Root* merged = nullptr;
   std::map<std::pair<dev_t, ino_t>, std::string> links;  // layer inode → merged path
+  bool keep_links = true;
 };
 
 Result<void> merge_dir(MergeState& ms, int src, int dst, const std::string& rel, size_t depth) {
@@ -209,7 +210,7 @@ Result<void> merge_dir(MergeState& ms, int src, int dst, const std::string& rel,
       TRY_VOID(fs::remove_all_at(dst, name));
     }
     const auto key = std::make_pair(st.st_dev, st.st_ino);
-    if (st.st_nlink > 1) {
+    if (ms.keep_links && st.st_nlink > 1) {
       if (auto it = ms.links.find(key); it != ms.links.end()) {
         TRY_VOID(ms.merged->link(it->second, path));
         continue;
@@ -217,7 +218,7 @@ Result<void> merge_dir(MergeState& ms, int src, int dst, const std::string& rel,
     }
     TRY_VOID(create_copy(src, dst, name, st, path));
     TRY_VOID(copy_meta(src, dst, name, st, path));
-    if (st.st_nlink > 1) {
+    if (ms.keep_links && st.st_nlink > 1) {
       ms.links.emplace(key, path);
     }
   }
@@ -400,8 +401,11 @@ public:
   const std::vector<stdfs::path>& parents() const override { return m_parents; }
 
   Result<void> populate() {
+    // Lower hardlinks are not shared in the view: a RUN that writes one path
+    // of a pair changes that path alone, as under overlayfs (copy-up), so
+    // both snapshotters give the same layer.
     for (const stdfs::path& p : m_parents) {
-      TRY_VOID(merge_layer(p, m_root));
+      TRY_VOID(merge_layer(p, m_root, false));
     }
     TRY(Baseline b, Baseline::record(m_root));
     m_base = std::move(b);
@@ -480,12 +484,13 @@ private:
 
 }  // namespace
 
-Result<void> merge_layer(const stdfs::path& layer_dir, const stdfs::path& merged_dir) {
+Result<void> merge_layer(const stdfs::path& layer_dir, const stdfs::path& merged_dir, bool keep_links) {
   TRY(UniqueFd src, open_dir(layer_dir));
   TRY(UniqueFd dst, open_dir(merged_dir));
   TRY(fs::Root merged, fs::Root::open(merged_dir.string()));
   MergeState ms;
   ms.merged = &merged;
+  ms.keep_links = keep_links;
   auto r = merge_dir(ms, src.get(), dst.get(), "", 0);
   if (!r) {
     return fail(std::move(r).error().with_context("while merging layer " + layer_dir.string()));

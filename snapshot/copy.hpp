@@ -33,8 +33,11 @@ namespace imgbuild::snapshot {
 /// opaque directory) onto merged_dir. Contents, owners, modes, times, xattrs
 /// (except trusted.overlay.*) and hardlinks within the layer are kept.
 /// Nothing is followed: the walk uses directory fds and never resolves a
-/// symlink of either tree.
-Result<void> merge_layer(const std::filesystem::path& layer_dir, const std::filesystem::path& merged_dir);
+/// symlink of either tree. With keep_links false, each path of a hardlink
+/// group gets its own copy: a view built so behaves as overlayfs does, where
+/// writing one path of a lower hardlink copies up that path alone.
+Result<void> merge_layer(const std::filesystem::path& layer_dir, const std::filesystem::path& merged_dir,
+                         bool keep_links = true);
 
 /// Metadata of every path of a tree at one moment.
 class Baseline {

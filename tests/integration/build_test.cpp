@@ -199,13 +199,18 @@ TEST_CASE("build: same inputs give the same image id with SOURCE_DATE_EPOCH", "[
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
   Fixture fx;
-  const char* df = "FROM busybox\nWORKDIR /w\nCOPY a.txt .\nRUN echo x > b && touch -d @5 b\n";
+  // The last RUN appends to one path of a hardlink pair made in an earlier
+  // layer: overlayfs copies up that path alone, and the copy snapshotter must
+  // give the same layer. --no-cache: each build must run its steps.
+  const char* df =
+      "FROM busybox\nWORKDIR /w\nCOPY a.txt .\nRUN echo x > b && touch -d @5 b\n"
+      "RUN echo h > /h1 && ln /h1 /h2\nRUN echo more >> /h1\n";
   std::vector<std::string> ids;
   for (const char* snap : {"overlay", "copy", "overlay"}) {
     fs::path iid = fx.work.path / (std::string("iid-") + snap);
     RunResult r = fx.build("repro", df, {{"a.txt", "a\n"}},
-                           {"--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--snapshotter", snap, "--iidfile",
-                            iid.string()});
+                           {"--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--snapshotter", snap,
+                            "--iidfile", iid.string()});
     INFO(r.err);
     REQUIRE(r.status == 0);
     ids.push_back(read_file(iid));
