@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "image/sql_stmt.hpp"
+
 namespace imgbuild::cache {
 
 namespace {
@@ -17,49 +19,10 @@ namespace {
 constexpr int k_busy_timeout_ms = 60'000;
 constexpr int k_begin_attempts = 20;
 
-class Stmt {
+// Statements on the cache tables; errors say which part of meta.db failed.
+class Stmt : public image::SqlStmt {
 public:
-  Stmt(sqlite3* db, const char* sql) : m_db(db) { m_rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr); }
-  ~Stmt() { sqlite3_finalize(m_stmt); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& bind(int i, const std::string& s) {
-    sqlite3_bind_text(m_stmt, i, s.c_str(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(m_stmt, i, v);
-    return *this;
-  }
-  Result<bool> step() {
-    if (m_rc != SQLITE_OK) {
-      return fail(Errc::io, fmt::format("meta.db (cache): {}", sqlite3_errmsg(m_db)));
-    }
-    int rc = sqlite3_step(m_stmt);
-    if (rc == SQLITE_ROW) {
-      return true;
-    }
-    if (rc == SQLITE_DONE) {
-      return false;
-    }
-    return fail(Errc::io, fmt::format("meta.db (cache): {}", sqlite3_errmsg(m_db)));
-  }
-  Result<void> run() {
-    TRY(bool row, step());
-    (void)row;
-    return ok();
-  }
-  std::string text(int col) {
-    const unsigned char* t = sqlite3_column_text(m_stmt, col);
-    return t != nullptr ? std::string(reinterpret_cast<const char*>(t)) : std::string();
-  }
-  int64_t integer(int col) { return sqlite3_column_int64(m_stmt, col); }
-
-private:
-  sqlite3* m_db;
-  sqlite3_stmt* m_stmt = nullptr;
-  int m_rc = SQLITE_OK;
+  Stmt(sqlite3* db, const char* sql) : SqlStmt(db, sql, "meta.db (cache)") {}
 };
 
 constexpr const char* k_columns =

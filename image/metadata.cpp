@@ -1,4 +1,5 @@
 #include "image/metadata.hpp"
+#include "image/sql_stmt.hpp"
 
 #include <sqlite3.h>
 
@@ -78,56 +79,7 @@ CREATE TABLE stat_index (
 )sql",
 };
 
-// A prepared statement that finalizes itself.
-class Stmt {
-public:
-  Stmt(sqlite3* db, const char* sql) : m_db(db) { m_rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr); }
-  ~Stmt() { sqlite3_finalize(m_stmt); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Result<void> prepared() const {
-    if (m_rc != SQLITE_OK) {
-      return fail(Errc::io, fmt::format("meta.db: {}", sqlite3_errmsg(m_db)));
-    }
-    return ok();
-  }
-  Stmt& bind(int i, const std::string& s) {
-    sqlite3_bind_text(m_stmt, i, s.c_str(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(m_stmt, i, v);
-    return *this;
-  }
-  /// Steps once: true when a row is available.
-  Result<bool> step() {
-    TRY_VOID(prepared());
-    int rc = sqlite3_step(m_stmt);
-    if (rc == SQLITE_ROW) {
-      return true;
-    }
-    if (rc == SQLITE_DONE) {
-      return false;
-    }
-    return fail(Errc::io, fmt::format("meta.db: {}", sqlite3_errmsg(m_db)));
-  }
-  Result<void> run() {
-    TRY(bool row, step());
-    (void)row;
-    return ok();
-  }
-  std::string text(int col) {
-    const unsigned char* t = sqlite3_column_text(m_stmt, col);
-    return t != nullptr ? std::string(reinterpret_cast<const char*>(t)) : std::string();
-  }
-  int64_t integer(int col) { return sqlite3_column_int64(m_stmt, col); }
-
-private:
-  sqlite3* m_db;
-  sqlite3_stmt* m_stmt = nullptr;
-  int m_rc = SQLITE_OK;
-};
+using Stmt = SqlStmt;
 
 ImageRecord read_image(Stmt& s) {
   ImageRecord r;

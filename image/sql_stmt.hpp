@@ -1,0 +1,77 @@
+#pragma once
+// A prepared SQLite statement that finalizes itself: the one wrapper the
+// store's metadata and the build cache (both in meta.db) use.
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "util/result.hpp"
+
+namespace imgbuild::image {
+
+/// A prepared statement on `db`; errors (also a failed prepare, reported at
+/// the first step) name `label`, the database as users know it.
+class SqlStmt {
+public:
+  SqlStmt(sqlite3* db, const char* sql, const char* label = "meta.db") : m_db(db), m_label(label) {
+    m_rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr);
+  }
+  ~SqlStmt() { sqlite3_finalize(m_stmt); }
+  SqlStmt(const SqlStmt&) = delete;
+  SqlStmt& operator=(const SqlStmt&) = delete;
+
+  /// Fails when the statement did not prepare.
+  Result<void> prepared() const {
+    if (m_rc != SQLITE_OK) {
+      return fail(Errc::io, fmt::format("{}: {}", m_label, sqlite3_errmsg(m_db)));
+    }
+    return ok();
+  }
+  /// Binds text to parameter i (1-based).
+  SqlStmt& bind(int i, const std::string& s) {
+    sqlite3_bind_text(m_stmt, i, s.c_str(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  /// Binds an integer to parameter i (1-based).
+  SqlStmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(m_stmt, i, v);
+    return *this;
+  }
+  /// Steps once: true when a row is available.
+  Result<bool> step() {
+    TRY_VOID(prepared());
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return fail(Errc::io, fmt::format("{}: {}", m_label, sqlite3_errmsg(m_db)));
+  }
+  /// Steps once, for statements that return no rows.
+  Result<void> run() {
+    TRY(bool row, step());
+    (void)row;
+    return ok();
+  }
+  /// Column col of the current row as text ("" for NULL).
+  std::string text(int col) {
+    const unsigned char* t = sqlite3_column_text(m_stmt, col);
+    return t != nullptr ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+  }
+  /// Column col of the current row as an integer.
+  int64_t integer(int col) { return sqlite3_column_int64(m_stmt, col); }
+
+private:
+  sqlite3* m_db;
+  const char* m_label;
+  sqlite3_stmt* m_stmt = nullptr;
+  int m_rc = SQLITE_OK;
+};
+
+}  // namespace imgbuild::image
