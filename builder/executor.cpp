@@ -222,6 +222,9 @@ private:
   // Build cache (the methods after run_step).
   Result<std::optional<StepKey>> run_key(const PlannedStage& stage, const StageResult& st,
                                          const parser::RunInstruction& run, std::string& uncacheable);
+  // The COPY or ADD request of ins, expanded in the stage's env and WORKDIR
+  // (one parse for the cache key and the copy itself).
+  Result<CopyRequest> copy_request_of(const StageResult& st, const parser::Instruction& ins);
   Result<std::optional<StepKey>> copy_key(const PlannedStage& stage, const StageResult& st,
                                           const parser::Instruction& ins, std::string& uncacheable);
   StepKey metadata_key(const StageResult& st, const parser::Instruction& ins);
@@ -662,20 +665,8 @@ Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecor
 Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
                             StepRecord& record) {
   const auto* copy = ins.as<parser::CopyInstruction>();
-  const auto* add = ins.as<parser::AddInstruction>();
   std::string from = copy && copy->from ? *copy->from : "";
-  parser::Lexer lexer(m_plan.escape);
-  WordExpander expand = [&](std::string_view w) -> Result<std::string> {
-    return lexer.process_word(w, st.state.env);
-  };
-  const std::string& wd = st.state.image.config->working_dir;
-  std::string workdir = wd.empty() ? "/" : wd;
-  CopyRequest req;
-  if (copy != nullptr) {
-    TRY(req, copy_request(*copy, expand, workdir));
-  } else {
-    TRY(req, add_request(*add, expand, workdir));
-  }
+  TRY(CopyRequest req, copy_request_of(st, ins));
   req.heredoc_mtime = m_plan.source_date_epoch.value_or(0);
 
   // The source tree: the context (with .dockerignore), a named context dir,
@@ -1209,22 +1200,24 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
   return std::optional<StepKey>(b.finish());
 }
 
-Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const StageResult& st,
-                                               const parser::Instruction& ins, std::string& uncacheable) {
-  const auto* copy = ins.as<parser::CopyInstruction>();
-  const auto* add = ins.as<parser::AddInstruction>();
-  std::string from = copy && copy->from ? *copy->from : "";
+Result<CopyRequest> Build::copy_request_of(const StageResult& st, const parser::Instruction& ins) {
   parser::Lexer lexer(m_plan.escape);
   WordExpander expand = [&](std::string_view w) -> Result<std::string> {
     return lexer.process_word(w, st.state.env);
   };
   const std::string& wd = st.state.image.config->working_dir;
-  CopyRequest req;
-  if (copy != nullptr) {
-    TRY(req, copy_request(*copy, expand, wd.empty() ? "/" : wd));
-  } else {
-    TRY(req, add_request(*add, expand, wd.empty() ? "/" : wd));
+  std::string workdir = wd.empty() ? "/" : wd;
+  if (const auto* copy = ins.as<parser::CopyInstruction>()) {
+    return copy_request(*copy, expand, workdir);
   }
+  return add_request(*ins.as<parser::AddInstruction>(), expand, workdir);
+}
+
+Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const StageResult& st,
+                                               const parser::Instruction& ins, std::string& uncacheable) {
+  const auto* copy = ins.as<parser::CopyInstruction>();
+  std::string from = copy && copy->from ? *copy->from : "";
+  TRY(CopyRequest req, copy_request_of(st, ins));
   std::string text = ins.header().original;
   for (const auto& h : req.heredocs) {
     text += "\n" + h.content + h.name;
