@@ -1,7 +1,5 @@
 #include "builder/plan.hpp"
 
-#include <sys/utsname.h>
-
 #include <algorithm>
 #include <charconv>
 #include <map>
@@ -9,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "image/archive.hpp"
 #include "parser/lower.hpp"
 #include "parser/shell.hpp"
 #include "parser/stages.hpp"
@@ -26,21 +25,11 @@ std::string TargetPlatform::str() const {
 }
 
 TargetPlatform host_target_platform() {
-  struct utsname u {};
-  ::uname(&u);
-  std::string m = u.machine;
+  image::HostPlatform h = image::host_platform();
   TargetPlatform p;
-  p.architecture = m;
-  if (m == "x86_64") {
-    p.architecture = "amd64";
-  } else if (m == "aarch64") {
-    p.architecture = "arm64";
-  } else if (m == "armv7l") {
-    p.architecture = "arm";
-    p.variant = "v7";
-  } else if (m == "i686" || m == "i386") {
-    p.architecture = "386";
-  }
+  p.os = h.os;
+  p.architecture = h.architecture;
+  p.variant = h.variant;
   return p;
 }
 
