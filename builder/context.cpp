@@ -157,19 +157,6 @@ bool looks_like_archive(int fd) {
   return e.has_value() && e->has_value();
 }
 
-char type_char(mode_t m) {
-  switch (m & S_IFMT) {
-    case S_IFREG: return 'f';
-    case S_IFDIR: return 'd';
-    case S_IFLNK: return 'l';
-    case S_IFCHR: return 'c';
-    case S_IFBLK: return 'b';
-    case S_IFIFO: return 'p';
-    case S_IFSOCK: return 's';
-    default: return '?';
-  }
-}
-
 // Whether the real path is hidden by the tree's ignore patterns.
 bool ignored(const SourceTree& tree, std::string_view real) {
   return tree.ignore != nullptr && !real.empty() && tree.ignore->excluded(real);
@@ -284,13 +271,6 @@ Result<void> walk_dir(WalkState& w, int dirfd, const std::string& real, const st
     }
   }
   return ok();
-}
-
-void hash_field(Sha256& h, char tag, std::string_view value) {
-  char head[1 + 20];
-  int n = std::snprintf(head, sizeof head, "%c%zu:", tag, value.size());
-  h.update(head, static_cast<size_t>(n));
-  h.update(value);
 }
 
 }  // namespace
@@ -707,64 +687,6 @@ Result<void> walk_source(const SourceTree& tree, const SelectedSource& source, c
   }
   UniqueFd subfd(sub);
   return walk_dir(w, subfd.get(), source.path, "");
-}
-
-Result<Sha256Digest> source_digest(const SourceTree& tree, const std::vector<SelectedSource>& sources,
-                                   const IgnoreMatcher* excludes) {
-  Sha256 h;
-  h.update("imgbuild-source-digest-v1");
-  for (const auto& s : sources) {
-    hash_field(h, 'S', s.named_path);
-    TRY_VOID(walk_source(tree, s, excludes, [&](const WalkEntry& e) -> Result<void> {
-      hash_field(h, 'p', e.rel);
-      hash_field(h, 't', std::string(1, type_char(e.st.st_mode)));
-      hash_field(h, 'm', fmt::format("{:o}", e.st.st_mode & 07777));
-      hash_field(h, 'o', fmt::format("{}:{}", e.st.st_uid, e.st.st_gid));
-      if (S_ISREG(e.st.st_mode)) {
-        int fd = ::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-          return fail(Errc::io, fmt::format("/{}: open: {}", e.path, errno_message(errno)));
-        }
-        UniqueFd owned(fd);
-        Sha256 content;
-        char buf[1 << 16];
-        while (true) {
-          ssize_t n = ::read(fd, buf, sizeof buf);
-          if (n < 0) {
-            if (errno == EINTR) {
-              continue;
-            }
-            return fail(Errc::io, fmt::format("/{}: read: {}", e.path, errno_message(errno)));
-          }
-          if (n == 0) {
-            break;
-          }
-          content.update(buf, static_cast<size_t>(n));
-        }
-        hash_field(h, 'c', content.finish().hex());
-      } else if (S_ISLNK(e.st.st_mode)) {
-        char buf[4096];
-        ssize_t n = ::readlinkat(e.dirfd, e.name.c_str(), buf, sizeof buf);
-        if (n < 0) {
-          return fail(Errc::io, fmt::format("/{}: readlink: {}", e.path, errno_message(errno)));
-        }
-        hash_field(h, 'l', std::string_view(buf, static_cast<size_t>(n)));
-      } else if (S_ISCHR(e.st.st_mode) || S_ISBLK(e.st.st_mode)) {
-        hash_field(h, 'r', fmt::format("{}:{}", major(e.st.st_rdev), minor(e.st.st_rdev)));
-      }
-      if (!S_ISLNK(e.st.st_mode)) {
-        auto xs = fs::xattrs_at(e.dirfd, e.name);
-        if (xs) {
-          for (const auto& [k, v] : *xs) {
-            hash_field(h, 'x', k);
-            hash_field(h, 'v', v);
-          }
-        }
-      }
-      return ok();
-    }));
-  }
-  return h.finish();
 }
 
 }  // namespace imgbuild::builder

@@ -158,13 +158,6 @@ struct WalkEntry {
 Result<void> walk_source(const SourceTree& tree, const SelectedSource& source, const IgnoreMatcher* excludes,
                          const std::function<Result<void>(const WalkEntry&)>& visit);
 
-/// Content digest of exactly the selected sources: for each entry of each
-/// walk, its rel path, type, permission bits, uid, gid, content sha256 (files),
-/// link target (symlinks), device numbers and xattrs — never mtime or atime.
-/// Source order and each source's named path are part of the digest.
-Result<Sha256Digest> source_digest(const SourceTree& tree, const std::vector<SelectedSource>& sources,
-                                   const IgnoreMatcher* excludes = nullptr);
-
 /// Error text for a missing source, BuildKit style:
 /// `failed to compute cache key: "/x": not found`.
 std::string not_found_message(std::string_view source);

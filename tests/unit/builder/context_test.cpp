@@ -256,41 +256,6 @@ TEST_CASE("context: ignored files are never selected or walked", "[builder]") {
   CHECK(rels2 == std::vector<std::string>{"", "build", "build/keep", "build/keep/k", "link-to-secret"});
 }
 
-TEST_CASE("context: source digest covers content, mode, owner, links - never mtime", "[builder]") {
-  ScratchDir d;
-  sfs::create_directories(d / "src");
-  write_text(d / "src/a", "one");
-  sfs::create_symlink("a", d / "src/l");
-  auto root = fs::Root::open(d.path().string());
-  REQUIRE(root);
-  SourceTree tree{&*root, nullptr};
-  auto digest = [&]() {
-    auto sel = select_sources(tree, "src");
-    REQUIRE(sel);
-    auto dg = source_digest(tree, *sel);
-    REQUIRE(dg);
-    return dg->hex();
-  };
-  std::string base = digest();
-  CHECK(digest() == base);
-  struct timespec ts[2] = {{12345, 0}, {12345, 0}};
-  REQUIRE(::utimensat(AT_FDCWD, (d / "src/a").c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
-  CHECK(digest() == base);
-  REQUIRE(::chmod((d / "src/a").c_str(), 0600) == 0);
-  std::string after_mode = digest();
-  CHECK(after_mode != base);
-  write_text(d / "src/a", "two");
-  std::string after_content = digest();
-  CHECK(after_content != after_mode);
-  sfs::remove(d / "src/l");
-  sfs::create_symlink("b", d / "src/l");
-  CHECK(digest() != after_content);
-  // Renaming a matched file changes the digest.
-  std::string before_rename = digest();
-  sfs::rename(d / "src/a", d / "src/c");
-  CHECK(digest() != before_rename);
-}
-
 TEST_CASE("context: a stdin tar with ../ entries is refused and writes nothing outside", "[builder]") {
   using namespace imgbuild::test;
   ScratchDir d;
