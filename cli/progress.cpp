@@ -66,15 +66,6 @@ private:
   std::map<int, Clock::time_point> m_start;
 };
 
-class QuietProgress final : public builder::ProgressSink {
-public:
-  void started(const StepInfo&) override {}
-  void output(const StepInfo&, OutputStream, std::string_view) override {}
-  void cached(const StepInfo&) override {}
-  void finished(const StepInfo&, double) override {}
-  void failed(const StepInfo&, double, std::string_view) override {}
-};
-
 // One JSON object per event.
 class JsonProgress final : public builder::ProgressSink {
 public:
@@ -194,7 +185,7 @@ std::unique_ptr<builder::ProgressSink> make_progress(const std::string& mode) {
     return std::make_unique<TtyProgress>();
   }
   if (mode == "quiet" || mode == "none") {
-    return std::make_unique<QuietProgress>();
+    return std::make_unique<builder::NullProgress>();
   }
   if (mode == "rawjson") {
     return std::make_unique<JsonProgress>();
