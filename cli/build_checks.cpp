@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/image_common.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 
@@ -54,17 +55,13 @@ Result<BuildCheckResult> run_build_checks(const BuildCheckInput& input) {
           ref = ctx->second.substr(std::string_view("docker-image://").size());
         }
       }
-      auto rec = store->resolve(ref);
-      if (!rec) {
-        return std::nullopt;
-      }
-      auto img = store->load(*rec);
-      if (!img || !img->config.config) {
+      auto config = stored_image_config(*store, ref);
+      if (!config) {
         return std::nullopt;
       }
       parser::BaseImageConfig cfg;
-      cfg.env = img->config.config->env;
-      cfg.shell = img->config.config->shell;
+      cfg.env = config->env;
+      cfg.shell = config->shell;
       return cfg;
     };
   }

@@ -339,15 +339,11 @@ void run_build(BuildFlags& f, Context& ctx) {
       }
       return img->config.config->on_build;
     }
-    auto rec = store->resolve(ref);
-    if (!rec) {
+    auto config = stored_image_config(*store, ref);
+    if (!config) {
       return std::nullopt;
     }
-    auto img = store->load(*rec);
-    if (!img || !img->config.config) {
-      return std::nullopt;
-    }
-    return img->config.config->on_build;
+    return config->on_build;
   };
   auto plan = builder::make_plan(dockerfile_text, opts);
   if (!plan) {
