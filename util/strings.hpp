@@ -39,4 +39,9 @@ std::string go_quote(std::string_view s);
 /// Formats a byte count as docker does ("1.23MB", "512B"; SI units).
 std::string human_size(uint64_t bytes);
 
+/// Parses a size: bytes, or a number with B, K/KB/KiB, M/MB/MiB, G/GB/GiB,
+/// T/TB/TiB (powers of 1024, as docker's RAMInBytes), case-insensitive;
+/// nullopt when it is not one.
+std::optional<uint64_t> parse_size(std::string_view text);
+
 }  // namespace imgbuild::str
