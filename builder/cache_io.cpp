@@ -121,6 +121,11 @@ std::optional<cache::CacheRecord> record_of(const json& j) {
         !n("diff_size", r.layer.diff_size)) {
       return std::nullopt;
     }
+    // Only layer media types (the built image's manifest repeats it).
+    if (!r.layer.media_type.starts_with("application/vnd.oci.image.layer.v1.tar") &&
+        !r.layer.media_type.starts_with("application/vnd.docker.image.rootfs.diff.tar")) {
+      return std::nullopt;
+    }
   }
   return r;
 }
@@ -412,10 +417,15 @@ Result<std::optional<cache::CacheRecord>> CacheIo::fetch(const std::string& key,
     if (!committed) {
       return drop(fmt::format("layer blob {} failed verification: {}", digest, committed.error().message));
     }
-    // The diff_id: the sha256 of the uncompressed tar.
-    UniqueFd fd(::open(staging->path(digest).c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  if (rec.has_layer()) {
+    // The diff_id (the sha256 of the uncompressed tar), also when the blob
+    // was here already: the record must not name a layer it does not hold.
+    const std::string& digest = rec.layer.blob_digest;
+    fsys::path path = staging ? staging->path(digest) : content.blob_path(digest);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
-      return drop(fmt::format("layer blob {} vanished from staging", digest));
+      return drop(fmt::format("layer blob {} vanished", digest));
     }
     auto diff = [&]() -> Result<Sha256Digest> {
       TRY(auto reader, tar::Reader::open_fd(fd.get(), "layer " + digest));

@@ -166,6 +166,17 @@ TEST_CASE("cache io: a record whose diff_id does not match its layer is refused,
   REQUIRE(warnings.size() == 1);
   CHECK(warnings[0].find("diff_id") != std::string::npos);
   CHECK(warnings[0].find(rec.layer.blob_digest) != std::string::npos);
+
+  // Also when the store holds the blob already.
+  Store c;
+  CHECK(c.put_blob(test::make_layer({test::file("hello.txt", "hello\n")}, tar::Compression::gzip)) ==
+        rec.layer.blob_digest);
+  CacheIo again([&](const std::string& w) { warnings.push_back(w); });
+  again.add_import(make_local_cache(dest.path() / "cache"));
+  auto local = again.fetch(rec.key, *c.content, *c.db);
+  REQUIRE(local);
+  CHECK_FALSE(local->has_value());
+  CHECK(warnings.size() == 2);
 }
 
 TEST_CASE("cache io: hostile records in the config are skipped with one warning", "[builder]") {
@@ -181,9 +192,17 @@ TEST_CASE("cache io: hostile records in the config are skipped with one warning"
                    json::array(),
                    {{"key", sha256("k3").str()}, {"parent_key", ""}, {"position", 0}, {"kind", "RUN"},
                     {"config", "{}"}, {"created_by", ""}, {"inputs", "{}"},
-                    {"layer", {{"mediaType", "x"}, {"digest", sha256("unlisted").str()}, {"size", 1},
+                    {"layer", {{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"}, {"digest", sha256("unlisted").str()}, {"size", 1},
                                {"diff_id", sha256("d").str()}, {"diff_size", 1}}}}}},
                  {"mounts", {{{"id", "c"}, {"digest", "sha256:../../../x"}}}}};
+  // A layer with a listed blob but a media type that is no layer's.
+  std::string blob = "not a layer";
+  std::string blob_digest = sha256(blob).str();
+  REQUIRE(remote->put_blob_bytes(blob_digest, blob));
+  config["records"].push_back({{"key", sha256("k4").str()}, {"parent_key", ""}, {"position", 0}, {"kind", "RUN"},
+                               {"config", "{}"}, {"created_by", ""}, {"inputs", "{}"},
+                               {"layer", {{"mediaType", "text/html"}, {"digest", blob_digest}, {"size", blob.size()},
+                                          {"diff_id", blob_digest}, {"diff_size", blob.size()}}}});
   std::string config_bytes = config.dump();
   std::string config_digest = sha256(config_bytes).str();
   REQUIRE(remote->put_blob_bytes(config_digest, config_bytes));
@@ -193,7 +212,10 @@ TEST_CASE("cache io: hostile records in the config are skipped with one warning"
                     {{"mediaType", std::string(k_cache_config_media_type)},
                      {"digest", config_digest},
                      {"size", config_bytes.size()}}},
-                   {"layers", json::array()}};
+                   {"layers",
+                    {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
+                      {"digest", blob_digest},
+                      {"size", blob.size()}}}}};
   REQUIRE(remote->put_manifest(manifest.dump()));
 
   std::vector<std::string> warnings;
@@ -201,7 +223,7 @@ TEST_CASE("cache io: hostile records in the config are skipped with one warning"
   in.add_import(make_local_cache(dir));
   CHECK(in.imported_records() == 1);
   REQUIRE(warnings.size() == 1);
-  CHECK(warnings[0].find("5 malformed") != std::string::npos);
+  CHECK(warnings[0].find("6 malformed") != std::string::npos);
   // A FROM record (no layer) imports without any blob.
   Store b;
   auto hit = in.fetch(sha256("k").str(), *b.content, *b.db);
