@@ -1,9 +1,12 @@
 // What a RUN step sees of the machine: --network=none leaves only a
 // loopback interface, and it is up (as runc's default loopback setup
-// leaves it under BuildKit); --security=insecure mounts /sys read-write where
-// the default sandbox mounts it read-only.
+// leaves it under BuildKit); --security=insecure mounts /sys read-write
+// where the default sandbox mounts it read-only, and adds the host's device
+// nodes to the sandbox's minimal /dev.
 
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "build_fixture.hpp"
 #include "harness.hpp"
@@ -106,8 +109,8 @@ TEST_CASE("build isolation: /sys is read-only unless --security=insecure", "[int
   Fixture fx;
   const char* df =
       "FROM busybox\n"
-      "RUN cat /proc/self/mountinfo > /default\n"
-      "RUN --security=insecure cat /proc/self/mountinfo > /insecure\n";
+      "RUN cat /proc/self/mountinfo > /default && ls /dev > /default-dev\n"
+      "RUN --security=insecure cat /proc/self/mountinfo > /insecure && ls /dev > /insecure-dev\n";
   fs::path out = fx.work.path / "sys.tar";
   RunResult r = fx.build("sys", df, {}, {"--allow", "security.insecure", "-o", "type=docker,dest=" + out.string()});
   INFO(r.err);
@@ -118,4 +121,27 @@ TEST_CASE("build isolation: /sys is read-only unless --security=insecure", "[int
   INFO(files.at("insecure").content);
   CHECK(def.starts_with("ro"));
   CHECK(insecure.starts_with("rw"));
+
+  // The host's device nodes are there under insecure only.
+  std::vector<std::string> def_dev = split_lines(files.at("default-dev").content);
+  std::vector<std::string> insecure_dev = split_lines(files.at("insecure-dev").content);
+  auto has = [](const std::vector<std::string>& v, const std::string& n) {
+    return std::find(v.begin(), v.end(), n) != v.end();
+  };
+  int host_only = 0;
+  for (const auto& e : fs::directory_iterator("/dev")) {
+    std::error_code ec;
+    auto type = fs::symlink_status(e.path(), ec).type();
+    if (type != fs::file_type::character && type != fs::file_type::block) {
+      continue;
+    }
+    std::string name = e.path().filename().string();
+    INFO(name);
+    CHECK(has(insecure_dev, name));
+    if (!has(def_dev, name)) {
+      ++host_only;
+    }
+  }
+  CHECK(host_only > 0);  // the default /dev is Docker's minimal set
+  CHECK(has(def_dev, "null"));
 }
