@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "build_fixture.hpp"
@@ -118,7 +120,11 @@ TEST_CASE("build context filter: a named context dir applies its own .dockerigno
                                            "type=docker,dest=" + out.string()});
   INFO(r.err);
   REQUIRE(r.status == 0);
-  LayerFiles files = merged(read_saved(out, fx.work.path));
+  Saved image = read_saved(out, fx.work.path);
+  LayerFiles files = merged(image);
+  // COPY --from a named context reads in history as from a stage: no --from.
+  std::vector<std::string> history = history_created_by(image.config);
+  CHECK(std::find(history.begin(), history.end(), "COPY / /copied/ # buildkit") != history.end());
   CHECK(files.at("copied/keep.txt").content == "yes\n");
   CHECK(files.at("copied/d/a.c").content == "src\n");
   CHECK(files.count("copied/ignored.txt") == 0);
