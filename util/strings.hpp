@@ -36,8 +36,9 @@ std::optional<std::string> closest_match(std::string_view word,
 /// Go's strconv.Quote-like quoting, for error messages that show a value.
 std::string go_quote(std::string_view s);
 
-/// Formats a byte count as docker does ("1.23MB", "512B"; SI units).
-std::string human_size(uint64_t bytes);
+/// Formats a byte count as docker does ("1.235MB", "512B"; SI units) with
+/// `significant` digits (docker images uses 3).
+std::string human_size(uint64_t bytes, int significant = 4);
 
 /// Parses a size: bytes, or a number with B, K/KB/KiB, M/MB/MiB, G/GB/GiB,
 /// T/TB/TiB (powers of 1024, as docker's RAMInBytes), case-insensitive;
