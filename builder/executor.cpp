@@ -216,12 +216,15 @@ private:
 
   struct SourceRoot {
     fsys::path path;
-    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view
+    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view (outlives it)
     std::unique_ptr<snapshot::View> view;  // kept alive while the source is in use
   };
   /// The root `from` names ("" = the build context); a context directory is
   /// seen through its .dockerignore (only `sub` below it needs to be right).
   Result<SourceRoot> source_root(const std::string& from, int current, std::string_view sub = "");
+  /// The context's directory as is when its .dockerignore hides nothing
+  /// below `sub`, else a view of it with the ignored entries whited out
+  /// (builder/context_filter.hpp).
   Result<SourceRoot> filtered_root(const BuildContext& context, std::string_view sub);
 
   Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
