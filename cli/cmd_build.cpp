@@ -379,7 +379,9 @@ void run_build(BuildFlags& f, Context& ctx) {
     return;
   }
   auto print_warnings = [&] {
-    if (!f.quiet && f.progress != "quiet" && f.progress != "rawjson") {
+    if (f.progress == "rawjson") {
+      std::fputs(format_check_events(checks.warnings).c_str(), stderr);
+    } else if (!f.quiet && f.progress != "quiet") {
       std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
     }
   };

@@ -64,11 +64,13 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   CHECK(ok.err.find("\n\n#2 [base 2/2] RUN echo hi\n") != std::string::npos);  // one blank line between steps
   CHECK(ok.err.find("\n\n\n") == std::string::npos);
 
-  // rawjson and quiet: no summary text.
+  // rawjson: a warning event instead of the summary text.
   RunResult json = imgbuild::test::run_imgbuild(
       fx.root, {"build", "--progress", "rawjson", (fx.work.path / "ctx-end-ok").string()});
   CHECK(json.status == 0);
   CHECK(json.err.find("warning found") == std::string::npos);
+  CHECK(json.err.find("{\"event\":\"warning\",\"line\":1,\"message\":") != std::string::npos);
+  CHECK(json.err.find("\"rule\":\"FromAsCasing\"") != std::string::npos);
 
   // plain, failed: the error block with the step's last output lines, then
   // the warnings, then the Dockerfile excerpt.
