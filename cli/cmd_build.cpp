@@ -479,8 +479,8 @@ void run_build(BuildFlags& f, Context& ctx) {
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
-  print_warnings();
   if (!built) {
+    print_warnings();  // as buildx: after the view, before the failure's excerpt
     const Error& e = built.error();
     if (e.location && e.location->line > 0) {
       print_excerpt(dockerfile_name, plan->lines, e.location->line);
@@ -545,6 +545,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       std::fprintf(stderr, "naming to %s done\n", t.str().c_str());
     }
   }
+  print_warnings();  // as buildx: last, after the export lines
 }
 
 }  // namespace
