@@ -461,8 +461,33 @@ Result<Build::SourceRoot> Build::filtered_root(const BuildContext& context, std:
   if (hidden.empty()) {
     return out;
   }
-  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
+  // A store inside the context cannot sit above it in an overlay (the
+  // kernel refuses overlapping layers), nor be copied into itself: then the
+  // filtered files are copied outside the context.
   std::error_code ec;
+  auto inside = [&](const fsys::path& p, const fsys::path& dir) {
+    fsys::path a = fsys::weakly_canonical(p, ec);
+    fsys::path b = fsys::weakly_canonical(dir, ec);
+    auto [end, rest] = std::mismatch(b.begin(), b.end(), a.begin(), a.end());
+    return end == b.end();
+  };
+  if (inside(m_store.content().root(), context.dir())) {
+    fsys::path parent = fsys::temp_directory_path(ec);
+    if (ec || inside(parent, context.dir())) {
+      return fail(Errc::unsupported, fmt::format("cannot apply {} to {}: the store and the temporary directory are "
+                                                 "inside it (set TMPDIR elsewhere)",
+                                                 context.ignore_file(), context.dir()));
+    }
+    fsys::path copy = parent / ("imgbuild-filtered-" + random_hex());
+    if (::mkdir(copy.c_str(), 0700) != 0) {
+      return fail(Errc::io, fmt::format("cannot create {}: {}", copy.string(), std::strerror(errno)));
+    }
+    out.filter = std::make_unique<TempTree>(copy);
+    TRY_VOID(copy_filtered(context.root(), context.ignore(), real, copy));
+    out.path = copy;
+    return out;
+  }
+  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
   fsys::create_directories(dir, ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
