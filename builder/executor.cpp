@@ -38,6 +38,7 @@
 #include "builder/context_filter.hpp"
 #include "builder/copy.hpp"
 #include "builder/oci_layout.hpp"
+#include "builder/secret_mask.hpp"
 #include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
@@ -836,6 +837,7 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
     // docker buildx needs --allow network.host; BuildKit's docker driver grants it.
   }
   sandbox::RunSpec spec;
+  SecretMask secret_mask;
   std::vector<std::string> argv;
   std::vector<fsys::path> temp_dirs;
   auto cleanup_temps = [&] {
@@ -995,6 +997,7 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
             value.append(buf, static_cast<size_t>(n));
           }
         }
+        secret_mask.add(value);
         if (m.env) {
           spec.env.push_back(*m.env + "=" + value);
           if (m.target.empty()) {
@@ -1047,8 +1050,15 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
     return fail(std::move(view).error());
   }
   spec.rootfs = (*view)->root();
-  spec.on_stdout = [&](std::string_view line) { m_progress.output(info, OutputStream::stdout_, line); };
-  spec.on_stderr = [&](std::string_view line) { m_progress.output(info, OutputStream::stderr_, line); };
+  auto emit = [&](OutputStream stream, std::string_view line) {
+    if (secret_mask.empty()) {
+      m_progress.output(info, stream, line);
+    } else {
+      m_progress.output(info, stream, secret_mask.apply(line));
+    }
+  };
+  spec.on_stdout = [&](std::string_view line) { emit(OutputStream::stdout_, line); };
+  spec.on_stderr = [&](std::string_view line) { emit(OutputStream::stderr_, line); };
   auto result = m_sandbox->run(spec);
   cleanup_temps();
   for (auto& s : mount_sources) {

@@ -29,6 +29,7 @@
 #include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
 #include "cli/build_checks.hpp"
+#include "cli/build_metadata.hpp"
 #include "cli/build_push.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
@@ -489,6 +490,9 @@ void run_build(BuildFlags& f, Context& ctx) {
     if (msg.find("did not complete successfully") != std::string::npos) {
       msg = "failed to solve: " + msg;
     }
+    if (!f.metadata_file.empty()) {
+      write_failure_metadata(f.metadata_file, e, checks.warnings);
+    }
     throw CommandError{msg, 1};
   }
   write_outputs(*store, *built, outputs, tags);
@@ -530,11 +534,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       steps.push_back(js);
     }
     md["imgbuild.steps"] = steps;
-    nlohmann::json warnings = nlohmann::json::array();
-    for (const auto& w : checks.warnings) {
-      warnings.push_back({{"rule", w.rule}, {"message", w.message}, {"line", w.line}, {"url", check_rule_url(w.rule)}});
-    }
-    md["imgbuild.build.warnings"] = warnings;
+    md["imgbuild.build.warnings"] = warnings_json(checks.warnings);
     std::ofstream(f.metadata_file, std::ios::binary) << md.dump(2) << "\n";
   }
   if (f.quiet) {
