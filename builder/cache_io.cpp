@@ -539,6 +539,33 @@ void CacheIo::seed_mount(const std::string& id, const fsys::path& dir) {
   }
 }
 
+void CacheIo::seed_mount_if_empty(const std::string& id, const fsys::path& dir) {
+  {
+    std::lock_guard lock(m_mu);
+    if (m_mounts.count(id) == 0) {
+      return;
+    }
+  }
+  std::error_code ec;
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || !fsys::is_empty(dir, ec) || ec) {
+    return;
+  }
+  fsys::path tmp = dir.parent_path() / (".seed-dir-" + random_suffix());
+  if (::mkdir(tmp.c_str(), st.st_mode & 07777) != 0) {
+    return;
+  }
+  if (::chmod(tmp.c_str(), st.st_mode & 07777) != 0 || ::chown(tmp.c_str(), st.st_uid, st.st_gid) != 0) {
+    fsys::remove_all(tmp, ec);
+    return;
+  }
+  seed_mount(id, tmp);
+  // rename(2) replaces an empty directory; one filled meanwhile stays.
+  if (fsys::is_empty(tmp, ec) || ::rename(tmp.c_str(), dir.c_str()) != 0) {
+    fsys::remove_all(tmp, ec);
+  }
+}
+
 // ---- export -------------------------------------------------------------------
 
 Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSpec& spec,

@@ -30,7 +30,7 @@
 // then the diff_id of its uncompressed tar) before the record is written
 // to the local cache. A record whose blob fails is dropped with a warning
 // naming the cache and the digest; the step then runs. Cache-mount tars
-// seed a mount directory the store does not have yet.
+// seed a mount directory the store does not have yet or has empty.
 
 #include <cstdint>
 #include <filesystem>
@@ -123,6 +123,10 @@ public:
   /// Fills the new, empty cache-mount directory `dir` from an imported tar
   /// of mount `id`, if any (verified first; failures are warnings).
   void seed_mount(const std::string& id, const std::filesystem::path& dir);
+  /// The same for an existing cache-mount directory that is empty: seeded
+  /// aside (same mode and owner) and renamed over it, so a concurrent user
+  /// sees it empty or whole.
+  void seed_mount_if_empty(const std::string& id, const std::filesystem::path& dir);
 
   /// Writes the cache of this build (target chain ending at `target_key`)
   /// to `remote` as `spec` says, from the store at `store_root`.

@@ -713,6 +713,8 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
     if (::rename(tmp.c_str(), dir.c_str()) != 0) {
       fsys::remove_all(tmp, ec);  // another build made it first
     }
+  } else if (m_options.cache_io != nullptr && m.from.empty()) {
+    m_options.cache_io->seed_mount_if_empty(id, dir);
   }
   return dir;
 }

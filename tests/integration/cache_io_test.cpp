@@ -358,6 +358,14 @@ TEST_CASE("cache export: mounts=true carries a cache mount's files to a fresh st
   fs::path out_c = s.work.path / "out-c";
   s.build(c, {"--cache-from", "type=local,src=" + without.string(), "-o", "type=local,dest=" + out_c.string()});
   CHECK(read_file(out_c / "out") == "missing\n");
+
+  // c has the mount dir now, empty: an import still seeds it.
+  s.put("Dockerfile",
+        "FROM busybox\n"
+        "RUN --mount=type=cache,target=/c (cat /c/f || echo missing) > /out2\n");
+  fs::path out_c2 = s.work.path / "out-c2";
+  s.build(c, {"--cache-from", "type=local,src=" + with.string(), "-o", "type=local,dest=" + out_c2.string()});
+  CHECK(read_file(out_c2 / "out2") == "from-build-a\n");
 }
 
 TEST_CASE("cache import: corrupt or partial cache dirs are warned about, never trusted, never fatal",
