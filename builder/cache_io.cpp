@@ -30,6 +30,8 @@ using nlohmann::json;
 namespace {
 
 constexpr size_t k_max_config = size_t{64} << 20;
+// The config document's format version (bump when a field changes meaning).
+constexpr int64_t k_config_version = 1;
 constexpr std::string_view k_mount_layer_type = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 std::string random_suffix() {
@@ -259,7 +261,11 @@ Result<CacheSpec> parse_cache_spec(std::string_view text, bool for_export) {
                k == "ignore-error" || k == "oci-mediatypes" || k == "image-manifest" || k == "digest") {
       // buildx keys with no meaning here: the format is fixed.
     } else {
-      return bad(fmt::format("unknown key {}", str::go_quote(k)));
+      static const std::vector<std::string> k_keys = {"type",  "dest", "src",  "ref", "mode", "mounts",
+                                                      "mounts-max-size", "tag", "registry.insecure"};
+      auto near = str::closest_match(k, k_keys);
+      return bad(fmt::format("unknown key {}{}", str::go_quote(k),
+                             near ? fmt::format(" (did you mean {}?)", str::go_quote(*near)) : ""));
     }
   }
   if (type == "local") {
@@ -325,6 +331,11 @@ Result<void> CacheIo::load(size_t index) {
   if (config.is_discarded() || !config.is_object()) {
     return fail(Errc::invalid_argument, fmt::format("{}: the cache config {} is not a JSON object", label,
                                                     manifest.config.digest));
+  }
+  if (auto v = config.find("version"); v == config.end() || !v->is_number_integer() ||
+                                        v->get<int64_t>() != k_config_version) {
+    return fail(Errc::invalid_argument, fmt::format("{}: the cache config {} is not version {} of the format", label,
+                                                    manifest.config.digest, k_config_version));
   }
   // Only blobs the manifest lists may be fetched.
   std::map<std::string, int64_t> listed;
@@ -676,7 +687,7 @@ Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSp
     }
   }
 
-  json config = {{"records", jrecords}, {"mounts", jmounts}};
+  json config = {{"version", k_config_version}, {"records", jrecords}, {"mounts", jmounts}};
   std::string config_bytes = config.dump();
   image::Manifest m;
   m.media_type = std::string(image::media::oci_manifest);

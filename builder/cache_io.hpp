@@ -8,7 +8,8 @@
 // org.opencontainers.image.ref.name, "latest" by default) and a plain image
 // manifest a registry takes under a tag:
 //  - config: a JSON blob of media type k_cache_config_media_type,
-//      {"records": [ {key, parent_key, position, kind, layer?, config,
+//      {"version": 1,
+//       "records": [ {key, parent_key, position, kind, layer?, config,
 //                     created_by, inputs}, … sorted by key ],
 //       "mounts":  [ {id, digest, size}, … sorted by id ]}
 //    where layer = {mediaType, digest, size, diff_id, diff_size}; no times,

@@ -97,6 +97,9 @@ TEST_CASE("cache specs: buildx spellings, a bare value is a registry reference, 
   auto unknown = parse_cache_spec("type=local,dest=/x,colour=red", true);
   REQUIRE_FALSE(unknown);
   CHECK(unknown.error().message.find("\"colour\"") != std::string::npos);
+  auto typo = parse_cache_spec("type=local,dest=/x,mounts-max-siz=1G", true);
+  REQUIRE_FALSE(typo);
+  CHECK(typo.error().message.find("did you mean \"mounts-max-size\"") != std::string::npos);
   CHECK_FALSE(parse_cache_spec("", true));
 }
 
@@ -185,7 +188,8 @@ TEST_CASE("cache io: hostile records in the config are skipped with one warning"
   auto remote = make_local_cache(dir);
   json good = {{"key", sha256("k").str()}, {"parent_key", ""}, {"position", -1}, {"kind", "FROM"},
                {"config", "{}"}, {"created_by", "FROM x"}, {"inputs", "{}"}};
-  json config = {{"records",
+  json config = {{"version", 1},
+                 {"records",
                   {good,
                    {{"key", "sha256:../../etc"}, {"parent_key", ""}, {"position", 0}},
                    {{"key", sha256("k2").str()}, {"parent_key", 5}},
@@ -229,4 +233,17 @@ TEST_CASE("cache io: hostile records in the config are skipped with one warning"
   auto hit = in.fetch(sha256("k").str(), *b.content, *b.db);
   REQUIRE(hit);
   CHECK(hit->has_value());
+
+  // Another format version: the whole cache is ignored.
+  config["version"] = 2;
+  config_bytes = config.dump();
+  manifest["config"]["digest"] = sha256(config_bytes).str();
+  manifest["config"]["size"] = config_bytes.size();
+  REQUIRE(remote->put_blob_bytes(sha256(config_bytes).str(), config_bytes));
+  REQUIRE(remote->put_manifest(manifest.dump()));
+  CacheIo newer([&](const std::string& w) { warnings.push_back(w); });
+  newer.add_import(make_local_cache(dir));
+  CHECK(newer.imported_records() == 0);
+  REQUIRE(warnings.size() == 2);
+  CHECK(warnings[1].find("not version 1") != std::string::npos);
 }
