@@ -314,6 +314,13 @@ TEST_CASE("cache export: a second export writes no blob when nothing changed, on
     CHECK(after[name] == mtime);
   }
   CHECK(read_cache(dir).config["records"].size() == 6);
+
+  // The CI pattern: a fresh runner imports and exports the same dir.
+  fs::path b = s.store("b");
+  Built ci = s.build(b, {"--cache-from", "type=local,src=" + dir.string(), "--cache-to", to});
+  INFO(describe(ci));
+  CHECK(cached_count(ci.steps) == 4);
+  CHECK(ci.run.err.find("(0 new)") != std::string::npos);
 }
 
 TEST_CASE("cache export: mounts=true carries a cache mount's files to a fresh store, without it they stay behind",
@@ -536,4 +543,13 @@ TEST_CASE("cache export: a registry cache round trip gives an all-cached build i
   Built failed = s.build(e, {"--cache-to", "type=registry,ref=" + dead}, false);
   CHECK(failed.run.status != 0);
   CHECK(failed.run.err.find("failed to export cache") != std::string::npos);
+
+  // mounts=true through the registry.
+  std::string mref = registry.host() + "/imgbuild-test-cacheio/mounts:latest";
+  s.put("Dockerfile", "FROM busybox\nRUN --mount=type=cache,target=/c echo via-registry > /c/f\n");
+  s.build(s.store("f"), {"--cache-to", "type=registry,ref=" + mref + ",mounts=true"});
+  s.put("Dockerfile", "FROM busybox\nRUN --mount=type=cache,target=/c (cat /c/f || echo missing) > /out\n");
+  fs::path out_g = s.work.path / "out-g";
+  s.build(s.store("g"), {"--cache-from", mref, "-o", "type=local,dest=" + out_g.string()});
+  CHECK(read_file(out_g / "out") == "via-registry\n");
 }
