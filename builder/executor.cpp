@@ -38,6 +38,7 @@
 #include "builder/copy.hpp"
 #include "builder/oci_layout.hpp"
 #include "builder/secret_mask.hpp"
+#include "builder/ssh_forward.hpp"
 #include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
@@ -762,6 +763,7 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
   }
   sandbox::RunSpec spec;
   SecretMask secret_mask;
+  std::vector<std::unique_ptr<SshForwarder>> ssh_forwarders;  // relay until the step is done
   std::vector<std::string> argv;
   std::vector<fsys::path> temp_dirs;
   auto cleanup_temps = [&] {
@@ -954,7 +956,15 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
         if (target.empty()) {
           target = fmt::format("/run/buildkit/ssh_agent.{}", ssh_index++);
         }
-        spec.mounts.push_back(sandbox::BindMount{m_options.ssh_socket, target, sandbox::Access::read_write});
+        TRY(fsys::path d, make_temp());
+        auto forwarder = SshForwarder::start(m_options.ssh_socket, d, m.uid.value_or(0), m.gid.value_or(0),
+                                             m.mode.value_or(0600));
+        if (!forwarder) {
+          cleanup_temps();
+          return fail(std::move(forwarder).error());
+        }
+        spec.mounts.push_back(sandbox::BindMount{(*forwarder)->path(), target, sandbox::Access::read_write});
+        ssh_forwarders.push_back(std::move(*forwarder));
         spec.env.push_back("SSH_AUTH_SOCK=" + target);
         break;
       }

@@ -262,18 +262,25 @@ TEST_CASE("build io: --ssh default forwards the agent socket, RUN --network none
   std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
   REQUIRE(::bind(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(::listen(fd, 4) == 0);
+  REQUIRE(::chmod(sock.c_str(), 0755) == 0);
   ScopedEnv agent("SSH_AUTH_SOCK", sock.string());
   const char* df =
       "FROM busybox\n"
-      "RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"agent=$SSH_AUTH_SOCK\"\n"
-      "RUN --mount=type=ssh,target=/tmp/agent.sock test -S /tmp/agent.sock && echo \"agent2=$SSH_AUTH_SOCK\"\n"
+      "RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"agent=$SSH_AUTH_SOCK\" && "
+      "stat -c 'mode=%a %u:%g' \"$SSH_AUTH_SOCK\"\n"
+      "RUN --mount=type=ssh,target=/tmp/agent.sock,uid=1000,gid=29,mode=0660 test -S /tmp/agent.sock && "
+      "echo \"agent2=$SSH_AUTH_SOCK\" && stat -c 'mode=%a %u:%g' /tmp/agent.sock\n"
       "RUN echo \"noagent=${SSH_AUTH_SOCK:-unset}\"\n"
       "RUN --network=none cat /proc/net/dev\n";
   RunResult r = fx.build("ssh", df, {}, {"--ssh", "default"});
   INFO(r.err);
   REQUIRE(r.status == 0);
+  // The step's own socket: root's 0600 by default, else the mount's owner
+  // and mode (the client's socket is 0755 here).
   CHECK(line_after(step_output(r.err, "2/5]"), "agent=") == "/run/buildkit/ssh_agent.0");
+  CHECK(line_after(step_output(r.err, "2/5]"), "mode=") == "600 0:0");
   CHECK(line_after(step_output(r.err, "3/5]"), "agent2=") == "/tmp/agent.sock");
+  CHECK(line_after(step_output(r.err, "3/5]"), "mode=") == "660 1000:29");
   CHECK(line_after(step_output(r.err, "4/5]"), "noagent=") == "unset");
   // --network=none: the loopback interface only.
   CHECK(interfaces(step_output(r.err, "5/5]")) == std::set<std::string>{"lo"});
@@ -461,6 +468,12 @@ TEST_CASE("build io: failures - the failing line, the exit code, exit status 1 o
   CHECK(flag.status == 1);
   CHECK(flag.err.find("unknown flag: --chmodd") != std::string::npos);
   CHECK(flag.err.find("did you mean chmod?") != std::string::npos);
+  RunResult chmod = fx.build("badchmod", "FROM busybox\nCOPY --chmod=64a a /a\n", {{"a", "a"}});
+  CHECK(chmod.status == 1);
+  CHECK(chmod.err.find("invalid chmod parameter: '64a'") != std::string::npos);
+  RunResult root_mount = fx.build("rootmount", "FROM busybox\nRUN --mount=type=tmpfs,target=/ true\n", {});
+  CHECK(root_mount.status == 1);
+  CHECK(root_mount.err.find("over the root directory") != std::string::npos);
   RunResult target = fx.build("target", "FROM busybox AS build\nFROM busybox\n", {}, {"--target", "bulid"});
   CHECK(target.status == 1);
   CHECK(target.err.find("target stage \"bulid\" could not be found (did you mean build?)") != std::string::npos);
