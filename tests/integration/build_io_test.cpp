@@ -474,6 +474,14 @@ TEST_CASE("build io: failures - the failing line, the exit code, exit status 1 o
   RunResult root_mount = fx.build("rootmount", "FROM busybox\nRUN --mount=type=tmpfs,target=/ true\n", {});
   CHECK(root_mount.status == 1);
   CHECK(root_mount.err.find("over the root directory") != std::string::npos);
+  // Substitution errors, word for word as BuildKit's lexer words them.
+  RunResult modifier = fx.build("modifier", "FROM busybox\nENV A=${B:=x}\n", {});
+  CHECK(modifier.status == 1);
+  CHECK(modifier.err.find("failed to process \"${B:=x}\": unsupported modifier (:=) in substitution") !=
+        std::string::npos);
+  RunResult unterminated = fx.build("unterminated", "FROM busybox\nLABEL a=${B\n", {});
+  CHECK(unterminated.status == 1);
+  CHECK(unterminated.err.find("failed to process \"${B\": syntax error: missing '}'") != std::string::npos);
   RunResult target = fx.build("target", "FROM busybox AS build\nFROM busybox\n", {}, {"--target", "bulid"});
   CHECK(target.status == 1);
   CHECK(target.err.find("target stage \"bulid\" could not be found (did you mean build?)") != std::string::npos);
