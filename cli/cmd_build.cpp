@@ -380,7 +380,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     return;
   }
   auto print_warnings = [&] {
-    if (!f.quiet) {
+    if (!f.quiet && f.progress != "quiet" && f.progress != "rawjson") {
       std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
     }
   };
@@ -477,6 +477,7 @@ void run_build(BuildFlags& f, Context& ctx) {
 
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
+  progress.reset();  // the view ends (tty: its FINISHED line) before what follows
   print_warnings();
   if (!built) {
     const Error& e = built.error();
