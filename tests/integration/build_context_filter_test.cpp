@@ -31,17 +31,6 @@ bool step_cached(const std::string& log, const std::string& header) {
   return log.find("\n" + id + " CACHED\n") != std::string::npos;
 }
 
-// The files of all layers of a saved image merged (later layers win).
-LayerFiles merged(const Saved& s) {
-  LayerFiles out;
-  for (const auto& l : s.layers) {
-    for (const auto& [p, f] : l) {
-      out[p] = f;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("build context filter: a bind mount of the context shows what .dockerignore leaves",

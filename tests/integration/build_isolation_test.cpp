@@ -32,17 +32,6 @@ std::vector<std::string> split_lines(const std::string& text) {
   return out;
 }
 
-// The files of all layers of a saved image merged (later layers win).
-LayerFiles merged(const Saved& s) {
-  LayerFiles out;
-  for (const auto& l : s.layers) {
-    for (const auto& [p, f] : l) {
-      out[p] = f;
-    }
-  }
-  return out;
-}
-
 // The interface names of a /proc/net/dev listing.
 std::vector<std::string> interfaces(const std::string& netdev) {
   std::vector<std::string> out;
