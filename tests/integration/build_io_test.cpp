@@ -564,3 +564,23 @@ TEST_CASE("build io: independent stages run in parallel", "[integration][build]"
   CHECK(files.at("a.txt").content == "a-saw-b\n");
   CHECK(files.at("b.txt").content == "b-saw-a\n");
 }
+
+TEST_CASE("build io: FROM a name that is also an image ID prefix is that name", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_prereqs(), "builds need root and busybox-static (/bin/busybox)");
+  Fixture fx;
+  RunResult id = run_imgbuild(fx.root, {"images", "-q", "--no-trunc", "busybox"});
+  REQUIRE(id.status == 0);
+  REQUIRE(id.out.starts_with("sha256:"));
+  std::string prefix = id.out.substr(7, 4);
+  // The image commands take an ID prefix...
+  CHECK(run_imgbuild(fx.root, {"image", "inspect", prefix}).status == 0);
+  // ...FROM does not (BuildKit reads it as docker.io/library/<prefix>). The
+  // pull goes to a proxy that is not there, so it fails here and at once.
+  ScopedEnv proxy("HTTPS_PROXY", "http://127.0.0.1:9");
+  ScopedEnv proxy_lower("https_proxy", "http://127.0.0.1:9");
+  RunResult r = fx.build("idprefix", "FROM " + prefix + "\nRUN echo ran-on-the-wrong-image\n", {});
+  INFO(r.err);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("base image \"" + prefix + "\" not found in the local store") != std::string::npos);
+  CHECK(step_output(r.err, "2/2]").empty());
+}
