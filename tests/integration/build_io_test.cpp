@@ -397,6 +397,20 @@ TEST_CASE("build io: outputs to stdout and short forms, the metadata file and --
   CHECK(short_saved.config["config"] == s.config["config"]);
   CHECK(history_created_by(short_saved.config) == history_created_by(s.config));
 
+  // --progress quiet prints nothing; rawjson prints only JSON lines.
+  RunResult quiet = run_imgbuild(fx.root, {"build", "--progress", "quiet", ctx.string()});
+  CHECK(quiet.status == 0);
+  CHECK(quiet.err.empty());
+  CHECK(quiet.out.empty());
+  RunResult raw = run_imgbuild(fx.root, {"build", "--progress", "rawjson", "--no-cache", ctx.string()});
+  CHECK(raw.status == 0);
+  std::vector<std::string> raw_lines = lines_of(raw.err);
+  CHECK(raw_lines.size() > 3);
+  for (const auto& line : raw_lines) {
+    INFO(line);
+    CHECK_FALSE(json::parse(line, nullptr, false).is_discarded());
+  }
+
   // The metadata file and the iid file.
   fs::path md = fx.work.path / "md.json";
   fs::path iid = fx.work.path / "iid";
