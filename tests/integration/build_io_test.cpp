@@ -437,10 +437,10 @@ TEST_CASE("build io: outputs to stdout and short forms, the metadata file and --
   // Metadata instructions are not steps (BuildKit numbers only FROM and the
   // filesystem-changing ones).
   REQUIRE(steps.size() == 2);
-  CHECK(steps[0]["name"] == "[stage-0 2/3] COPY a.txt /a.txt");
+  CHECK(steps[0]["name"] == "[2/3] COPY a.txt /a.txt");
   CHECK(steps[0]["line"] == 2);
   CHECK(steps[0]["layer"] == meta["imgbuild.layers"][1]["digest"]);
-  CHECK(steps[1]["name"] == "[stage-0 3/3] RUN echo made > /made");
+  CHECK(steps[1]["name"] == "[3/3] RUN echo made > /made");
   CHECK(steps[1]["line"] == 3);
   CHECK(steps[1]["layer"] == meta["imgbuild.layers"][2]["digest"]);
   for (const auto& st : steps) {
@@ -469,7 +469,7 @@ TEST_CASE("build io: failures - the failing line, the exit code, exit status 1 o
   CHECK(std::find(failed.begin(), failed.end(), "last-words") != failed.end());
   CHECK(r.err.find("imgbuild: error: failed to solve: process \"/bin/sh -c echo first-line && echo last-words >&2 && "
                    "exit 5\" did not complete successfully: exit code: 5") != std::string::npos);
-  CHECK(r.err.find("[stage-0 4/4]") == std::string::npos);
+  CHECK(r.err.find("[4/4]") == std::string::npos);
   // The metadata file records the failure and its exit code.
   REQUIRE(fs::exists(md));
   json meta = json::parse(read_file(md));
@@ -597,4 +597,30 @@ TEST_CASE("build io: FROM a name that is also an image ID prefix is that name", 
   CHECK(r.status == 1);
   CHECK(r.err.find("base image \"" + prefix + "\" not found in the local store") != std::string::npos);
   CHECK(step_output(r.err, "2/2]").empty());
+}
+
+TEST_CASE("build io: step names as BuildKit's - no stage name for one stage, padded index, unset variables kept",
+          "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_prereqs(), "builds need root and busybox-static (/bin/busybox)");
+  Fixture fx;
+  std::string many = "FROM busybox AS base\nARG A=aval\n";
+  for (int i = 1; i <= 10; ++i) {
+    many += "RUN echo " + std::to_string(i) + "\n";
+  }
+  many += "FROM base\nRUN echo \"a=$A\" p=$HTTP_PROXY u=${UNSET:-dflt} '$A'\n";
+  RunResult r = fx.build("names", many, {}, {"--build-arg", "HTTP_PROXY=http://127.0.0.1:9"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("#1 [base  1/11] FROM docker.io/library/busybox:latest\n") != std::string::npos);
+  CHECK(r.err.find(" [base  2/11] RUN echo 1\n") != std::string::npos);
+  CHECK(r.err.find(" [base 11/11] RUN echo 10\n") != std::string::npos);
+  // Expanded with the stage's variables; what is not one (an undeclared
+  // proxy arg, an unset name) stays as written, quotes too.
+  CHECK(r.err.find(" [stage-1 1/1] RUN echo \"a=aval\" p=$HTTP_PROXY u=${UNSET:-dflt} '$A'\n") != std::string::npos);
+
+  RunResult one = fx.build("names-one", "FROM busybox\nRUN echo only\n", {});
+  INFO(one.err);
+  REQUIRE(one.status == 0);
+  CHECK(one.err.find("#1 [1/2] FROM docker.io/library/busybox:latest\n") != std::string::npos);
+  CHECK(one.err.find(" [2/2] RUN echo only\n") != std::string::npos);
 }
