@@ -219,12 +219,15 @@ private:
 
   struct SourceRoot {
     fsys::path path;
-    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view
+    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view (outlives it)
     std::unique_ptr<snapshot::View> view;  // kept alive while the source is in use
   };
   /// The root `from` names ("" = the build context); a context directory is
   /// seen through its .dockerignore (only `sub` below it needs to be right).
   Result<SourceRoot> source_root(const std::string& from, int current, std::string_view sub = "");
+  /// The context's directory as is when its .dockerignore hides nothing
+  /// below `sub`, else a view of it with the ignored entries whited out
+  /// (builder/context_filter.hpp).
   Result<SourceRoot> filtered_root(const BuildContext& context, std::string_view sub);
 
   Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
@@ -462,8 +465,33 @@ Result<Build::SourceRoot> Build::filtered_root(const BuildContext& context, std:
   if (hidden.empty()) {
     return out;
   }
-  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
+  // A store inside the context cannot sit above it in an overlay (the
+  // kernel refuses overlapping layers), nor be copied into itself: then the
+  // filtered files are copied outside the context.
   std::error_code ec;
+  auto inside = [&](const fsys::path& p, const fsys::path& dir) {
+    fsys::path a = fsys::weakly_canonical(p, ec);
+    fsys::path b = fsys::weakly_canonical(dir, ec);
+    auto [end, rest] = std::mismatch(b.begin(), b.end(), a.begin(), a.end());
+    return end == b.end();
+  };
+  if (inside(m_store.content().root(), context.dir())) {
+    fsys::path parent = fsys::temp_directory_path(ec);
+    if (ec || inside(parent, context.dir())) {
+      return fail(Errc::unsupported, fmt::format("cannot apply {} to {}: the store and the temporary directory are "
+                                                 "inside it (set TMPDIR elsewhere)",
+                                                 context.ignore_file(), context.dir()));
+    }
+    fsys::path copy = parent / ("imgbuild-filtered-" + random_hex());
+    if (::mkdir(copy.c_str(), 0700) != 0) {
+      return fail(Errc::io, fmt::format("cannot create {}: {}", copy.string(), std::strerror(errno)));
+    }
+    out.filter = std::make_unique<TempTree>(copy);
+    TRY_VOID(copy_filtered(context.root(), context.ignore(), real, copy));
+    out.path = copy;
+    return out;
+  }
+  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
   fsys::create_directories(dir, ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot create {}: {}", dir.string(), ec.message()));

@@ -380,7 +380,9 @@ void run_build(BuildFlags& f, Context& ctx) {
     return;
   }
   auto print_warnings = [&] {
-    if (!f.quiet && f.progress != "quiet" && f.progress != "rawjson") {
+    if (f.progress == "rawjson") {
+      std::fputs(format_check_events(checks.warnings).c_str(), stderr);
+    } else if (!f.quiet && f.progress != "quiet") {
       std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
     }
   };
@@ -478,8 +480,8 @@ void run_build(BuildFlags& f, Context& ctx) {
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
-  print_warnings();
   if (!built) {
+    print_warnings();  // as buildx: after the view, before the failure's excerpt
     const Error& e = built.error();
     if (e.location && e.location->line > 0) {
       print_excerpt(dockerfile_name, plan->lines, e.location->line);
@@ -544,6 +546,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       std::fprintf(stderr, "naming to %s done\n", t.str().c_str());
     }
   }
+  print_warnings();  // as buildx: last, after the export lines
 }
 
 }  // namespace

@@ -51,24 +51,28 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
   Fixture fx;
-  // plain: the warnings follow the last step after one blank line.
+  // plain: the warnings come last, after one blank line.
   RunResult ok = fx.build("end-ok", "FROM busybox as base\nRUN echo hi\n", {}, {"--no-cache"});
   INFO(ok.err);
   REQUIRE(ok.status == 0);
   size_t summary = ok.err.find("\n 1 warning found (use --check to expand):\n - FromAsCasing: ");
   REQUIRE(summary != std::string::npos);
-  size_t last_done = ok.err.rfind("\n#2 DONE ", summary);
-  REQUIRE(last_done != std::string::npos);
-  CHECK(ok.err.find('\n', last_done + 1) + 1 == summary);  // "#2 DONE 0.1s\n" then "\n 1 warning"
+  size_t writing = ok.err.rfind("\nwriting image sha256:", summary);
+  REQUIRE(writing != std::string::npos);
+  CHECK(ok.err.find('\n', writing + 1) + 1 == summary);  // "writing image … done\n" then "\n 1 warning"
+  CHECK(ok.err.find('\n', summary + 2) == ok.err.rfind('\n', ok.err.size() - 2));  // the rule line ends the output
+  CHECK(ok.err.find("\n#2 DONE ") < writing);
   CHECK(ok.err.find("#1 DONE") != std::string::npos);
   CHECK(ok.err.find("\n\n#2 [2/2] RUN echo hi\n") != std::string::npos);  // one blank line between steps
   CHECK(ok.err.find("\n\n\n") == std::string::npos);
 
-  // rawjson and quiet: no summary text.
+  // rawjson: a warning event instead of the summary text.
   RunResult json = imgbuild::test::run_imgbuild(
       fx.root, {"build", "--progress", "rawjson", (fx.work.path / "ctx-end-ok").string()});
   CHECK(json.status == 0);
   CHECK(json.err.find("warning found") == std::string::npos);
+  CHECK(json.err.find("{\"event\":\"warning\",\"line\":1,\"message\":") != std::string::npos);
+  CHECK(json.err.find("\"rule\":\"FromAsCasing\"") != std::string::npos);
 
   // plain, failed: the error block with the step's last output lines, then
   // the warnings, then the Dockerfile excerpt.
@@ -100,7 +104,9 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   CHECK(tty_ok.status == 0);
   size_t fin = tty_ok.out.find(" (2/2) FINISHED");
   CHECK(fin != std::string::npos);
-  CHECK(tty_ok.out.find(" 1 warning found", fin) != std::string::npos);
+  size_t tty_writing = tty_ok.out.find("writing image sha256:", fin);
+  CHECK(tty_writing != std::string::npos);
+  CHECK(tty_ok.out.find(" 1 warning found", tty_writing) != std::string::npos);
   RunResult tty_bad = under_tty("end-bad");
   INFO(tty_bad.out);
   CHECK(tty_bad.status != 0);
