@@ -39,6 +39,8 @@
 #include "builder/copy.hpp"
 #include "builder/oci_layout.hpp"
 #include "builder/secret_mask.hpp"
+#include "builder/ssh_forward.hpp"
+#include "builder/step_label.hpp"
 #include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
@@ -249,6 +251,8 @@ private:
                             const parser::Instruction& ins, const StepRecord& record);
   Result<void> base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img);
   std::string debug_name(const PlannedStage& stage, int position) const;
+  // The stage name step labels show: none when the Dockerfile has one stage.
+  std::string label_name(const PlannedStage& stage) const;
   Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
                             StepRecord& record, bool independent = false);
   Result<void> do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
@@ -388,8 +392,7 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
     }
     case BaseKind::image: {
       auto ref = image::parse_reference(stage.base.name);
-      info = new_step(fmt::format("[{} 1/{}] FROM {}", stage.display_name, 0,
-                                  ref ? ref->str() : stage.base.name),
+      info = new_step(step_label(label_name(stage), 1, 0) + "FROM " + (ref ? ref->str() : stage.base.name),
                       stage.from.header.range.start_line);
       TRY(auto img, resolve_image(stage.base.name));
       TRY(auto res, base_from_image(img, created));
@@ -852,6 +855,7 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
   }
   sandbox::RunSpec spec;
   SecretMask secret_mask;
+  std::vector<std::unique_ptr<SshForwarder>> ssh_forwarders;  // relay until the step is done
   std::vector<std::string> argv;
   std::vector<fsys::path> temp_dirs;
   auto cleanup_temps = [&] {
@@ -1046,7 +1050,15 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
         if (target.empty()) {
           target = fmt::format("/run/buildkit/ssh_agent.{}", ssh_index++);
         }
-        spec.mounts.push_back(sandbox::BindMount{m_options.ssh_socket, target, sandbox::Access::read_write});
+        TRY(fsys::path d, make_temp());
+        auto forwarder = SshForwarder::start(m_options.ssh_socket, d, m.uid.value_or(0), m.gid.value_or(0),
+                                             m.mode.value_or(0600));
+        if (!forwarder) {
+          cleanup_temps();
+          return fail(std::move(forwarder).error());
+        }
+        spec.mounts.push_back(sandbox::BindMount{(*forwarder)->path(), target, sandbox::Access::read_write});
+        ssh_forwarders.push_back(std::move(*forwarder));
         spec.env.push_back("SSH_AUTH_SOCK=" + target);
         break;
       }
@@ -1214,6 +1226,10 @@ std::map<std::string, std::string> key_env(const parser::ShellEnv& env, const st
     }
   }
   return out;
+}
+
+std::string Build::label_name(const PlannedStage& stage) const {
+  return m_plan.stage_names.size() == 1 ? std::string() : stage.display_name;
 }
 
 std::string Build::debug_name(const PlannedStage& stage, int position) const {
@@ -1525,8 +1541,7 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
     }
   }
   if (from_info.id != 0) {
-    from_info.name = fmt::format("[{} 1/{}] {}", stage.display_name, total,
-                                 from_info.name.substr(from_info.name.find("] ") + 2));
+    from_info.name = step_label(label_name(stage), 1, total) + from_info.name.substr(from_info.name.find("] ") + 2);
     m_progress.started(from_info);
     m_progress.finished(from_info, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
@@ -1546,11 +1561,11 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
       lo.escape = m_plan.escape;
       lo.keep_quotes = true;
       lo.keep_escapes = true;
+      lo.keep_unset = true;  // `$HTTP_PROXY` not declared: shown as written
       if (auto shown = parser::Lexer(lo).process_word(text, st.state.env)) {
         text = *shown;
       }
-      std::string name = fmt::format("[{} {}/{}] {}{}", stage.display_name, index, total,
-                                     i < trigger_count ? "ONBUILD " : "", text);
+      std::string name = step_label(label_name(stage), index, total) + (i < trigger_count ? "ONBUILD " : "") + text;
       info = new_step(name, ins.header().range.start_line);
       m_progress.started(info);
     }

@@ -547,7 +547,8 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   if (f.quiet) {
     std::printf("%s\n", built->config_digest.c_str());
-  } else {
+  } else if (f.progress != "quiet" && f.progress != "rawjson") {
+    // quiet prints nothing; rawjson's stream stays one JSON event a line.
     std::fprintf(stderr, "writing image %s done\n", built->config_digest.c_str());
     for (const auto& t : tags) {
       std::fprintf(stderr, "naming to %s done\n", t.str().c_str());

@@ -36,13 +36,13 @@ TEST_CASE("build progress: the tty view on a terminal, plain unchanged", "[integ
   CHECK(tty.out.find("[+] Building ") != std::string::npos);
   CHECK(tty.out.find(" => > out-1") != std::string::npos);  // a running step's output in the live area
   CHECK(tty.out.find("\x1b[J") != std::string::npos);       // redrawn in place
-  CHECK(tty.out.find(" => [stage-0 3/3] RUN echo second-step") != std::string::npos);
+  CHECK(tty.out.find(" => [3/3] RUN echo second-step") != std::string::npos);
   CHECK(tty.out.find("#1 ") == std::string::npos);
 
   RunResult plain = under_tty("plain");
   INFO(plain.out);
   REQUIRE(plain.status == 0);
-  CHECK(plain.out.find("#2 [stage-0 2/3] RUN for i in 1 2 3") != std::string::npos);
+  CHECK(plain.out.find("#2 [2/3] RUN for i in 1 2 3") != std::string::npos);
   CHECK(plain.out.find(" out-3") != std::string::npos);
   CHECK(plain.out.find("\x1b[") == std::string::npos);
 }
@@ -63,7 +63,7 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   CHECK(ok.err.find('\n', summary + 2) == ok.err.rfind('\n', ok.err.size() - 2));  // the rule line ends the output
   CHECK(ok.err.find("\n#2 DONE ") < writing);
   CHECK(ok.err.find("#1 DONE") != std::string::npos);
-  CHECK(ok.err.find("\n\n#2 [base 2/2] RUN echo hi\n") != std::string::npos);  // one blank line between steps
+  CHECK(ok.err.find("\n\n#2 [2/2] RUN echo hi\n") != std::string::npos);  // one blank line between steps
   CHECK(ok.err.find("\n\n\n") == std::string::npos);
 
   // rawjson: a warning event instead of the summary text.
@@ -81,7 +81,7 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   REQUIRE(bad.status == 1);
   size_t err = bad.err.find("#2 ERROR: process ");
   REQUIRE(err != std::string::npos);
-  size_t block = bad.err.find("\n------\n > [base 2/2] RUN echo out-line && false:\n", err);
+  size_t block = bad.err.find("\n------\n > [2/2] RUN echo out-line && false:\n", err);
   REQUIRE(block != std::string::npos);
   size_t line_end = bad.err.find(" out-line\n------\n", block);
   CHECK(line_end != std::string::npos);
