@@ -299,12 +299,12 @@ Result<std::unique_ptr<CacheRemote>> open_cache_remote(const CacheSpec& spec) {
 
 // ---- import -------------------------------------------------------------------
 
-void CacheIo::add_import(std::unique_ptr<CacheRemote> remote) {
+void CacheIo::add_import(std::unique_ptr<CacheRemote> remote, uint64_t mounts_max_size) {
   size_t index = 0;
   {
     std::lock_guard lock(m_mu);
     index = m_sources.size();
-    m_sources.push_back(Source{std::move(remote)});
+    m_sources.push_back(Source{std::move(remote), mounts_max_size});
   }
   auto loaded = load(index);
   if (!loaded) {
@@ -493,6 +493,7 @@ void CacheIo::note_mount(const std::string& id, const fsys::path& dir) {
 void CacheIo::seed_mount(const std::string& id, const fsys::path& dir) {
   ImportedMount m;
   CacheRemote* remote = nullptr;
+  uint64_t max_bytes = 0;
   {
     std::lock_guard lock(m_mu);
     auto it = m_mounts.find(id);
@@ -501,6 +502,7 @@ void CacheIo::seed_mount(const std::string& id, const fsys::path& dir) {
     }
     m = it->second;
     remote = m_sources[m.source].remote.get();
+    max_bytes = m_sources[m.source].mounts_max_size;
   }
   // Fetched to a file next to the directory, verified, then applied.
   fsys::path tmp = dir.parent_path() / (".seed-" + random_suffix());
@@ -538,6 +540,7 @@ void CacheIo::seed_mount(const std::string& id, const fsys::path& dir) {
     }
     snapshot::ApplyOptions opts;
     opts.mode = snapshot::ApplyMode::merged;
+    opts.max_bytes = max_bytes;
     TRY(auto applied, snapshot::apply_layer_fd(dir.string(), in.get(), "cache mount " + id, opts));
     (void)applied;
     return ok();
@@ -545,6 +548,10 @@ void CacheIo::seed_mount(const std::string& id, const fsys::path& dir) {
   std::error_code ec;
   fsys::remove(tmp, ec);
   if (!seeded) {
+    // A half-applied tar is not a cache: the mount starts empty instead.
+    for (const auto& child : fsys::directory_iterator(dir, ec)) {
+      fsys::remove_all(child.path(), ec);
+    }
     m_warn(fmt::format("{}: cache mount {} not imported: {}", remote->label(), str::go_quote(id),
                        seeded.error().message));
   }

@@ -101,8 +101,10 @@ public:
   explicit CacheIo(CacheWarn warn) : m_warn(std::move(warn)) {}
 
   /// Reads the manifest and config of an import source; any failure is a
-  /// warning and the source is ignored.
-  void add_import(std::unique_ptr<CacheRemote> remote);
+  /// warning and the source is ignored. A cache mount seeded from it may
+  /// unpack at most `mounts_max_size` bytes of files (more: a warning, the
+  /// mount stays empty).
+  void add_import(std::unique_ptr<CacheRemote> remote, uint64_t mounts_max_size = CacheSpec{}.mounts_max_size);
   /// Records available from the imports.
   size_t imported_records() const;
 
@@ -137,6 +139,7 @@ public:
 private:
   struct Source {
     std::unique_ptr<CacheRemote> remote;
+    uint64_t mounts_max_size = 0;
   };
   struct Imported {
     cache::CacheRecord record;

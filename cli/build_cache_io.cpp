@@ -44,7 +44,7 @@ BuildCacheIo open_build_cache_io(const std::vector<std::string>& cache_from, con
                    remote.error().message.c_str());
       continue;
     }
-    out.io->add_import(std::move(remote).value());
+    out.io->add_import(std::move(remote).value(), spec.mounts_max_size);
   }
   return out;
 }

@@ -373,6 +373,16 @@ TEST_CASE("cache export: mounts=true carries a cache mount's files to a fresh st
   fs::path out_c2 = s.work.path / "out-c2";
   s.build(c, {"--cache-from", "type=local,src=" + with.string(), "-o", "type=local,dest=" + out_c2.string()});
   CHECK(read_file(out_c2 / "out2") == "from-build-a\n");
+
+  // An import bounded below the mount's size: warned, the mount stays empty
+  // (nothing half-unpacked).
+  fs::path d = s.store("d");
+  fs::path out_d = s.work.path / "out-d";
+  Built small = s.build(d, {"--cache-from", "type=local,src=" + with.string() + ",mounts-max-size=4", "-o",
+                            "type=local,dest=" + out_d.string()});
+  CHECK(small.run.err.find("cache mount \"c\" not imported") != std::string::npos);
+  CHECK(small.run.err.find("exceed the limit of 4 bytes") != std::string::npos);
+  CHECK(read_file(out_d / "out2") == "missing\n");
 }
 
 TEST_CASE("cache import: corrupt or partial cache dirs are warned about, never trusted, never fatal",
