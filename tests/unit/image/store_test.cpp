@@ -92,6 +92,47 @@ TEST_CASE("a digest mismatch leaves nothing behind", "[image]") {
   CHECK(fs::is_empty(dir.path / "tmp"));
 }
 
+TEST_CASE("a writer's digest and sync come before commit, which still verifies", "[image]") {
+  TempDir dir;
+  auto cs = ContentStore::open(dir.path);
+  REQUIRE(cs);
+  auto staging = Staging::create(*cs);
+  REQUIRE(staging);
+  // The digest a downloader compares instead of hashing the bytes itself.
+  auto w = (*staging)->writer();
+  REQUIRE(w);
+  REQUIRE(w->write("layer "));
+  REQUIRE(w->write("bytes"));
+  auto d = w->digest();
+  REQUIRE(d);
+  CHECK(*d == sha256("layer bytes"));
+  auto again = w->digest();
+  REQUIRE(again);
+  CHECK(*again == *d);
+  auto late = w->write("more");
+  REQUIRE_FALSE(late);
+  CHECK(late.error().code == Errc::internal);
+  REQUIRE(w->sync());
+  auto committed = w->commit(d->str());
+  REQUIRE(committed);
+  CHECK(*committed == d->str());
+
+  // Taking the digest and syncing do not let wrong content in: commit
+  // compares with the expected digest all the same.
+  auto bad = (*staging)->writer();
+  REQUIRE(bad);
+  REQUIRE(bad->write("tampered"));
+  REQUIRE(bad->digest());
+  REQUIRE(bad->sync());
+  auto refused = bad->commit(sha256("layer bytes!").str());
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == Errc::corrupt);
+  auto added = (*staging)->publish({d->str(), sha256("tampered").str()});
+  REQUIRE(added);
+  CHECK(*added == std::vector<std::string>{d->str()});
+  CHECK(count_files(dir.path / "blobs") == 1);
+}
+
 TEST_CASE("identical blobs are stored once and unwanted ones dropped", "[image]") {
   TempDir dir;
   auto cs = ContentStore::open(dir.path);
