@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "snapshot/copy.hpp"
 #include "snapshot/internal.hpp"
 #include "snapshot/mounts.hpp"
 #include "util/fs.hpp"
@@ -66,6 +67,19 @@ Result<void> move_dir(const stdfs::path& dir, const stdfs::path& dest) {
   }
   stdfs::remove_all(dir, ec);
   return ok();
+}
+
+Result<std::unique_ptr<View>> Snapshotter::prepare_over(const std::vector<std::filesystem::path>& parents,
+                                                        const std::filesystem::path& upper) {
+  TRY(std::unique_ptr<View> view, prepare(parents));
+  // The baseline was taken before the merge: changes() reports the earlier
+  // changes too.
+  auto merged = merge_layer(upper, view->root());
+  if (!merged) {
+    (void)view->remove();
+    return fail(std::move(merged).error());
+  }
+  return view;
 }
 
 Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOptions& options) {

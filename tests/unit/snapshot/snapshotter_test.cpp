@@ -28,7 +28,7 @@ using namespace imgbuild::snapshot;
 namespace {
 
 struct Env {
-  test::TempDir tmp;
+  test::ScratchDir tmp;
   SnapshotterConfig config;
   fs::path layers;
   Env() {
