@@ -288,7 +288,8 @@ Result<void> Build::setup() {
   cfg.runtime_dir = root / "run";
   std::error_code ec;
   fsys::create_directories(root / "snapshots", ec);
-  TRY(m_snapshotter, snapshot::make_snapshotter(m_options.snapshotter, cfg));
+  // Made on first use: a fully cached build mounts nothing.
+  TRY(m_snapshotter, snapshot::make_lazy_snapshotter(m_options.snapshotter, cfg));
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));

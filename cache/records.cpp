@@ -314,7 +314,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
 
 Result<std::vector<StatEntry>> CacheDb::stat_entries() {
   std::lock_guard lock(m_mu);
-  Stmt s(m_db, "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM stat_index");
+  Stmt s(m_db, "SELECT dev, ino, size, mtime_ns, ctime_ns, digest, ifnull(xattrs, -1) FROM stat_index");
   std::vector<StatEntry> out;
   while (true) {
     TRY(bool row, s.step());
@@ -328,6 +328,7 @@ Result<std::vector<StatEntry>> CacheDb::stat_entries() {
     e.mtime_ns = s.integer(3);
     e.ctime_ns = s.integer(4);
     e.digest = s.text(5);
+    e.xattrs = static_cast<int>(s.integer(6));
     out.push_back(std::move(e));
   }
   return out;
@@ -340,12 +341,15 @@ Result<void> CacheDb::put_stat_entries(const std::vector<StatEntry>& entries) {
   std::lock_guard lock(m_mu);
   TRY_VOID(begin_immediate());
   Tx tx(m_db);
+  Stmt s(m_db,
+         "INSERT OR REPLACE INTO stat_index(dev, ino, size, mtime_ns, ctime_ns, digest, xattrs) "
+         "VALUES (?,?,?,?,?,?,?)");
   for (const auto& e : entries) {
-    Stmt s(m_db,
-           "INSERT OR REPLACE INTO stat_index(dev, ino, size, mtime_ns, ctime_ns, digest) VALUES (?,?,?,?,?,?)");
     s.bind(1, static_cast<int64_t>(e.dev)).bind(2, static_cast<int64_t>(e.ino)).bind(3, e.size);
     s.bind(4, e.mtime_ns).bind(5, e.ctime_ns).bind(6, e.digest);
+    s.bind(7, int64_t{e.xattrs});
     TRY_VOID(s.run());
+    s.reset();
   }
   return tx.commit();
 }

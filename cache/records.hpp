@@ -71,6 +71,9 @@ struct StatEntry {
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
   std::string digest;
+  /// What is known of the file's xattrs under this identity: -1 unknown,
+  /// 0 none, 1 some (listed again on every use).
+  int xattrs = -1;
 };
 
 /// What cache prune should remove.

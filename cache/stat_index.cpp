@@ -14,32 +14,36 @@
 namespace imgbuild::cache {
 
 StatIndex::StatIndex(StatIndex&& o) noexcept
-    : m_entries(std::move(o.m_entries)), m_new(std::move(o.m_new)), m_hashed(o.m_hashed), m_reused(o.m_reused) {}
+    : m_entries(std::move(o.m_entries)),
+      m_new(std::move(o.m_new)),
+      m_hashed(o.m_hashed),
+      m_reused(o.m_reused),
+      m_xattrs_listed(o.m_xattrs_listed) {}
 
 Result<StatIndex> StatIndex::load(CacheDb& db) {
   StatIndex idx;
   TRY(auto entries, db.stat_entries());
+  idx.m_entries.reserve(entries.size());
   for (auto& e : entries) {
     Id id{e.dev, e.ino};
-    idx.m_entries[id] = std::move(e);
+    idx.m_entries.insert_or_assign(id, std::move(e));
   }
   return idx;
 }
 
-Result<std::string> StatIndex::digest(int dirfd, const std::string& name, const struct stat& st,
-                                      const std::string& display) {
-  Id id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
-  int64_t mtime = timespec_ns(st.st_mtim);
-  int64_t ctime = timespec_ns(st.st_ctim);
-  {
-    std::lock_guard lock(m_mu);
-    auto it = m_entries.find(id);
-    if (it != m_entries.end() && it->second.size == st.st_size && it->second.mtime_ns == mtime &&
-        it->second.ctime_ns == ctime) {
-      ++m_reused;
-      return it->second.digest;
-    }
+const StatEntry* StatIndex::find(const struct stat& st) const {
+  auto it = m_entries.find(Id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
+  if (it == m_entries.end()) {
+    return nullptr;
   }
+  const StatEntry& e = it->second;
+  if (e.size != st.st_size || e.mtime_ns != timespec_ns(st.st_mtim) || e.ctime_ns != timespec_ns(st.st_ctim)) {
+    return nullptr;
+  }
+  return &e;
+}
+
+Result<std::string> StatIndex::hash_file(int dirfd, const std::string& name, const std::string& display) {
   int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     return fail(Errc::io, fmt::format("{}: open: {}", display, std::strerror(errno)));
@@ -60,13 +64,73 @@ Result<std::string> StatIndex::digest(int dirfd, const std::string& name, const 
     }
     h.update(buf, static_cast<size_t>(n));
   }
-  std::string d = h.finish().str();
-  StatEntry e{id.first, id.second, st.st_size, mtime, ctime, d};
+  return h.finish().str();
+}
+
+void StatIndex::learn(StatEntry e, bool hashed) {
   std::lock_guard lock(m_mu);
-  ++m_hashed;
-  m_entries[id] = e;
-  m_new.push_back(std::move(e));
+  if (hashed) {
+    ++m_hashed;
+  }
+  m_new.push_back(e);
+  Id id{e.dev, e.ino};
+  m_entries.insert_or_assign(id, std::move(e));
+}
+
+Result<std::string> StatIndex::digest(int dirfd, const std::string& name, const struct stat& st,
+                                      const std::string& display) {
+  {
+    std::lock_guard lock(m_mu);
+    if (const StatEntry* e = find(st)) {
+      ++m_reused;
+      return e->digest;
+    }
+  }
+  TRY(std::string d, hash_file(dirfd, name, display));
+  learn(StatEntry{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), st.st_size,
+                  timespec_ns(st.st_mtim), timespec_ns(st.st_ctim), d, -1},
+        true);
   return d;
+}
+
+Result<FileFacts> StatIndex::facts(int dirfd, const std::string& name, const struct stat& st,
+                                   const std::string& display) {
+  FileFacts out;
+  bool hit = false;
+  int known_xattrs = -1;
+  {
+    std::lock_guard lock(m_mu);
+    if (const StatEntry* e = find(st)) {
+      ++m_reused;
+      hit = true;
+      out.digest = e->digest;
+      known_xattrs = e->xattrs;
+    }
+  }
+  if (known_xattrs == 0) {
+    return out;  // seen without xattrs under this identity
+  }
+  if (!hit) {
+    TRY(out.digest, hash_file(dirfd, name, display));
+  }
+  auto xs = fs::xattrs_at(dirfd, name);
+  int now_known = 1;
+  if (xs) {
+    out.xattrs = std::move(*xs);
+    now_known = out.xattrs.empty() ? 0 : 1;
+  } else {
+    out.xattrs_read = false;
+  }
+  {
+    std::lock_guard lock(m_mu);
+    ++m_xattrs_listed;
+  }
+  if (!hit || known_xattrs != now_known) {
+    learn(StatEntry{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), st.st_size,
+                    timespec_ns(st.st_mtim), timespec_ns(st.st_ctim), out.digest, now_known},
+          !hit);
+  }
+  return out;
 }
 
 Result<void> StatIndex::save(CacheDb& db, int64_t now_ns) {
