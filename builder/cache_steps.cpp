@@ -107,7 +107,7 @@ StepKey StepKeyBuilder::finish() {
 }
 
 Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<SelectedSource>& sources,
-                                 const IgnoreMatcher* excludes, cache::StatIndex& index) {
+                                 const IgnoreMatcher* excludes, cache::StatIndex& index, const HashOptions& options) {
   SourceFiles out;
   cache::KeyBuilder total;
   total.str("what", "sources");
@@ -117,7 +117,9 @@ Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<Selec
       // One entry's digest; its transcript is never shown, so not kept.
       cache::KeyBuilder entry(cache::KeyBuilder::Transcript::skipped);
       entry.str("type", type_name(e.st.st_mode));
-      entry.integer("mode", static_cast<int64_t>(e.st.st_mode & 07777));
+      if (options.modes) {
+        entry.integer("mode", static_cast<int64_t>(e.st.st_mode & 07777));
+      }
       entry.integer("uid", static_cast<int64_t>(e.st.st_uid));
       entry.integer("gid", static_cast<int64_t>(e.st.st_gid));
       std::string display = "/" + e.path;

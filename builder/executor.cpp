@@ -1287,7 +1287,14 @@ Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const 
       all.push_back(std::move(m));
     }
   }
-  TRY(auto files, hash_sources(tree, all, &excludes, m_cache->index()));
+  // An octal --chmod gives every copied entry its mode: the sources' modes
+  // cannot change the result, so they stay out of the key.
+  HashOptions hash_options;
+  if (req.chmod) {
+    TRY(ChmodSpec chmod, parse_chmod(*req.chmod));
+    hash_options.modes = !chmod.octal.has_value();
+  }
+  TRY(auto files, hash_sources(tree, all, &excludes, m_cache->index(), hash_options));
   b.files("sources-digest", files.digest, files.files);
   return std::optional<StepKey>(b.finish());
 }

@@ -162,6 +162,61 @@ TEST_CASE("cache: a rebuild is all cached - touch and mtime and umask keep it ca
   CHECK(cached_count(fx.build()) == 4);
 }
 
+TEST_CASE("cache: an octal COPY --chmod ignores the source modes - a symbolic one or none keeps them in the key",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  // A first ENV of its own gives each file its own chain (a miss is
+  // explained against the previous build of the same chain).
+  fx.put("octal.Dockerfile",
+         "FROM busybox\n"
+         "ENV KIND=octal\n"
+         "COPY --chmod=0640 a.txt src/ /o/\n"
+         "RUN stat -c %a /o/a.txt /o/b.txt > /modes\n");
+  fx.put("symbolic.Dockerfile",
+         "FROM busybox\n"
+         "ENV KIND=symbolic\n"
+         "COPY --chmod=u+x a.txt /s/\n");
+  fx.put("plain.Dockerfile",
+         "FROM busybox\n"
+         "ENV KIND=plain\n"
+         "COPY a.txt /p/\n");
+  fx.put("a.txt", "alpha\n");
+  fx.put("src/b.txt", "beta\n");
+  REQUIRE(::chmod((fx.ctx / "a.txt").c_str(), 0644) == 0);
+  REQUIRE(::chmod((fx.ctx / "src/b.txt").c_str(), 0644) == 0);
+  auto file = [&](const char* name) { return std::vector<std::string>{"-f", (fx.ctx / name).string()}; };
+  CHECK(cached_count(fx.build(file("octal.Dockerfile"))) == 0);
+  CHECK(cached_count(fx.build(file("symbolic.Dockerfile"))) == 0);
+  CHECK(cached_count(fx.build(file("plain.Dockerfile"))) == 0);
+
+  // The checkout another umask would give: same content, other modes.
+  REQUIRE(::chmod((fx.ctx / "a.txt").c_str(), 0600) == 0);
+  REQUIRE(::chmod((fx.ctx / "src/b.txt").c_str(), 0664) == 0);
+  auto octal = fx.build(file("octal.Dockerfile"));
+  INFO(describe(octal));
+  CHECK(cached_count(octal) == 2);
+  // u+x keeps the other bits of the source: its mode is an input.
+  auto symbolic = fx.build(file("symbolic.Dockerfile"));
+  INFO(describe(symbolic));
+  REQUIRE(symbolic.size() == 1);
+  CHECK_FALSE(symbolic[0].cached);
+  CHECK(symbolic[0].reason == "COPY --chmod=u+x a.txt /s/: a.txt changed");
+  // Without --chmod the copied file keeps the source mode.
+  auto plain = fx.build(file("plain.Dockerfile"));
+  INFO(describe(plain));
+  REQUIRE(plain.size() == 1);
+  CHECK_FALSE(plain[0].cached);
+  CHECK(plain[0].reason == "COPY a.txt /p/: a.txt changed");
+  // A content change still misses with --chmod.
+  fx.put("src/b.txt", "beta 2\n");
+  auto content = fx.build(file("octal.Dockerfile"));
+  INFO(describe(content));
+  REQUIRE(content.size() == 2);
+  CHECK_FALSE(content[0].cached);
+  CHECK(content[0].reason == "COPY --chmod=0640 a.txt src/ /o/: src/b.txt changed");
+}
+
 TEST_CASE("cache: a file renamed under a wildcard misses - an ignored file never does", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;

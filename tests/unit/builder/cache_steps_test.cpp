@@ -118,6 +118,34 @@ TEST_CASE("cache keys: a warm stat index still sees an xattr set on an unchanged
   CHECK(index.hashed() == 2);  // the ctime moved: a new identity, read again
 }
 
+TEST_CASE("cache keys: without modes (an octal --chmod) a mode change keeps the digest, content still counts",
+          "[builder]") {
+  ScratchDir dir;
+  write_text(dir / "a.txt", "a\n");
+  auto hash = [&](bool modes) {
+    auto ctx = BuildContext::from_dir(dir.path().string());
+    REQUIRE(ctx);
+    SourceTree tree{&ctx->root(), &ctx->ignore()};
+    auto selected = select_sources(tree, ".");
+    REQUIRE(selected);
+    cache::StatIndex index;
+    HashOptions options;
+    options.modes = modes;
+    auto files = hash_sources(tree, *selected, nullptr, index, options);
+    REQUIRE(files);
+    return files->digest;
+  };
+  REQUIRE(::chmod((dir / "a.txt").c_str(), 0644) == 0);
+  std::string with = hash(true);
+  std::string without = hash(false);
+  CHECK(with != without);
+  REQUIRE(::chmod((dir / "a.txt").c_str(), 0600) == 0);
+  CHECK(hash(true) != with);
+  CHECK(hash(false) == without);
+  write_text(dir / "a.txt", "b\n");
+  CHECK(hash(false) != without);
+}
+
 TEST_CASE("cache keys: step key builder fields and summaries", "[builder]") {
   auto make = [](const std::string& parent, const std::string& value) {
     StepKeyBuilder b(parent, "COPY", "COPY . /src");
