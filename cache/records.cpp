@@ -279,6 +279,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
   }
   PruneResult result;
   std::set<std::string> candidate_blobs;
+  std::map<std::string, std::string> diff_of;  // candidate blob → its diff_id
   for (const auto& r : all) {
     if (doomed.count(r.key) == 0) {
       continue;
@@ -289,8 +290,10 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
     ++result.records;
     if (r.has_layer()) {
       candidate_blobs.insert(r.layer.blob_digest);
+      diff_of[r.layer.blob_digest] = r.layer.diff_id;
     }
   }
+  std::set<std::string> gone_diffs;
   for (const auto& d : candidate_blobs) {
     if (image_refs.count(d) != 0) {
       continue;
@@ -307,6 +310,21 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
     Stmt del(m_db, "DELETE FROM layers WHERE blob_digest = ?");
     del.bind(1, d);
     TRY_VOID(del.run());
+    if (!diff_of[d].empty()) {
+      gone_diffs.insert(diff_of[d]);
+    }
+  }
+  // An unpacked layer directory is per diff_id: another blob of the same
+  // layer (another compression) or a remaining record may still use it.
+  for (const auto& diff : gone_diffs) {
+    Stmt s(m_db,
+           "SELECT (SELECT COUNT(*) FROM layers WHERE diff_id = ?1) + "
+           "(SELECT COUNT(*) FROM cache_records WHERE diff_id = ?1)");
+    s.bind(1, diff);
+    TRY(bool row, s.step());
+    if (row && s.integer(0) == 0) {
+      result.diff_ids.push_back(diff);
+    }
   }
   TRY_VOID(tx.commit());
   return result;

@@ -92,6 +92,10 @@ struct PruneResult {
   int records = 0;
   std::vector<std::string> blobs;
   uint64_t reclaimed = 0;
+  /// diff_ids of the removed layers that no remaining layer row (images'
+  /// layers included) or record has: their unpacked layer directories
+  /// (<store>/snapshots/<hex>) can go too.
+  std::vector<std::string> diff_ids;
 };
 
 /// The cache tables of one store.

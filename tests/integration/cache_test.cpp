@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -362,6 +363,70 @@ TEST_CASE("cache: ls and du and prune - prune keeps what images use", "[integrat
   INFO(save.err);
   CHECK(save.status == 0);
   // With no records left, a rebuild executes every step again.
+  auto rebuilt = fx.build();
+  CHECK(cached_count(rebuilt) == 0);
+}
+
+TEST_CASE("cache: prune removes the unpacked directories of the layers it removes - du counts them",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  // The first stage's RUN layer is in no image: cache only from the start.
+  fx.put("Dockerfile",
+         "FROM busybox AS tmp\n"
+         "RUN echo one > /one\n"
+         "FROM busybox\n"
+         "COPY --from=tmp /one /one\n"
+         "RUN cat /one > /two\n");
+  auto first = fx.build({"-t", "imgbuild-test-cache-unpacked:1"});
+  REQUIRE(first.size() == 3);
+  auto unpacked = [&] {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fx.root / "snapshots", ec)) {
+      std::string name = e.path().filename().string();
+      if (name.size() == 64 && e.is_directory()) {
+        out.insert("sha256:" + name);
+      }
+    }
+    return out;
+  };
+  // The diff_ids images still use (busybox's one layer).
+  RunResult inspect = run_imgbuild(fx.root, {"inspect", "busybox"});
+  REQUIRE(inspect.status == 0);
+  json inspected = json::parse(inspect.out);
+  std::set<std::string> base_layers;
+  for (const auto& d : inspected[0]["RootFS"]["Layers"]) {
+    base_layers.insert(d.get<std::string>());
+  }
+  REQUIRE(base_layers.size() == 1);
+  std::set<std::string> before = unpacked();
+  CHECK(before.size() >= 3);  // busybox, the first stage's RUN, the COPY (the last RUN needs no mount)
+  RunResult rmi = run_imgbuild(fx.root, {"rmi", "imgbuild-test-cache-unpacked:1"});
+  INFO(rmi.err);
+  REQUIRE(rmi.status == 0);
+
+  RunResult du = run_imgbuild(fx.root, {"cache", "du"});
+  REQUIRE(du.status == 0);
+  INFO(du.out);
+  CHECK(du.out.find("unpacked layers (cache only)") != std::string::npos);
+  CHECK(du.out.find("unpacked layers (cache only)   0") == std::string::npos);
+
+  RunResult prune = run_imgbuild(fx.root, {"cache", "prune"});
+  INFO(prune.err);
+  REQUIRE(prune.status == 0);
+  // Only layers an image uses stay unpacked: no orphan directory.
+  std::set<std::string> after = unpacked();
+  CHECK(after == base_layers);
+  // Nothing half-removed is left beside them.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fx.root / "snapshots", ec)) {
+    CHECK(e.path().filename().string().rfind(".remove-", 0) != 0);
+  }
+  RunResult du_after = run_imgbuild(fx.root, {"cache", "du"});
+  REQUIRE(du_after.status == 0);
+  CHECK(du_after.out.find("unpacked layers (cache only)   0") != std::string::npos);
+  // The next build unpacks what it needs again.
   auto rebuilt = fx.build();
   CHECK(cached_count(rebuilt) == 0);
 }
