@@ -10,10 +10,13 @@
 #include <fmt/format.h>
 
 #include "util/fs.hpp"
+#include "util/stats.hpp"
 
 namespace imgbuild::builder {
 
 namespace {
+
+stats::Metric g_hash_sources_us("builder.hash_sources_us");
 
 std::string type_name(mode_t m) {
   switch (m & S_IFMT) {
@@ -108,6 +111,7 @@ StepKey StepKeyBuilder::finish() {
 
 Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<SelectedSource>& sources,
                                  const IgnoreMatcher* excludes, cache::StatIndex& index, const HashOptions& options) {
+  stats::ScopedTimer timer(g_hash_sources_us);
   SourceFiles out;
   cache::KeyBuilder total;
   total.str("what", "sources");

@@ -10,15 +10,26 @@
 
 #include "util/fd.hpp"
 #include "util/hash.hpp"
+#include "util/stats.hpp"
 
 namespace imgbuild::cache {
+
+namespace {
+
+stats::Metric g_files_hashed("cache.context_files_hashed");
+stats::Metric g_bytes_hashed("cache.context_bytes_hashed");
+stats::Metric g_files_reused("cache.context_files_from_stat_index");
+stats::Metric g_xattrs_listed("cache.context_xattrs_listed");
+
+}  // namespace
 
 StatIndex::StatIndex(StatIndex&& o) noexcept
     : m_entries(std::move(o.m_entries)),
       m_new(std::move(o.m_new)),
       m_hashed(o.m_hashed),
       m_reused(o.m_reused),
-      m_xattrs_listed(o.m_xattrs_listed) {}
+      m_xattrs_listed(o.m_xattrs_listed),
+      m_hashed_bytes(o.m_hashed_bytes.load()) {}
 
 Result<StatIndex> StatIndex::load(CacheDb& db) {
   StatIndex idx;
@@ -51,6 +62,7 @@ Result<std::string> StatIndex::hash_file(int dirfd, const std::string& name, con
   UniqueFd owned(fd);
   Sha256 h;
   char buf[1 << 16];
+  uint64_t total = 0;
   while (true) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {
@@ -63,7 +75,11 @@ Result<std::string> StatIndex::hash_file(int dirfd, const std::string& name, con
       break;
     }
     h.update(buf, static_cast<size_t>(n));
+    total += static_cast<uint64_t>(n);
   }
+  m_hashed_bytes += total;
+  g_bytes_hashed.add(total);
+  g_files_hashed.add();
   return h.finish().str();
 }
 
@@ -83,6 +99,7 @@ Result<std::string> StatIndex::digest(int dirfd, const std::string& name, const 
     std::lock_guard lock(m_mu);
     if (const StatEntry* e = find(st)) {
       ++m_reused;
+      g_files_reused.add();
       return e->digest;
     }
   }
@@ -102,6 +119,7 @@ Result<FileFacts> StatIndex::facts(int dirfd, const std::string& name, const str
     std::lock_guard lock(m_mu);
     if (const StatEntry* e = find(st)) {
       ++m_reused;
+      g_files_reused.add();
       hit = true;
       out.digest = e->digest;
       known_xattrs = e->xattrs;
@@ -125,6 +143,7 @@ Result<FileFacts> StatIndex::facts(int dirfd, const std::string& name, const str
     std::lock_guard lock(m_mu);
     ++m_xattrs_listed;
   }
+  g_xattrs_listed.add();
   if (!hit || known_xattrs != now_known) {
     learn(StatEntry{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), st.st_size,
                     timespec_ns(st.st_mtim), timespec_ns(st.st_ctim), out.digest, now_known},

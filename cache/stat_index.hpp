@@ -8,6 +8,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -58,6 +59,8 @@ public:
   uint64_t reused() const { return m_reused; }
   /// Files whose xattrs facts() listed since load().
   uint64_t xattrs_listed() const { return m_xattrs_listed; }
+  /// Bytes read and hashed since load().
+  uint64_t hashed_bytes() const { return m_hashed_bytes; }
 
 private:
   using Id = std::pair<uint64_t, uint64_t>;
@@ -68,8 +71,8 @@ private:
   };
   // The entry matching st's identity, or null (call with m_mu held).
   const StatEntry* find(const struct stat& st) const;
-  // Reads and hashes the file's content.
-  static Result<std::string> hash_file(int dirfd, const std::string& name, const std::string& display);
+  // Reads and hashes the file's content (counted in m_hashed_bytes).
+  Result<std::string> hash_file(int dirfd, const std::string& name, const std::string& display);
   // Remembers an entry (new or updated) for save().
   void learn(StatEntry e, bool hashed);
   std::mutex m_mu;
@@ -78,6 +81,7 @@ private:
   uint64_t m_hashed = 0;
   uint64_t m_reused = 0;
   uint64_t m_xattrs_listed = 0;
+  std::atomic<uint64_t> m_hashed_bytes{0};
 
 public:
   StatIndex(StatIndex&& o) noexcept;

@@ -9,6 +9,7 @@
 // directories of cache-only layers as reclaimable too.
 
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -22,7 +23,10 @@
 
 #include <fmt/format.h>
 
+#include "builder/cache_steps.hpp"
+#include "builder/context.hpp"
 #include "cache/records.hpp"
+#include "cache/stat_index.hpp"
 #include "cli/commands.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "cli/image_common.hpp"
@@ -194,6 +198,51 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     rows.push_back({"cache mounts", "", size3(static_cast<int64_t>(mounts)), size3(static_cast<int64_t>(mounts))});
     std::fputs(format_table(rows).c_str(), stdout);
     std::printf("Total reclaimable: %s\n", size3(sum(own) + unpacked + static_cast<int64_t>(mounts)).c_str());
+  });
+
+  // Hidden, for bench/bench_hash.sh: hashes a directory the way a COPY's
+  // cache key does (every file read, no stat index unless --index) and
+  // prints what it read and how fast.
+  struct HashFlags {
+    std::string dir;
+    std::vector<std::string> sources;
+    bool index = false;
+  };
+  auto hf = std::make_shared<HashFlags>();
+  CLI::App* hash = cache_cmd->add_subcommand("hash-context", "Hash a context directory as COPY keys do (benchmark)");
+  hash->group("");
+  hash->add_option("dir", hf->dir, "Context directory")->required();
+  hash->add_option("sources", hf->sources, "Sources in the context (default .)");
+  hash->add_flag("--index", hf->index, "Use and update the store's stat index");
+  hash->callback([hf, &ctx]() {
+    auto context = unwrap(builder::BuildContext::from_dir(hf->dir));
+    builder::SourceTree tree{&context.root(), &context.ignore()};
+    std::vector<builder::SelectedSource> all;
+    for (const auto& s : hf->sources.empty() ? std::vector<std::string>{"."} : hf->sources) {
+      auto matches = unwrap(builder::select_sources(tree, s));
+      all.insert(all.end(), matches.begin(), matches.end());
+    }
+    CacheHandles h;
+    cache::StatIndex fresh;
+    std::optional<cache::StatIndex> loaded;
+    if (hf->index) {
+      h = open_cache(ctx);
+      loaded.emplace(unwrap(cache::StatIndex::load(*h.db)));
+    }
+    cache::StatIndex& index = loaded ? *loaded : fresh;
+    auto start = std::chrono::steady_clock::now();
+    auto files = unwrap(builder::hash_sources(tree, all, nullptr, index));
+    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (hf->index) {
+      unwrap(index.save(*h.db, static_cast<int64_t>(std::time(nullptr)) * 1'000'000'000));
+    }
+    double mb = static_cast<double>(index.hashed_bytes()) / 1e6;
+    std::printf("entries %zu\nfiles hashed %llu\nfiles from the stat index %llu\nbytes hashed %llu\n"
+                "seconds %.3f\nMB/s %.1f\ndigest %s\n",
+                files.files.size(), static_cast<unsigned long long>(index.hashed()),
+                static_cast<unsigned long long>(index.reused()),
+                static_cast<unsigned long long>(index.hashed_bytes()), sec, sec > 0 ? mb / sec : 0.0,
+                files.digest.c_str());
   });
 
   struct PruneFlags {
