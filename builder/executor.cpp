@@ -1317,9 +1317,9 @@ Result<void> Build::apply_cached(StageResult& st, const cache::CacheRecord& rec)
     add_history(st.state, rec.created_by, false, false);
     return ok();
   }
-  TRY(fsys::path dir, m_layer_dirs.ensure(m_store.content().blob_path(rec.layer.blob_digest), rec.layer.blob_digest,
-                                          rec.layer.diff_id));
-  st.layers.push_back(Layer{rec.layer, dir});
+  // Unpacked by the first step that mounts it (unpack_layers), like a base
+  // layer: a chain that is cached to its end never unpacks anything.
+  st.layers.push_back(Layer{rec.layer, m_layer_dirs.dir_for(rec.layer.diff_id)});
   st.state.image.rootfs.diff_ids.push_back(rec.layer.diff_id);
   add_history(st.state, rec.created_by, true, !rec.created_by.starts_with("WORKDIR "));
   return ok();

@@ -431,6 +431,50 @@ TEST_CASE("cache: prune removes the unpacked directories of the layers it remove
   CHECK(cached_count(rebuilt) == 0);
 }
 
+TEST_CASE("cache: a chain cached to its end unpacks no layer - the next RUN unpacks what it mounts",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "RUN echo one > /one\n"
+         "COPY a.txt /a.txt\n");
+  fx.put("a.txt", "alpha\n");
+  REQUIRE(cached_count(fx.build()) == 0);
+  auto unpacked = [&] {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fx.root / "snapshots", ec)) {
+      n += e.path().filename().string().size() == 64 ? 1 : 0;
+    }
+    return n;
+  };
+  // Every unpacked layer goes (as after a cache import into a fresh store).
+  for (const auto& e : fs::directory_iterator(fx.root / "snapshots")) {
+    if (e.path().filename().string().size() == 64) {
+      fs::remove_all(e.path());
+    }
+  }
+  REQUIRE(unpacked() == 0);
+  auto cached = fx.build();
+  INFO(describe(cached));
+  CHECK(cached_count(cached) == 2);
+  CHECK(unpacked() == 0);
+  // A RUN after the cached steps mounts (and so unpacks) the whole chain.
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "RUN echo one > /one\n"
+         "COPY a.txt /a.txt\n"
+         "RUN cat /one /a.txt > /both && test \"$(cat /both)\" = \"$(printf 'one\\nalpha')\"\n");
+  auto more = fx.build();
+  INFO(describe(more));
+  REQUIRE(more.size() == 3);
+  CHECK(more[0].cached);
+  CHECK(more[1].cached);
+  CHECK_FALSE(more[2].cached);
+  CHECK(unpacked() >= 3);
+}
+
 TEST_CASE("cache: two concurrent builds on one store both succeed", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
