@@ -35,8 +35,10 @@
 #include "builder/cache_steps.hpp"
 #include "builder/config.hpp"
 #include "builder/context.hpp"
+#include "builder/context_filter.hpp"
 #include "builder/copy.hpp"
 #include "builder/oci_layout.hpp"
+#include "builder/secret_mask.hpp"
 #include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
@@ -209,13 +211,19 @@ private:
   Result<image::LoadedImage> resolve_image(const std::string& reference);
   Result<StageResult> base_of(const PlannedStage& stage, const std::string& created, StepInfo& info);
   Result<image::LoadedImage> oci_layout_image(const std::string& source);
-  Result<StageResult> base_from_dir(const std::string& dir, const std::string& created);
+  Result<StageResult> base_from_dir(const std::string& name, const std::string& dir, const std::string& created);
+  /// The named context directory `dir`, opened once per build.
+  Result<const BuildContext*> named_context(const std::string& dir);
 
   struct SourceRoot {
     fsys::path path;
+    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view
     std::unique_ptr<snapshot::View> view;  // kept alive while the source is in use
   };
-  Result<SourceRoot> source_root(const std::string& from, int current);
+  /// The root `from` names ("" = the build context); a context directory is
+  /// seen through its .dockerignore (only `sub` below it needs to be right).
+  Result<SourceRoot> source_root(const std::string& from, int current, std::string_view sub = "");
+  Result<SourceRoot> filtered_root(const BuildContext& context, std::string_view sub);
 
   Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
                         const StepInfo& info, int position);
@@ -276,6 +284,8 @@ private:
   int m_step_counter = 0;
   std::vector<StepRecord> m_steps;
   std::map<int, std::unique_ptr<StageSlot>> m_slots;
+  std::mutex m_named_mu;
+  std::map<std::string, std::unique_ptr<BuildContext>> m_named;
   std::atomic<bool> m_failed{false};
   std::optional<Error> m_error;
   std::unique_ptr<std::counting_semaphore<>> m_jobs;
@@ -389,7 +399,7 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
         TRY_VOID(base_cache(stage, res, img));
         return res;
       }
-      TRY(auto res, base_from_dir(src, created));
+      TRY(auto res, base_from_dir(stage.base.name, src, created));
       // The directory's content (its layer's diff_id) keys the steps after it.
       res.cache_key = stage_base_key(from_parent_key(src + "@" + res.state.image.rootfs.diff_ids.back(), m_plan.platform));
       return res;
@@ -404,22 +414,64 @@ Result<image::LoadedImage> Build::oci_layout_image(const std::string& source) {
 }
 
 // A named context directory as a base: an empty config and one layer with
-// the directory's files (owners and modes kept), as BuildKit's local source.
-Result<StageResult> Build::base_from_dir(const std::string& dir, const std::string& created) {
+// the directory's files as its .dockerignore leaves them (owners and modes
+// kept), as BuildKit's local source. BuildKit's exporter gives that layer a
+// history entry of its own with the source's description (it appends the
+// entry after the frontend's; here it stays at the layer's position).
+Result<StageResult> Build::base_from_dir(const std::string& name, const std::string& dir, const std::string& created) {
   StageResult res;
   res.state = start_stage(std::nullopt, m_plan.platform, created);
   std::error_code ec;
   if (!fsys::is_directory(dir, ec)) {
     return fail(Errc::not_found, fmt::format("named context directory {} does not exist", str::go_quote(dir)));
   }
+  TRY(const BuildContext* context, named_context(dir));
+  TRY(SourceRoot src, filtered_root(*context, ""));
   TRY(auto view, m_snapshotter->prepare({}));
-  TRY_VOID(snapshot::merge_layer(dir, view->root()));
+  TRY_VOID(snapshot::merge_layer(src.path, view->root()));
+  if (src.view) {
+    TRY_VOID(src.view->remove());
+  }
   StepRecord record;
   TRY_VOID(finish_layer(res, *view, "", record, true));
-  // BuildKit gives the layer of a local source an anonymous history entry.
-  res.state.image.history.back().created_by.clear();
-  res.state.image.history.back().comment.clear();
+  res.state.image.history.back().created_by = "local source for " + name;
+  res.state.image.history.back().comment = "buildkit.exporter.image.v0";
   return res;
+}
+
+Result<const BuildContext*> Build::named_context(const std::string& dir) {
+  std::lock_guard lock(m_named_mu);
+  auto it = m_named.find(dir);
+  if (it == m_named.end()) {
+    TRY(auto c, BuildContext::from_dir(dir));
+    it = m_named.emplace(dir, std::make_unique<BuildContext>(std::move(c))).first;
+  }
+  return it->second.get();
+}
+
+Result<Build::SourceRoot> Build::filtered_root(const BuildContext& context, std::string_view sub) {
+  SourceRoot out;
+  out.path = context.dir();
+  if (context.ignore().empty()) {
+    return out;
+  }
+  TRY(std::string real, resolve_real_path(context.root(), sub, false));
+  TRY(auto hidden, ignored_entries(context.root(), context.ignore(), real));
+  if (hidden.empty()) {
+    return out;
+  }
+  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
+  std::error_code ec;
+  fsys::create_directories(dir, ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+  }
+  out.filter = std::make_unique<TempTree>(dir);
+  TRY(size_t n, write_whiteouts(context.root(), hidden, dir));
+  (void)n;
+  TRY(out.view, m_snapshotter->prepare({fsys::path(context.dir()), dir}));
+  out.path = out.view->root();
+  return out;
 }
 
 const StageResult* Build::wait_stage(int index) {
@@ -433,14 +485,13 @@ const StageResult* Build::wait_stage(int index) {
   return slot.failed ? nullptr : &slot.result;
 }
 
-Result<Build::SourceRoot> Build::source_root(const std::string& from, int current) {
+Result<Build::SourceRoot> Build::source_root(const std::string& from, int current, std::string_view sub) {
   SourceRoot out;
   if (from.empty()) {
     if (m_options.context == nullptr) {
       return fail(Errc::internal, "no build context");
     }
-    out.path = m_options.context->dir();
-    return out;
+    return filtered_root(*m_options.context, sub);
   }
   SourceRef ref = m_plan.resolve_source(from, current);
   std::vector<fsys::path> dirs;
@@ -453,8 +504,8 @@ Result<Build::SourceRoot> Build::source_root(const std::string& from, int curren
     dirs = dirs_of(st->layers);
   } else if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
              !ref.source.starts_with("oci-layout://")) {
-    out.path = ref.source;
-    return out;
+    TRY(const BuildContext* context, named_context(ref.source));
+    return filtered_root(*context, sub);
   } else if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {
     TRY(auto img, oci_layout_image(ref.source));
     TRY(auto base, base_from_image(img, ""));
@@ -566,7 +617,7 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
   // The seed: a stage, image or context path.
   auto prepare = [&](const fsys::path& into) -> Result<void> {
     if (!m.from.empty()) {
-      TRY(auto src, source_root(m.from, stage.index));
+      TRY(auto src, source_root(m.from, stage.index, m.source));
       std::string sub = fs::clean_path(m.source);
       {
         TRY(fs::Root sroot, fs::Root::open(src.path.string()));
@@ -672,7 +723,6 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
 
   // The source tree: the context (with .dockerignore), a named context dir,
   // or a stage / image rootfs.
-  std::optional<BuildContext> named;
   std::optional<fs::Root> source_fs;
   SourceTree tree;
   SourceRoot src;
@@ -685,8 +735,7 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
     SourceRef ref = m_plan.resolve_source(from, stage.index);
     if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
         !ref.source.starts_with("oci-layout://")) {
-      TRY(auto c, BuildContext::from_dir(ref.source));
-      named.emplace(std::move(c));
+      TRY(const BuildContext* named, named_context(ref.source));
       tree = SourceTree{&named->root(), &named->ignore()};
     } else {
       TRY(src, source_root(from, stage.index));
@@ -761,6 +810,7 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
     // docker buildx needs --allow network.host; BuildKit's docker driver grants it.
   }
   sandbox::RunSpec spec;
+  SecretMask secret_mask;
   std::vector<std::string> argv;
   std::vector<fsys::path> temp_dirs;
   auto cleanup_temps = [&] {
@@ -844,18 +894,20 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
     }
     switch (m.type) {
       case parser::MountType::bind: {
-        auto src = source_root(m.from, stage.index);
+        auto src = source_root(m.from, stage.index, m.source);
         if (!src) {
           cleanup_temps();
           return fail(std::move(src).error());
         }
         TRY(fs::Root sroot, fs::Root::open(src->path.string()));
-        std::string sub = fs::clean_path(m.source);
+        // Symlinks on the way are followed inside the source, never on the host.
+        TRY(std::string sub, resolve_real_path(sroot, m.source, false));
         fsys::path host = src->path / sub;
         TRY(auto exists, sroot.lstat(sub));
         if (!sub.empty() && !exists) {
           cleanup_temps();
-          return fail(Errc::not_found, fmt::format("failed to mount {}: \"/{}\": not found", target, sub));
+          return fail(Errc::not_found,
+                      fmt::format("failed to mount {}: \"/{}\": not found", target, fs::clean_path(m.source)));
         }
         if (!sub.empty() && exists && S_ISLNK(exists->st_mode)) {
           cleanup_temps();
@@ -918,6 +970,7 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
             value.append(buf, static_cast<size_t>(n));
           }
         }
+        secret_mask.add(value);
         if (m.env) {
           spec.env.push_back(*m.env + "=" + value);
           if (m.target.empty()) {
@@ -970,8 +1023,15 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
     return fail(std::move(view).error());
   }
   spec.rootfs = (*view)->root();
-  spec.on_stdout = [&](std::string_view line) { m_progress.output(info, OutputStream::stdout_, line); };
-  spec.on_stderr = [&](std::string_view line) { m_progress.output(info, OutputStream::stderr_, line); };
+  auto emit = [&](OutputStream stream, std::string_view line) {
+    if (secret_mask.empty()) {
+      m_progress.output(info, stream, line);
+    } else {
+      m_progress.output(info, stream, secret_mask.apply(line));
+    }
+  };
+  spec.on_stdout = [&](std::string_view line) { emit(OutputStream::stdout_, line); };
+  spec.on_stderr = [&](std::string_view line) { emit(OutputStream::stderr_, line); };
   auto result = m_sandbox->run(spec);
   cleanup_temps();
   for (auto& s : mount_sources) {
@@ -1153,8 +1213,7 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
       continue;  // a bad spec fails in do_run with its own message
     }
     std::string label = fmt::format("mount{}", n);
-    std::optional<BuildContext> named;
-    SourceTree tree;
+      SourceTree tree;
     if (!mount->from.empty()) {
       SourceRef ref = m_plan.resolve_source(mount->from, stage.index);
       if (ref.kind == BaseKind::stage) {
@@ -1167,13 +1226,12 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
       }
       if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
           !ref.source.starts_with("oci-layout://")) {
-        auto c = BuildContext::from_dir(ref.source);
-        if (!c) {
+        auto named = named_context(ref.source);
+        if (!named) {
           uncacheable = "bind mount source unavailable";
           return std::optional<StepKey>();
         }
-        named.emplace(std::move(*c));
-        tree = SourceTree{&named->root(), &named->ignore()};
+        tree = SourceTree{&(*named)->root(), &(*named)->ignore()};
       } else {
         std::string name = ref.kind == BaseKind::context ? ref.source.substr(ref.source.find("://") + 3) : ref.name;
         auto img = resolve_image(name);
@@ -1243,7 +1301,6 @@ Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const 
       return std::optional<StepKey>();
     }
   }
-  std::optional<BuildContext> named;
   SourceTree tree;
   if (from.empty()) {
     if (m_options.context == nullptr) {
@@ -1262,8 +1319,7 @@ Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const 
     }
     if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
         !ref.source.starts_with("oci-layout://")) {
-      TRY(auto c, BuildContext::from_dir(ref.source));
-      named.emplace(std::move(c));
+      TRY(const BuildContext* named, named_context(ref.source));
       tree = SourceTree{&named->root(), &named->ignore()};
     } else {
       if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {

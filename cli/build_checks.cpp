@@ -79,7 +79,7 @@ std::string format_check_summary(const std::vector<parser::CheckWarning>& warnin
   if (warnings.empty()) {
     return "";
   }
-  std::string out = fmt::format(" {} warning{} found (use --check to expand):\n", warnings.size(),
+  std::string out = fmt::format("\n {} warning{} found (use --check to expand):\n", warnings.size(),
                                 warnings.size() == 1 ? "" : "s");
   for (const auto& w : warnings) {
     out += fmt::format(" - {}: {}", w.rule, w.message);

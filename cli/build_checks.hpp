@@ -4,7 +4,8 @@
 // can fill (base image configs from the store, the context's .dockerignore),
 // limited to the stages the build needs, and printed the way buildx prints
 // them:
-//  - after a build (also a failed one), a summary on stderr:
+//  - after a build (also a failed one), a summary on stderr after a blank
+//    line (none for --progress quiet or rawjson, as buildx):
 //      " 2 warnings found (use --check to expand):"
 //      " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"
 //    (`build --check` shows the expanded form below);
@@ -56,7 +57,9 @@ Result<BuildCheckResult> run_build_checks(const BuildCheckInput& input);
 /// ("https://docs.docker.com/go/dockerfile/rule/from-as-casing/").
 std::string check_rule_url(const std::string& rule);
 
-/// The after-build summary (empty when there are no warnings).
+/// The after-build summary, starting with its blank line (empty when there
+/// are no warnings). buildx's hint names `docker --debug`; imgbuild's way to
+/// expand the warnings is `build --check`.
 std::string format_check_summary(const std::vector<parser::CheckWarning>& warnings);
 
 /// The expanded form of every warning (`--check`), each with its

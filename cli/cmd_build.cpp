@@ -29,6 +29,7 @@
 #include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
 #include "cli/build_checks.hpp"
+#include "cli/build_metadata.hpp"
 #include "cli/build_push.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
@@ -379,7 +380,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     return;
   }
   auto print_warnings = [&] {
-    if (!f.quiet) {
+    if (!f.quiet && f.progress != "quiet" && f.progress != "rawjson") {
       std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
     }
   };
@@ -476,6 +477,7 @@ void run_build(BuildFlags& f, Context& ctx) {
 
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
+  progress.reset();  // the view ends (tty: its FINISHED line) before what follows
   print_warnings();
   if (!built) {
     const Error& e = built.error();
@@ -485,6 +487,9 @@ void run_build(BuildFlags& f, Context& ctx) {
     std::string msg = e.message;
     if (msg.find("did not complete successfully") != std::string::npos) {
       msg = "failed to solve: " + msg;
+    }
+    if (!f.metadata_file.empty()) {
+      write_failure_metadata(f.metadata_file, e, checks.warnings);
     }
     throw CommandError{msg, 1};
   }
@@ -527,11 +532,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       steps.push_back(js);
     }
     md["imgbuild.steps"] = steps;
-    nlohmann::json warnings = nlohmann::json::array();
-    for (const auto& w : checks.warnings) {
-      warnings.push_back({{"rule", w.rule}, {"message", w.message}, {"line", w.line}, {"url", check_rule_url(w.rule)}});
-    }
-    md["imgbuild.build.warnings"] = warnings;
+    md["imgbuild.build.warnings"] = warnings_json(checks.warnings);
     std::ofstream(f.metadata_file, std::ios::binary) << md.dump(2) << "\n";
   }
   if (f.quiet) {

@@ -115,14 +115,7 @@ std::string created_since(const std::string& created) {
 }
 
 std::string size3(int64_t bytes) {
-  static const char* const k_units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
-  double value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1000.0 && unit + 1 < std::size(k_units)) {
-    value /= 1000.0;
-    ++unit;
-  }
-  return fmt::format("{:.3g}{}", value, k_units[unit]);
+  return str::human_size(bytes < 0 ? 0 : static_cast<uint64_t>(bytes), 3);
 }
 
 std::string format_table(const std::vector<std::vector<std::string>>& rows) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -24,46 +25,78 @@ using builder::OutputStream;
 using builder::StepInfo;
 using Clock = std::chrono::steady_clock;
 
-// BuildKit's plain output: "#N name", "#N 0.123 line", "#N DONE 0.2s".
+// BuildKit's plain output: "#N name", "#N 0.123 line", "#N DONE 0.2s", a
+// blank line between steps (none after the last, so what follows the build
+// starts after exactly one). A failed step is followed by BuildKit's block
+// with its last output lines: "------", " > name:", "0.123 line", "------".
 class PlainProgress final : public builder::ProgressSink {
 public:
   explicit PlainProgress(bool timestamps) : m_timestamps(timestamps) {}
   void started(const StepInfo& step) override {
     std::lock_guard lock(m_mu);
     m_start[step.id] = Clock::now();
+    separate();
     std::fprintf(stderr, "#%d %s\n", step.id, step.name.c_str());
     std::fflush(stderr);
   }
   void output(const StepInfo& step, OutputStream, std::string_view line) override {
     std::lock_guard lock(m_mu);
+    std::string text(line);
     if (m_timestamps) {
       double t = std::chrono::duration<double>(Clock::now() - m_start[step.id]).count();
-      std::fprintf(stderr, "#%d %.3f %.*s\n", step.id, t, static_cast<int>(line.size()), line.data());
-    } else {
-      std::fprintf(stderr, "#%d %.*s\n", step.id, static_cast<int>(line.size()), line.data());
+      text = fmt::format("{:.3f} {}", t, line);
     }
+    std::fprintf(stderr, "#%d %s\n", step.id, text.c_str());
     std::fflush(stderr);
+    std::deque<std::string>& tail = m_tail[step.id];
+    tail.push_back(std::move(text));
+    if (tail.size() > k_error_lines) {
+      tail.pop_front();
+    }
   }
   void cached(const StepInfo& step) override {
     std::lock_guard lock(m_mu);
-    std::fprintf(stderr, "#%d CACHED\n\n", step.id);
+    std::fprintf(stderr, "#%d CACHED\n", step.id);
+    m_blank = true;
+    m_tail.erase(step.id);
   }
   void finished(const StepInfo& step, double seconds) override {
     std::lock_guard lock(m_mu);
-    std::fprintf(stderr, "#%d DONE %.1fs\n\n", step.id, seconds);
+    std::fprintf(stderr, "#%d DONE %.1fs\n", step.id, seconds);
     std::fflush(stderr);
+    m_blank = true;
+    m_tail.erase(step.id);
   }
   void failed(const StepInfo& step, double seconds, std::string_view message) override {
     std::lock_guard lock(m_mu);
     std::fprintf(stderr, "#%d ERROR: %.*s\n", step.id, static_cast<int>(message.size()), message.data());
     (void)seconds;
+    std::string block = fmt::format("------\n > {}:\n", step.name);
+    for (const auto& l : m_tail[step.id]) {
+      block += l + "\n";
+    }
+    block += "------\n";
+    std::fputs(block.c_str(), stderr);
     std::fflush(stderr);
+    m_tail.erase(step.id);
   }
 
 private:
+  // BuildKit keeps this many lines of a failed step for its error block.
+  static constexpr size_t k_error_lines = 10;
+
+  void separate() {
+    if (m_blank) {
+      std::fputc('\n', stderr);
+      m_blank = false;
+    }
+  }
+
   bool m_timestamps;
+  bool m_blank = false;
   std::mutex m_mu;
   std::map<int, Clock::time_point> m_start;
+  std::map<int, std::deque<std::string>> m_tail;
 };
 
 // One JSON object per event.
@@ -124,7 +157,7 @@ public:
     m_cv.notify_all();
     m_ticker.join();
     std::lock_guard lock(m_mu);
-    m_view.redraw(now());
+    m_view.done(now());
   }
   TtyProgress(const TtyProgress&) = delete;
   TtyProgress& operator=(const TtyProgress&) = delete;

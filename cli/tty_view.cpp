@@ -131,8 +131,19 @@ void TtyView::failed(const builder::StepInfo& step, double seconds, std::string_
   redraw(now);
 }
 
+void TtyView::done(double now) {
+  if (m_finished) {
+    return;
+  }
+  m_running.clear();
+  double elapsed = m_first < 0 ? 0.0 : now - m_first;
+  m_pending.push_back(fit(fmt::format("[+] Building {:.1f}s ({}/{}) FINISHED", elapsed, m_done, m_seen)));
+  redraw(now);
+  m_finished = true;
+}
+
 void TtyView::redraw(double now) {
-  if (m_pending.empty() && m_running.empty() && m_live_lines == 0) {
+  if (m_finished || (m_pending.empty() && m_running.empty() && m_live_lines == 0)) {
     return;
   }
   std::string out;

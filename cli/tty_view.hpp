@@ -11,6 +11,9 @@
 // Each redraw moves the cursor up over the previous live area, clears to
 // the end of the screen, writes the newly finished lines and the new live
 // area. Every line is cut to the terminal width so the line count is exact.
+// When the build ends (success or failure) done() replaces the live area
+// with BuildKit's closing header, "[+] Building 1.2s (8/8) FINISHED"; the
+// step lines are already above it, so it is the last line of the view.
 //
 // TtyView holds the state and renders it to a TerminalSink; the caller
 // serialises calls and supplies the clock, so tests drive it with a fake
@@ -50,6 +53,10 @@ public:
   void finished(const builder::StepInfo& step, double seconds, double now);
   void failed(const builder::StepInfo& step, double seconds, std::string_view message, double now);
 
+  /// The build ended: writes what is pending and the FINISHED header in
+  /// place of the live area. Later calls (and events) write nothing.
+  void done(double now);
+
   /// Redraws the live area (timers move on); cheap when nothing runs.
   void redraw(double now);
   /// True while some step runs (the caller's ticker redraws then).
@@ -75,6 +82,7 @@ private:
   double m_first = -1;
   int m_done = 0;
   int m_seen = 0;
+  bool m_finished = false;
 };
 
 /// One output line made safe for the live view: text after the last \r,

@@ -259,19 +259,8 @@ Result<std::string> Client::fetch_token(const Call& call, const Challenge& ch,
   for (int attempt = 1;; ++attempt) {
     TransportFailure f = TransportFailure::none;
     auto r = m_transport.send(req, &f);
-    std::optional<std::chrono::milliseconds> after;
-    bool retry = !r ? f == TransportFailure::connection : is_retryable_status(r->status);
-    if (r && retry) {
-      if (auto ra = r->header("retry-after")) {
-        after = parse_retry_after(*ra, m_options.clock());
-      }
-    }
-    if (retry) {
-      if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
-        g_retries.add();
-        m_options.sleeper(*d);
-        continue;
-      }
+    if (wait_before_retry(r, f, attempt)) {
+      continue;
     }
     if (!r) {
       Error e = std::move(r).error();
@@ -378,26 +367,33 @@ Result<HttpResponse> Client::perform_once(Call& call, HttpRequest request,
   }
 }
 
+bool Client::wait_before_retry(const Result<HttpResponse>& r, TransportFailure failure, int attempt) {
+  bool retry = !r ? failure == TransportFailure::connection : is_retryable_status(r->status);
+  if (!retry) {
+    return false;
+  }
+  std::optional<std::chrono::milliseconds> after;
+  if (r) {
+    if (auto ra = r->header("retry-after")) {
+      after = parse_retry_after(*ra, m_options.clock());
+    }
+  }
+  auto delay = retry_delay(m_options.retry, attempt + 1, after);
+  if (!delay) {
+    return false;
+  }
+  g_retries.add();
+  m_options.sleeper(*delay);
+  return true;
+}
+
 Result<HttpResponse> Client::perform(Call& call, HttpRequest request) {
   for (int attempt = 1;; ++attempt) {
     call.attempts = attempt;
     TransportFailure f = TransportFailure::none;
     auto r = perform_once(call, request, &f);
-    if (call.retry_requests) {
-      std::optional<std::chrono::milliseconds> after;
-      bool retry = !r ? f == TransportFailure::connection : is_retryable_status(r->status);
-      if (r && retry) {
-        if (auto ra = r->header("retry-after")) {
-          after = parse_retry_after(*ra, m_options.clock());
-        }
-      }
-      if (retry) {
-        if (auto d = retry_delay(m_options.retry, attempt + 1, after)) {
-          g_retries.add();
-        m_options.sleeper(*d);
-          continue;
-        }
-      }
+    if (call.retry_requests && wait_before_retry(r, f, attempt)) {
+      continue;
     }
     if (!r && f != TransportFailure::sink) {
       Error e = std::move(r).error();

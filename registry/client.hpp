@@ -155,6 +155,10 @@ public:
 
 private:
   struct Call;
+  /// When `r` (the outcome of attempt number `attempt`) is worth retrying and
+  /// the retry policy allows another attempt: sleeps the backoff (or the
+  /// server's Retry-After) and returns true.
+  bool wait_before_retry(const Result<HttpResponse>& r, TransportFailure failure, int attempt);
   Result<HttpResponse> perform(Call& call, HttpRequest request);
   Result<HttpResponse> perform_once(Call& call, HttpRequest request, TransportFailure* failure);
   Result<std::string> base_url(const std::string& registry);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -330,6 +331,14 @@ struct HttpTransport::Shared {
   }
 };
 
+std::filesystem::path default_ca_bundle() {
+  const char* env = std::getenv("SSL_CERT_FILE");
+  if (env != nullptr && *env != '\0') {
+    return env;
+  }
+  return k_debian_ca_bundle;
+}
+
 HttpTransport::HttpTransport(TransportOptions options) : m_options(std::move(options)) {
   global_init();
   m_shared = std::make_unique<Shared>();
@@ -373,6 +382,9 @@ std::shared_ptr<const HttpTransport::TlsMaterial> HttpTransport::tls_material(
     if (!extra.empty()) {
       material->ca_bundle = read_text(m_options.system_ca_bundle) + "\n" + extra;
     }
+  }
+  if (material->ca_bundle.empty() && m_options.system_ca_bundle != k_debian_ca_bundle) {
+    material->ca_bundle = read_text(m_options.system_ca_bundle);
   }
   m_tls[authority] = material;
   return material;

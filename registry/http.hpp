@@ -74,14 +74,23 @@ struct HttpResponse {
   std::vector<std::string> header_all(std::string_view name) const;
 };
 
+/// Debian's CA bundle, which curl also uses when told nothing.
+inline constexpr const char* k_debian_ca_bundle = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The CA bundle to trust: $SSL_CERT_FILE when set and not empty, else
+/// Debian's bundle.
+std::filesystem::path default_ca_bundle();
+
 /// How the transport connects.
 struct TransportOptions {
   /// Verify server certificates (false = --tls-verify=false).
   bool tls_verify = true;
   /// Docker's per-registry certificate directory.
   std::filesystem::path certs_dir = "/etc/docker/certs.d";
-  /// The system CA bundle, combined with per-registry CAs.
-  std::filesystem::path system_ca_bundle = "/etc/ssl/certs/ca-certificates.crt";
+  /// The system CA bundle, combined with per-registry CAs: $SSL_CERT_FILE
+  /// when set (as Go programs such as BuildKit and docker read it), else
+  /// Debian's bundle. A bundle other than Debian's replaces curl's default.
+  std::filesystem::path system_ca_bundle = default_ca_bundle();
   /// Give up connecting after this long.
   std::chrono::milliseconds connect_timeout{30000};
   /// Abort a transfer that moves no bytes for this long.

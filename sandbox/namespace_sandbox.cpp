@@ -18,13 +18,17 @@
 // and SIGINT/SIGTERM of imgbuild kill the monitor (util/interrupt).
 
 #include <fcntl.h>
+#include <dirent.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -86,7 +90,7 @@ struct Plan {
   int unshare_flags = 0;
   std::vector<Mount> mounts;  // extra binds, then hosts/resolv/hostname
   bool capture = true;
-  bool privileged = false;  // keep every capability
+  bool privileged = false;  // keep every capability; /sys rw, host devices, /proc unmasked
 };
 
 // ---- child side -----------------------------------------------------------
@@ -176,7 +180,46 @@ int open_or_create_target(int root_fd, const Mount& m) {
   return detail::open_in_root(root_fd, m.target, O_PATH);
 }
 
-UniqueFd setup_dev(int err_fd, int root_fd) {
+// The host's device nodes below host_dir (/dev) made again in dev_fd, for
+// --security=insecure (BuildKit gives that mode the host's devices). Names
+// the sandbox already has, the pts/shm/mqueue mounts and anything that is not
+// a device or a directory are skipped.
+void copy_host_devices(int err_fd, int host_fd, int dev_fd, int depth) {
+  DIR* d = ::fdopendir(::dup(host_fd));
+  if (d == nullptr) {
+    return;
+  }
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name == "." || name == ".." || (depth == 0 && (name == "pts" || name == "shm" || name == "mqueue"))) {
+      continue;
+    }
+    struct stat st {};
+    if (::fstatat(host_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      continue;
+    }
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+      if (::mknodat(dev_fd, e->d_name, st.st_mode & (S_IFMT | 07777), st.st_rdev) == 0) {
+        (void)::fchownat(dev_fd, e->d_name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+        (void)::fchmodat(dev_fd, e->d_name, st.st_mode & 07777, 0);
+      } else if (errno != EEXIST) {
+        child_fail(err_fd, errno_text(std::string("cannot create host device /dev/") + e->d_name));
+      }
+    } else if (S_ISDIR(st.st_mode) && depth < 4) {
+      if (::mkdirat(dev_fd, e->d_name, st.st_mode & 07777) != 0 && errno != EEXIST) {
+        continue;
+      }
+      UniqueFd sub_host(::openat(host_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd sub_dev(::openat(dev_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub_host && sub_dev) {
+        copy_host_devices(err_fd, sub_host.get(), sub_dev.get(), depth + 1);
+      }
+    }
+  }
+  ::closedir(d);
+}
+
+UniqueFd setup_dev(int err_fd, int root_fd, bool host_devices) {
   UniqueFd dev(fs_mount("tmpfs", {{"mode", "755"}, {"size", "65536k"}}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME));
   if (!dev) {
     child_fail(err_fd, errno_text("cannot mount tmpfs on /dev"));
@@ -203,6 +246,12 @@ UniqueFd setup_dev(int err_fd, int root_fd) {
   for (const auto& [target, name] : links) {
     if (::symlinkat(target, dev.get(), name) != 0) {
       child_fail(err_fd, errno_text(std::string("cannot create /dev/") + name));
+    }
+  }
+  if (host_devices) {
+    UniqueFd host(::open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (host) {
+      copy_host_devices(err_fd, host.get(), dev.get(), 0);
     }
   }
   UniqueFd target(detail::open_in_root(root_fd, "dev", O_PATH | O_DIRECTORY));
@@ -259,11 +308,14 @@ int content_tree(int err_fd, int dev_fd, const Mount& m) {
   return tree;
 }
 
-void setup_proc(int err_fd, int root_fd) {
+void setup_proc(int err_fd, int root_fd, bool unmasked) {
   UniqueFd proc(fs_mount("proc", {}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
   UniqueFd target(detail::open_in_root(root_fd, "proc", O_PATH | O_DIRECTORY));
   if (!proc || !target || attach(proc.get(), target.get()) != 0) {
     child_fail(err_fd, errno_text("cannot mount /proc"));
+  }
+  if (unmasked) {
+    return;  // --security=insecure: no masked or read-only paths
   }
   UniqueFd devnull(::open_tree(root_fd, "dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
   for (const char* name : k_proc_masked_files) {
@@ -299,8 +351,11 @@ void setup_proc(int err_fd, int root_fd) {
   }
 }
 
-void setup_sys(int err_fd, int root_fd) {
-  const unsigned attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+// /sys, read-only unless `writable` (--security=insecure, as BuildKit's
+// insecure mode mounts it; then /sys/firmware is not masked either).
+void setup_sys(int err_fd, int root_fd, bool writable) {
+  const unsigned attrs =
+      (writable ? 0U : static_cast<unsigned>(MOUNT_ATTR_RDONLY)) | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
   UniqueFd sys(fs_mount("sysfs", {}, attrs));
   if (!sys) {
     // Some environments refuse a new sysfs; a read-only view of the host's will do.
@@ -312,6 +367,9 @@ void setup_sys(int err_fd, int root_fd) {
   UniqueFd target(detail::open_in_root(root_fd, "sys", O_PATH | O_DIRECTORY));
   if (!target || attach(sys.get(), target.get()) != 0) {
     child_fail(err_fd, errno_text("cannot mount /sys"));
+  }
+  if (writable) {
+    return;
   }
   UniqueFd fw(::openat(sys.get(), "firmware", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fw) {
@@ -443,7 +501,7 @@ void make_workdir(int err_fd, const std::string& workdir) {
   if (!root) {
     child_fail(err_fd, errno_text("cannot open the rootfs " + plan.rootfs));
   }
-  UniqueFd dev = setup_dev(err_fd, root.get());
+  UniqueFd dev = setup_dev(err_fd, root.get(), plan.privileged);
   for (const Mount& m : plan.mounts) {
     std::vector<std::pair<const char*, const char*>> tmpfs_options;
     if (!m.size.empty()) {
@@ -469,8 +527,8 @@ void make_workdir(int err_fd, const std::string& workdir) {
     }
   }
   dev.reset();
-  setup_proc(err_fd, root.get());
-  setup_sys(err_fd, root.get());
+  setup_proc(err_fd, root.get(), plan.privileged);
+  setup_sys(err_fd, root.get(), plan.privileged);
 
   if (::fchdir(root.get()) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
       ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
@@ -495,6 +553,22 @@ void make_workdir(int err_fd, const std::string& workdir) {
   exec_command(err_fd, plan);
 }
 
+// A new network namespace starts with lo down; runc's default loopback
+// setup (and so BuildKit's --network=none) brings it up.
+bool loopback_up() {
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) {
+    return false;
+  }
+  struct ifreq ifr {};
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) {
+    return false;
+  }
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  return ::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0;
+}
+
 [[noreturn]] void run_monitor(const Plan& plan, pid_t parent, int err_fd, int status_fd, int out_fd,
                               int errout_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -513,6 +587,9 @@ void make_workdir(int err_fd, const std::string& workdir) {
 
   if (::unshare(plan.unshare_flags) != 0) {
     child_fail(err_fd, errno_text("cannot create namespaces"));
+  }
+  if ((plan.unshare_flags & CLONE_NEWNET) != 0 && !loopback_up()) {
+    child_fail(err_fd, errno_text("cannot bring up the loopback interface"));
   }
   int alive[2];
   if (::pipe2(alive, O_CLOEXEC) != 0) {

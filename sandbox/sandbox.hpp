@@ -78,8 +78,10 @@ struct RunSpec {
   std::vector<BindMount> mounts;
   /// tmpfs mounts, made after the bind mounts.
   std::vector<TmpfsMount> tmpfs;
-  /// Keep every capability (RUN --security=insecure). Otherwise the bounding
-  /// set is cut to Docker's default capabilities before exec.
+  /// RUN --security=insecure: keep every capability, mount /sys read-write,
+  /// add the host's device nodes to /dev and mask nothing in /proc.
+  /// Otherwise the bounding set is cut to Docker's default capabilities
+  /// before exec, /sys is read-only and /proc has Docker's masked paths.
   bool privileged = false;
   std::vector<HostEntry> extra_hosts;
   /// Content of /etc/resolv.conf; when unset the host's file is used.

@@ -168,8 +168,9 @@ std::string go_quote(std::string_view s) {
   return out;
 }
 
-std::string human_size(uint64_t bytes) {
-  // docker's units.HumanSize: SI units, 4 significant digits ("%.4g").
+std::string human_size(uint64_t bytes, int significant) {
+  // docker's units.HumanSizeWithPrecision: SI units, `significant` digits
+  // ("%.4g" for HumanSize, 3 for `docker images`).
   static const char* const k_units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
   double value = static_cast<double>(bytes);
   size_t unit = 0;
@@ -177,7 +178,7 @@ std::string human_size(uint64_t bytes) {
     value /= 1000.0;
     ++unit;
   }
-  return fmt::format("{:.4g}{}", value, k_units[unit]);
+  return fmt::format("{:.{}g}{}", value, significant, k_units[unit]);
 }
 
 }  // namespace imgbuild::str

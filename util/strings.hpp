@@ -36,7 +36,8 @@ std::optional<std::string> closest_match(std::string_view word,
 /// Go's strconv.Quote-like quoting, for error messages that show a value.
 std::string go_quote(std::string_view s);
 
-/// Formats a byte count as docker does ("1.23MB", "512B"; SI units).
-std::string human_size(uint64_t bytes);
+/// Formats a byte count as docker does ("1.235MB", "512B"; SI units) with
+/// `significant` digits (docker images uses 3).
+std::string human_size(uint64_t bytes, int significant = 4);
 
 }  // namespace imgbuild::str

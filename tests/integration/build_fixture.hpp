@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,68 @@ struct Fixture {
     args.push_back(ctx.string());
     return run_imgbuild(root, args);
   }
+};
+
+/// The files of all layers of a saved image merged (later layers win; a
+/// whiteout is kept as the entry it is).
+inline LayerFiles merged(const Saved& s) {
+  LayerFiles out;
+  for (const auto& l : s.layers) {
+    for (const auto& [p, f] : l) {
+      out[p] = f;
+    }
+  }
+  return out;
+}
+
+/// The mtime (seconds) of every entry of a layer blob, by normalised path.
+inline std::map<std::string, int64_t> layer_mtimes(const fs::path& blob) {
+  std::map<std::string, int64_t> out;
+  int fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  auto reader = tar::Reader::open_fd(fd, blob.string());
+  REQUIRE(reader);
+  while (true) {
+    auto e = (*reader)->next();
+    REQUIRE(e);
+    if (!*e) {
+      break;
+    }
+    std::string path = (**e).path;
+    while (path.starts_with("./")) {
+      path = path.substr(2);
+    }
+    while (path.ends_with("/")) {
+      path.pop_back();
+    }
+    out[path] = (**e).mtime_sec;
+  }
+  return out;
+}
+
+/// Sets an environment variable for the scope (the commands the test runs
+/// inherit it); the old value comes back at scope exit.
+class ScopedEnv {
+public:
+  ScopedEnv(std::string name, const std::string& value) : m_name(std::move(name)) {
+    if (const char* old = std::getenv(m_name.c_str())) {
+      m_old = old;
+    }
+    ::setenv(m_name.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (m_old) {
+      ::setenv(m_name.c_str(), m_old->c_str(), 1);
+    } else {
+      ::unsetenv(m_name.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+  std::string m_name;
+  std::optional<std::string> m_old;
 };
 
 inline std::vector<std::string> history_created_by(const json& config) {

@@ -46,3 +46,65 @@ TEST_CASE("build progress: the tty view on a terminal, plain unchanged", "[integ
   CHECK(plain.out.find(" out-3") != std::string::npos);
   CHECK(plain.out.find("\x1b[") == std::string::npos);
 }
+
+TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  // plain: the warnings follow the last step after one blank line.
+  RunResult ok = fx.build("end-ok", "FROM busybox as base\nRUN echo hi\n", {}, {"--no-cache"});
+  INFO(ok.err);
+  REQUIRE(ok.status == 0);
+  size_t summary = ok.err.find("\n 1 warning found (use --check to expand):\n - FromAsCasing: ");
+  REQUIRE(summary != std::string::npos);
+  size_t last_done = ok.err.rfind("\n#2 DONE ", summary);
+  REQUIRE(last_done != std::string::npos);
+  CHECK(ok.err.find('\n', last_done + 1) + 1 == summary);  // "#2 DONE 0.1s\n" then "\n 1 warning"
+  CHECK(ok.err.find("#1 DONE") != std::string::npos);
+  CHECK(ok.err.find("\n\n#2 [base 2/2] RUN echo hi\n") != std::string::npos);  // one blank line between steps
+  CHECK(ok.err.find("\n\n\n") == std::string::npos);
+
+  // rawjson and quiet: no summary text.
+  RunResult json = imgbuild::test::run_imgbuild(
+      fx.root, {"build", "--progress", "rawjson", (fx.work.path / "ctx-end-ok").string()});
+  CHECK(json.status == 0);
+  CHECK(json.err.find("warning found") == std::string::npos);
+
+  // plain, failed: the error block with the step's last output lines, then
+  // the warnings, then the Dockerfile excerpt.
+  RunResult bad = fx.build("end-bad", "FROM busybox as base\nRUN echo out-line && false\n", {});
+  INFO(bad.err);
+  REQUIRE(bad.status == 1);
+  size_t err = bad.err.find("#2 ERROR: process ");
+  REQUIRE(err != std::string::npos);
+  size_t block = bad.err.find("\n------\n > [base 2/2] RUN echo out-line && false:\n", err);
+  REQUIRE(block != std::string::npos);
+  size_t line_end = bad.err.find(" out-line\n------\n", block);
+  CHECK(line_end != std::string::npos);
+  size_t warn = bad.err.find("\n\n 1 warning found", block);
+  size_t excerpt = bad.err.find("Dockerfile:2\n", block);
+  CHECK(warn != std::string::npos);
+  CHECK(excerpt != std::string::npos);
+  CHECK(warn < excerpt);
+
+  // tty: the view ends with the FINISHED header, on success and failure.
+  IMGBUILD_REQUIRE_PREREQ(have_tool("script"), "script(1) (bsdutils) is not installed");
+  auto under_tty = [&](const std::string& name) {
+    fs::path ctx = fx.work.path / ("ctx-" + name);
+    std::string cmd = sh_quote(imgbuild::test::imgbuild_binary().string()) + " --root " + sh_quote(fx.root.string()) +
+                      " build --no-cache --progress tty " + sh_quote(ctx.string());
+    return run_sh("script -qec " + sh_quote(cmd) + " /dev/null");
+  };
+  RunResult tty_ok = under_tty("end-ok");
+  INFO(tty_ok.out);
+  CHECK(tty_ok.status == 0);
+  size_t fin = tty_ok.out.find(" (2/2) FINISHED");
+  CHECK(fin != std::string::npos);
+  CHECK(tty_ok.out.find(" 1 warning found", fin) != std::string::npos);
+  RunResult tty_bad = under_tty("end-bad");
+  INFO(tty_bad.out);
+  CHECK(tty_bad.status != 0);
+  size_t fin_bad = tty_bad.out.find(" (1/2) FINISHED");
+  CHECK(fin_bad != std::string::npos);
+  CHECK(tty_bad.out.find("Dockerfile:2", fin_bad) != std::string::npos);
+}

@@ -23,21 +23,6 @@ using imgbuild::test::write_file;
 using namespace imgbuild::test::build;
 using nlohmann::json;
 
-namespace {
-
-// The files of all layers of a saved image merged (later layers win).
-LayerFiles merged(const Saved& s) {
-  LayerFiles out;
-  for (const auto& l : s.layers) {
-    for (const auto& [p, f] : l) {
-      out[p] = f;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("build sources: ONBUILD triggers that use other stages", "[integration][build]") {
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "builder/copy.hpp"
+#include "support/http_server.hpp"
 #include "support/layer_spec.hpp"
 #include "support/require.hpp"
 #include "support/scratch_dir.hpp"
@@ -25,6 +26,7 @@
 using namespace imgbuild;
 using namespace imgbuild::builder;
 using imgbuild::test::read_text;
+using imgbuild::test::HttpServer;
 using imgbuild::test::ScratchDir;
 using imgbuild::test::write_text;
 namespace sfs = std::filesystem;
@@ -75,59 +77,6 @@ CopyRequest copy_of(std::vector<std::string> sources, std::string dest) {
 }
 
 bool is_root() { return ::geteuid() == 0; }
-
-// A python3 http.server in a directory, on 127.0.0.1, killed at the end.
-class HttpServer {
-public:
-  explicit HttpServer(const sfs::path& dir) {
-    int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a {};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    ::bind(s, reinterpret_cast<struct sockaddr*>(&a), sizeof a);
-    ::getsockname(s, reinterpret_cast<struct sockaddr*>(&a), &len);
-    m_port = ntohs(a.sin_port);
-    ::close(s);
-    m_pid = ::fork();
-    if (m_pid == 0) {
-      int devnull = ::open("/dev/null", O_WRONLY);
-      ::dup2(devnull, 1);
-      ::dup2(devnull, 2);
-      std::string port = std::to_string(m_port);
-      ::execlp("python3", "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir.c_str(),
-               port.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    for (int i = 0; i < 100; ++i) {
-      int c = ::socket(AF_INET, SOCK_STREAM, 0);
-      struct sockaddr_in b {};
-      b.sin_family = AF_INET;
-      b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      b.sin_port = htons(m_port);
-      bool up = ::connect(c, reinterpret_cast<struct sockaddr*>(&b), sizeof b) == 0;
-      ::close(c);
-      if (up) {
-        m_ok = true;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  ~HttpServer() {
-    if (m_pid > 0) {
-      ::kill(m_pid, SIGTERM);
-      ::waitpid(m_pid, nullptr, 0);
-    }
-  }
-  bool ok() const { return m_ok; }
-  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(m_port) + path; }
-
-private:
-  pid_t m_pid = -1;
-  int m_port = 0;
-  bool m_ok = false;
-};
 
 bool have_program(const char* name) {
   std::string cmd = std::string("command -v ") + name + " >/dev/null 2>&1";
@@ -511,15 +460,7 @@ TEST_CASE("copy: ADD <url> downloads with mode 0600, Last-Modified and --checksu
 
 TEST_CASE("copy: ADD <url> with nothing listening is a clear network error", "[builder]") {
   Fixture f;
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(s, reinterpret_cast<struct sockaddr*>(&a), sizeof a);
-  ::getsockname(s, reinterpret_cast<struct sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(s);  // nothing listens there now
+  int port = imgbuild::test::free_loopback_port();  // nothing listens there
   auto r = copy_of({"http://127.0.0.1:" + std::to_string(port) + "/x"}, "/x");
   r.kind = CopyKind::add;
   auto res = f.run(r);

@@ -180,3 +180,60 @@ TEST_CASE("tty view: output lines are made safe for the terminal", "[cli]") {
   CHECK(sanitize_terminal_line("\x1b[31mred\x1b[0m") == " [31mred [0m");
   CHECK(sanitize_terminal_line("done\r\r") == "done");
 }
+
+TEST_CASE("tty view: the build's end replaces the live area with the FINISHED header", "[cli]") {
+  FakeTerminal term(60);
+  TtyView view(term);
+  StepInfo a{1, "[s 1/2] COPY a b", 1};
+  StepInfo b{2, "[s 2/2] RUN make", 2};
+  view.started(a, 5.0);
+  view.finished(a, 0.5, 5.5);
+  view.started(b, 5.5);
+  view.output(b, "building", 6.0);
+  view.finished(b, 1.0, 6.5);
+  view.done(6.7);
+  std::vector<std::string> s = term.screen();
+  REQUIRE(s.size() == 3);
+  CHECK(s[0].starts_with(" => [s 1/2] COPY a b"));
+  CHECK(s[1].starts_with(" => [s 2/2] RUN make"));
+  CHECK(s[2] == "[+] Building 1.7s (2/2) FINISHED");
+  CHECK(view.live_lines() == 0);
+
+  // Once only: later redraws and a second done() write nothing.
+  int before = term.writes;
+  view.redraw(9.0);
+  view.done(9.0);
+  CHECK(term.writes == before);
+}
+
+TEST_CASE("tty view: a failed build ends with the FINISHED header too", "[cli]") {
+  FakeTerminal term(60);
+  TtyView view(term);
+  StepInfo a{1, "[s 1/3] RUN true", 1};
+  StepInfo b{2, "[s 2/3] RUN false", 2};
+  StepInfo c{3, "[other 1/1] RUN sleep 9", 4};
+  view.started(a, 0.0);
+  view.finished(a, 0.2, 0.2);
+  view.started(b, 0.2);
+  view.started(c, 0.3);
+  view.output(b, "oops", 0.4);
+  view.failed(b, 0.3, "exit code: 1", 0.5);
+  // The build stops while c still runs: the live area (c) goes away.
+  view.done(0.6);
+  std::vector<std::string> s = term.screen();
+  REQUIRE(s.size() == 8);
+  CHECK(s[1].starts_with(" => ERROR [s 2/3] RUN false"));
+  CHECK(s[3] == " > [s 2/3] RUN false:");
+  CHECK(s[4] == "oops");
+  CHECK(s[7] == "[+] Building 0.6s (1/3) FINISHED");
+  for (const auto& line : s) {
+    CHECK(line.find("sleep 9") == std::string::npos);
+  }
+}
+
+TEST_CASE("tty view: a build that ran no step still ends with the header", "[cli]") {
+  FakeTerminal term(60);
+  TtyView view(term);
+  view.done(3.0);
+  CHECK(term.screen() == std::vector<std::string>{"[+] Building 0.0s (0/0) FINISHED"});
+}

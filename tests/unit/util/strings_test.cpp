@@ -32,6 +32,8 @@ TEST_CASE("human_size matches docker's units", "[util]") {
   CHECK(str::human_size(0) == "0B");
   CHECK(str::human_size(999) == "999B");
   CHECK(str::human_size(1234567) == "1.235MB");
+  CHECK(str::human_size(1234567, 3) == "1.23MB");
+  CHECK(str::human_size(999999, 3) == "1e+03kB");
 }
 
 TEST_CASE("join_path drops empty pieces", "[util]") {
