@@ -49,7 +49,7 @@ while left > 0:  # small files
     i += 1
 PY
 FILES=$(find "$CTX" -type f | wc -l)
-BYTES=$(find "$CTX" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
+BYTES=$(find "$CTX" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')
 ROOT="$WORK/store"
 "$IMGBUILD" --root "$ROOT" images >/dev/null  # creates the store
 
