@@ -98,7 +98,12 @@ Result<std::unique_ptr<CacheDb>> CacheDb::open(const std::filesystem::path& path
   return db;
 }
 
-CacheDb::~CacheDb() { sqlite3_close(m_db); }
+CacheDb::CacheDb(sqlite3* db) : m_db(db) {}
+
+CacheDb::~CacheDb() {
+  m_stat_lookup.reset();  // finalized before the connection closes
+  sqlite3_close(m_db);
+}
 
 Result<void> CacheDb::exec(const char* sql) {
   char* err = nullptr;
@@ -350,6 +355,32 @@ Result<std::vector<StatEntry>> CacheDb::stat_entries() {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+Result<std::optional<StatEntry>> CacheDb::stat_entry(uint64_t dev, uint64_t ino) {
+  std::lock_guard lock(m_mu);
+  if (!m_stat_lookup) {
+    m_stat_lookup = std::make_unique<image::SqlStmt>(
+        m_db, "SELECT size, mtime_ns, ctime_ns, digest, ifnull(xattrs, -1) FROM stat_index WHERE dev = ? AND ino = ?",
+        "meta.db (cache)");
+  }
+  image::SqlStmt& s = *m_stat_lookup;
+  s.reset();
+  s.bind(1, static_cast<int64_t>(dev)).bind(2, static_cast<int64_t>(ino));
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<StatEntry>();
+  }
+  StatEntry e;
+  e.dev = dev;
+  e.ino = ino;
+  e.size = s.integer(0);
+  e.mtime_ns = s.integer(1);
+  e.ctime_ns = s.integer(2);
+  e.digest = s.text(3);
+  e.xattrs = static_cast<int>(s.integer(4));
+  s.reset();  // no read transaction left open
+  return std::optional<StatEntry>(std::move(e));
 }
 
 Result<void> CacheDb::put_stat_entries(const std::vector<StatEntry>& entries) {

@@ -43,6 +43,10 @@
 
 struct sqlite3;
 
+namespace imgbuild::image {
+class SqlStmt;
+}  // namespace imgbuild::image
+
 namespace imgbuild::cache {
 
 /// One cache record (see the file comment).
@@ -129,15 +133,19 @@ public:
 
   /// Every stat-index entry.
   Result<std::vector<StatEntry>> stat_entries();
+  /// The stat-index entry of one file identity, if any (one prepared
+  /// statement, kept for the next call).
+  Result<std::optional<StatEntry>> stat_entry(uint64_t dev, uint64_t ino);
   /// Inserts or replaces stat-index entries in one transaction.
   Result<void> put_stat_entries(const std::vector<StatEntry>& entries);
 
 private:
-  explicit CacheDb(sqlite3* db) : m_db(db) {}
+  explicit CacheDb(sqlite3* db);
   Result<void> exec(const char* sql);
   Result<void> begin_immediate();
   sqlite3* m_db;
   std::mutex m_mu;
+  std::unique_ptr<image::SqlStmt> m_stat_lookup;
 };
 
 }  // namespace imgbuild::cache

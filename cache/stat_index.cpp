@@ -25,6 +25,9 @@ stats::Metric g_xattrs_listed("cache.context_xattrs_listed");
 
 StatIndex::StatIndex(StatIndex&& o) noexcept
     : m_entries(std::move(o.m_entries)),
+      m_db(o.m_db),
+      m_all_read(o.m_all_read),
+      m_point_reads(o.m_point_reads),
       m_new(std::move(o.m_new)),
       m_hashed(o.m_hashed),
       m_reused(o.m_reused),
@@ -33,17 +36,33 @@ StatIndex::StatIndex(StatIndex&& o) noexcept
 
 Result<StatIndex> StatIndex::load(CacheDb& db) {
   StatIndex idx;
-  TRY(auto entries, db.stat_entries());
-  idx.m_entries.reserve(entries.size());
-  for (auto& e : entries) {
-    Id id{e.dev, e.ino};
-    idx.m_entries.insert_or_assign(id, std::move(e));
-  }
+  idx.m_db = &db;
   return idx;
 }
 
-const StatEntry* StatIndex::find(const struct stat& st) const {
-  auto it = m_entries.find(Id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
+const StatEntry* StatIndex::find(const struct stat& st) {
+  Id id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  auto it = m_entries.find(id);
+  if (it == m_entries.end() && m_db != nullptr && !m_all_read) {
+    // A read error only costs a hash: the index is never the only truth.
+    if (m_point_reads < k_point_lookups) {
+      ++m_point_reads;
+      auto e = m_db->stat_entry(id.first, id.second);
+      if (e && *e) {
+        it = m_entries.emplace(id, std::move(**e)).first;
+      }
+    } else {
+      m_all_read = true;
+      auto all = m_db->stat_entries();
+      if (all) {
+        m_entries.reserve(m_entries.size() + all->size());
+        for (auto& e : *all) {
+          m_entries.emplace(Id{e.dev, e.ino}, std::move(e));  // what this build learnt stays
+        }
+      }
+      it = m_entries.find(id);
+    }
+  }
   if (it == m_entries.end()) {
     return nullptr;
   }

@@ -38,8 +38,12 @@ class StatIndex {
 public:
   /// An empty index (nothing remembered).
   StatIndex() = default;
-  /// Loads the index from the cache tables.
+  /// The index kept in the cache tables of db (read lazily; db must outlive
+  /// the index).
   static Result<StatIndex> load(CacheDb& db);
+
+  /// Identities looked up one by one before the whole index is read.
+  static constexpr uint64_t k_point_lookups = 64;
 
   /// The "sha256:…" content digest of the regular file `name` in directory
   /// `dirfd` whose lstat is `st`; read and hashed only when the index does
@@ -69,14 +73,18 @@ private:
       return std::hash<uint64_t>{}((id.first * 0x9e3779b97f4a7c15ULL) ^ id.second);
     }
   };
-  // The entry matching st's identity, or null (call with m_mu held).
-  const StatEntry* find(const struct stat& st) const;
+  // The entry matching st's identity, or null (call with m_mu held); reads
+  // the database as the file comment says.
+  const StatEntry* find(const struct stat& st);
   // Reads and hashes the file's content (counted in m_hashed_bytes).
   Result<std::string> hash_file(int dirfd, const std::string& name, const std::string& display);
   // Remembers an entry (new or updated) for save().
   void learn(StatEntry e, bool hashed);
   std::mutex m_mu;
   std::unordered_map<Id, StatEntry, IdHash> m_entries;
+  CacheDb* m_db = nullptr;
+  bool m_all_read = false;
+  uint64_t m_point_reads = 0;
   std::vector<StatEntry> m_new;
   uint64_t m_hashed = 0;
   uint64_t m_reused = 0;

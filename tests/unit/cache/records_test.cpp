@@ -4,6 +4,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -251,6 +252,42 @@ TEST_CASE("stat index: a stat hit answers 'no xattrs' and an xattr change is a n
   struct stat st3 {};
   REQUIRE(::lstat(file.c_str(), &st3) == 0);
   CHECK(timespec_ns(st3.st_ctim) != timespec_ns(st2.st_ctim));
+  ::close(dfd);
+}
+
+TEST_CASE("stat index: read one by one and then whole, every saved file is answered", "[cache]") {
+  test::ScratchDir dir;
+  auto db = open_db(dir.path());
+  const int n = static_cast<int>(StatIndex::k_point_lookups) * 2 + 10;
+  int dfd = ::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dfd >= 0);
+  std::vector<struct stat> sts(static_cast<size_t>(n));
+  int64_t newest = 0;
+  for (int i = 0; i < n; ++i) {
+    std::string name = "f" + std::to_string(i);
+    std::ofstream(dir.path() / name) << "content " << i;
+    REQUIRE(::lstat((dir.path() / name).c_str(), &sts[static_cast<size_t>(i)]) == 0);
+    newest = std::max(newest, timespec_ns(sts[static_cast<size_t>(i)].st_ctim));
+  }
+  {
+    auto idx = StatIndex::load(*db);
+    REQUIRE(idx);
+    for (int i = 0; i < n; ++i) {
+      REQUIRE(idx->facts(dfd, "f" + std::to_string(i), sts[static_cast<size_t>(i)], "f"));
+    }
+    CHECK(idx->hashed() == static_cast<uint64_t>(n));
+    REQUIRE(idx->save(*db, newest + 10'000'000'000));
+  }
+  auto idx = StatIndex::load(*db);
+  REQUIRE(idx);
+  for (int i = 0; i < n; ++i) {
+    auto f = idx->facts(dfd, "f" + std::to_string(i), sts[static_cast<size_t>(i)], "f");
+    REQUIRE(f);
+    CHECK(f->digest == sha256("content " + std::to_string(i)).str());
+  }
+  CHECK(idx->reused() == static_cast<uint64_t>(n));
+  CHECK(idx->hashed() == 0);
+  CHECK(idx->xattrs_listed() == 0);
   ::close(dfd);
 }
 
