@@ -14,6 +14,7 @@
 #include <map>
 #include <system_error>
 
+#include "builder/context.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -154,6 +155,134 @@ Result<size_t> write_whiteouts(const fs::Root& root, const std::vector<std::stri
     }
   }
   return hidden.size();
+}
+
+namespace {
+
+Result<void> copy_contents(int in, int out, const std::string& what) {
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = ::read(in, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(Errc::io, fmt::format("{}: read: {}", what, std::strerror(errno)));
+    }
+    if (n == 0) {
+      return ok();
+    }
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = ::write(out, buf + off, static_cast<size_t>(n - off));
+      if (w < 0 && errno == EINTR) {
+        continue;
+      }
+      if (w < 0) {
+        return fail(Errc::io, fmt::format("{}: write: {}", what, std::strerror(errno)));
+      }
+      off += w;
+    }
+  }
+}
+
+// One walked entry made again at `target` (not the times of directories).
+Result<void> copy_entry(const WalkEntry& e, const std::filesystem::path& target) {
+  const struct stat& st = e.st;
+  const std::string what = "/" + e.path;
+  if (S_ISDIR(st.st_mode)) {
+    if (::mkdir(target.c_str(), 0700) != 0 && errno != EEXIST) {
+      return fail(Errc::io, fmt::format("{}: mkdir: {}", target.string(), std::strerror(errno)));
+    }
+  } else if (S_ISREG(st.st_mode)) {
+    UniqueFd in(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!in) {
+      return fail(Errc::io, fmt::format("{}: open: {}", what, std::strerror(errno)));
+    }
+    UniqueFd out(::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!out) {
+      return fail(Errc::io, fmt::format("{}: create: {}", target.string(), std::strerror(errno)));
+    }
+    TRY_VOID(copy_contents(in.get(), out.get(), what));
+  } else if (S_ISLNK(st.st_mode)) {
+    std::string link(static_cast<size_t>(st.st_size) + 1, '\0');
+    ssize_t n = ::readlinkat(e.dirfd, e.name.c_str(), link.data(), link.size());
+    if (n < 0) {
+      return fail(Errc::io, fmt::format("{}: readlink: {}", what, std::strerror(errno)));
+    }
+    link.resize(static_cast<size_t>(n));
+    if (::symlink(link.c_str(), target.c_str()) != 0) {
+      return fail(Errc::io, fmt::format("{}: symlink: {}", target.string(), std::strerror(errno)));
+    }
+  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode)) {
+    if (::mknod(target.c_str(), st.st_mode & (S_IFMT | 0600), st.st_rdev) != 0) {
+      return fail(Errc::io, fmt::format("{}: mknod: {}", target.string(), std::strerror(errno)));
+    }
+  } else {
+    return ok();  // a socket: nothing to copy
+  }
+  if (::lchown(target.c_str(), st.st_uid, st.st_gid) != 0 && ::geteuid() == 0) {
+    return fail(Errc::io, fmt::format("{}: chown: {}", target.string(), std::strerror(errno)));
+  }
+  if (!S_ISLNK(st.st_mode) && ::chmod(target.c_str(), st.st_mode & 07777) != 0) {
+    return fail(Errc::io, fmt::format("{}: chmod: {}", target.string(), std::strerror(errno)));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    if (::utimensat(AT_FDCWD, target.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+      return fail(Errc::io, fmt::format("{}: utimensat: {}", target.string(), std::strerror(errno)));
+    }
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<void> copy_filtered(const fs::Root& root, const IgnoreMatcher& ignore, std::string_view sub_path,
+                           const std::filesystem::path& dest) {
+  std::string sub = fs::clean_path(sub_path);
+  SourceTree tree{&root, &ignore};
+  // Directories get their times once everything below them exists.
+  std::vector<std::pair<std::filesystem::path, struct stat>> dirs;
+  // The parents of sub, as they are in the root.
+  std::vector<std::string> comps = fs::clean_components(sub);
+  std::string prefix;
+  for (size_t i = 0; i + 1 < comps.size(); ++i) {
+    prefix = str::join_path(prefix, comps[i]);
+    TRY(auto st, root.lstat(prefix));
+    if (!st || !S_ISDIR(st->st_mode)) {
+      return ok();  // sub is missing: nothing to copy
+    }
+    std::filesystem::path target = dest / prefix;
+    if (::mkdir(target.c_str(), 0700) != 0) {
+      return fail(Errc::io, fmt::format("{}: mkdir: {}", target.string(), std::strerror(errno)));
+    }
+    TRY_VOID(copy_dir_owner_mode(*st, target));
+    dirs.emplace_back(target, *st);
+  }
+  TRY(auto top, root.lstat(sub));
+  if (!top || (!sub.empty() && ignore.excluded(sub) && !(S_ISDIR(top->st_mode) && ignore.has_exceptions()))) {
+    return ok();  // missing or hidden: absent from the copy
+  }
+  SelectedSource source;
+  source.path = sub;
+  source.named_path = sub;
+  source.st = *top;
+  auto visit = [&](const WalkEntry& e) -> Result<void> {
+    std::filesystem::path target = e.path.empty() ? dest : dest / e.path;
+    TRY_VOID(copy_entry(e, target));
+    if (S_ISDIR(e.st.st_mode)) {
+      dirs.emplace_back(target, e.st);
+    }
+    return ok();
+  };
+  TRY_VOID(walk_source(tree, source, nullptr, visit));
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    struct timespec times[2] = {it->second.st_atim, it->second.st_mtim};
+    if (::utimensat(AT_FDCWD, it->first.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+      return fail(Errc::io, fmt::format("{}: utimensat: {}", it->first.string(), std::strerror(errno)));
+    }
+  }
+  return ok();
 }
 
 TempTree::~TempTree() {

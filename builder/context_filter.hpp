@@ -38,6 +38,14 @@ Result<std::vector<std::string>> ignored_entries(const fs::Root& root, const Ign
 Result<size_t> write_whiteouts(const fs::Root& root, const std::vector<std::string>& hidden,
                                const std::filesystem::path& layer_dir);
 
+/// Copies what `ignore` leaves of `sub` (a real path in root) and its parent
+/// directories into `dest` (an existing empty directory standing for the
+/// root): the fallback for a context directory that cannot be an overlay
+/// lower layer (the store lies inside it). Contents, owners, modes and
+/// mtimes are kept; hardlinks become separate copies; sockets are skipped.
+Result<void> copy_filtered(const fs::Root& root, const IgnoreMatcher& ignore, std::string_view sub,
+                           const std::filesystem::path& dest);
+
 /// A directory deleted (recursively) when the object is destroyed.
 class TempTree {
 public:

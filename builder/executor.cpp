@@ -39,6 +39,8 @@
 #include "builder/copy.hpp"
 #include "builder/oci_layout.hpp"
 #include "builder/secret_mask.hpp"
+#include "builder/ssh_forward.hpp"
+#include "builder/step_label.hpp"
 #include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
@@ -140,6 +142,11 @@ Error at_line(Error e, const parser::Instruction& ins, const std::string& file) 
   return e;
 }
 
+// The directory of a RUN --mount=type=cache with this id in the store.
+fsys::path cache_mount_path(const fsys::path& store_root, const std::string& id) {
+  return store_root / "cache-mounts" / sha256(id).hex().substr(0, 32);
+}
+
 // ---- layers -------------------------------------------------------------------
 
 struct Layer {
@@ -217,12 +224,15 @@ private:
 
   struct SourceRoot {
     fsys::path path;
-    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view
+    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view (outlives it)
     std::unique_ptr<snapshot::View> view;  // kept alive while the source is in use
   };
   /// The root `from` names ("" = the build context); a context directory is
   /// seen through its .dockerignore (only `sub` below it needs to be right).
   Result<SourceRoot> source_root(const std::string& from, int current, std::string_view sub = "");
+  /// The context's directory as is when its .dockerignore hides nothing
+  /// below `sub`, else a view of it with the ignored entries whited out
+  /// (builder/context_filter.hpp).
   Result<SourceRoot> filtered_root(const BuildContext& context, std::string_view sub);
 
   Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
@@ -241,6 +251,8 @@ private:
                             const parser::Instruction& ins, const StepRecord& record);
   Result<void> base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img);
   std::string debug_name(const PlannedStage& stage, int position) const;
+  // The stage name step labels show: none when the Dockerfile has one stage.
+  std::string label_name(const PlannedStage& stage) const;
   Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
                             StepRecord& record, bool independent = false);
   Result<void> do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
@@ -302,6 +314,7 @@ Result<void> Build::setup() {
   TRY(m_snapshotter, snapshot::make_lazy_snapshotter(m_options.snapshotter, cfg));
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
+  m_cache->attach(m_options.cache_io, &m_store.content());
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   m_jobs = std::make_unique<std::counting_semaphore<>>(jobs);
   return ok();
@@ -368,6 +381,9 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
       res.state.created = created;
       res.state.cmd_set = false;  // "CMD set in this stage" starts over
       res.cache_key = stage_base_key(parent->cache_key);
+      if (m_options.cache_io != nullptr) {
+        m_options.cache_io->note_link(res.cache_key, parent->cache_key);
+      }
       if (parent->cache_broken) {
         const PlannedStage* ps = m_plan.stage(stage.base.stage);
         res.cache_reason = fmt::format("stage {} changed", ps != nullptr ? ps->display_name : "?");
@@ -377,8 +393,7 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
     }
     case BaseKind::image: {
       auto ref = image::parse_reference(stage.base.name);
-      info = new_step(fmt::format("[{} 1/{}] FROM {}", stage.display_name, 0,
-                                  ref ? ref->str() : stage.base.name),
+      info = new_step(step_label(label_name(stage), 1, 0) + "FROM " + (ref ? ref->str() : stage.base.name),
                       stage.from.header.range.start_line);
       TRY(auto img, resolve_image(stage.base.name));
       TRY(auto res, base_from_image(img, created));
@@ -460,8 +475,33 @@ Result<Build::SourceRoot> Build::filtered_root(const BuildContext& context, std:
   if (hidden.empty()) {
     return out;
   }
-  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
+  // A store inside the context cannot sit above it in an overlay (the
+  // kernel refuses overlapping layers), nor be copied into itself: then the
+  // filtered files are copied outside the context.
   std::error_code ec;
+  auto inside = [&](const fsys::path& p, const fsys::path& dir) {
+    fsys::path a = fsys::weakly_canonical(p, ec);
+    fsys::path b = fsys::weakly_canonical(dir, ec);
+    auto [end, rest] = std::mismatch(b.begin(), b.end(), a.begin(), a.end());
+    return end == b.end();
+  };
+  if (inside(m_store.content().root(), context.dir())) {
+    fsys::path parent = fsys::temp_directory_path(ec);
+    if (ec || inside(parent, context.dir())) {
+      return fail(Errc::unsupported, fmt::format("cannot apply {} to {}: the store and the temporary directory are "
+                                                 "inside it (set TMPDIR elsewhere)",
+                                                 context.ignore_file(), context.dir()));
+    }
+    fsys::path copy = parent / ("imgbuild-filtered-" + random_hex());
+    if (::mkdir(copy.c_str(), 0700) != 0) {
+      return fail(Errc::io, fmt::format("cannot create {}: {}", copy.string(), std::strerror(errno)));
+    }
+    out.filter = std::make_unique<TempTree>(copy);
+    TRY_VOID(copy_filtered(context.root(), context.ignore(), real, copy));
+    out.path = copy;
+    return out;
+  }
+  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
   fsys::create_directories(dir, ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
@@ -584,9 +624,9 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
                                           std::vector<UniqueFd>& locks, std::vector<SourceRoot>& sources,
                                           const std::function<Result<fsys::path>()>& make_temp) {
   std::string id = m.id.empty() ? fs::clean_path(m.target) : m.id;
-  std::string safe = sha256(id).hex().substr(0, 32);
-  fsys::path parent = m_store.content().root() / "cache-mounts";
-  fsys::path dir = parent / safe;
+  fsys::path dir = cache_mount_path(m_store.content().root(), id);
+  fsys::path parent = dir.parent_path();
+  std::string safe = dir.filename().string();
   std::error_code ec;
   fsys::create_directories(parent, ec);
   fsys::path lock_path = parent / (safe + ".lock");
@@ -667,6 +707,9 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
     fsys::path tmp = parent / (".new-" + random_hex());
     fsys::create_directory(tmp, ec);
     auto prepared = prepare(tmp);
+    if (prepared && m_options.cache_io != nullptr && m.from.empty()) {
+      m_options.cache_io->seed_mount(id, tmp);  // --cache-from with mounts
+    }
     if (!prepared) {
       fsys::remove_all(tmp, ec);
       return fail(std::move(prepared).error());
@@ -674,6 +717,8 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
     if (::rename(tmp.c_str(), dir.c_str()) != 0) {
       fsys::remove_all(tmp, ec);  // another build made it first
     }
+  } else if (m_options.cache_io != nullptr && m.from.empty()) {
+    m_options.cache_io->seed_mount_if_empty(id, dir);
   }
   return dir;
 }
@@ -811,6 +856,7 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
   }
   sandbox::RunSpec spec;
   SecretMask secret_mask;
+  std::vector<std::unique_ptr<SshForwarder>> ssh_forwarders;  // relay until the step is done
   std::vector<std::string> argv;
   std::vector<fsys::path> temp_dirs;
   auto cleanup_temps = [&] {
@@ -1005,7 +1051,15 @@ Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const par
         if (target.empty()) {
           target = fmt::format("/run/buildkit/ssh_agent.{}", ssh_index++);
         }
-        spec.mounts.push_back(sandbox::BindMount{m_options.ssh_socket, target, sandbox::Access::read_write});
+        TRY(fsys::path d, make_temp());
+        auto forwarder = SshForwarder::start(m_options.ssh_socket, d, m.uid.value_or(0), m.gid.value_or(0),
+                                             m.mode.value_or(0600));
+        if (!forwarder) {
+          cleanup_temps();
+          return fail(std::move(forwarder).error());
+        }
+        spec.mounts.push_back(sandbox::BindMount{(*forwarder)->path(), target, sandbox::Access::read_write});
+        ssh_forwarders.push_back(std::move(*forwarder));
         spec.env.push_back("SSH_AUTH_SOCK=" + target);
         break;
       }
@@ -1090,6 +1144,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       TRY_VOID(apply_cached(st, *hit));
       record.cached = true;
       record.layer_digest = hit->layer.blob_digest;
+      record.cache_source = m_cache->source_of(key->key);
       return ok();
     }
     // A miss: explain the first one of the chain.
@@ -1174,6 +1229,10 @@ std::map<std::string, std::string> key_env(const parser::ShellEnv& env, const st
   return out;
 }
 
+std::string Build::label_name(const PlannedStage& stage) const {
+  return m_plan.stage_names.size() == 1 ? std::string() : stage.display_name;
+}
+
 std::string Build::debug_name(const PlannedStage& stage, int position) const {
   std::string name;
   for (char c : stage.display_name) {
@@ -1209,6 +1268,11 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
   for (const auto& ms : run.mount_specs) {
     ++n;
     auto mount = parser::parse_mount(ms, [&](const std::string& w) { return lexer.process_word(w, st.state.env); });
+    if (mount && mount->type == parser::MountType::cache && mount->from.empty() && m_options.cache_io != nullptr) {
+      // --cache-to mounts=true exports it even when this step is a hit.
+      std::string id = mount->id.empty() ? fs::clean_path(mount->target) : mount->id;
+      m_options.cache_io->note_mount(id, cache_mount_path(m_store.content().root(), id));
+    }
     if (!mount || mount->type != parser::MountType::bind) {
       continue;  // a bad spec fails in do_run with its own message
     }
@@ -1485,8 +1549,7 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
     }
   }
   if (from_info.id != 0) {
-    from_info.name = fmt::format("[{} 1/{}] {}", stage.display_name, total,
-                                 from_info.name.substr(from_info.name.find("] ") + 2));
+    from_info.name = step_label(label_name(stage), 1, total) + from_info.name.substr(from_info.name.find("] ") + 2);
     m_progress.started(from_info);
     m_progress.finished(from_info, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
@@ -1506,11 +1569,11 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
       lo.escape = m_plan.escape;
       lo.keep_quotes = true;
       lo.keep_escapes = true;
+      lo.keep_unset = true;  // `$HTTP_PROXY` not declared: shown as written
       if (auto shown = parser::Lexer(lo).process_word(text, st.state.env)) {
         text = *shown;
       }
-      std::string name = fmt::format("[{} {}/{}] {}{}", stage.display_name, index, total,
-                                     i < trigger_count ? "ONBUILD " : "", text);
+      std::string name = step_label(label_name(stage), index, total) + (i < trigger_count ? "ONBUILD " : "") + text;
       info = new_step(name, ins.header().range.start_line);
       m_progress.started(info);
     }
@@ -1634,6 +1697,7 @@ Result<BuiltImage> Build::run() {
     out.record = *rec;
   }
   out.steps = m_steps;
+  out.cache_key = res.cache_key;
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/image_common.hpp"
 #include "parser/lower.hpp"
@@ -87,6 +88,19 @@ std::string format_check_summary(const std::vector<parser::CheckWarning>& warnin
       out += fmt::format(" (line {})", w.line);
     }
     out += "\n";
+  }
+  return out;
+}
+
+std::string format_check_events(const std::vector<parser::CheckWarning>& warnings) {
+  std::string out;
+  for (const auto& w : warnings) {
+    nlohmann::json j = {{"event", "warning"},
+                        {"rule", w.rule},
+                        {"message", w.message},
+                        {"line", w.line},
+                        {"url", check_rule_url(w.rule)}};
+    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   return out;
 }

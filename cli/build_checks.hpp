@@ -5,7 +5,8 @@
 // limited to the stages the build needs, and printed the way buildx prints
 // them:
 //  - after a build (also a failed one), a summary on stderr after a blank
-//    line (none for --progress quiet or rawjson, as buildx):
+//    line (none for --progress quiet; rawjson gets one "warning" event per
+//    warning instead):
 //      " 2 warnings found (use --check to expand):"
 //      " - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)"
 //    (`build --check` shows the expanded form below);
@@ -61,6 +62,10 @@ std::string check_rule_url(const std::string& rule);
 /// are no warnings). buildx's hint names `docker --debug`; imgbuild's way to
 /// expand the warnings is `build --check`.
 std::string format_check_summary(const std::vector<parser::CheckWarning>& warnings);
+
+/// The warnings as `--progress rawjson` events, one JSON object a line:
+/// {"event":"warning","rule":…,"message":…,"line":N,"url":…}.
+std::string format_check_events(const std::vector<parser::CheckWarning>& warnings);
 
 /// The expanded form of every warning (`--check`), each with its
 /// Dockerfile excerpt.

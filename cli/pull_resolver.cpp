@@ -23,8 +23,17 @@ public:
       : m_store(store), m_pull_always(pull_always), m_platform(std::move(platform)) {}
 
   Result<image::LoadedImage> resolve(const std::string& reference) override {
+    // A base that parses as a name is looked up by that name only, as
+    // BuildKit does: `FROM 0` is docker.io/library/0, never the stored image
+    // whose ID happens to start with 0 (the store's ID-prefix fallback is for
+    // the image commands). "sha256:…" and bare 64-hex IDs stay IDs.
+    auto named = image::parse_reference(reference);
+    std::string lookup = reference;
+    if (named && !reference.starts_with("sha256:")) {
+      lookup = named->str();
+    }
     if (!m_pull_always) {
-      auto rec = m_store.resolve(reference);
+      auto rec = m_store.resolve(lookup);
       if (rec) {
         return m_store.load(*rec);
       }
@@ -32,18 +41,17 @@ public:
         return fail(std::move(rec).error());
       }
     }
-    auto ref = image::parse_reference(reference);
-    if (!ref) {
+    if (!named || reference.starts_with("sha256:")) {
       // Not a reference (an image ID, say): only the store can have it.
       TRY(image::ImageRecord rec, m_store.resolve(reference));
       return m_store.load(rec);
     }
-    if (auto pulled = pull(*ref); !pulled) {
+    if (auto pulled = pull(*named); !pulled) {
       const char* where = m_pull_always ? "" : " not found in the local store, and";
       return fail(pulled.error().code, fmt::format("base image {}{} pulling it failed: {}",
                                                    str::go_quote(reference), where, pulled.error().message));
     }
-    TRY(image::ImageRecord rec, m_store.resolve(ref->str()));
+    TRY(image::ImageRecord rec, m_store.resolve(named->str()));
     return m_store.load(rec);
   }
 

@@ -136,8 +136,11 @@ void TtyView::done(double now) {
     return;
   }
   m_running.clear();
-  double elapsed = m_first < 0 ? 0.0 : now - m_first;
-  m_pending.push_back(fit(fmt::format("[+] Building {:.1f}s ({}/{}) FINISHED", elapsed, m_done, m_seen)));
+  if (m_seen > 0) {
+    // (A build that stopped before its first step, e.g. on a usage error,
+    // never had a view to close.)
+    m_pending.push_back(fit(fmt::format("[+] Building {:.1f}s ({}/{}) FINISHED", now - m_first, m_done, m_seen)));
+  }
   redraw(now);
   m_finished = true;
 }

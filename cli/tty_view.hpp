@@ -54,7 +54,8 @@ public:
   void failed(const builder::StepInfo& step, double seconds, std::string_view message, double now);
 
   /// The build ended: writes what is pending and the FINISHED header in
-  /// place of the live area. Later calls (and events) write nothing.
+  /// place of the live area (no header when no step ever started). Later
+  /// calls (and events) write nothing.
   void done(double now);
 
   /// Redraws the live area (timers move on); cheap when nothing runs.

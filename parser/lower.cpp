@@ -719,6 +719,27 @@ Result<InstructionVariant> lower_add(const Node& node) {
 
 Result<InstructionVariant> lower_impl(const Node& node);
 
+// Gives a lowered RUN/COPY/ADD the heredoc bodies its node did not carry
+// (an ONBUILD trigger's, which the parser keeps on the ONBUILD node).
+void attach_heredocs(InstructionVariant& ins, const std::vector<Heredoc>& heredocs) {
+  auto fill = [&](std::vector<Heredoc>& sources) {
+    for (auto& src : sources) {
+      for (const auto& h : heredocs) {
+        if (h.name == src.name) {
+          src = h;
+        }
+      }
+    }
+  };
+  if (auto* run = std::get_if<RunInstruction>(&ins)) {
+    run->heredocs = heredocs;
+  } else if (auto* copy = std::get_if<CopyInstruction>(&ins)) {
+    fill(copy->inline_sources);
+  } else if (auto* add = std::get_if<AddInstruction>(&ins)) {
+    fill(add->inline_sources);
+  }
+}
+
 Result<InstructionVariant> lower_onbuild(const Node& node) {
   OnbuildInstruction out;
   if (node.children.empty()) {
@@ -728,6 +749,9 @@ Result<InstructionVariant> lower_onbuild(const Node& node) {
   TRY(auto uses, flags.parse());
   out.header = make_header(node, std::move(uses));
   const Node& trigger = node.children.front();
+  // The parser attaches an ONBUILD line's heredocs to the ONBUILD node, as
+  // BuildKit's does: the stored text and the lowered trigger take them.
+  const std::vector<Heredoc>& heredocs = trigger.heredocs.empty() ? node.heredocs : trigger.heredocs;
   std::string keyword = str::to_upper(str::trim(trigger.keyword_as_written));
   if (keyword == "ONBUILD") {
     return error("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
@@ -753,13 +777,16 @@ Result<InstructionVariant> lower_onbuild(const Node& node) {
     text.remove_prefix(i);
   }
   out.trigger = std::string(text);
-  for (const auto& h : trigger.heredocs) {
+  for (const auto& h : heredocs) {
     out.trigger += "\n" + h.content + h.name;
   }
   // BuildKit only parses the trigger when a downstream stage runs it, so a
   // broken trigger does not fail this build: the lowering error is kept for
   // checks and for the downstream FROM.
   auto lowered = lower_impl(trigger);
+  if (lowered && trigger.heredocs.empty()) {
+    attach_heredocs(*lowered, heredocs);
+  }
   if (lowered) {
     out.lowered.push_back(Instruction{std::move(*lowered)});
   } else {

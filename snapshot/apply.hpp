@@ -47,6 +47,10 @@ struct ApplyOptions {
   /// root's own metadata alone, as Docker's untar does for an existing
   /// destination (ADD of a local archive).
   bool skip_root_entry = false;
+  /// Refuse the archive (Errc::limit) once its file bodies add up to
+  /// more than this many bytes; 0 = no limit. For archives from elsewhere
+  /// that must not fill the disk (an imported cache mount).
+  uint64_t max_bytes = 0;
 };
 
 /// What an apply did.

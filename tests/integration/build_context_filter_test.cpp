@@ -143,3 +143,38 @@ TEST_CASE("build context filter: a named context dir applies its own .dockerigno
   CHECK(s.config["history"][0].value("comment", "") == "buildkit.exporter.image.v0");
   CHECK_FALSE(s.config["history"][0].value("empty_layer", false));
 }
+
+TEST_CASE("build context filter: a store inside the context, ignored", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  // The layout CI jobs use: `imgbuild --root .store build .` with .store in
+  // .dockerignore. The store cannot lie above the context in an overlay.
+  imgbuild::test::TempDir work;
+  fs::path ctx = work.path / "ctx";
+  fs::path store = ctx / ".store";
+  fs::create_directories(ctx / "sub");
+  write_file(ctx / ".dockerignore", ".store\nsecret\n");
+  write_file(ctx / "secret", "no\n");
+  write_file(ctx / "sub" / "f", "f\n");
+  write_file(ctx / "Dockerfile",
+             "FROM busybox\n"
+             "RUN --mount=type=bind,target=/c cd /c && find . | sort > /seen\n"
+             "RUN --mount=type=bind,source=sub,target=/s,rw cat /s/f > /f && touch /s/new\n");
+  fs::path tarball = work.path / "busybox.tar";
+  write_file(tarball, imgbuild::test::busybox_rootfs_tar());
+  RunResult imp = imgbuild::test::run_imgbuild(store, {"import", tarball.string(), "busybox"});
+  REQUIRE(imp.status == 0);
+  fs::path out = work.path / "out.tar";
+  RunResult r = imgbuild::test::run_imgbuild(
+      store, {"build", "--progress", "plain", "-o", "type=docker,dest=" + out.string(), ctx.string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  LayerFiles files = merged(read_saved(out, work.path));
+  const std::string& seen = files.at("seen").content;
+  INFO(seen);
+  CHECK(seen.find("./sub/f\n") != std::string::npos);
+  CHECK(seen.find(".store") == std::string::npos);
+  CHECK(seen.find("secret") == std::string::npos);
+  CHECK(files.at("f").content == "f\n");
+  CHECK_FALSE(fs::exists(ctx / "sub" / "new"));
+}

@@ -262,18 +262,25 @@ TEST_CASE("build io: --ssh default forwards the agent socket, RUN --network none
   std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
   REQUIRE(::bind(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(::listen(fd, 4) == 0);
+  REQUIRE(::chmod(sock.c_str(), 0755) == 0);
   ScopedEnv agent("SSH_AUTH_SOCK", sock.string());
   const char* df =
       "FROM busybox\n"
-      "RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"agent=$SSH_AUTH_SOCK\"\n"
-      "RUN --mount=type=ssh,target=/tmp/agent.sock test -S /tmp/agent.sock && echo \"agent2=$SSH_AUTH_SOCK\"\n"
+      "RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"agent=$SSH_AUTH_SOCK\" && "
+      "stat -c 'mode=%a %u:%g' \"$SSH_AUTH_SOCK\"\n"
+      "RUN --mount=type=ssh,target=/tmp/agent.sock,uid=1000,gid=29,mode=0660 test -S /tmp/agent.sock && "
+      "echo \"agent2=$SSH_AUTH_SOCK\" && stat -c 'mode=%a %u:%g' /tmp/agent.sock\n"
       "RUN echo \"noagent=${SSH_AUTH_SOCK:-unset}\"\n"
       "RUN --network=none cat /proc/net/dev\n";
   RunResult r = fx.build("ssh", df, {}, {"--ssh", "default"});
   INFO(r.err);
   REQUIRE(r.status == 0);
+  // The step's own socket: root's 0600 by default, else the mount's owner
+  // and mode (the client's socket is 0755 here).
   CHECK(line_after(step_output(r.err, "2/5]"), "agent=") == "/run/buildkit/ssh_agent.0");
+  CHECK(line_after(step_output(r.err, "2/5]"), "mode=") == "600 0:0");
   CHECK(line_after(step_output(r.err, "3/5]"), "agent2=") == "/tmp/agent.sock");
+  CHECK(line_after(step_output(r.err, "3/5]"), "mode=") == "660 1000:29");
   CHECK(line_after(step_output(r.err, "4/5]"), "noagent=") == "unset");
   // --network=none: the loopback interface only.
   CHECK(interfaces(step_output(r.err, "5/5]")) == std::set<std::string>{"lo"});
@@ -390,6 +397,20 @@ TEST_CASE("build io: outputs to stdout and short forms, the metadata file and --
   CHECK(short_saved.config["config"] == s.config["config"]);
   CHECK(history_created_by(short_saved.config) == history_created_by(s.config));
 
+  // --progress quiet prints nothing; rawjson prints only JSON lines.
+  RunResult quiet = run_imgbuild(fx.root, {"build", "--progress", "quiet", ctx.string()});
+  CHECK(quiet.status == 0);
+  CHECK(quiet.err.empty());
+  CHECK(quiet.out.empty());
+  RunResult raw = run_imgbuild(fx.root, {"build", "--progress", "rawjson", "--no-cache", ctx.string()});
+  CHECK(raw.status == 0);
+  std::vector<std::string> raw_lines = lines_of(raw.err);
+  CHECK(raw_lines.size() > 3);
+  for (const auto& line : raw_lines) {
+    INFO(line);
+    CHECK_FALSE(json::parse(line, nullptr, false).is_discarded());
+  }
+
   // The metadata file and the iid file.
   fs::path md = fx.work.path / "md.json";
   fs::path iid = fx.work.path / "iid";
@@ -416,10 +437,10 @@ TEST_CASE("build io: outputs to stdout and short forms, the metadata file and --
   // Metadata instructions are not steps (BuildKit numbers only FROM and the
   // filesystem-changing ones).
   REQUIRE(steps.size() == 2);
-  CHECK(steps[0]["name"] == "[stage-0 2/3] COPY a.txt /a.txt");
+  CHECK(steps[0]["name"] == "[2/3] COPY a.txt /a.txt");
   CHECK(steps[0]["line"] == 2);
   CHECK(steps[0]["layer"] == meta["imgbuild.layers"][1]["digest"]);
-  CHECK(steps[1]["name"] == "[stage-0 3/3] RUN echo made > /made");
+  CHECK(steps[1]["name"] == "[3/3] RUN echo made > /made");
   CHECK(steps[1]["line"] == 3);
   CHECK(steps[1]["layer"] == meta["imgbuild.layers"][2]["digest"]);
   for (const auto& st : steps) {
@@ -448,7 +469,7 @@ TEST_CASE("build io: failures - the failing line, the exit code, exit status 1 o
   CHECK(std::find(failed.begin(), failed.end(), "last-words") != failed.end());
   CHECK(r.err.find("imgbuild: error: failed to solve: process \"/bin/sh -c echo first-line && echo last-words >&2 && "
                    "exit 5\" did not complete successfully: exit code: 5") != std::string::npos);
-  CHECK(r.err.find("[stage-0 4/4]") == std::string::npos);
+  CHECK(r.err.find("[4/4]") == std::string::npos);
   // The metadata file records the failure and its exit code.
   REQUIRE(fs::exists(md));
   json meta = json::parse(read_file(md));
@@ -461,6 +482,20 @@ TEST_CASE("build io: failures - the failing line, the exit code, exit status 1 o
   CHECK(flag.status == 1);
   CHECK(flag.err.find("unknown flag: --chmodd") != std::string::npos);
   CHECK(flag.err.find("did you mean chmod?") != std::string::npos);
+  RunResult chmod = fx.build("badchmod", "FROM busybox\nCOPY --chmod=64a a /a\n", {{"a", "a"}});
+  CHECK(chmod.status == 1);
+  CHECK(chmod.err.find("invalid chmod parameter: '64a'") != std::string::npos);
+  RunResult root_mount = fx.build("rootmount", "FROM busybox\nRUN --mount=type=tmpfs,target=/ true\n", {});
+  CHECK(root_mount.status == 1);
+  CHECK(root_mount.err.find("over the root directory") != std::string::npos);
+  // Substitution errors, word for word as BuildKit's lexer words them.
+  RunResult modifier = fx.build("modifier", "FROM busybox\nENV A=${B:=x}\n", {});
+  CHECK(modifier.status == 1);
+  CHECK(modifier.err.find("failed to process \"${B:=x}\": unsupported modifier (:=) in substitution") !=
+        std::string::npos);
+  RunResult unterminated = fx.build("unterminated", "FROM busybox\nLABEL a=${B\n", {});
+  CHECK(unterminated.status == 1);
+  CHECK(unterminated.err.find("failed to process \"${B\": syntax error: missing '}'") != std::string::npos);
   RunResult target = fx.build("target", "FROM busybox AS build\nFROM busybox\n", {}, {"--target", "bulid"});
   CHECK(target.status == 1);
   CHECK(target.err.find("target stage \"bulid\" could not be found (did you mean build?)") != std::string::npos);
@@ -542,4 +577,50 @@ TEST_CASE("build io: independent stages run in parallel", "[integration][build]"
   LayerFiles files = merged(read_saved(out, fx.work.path));
   CHECK(files.at("a.txt").content == "a-saw-b\n");
   CHECK(files.at("b.txt").content == "b-saw-a\n");
+}
+
+TEST_CASE("build io: FROM a name that is also an image ID prefix is that name", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_prereqs(), "builds need root and busybox-static (/bin/busybox)");
+  Fixture fx;
+  RunResult id = run_imgbuild(fx.root, {"images", "-q", "--no-trunc", "busybox"});
+  REQUIRE(id.status == 0);
+  REQUIRE(id.out.starts_with("sha256:"));
+  std::string prefix = id.out.substr(7, 4);
+  // The image commands take an ID prefix...
+  CHECK(run_imgbuild(fx.root, {"image", "inspect", prefix}).status == 0);
+  // ...FROM does not (BuildKit reads it as docker.io/library/<prefix>). The
+  // pull goes to a proxy that is not there, so it fails here and at once.
+  ScopedEnv proxy("HTTPS_PROXY", "http://127.0.0.1:9");
+  ScopedEnv proxy_lower("https_proxy", "http://127.0.0.1:9");
+  RunResult r = fx.build("idprefix", "FROM " + prefix + "\nRUN echo ran-on-the-wrong-image\n", {});
+  INFO(r.err);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("base image \"" + prefix + "\" not found in the local store") != std::string::npos);
+  CHECK(step_output(r.err, "2/2]").empty());
+}
+
+TEST_CASE("build io: step names as BuildKit's - no stage name for one stage, padded index, unset variables kept",
+          "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_prereqs(), "builds need root and busybox-static (/bin/busybox)");
+  Fixture fx;
+  std::string many = "FROM busybox AS base\nARG A=aval\n";
+  for (int i = 1; i <= 10; ++i) {
+    many += "RUN echo " + std::to_string(i) + "\n";
+  }
+  many += "FROM base\nRUN echo \"a=$A\" p=$HTTP_PROXY u=${UNSET:-dflt} '$A'\n";
+  RunResult r = fx.build("names", many, {}, {"--build-arg", "HTTP_PROXY=http://127.0.0.1:9"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("#1 [base  1/11] FROM docker.io/library/busybox:latest\n") != std::string::npos);
+  CHECK(r.err.find(" [base  2/11] RUN echo 1\n") != std::string::npos);
+  CHECK(r.err.find(" [base 11/11] RUN echo 10\n") != std::string::npos);
+  // Expanded with the stage's variables; what is not one (an undeclared
+  // proxy arg, an unset name) stays as written, quotes too.
+  CHECK(r.err.find(" [stage-1 1/1] RUN echo \"a=aval\" p=$HTTP_PROXY u=${UNSET:-dflt} '$A'\n") != std::string::npos);
+
+  RunResult one = fx.build("names-one", "FROM busybox\nRUN echo only\n", {});
+  INFO(one.err);
+  REQUIRE(one.status == 0);
+  CHECK(one.err.find("#1 [1/2] FROM docker.io/library/busybox:latest\n") != std::string::npos);
+  CHECK(one.err.find(" [2/2] RUN echo only\n") != std::string::npos);
 }

@@ -36,13 +36,13 @@ TEST_CASE("build progress: the tty view on a terminal, plain unchanged", "[integ
   CHECK(tty.out.find("[+] Building ") != std::string::npos);
   CHECK(tty.out.find(" => > out-1") != std::string::npos);  // a running step's output in the live area
   CHECK(tty.out.find("\x1b[J") != std::string::npos);       // redrawn in place
-  CHECK(tty.out.find(" => [stage-0 3/3] RUN echo second-step") != std::string::npos);
+  CHECK(tty.out.find(" => [3/3] RUN echo second-step") != std::string::npos);
   CHECK(tty.out.find("#1 ") == std::string::npos);
 
   RunResult plain = under_tty("plain");
   INFO(plain.out);
   REQUIRE(plain.status == 0);
-  CHECK(plain.out.find("#2 [stage-0 2/3] RUN for i in 1 2 3") != std::string::npos);
+  CHECK(plain.out.find("#2 [2/3] RUN for i in 1 2 3") != std::string::npos);
   CHECK(plain.out.find(" out-3") != std::string::npos);
   CHECK(plain.out.find("\x1b[") == std::string::npos);
 }
@@ -51,24 +51,28 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
   Fixture fx;
-  // plain: the warnings follow the last step after one blank line.
+  // plain: the warnings come last, after one blank line.
   RunResult ok = fx.build("end-ok", "FROM busybox as base\nRUN echo hi\n", {}, {"--no-cache"});
   INFO(ok.err);
   REQUIRE(ok.status == 0);
   size_t summary = ok.err.find("\n 1 warning found (use --check to expand):\n - FromAsCasing: ");
   REQUIRE(summary != std::string::npos);
-  size_t last_done = ok.err.rfind("\n#2 DONE ", summary);
-  REQUIRE(last_done != std::string::npos);
-  CHECK(ok.err.find('\n', last_done + 1) + 1 == summary);  // "#2 DONE 0.1s\n" then "\n 1 warning"
+  size_t writing = ok.err.rfind("\nwriting image sha256:", summary);
+  REQUIRE(writing != std::string::npos);
+  CHECK(ok.err.find('\n', writing + 1) + 1 == summary);  // "writing image … done\n" then "\n 1 warning"
+  CHECK(ok.err.find('\n', summary + 2) == ok.err.rfind('\n', ok.err.size() - 2));  // the rule line ends the output
+  CHECK(ok.err.find("\n#2 DONE ") < writing);
   CHECK(ok.err.find("#1 DONE") != std::string::npos);
-  CHECK(ok.err.find("\n\n#2 [base 2/2] RUN echo hi\n") != std::string::npos);  // one blank line between steps
+  CHECK(ok.err.find("\n\n#2 [2/2] RUN echo hi\n") != std::string::npos);  // one blank line between steps
   CHECK(ok.err.find("\n\n\n") == std::string::npos);
 
-  // rawjson and quiet: no summary text.
+  // rawjson: a warning event instead of the summary text.
   RunResult json = imgbuild::test::run_imgbuild(
       fx.root, {"build", "--progress", "rawjson", (fx.work.path / "ctx-end-ok").string()});
   CHECK(json.status == 0);
   CHECK(json.err.find("warning found") == std::string::npos);
+  CHECK(json.err.find("{\"event\":\"warning\",\"line\":1,\"message\":") != std::string::npos);
+  CHECK(json.err.find("\"rule\":\"FromAsCasing\"") != std::string::npos);
 
   // plain, failed: the error block with the step's last output lines, then
   // the warnings, then the Dockerfile excerpt.
@@ -77,7 +81,7 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   REQUIRE(bad.status == 1);
   size_t err = bad.err.find("#2 ERROR: process ");
   REQUIRE(err != std::string::npos);
-  size_t block = bad.err.find("\n------\n > [base 2/2] RUN echo out-line && false:\n", err);
+  size_t block = bad.err.find("\n------\n > [2/2] RUN echo out-line && false:\n", err);
   REQUIRE(block != std::string::npos);
   size_t line_end = bad.err.find(" out-line\n------\n", block);
   CHECK(line_end != std::string::npos);
@@ -100,7 +104,9 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   CHECK(tty_ok.status == 0);
   size_t fin = tty_ok.out.find(" (2/2) FINISHED");
   CHECK(fin != std::string::npos);
-  CHECK(tty_ok.out.find(" 1 warning found", fin) != std::string::npos);
+  size_t tty_writing = tty_ok.out.find("writing image sha256:", fin);
+  CHECK(tty_writing != std::string::npos);
+  CHECK(tty_ok.out.find(" 1 warning found", tty_writing) != std::string::npos);
   RunResult tty_bad = under_tty("end-bad");
   INFO(tty_bad.out);
   CHECK(tty_bad.status != 0);

@@ -174,13 +174,14 @@ TEST_CASE("build remote: ADD from a git repository - ref, subdir, --keep-git-dir
                    "ADD " + repo + "#v1:sub /tag-sub/\n"
                    "ADD --keep-git-dir=true " + repo + "?branch=feature /keep/\n"
                    "ADD --checksum=" + v1 + " " + repo + "#v1 /pinned/\n"
-                   "RUN git_head=$(cat /keep/.git/HEAD) && echo \"$git_head\" > /keep-head.txt\n";
+                   "RUN git_head=$(cat /keep/.git/HEAD) && echo \"$git_head\" > /keep-head.txt\n"
+                   "ADD " + repo + "?tag=v1&subdir=sub&checksum=" + v1 + " /query/\n";
   fs::path out = fx.work.path / "git.tar";
   RunResult r = fx.build("git", df, {}, {"-o", "type=docker,dest=" + out.string()});
   INFO(r.err);
   REQUIRE(r.status == 0);
   Saved s = read_saved(out, fx.work.path);
-  REQUIRE(s.layers.size() == 6);
+  REQUIRE(s.layers.size() == 7);
   // The default branch's head, without .git.
   CHECK(s.layers[1].at("head/sub/f").content == "two\n");
   CHECK(s.layers[1].at("head/top").content == "top\n");
@@ -196,6 +197,9 @@ TEST_CASE("build remote: ADD from a git repository - ref, subdir, --keep-git-dir
   // --checksum is the commit the ref must resolve to.
   CHECK(s.layers[4].at("pinned/sub/f").content == "one\n");
   CHECK(s.layers[5].count("keep-head.txt") == 1);
+  // The same through query keys: tag, subdir, checksum.
+  CHECK(s.layers[6].at("query/f").content == "one\n");
+  CHECK(s.layers[6].count("query/top") == 0);
 
   // A ref that resolves to another commit fails.
   std::string other(40, 'a');

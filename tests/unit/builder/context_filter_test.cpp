@@ -29,7 +29,7 @@ namespace {
 std::set<std::string> all_paths(const sfs::path& dir) {
   std::set<std::string> out;
   for (auto it = sfs::recursive_directory_iterator(dir); it != sfs::recursive_directory_iterator(); ++it) {
-    out.insert(sfs::relative(it->path(), dir).generic_string());
+    out.insert(it->path().lexically_relative(dir).generic_string());
   }
   return out;
 }
@@ -95,7 +95,47 @@ TEST_CASE("context filter: the whiteouts hide exactly what the source walk skips
     auto hidden = ignored_entries(*root, *ignore, "");
     REQUIRE(hidden);
     CHECK(left_by(all, *hidden) == walked(*root, *ignore));
+    // The copy (for a store inside the context) holds the same paths.
+    ScratchDir copy;
+    REQUIRE(copy_filtered(*root, *ignore, "", copy.path()));
+    CHECK(all_paths(copy.path()) == walked(*root, *ignore));
   }
+}
+
+TEST_CASE("context filter: the copy keeps contents, modes and mtimes, below a source", "[builder]") {
+  ScratchDir dir;
+  sfs::path ctx = dir / "ctx";
+  sfs::create_directories(ctx / "a" / "b");
+  write_text(ctx / "a" / "b" / "keep", "kept\n");
+  write_text(ctx / "a" / "b" / "drop.tmp", "x\n");
+  write_text(ctx / "other", "x\n");
+  sfs::create_symlink("keep", ctx / "a" / "b" / "link");
+  REQUIRE(::chmod((ctx / "a" / "b" / "keep").c_str(), 0640) == 0);
+  REQUIRE(::chmod((ctx / "a").c_str(), 0751) == 0);
+  struct timespec times[2] = {{1000, 0}, {2000, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, (ctx / "a" / "b").c_str(), times, 0) == 0);
+  auto root = fs::Root::open(ctx.string());
+  REQUIRE(root);
+  auto ignore = IgnoreMatcher::parse("**/*.tmp\n", ".dockerignore");
+  REQUIRE(ignore);
+  sfs::path dest = dir / "copy";
+  sfs::create_directories(dest);
+  REQUIRE(copy_filtered(*root, *ignore, "a/b", dest));
+  CHECK(all_paths(dest) == std::set<std::string>{"a", "a/b", "a/b/keep", "a/b/link"});
+  CHECK(imgbuild::test::read_text(dest / "a" / "b" / "keep") == "kept\n");
+  CHECK(sfs::read_symlink(dest / "a" / "b" / "link") == "keep");
+  struct stat st {};
+  REQUIRE(::stat((dest / "a" / "b" / "keep").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0640);
+  REQUIRE(::stat((dest / "a").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0751);
+  REQUIRE(::stat((dest / "a" / "b").c_str(), &st) == 0);
+  CHECK(st.st_mtim.tv_sec == 2000);
+  // A hidden source is absent from the copy.
+  sfs::path none = dir / "none";
+  sfs::create_directories(none);
+  REQUIRE(copy_filtered(*root, *ignore, "a/b/drop.tmp", none));
+  CHECK_FALSE(sfs::exists(none / "a" / "b" / "drop.tmp"));
 }
 
 TEST_CASE("context filter: below a mount source, and a hidden source itself", "[builder]") {

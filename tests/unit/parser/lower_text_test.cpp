@@ -127,3 +127,42 @@ TEST_CASE("real text: escape directive and JSON fallback", "[parser][lower][text
   CHECK(f.instructions[3].get<LabelInstruction>().legacy_form);
   CHECK(f.instructions[4].get<ExposeInstruction>().ports == std::vector<std::string>{"80/tcp", "53/udp"});
 }
+
+TEST_CASE("real text: ONBUILD triggers keep their heredocs", "[parser][lower][text]") {
+  LoweredFile f = lower_text(
+      "FROM scratch\n"
+      "ONBUILD RUN <<EOF\n"
+      "echo hi\n"
+      "EOF\n"
+      "ONBUILD COPY <<one <<two /dst/\n"
+      "1\n"
+      "one\n"
+      "2\n"
+      "two\n");
+  REQUIRE(f.ok());
+  const auto& run = f.instructions[1].get<OnbuildInstruction>();
+  CHECK(run.trigger == "RUN <<EOF\necho hi\nEOF");
+  REQUIRE(run.lowered.size() == 1);
+  if (const auto* r = run.lowered[0].as<RunInstruction>()) {
+    std::vector<std::string> bodies;
+    for (const auto& h : r->heredocs) {
+      bodies.push_back(h.content);
+    }
+    CHECK(bodies == std::vector<std::string>{"echo hi\n"});
+  } else {
+    FAIL("the trigger is not a RUN");
+  }
+  const auto& copy = f.instructions[2].get<OnbuildInstruction>();
+  CHECK(copy.trigger == "COPY <<one <<two /dst/\n1\none\n2\ntwo");
+  CHECK_FALSE(copy.trigger_error);
+  REQUIRE(copy.lowered.size() == 1);
+  if (const auto* c = copy.lowered[0].as<CopyInstruction>()) {
+    std::vector<std::string> bodies;
+    for (const auto& h : c->inline_sources) {
+      bodies.push_back(h.name + "=" + h.content);
+    }
+    CHECK(bodies == std::vector<std::string>{"one=1\n", "two=2\n"});
+  } else {
+    FAIL("the trigger is not a COPY");
+  }
+}
