@@ -7,12 +7,18 @@
 # same with the index cold (the stat_index table emptied). Not a test:
 # numbers depend on the host.
 #
-#   bench/bench_cache.sh [IMGBUILD] [RUNS]
+#   [IMGBUILD_BEFORE=old/imgbuild] [PEERS=0] bench/bench_cache.sh [IMGBUILD] [RUNS]
+#
+# With IMGBUILD_BEFORE, an older binary (own store) is measured in the same
+# runs, interleaved with the new one, on the same contexts: columns before,
+# after, after/before. PEERS=0 skips docker and buildah.
 #
 # Needs root, /bin/busybox (busybox-static), a running dockerd and buildah.
 set -euo pipefail
 IMGBUILD=$(readlink -f "${1:-$(dirname "$0")/../build/imgbuild}")
 RUNS=${2:-3}
+BEFORE=${IMGBUILD_BEFORE:+$(readlink -f "$IMGBUILD_BEFORE")}
+PEERS=${PEERS:-1}
 DOCKER=/usr/bin/docker
 WORK=$(mktemp -d /var/tmp/imgbuild-bench-cache-XXXXXX)
 TAG=imgbuild-bench-cache-$$
@@ -31,9 +37,15 @@ tar --numeric-owner --sort=name --mtime=@0 -C "$WORK/rootfs" -cf "$WORK/base.tar
 ROOT="$WORK/store"
 "$IMGBUILD" --root "$ROOT" import "$WORK/base.tar" "$TAG-base:latest" >/dev/null
 "$IMGBUILD" --root "$ROOT" save -o "$WORK/base-image.tar" "$TAG-base:latest"
-$DOCKER load -q -i "$WORK/base-image.tar" >/dev/null
+if [[ -n "$BEFORE" ]]; then
+  ROOT_B="$WORK/store-before"
+  "$BEFORE" --root "$ROOT_B" import "$WORK/base.tar" "$TAG-base:latest" >/dev/null
+fi
 BUILDAH=(buildah --storage-driver overlay --root "$WORK/buildah" --runroot "$WORK/buildah-run")
-"${BUILDAH[@]}" pull -q "docker-archive:$WORK/base-image.tar" >/dev/null
+if [[ "$PEERS" != 0 ]]; then
+  $DOCKER load -q -i "$WORK/base-image.tar" >/dev/null
+  "${BUILDAH[@]}" pull -q "docker-archive:$WORK/base-image.tar" >/dev/null
+fi
 
 # --- the workloads -----------------------------------------------------------
 mkdir -p "$WORK/ctx-small" "$WORK/ctx-big/src"
@@ -74,24 +86,59 @@ time_runs() {  # name, command…
   done | median
 }
 
-ctx="$WORK/ctx-small"
-ti=$(time_runs imgbuild "$IMGBUILD" --root "$ROOT" build --progress quiet -t "$TAG-small" "$ctx")
-td=$(DOCKER_BUILDKIT=0 time_runs docker-classic $DOCKER build -q -t "$TAG-small" "$ctx")
-tb=$(time_runs buildah "${BUILDAH[@]}" bud --isolation chroot --pull-never --layers -q -t "$TAG-small" "$ctx")
-printf '%-28s %10s %10s %10s %16s %16s\n' workload imgbuild docker-v1 buildah imgbuild/docker imgbuild/buildah
-printf '%-28s %9.3fs %9.3fs %9.3fs %16.2f %16.2f\n' "cached rebuild (small)" "$ti" "$td" "$tb" \
-  "$(echo "$ti / $td" | bc -l)" "$(echo "$ti / $tb" | bc -l)"
+# Median wall time of "$@" per run, and of $ALT (a second command line, run
+# right after it in every run) when set: prints "after [before]". $PRE_A and
+# $PRE_B, when set, run untimed before each timed command.
+time_pair() {
+  "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; "$@" >&2 || true; exit 1; }  # warm
+  if [[ -n "${ALT:-}" ]]; then eval "$ALT" >/dev/null 2>&1; fi
+  for _ in $(seq 1 "$RUNS"); do
+    local t0 t1 a b=""
+    eval "${PRE_A:-}"
+    t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); a=$(echo "$t1 - $t0" | bc -l)
+    if [[ -n "${ALT:-}" ]]; then
+      eval "${PRE_B:-}"
+      t0=$(now); eval "$ALT" >/dev/null 2>&1; t1=$(now); b=$(echo "$t1 - $t0" | bc -l)
+    fi
+    echo "$a $b"
+  done >"$WORK/pairs"
+  local ma mb
+  ma=$(awk '{print $1}' "$WORK/pairs" | median)
+  if [[ -n "${ALT:-}" ]]; then mb=$(awk '{print $2}' "$WORK/pairs" | median); echo "$ma $mb"; else echo "$ma"; fi
+}
+clear_index() {  # store root
+  sqlite3 "$1/meta.db" 'DELETE FROM stat_index' 2>/dev/null ||
+    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM stat_index'); c.commit()" "$1/meta.db"
+}
+row() {  # name after [before]
+  if [[ -n "${3:-}" ]]; then
+    printf '%-28s %9.3fs %9.3fs %12.2f\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)"
+  else
+    printf '%-28s %9.3fs\n' "$1" "$2"
+  fi
+}
 
+ctx="$WORK/ctx-small"
+if [[ "$PEERS" != 0 ]]; then
+  ti=$(time_runs imgbuild "$IMGBUILD" --root "$ROOT" build --progress quiet -t "$TAG-small" "$ctx")
+  td=$(DOCKER_BUILDKIT=0 time_runs docker-classic $DOCKER build -q -t "$TAG-small" "$ctx")
+  tb=$(time_runs buildah "${BUILDAH[@]}" bud --isolation chroot --pull-never --layers -q -t "$TAG-small" "$ctx")
+  printf '%-28s %10s %10s %10s %16s %16s\n' workload imgbuild docker-v1 buildah imgbuild/docker imgbuild/buildah
+  printf '%-28s %9.3fs %9.3fs %9.3fs %16.2f %16.2f\n' "cached rebuild (small)" "$ti" "$td" "$tb" \
+    "$(echo "$ti / $td" | bc -l)" "$(echo "$ti / $tb" | bc -l)"
+fi
+
+if [[ -n "$BEFORE" ]]; then
+  printf '\n%-28s %10s %10s %12s\n' "imgbuild" after before after/before
+  ALT="$(printf '%q ' "$BEFORE" --root "$ROOT_B" build --progress quiet -t "$TAG-small" "$ctx")"
+  read -r a b < <(ALT=$ALT time_pair "$IMGBUILD" --root "$ROOT" build --progress quiet -t "$TAG-small" "$ctx")
+  row "cached rebuild (small)" "$a" "$b"
+fi
 ctx="$WORK/ctx-big"
-tw=$(time_runs imgbuild "$IMGBUILD" --root "$ROOT" build --progress quiet "$ctx")
-for _ in $(seq 1 "$RUNS"); do
-  sqlite3 "$ROOT/meta.db" 'DELETE FROM stat_index' 2>/dev/null ||
-    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM stat_index'); c.commit()" "$ROOT/meta.db"
-  t0=$(now)
-  "$IMGBUILD" --root "$ROOT" build --progress quiet "$ctx" >/dev/null 2>&1
-  t1=$(now)
-  echo "$t1 - $t0" | bc -l
-done | median >"$WORK/cold"
-tc=$(cat "$WORK/cold")
-printf '%-28s %9.3fs\n' "10k files, warm stat index" "$tw"
-printf '%-28s %9.3fs\n' "10k files, cold stat index" "$tc"
+ALT=""
+[[ -n "$BEFORE" ]] && ALT="$(printf '%q ' "$BEFORE" --root "$ROOT_B" build --progress quiet "$ctx")"
+read -r a b < <(ALT=$ALT time_pair "$IMGBUILD" --root "$ROOT" build --progress quiet "$ctx")
+row "10k files, warm stat index" "$a" "$b"
+read -r a b < <(PRE_A="clear_index $(printf '%q' "$ROOT")" PRE_B="clear_index $(printf '%q' "${ROOT_B:-}")" \
+  ALT=$ALT time_pair "$IMGBUILD" --root "$ROOT" build --progress quiet "$ctx")
+row "10k files, cold stat index" "$a" "$b"

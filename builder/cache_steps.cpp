@@ -10,10 +10,13 @@
 #include <fmt/format.h>
 
 #include "util/fs.hpp"
+#include "util/stats.hpp"
 
 namespace imgbuild::builder {
 
 namespace {
+
+stats::Metric g_hash_sources_us("builder.hash_sources_us");
 
 std::string type_name(mode_t m) {
   switch (m & S_IFMT) {
@@ -107,22 +110,30 @@ StepKey StepKeyBuilder::finish() {
 }
 
 Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<SelectedSource>& sources,
-                                 const IgnoreMatcher* excludes, cache::StatIndex& index) {
+                                 const IgnoreMatcher* excludes, cache::StatIndex& index, const HashOptions& options) {
+  stats::ScopedTimer timer(g_hash_sources_us);
   SourceFiles out;
   cache::KeyBuilder total;
   total.str("what", "sources");
   for (const auto& s : sources) {
     total.str("source", s.named_path);
     TRY_VOID(walk_source(tree, s, excludes, [&](const WalkEntry& e) -> Result<void> {
-      cache::KeyBuilder entry;
+      // One entry's digest; its transcript is never shown, so not kept.
+      cache::KeyBuilder entry(cache::KeyBuilder::Transcript::skipped);
       entry.str("type", type_name(e.st.st_mode));
-      entry.integer("mode", static_cast<int64_t>(e.st.st_mode & 07777));
+      if (options.modes) {
+        entry.integer("mode", static_cast<int64_t>(e.st.st_mode & 07777));
+      }
       entry.integer("uid", static_cast<int64_t>(e.st.st_uid));
       entry.integer("gid", static_cast<int64_t>(e.st.st_gid));
       std::string display = "/" + e.path;
       if (S_ISREG(e.st.st_mode)) {
-        TRY(std::string d, index.digest(e.dirfd, e.name, e.st, display));
-        entry.digest("content", d);
+        // The index answers the content and, when it saw none, the xattrs.
+        TRY(cache::FileFacts f, index.facts(e.dirfd, e.name, e.st, display));
+        entry.digest("content", f.digest);
+        if (f.xattrs_read) {
+          entry.map("xattrs", std::map<std::string, std::string>(f.xattrs.begin(), f.xattrs.end()));
+        }
       } else if (S_ISLNK(e.st.st_mode)) {
         char buf[4096];
         ssize_t n = ::readlinkat(e.dirfd, e.name.c_str(), buf, sizeof buf);
@@ -133,7 +144,7 @@ Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<Selec
       } else if (S_ISCHR(e.st.st_mode) || S_ISBLK(e.st.st_mode)) {
         entry.str("rdev", fmt::format("{}:{}", major(e.st.st_rdev), minor(e.st.st_rdev)));
       }
-      if (!S_ISLNK(e.st.st_mode)) {
+      if (!S_ISLNK(e.st.st_mode) && !S_ISREG(e.st.st_mode)) {
         auto xs = fs::xattrs_at(e.dirfd, e.name);
         if (xs) {
           std::map<std::string, std::string> m;

@@ -86,11 +86,21 @@ struct SourceFiles {
   std::map<std::string, std::string> files;
 };
 
+/// Which source metadata can reach the copied files.
+struct HashOptions {
+  /// False when every copied entry gets one fixed mode (an octal --chmod):
+  /// the source mode bits are then left out of the entry digests, so a
+  /// checkout with another umask still hits.
+  bool modes = true;
+};
+
 /// Hashes exactly what a COPY of `sources` would read: for every entry the
-/// path, type, mode, uid/gid, content digest (through `index`), link target,
-/// device numbers and xattrs — never mtime, atime or ctime.
+/// path, type, mode (unless options.modes is false), uid/gid, content digest
+/// (through `index`), link target, device numbers and xattrs — never mtime,
+/// atime or ctime.
 Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<SelectedSource>& sources,
-                                 const IgnoreMatcher* excludes, cache::StatIndex& index);
+                                 const IgnoreMatcher* excludes, cache::StatIndex& index,
+                                 const HashOptions& options = {});
 
 /// The key a stage built on scratch starts from.
 std::string scratch_base_key(const TargetPlatform& platform);

@@ -310,7 +310,8 @@ Result<void> Build::setup() {
   cfg.runtime_dir = root / "run";
   std::error_code ec;
   fsys::create_directories(root / "snapshots", ec);
-  TRY(m_snapshotter, snapshot::make_snapshotter(m_options.snapshotter, cfg));
+  // Made on first use: a fully cached build mounts nothing.
+  TRY(m_snapshotter, snapshot::make_lazy_snapshotter(m_options.snapshotter, cfg));
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
   m_cache->attach(m_options.cache_io, &m_store.content());
@@ -1406,7 +1407,14 @@ Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const 
       all.push_back(std::move(m));
     }
   }
-  TRY(auto files, hash_sources(tree, all, &excludes, m_cache->index()));
+  // An octal --chmod gives every copied entry its mode: the sources' modes
+  // cannot change the result, so they stay out of the key.
+  HashOptions hash_options;
+  if (req.chmod) {
+    TRY(ChmodSpec chmod, parse_chmod(*req.chmod));
+    hash_options.modes = !chmod.octal.has_value();
+  }
+  TRY(auto files, hash_sources(tree, all, &excludes, m_cache->index(), hash_options));
   b.files("sources-digest", files.digest, files.files);
   return std::optional<StepKey>(b.finish());
 }
@@ -1429,9 +1437,9 @@ Result<void> Build::apply_cached(StageResult& st, const cache::CacheRecord& rec)
     add_history(st.state, rec.created_by, false, false);
     return ok();
   }
-  TRY(fsys::path dir, m_layer_dirs.ensure(m_store.content().blob_path(rec.layer.blob_digest), rec.layer.blob_digest,
-                                          rec.layer.diff_id));
-  st.layers.push_back(Layer{rec.layer, dir});
+  // Unpacked by the first step that mounts it (unpack_layers), like a base
+  // layer: a chain that is cached to its end never unpacks anything.
+  st.layers.push_back(Layer{rec.layer, m_layer_dirs.dir_for(rec.layer.diff_id)});
   st.state.image.rootfs.diff_ids.push_back(rec.layer.diff_id);
   add_history(st.state, rec.created_by, true, !rec.created_by.starts_with("WORKDIR "));
   return ok();

@@ -1,14 +1,17 @@
 #include "cache/key.hpp"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 namespace imgbuild::cache {
 
 namespace {
 
-void put_be(std::string& out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) {
-    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+// Writes v big-endian into out[0, bytes).
+void put_be(char* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) {
+    out[i] = static_cast<char>((v >> (8 * (bytes - 1 - i))) & 0xff);
   }
 }
 
@@ -30,70 +33,95 @@ std::string one_line(std::string_view v) {
 
 }  // namespace
 
-KeyBuilder::KeyBuilder() {
+KeyBuilder::KeyBuilder(Transcript transcript) : m_keep(transcript == Transcript::kept) {
   m_hash.update(k_key_version);
-  m_transcript = fmt::format("version: {}\n", k_key_version);
+  if (m_keep) {
+    m_transcript = fmt::format("version: {}\n", k_key_version);
+  }
 }
 
 void KeyBuilder::field(char type, std::string_view name, std::string_view value) {
-  std::string head;
-  head.push_back('\x1e');
-  head.push_back(type);
-  put_be(head, name.size(), 4);
-  head.append(name);
-  put_be(head, value.size(), 8);
-  m_hash.update(head);
+  // The record head: delimiter, type, name length, name, value length.
+  char fixed[14];
+  fixed[0] = '\x1e';
+  fixed[1] = type;
+  put_be(fixed + 2, name.size(), 4);
+  m_hash.update(fixed, 6);
+  m_hash.update(name);
+  put_be(fixed + 6, value.size(), 8);
+  m_hash.update(fixed + 6, 8);
   m_hash.update(value);
 }
 
 KeyBuilder& KeyBuilder::str(std::string_view name, std::string_view value) {
   field('s', name, value);
-  m_transcript += fmt::format("{}: {}\n", name, one_line(value));
+  if (m_keep) {
+    m_transcript += fmt::format("{}: {}\n", name, one_line(value));
+  }
   return *this;
 }
 
 KeyBuilder& KeyBuilder::integer(std::string_view name, int64_t value) {
-  std::string v = std::to_string(value);
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  (void)ec;  // 24 bytes hold any int64
+  std::string_view v(buf, static_cast<size_t>(end - buf));
   field('i', name, v);
-  m_transcript += fmt::format("{}: {}\n", name, v);
+  if (m_keep) {
+    m_transcript += fmt::format("{}: {}\n", name, v);
+  }
   return *this;
 }
 
 KeyBuilder& KeyBuilder::boolean(std::string_view name, bool value) {
   field('b', name, value ? "1" : "0");
-  m_transcript += fmt::format("{}: {}\n", name, value ? "true" : "false");
+  if (m_keep) {
+    m_transcript += fmt::format("{}: {}\n", name, value ? "true" : "false");
+  }
   return *this;
 }
 
 KeyBuilder& KeyBuilder::digest(std::string_view name, std::string_view value) {
   field('d', name, value);
-  m_transcript += fmt::format("{}: {}\n", name, value);
+  if (m_keep) {
+    m_transcript += fmt::format("{}: {}\n", name, value);
+  }
   return *this;
 }
 
 KeyBuilder& KeyBuilder::key(std::string_view name, std::string_view value) {
   field('k', name, value);
-  m_transcript += fmt::format("{}: {}\n", name, value);
+  if (m_keep) {
+    m_transcript += fmt::format("{}: {}\n", name, value);
+  }
   return *this;
 }
 
 KeyBuilder& KeyBuilder::list(std::string_view name, const std::vector<std::string>& items) {
   field('l', name, std::to_string(items.size()));
-  m_transcript += fmt::format("{}: [{} items]\n", name, items.size());
+  if (m_keep) {
+    m_transcript += fmt::format("{}: [{} items]\n", name, items.size());
+  }
   for (const auto& item : items) {
     field('s', "", item);
-    m_transcript += fmt::format("  - {}\n", one_line(item));
+    if (m_keep) {
+      m_transcript += fmt::format("  - {}\n", one_line(item));
+    }
   }
   return *this;
 }
 
 KeyBuilder& KeyBuilder::map(std::string_view name, const std::map<std::string, std::string>& entries) {
   field('m', name, std::to_string(entries.size()));
-  m_transcript += fmt::format("{}: [{} entries]\n", name, entries.size());
+  if (m_keep) {
+    m_transcript += fmt::format("{}: [{} entries]\n", name, entries.size());
+  }
   for (const auto& [k, v] : entries) {
     field('s', "", k);
     field('s', "", v);
-    m_transcript += fmt::format("  {}={}\n", one_line(k), one_line(v));
+    if (m_keep) {
+      m_transcript += fmt::format("  {}={}\n", one_line(k), one_line(v));
+    }
   }
   return *this;
 }

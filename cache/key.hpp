@@ -32,8 +32,11 @@ inline constexpr std::string_view k_key_version = "imgbuild-cache-key-v1";
 /// Writes typed fields into a key (see the file comment).
 class KeyBuilder {
 public:
+  /// Whether the builder keeps the transcript (off for the many small keys
+  /// nobody reads, such as one context file's entry digest).
+  enum class Transcript { kept, skipped };
   /// Starts a key with the version salt.
-  KeyBuilder();
+  explicit KeyBuilder(Transcript transcript = Transcript::kept);
   KeyBuilder(const KeyBuilder&) = delete;
   KeyBuilder& operator=(const KeyBuilder&) = delete;
 
@@ -54,13 +57,15 @@ public:
 
   /// The key, "sha256:<hex>". The builder can't take fields afterwards.
   std::string finish();
-  /// The fields written so far, one "name: value" line each.
+  /// The fields written so far, one "name: value" line each (empty when
+  /// skipped).
   const std::string& transcript() const { return m_transcript; }
 
 private:
   void field(char type, std::string_view name, std::string_view value);
   Sha256 m_hash;
   std::string m_transcript;
+  bool m_keep = true;
   bool m_finished = false;
 };
 

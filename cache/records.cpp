@@ -98,7 +98,12 @@ Result<std::unique_ptr<CacheDb>> CacheDb::open(const std::filesystem::path& path
   return db;
 }
 
-CacheDb::~CacheDb() { sqlite3_close(m_db); }
+CacheDb::CacheDb(sqlite3* db) : m_db(db) {}
+
+CacheDb::~CacheDb() {
+  m_stat_lookup.reset();  // finalized before the connection closes
+  sqlite3_close(m_db);
+}
 
 Result<void> CacheDb::exec(const char* sql) {
   char* err = nullptr;
@@ -279,6 +284,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
   }
   PruneResult result;
   std::set<std::string> candidate_blobs;
+  std::map<std::string, std::string> diff_of;  // candidate blob → its diff_id
   for (const auto& r : all) {
     if (doomed.count(r.key) == 0) {
       continue;
@@ -289,8 +295,10 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
     ++result.records;
     if (r.has_layer()) {
       candidate_blobs.insert(r.layer.blob_digest);
+      diff_of[r.layer.blob_digest] = r.layer.diff_id;
     }
   }
+  std::set<std::string> gone_diffs;
   for (const auto& d : candidate_blobs) {
     if (image_refs.count(d) != 0) {
       continue;
@@ -307,6 +315,21 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
     Stmt del(m_db, "DELETE FROM layers WHERE blob_digest = ?");
     del.bind(1, d);
     TRY_VOID(del.run());
+    if (!diff_of[d].empty()) {
+      gone_diffs.insert(diff_of[d]);
+    }
+  }
+  // An unpacked layer directory is per diff_id: another blob of the same
+  // layer (another compression) or a remaining record may still use it.
+  for (const auto& diff : gone_diffs) {
+    Stmt s(m_db,
+           "SELECT (SELECT COUNT(*) FROM layers WHERE diff_id = ?1) + "
+           "(SELECT COUNT(*) FROM cache_records WHERE diff_id = ?1)");
+    s.bind(1, diff);
+    TRY(bool row, s.step());
+    if (row && s.integer(0) == 0) {
+      result.diff_ids.push_back(diff);
+    }
   }
   TRY_VOID(tx.commit());
   return result;
@@ -314,7 +337,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
 
 Result<std::vector<StatEntry>> CacheDb::stat_entries() {
   std::lock_guard lock(m_mu);
-  Stmt s(m_db, "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM stat_index");
+  Stmt s(m_db, "SELECT dev, ino, size, mtime_ns, ctime_ns, digest, ifnull(xattrs, -1) FROM stat_index");
   std::vector<StatEntry> out;
   while (true) {
     TRY(bool row, s.step());
@@ -328,9 +351,36 @@ Result<std::vector<StatEntry>> CacheDb::stat_entries() {
     e.mtime_ns = s.integer(3);
     e.ctime_ns = s.integer(4);
     e.digest = s.text(5);
+    e.xattrs = static_cast<int>(s.integer(6));
     out.push_back(std::move(e));
   }
   return out;
+}
+
+Result<std::optional<StatEntry>> CacheDb::stat_entry(uint64_t dev, uint64_t ino) {
+  std::lock_guard lock(m_mu);
+  if (!m_stat_lookup) {
+    m_stat_lookup = std::make_unique<image::SqlStmt>(
+        m_db, "SELECT size, mtime_ns, ctime_ns, digest, ifnull(xattrs, -1) FROM stat_index WHERE dev = ? AND ino = ?",
+        "meta.db (cache)");
+  }
+  image::SqlStmt& s = *m_stat_lookup;
+  s.reset();
+  s.bind(1, static_cast<int64_t>(dev)).bind(2, static_cast<int64_t>(ino));
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<StatEntry>();
+  }
+  StatEntry e;
+  e.dev = dev;
+  e.ino = ino;
+  e.size = s.integer(0);
+  e.mtime_ns = s.integer(1);
+  e.ctime_ns = s.integer(2);
+  e.digest = s.text(3);
+  e.xattrs = static_cast<int>(s.integer(4));
+  s.reset();  // no read transaction left open
+  return std::optional<StatEntry>(std::move(e));
 }
 
 Result<void> CacheDb::put_stat_entries(const std::vector<StatEntry>& entries) {
@@ -340,12 +390,15 @@ Result<void> CacheDb::put_stat_entries(const std::vector<StatEntry>& entries) {
   std::lock_guard lock(m_mu);
   TRY_VOID(begin_immediate());
   Tx tx(m_db);
+  Stmt s(m_db,
+         "INSERT OR REPLACE INTO stat_index(dev, ino, size, mtime_ns, ctime_ns, digest, xattrs) "
+         "VALUES (?,?,?,?,?,?,?)");
   for (const auto& e : entries) {
-    Stmt s(m_db,
-           "INSERT OR REPLACE INTO stat_index(dev, ino, size, mtime_ns, ctime_ns, digest) VALUES (?,?,?,?,?,?)");
     s.bind(1, static_cast<int64_t>(e.dev)).bind(2, static_cast<int64_t>(e.ino)).bind(3, e.size);
     s.bind(4, e.mtime_ns).bind(5, e.ctime_ns).bind(6, e.digest);
+    s.bind(7, int64_t{e.xattrs});
     TRY_VOID(s.run());
+    s.reset();
   }
   return tx.commit();
 }

@@ -43,6 +43,10 @@
 
 struct sqlite3;
 
+namespace imgbuild::image {
+class SqlStmt;
+}  // namespace imgbuild::image
+
 namespace imgbuild::cache {
 
 /// One cache record (see the file comment).
@@ -71,6 +75,9 @@ struct StatEntry {
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
   std::string digest;
+  /// What is known of the file's xattrs under this identity: -1 unknown,
+  /// 0 none, 1 some (listed again on every use).
+  int xattrs = -1;
 };
 
 /// What cache prune should remove.
@@ -89,6 +96,10 @@ struct PruneResult {
   int records = 0;
   std::vector<std::string> blobs;
   uint64_t reclaimed = 0;
+  /// diff_ids of the removed layers that no remaining layer row (images'
+  /// layers included) or record has: their unpacked layer directories
+  /// (<store>/snapshots/<hex>) can go too.
+  std::vector<std::string> diff_ids;
 };
 
 /// The cache tables of one store.
@@ -122,15 +133,19 @@ public:
 
   /// Every stat-index entry.
   Result<std::vector<StatEntry>> stat_entries();
+  /// The stat-index entry of one file identity, if any (one prepared
+  /// statement, kept for the next call).
+  Result<std::optional<StatEntry>> stat_entry(uint64_t dev, uint64_t ino);
   /// Inserts or replaces stat-index entries in one transaction.
   Result<void> put_stat_entries(const std::vector<StatEntry>& entries);
 
 private:
-  explicit CacheDb(sqlite3* db) : m_db(db) {}
+  explicit CacheDb(sqlite3* db);
   Result<void> exec(const char* sql);
   Result<void> begin_immediate();
   sqlite3* m_db;
   std::mutex m_mu;
+  std::unique_ptr<image::SqlStmt> m_stat_lookup;
 };
 
 }  // namespace imgbuild::cache

@@ -3,10 +3,13 @@
 //
 // prune removes records (all of them by default, or those matched by
 // --filter until=DURATION / beyond --keep-storage SIZE), then the layer blobs
-// only those records used; blobs that an image uses are never deleted.
-// --all also empties the cache-mount directories.
+// only those records used and their unpacked layer directories
+// (<store>/snapshots/<hex>); blobs that an image uses are never deleted.
+// --all also empties the cache-mount directories. du counts the unpacked
+// directories of cache-only layers as reclaimable too.
 
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -20,8 +23,12 @@
 
 #include <fmt/format.h>
 
+#include "builder/cache_steps.hpp"
+#include "builder/context.hpp"
 #include "cache/records.hpp"
+#include "cache/stat_index.hpp"
 #include "cli/commands.hpp"
+#include "snapshot/layer_dirs.hpp"
 #include "cli/image_common.hpp"
 #include "util/strings.hpp"
 
@@ -129,9 +136,24 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     std::set<std::string> shared(image_blobs.begin(), image_blobs.end());
     std::map<std::string, int64_t> own;
     std::map<std::string, int64_t> with_images;
+    std::set<std::string> own_diffs;
     for (const auto& r : records) {
       if (r.has_layer()) {
-        (shared.count(r.layer.blob_digest) != 0 ? with_images : own)[r.layer.blob_digest] = r.layer.blob_size;
+        bool is_shared = shared.count(r.layer.blob_digest) != 0;
+        (is_shared ? with_images : own)[r.layer.blob_digest] = r.layer.blob_size;
+        if (!is_shared && !r.layer.diff_id.empty()) {
+          own_diffs.insert(r.layer.diff_id);
+        }
+      }
+    }
+    snapshot::LayerDirs dirs(h.store->content().root() / "snapshots");
+    int unpacked_count = 0;
+    int64_t unpacked = 0;
+    for (const auto& d : own_diffs) {
+      uint64_t n = dirs.size_of(d);
+      if (n > 0 || fsys::exists(dirs.dir_for(d))) {
+        ++unpacked_count;
+        unpacked += static_cast<int64_t>(n);
       }
     }
     auto sum = [](const std::map<std::string, int64_t>& m) {
@@ -147,9 +169,55 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     rows.push_back({"layers (cache only)", std::to_string(own.size()), size3(sum(own)), size3(sum(own))});
     rows.push_back({"layers (shared with images)", std::to_string(with_images.size()), size3(sum(with_images)),
                     "0B"});
+    rows.push_back({"unpacked layers (cache only)", std::to_string(unpacked_count), size3(unpacked), size3(unpacked)});
     rows.push_back({"cache mounts", "", size3(static_cast<int64_t>(mounts)), size3(static_cast<int64_t>(mounts))});
     std::fputs(format_table(rows).c_str(), stdout);
-    std::printf("Total reclaimable: %s\n", size3(sum(own) + static_cast<int64_t>(mounts)).c_str());
+    std::printf("Total reclaimable: %s\n", size3(sum(own) + unpacked + static_cast<int64_t>(mounts)).c_str());
+  });
+
+  // Hidden, for bench/bench_hash.sh: hashes a directory the way a COPY's
+  // cache key does (every file read, no stat index unless --index) and
+  // prints what it read and how fast.
+  struct HashFlags {
+    std::string dir;
+    std::vector<std::string> sources;
+    bool index = false;
+  };
+  auto hf = std::make_shared<HashFlags>();
+  CLI::App* hash = cache_cmd->add_subcommand("hash-context", "Hash a context directory as COPY keys do (benchmark)");
+  hash->group("");
+  hash->add_option("dir", hf->dir, "Context directory")->required();
+  hash->add_option("sources", hf->sources, "Sources in the context (default .)");
+  hash->add_flag("--index", hf->index, "Use and update the store's stat index");
+  hash->callback([hf, &ctx]() {
+    auto context = unwrap(builder::BuildContext::from_dir(hf->dir));
+    builder::SourceTree tree{&context.root(), &context.ignore()};
+    std::vector<builder::SelectedSource> all;
+    for (const auto& s : hf->sources.empty() ? std::vector<std::string>{"."} : hf->sources) {
+      auto matches = unwrap(builder::select_sources(tree, s));
+      all.insert(all.end(), matches.begin(), matches.end());
+    }
+    CacheHandles h;
+    cache::StatIndex fresh;
+    std::optional<cache::StatIndex> loaded;
+    if (hf->index) {
+      h = open_cache(ctx);
+      loaded.emplace(unwrap(cache::StatIndex::load(*h.db)));
+    }
+    cache::StatIndex& index = loaded ? *loaded : fresh;
+    auto start = std::chrono::steady_clock::now();
+    auto files = unwrap(builder::hash_sources(tree, all, nullptr, index));
+    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (hf->index) {
+      unwrap(index.save(*h.db, static_cast<int64_t>(std::time(nullptr)) * 1'000'000'000));
+    }
+    double mb = static_cast<double>(index.hashed_bytes()) / 1e6;
+    std::printf("entries %zu\nfiles hashed %llu\nfiles from the stat index %llu\nbytes hashed %llu\n"
+                "seconds %.3f\nMB/s %.1f\ndigest %s\n",
+                files.files.size(), static_cast<unsigned long long>(index.hashed()),
+                static_cast<unsigned long long>(index.reused()),
+                static_cast<unsigned long long>(index.hashed_bytes()), sec, sec > 0 ? mb / sec : 0.0,
+                files.digest.c_str());
   });
 
   struct PruneFlags {
@@ -197,6 +265,15 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
       std::printf("Deleted: %s\n", d.c_str());
     }
     uint64_t reclaimed = result.reclaimed;
+    snapshot::LayerDirs dirs(content.root() / "snapshots");
+    for (const auto& diff : result.diff_ids) {
+      auto freed = dirs.remove(diff);
+      if (!freed) {  // the records and blobs are gone already: go on
+        std::fprintf(stderr, "imgbuild: warning: %s\n", freed.error().message.c_str());
+        continue;
+      }
+      reclaimed += *freed;
+    }
     if (pf->all) {
       fsys::path mounts = content.root() / "cache-mounts";
       reclaimed += dir_size(mounts);

@@ -77,6 +77,11 @@ CREATE TABLE stat_index (
   PRIMARY KEY (dev, ino)
 );
 )sql",
+    // 3: whether a stat-index file was seen without xattrs (NULL or -1
+    // unknown, 0 none, 1 some), so a stat hit also skips listing its xattrs.
+    R"sql(
+ALTER TABLE stat_index ADD COLUMN xattrs INTEGER;
+)sql",
 };
 
 using Stmt = SqlStmt;

@@ -59,6 +59,9 @@ public:
     (void)row;
     return ok();
   }
+  /// Makes the statement ready to run again (bindings are kept until
+  /// rebound), so a loop prepares it once.
+  void reset() { sqlite3_reset(m_stmt); }
   /// Column col of the current row as text ("" for NULL).
   std::string text(int col) {
     const unsigned char* t = sqlite3_column_text(m_stmt, col);

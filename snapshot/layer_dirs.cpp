@@ -30,6 +30,65 @@ fsys::path LayerDirs::dir_for(const std::string& diff_id) const {
   return m_root / hex / "fs";
 }
 
+namespace {
+
+// "sha256:<64 hex>" (or the bare hex) → the hex, or "" when malformed (a
+// name that is not 64 hex digits never names a path to delete).
+std::string layer_hex(const std::string& diff_id) {
+  size_t colon = diff_id.find(':');
+  std::string hex = colon == std::string::npos ? diff_id : diff_id.substr(colon + 1);
+  if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return "";
+  }
+  return hex;
+}
+
+uint64_t tree_bytes(const fsys::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fsys::recursive_directory_iterator(dir, fsys::directory_options::skip_permission_denied, ec);
+       !ec && it != fsys::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2) && !it->is_symlink(e2)) {
+      total += it->file_size(e2);
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
+Result<uint64_t> LayerDirs::remove(const std::string& diff_id) {
+  std::string hex = layer_hex(diff_id);
+  if (hex.empty()) {
+    return fail(Errc::invalid_argument, fmt::format("not a layer diff_id: {}", diff_id));
+  }
+  fsys::path dir = m_root / hex;
+  std::error_code ec;
+  std::unique_lock lock(m_mu);
+  m_cv.wait(lock, [&] { return m_busy.count(diff_id) == 0; });
+  if (!fsys::exists(dir, ec)) {
+    return uint64_t{0};
+  }
+  fsys::path aside = m_root / (".remove-" + random_hex());
+  fsys::rename(dir, aside, ec);
+  lock.unlock();
+  if (ec) {
+    return fail(Errc::io, fmt::format("cannot remove {}: {}", dir.string(), ec.message()));
+  }
+  uint64_t bytes = tree_bytes(aside);
+  fsys::remove_all(aside, ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("cannot remove {}: {}", aside.string(), ec.message()));
+  }
+  return bytes;
+}
+
+uint64_t LayerDirs::size_of(const std::string& diff_id) const {
+  std::string hex = layer_hex(diff_id);
+  return hex.empty() ? 0 : tree_bytes(m_root / hex);
+}
+
 Result<fsys::path> LayerDirs::ensure(const fsys::path& blob_path, const std::string& blob_digest,
                                      const std::string& diff_id) {
   fsys::path want = dir_for(diff_id);

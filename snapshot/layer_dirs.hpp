@@ -3,6 +3,7 @@
 // (overlay-lower form) per diff_id, at <root>/<diff_id hex>/fs. Used by the
 // builder for base layers and new layers, and by `imgbuild run`/`commit`.
 #include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -27,6 +28,15 @@ public:
   /// layer's diff_id must equal diff_id (when diff_id is non-empty).
   Result<std::filesystem::path> ensure(const std::filesystem::path& blob_path, const std::string& blob_digest,
                                        const std::string& diff_id);
+
+  /// Deletes the layer directory of diff_id, if unpacked (renamed aside
+  /// first, so ensure() never finds half of one); returns the bytes of the
+  /// regular files it held. The caller makes sure nothing uses the layer.
+  Result<uint64_t> remove(const std::string& diff_id);
+
+  /// Bytes of the regular files in the layer directory of diff_id (0 when
+  /// it is not unpacked).
+  uint64_t size_of(const std::string& diff_id) const;
 
   /// The root holding the layer directories.
   const std::filesystem::path& root() const { return m_root; }

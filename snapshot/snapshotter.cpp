@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include "snapshot/copy.hpp"
 #include "snapshot/internal.hpp"
@@ -152,6 +154,59 @@ Result<std::unique_ptr<Snapshotter>> make_snapshotter(std::string_view kind, con
   }
   return fail(Errc::invalid_argument,
               "unknown snapshotter " + str::go_quote(kind) + " (known: auto, overlay, copy)");
+}
+
+namespace {
+
+// Makes the real snapshotter on first use (see make_lazy_snapshotter).
+class LazySnapshotter final : public Snapshotter {
+public:
+  LazySnapshotter(std::string kind, SnapshotterConfig config) : m_kind(std::move(kind)), m_config(std::move(config)) {}
+
+  std::string_view name() const override {
+    std::lock_guard lock(m_mu);
+    return m_real ? m_real->name() : std::string_view();
+  }
+
+  Result<std::unique_ptr<View>> prepare(const std::vector<stdfs::path>& parents) override {
+    Snapshotter* real = nullptr;
+    {
+      std::lock_guard lock(m_mu);
+      if (!m_real) {
+        if (m_error) {
+          return fail(*m_error);
+        }
+        auto made = make_snapshotter(m_kind, m_config);
+        if (!made) {
+          m_error = made.error();
+          return fail(std::move(made).error());
+        }
+        m_real = std::move(*made);
+      }
+      real = m_real.get();
+    }
+    return real->prepare(parents);
+  }
+
+private:
+  std::string m_kind;
+  SnapshotterConfig m_config;
+  mutable std::mutex m_mu;
+  std::unique_ptr<Snapshotter> m_real;
+  std::optional<Error> m_error;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Snapshotter>> make_lazy_snapshotter(std::string_view kind, const SnapshotterConfig& config) {
+  if (!config.work_dir.is_absolute() || !config.runtime_dir.is_absolute()) {
+    return fail(Errc::invalid_argument, "snapshotter directories must be absolute paths");
+  }
+  if (kind != "overlay" && kind != "copy" && kind != "auto" && !kind.empty()) {
+    return fail(Errc::invalid_argument,
+                "unknown snapshotter " + str::go_quote(kind) + " (known: auto, overlay, copy)");
+  }
+  return std::unique_ptr<Snapshotter>(new LazySnapshotter(std::string(kind), config));
 }
 
 }  // namespace imgbuild::snapshot

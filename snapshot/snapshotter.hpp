@@ -93,6 +93,13 @@ public:
 /// config and cleans up after killed processes.
 Result<std::unique_ptr<Snapshotter>> make_snapshotter(std::string_view kind, const SnapshotterConfig& config);
 
+/// make_snapshotter() deferred to the first prepare(): a build whose steps
+/// all come from the cache then neither probes overlay (a mount and an
+/// unmount) nor sweeps the runtime directory. kind is checked at once; the
+/// errors make_snapshotter() would give come from that first prepare().
+/// name() is "" until then. Safe to call from several threads.
+Result<std::unique_ptr<Snapshotter>> make_lazy_snapshotter(std::string_view kind, const SnapshotterConfig& config);
+
 /// Unmounts and deletes what processes that no longer run left behind
 /// according to their mount records. Returns how many records were reclaimed.
 Result<size_t> cleanup_stale(const SnapshotterConfig& config);

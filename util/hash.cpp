@@ -10,9 +10,24 @@ struct Sha256::Impl {
   EVP_MD_CTX* ctx = nullptr;
 };
 
+namespace {
+
+// The sha256 implementation, fetched once: EVP_sha256() makes every
+// EVP_DigestInit_ex look the algorithm up again in the provider tables (an
+// implicit fetch, with locks), which cost more than hashing a small key.
+const EVP_MD* sha256_md() {
+  static const EVP_MD* const k_md = [] {
+    const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md != nullptr ? md : EVP_sha256();
+  }();
+  return k_md;
+}
+
+}  // namespace
+
 Sha256::Sha256() : m_impl(std::make_unique<Impl>()) {
   m_impl->ctx = EVP_MD_CTX_new();
-  if (m_impl->ctx == nullptr || EVP_DigestInit_ex(m_impl->ctx, EVP_sha256(), nullptr) != 1) {
+  if (m_impl->ctx == nullptr || EVP_DigestInit_ex(m_impl->ctx, sha256_md(), nullptr) != 1) {
     throw std::runtime_error("OpenSSL: cannot initialise sha256");
   }
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -162,6 +163,61 @@ TEST_CASE("cache: a rebuild is all cached - touch and mtime and umask keep it ca
   CHECK(cached_count(fx.build()) == 4);
 }
 
+TEST_CASE("cache: an octal COPY --chmod ignores the source modes - a symbolic one or none keeps them in the key",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  // A first ENV of its own gives each file its own chain (a miss is
+  // explained against the previous build of the same chain).
+  fx.put("octal.Dockerfile",
+         "FROM busybox\n"
+         "ENV KIND=octal\n"
+         "COPY --chmod=0640 a.txt src/ /o/\n"
+         "RUN stat -c %a /o/a.txt /o/b.txt > /modes\n");
+  fx.put("symbolic.Dockerfile",
+         "FROM busybox\n"
+         "ENV KIND=symbolic\n"
+         "COPY --chmod=u+x a.txt /s/\n");
+  fx.put("plain.Dockerfile",
+         "FROM busybox\n"
+         "ENV KIND=plain\n"
+         "COPY a.txt /p/\n");
+  fx.put("a.txt", "alpha\n");
+  fx.put("src/b.txt", "beta\n");
+  REQUIRE(::chmod((fx.ctx / "a.txt").c_str(), 0644) == 0);
+  REQUIRE(::chmod((fx.ctx / "src/b.txt").c_str(), 0644) == 0);
+  auto file = [&](const char* name) { return std::vector<std::string>{"-f", (fx.ctx / name).string()}; };
+  CHECK(cached_count(fx.build(file("octal.Dockerfile"))) == 0);
+  CHECK(cached_count(fx.build(file("symbolic.Dockerfile"))) == 0);
+  CHECK(cached_count(fx.build(file("plain.Dockerfile"))) == 0);
+
+  // The checkout another umask would give: same content, other modes.
+  REQUIRE(::chmod((fx.ctx / "a.txt").c_str(), 0600) == 0);
+  REQUIRE(::chmod((fx.ctx / "src/b.txt").c_str(), 0664) == 0);
+  auto octal = fx.build(file("octal.Dockerfile"));
+  INFO(describe(octal));
+  CHECK(cached_count(octal) == 2);
+  // u+x keeps the other bits of the source: its mode is an input.
+  auto symbolic = fx.build(file("symbolic.Dockerfile"));
+  INFO(describe(symbolic));
+  REQUIRE(symbolic.size() == 1);
+  CHECK_FALSE(symbolic[0].cached);
+  CHECK(symbolic[0].reason == "COPY --chmod=u+x a.txt /s/: a.txt changed");
+  // Without --chmod the copied file keeps the source mode.
+  auto plain = fx.build(file("plain.Dockerfile"));
+  INFO(describe(plain));
+  REQUIRE(plain.size() == 1);
+  CHECK_FALSE(plain[0].cached);
+  CHECK(plain[0].reason == "COPY a.txt /p/: a.txt changed");
+  // A content change still misses with --chmod.
+  fx.put("src/b.txt", "beta 2\n");
+  auto content = fx.build(file("octal.Dockerfile"));
+  INFO(describe(content));
+  REQUIRE(content.size() == 2);
+  CHECK_FALSE(content[0].cached);
+  CHECK(content[0].reason == "COPY --chmod=0640 a.txt src/ /o/: src/b.txt changed");
+}
+
 TEST_CASE("cache: a file renamed under a wildcard misses - an ignored file never does", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
@@ -309,6 +365,114 @@ TEST_CASE("cache: ls and du and prune - prune keeps what images use", "[integrat
   // With no records left, a rebuild executes every step again.
   auto rebuilt = fx.build();
   CHECK(cached_count(rebuilt) == 0);
+}
+
+TEST_CASE("cache: prune removes the unpacked directories of the layers it removes - du counts them",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  // The first stage's RUN layer is in no image: cache only from the start.
+  fx.put("Dockerfile",
+         "FROM busybox AS tmp\n"
+         "RUN echo one > /one\n"
+         "FROM busybox\n"
+         "COPY --from=tmp /one /one\n"
+         "RUN cat /one > /two\n");
+  auto first = fx.build({"-t", "imgbuild-test-cache-unpacked:1"});
+  REQUIRE(first.size() == 3);
+  auto unpacked = [&] {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fx.root / "snapshots", ec)) {
+      std::string name = e.path().filename().string();
+      if (name.size() == 64 && e.is_directory()) {
+        out.insert("sha256:" + name);
+      }
+    }
+    return out;
+  };
+  // The diff_ids images still use (busybox's one layer).
+  RunResult inspect = run_imgbuild(fx.root, {"inspect", "busybox"});
+  REQUIRE(inspect.status == 0);
+  json inspected = json::parse(inspect.out);
+  std::set<std::string> base_layers;
+  for (const auto& d : inspected[0]["RootFS"]["Layers"]) {
+    base_layers.insert(d.get<std::string>());
+  }
+  REQUIRE(base_layers.size() == 1);
+  std::set<std::string> before = unpacked();
+  CHECK(before.size() >= 3);  // busybox, the first stage's RUN, the COPY (the last RUN needs no mount)
+  RunResult rmi = run_imgbuild(fx.root, {"rmi", "imgbuild-test-cache-unpacked:1"});
+  INFO(rmi.err);
+  REQUIRE(rmi.status == 0);
+
+  RunResult du = run_imgbuild(fx.root, {"cache", "du"});
+  REQUIRE(du.status == 0);
+  INFO(du.out);
+  CHECK(du.out.find("unpacked layers (cache only)") != std::string::npos);
+  CHECK(du.out.find("unpacked layers (cache only)   0") == std::string::npos);
+
+  RunResult prune = run_imgbuild(fx.root, {"cache", "prune"});
+  INFO(prune.err);
+  REQUIRE(prune.status == 0);
+  // Only layers an image uses stay unpacked: no orphan directory.
+  std::set<std::string> after = unpacked();
+  CHECK(after == base_layers);
+  // Nothing half-removed is left beside them.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fx.root / "snapshots", ec)) {
+    CHECK(e.path().filename().string().rfind(".remove-", 0) != 0);
+  }
+  RunResult du_after = run_imgbuild(fx.root, {"cache", "du"});
+  REQUIRE(du_after.status == 0);
+  CHECK(du_after.out.find("unpacked layers (cache only)   0") != std::string::npos);
+  // The next build unpacks what it needs again.
+  auto rebuilt = fx.build();
+  CHECK(cached_count(rebuilt) == 0);
+}
+
+TEST_CASE("cache: a chain cached to its end unpacks no layer - the next RUN unpacks what it mounts",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "RUN echo one > /one\n"
+         "COPY a.txt /a.txt\n");
+  fx.put("a.txt", "alpha\n");
+  REQUIRE(cached_count(fx.build()) == 0);
+  auto unpacked = [&] {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fx.root / "snapshots", ec)) {
+      n += e.path().filename().string().size() == 64 ? 1 : 0;
+    }
+    return n;
+  };
+  // Every unpacked layer goes (as after a cache import into a fresh store).
+  for (const auto& e : fs::directory_iterator(fx.root / "snapshots")) {
+    if (e.path().filename().string().size() == 64) {
+      fs::remove_all(e.path());
+    }
+  }
+  REQUIRE(unpacked() == 0);
+  auto cached = fx.build();
+  INFO(describe(cached));
+  CHECK(cached_count(cached) == 2);
+  CHECK(unpacked() == 0);
+  // A RUN after the cached steps mounts (and so unpacks) the whole chain.
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "RUN echo one > /one\n"
+         "COPY a.txt /a.txt\n"
+         "RUN cat /one /a.txt > /both && test \"$(cat /both)\" = \"$(printf 'one\\nalpha')\"\n");
+  auto more = fx.build();
+  INFO(describe(more));
+  REQUIRE(more.size() == 3);
+  CHECK(more[0].cached);
+  CHECK(more[1].cached);
+  CHECK_FALSE(more[2].cached);
+  CHECK(unpacked() >= 3);
 }
 
 TEST_CASE("cache: two concurrent builds on one store both succeed", "[integration][cache]") {

@@ -2,6 +2,7 @@
 // sentences that explain a miss.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -12,6 +13,7 @@
 
 #include "builder/cache_steps.hpp"
 #include "builder/context.hpp"
+#include "support/require.hpp"
 #include "support/scratch_dir.hpp"
 
 using namespace imgbuild;
@@ -87,6 +89,61 @@ TEST_CASE("cache keys: source digests ignore times and see content and mode and 
   SourceFiles only_src = digest_of(dir, "src");
   write_text(dir / "other.txt", "new\n");
   CHECK(digest_of(dir, "src").digest == only_src.digest);
+}
+
+TEST_CASE("cache keys: a warm stat index still sees an xattr set on an unchanged file", "[builder]") {
+  ScratchDir dir;
+  write_text(dir / "a.txt", "same\n");
+  auto ctx = BuildContext::from_dir(dir.path().string());
+  REQUIRE(ctx);
+  SourceTree tree{&ctx->root(), &ctx->ignore()};
+  auto selected = select_sources(tree, ".");
+  REQUIRE(selected);
+  cache::StatIndex index;  // one index for every hash: the second is a stat hit
+  auto first = hash_sources(tree, *selected, nullptr, index);
+  REQUIRE(first);
+  auto again = hash_sources(tree, *selected, nullptr, index);
+  REQUIRE(again);
+  CHECK(again->digest == first->digest);
+  CHECK(index.reused() == 1);
+  CHECK(index.xattrs_listed() == 1);  // "none" was remembered
+  struct timespec pause {0, 20'000'000};
+  ::nanosleep(&pause, nullptr);
+  int rc = ::setxattr((dir / "a.txt").c_str(), "user.imgbuild-test", "1", 1, 0);
+  IMGBUILD_REQUIRE_PREREQ(rc == 0, "user xattrs on the scratch filesystem");
+  auto tagged = hash_sources(tree, *selected, nullptr, index);
+  REQUIRE(tagged);
+  CHECK(tagged->digest != first->digest);
+  CHECK(tagged->files.at("a.txt") != first->files.at("a.txt"));
+  CHECK(index.hashed() == 2);  // the ctime moved: a new identity, read again
+}
+
+TEST_CASE("cache keys: without modes (an octal --chmod) a mode change keeps the digest, content still counts",
+          "[builder]") {
+  ScratchDir dir;
+  write_text(dir / "a.txt", "a\n");
+  auto hash = [&](bool modes) {
+    auto ctx = BuildContext::from_dir(dir.path().string());
+    REQUIRE(ctx);
+    SourceTree tree{&ctx->root(), &ctx->ignore()};
+    auto selected = select_sources(tree, ".");
+    REQUIRE(selected);
+    cache::StatIndex index;
+    HashOptions options;
+    options.modes = modes;
+    auto files = hash_sources(tree, *selected, nullptr, index, options);
+    REQUIRE(files);
+    return files->digest;
+  };
+  REQUIRE(::chmod((dir / "a.txt").c_str(), 0644) == 0);
+  std::string with = hash(true);
+  std::string without = hash(false);
+  CHECK(with != without);
+  REQUIRE(::chmod((dir / "a.txt").c_str(), 0600) == 0);
+  CHECK(hash(true) != with);
+  CHECK(hash(false) == without);
+  write_text(dir / "a.txt", "b\n");
+  CHECK(hash(false) != without);
 }
 
 TEST_CASE("cache keys: step key builder fields and summaries", "[builder]") {

@@ -80,3 +80,22 @@ TEST_CASE("key builder: the transcript names every field on its own line", "[cac
   CHECK(t.find("env: [1 entries]\n  A=1\n") != std::string::npos);
   CHECK(t.find("pos: 3\n") != std::string::npos);
 }
+
+TEST_CASE("key builder: a builder without transcript gives the same keys", "[cache]") {
+  auto fill = [](KeyBuilder& b) {
+    b.str("type", "file").integer("mode", 0644).integer("uid", -1).boolean("x", true);
+    b.digest("content", "sha256:ab").key("parent", "sha256:cd").list("argv", {"a", "b c"});
+    b.map("xattrs", {{"user.k", "v"}});
+  };
+  KeyBuilder kept;
+  fill(kept);
+  KeyBuilder skipped(KeyBuilder::Transcript::skipped);
+  fill(skipped);
+  CHECK(skipped.transcript().empty());
+  CHECK(!kept.transcript().empty());
+  CHECK(kept.finish() == skipped.finish());
+  // Integers are written as decimal text: -1 and 420 (0644) as the hand-made bytes.
+  std::string expected = std::string(imgbuild::cache::k_key_version) + std::string("\x1e" "i", 2) +
+                         std::string("\0\0\0\x04", 4) + "mode" + std::string("\0\0\0\0\0\0\0\x03", 8) + "420";
+  CHECK(key_of([](KeyBuilder& b) { b.integer("mode", 0644); }) == imgbuild::sha256(expected).str());
+}

@@ -1,8 +1,10 @@
 // Cache records and the stat index in a real meta.db.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -12,6 +14,7 @@
 #include "cache/records.hpp"
 #include "cache/stat_index.hpp"
 #include "image/metadata.hpp"
+#include "support/require.hpp"
 #include "support/scratch_dir.hpp"
 #include "util/hash.hpp"
 
@@ -181,6 +184,110 @@ TEST_CASE("stat index: unchanged files are not read again and a rewrite is seen"
     REQUIRE(again->digest(dfd, "f.txt", st3, "f.txt"));
     CHECK(again->hashed() == 1);
   }
+  ::close(dfd);
+}
+
+TEST_CASE("stat index: a stat hit answers 'no xattrs' and an xattr change is a new identity", "[cache]") {
+  test::ScratchDir dir;
+  auto db = open_db(dir.path());
+  std::filesystem::path file = dir.path() / "f.txt";
+  std::ofstream(file) << "hello";
+  int dfd = ::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dfd >= 0);
+  struct stat st {};
+  REQUIRE(::lstat(file.c_str(), &st) == 0);
+  {
+    auto idx = StatIndex::load(*db);
+    REQUIRE(idx);
+    auto f = idx->facts(dfd, "f.txt", st, "f.txt");
+    REQUIRE(f);
+    CHECK(f->digest == sha256("hello").str());
+    CHECK(f->xattrs_read);
+    CHECK(f->xattrs.empty());
+    CHECK(idx->xattrs_listed() == 1);
+    REQUIRE(idx->save(*db, timespec_ns(st.st_ctim) + 10'000'000'000));
+  }
+  {
+    // Same identity: neither read nor listed.
+    auto idx = StatIndex::load(*db);
+    REQUIRE(idx);
+    auto f = idx->facts(dfd, "f.txt", st, "f.txt");
+    REQUIRE(f);
+    CHECK(f->xattrs.empty());
+    CHECK(idx->reused() == 1);
+    CHECK(idx->xattrs_listed() == 0);
+  }
+  // Setting an xattr changes ctime (the kernel's rule the index relies on),
+  // so the entry no longer matches and the xattr is seen.
+  struct timespec pause {0, 20'000'000};
+  ::nanosleep(&pause, nullptr);
+  int rc = ::setxattr(file.c_str(), "user.imgbuild-test", "v1", 2, 0);
+  IMGBUILD_REQUIRE_PREREQ(rc == 0, "user xattrs on the scratch filesystem");
+  struct stat st2 {};
+  REQUIRE(::lstat(file.c_str(), &st2) == 0);
+  CHECK(timespec_ns(st2.st_ctim) != timespec_ns(st.st_ctim));
+  CHECK(timespec_ns(st2.st_mtim) == timespec_ns(st.st_mtim));
+  {
+    auto idx = StatIndex::load(*db);
+    REQUIRE(idx);
+    auto f = idx->facts(dfd, "f.txt", st2, "f.txt");
+    REQUIRE(f);
+    CHECK(f->xattrs == fs::Xattrs{{"user.imgbuild-test", "v1"}});
+    CHECK(idx->xattrs_listed() == 1);
+    REQUIRE(idx->save(*db, timespec_ns(st2.st_ctim) + 10'000'000'000));
+  }
+  {
+    // A file with xattrs is listed on every use (only "none" is remembered).
+    auto idx = StatIndex::load(*db);
+    REQUIRE(idx);
+    auto f = idx->facts(dfd, "f.txt", st2, "f.txt");
+    REQUIRE(f);
+    CHECK(f->xattrs.size() == 1);
+    CHECK(idx->reused() == 1);
+    CHECK(idx->xattrs_listed() == 1);
+  }
+  // Removing it changes ctime again.
+  ::nanosleep(&pause, nullptr);
+  REQUIRE(::removexattr(file.c_str(), "user.imgbuild-test") == 0);
+  struct stat st3 {};
+  REQUIRE(::lstat(file.c_str(), &st3) == 0);
+  CHECK(timespec_ns(st3.st_ctim) != timespec_ns(st2.st_ctim));
+  ::close(dfd);
+}
+
+TEST_CASE("stat index: read one by one and then whole, every saved file is answered", "[cache]") {
+  test::ScratchDir dir;
+  auto db = open_db(dir.path());
+  const int n = static_cast<int>(StatIndex::k_point_lookups) * 2 + 10;
+  int dfd = ::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dfd >= 0);
+  std::vector<struct stat> sts(static_cast<size_t>(n));
+  int64_t newest = 0;
+  for (int i = 0; i < n; ++i) {
+    std::string name = "f" + std::to_string(i);
+    std::ofstream(dir.path() / name) << "content " << i;
+    REQUIRE(::lstat((dir.path() / name).c_str(), &sts[static_cast<size_t>(i)]) == 0);
+    newest = std::max(newest, timespec_ns(sts[static_cast<size_t>(i)].st_ctim));
+  }
+  {
+    auto idx = StatIndex::load(*db);
+    REQUIRE(idx);
+    for (int i = 0; i < n; ++i) {
+      REQUIRE(idx->facts(dfd, "f" + std::to_string(i), sts[static_cast<size_t>(i)], "f"));
+    }
+    CHECK(idx->hashed() == static_cast<uint64_t>(n));
+    REQUIRE(idx->save(*db, newest + 10'000'000'000));
+  }
+  auto idx = StatIndex::load(*db);
+  REQUIRE(idx);
+  for (int i = 0; i < n; ++i) {
+    auto f = idx->facts(dfd, "f" + std::to_string(i), sts[static_cast<size_t>(i)], "f");
+    REQUIRE(f);
+    CHECK(f->digest == sha256("content " + std::to_string(i)).str());
+  }
+  CHECK(idx->reused() == static_cast<uint64_t>(n));
+  CHECK(idx->hashed() == 0);
+  CHECK(idx->xattrs_listed() == 0);
   ::close(dfd);
 }
 
