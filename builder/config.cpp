@@ -182,7 +182,9 @@ StageState start_stage(const std::optional<image::ImageConfig>& base, const Targ
 
 void add_history(StageState& state, std::string created_by, bool with_layer, bool buildkit_suffix) {
   image::HistoryEntry h;
-  h.created = state.created;
+  if (with_layer || !state.defer_empty_created) {
+    h.created = state.created;
+  }
   h.created_by = std::move(created_by);
   if (buildkit_suffix) {
     h.created_by += " # buildkit";
@@ -190,6 +192,33 @@ void add_history(StageState& state, std::string created_by, bool with_layer, boo
   h.comment = k_history_comment;
   h.empty_layer = !with_layer;
   state.image.history.push_back(std::move(h));
+}
+
+std::string fill_history_created(std::vector<image::HistoryEntry>& history) {
+  // The time undated entries at the start take: the first dated entry after
+  // an undated one, else the last dated entry.
+  std::string fill;
+  bool seen_undated = false;
+  for (const auto& h : history) {
+    if (h.created.empty()) {
+      seen_undated = true;
+    } else {
+      fill = h.created;
+      if (seen_undated) {
+        break;
+      }
+    }
+  }
+  seen_undated = false;
+  for (auto& h : history) {
+    if (h.created.empty()) {
+      seen_undated = true;
+      h.created = fill;
+    } else if (seen_undated) {
+      fill = h.created;
+    }
+  }
+  return history.empty() ? "" : history.back().created;
 }
 
 std::vector<std::string> with_shell(const StageState& state, const parser::CommandLine& command) {

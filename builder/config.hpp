@@ -58,6 +58,10 @@ struct StageState {
   bool cmd_set = false;
   /// `created` for new history entries (RFC 3339).
   std::string created;
+  /// Metadata-only entries get no `created` until fill_history_created
+  /// gives them their neighbours' (BuildKit's rule when SOURCE_DATE_EPOCH
+  /// is unset, so a fully cached rebuild gives the same image).
+  bool defer_empty_created = false;
 };
 
 /// What the build-wide ARG inputs are for a stage's ARG instructions.
@@ -86,6 +90,13 @@ StageState start_stage(const std::optional<image::ImageConfig>& base, const Targ
 
 /// Appends a history entry (with " # buildkit" when `buildkit_suffix`).
 void add_history(StageState& state, std::string created_by, bool with_layer, bool buildkit_suffix);
+
+/// Gives every history entry without `created` a time, as BuildKit's
+/// exporter does: entries before the first dated entry that follows an
+/// undated one take that entry's time, later ones the time of the dated
+/// entry before them (so metadata steps take the time of the layer they sit
+/// next to). Returns the time of the last entry ("" when there is none).
+std::string fill_history_created(std::vector<image::HistoryEntry>& history);
 
 /// The command SHELL-wrapped for a shell-form CMD/ENTRYPOINT/RUN.
 std::vector<std::string> with_shell(const StageState& state, const parser::CommandLine& command);

@@ -62,6 +62,16 @@ namespace fsys = std::filesystem;
 
 namespace {
 
+// The `created` of the last history entry of a cache record's config (the
+// time its layer was made); "" when the config does not parse.
+std::string layer_created(const std::string& config) {
+  auto cfg = image::parse_config(config, "cache record config");
+  if (!cfg || cfg->history.empty()) {
+    return "";
+  }
+  return cfg->history.back().created;
+}
+
 // ---- resolver -----------------------------------------------------------------
 
 class StoreResolver final : public ImageResolver {
@@ -1442,6 +1452,14 @@ Result<void> Build::apply_cached(StageResult& st, const cache::CacheRecord& rec)
   st.layers.push_back(Layer{rec.layer, m_layer_dirs.dir_for(rec.layer.diff_id)});
   st.state.image.rootfs.diff_ids.push_back(rec.layer.diff_id);
   add_history(st.state, rec.created_by, true, !rec.created_by.starts_with("WORKDIR "));
+  if (!m_plan.source_date_epoch) {
+    // The layer's own time, from the build that made it (BuildKit keeps it
+    // too: a fully cached rebuild gives the same image).
+    std::string made = layer_created(rec.config);
+    if (!made.empty()) {
+      st.state.image.history.back().created = made;
+    }
+  }
   return ok();
 }
 
@@ -1518,6 +1536,7 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
   }
   StageResult st = std::move(base).value();
   st.state.created = created;
+  st.state.defer_empty_created = !m_plan.source_date_epoch.has_value();
 
   // ONBUILD triggers of the base run first; they are not inherited further.
   std::vector<parser::Instruction> steps;
@@ -1656,7 +1675,14 @@ Result<BuiltImage> Build::run() {
 
   BuiltImage out;
   image::ImageConfig cfg = res.state.image;
-  cfg.created = created_text();
+  if (m_plan.source_date_epoch) {
+    cfg.created = created_text();
+  } else {
+    // BuildKit: undated metadata entries take their neighbours' times and
+    // the image is as old as its last entry.
+    std::string last = fill_history_created(cfg.history);
+    cfg.created = last.empty() ? created_text() : last;
+  }
   cfg.rootfs.type = "layers";
   cfg.rootfs.diff_ids.clear();
   for (const auto& l : res.layers) {

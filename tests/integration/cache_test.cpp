@@ -163,6 +163,35 @@ TEST_CASE("cache: a rebuild is all cached - touch and mtime and umask keep it ca
   CHECK(cached_count(fx.build()) == 4);
 }
 
+TEST_CASE("cache: a fully cached rebuild gives the same image - --no-cache a new one", "[integration][cache]") {
+  // BuildKit keeps a cached layer's time in history and dates the image by
+  // its last entry, so rebuilding unchanged inputs (no SOURCE_DATE_EPOCH)
+  // does not make a new image.
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "ENV A=1\n"
+         "COPY a.txt /a.txt\n"
+         "RUN cat /a.txt > /copy\n"
+         "LABEL x=y\n");
+  fx.put("a.txt", "alpha\n");
+  auto image_id = [&](std::vector<std::string> extra) {
+    fs::path f = fx.work.path / ("iid-" + std::to_string(fx.builds));
+    extra.push_back("--iidfile");
+    extra.push_back(f.string());
+    fx.build(extra);
+    return read_file(f);
+  };
+  std::string first = image_id({});
+  std::string cached = image_id({});
+  CHECK(cached == first);
+  std::string rebuilt = image_id({"--no-cache"});
+  CHECK(rebuilt != first);
+  // The newest layers are what a later cached build dates itself by.
+  CHECK(image_id({}) == rebuilt);
+}
+
 TEST_CASE("cache: an octal COPY --chmod ignores the source modes - a symbolic one or none keeps them in the key",
           "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");

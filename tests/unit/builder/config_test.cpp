@@ -178,3 +178,33 @@ TEST_CASE("config: helpers format like Go", "[builder]") {
   CHECK(format_rfc3339(1700000000, 120000000) == "2023-11-14T22:13:20.12Z");
   CHECK(go_quote_list({"a", "b c"}) == "[\"a\" \"b c\"]");
 }
+
+TEST_CASE("fill_history_created: undated metadata entries take the time of the layers around them", "[builder]") {
+  auto entry = [](std::string created, std::string by) {
+    image::HistoryEntry h;
+    h.created = std::move(created);
+    h.created_by = std::move(by);
+    return h;
+  };
+  SECTION("before the first new layer: that layer's time; after a layer: the layer before") {
+    std::vector<image::HistoryEntry> h = {entry("2020-01-01T00:00:00Z", "base"), entry("", "ENV"),
+                                          entry("2026-01-01T00:00:00Z", "COPY"), entry("", "LABEL"),
+                                          entry("2026-01-02T00:00:00Z", "RUN"), entry("", "CMD")};
+    CHECK(fill_history_created(h) == "2026-01-02T00:00:00Z");
+    CHECK(h[0].created == "2020-01-01T00:00:00Z");
+    CHECK(h[1].created == "2026-01-01T00:00:00Z");
+    CHECK(h[3].created == "2026-01-01T00:00:00Z");
+    CHECK(h[5].created == "2026-01-02T00:00:00Z");
+  }
+  SECTION("no new layer: the last dated entry (the base's)") {
+    std::vector<image::HistoryEntry> h = {entry("2020-01-01T00:00:00Z", "base"), entry("", "LABEL")};
+    CHECK(fill_history_created(h) == "2020-01-01T00:00:00Z");
+    CHECK(h[1].created == "2020-01-01T00:00:00Z");
+  }
+  SECTION("nothing dated: nothing to fill") {
+    std::vector<image::HistoryEntry> h = {entry("", "LABEL")};
+    CHECK(fill_history_created(h).empty());
+    std::vector<image::HistoryEntry> none;
+    CHECK(fill_history_created(none).empty());
+  }
+}
