@@ -808,7 +808,7 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   };
   env.temp_parent = (m_store.content().root() / "tmp").string();
   TRY(auto written, apply_copy(req, env, *dest));
-  (void)written;
+  view->note_written(written_paths(written));  // unchanged rewrites stay in the layer
   env.user_db = nullptr;
   user_db.reset();
   dest.reset();

@@ -353,13 +353,16 @@ private:
         }
         TRY(auto sub, open_dir_at(dirfd, name, where));
         TRY(bool sub_emitted, compare_dir(child, sub.get()));
-        if (sub_emitted || !unchanged(*o, n)) {
+        // An upper directory was copied up: overlay writes it as it is.
+        if (m_overlay || sub_emitted || !unchanged(*o, n)) {
           record(child, std::move(n));
           emitted = true;
         }
         continue;
       }
-      if (same_type(*o, n) && unchanged(*o, n)) {
+      // An upper entry was written (or copied up) by the step, even when it
+      // equals the lower one: overlay writes it as BuildKit does.
+      if (!m_overlay && same_type(*o, n) && unchanged(*o, n)) {
         continue;
       }
       TRY_VOID(add_subtree(child, dirfd, name, std::move(n)));

@@ -6,13 +6,19 @@
 //  - diff_overlay: an overlayfs upper dir over its lower layers (each lower in
 //    overlay-lower format, as apply_layer(overlay_lower) writes them). Only
 //    the upper dir is walked, plus lookups in the lowers for what it touches.
-//  - diff_trees: an old tree against a new tree (the copy snapshotter).
+//  - diff_trees: an old tree against a new tree (rootfs tar output); it
+//    cannot tell an identical rewrite from no change (see below).
 //
-// The canonical layer: an entry is emitted when it is new, its type changed,
-// or its metadata differs (mode, owner, size, mtime with ns, link target,
-// device numbers, xattrs other than trusted.overlay.*/user.overlay.*);
-// content is not compared when all of those are equal. A directory is also
-// emitted when anything beneath it is. Deletions inside a directory present
+// The canonical layer: diff_overlay emits every entry of the upper dir — the
+// step wrote it or overlayfs copied it up, so it belongs to the layer even
+// when it equals the lower one (a `COPY . .` rewriting files an earlier COPY
+// wrote, a `chmod 644` of a 0644 file): dockerd's overlay2 differ and
+// BuildKit write those too. diff_trees, which sees two trees and no writes,
+// emits an entry when it is new, its type changed, or its metadata differs
+// (mode, owner, size, mtime with ns, link target, device numbers, xattrs
+// other than trusted.overlay.*/user.overlay.*); content is not compared when
+// all of those are equal. A directory is also emitted when anything beneath
+// it is. Deletions inside a directory present
 // on both sides become explicit ".wh.name" whiteouts. A directory deleted and
 // made again (`rm -rf d && mkdir d`) becomes the directory, a ".wh..wh..opq"
 // marker and everything now inside it: overlay knows such a directory by its

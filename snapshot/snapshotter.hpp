@@ -15,8 +15,14 @@
 //    flattened into one merged directory, cached under the work directory;
 //  - copy: the chain is merged into a plain directory; the changes are found
 //    by comparing the tree with a record taken at prepare time (inode, ctime,
-//    mtime, mode, owner, size), written as an upper directory with the same
-//    contents overlayfs would have produced.
+//    mtime, mode, owner, size) plus the paths named by View::note_written,
+//    written as an upper directory with the same contents overlayfs would
+//    have produced. One thing it cannot see: a file opened for writing and
+//    left as it was (`: >> f`), which overlayfs copies up.
+//
+// Every entry of the upper directory is a change of the layer (diff.hpp),
+// unchanged or not: a step that rewrites a file identically (`COPY . .` over
+// files an earlier COPY wrote) gives a layer holding it, as BuildKit's does.
 // Mounts are always removed: by View (destructor, commit, remove), by the
 // interrupt handler on SIGINT/SIGTERM (util/interrupt), and — for a process
 // that was killed — by the next snapshotter, from the mount records kept in
@@ -60,6 +66,13 @@ public:
   /// (see the file comment). The copy snapshotter recomputes it on each call;
   /// do not modify root() while reading it.
   virtual Result<std::filesystem::path> changes() = 0;
+  /// Names paths (relative to root(); a leading "/" is allowed) that the
+  /// step wrote, so that changes() holds them even when they equal what the
+  /// parents hold, as overlayfs holds every entry it copied up (BuildKit
+  /// writes such rewrites into the layer). The overlay view needs nothing
+  /// (the default); the copy view, which finds changes by comparing
+  /// metadata, keeps the names. Call before changes()/commit().
+  virtual void note_written(const std::vector<std::string>& paths) { (void)paths; }
   /// Ends the view: unmounts it and moves its changes to layer_dir (which
   /// must not exist; its parent must) as a new layer directory. The view can
   /// only be destroyed afterwards.
