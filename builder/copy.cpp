@@ -1023,7 +1023,8 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       TRY(auto applied, snapshot::apply_layer(sub, *reader, ao));
       (void)applied;
     }
-    c.record(into, S_IFDIR);
+    // `into` itself was recorded if ensure_dest_dir made it; an existing one
+    // keeps its metadata (the archive's root entry is skipped).
     for (const auto& p : extracted) {
       TRY(auto st, sub.lstat(p));
       if (!st) {

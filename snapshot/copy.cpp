@@ -423,17 +423,8 @@ public:
     if (::mkdir(upper.c_str(), 0755) != 0) {
       return fail(sys("cannot create", upper.string()));
     }
-    TRY_VOID(write_changes(m_base, m_root, upper, m_written));
+    TRY_VOID(write_changes(m_base, m_root, upper, written()));
     return upper;
-  }
-
-  void note_written(const std::vector<std::string>& paths) override {
-    for (const std::string& p : paths) {
-      std::string clean = fs::clean_path(p);
-      if (!clean.empty()) {
-        m_written.insert(std::move(clean));
-      }
-    }
   }
 
   Result<void> commit(const stdfs::path& layer_dir) override {
@@ -463,7 +454,6 @@ private:
   std::vector<stdfs::path> m_parents;
   mounts::MountRecord m_record;
   Baseline m_base;
-  std::set<std::string> m_written;  // paths the step named as written (note_written)
   bool m_done = false;
 };
 

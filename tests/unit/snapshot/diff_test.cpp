@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <set>
 
 #include "snapshot/apply.hpp"
 #include "snapshot/diff.hpp"
@@ -354,7 +355,7 @@ TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot]") {
   REQUIRE(root->remove_all("new"));
 }
 
-TEST_CASE("overlay diff keeps copied-up entries that equal the lower ones; tree diff cannot see them",
+TEST_CASE("overlay diff keeps copied-up files that equal the lower ones, and named directories; tree diff cannot see them",
           "[snapshot]") {
   IMGBUILD_REQUIRE_PREREQ(overlay_available(), "needs root and overlayfs");
   ScratchDir t;
@@ -393,6 +394,18 @@ TEST_CASE("overlay diff keeps copied-up entries that equal the lower ones; tree 
   for (auto& e : list_layer(out)) {
     paths.push_back(e.path);
   }
+  // Copied-up files are kept; a directory with nothing else changed only
+  // when the step names it as written.
+  CHECK(paths == std::vector<std::string>{"bin", "bin/keep", "busy", "busy/one"});
+  std::set<std::string> written = {"keepdir"};
+  std::string named;
+  auto dn = snapshot::diff_overlay((t / "upper").string(), {(t / "lower").string()}, to_string(named),
+                                   {.compression = tar::Compression::none, .written = &written});
+  REQUIRE(dn);
+  paths.clear();
+  for (auto& e : list_layer(named)) {
+    paths.push_back(e.path);
+  }
   CHECK(paths == std::vector<std::string>{"bin", "bin/keep", "busy", "busy/one", "keepdir"});
 
   // The same trees compared as trees: nothing differs.
@@ -409,4 +422,15 @@ TEST_CASE("overlay diff keeps copied-up entries that equal the lower ones; tree 
                                  {.compression = tar::Compression::none});
   REQUIRE(dt);
   CHECK(dt->entries == 0);
+  // Named, they are written from the tree too.
+  std::set<std::string> named_files = {"bin/keep"};
+  std::string trees_named;
+  auto dtn = snapshot::diff_trees((t / "old").string(), (t / "new").string(), to_string(trees_named),
+                                  {.compression = tar::Compression::none, .written = &named_files});
+  REQUIRE(dtn);
+  paths.clear();
+  for (auto& e : list_layer(trees_named)) {
+    paths.push_back(e.path);
+  }
+  CHECK(paths == std::vector<std::string>{"bin", "bin/keep"});
 }
