@@ -142,6 +142,11 @@ Error at_line(Error e, const parser::Instruction& ins, const std::string& file) 
   return e;
 }
 
+// The directory of a RUN --mount=type=cache with this id in the store.
+fsys::path cache_mount_path(const fsys::path& store_root, const std::string& id) {
+  return store_root / "cache-mounts" / sha256(id).hex().substr(0, 32);
+}
+
 // ---- layers -------------------------------------------------------------------
 
 struct Layer {
@@ -308,6 +313,7 @@ Result<void> Build::setup() {
   TRY(m_snapshotter, snapshot::make_snapshotter(m_options.snapshotter, cfg));
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
+  m_cache->attach(m_options.cache_io, &m_store.content());
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   m_jobs = std::make_unique<std::counting_semaphore<>>(jobs);
   return ok();
@@ -374,6 +380,9 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
       res.state.created = created;
       res.state.cmd_set = false;  // "CMD set in this stage" starts over
       res.cache_key = stage_base_key(parent->cache_key);
+      if (m_options.cache_io != nullptr) {
+        m_options.cache_io->note_link(res.cache_key, parent->cache_key);
+      }
       if (parent->cache_broken) {
         const PlannedStage* ps = m_plan.stage(stage.base.stage);
         res.cache_reason = fmt::format("stage {} changed", ps != nullptr ? ps->display_name : "?");
@@ -615,9 +624,9 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
                                           std::vector<UniqueFd>& locks, std::vector<SourceRoot>& sources,
                                           const std::function<Result<fsys::path>()>& make_temp) {
   std::string id = m.id.empty() ? fs::clean_path(m.target) : m.id;
-  std::string safe = sha256(id).hex().substr(0, 32);
-  fsys::path parent = m_store.content().root() / "cache-mounts";
-  fsys::path dir = parent / safe;
+  fsys::path dir = cache_mount_path(m_store.content().root(), id);
+  fsys::path parent = dir.parent_path();
+  std::string safe = dir.filename().string();
   std::error_code ec;
   fsys::create_directories(parent, ec);
   fsys::path lock_path = parent / (safe + ".lock");
@@ -698,6 +707,9 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
     fsys::path tmp = parent / (".new-" + random_hex());
     fsys::create_directory(tmp, ec);
     auto prepared = prepare(tmp);
+    if (prepared && m_options.cache_io != nullptr && m.from.empty()) {
+      m_options.cache_io->seed_mount(id, tmp);  // --cache-from with mounts
+    }
     if (!prepared) {
       fsys::remove_all(tmp, ec);
       return fail(std::move(prepared).error());
@@ -705,6 +717,8 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
     if (::rename(tmp.c_str(), dir.c_str()) != 0) {
       fsys::remove_all(tmp, ec);  // another build made it first
     }
+  } else if (m_options.cache_io != nullptr && m.from.empty()) {
+    m_options.cache_io->seed_mount_if_empty(id, dir);
   }
   return dir;
 }
@@ -1130,6 +1144,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       TRY_VOID(apply_cached(st, *hit));
       record.cached = true;
       record.layer_digest = hit->layer.blob_digest;
+      record.cache_source = m_cache->source_of(key->key);
       return ok();
     }
     // A miss: explain the first one of the chain.
@@ -1253,6 +1268,11 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
   for (const auto& ms : run.mount_specs) {
     ++n;
     auto mount = parser::parse_mount(ms, [&](const std::string& w) { return lexer.process_word(w, st.state.env); });
+    if (mount && mount->type == parser::MountType::cache && mount->from.empty() && m_options.cache_io != nullptr) {
+      // --cache-to mounts=true exports it even when this step is a hit.
+      std::string id = mount->id.empty() ? fs::clean_path(mount->target) : mount->id;
+      m_options.cache_io->note_mount(id, cache_mount_path(m_store.content().root(), id));
+    }
     if (!mount || mount->type != parser::MountType::bind) {
       continue;  // a bad spec fails in do_run with its own message
     }
@@ -1670,6 +1690,7 @@ Result<BuiltImage> Build::run() {
     out.record = *rec;
   }
   out.steps = m_steps;
+  out.cache_key = res.cache_key;
   return out;
 }
 

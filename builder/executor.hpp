@@ -27,6 +27,8 @@
 
 namespace imgbuild::builder {
 
+class CacheIo;
+
 /// Finds base images by reference.
 class ImageResolver {
 public:
@@ -66,6 +68,9 @@ struct ExecuteOptions {
   std::string network = "default";
   /// --debug cache-keys=DIR: one text file per step key ("" = none).
   std::string cache_keys_dir;
+  /// --cache-from imports and the record of what --cache-to exports
+  /// (builder/cache_io.hpp); null = neither.
+  CacheIo* cache_io = nullptr;
   /// Build start (unix seconds) for created times without SOURCE_DATE_EPOCH.
   int64_t now_sec = 0;
   uint32_t now_nsec = 0;
@@ -81,6 +86,8 @@ struct StepRecord {
   /// at the first miss of a chain, "a previous step changed" after it.
   std::string cache_reason;
   std::string layer_digest;  ///< "" for metadata-only steps
+  /// Where a hit came from: "" = the local cache, else the imported cache.
+  std::string cache_source;
 };
 
 /// The result of a build.
@@ -97,6 +104,8 @@ struct BuiltImage {
   /// layer no step mounted may not be unpacked there.
   std::vector<std::filesystem::path> layer_dirs;
   std::vector<StepRecord> steps;
+  /// The cache key of the target stage's last step (--cache-to mode=min).
+  std::string cache_key;
 };
 
 /// A build failure: the error plus the failing step's exit code, if a RUN.

@@ -25,67 +25,20 @@ constexpr std::string_view k_scheme = "oci-layout://";
 constexpr std::string_view k_ref_name = "org.opencontainers.image.ref.name";
 constexpr std::string_view k_containerd_name = "io.containerd.image.name";
 constexpr size_t k_max_document = size_t{4} << 20;
-
-bool valid_digest(std::string_view d) {
-  if (!d.starts_with("sha256:") || d.size() != 71) {
-    return false;
-  }
-  return d.substr(7).find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
-struct Layout {
-  OciLayoutSource src;
-  std::string label;  // for messages
-
-  fsys::path blob(std::string_view digest) const { return fsys::path(src.dir) / "blobs" / "sha256" / digest.substr(7); }
-
-  Result<std::string> read_document(const fsys::path& p, std::string_view what) const {
-    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd) {
-      return fail(Errc::not_found, fmt::format("{}: cannot read {}: {}", label, what, std::strerror(errno)));
-    }
-    std::string out;
-    char buf[65536];
-    ssize_t n = 0;
-    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) {
-      out.append(buf, static_cast<size_t>(n));
-      if (out.size() > k_max_document) {
-        return fail(Errc::invalid_argument, fmt::format("{}: {} is larger than 4 MiB", label, what));
-      }
-    }
-    if (n < 0) {
-      return fail(Errc::io, fmt::format("{}: cannot read {}: {}", label, what, std::strerror(errno)));
-    }
-    return out;
-  }
-
-  // A small blob, verified against its digest.
-  Result<std::string> read_blob(std::string_view digest) const {
-    if (!valid_digest(digest)) {
-      return fail(Errc::invalid_argument, fmt::format("{}: invalid digest {}", label, str::go_quote(digest)));
-    }
-    TRY(std::string bytes, read_document(blob(digest), fmt::format("blob {}", digest)));
-    if (sha256(bytes).str() != digest) {
-      return fail(Errc::corrupt, fmt::format("{}: blob {} does not match its digest", label, digest));
-    }
-    return bytes;
-  }
-};
-
 bool is_index(std::string_view media_type) {
   return media_type == image::media::oci_index || media_type == image::media::docker_manifest_list;
 }
 
 // An index resolved to the host platform's manifest descriptor.
-Result<image::Descriptor> pick_platform(const Layout& layout, const image::Descriptor& desc, int depth = 0) {
+Result<image::Descriptor> pick_platform(const OciLayoutDir& layout, const image::Descriptor& desc, int depth = 0) {
   if (!is_index(desc.media_type)) {
     return desc;
   }
   if (depth > 4) {
-    return fail(Errc::invalid_argument, fmt::format("{}: indexes nested too deeply", layout.label));
+    return fail(Errc::invalid_argument, fmt::format("{}: indexes nested too deeply", layout.label()));
   }
   TRY(std::string bytes, layout.read_blob(desc.digest));
-  TRY(image::Index idx, image::parse_index(bytes, layout.label + " index " + desc.digest));
+  TRY(image::Index idx, image::parse_index(bytes, layout.label() + " index " + desc.digest));
   image::HostPlatform host = image::host_platform();
   for (const auto& m : idx.manifests) {
     if (!m.platform) {
@@ -96,11 +49,58 @@ Result<image::Descriptor> pick_platform(const Layout& layout, const image::Descr
       return pick_platform(layout, m, depth + 1);
     }
   }
-  return fail(Errc::not_found, fmt::format("{}: index {} has no image for {}/{}", layout.label, desc.digest, host.os,
+  return fail(Errc::not_found, fmt::format("{}: index {} has no image for {}/{}", layout.label(), desc.digest, host.os,
                                            host.architecture));
 }
 
 }  // namespace
+
+bool OciLayoutDir::valid_digest(std::string_view d) {
+  if (!d.starts_with("sha256:") || d.size() != 71) {
+    return false;
+  }
+  return d.substr(7).find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+fsys::path OciLayoutDir::blob_path(std::string_view digest) const {
+  return fsys::path(m_dir) / "blobs" / "sha256" / std::string(digest.substr(7));
+}
+
+Result<std::string> OciLayoutDir::read_document(const fsys::path& p, std::string_view what) const {
+  UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    return fail(Errc::not_found, fmt::format("{}: cannot read {}: {}", m_label, what, std::strerror(errno)));
+  }
+  std::string out;
+  char buf[65536];
+  ssize_t n = 0;
+  while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > k_max_document) {
+      return fail(Errc::invalid_argument, fmt::format("{}: {} is larger than 4 MiB", m_label, what));
+    }
+  }
+  if (n < 0) {
+    return fail(Errc::io, fmt::format("{}: cannot read {}: {}", m_label, what, std::strerror(errno)));
+  }
+  return out;
+}
+
+Result<std::string> OciLayoutDir::read_blob(std::string_view digest) const {
+  if (!valid_digest(digest)) {
+    return fail(Errc::invalid_argument, fmt::format("{}: invalid digest {}", m_label, str::go_quote(digest)));
+  }
+  TRY(std::string bytes, read_document(blob_path(digest), fmt::format("blob {}", digest)));
+  if (sha256(bytes).str() != digest) {
+    return fail(Errc::corrupt, fmt::format("{}: blob {} does not match its digest", m_label, digest));
+  }
+  return bytes;
+}
+
+Result<image::Index> OciLayoutDir::read_index() const {
+  TRY(std::string bytes, read_document(fsys::path(m_dir) / "index.json", "index.json"));
+  return image::parse_index(bytes, m_label + " index.json");
+}
 
 OciLayoutSource parse_oci_layout_source(std::string_view source) {
   OciLayoutSource out;
@@ -122,50 +122,48 @@ OciLayoutSource parse_oci_layout_source(std::string_view source) {
 }
 
 Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::string_view source) {
-  Layout layout;
-  layout.src = parse_oci_layout_source(source);
-  layout.label = fmt::format("oci-layout {}", str::go_quote(layout.src.dir));
-  if (layout.src.dir.empty()) {
+  OciLayoutSource src = parse_oci_layout_source(source);
+  OciLayoutDir layout(src.dir, fmt::format("oci-layout {}", str::go_quote(src.dir)));
+  if (src.dir.empty()) {
     return fail(Errc::invalid_argument, fmt::format("invalid oci-layout source {}: no directory", str::go_quote(source)));
   }
-  TRY(std::string index_bytes, layout.read_document(fsys::path(layout.src.dir) / "index.json", "index.json"));
-  TRY(image::Index index, image::parse_index(index_bytes, layout.label + " index.json"));
+  TRY(image::Index index, layout.read_index());
 
   // The entry the source names.
   std::optional<image::Descriptor> chosen;
-  if (!layout.src.digest.empty()) {
+  if (!src.digest.empty()) {
     for (const auto& m : index.manifests) {
-      if (m.digest == layout.src.digest) {
+      if (m.digest == src.digest) {
         chosen = m;
       }
     }
     if (!chosen) {
       // Any manifest in the blobs (a platform manifest of an index, say).
-      TRY(std::string bytes, layout.read_blob(layout.src.digest));
-      TRY(image::Manifest probe, image::parse_manifest(bytes, layout.label + " manifest " + layout.src.digest));
+      TRY(std::string bytes, layout.read_blob(src.digest));
+      TRY(image::Manifest probe, image::parse_manifest(bytes, layout.label() + " manifest " + src.digest));
       image::Descriptor d;
       d.media_type = probe.media_type.empty() ? std::string(image::media::oci_manifest) : probe.media_type;
-      d.digest = layout.src.digest;
+      d.digest = src.digest;
       d.size = static_cast<int64_t>(bytes.size());
       chosen = d;
     }
-  } else if (!layout.src.tag.empty()) {
+  } else if (!src.tag.empty()) {
     for (const auto& m : index.manifests) {
       auto rn = m.annotations.find(std::string(k_ref_name));
       auto cn = m.annotations.find(std::string(k_containerd_name));
-      bool match = (rn != m.annotations.end() && rn->second == layout.src.tag) ||
-                   (cn != m.annotations.end() && cn->second.ends_with(":" + layout.src.tag));
+      bool match = (rn != m.annotations.end() && rn->second == src.tag) ||
+                   (cn != m.annotations.end() && cn->second.ends_with(":" + src.tag));
       if (match && !chosen) {
         chosen = m;
       }
     }
     if (!chosen) {
-      return fail(Errc::not_found, fmt::format("{}: no image tagged {}", layout.label, str::go_quote(layout.src.tag)));
+      return fail(Errc::not_found, fmt::format("{}: no image tagged {}", layout.label(), str::go_quote(src.tag)));
     }
   } else {
     if (index.manifests.size() != 1) {
       return fail(Errc::invalid_argument,
-                  fmt::format("{}: index.json lists {} images; name one with :TAG or @DIGEST", layout.label,
+                  fmt::format("{}: index.json lists {} images; name one with :TAG or @DIGEST", layout.label(),
                               index.manifests.size()));
     }
     chosen = index.manifests.front();
@@ -174,11 +172,11 @@ Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::
 
   // Manifest, config, layers: verified into a staging area, then committed.
   TRY(std::string manifest_bytes, layout.read_blob(desc.digest));
-  TRY(image::Manifest manifest, image::parse_manifest(manifest_bytes, layout.label + " manifest " + desc.digest));
+  TRY(image::Manifest manifest, image::parse_manifest(manifest_bytes, layout.label() + " manifest " + desc.digest));
   TRY(std::string config_bytes, layout.read_blob(manifest.config.digest));
-  TRY(image::ImageConfig config, image::parse_config(config_bytes, layout.label + " config " + manifest.config.digest));
+  TRY(image::ImageConfig config, image::parse_config(config_bytes, layout.label() + " config " + manifest.config.digest));
   if (config.rootfs.diff_ids.size() != manifest.layers.size()) {
-    return fail(Errc::corrupt, fmt::format("{}: manifest {} has {} layers but its config {} diff_ids", layout.label,
+    return fail(Errc::corrupt, fmt::format("{}: manifest {} has {} layers but its config {} diff_ids", layout.label(),
                                            desc.digest, manifest.layers.size(), config.rootfs.diff_ids.size()));
   }
   TRY(auto staging, image::Staging::create(store.content()));
@@ -187,14 +185,14 @@ Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::
   ni.created = config.created;
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
     const image::Descriptor& l = manifest.layers[i];
-    if (!valid_digest(l.digest)) {
-      return fail(Errc::invalid_argument, fmt::format("{}: invalid layer digest {}", layout.label, str::go_quote(l.digest)));
+    if (!OciLayoutDir::valid_digest(l.digest)) {
+      return fail(Errc::invalid_argument, fmt::format("{}: invalid layer digest {}", layout.label(), str::go_quote(l.digest)));
     }
     TRY(auto w, staging->writer(l.digest));
-    UniqueFd fd(::open(layout.blob(l.digest).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    UniqueFd fd(::open(layout.blob_path(l.digest).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd) {
       return fail(Errc::not_found,
-                  fmt::format("{}: layer blob {} is missing: {}", layout.label, l.digest, std::strerror(errno)));
+                  fmt::format("{}: layer blob {} is missing: {}", layout.label(), l.digest, std::strerror(errno)));
     }
     char buf[1 << 16];
     ssize_t n = 0;
@@ -202,7 +200,7 @@ Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::
       TRY_VOID(w.write(buf, static_cast<size_t>(n)));
     }
     if (n < 0) {
-      return fail(Errc::io, fmt::format("{}: cannot read layer {}: {}", layout.label, l.digest, std::strerror(errno)));
+      return fail(Errc::io, fmt::format("{}: cannot read layer {}: {}", layout.label(), l.digest, std::strerror(errno)));
     }
     uint64_t size = w.size();
     TRY(auto got, w.commit(l.digest));
@@ -218,7 +216,7 @@ Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::
   TRY_VOID(store.commit(*staging, {ni}));
   TRY(auto rec, store.db().image(ni.manifest_digest));
   if (!rec) {
-    return fail(Errc::internal, fmt::format("{}: image {} vanished after commit", layout.label, ni.manifest_digest));
+    return fail(Errc::internal, fmt::format("{}: image {} vanished after commit", layout.label(), ni.manifest_digest));
   }
   return store.load(*rec);
 }

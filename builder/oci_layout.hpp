@@ -12,6 +12,7 @@
 // neither, index.json must list exactly one entry. An index entry is
 // resolved to the host platform's manifest.
 
+#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,34 @@
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
+
+/// Read access to an OCI image layout directory (blobs/sha256/<hex>,
+/// index.json); shared by oci-layout:// contexts and the build-cache import.
+/// Documents are read without following a final symlink and capped at 4 MiB.
+class OciLayoutDir {
+public:
+  /// The layout at `dir`; `label` prefixes every error ("oci-layout \"/x\"").
+  OciLayoutDir(std::string dir, std::string label) : m_dir(std::move(dir)), m_label(std::move(label)) {}
+  /// True for "sha256:" and 64 lowercase hex digits (so a digest can never
+  /// name a path outside blobs/sha256).
+  static bool valid_digest(std::string_view digest);
+  /// Where the blob `digest` (which must be valid) lives.
+  std::filesystem::path blob_path(std::string_view digest) const;
+  /// A small file read whole; `what` names it in errors.
+  Result<std::string> read_document(const std::filesystem::path& path, std::string_view what) const;
+  /// A small blob, verified against its digest.
+  Result<std::string> read_blob(std::string_view digest) const;
+  /// index.json, parsed.
+  Result<image::Index> read_index() const;
+  /// The directory.
+  const std::string& dir() const { return m_dir; }
+  /// The label of errors.
+  const std::string& label() const { return m_label; }
+
+private:
+  std::string m_dir;
+  std::string m_label;
+};
 
 /// A parsed oci-layout:// source.
 struct OciLayoutSource {

@@ -23,7 +23,10 @@ Result<std::optional<cache::CacheRecord>> StepCache::lookup(const std::string& k
                                                             const std::function<bool(const std::string&)>& has_blob) {
   TRY(auto rec, m_db->get(key));
   if (rec && rec->has_layer() && !has_blob(rec->layer.blob_digest)) {
-    return std::optional<cache::CacheRecord>();
+    rec.reset();
+  }
+  if (!rec && m_io != nullptr && m_content != nullptr) {
+    return m_io->fetch(key, *m_content, *m_db);
   }
   return rec;
 }
@@ -42,10 +45,17 @@ Result<std::string> StepCache::explain(const std::string& parent, int position, 
 }
 
 Result<void> StepCache::record(const cache::CacheRecord& record, const std::function<Result<void>()>& publish) {
-  return m_db->put(record, publish);
+  TRY_VOID(m_db->put(record, publish));
+  if (m_io != nullptr) {
+    m_io->note_key(record.key);
+  }
+  return ok();
 }
 
 void StepCache::used(const std::string& key) {
+  if (m_io != nullptr) {
+    m_io->note_key(key);
+  }
   std::lock_guard lock(m_mu);
   m_used.push_back(key);
 }

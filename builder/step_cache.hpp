@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "builder/cache_io.hpp"
 #include "builder/cache_steps.hpp"
 #include "cache/records.hpp"
 #include "cache/stat_index.hpp"
@@ -25,13 +26,24 @@ public:
   /// `keys_dir` ("" = none) receives one text file per key.
   static Result<std::unique_ptr<StepCache>> open(const std::filesystem::path& meta_db, std::string keys_dir);
 
+  /// Consults `io`'s imported records on a local miss (their blobs go to
+  /// `content`) and tells it every key used or written.
+  void attach(CacheIo* io, const image::ContentStore* content) {
+    m_io = io;
+    m_content = content;
+  }
+  /// Where the hit of `key` came from: "" for the local cache, else the
+  /// imported cache's label.
+  std::string source_of(const std::string& key) const { return m_io != nullptr ? m_io->source_of(key) : ""; }
+
   /// The stat index of this build.
   cache::StatIndex& index() { return m_index; }
   /// The records.
   cache::CacheDb& db() { return *m_db; }
 
   /// The record of `key`, nullopt on a miss (also when its layer blob is
-  /// gone: `has_blob` checks that).
+  /// gone: `has_blob` checks that); on a local miss, an imported record
+  /// (stored locally first) when attached to a CacheIo.
   Result<std::optional<cache::CacheRecord>> lookup(const std::string& key,
                                                    const std::function<bool(const std::string&)>& has_blob);
   /// Why the step missed, comparing with the newest record of the same
@@ -55,6 +67,8 @@ private:
   std::string m_keys_dir;
   std::mutex m_mu;
   std::vector<std::string> m_used;
+  CacheIo* m_io = nullptr;
+  const image::ContentStore* m_content = nullptr;
 };
 
 }  // namespace imgbuild::builder

@@ -28,6 +28,7 @@
 #include "builder/executor.hpp"
 #include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
+#include "cli/build_cache_io.hpp"
 #include "cli/build_checks.hpp"
 #include "cli/build_metadata.hpp"
 #include "cli/build_push.hpp"
@@ -70,6 +71,8 @@ struct BuildFlags {
   bool push = false;
   std::string snapshotter = "auto";
   bool check = false;
+  std::vector<std::string> cache_from;
+  std::vector<std::string> cache_to;
 };
 
 // -o parsed.
@@ -477,6 +480,8 @@ void run_build(BuildFlags& f, Context& ctx) {
   exec.now_nsec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since).count() %
                                         1000000000LL);
 
+  BuildCacheIo cache_io = open_build_cache_io(f.cache_from, f.cache_to);
+  exec.cache_io = cache_io.io.get();
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
@@ -496,6 +501,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     throw CommandError{msg, 1};
   }
   write_outputs(*store, *built, outputs, tags);
+  export_build_cache(cache_io, *store, *built, f.quiet || f.progress == "quiet");
   for (const auto& p : image_outs.pushes) {
     push_built_image(*store, built->manifest_digest, p, f.quiet || f.progress == "quiet");
   }
@@ -527,6 +533,8 @@ void run_build(BuildFlags& f, Context& ctx) {
       nlohmann::json js = {{"name", s.name}, {"line", s.line}, {"duration", s.seconds}, {"cached", s.cached}};
       if (!s.cached) {
         js["cache_reason"] = s.cache_reason;
+      } else {
+        js["cache_source"] = s.cache_source.empty() ? "local" : s.cache_source;
       }
       if (!s.layer_digest.empty()) {
         js["layer"] = s.layer_digest;
@@ -576,6 +584,11 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
   cmd->add_flag("--push", flags->push, "Push the image to the registry (shorthand for -o type=registry)");
   cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
+  cmd->add_option("--cache-from", flags->cache_from,
+                  "External cache source (type=local,src=DIR | type=registry,ref=REF | REF)");
+  cmd->add_option("--cache-to", flags->cache_to,
+                  "Cache export destination (type=local,dest=DIR | type=registry,ref=REF; mode=min|max, "
+                  "mounts=true, mounts-max-size=SIZE)");
   cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
   cmd->add_flag("--check", flags->check, "Run the build checks only (no build); exit 1 when they warn");
   cmd->callback([flags, &ctx]() {

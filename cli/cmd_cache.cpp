@@ -58,32 +58,7 @@ uint64_t dir_size(const fsys::path& dir) {
 
 /// Parses a size: bytes, or a number with B, KB/K, MB/M, GB/G, TB/T (powers
 /// of 1024, as docker's RAMInBytes), KiB… too.
-std::optional<uint64_t> parse_cache_size(const std::string& text) {
-  std::string s = str::to_lower(std::string(str::trim(text)));
-  size_t i = 0;
-  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == '.')) {
-    ++i;
-  }
-  if (i == 0) {
-    return std::nullopt;
-  }
-  double n = 0;
-  try {
-    n = std::stod(s.substr(0, i));
-  } catch (...) {
-    return std::nullopt;
-  }
-  std::string unit(str::trim(s.substr(i)));
-  static const std::map<std::string, double> k_units = {
-      {"", 1},          {"b", 1},         {"k", 1024.0},     {"kb", 1024.0},    {"kib", 1024.0},
-      {"m", 1048576.0}, {"mb", 1048576.0}, {"mib", 1048576.0}, {"g", 1073741824.0}, {"gb", 1073741824.0},
-      {"gib", 1073741824.0}, {"t", 1099511627776.0}, {"tb", 1099511627776.0}, {"tib", 1099511627776.0}};
-  auto it = k_units.find(unit);
-  if (it == k_units.end() || n < 0) {
-    return std::nullopt;
-  }
-  return static_cast<uint64_t>(n * it->second);
-}
+std::optional<uint64_t> parse_cache_size(const std::string& text) { return str::parse_size(text); }
 
 /// Parses a Go duration ("24h", "1h30m", "90s", "500ms") to seconds.
 std::optional<int64_t> parse_cache_duration(const std::string& text) {

@@ -368,18 +368,31 @@ void add_commit(CLI::App* sub, Context& ctx) {
 
 // docker start / restart of a kept (stopped) container: its command runs
 // again, attached, over the image with the container's changes laid on top,
-// and the changes of this run are added to them. The view is always a copy
-// view: its baseline is taken before the earlier changes are merged in, so
-// what it reports is everything the container changed since the image.
+// and the changes of this run are added to them. The snapshotter is run's
+// (overlay unless --snapshotter says otherwise): overlay mounts the
+// container's upper directory in place as the view's upper, copy merges it
+// into a fresh view (Snapshotter::prepare_over); either way the view then
+// holds everything the container changed since the image.
 void add_start(CLI::App* sub, Context& ctx) {
   auto ids = std::make_shared<std::vector<std::string>>();
+  auto kind = std::make_shared<std::string>("auto");
   sub->add_option("container", *ids, "Containers (id, id prefix or name)")->required();
   sub->add_flag("-a,--attach")->description("Accepted for docker compatibility (imgbuild always attaches)");
-  sub->callback([&ctx, ids]() {
+  sub->add_option("--snapshotter", *kind, "Snapshotter: auto, overlay, copy")
+      ->check(CLI::IsMember({"auto", "overlay", "copy"}));
+  sub->callback([&ctx, ids, kind]() {
     auto store = open_store(ctx);
     int exit_code = 0;
     for (const auto& arg : *ids) {
       auto [dir, rec] = find_container(*store, arg);
+      std::error_code ec;
+      if (!fsys::exists(dir / "upper", ec) && fsys::is_directory(dir / "upper.new", ec)) {
+        // A start that stopped between its two renames below.
+        fsys::rename(dir / "upper.new", dir / "upper", ec);
+      }
+      if (!fsys::is_directory(dir / "upper", ec)) {
+        fsys::create_directory(dir / "upper", ec);  // a container that changed nothing
+      }
       image::LoadedImage img = unwrap(store->load(unwrap(store->resolve(rec.value("image", "")))));
       image::ContainerConfig cc = img.config.config.value_or(image::ContainerConfig{});
       sandbox::RunSpec spec;
@@ -393,17 +406,20 @@ void add_start(CLI::App* sub, Context& ctx) {
       if (spec.argv.empty()) {
         throw CommandError{fmt::format("container {} has no command", arg), 1};
       }
-      auto snapshotter = open_snapshotter(*store, "copy");
+      auto snapshotter = open_snapshotter(*store, *kind);
       auto sb = unwrap(sandbox::make_sandbox("auto"));
-      auto view = unwrap(snapshotter->prepare(layer_dirs_of(*store, img)));
-      unwrap(snapshot::merge_layer(dir / "upper", view->root()));
+      auto view = unwrap(snapshotter->prepare_over(layer_dirs_of(*store, img), dir / "upper"));
       auto result = run_in_view(*sb, *view, spec);
-      // The new changes replace the old ones only once they are complete.
-      std::error_code ec;
+      // The new changes replace the old ones only once they are complete
+      // (an overlay view's commit moves the upper itself: nothing is left
+      // to set aside then).
       fsys::remove_all(dir / "upper.new", ec);
       unwrap(view->commit(dir / "upper.new"));
       fsys::remove_all(dir / "upper.old", ec);
-      fsys::rename(dir / "upper", dir / "upper.old", ec);
+      ec.clear();
+      if (fsys::exists(dir / "upper", ec)) {
+        fsys::rename(dir / "upper", dir / "upper.old", ec);
+      }
       if (!ec) {
         fsys::rename(dir / "upper.new", dir / "upper", ec);
       }

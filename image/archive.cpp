@@ -660,23 +660,35 @@ Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items,
     }
   }
   for (const auto& [digest, size] : plan.blobs) {
-    fs::path dest = dir / "blobs" / "sha256" / digest.substr(7);
-    if (fs::exists(dest, ec) && fs::file_size(dest, ec) == size) {
-      continue;
-    }
-    fs::path tmp = dest;
-    tmp += ".tmp";
-    fs::copy_file(store.content().blob_path(digest), tmp, fs::copy_options::overwrite_existing, ec);
-    if (ec) {
-      return fail(Errc::io, fmt::format("copy blob {} to {}: {}", digest, dir.string(), ec.message()));
-    }
-    fs::rename(tmp, dest, ec);
-    if (ec) {
-      return fail(Errc::io, fmt::format("rename {}: {}", tmp.string(), ec.message()));
-    }
+    TRY(bool copied, put_layout_blob(store.content().blob_path(digest), digest, size, dir));
+    (void)copied;
   }
+  return write_layout_index(dir, index_json(plan, existing));
+}
+
+Result<bool> put_layout_blob(const fs::path& source, std::string_view digest, uint64_t size, const fs::path& dir) {
+  std::error_code ec;
+  fs::path dest = dir / "blobs" / "sha256" / std::string(digest.substr(7));
+  if (fs::is_regular_file(fs::symlink_status(dest, ec)) && fs::file_size(dest, ec) == size) {
+    return false;
+  }
+  fs::create_directories(dest.parent_path(), ec);
+  fs::path tmp = dest;
+  tmp += ".tmp";
+  fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("copy blob {} to {}: {}", digest, dir.string(), ec.message()));
+  }
+  fs::rename(tmp, dest, ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("rename {}: {}", tmp.string(), ec.message()));
+  }
+  return true;
+}
+
+Result<void> write_layout_index(const fs::path& dir, std::string_view index) {
   TRY_VOID(write_file_atomic(dir / "oci-layout", k_oci_layout));
-  return write_file_atomic(dir / "index.json", index_json(plan, existing));
+  return write_file_atomic(dir / "index.json", index);
 }
 
 // ---- load ---------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "image/reference.hpp"
@@ -62,6 +63,17 @@ Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items,
 /// Writes an OCI image layout directory (created if missing; must be empty
 /// or an existing layout).
 Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const std::filesystem::path& dir);
+
+/// Copies the blob file `source` (content `digest`, `size` bytes) into the
+/// OCI layout directory `dir` as blobs/sha256/<hex>, through a temporary
+/// name and a rename, unless a regular file of that size is there already.
+/// True when copied. `digest` must be a valid sha256 digest.
+Result<bool> put_layout_blob(const std::filesystem::path& source, std::string_view digest, uint64_t size,
+                             const std::filesystem::path& dir);
+
+/// Writes the oci-layout marker and `index` as index.json of the layout
+/// directory `dir`, each replaced atomically (temporary file and rename).
+Result<void> write_layout_index(const std::filesystem::path& dir, std::string_view index);
 
 /// Loads every image of the archive read from `in_fd` (`label` names it in
 /// errors). Returns the lines to print ("Loaded image: busybox:latest",

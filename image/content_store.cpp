@@ -174,6 +174,8 @@ BlobWriter::BlobWriter(BlobWriter&& o) noexcept
       m_tmp_path(std::move(o.m_tmp_path)),
       m_discard(o.m_discard),
       m_hash(std::move(o.m_hash)),
+      m_digest(o.m_digest),
+      m_synced(o.m_synced),
       m_size(o.m_size) {
   o.m_fd = -1;
   o.m_staging = nullptr;
@@ -188,6 +190,8 @@ BlobWriter& BlobWriter::operator=(BlobWriter&& o) noexcept {
     m_tmp_path = std::move(o.m_tmp_path);
     m_discard = o.m_discard;
     m_hash = std::move(o.m_hash);
+    m_digest = o.m_digest;
+    m_synced = o.m_synced;
     m_size = o.m_size;
     o.m_fd = -1;
     o.m_staging = nullptr;
@@ -213,6 +217,9 @@ Result<void> BlobWriter::write(const void* data, size_t size) {
   if (m_staging == nullptr) {
     return fail(Errc::internal, "write to a finished blob writer");
   }
+  if (m_digest || m_synced) {
+    return fail(Errc::internal, "write to a blob writer that was already synced or hashed");
+  }
   m_hash.update(data, size);
   m_size += size;
   if (m_discard) {
@@ -233,40 +240,62 @@ Result<void> BlobWriter::write(const void* data, size_t size) {
   return ok();
 }
 
+Result<Sha256Digest> BlobWriter::digest() {
+  if (m_staging == nullptr) {
+    return fail(Errc::internal, "digest of a finished blob writer");
+  }
+  if (!m_digest) {
+    m_digest = m_hash.finish();
+  }
+  return *m_digest;
+}
+
+Result<void> BlobWriter::sync() {
+  if (m_staging == nullptr) {
+    return fail(Errc::internal, "sync of a finished blob writer");
+  }
+  if (!m_discard && !m_synced && ::fsync(m_fd) != 0) {
+    return sys_fail("fsync", m_tmp_path);
+  }
+  m_synced = true;
+  return ok();
+}
+
 Result<std::string> BlobWriter::commit(std::optional<std::string_view> expected) {
   if (m_staging == nullptr) {
     return fail(Errc::internal, "commit of a finished blob writer");
   }
-  std::string digest = m_hash.finish().str();
+  TRY(Sha256Digest finished, digest());
+  std::string got = finished.str();
   Staging* staging = m_staging;
   m_staging = nullptr;
-  if (expected && *expected != digest) {
+  if (expected && *expected != got) {
     abort();
-    return fail(Errc::corrupt, fmt::format("digest mismatch: content hashes to {}, expected {}", digest, *expected));
+    return fail(Errc::corrupt, fmt::format("digest mismatch: content hashes to {}, expected {}", got, *expected));
   }
   if (m_discard) {
-    return digest;
+    return got;
   }
-  if (::fsync(m_fd) != 0) {
+  if (!m_synced && ::fsync(m_fd) != 0) {
     Error e = sys_fail("fsync", m_tmp_path).error;
     abort();
     return fail(std::move(e));
   }
   ::close(m_fd);
   m_fd = -1;
-  if (staging->m_staged.count(digest) != 0 || staging->m_store.has(digest)) {
+  if (staging->m_staged.count(got) != 0 || staging->m_store.has(got)) {
     abort();  // identical content is already there
-    return digest;
+    return got;
   }
-  fs::path dest = staging->m_dir / hex_of(digest);
+  fs::path dest = staging->m_dir / hex_of(got);
   if (::rename(m_tmp_path.c_str(), dest.c_str()) != 0) {
     Error e = sys_fail("rename", m_tmp_path).error;
     abort();
     return fail(std::move(e));
   }
   m_tmp_path.clear();
-  staging->m_staged[digest] = m_size;
-  return digest;
+  staging->m_staged[got] = m_size;
+  return got;
 }
 
 // ---- Staging ----------------------------------------------------------------

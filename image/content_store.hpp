@@ -72,6 +72,14 @@ public:
   Result<void> write(std::string_view s) { return write(s.data(), s.size()); }
   /// Bytes written so far.
   uint64_t size() const { return m_size; }
+  /// Finishes hashing and returns the digest of every byte written (a
+  /// downloader compares it with the digest it expects instead of hashing
+  /// the same bytes a second time). Further writes fail; commit() checks
+  /// this same digest.
+  Result<Sha256Digest> digest();
+  /// fsyncs the bytes written so far, so that commit() need not: callers that
+  /// commit under a lock sync first, outside it. Further writes fail.
+  Result<void> sync();
   /// Finishes the blob: when `expected` is given the content must hash to it
   /// (Errc::corrupt naming both digests otherwise). The blob is fsync'd and
   /// moved into the staging area. Returns the digest.
@@ -86,6 +94,8 @@ private:
   std::filesystem::path m_tmp_path;
   bool m_discard = false;  // the blob is already stored: hash only
   Sha256 m_hash;
+  std::optional<Sha256Digest> m_digest;  // set once hashing is finished
+  bool m_synced = false;                 // sync() ran: commit skips its fsync
   uint64_t m_size = 0;
 };
 

@@ -577,7 +577,8 @@ Result<std::optional<uint64_t>> Client::blob_exists(const Repository& repo,
 }
 
 Result<uint64_t> Client::get_blob(const Repository& repo, const Sha256Digest& digest,
-                                  std::optional<uint64_t> size, const BodySink& sink) {
+                                  std::optional<uint64_t> size, const BodySink& sink,
+                                  const std::function<Result<Sha256Digest>()>& sink_digest) {
   Call call{repo.registry, repo.name, "blob " + digest.str(), {"repository:" + repo.name + ":pull"}};
   TRY(std::string base, base_url(repo.registry));
   std::string url = fmt::format("{}/v2/{}/blobs/{}", base, repo.name, digest.str());
@@ -610,7 +611,9 @@ Result<uint64_t> Client::get_blob(const Repository& repo, const Sha256Digest& di
         return fail(Errc::corrupt, fmt::format("{}: the registry sent more than the expected {} bytes",
                                                call.describe(), *size));
       }
-      hash.update(chunk.data(), chunk.size());
+      if (!sink_digest) {
+        hash.update(chunk.data(), chunk.size());
+      }
       received += chunk.size();
       return sink(chunk);
     };
@@ -668,7 +671,12 @@ Result<uint64_t> Client::get_blob(const Repository& repo, const Sha256Digest& di
       return fail(Errc::corrupt, fmt::format("{}: got {} of {} bytes (gave up after {} attempts)",
                                              call.describe(), received, *size, attempt));
     }
-    Sha256Digest got = hash.finish();
+    Sha256Digest got;
+    if (sink_digest) {
+      TRY(got, sink_digest());
+    } else {
+      got = hash.finish();
+    }
     if (!(got == digest)) {
       return fail(Errc::corrupt, fmt::format("{}: content has digest {} ({} bytes): refusing it",
                                              call.describe(), got.str(), received));

@@ -140,9 +140,13 @@ public:
   /// ignores Range). The whole content must hash to `digest` and, when
   /// `size` is given, have that size: otherwise the call fails with
   /// Errc::corrupt — the sink has then seen unverified bytes and must
-  /// discard them. Returns the byte count.
+  /// discard them. Returns the byte count. When `sink_digest` is given the
+  /// sink hashes every byte it is handed (a store's blob writer does) and
+  /// sink_digest() returns that digest at the end: the client compares it
+  /// instead of hashing the same bytes a second time.
   Result<uint64_t> get_blob(const Repository& repo, const Sha256Digest& digest,
-                            std::optional<uint64_t> size, const BodySink& sink);
+                            std::optional<uint64_t> size, const BodySink& sink,
+                            const std::function<Result<Sha256Digest>()>& sink_digest = {});
 
   /// Pushes a blob whose content hashes to `digest`: HEAD check, mount when
   /// asked, else POST + (PATCH chunks, newest Location each time) + PUT

@@ -72,7 +72,10 @@ Result<LayerSums> layer_sums(const std::filesystem::path& path, const std::strin
 // after it lands. Bounded: feed() waits while k_max_queued bytes are pending.
 class DiffSummer {
 public:
-  explicit DiffSummer(std::string what) : m_what(std::move(what)), m_thread([this] { run(); }) {}
+  // blob_digest: the digest the download is verified against. An
+  // uncompressed layer's diff_id is that digest: it is not hashed again.
+  DiffSummer(std::string what, std::string blob_digest)
+      : m_what(std::move(what)), m_blob_digest(std::move(blob_digest)), m_thread([this] { run(); }) {}
   ~DiffSummer() { abort(); }
   DiffSummer(const DiffSummer&) = delete;
   DiffSummer& operator=(const DiffSummer&) = delete;
@@ -141,8 +144,12 @@ private:
   void run() {
     auto summary = [&]() -> Result<LayerSums> {
       TRY(auto reader, tar::Reader::open([this](void* buf, size_t cap) { return read(buf, cap); }, m_what));
+      const bool plain = reader->compression() == tar::Compression::none;
+      if (plain) {
+        reader->stop_hashing();
+      }
       TRY(tar::ReadSummary sum, reader->finish());
-      return LayerSums{sum.diff_id.str(), sum.uncompressed_size};
+      return LayerSums{plain ? m_blob_digest : sum.diff_id.str(), sum.uncompressed_size};
     }();
     std::lock_guard lock(m_mutex);
     m_result = std::move(summary);
@@ -151,6 +158,7 @@ private:
   }
 
   std::string m_what;
+  std::string m_blob_digest;
   std::mutex m_mutex;
   std::condition_variable m_cv;
   std::deque<std::string> m_queue;
@@ -273,7 +281,7 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
     image::BlobWriter& w = *dl.writer;
     std::optional<DiffSummer> summer;
     if (dl.is_layer) {
-      summer.emplace(fmt::format("{}: layer {}", what, dl.desc.digest));
+      summer.emplace(fmt::format("{}: layer {}", what, dl.desc.digest), dl.desc.digest);
     }
     auto got = client.get_blob(repo, *digest, static_cast<uint64_t>(dl.desc.size),
                                [&](std::string_view chunk) -> Result<void> {
@@ -282,7 +290,8 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
                                    summer->feed(chunk);
                                  }
                                  return ok();
-                               });
+                               },
+                               [&] { return w.digest(); });
     if (!got) {
       dl.error = got.error();
       return;
@@ -294,6 +303,12 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
         return;
       }
       dl.sums = *sums;
+    }
+    // The fsync (the slow part of a commit) happens outside the lock,
+    // alongside the other downloads.
+    if (auto synced = w.sync(); !synced) {
+      dl.error = synced.error();
+      return;
     }
     std::lock_guard lock(commit_mutex);
     auto committed = w.commit(dl.desc.digest);

@@ -338,6 +338,11 @@ private:
         left -= static_cast<size_t>(w);
       }
       written += n;
+      m_body_bytes += n;
+      if (m_options.max_bytes != 0 && m_body_bytes > m_options.max_bytes) {
+        return fail(entry_error(e, fmt::format("the archive's files exceed the limit of {} bytes", m_options.max_bytes),
+                                Errc::limit));
+      }
     }
     if (written != e.size) {
       return fail(entry_error(e, fmt::format("body is {} bytes, header says {}", written, e.size)));
@@ -419,6 +424,7 @@ private:
   const fs::Root& m_root;
   tar::Reader& m_reader;
   ApplyOptions m_options;
+  uint64_t m_body_bytes = 0;
   std::vector<char> m_buf;
   std::set<std::string> m_written;
   std::map<std::string, DirTime> m_dir_times;

@@ -51,6 +51,10 @@ struct ApplyOptions {
   /// When set, receives the root-relative path of every entry written
   /// (whiteouts, opaque markers and the root excluded), in archive order.
   std::vector<std::string>* written_paths = nullptr;
+  /// Refuse the archive (Errc::limit) once its file bodies add up to
+  /// more than this many bytes; 0 = no limit. For archives from elsewhere
+  /// that must not fill the disk (an imported cache mount).
+  uint64_t max_bytes = 0;
 };
 
 /// What an apply did.

@@ -26,15 +26,19 @@ Result<void> make_dir(const stdfs::path& p) {
 
 class OverlayView final : public View {
 public:
-  OverlayView(std::string id, stdfs::path dir, std::vector<stdfs::path> parents, mounts::MountRecord record)
-      : m_id(std::move(id)), m_dir(std::move(dir)), m_root(m_dir / "merged"), m_parents(std::move(parents)),
+  // upper: where the changes go; empty = a fresh <dir>/upper. A given upper
+  // lies outside dir and outlives the view unless commit moves it.
+  OverlayView(std::string id, stdfs::path dir, std::vector<stdfs::path> parents, mounts::MountRecord record,
+              stdfs::path upper = {})
+      : m_id(std::move(id)), m_dir(std::move(dir)), m_root(m_dir / "merged"),
+        m_upper(upper.empty() ? m_dir / "upper" : std::move(upper)), m_parents(std::move(parents)),
         m_record(std::move(record)) {}
   ~OverlayView() override { (void)remove(); }
 
   const std::string& id() const override { return m_id; }
   const stdfs::path& root() const override { return m_root; }
   const std::vector<stdfs::path>& parents() const override { return m_parents; }
-  stdfs::path upper() const { return m_dir / "upper"; }
+  const stdfs::path& upper() const { return m_upper; }
   stdfs::path work() const { return m_dir / "work"; }
 
   Result<void> mount(const std::vector<stdfs::path>& lowers_top_first) {
@@ -88,6 +92,7 @@ private:
   std::string m_id;
   stdfs::path m_dir;
   stdfs::path m_root;
+  stdfs::path m_upper;
   std::vector<stdfs::path> m_parents;
   mounts::MountRecord m_record;
   interrupt::Registration m_unmount_on_interrupt;
@@ -101,6 +106,22 @@ public:
   std::string_view name() const override { return "overlay"; }
 
   Result<std::unique_ptr<View>> prepare(const std::vector<stdfs::path>& parents) override {
+    return make_view(parents, {});
+  }
+
+  Result<std::unique_ptr<View>> prepare_over(const std::vector<stdfs::path>& parents,
+                                             const stdfs::path& upper) override {
+    std::error_code ec;
+    if (!stdfs::is_directory(upper, ec)) {
+      return fail(Errc::not_found, "no upper directory at " + upper.string());
+    }
+    return make_view(parents, upper);
+  }
+
+private:
+  // A mounted view over parents; its upper is `upper` when given (in place),
+  // else a new directory inside the view.
+  Result<std::unique_ptr<View>> make_view(const std::vector<stdfs::path>& parents, const stdfs::path& upper) {
     interrupt::install_handlers();
     TRY(size_t ignored, cleanup_stale(m_config));
     (void)ignored;
@@ -110,8 +131,10 @@ public:
     TRY(mounts::MountRecord record,
         mounts::MountRecord::create(m_config.runtime_dir, id, {dir / "merged"}, {dir}));
     TRY_VOID(make_dir(dir));
-    auto view = std::make_unique<OverlayView>(id, dir, parents, std::move(record));
-    TRY_VOID(make_dir(view->upper()));
+    auto view = std::make_unique<OverlayView>(id, dir, parents, std::move(record), upper);
+    if (upper.empty()) {
+      TRY_VOID(make_dir(view->upper()));
+    }
     TRY_VOID(make_dir(view->work()));
     TRY_VOID(make_dir(view->root()));
 
@@ -132,7 +155,6 @@ public:
     return std::unique_ptr<View>(std::move(view));
   }
 
-private:
   // The merged tree of `chain`, cached by the list of layer paths (layer
   // directories never change once committed).
   Result<stdfs::path> flatten(const std::vector<stdfs::path>& chain, const stdfs::path& view_dir) {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "snapshot/copy.hpp"
 #include "snapshot/internal.hpp"
 #include "snapshot/mounts.hpp"
 #include "util/fs.hpp"
@@ -75,6 +76,19 @@ void View::note_written(const std::vector<std::string>& paths) {
       m_written.insert(std::move(clean));
     }
   }
+}
+
+Result<std::unique_ptr<View>> Snapshotter::prepare_over(const std::vector<std::filesystem::path>& parents,
+                                                        const std::filesystem::path& upper) {
+  TRY(std::unique_ptr<View> view, prepare(parents));
+  // The baseline was taken before the merge: changes() reports the earlier
+  // changes too.
+  auto merged = merge_layer(upper, view->root());
+  if (!merged) {
+    (void)view->remove();
+    return fail(std::move(merged).error());
+  }
+  return view;
 }
 
 Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOptions& options) {

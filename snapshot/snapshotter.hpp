@@ -98,6 +98,15 @@ public:
   /// A writable view over parents (layer directories, lowest first; empty
   /// for an empty root). Cleans up what killed processes left first.
   virtual Result<std::unique_ptr<View>> prepare(const std::vector<std::filesystem::path>& parents) = 0;
+  /// A writable view over parents whose changes start as those in `upper`,
+  /// an upper directory that an earlier view's commit left (a kept
+  /// container's): changes() and commit() then cover the earlier changes and
+  /// the new ones. remove(), or a killed process, never deletes `upper`.
+  /// overlay mounts `upper` in place as its upper directory (the run's writes
+  /// land in it, commit moves it to layer_dir); the default, used by copy,
+  /// merges it into a fresh prepare() view and leaves it untouched.
+  virtual Result<std::unique_ptr<View>> prepare_over(const std::vector<std::filesystem::path>& parents,
+                                                     const std::filesystem::path& upper);
 };
 
 /// Creates a snapshotter. kind: "auto" (overlay when an overlay mount works

@@ -1,7 +1,9 @@
 #include "util/strings.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -179,6 +181,33 @@ std::string human_size(uint64_t bytes, int significant) {
     ++unit;
   }
   return fmt::format("{:.{}g}{}", value, significant, k_units[unit]);
+}
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+  std::string s = to_lower(trim(text));
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == '.')) {
+    ++i;
+  }
+  if (i == 0) {
+    return std::nullopt;
+  }
+  double n = 0;
+  try {
+    n = std::stod(s.substr(0, i));
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit(trim(std::string_view(s).substr(i)));
+  static const std::map<std::string, double> k_units = {
+      {"", 1},          {"b", 1},         {"k", 1024.0},     {"kb", 1024.0},    {"kib", 1024.0},
+      {"m", 1048576.0}, {"mb", 1048576.0}, {"mib", 1048576.0}, {"g", 1073741824.0}, {"gb", 1073741824.0},
+      {"gib", 1073741824.0}, {"t", 1099511627776.0}, {"tb", 1099511627776.0}, {"tib", 1099511627776.0}};
+  auto it = k_units.find(unit);
+  if (it == k_units.end() || n < 0) {
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(n * it->second);
 }
 
 }  // namespace imgbuild::str

@@ -40,4 +40,9 @@ std::string go_quote(std::string_view s);
 /// `significant` digits (docker images uses 3).
 std::string human_size(uint64_t bytes, int significant = 4);
 
+/// Parses a size: bytes, or a number with B, K/KB/KiB, M/MB/MiB, G/GB/GiB,
+/// T/TB/TiB (powers of 1024, as docker's RAMInBytes), case-insensitive;
+/// nullopt when it is not one.
+std::optional<uint64_t> parse_size(std::string_view text);
+
 }  // namespace imgbuild::str

@@ -199,6 +199,9 @@ public:
 
   // Hashes the first n bytes of the buffer last returned by buffer().
   void submit(size_t n) {
+    if (m_off) {
+      return;  // the slot is free again at once
+    }
     size_t slot = m_submitted % k_slots;
     if (!m_worker.joinable() && m_inline + n <= k_sync_bytes) {
       m_hash.update(m_slots[slot].data(), n);
@@ -219,8 +222,15 @@ public:
   Sha256Digest finish() {
     std::unique_lock lock(m_mu);
     m_cv.wait(lock, [&] { return m_done == m_submitted; });
+    if (m_off) {
+      return Sha256Digest{};
+    }
     return m_hash.finish();
   }
+
+  // Buffers submitted from now on are not hashed (what was submitted
+  // before still is, by the worker, harmlessly).
+  void stop() { m_off = true; }
 
 private:
   void work() {
@@ -244,6 +254,7 @@ private:
   std::array<size_t, k_slots> m_sizes{};
   Sha256 m_hash;
   uint64_t m_inline = 0;
+  bool m_off = false;  // only touched by the reading thread
   std::mutex m_mu;
   std::condition_variable m_cv;
   uint64_t m_submitted = 0;  // buffers handed to the worker
@@ -529,6 +540,7 @@ Result<ReadSummary> Reader::finish() {
 }
 
 void Reader::set_max_uncompressed(uint64_t bytes) { m_impl->max_total = bytes; }
+void Reader::stop_hashing() { m_impl->hash.stop(); }
 Compression Reader::compression() const { return m_impl->compression; }
 const std::string& Reader::name() const { return m_impl->name; }
 

@@ -123,6 +123,10 @@ public:
   /// Caps the decompressed stream (decompression bombs): reading past
   /// `bytes` fails with Errc::limit. 0 (the default) = no cap.
   void set_max_uncompressed(uint64_t bytes);
+  /// Stops hashing the decompressed stream: for a caller that already knows
+  /// the diff_id (an uncompressed stream whose digest it verified). finish()
+  /// then returns an all-zero diff_id; the size still counts every byte.
+  void stop_hashing();
   /// Compression detected at open.
   Compression compression() const;
   /// The name given at open, for messages.

@@ -158,28 +158,34 @@ Ignores mount_ignores(const std::string& dockerfile) {
   return ig;
 }
 
-// Makes sure dockerd holds imgbuild-compat-busybox with exactly the layer of
-// `tarball` (one import for all cases; a lock keeps parallel cases from
-// importing at once).
-void ensure_docker_base(const fs::path& tarball, const std::string& diff_id) {
-  std::string script = "if /usr/bin/docker image inspect -f '{{json .RootFS.Layers}}' " + std::string(k_base_name) +
-                       " 2>/dev/null | grep -q " + diff_id.substr(7) + "; then exit 0; fi; /usr/bin/docker import " +
-                       sh_quote(tarball.string()) + " " + k_base_name + ":latest";
-  RunResult r = run_sh("flock /tmp/imgbuild-compat-base.lock sh -c " + sh_quote(script));
-  INFO(r.err);
-  REQUIRE(r.status == 0);
-}
-
-// Builds with dockerd's BuildKit and saves the image to `out`.
+// Builds with dockerd's BuildKit and saves the image to `out`, FROM the
+// base imgbuild-compat-busybox holding exactly the layer of `tarball`.
+//
+// The base's name is shared by every process using this dockerd (parallel
+// cases, other checkouts whose busybox tar may differ), so a re-import can
+// move it between another case's check and its build. The lock file orders
+// that: builds hold it shared from their check until their build is done;
+// an import holds it exclusive. (flock converts a lock by dropping it first,
+// hence the check again after each conversion.) --no-cache: the result
+// depends on the context alone, not on what other builds or a concurrent
+// `docker builder prune` left in BuildKit's cache.
 void docker_build(const std::string& case_name, const fs::path& ctx, const std::vector<std::string>& flags,
-                  const fs::path& out) {
+                  const fs::path& tarball, const std::string& diff_id, const fs::path& out) {
   std::string tag = "imgbuild-test-compat-" + case_name + ":" + std::to_string(::getpid());
-  std::string cmd = "DOCKER_BUILDKIT=1 /usr/bin/docker build --progress plain --network none -t " + sh_quote(tag);
+  std::string build = "DOCKER_BUILDKIT=1 /usr/bin/docker build --no-cache --progress plain --network none -t " +
+                      sh_quote(tag);
   for (const auto& f : flags) {
-    cmd += " " + sh_quote(f);
+    build += " " + sh_quote(f);
   }
-  cmd += " " + sh_quote(ctx.string()) + " && /usr/bin/docker save -o " + sh_quote(out.string()) + " " + sh_quote(tag);
-  RunResult d = run_sh(cmd);
+  build += " " + sh_quote(ctx.string()) + " && /usr/bin/docker save -o " + sh_quote(out.string()) + " " +
+           sh_quote(tag);
+  const std::string base_ok = "/usr/bin/docker image inspect -f '{{json .RootFS.Layers}}' " +
+                              std::string(k_base_name) + " 2>/dev/null | grep -q " + diff_id.substr(7);
+  const std::string import = "/usr/bin/docker import " + sh_quote(tarball.string()) + " " + k_base_name + ":latest";
+  std::string script = "exec 9>/tmp/imgbuild-compat-base.lock; for try in 1 2 3 4 5; do flock -s 9; if " + base_ok +
+                       "; then " + build + "; exit $?; fi; flock -x 9; " + base_ok + " || " + import +
+                       " >/dev/null || exit 1; done; echo 'the base image kept changing' >&2; exit 1";
+  RunResult d = run_sh("sh -c " + sh_quote(script));
   run_sh("/usr/bin/docker rmi " + sh_quote(tag));
   INFO("dockerd build of " << case_name << ":\n" << d.err);
   REQUIRE(d.status == 0);
@@ -306,9 +312,8 @@ void run_case(const std::string& name) {
     CHECK(diff.empty());
     return;
   }
-  ensure_docker_base(tarball, sha256(base_tar).str());
   fs::path theirs = work.path / "theirs.tar";
-  docker_build(name, ctx, flags, theirs);
+  docker_build(name, ctx, flags, tarball, sha256(base_tar).str(), theirs);
   Saved b = read_saved(theirs, work.path);
   // The base's own history entry is each import tool's ("imgbuild import";
   // docker import writes only a comment): not part of the comparison.

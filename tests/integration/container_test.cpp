@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -556,4 +557,61 @@ TEST_CASE("start runs a kept container's command again over its earlier changes"
   r = f.run({"start", "nosuch"});
   CHECK(r.status != 0);
   CHECK(r.err.find("No such container: nosuch") != std::string::npos);
+}
+
+TEST_CASE("start and restart keep the container's upper directory with the overlay snapshotter",
+          "[integration][container]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
+  Fixture f;
+  // Each run: the root's filesystem type, one more line in /data, whether
+  // /bin/ls is still there (the first run deletes it: a whiteout).
+  const std::string script = "if grep -q '^[^ ]* / overlay ' /proc/mounts; then echo overlay; else echo plain; fi; "
+                             "echo x >> /data; wc -l < /data; "
+                             "ls /bin/ls 2>/dev/null || echo no-ls; rm -f /bin/ls";
+  for (const std::string run_kind : {"overlay", "copy"}) {
+    INFO("run --snapshotter " << run_kind);
+    const std::string name = "keep-" + run_kind;
+    RunResult r = f.run({"run", "--snapshotter", run_kind, "--name", name, "base", "sh", "-c", script});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out == (run_kind == "overlay" ? "overlay\n1\n/bin/ls\n" : "plain\n1\n/bin/ls\n"));
+    fs::path upper;
+    for (const auto& e : fs::directory_iterator(f.root / "containers")) {
+      if (read_file(e.path() / "container.json").find("\"" + name + "\"") != std::string::npos) {
+        upper = e.path() / "upper";
+      }
+    }
+    REQUIRE(fs::is_directory(upper));
+
+    // start mounts the container's upper directory itself: the directory
+    // and the file written in it stay the same inodes, and its lines add up.
+    struct stat before {};
+    struct stat data_before {};
+    REQUIRE(::stat(upper.c_str(), &before) == 0);
+    REQUIRE(::stat((upper / "data").c_str(), &data_before) == 0);
+    r = f.run({"start", name});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out == "overlay\n2\nno-ls\n");
+    struct stat after {};
+    struct stat data_after {};
+    REQUIRE(::stat(upper.c_str(), &after) == 0);
+    REQUIRE(::stat((upper / "data").c_str(), &data_after) == 0);
+    CHECK(after.st_ino == before.st_ino);
+    CHECK(data_after.st_ino == data_before.st_ino);
+
+    r = f.run({"restart", "--snapshotter", "overlay", name});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out == "overlay\n3\nno-ls\n");
+    // --snapshotter copy still works over the same changes.
+    r = f.run({"start", "--snapshotter", "copy", name});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out == "plain\n4\nno-ls\n");
+    CHECK(read_file(upper / "data") == "x\nx\nx\nx\n");
+    CHECK(f.mounts() == 0);
+  }
+  CHECK(f.containers() == 2);
 }

@@ -19,24 +19,16 @@
 #include "support/busybox.hpp"
 #include "support/layer_spec.hpp"
 #include "support/paths.hpp"
+#include "support/scratch_dir.hpp"
 #include "util/tar.hpp"
 
 namespace imgbuild::test {
 
-/// A fresh directory, removed at scope exit.
+/// A fresh directory, removed at scope exit: support/scratch_dir.hpp's
+/// ScratchDir with its path as a member, as the integration tests use it.
 struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "imgbuild-it-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
+  ScratchDir dir;
+  std::filesystem::path path = dir.path();
 };
 
 /// Output of a finished command.

@@ -67,7 +67,7 @@ TEST_CASE("a RUN step yields a layer with its file and a whiteout, and commits",
   REQUIRE_RUN_PREREQS();
   const std::string kind = GENERATE("overlay", "copy");
   INFO(kind);
-  test::TempDir t;
+  test::ScratchDir t;
   const fs::path base = t.path() / "layers" / "base";
   test::make_busybox_rootfs(base);
   snapshot::SnapshotterConfig config{t.path() / "work", t.path() / "run"};
@@ -113,7 +113,7 @@ TEST_CASE("a RUN step yields a layer with its file and a whiteout, and commits",
 
 TEST_CASE("a 300-layer chain mounts and runs a command", "[integration][run]") {
   REQUIRE_RUN_PREREQS();
-  test::TempDir t;
+  test::ScratchDir t;
   std::vector<fs::path> chain;
   chain.push_back(t.path() / "layers" / "base");
   test::make_busybox_rootfs(chain.back());

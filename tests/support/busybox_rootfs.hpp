@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "support/busybox.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace imgbuild::test {
 
@@ -63,29 +64,5 @@ inline void make_busybox_rootfs(const std::filesystem::path& dir) {
   std::ofstream(dir / "etc" / "passwd") << k_test_passwd;
   std::ofstream(dir / "etc" / "group") << k_test_group;
 }
-
-/// A temporary directory removed (recursively) when the object dies.
-class TempDir {
-public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "imgbuild-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) {
-      m_path = tmpl;
-    }
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    if (!m_path.empty()) {
-      std::filesystem::remove_all(m_path, ec);
-    }
-  }
-  /// The directory.
-  const std::filesystem::path& path() const { return m_path; }
-
-private:
-  std::filesystem::path m_path;
-};
 
 }  // namespace imgbuild::test

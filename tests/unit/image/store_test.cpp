@@ -9,27 +9,15 @@
 #include "image/content_store.hpp"
 #include "image/metadata.hpp"
 #include "image/store.hpp"
+#include "support/scratch_dir.hpp"
 #include "util/hash.hpp"
 
 using namespace imgbuild;
 using namespace imgbuild::image;
+using imgbuild::test::ScratchDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under /tmp, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "imgbuild-store-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 size_t count_files(const fs::path& dir) {
   size_t n = 0;
@@ -44,8 +32,8 @@ size_t count_files(const fs::path& dir) {
 }  // namespace
 
 TEST_CASE("blobs are staged, verified and published under their digest", "[image]") {
-  TempDir dir;
-  auto cs = ContentStore::open(dir.path);
+  ScratchDir dir;
+  auto cs = ContentStore::open(dir.path());
   REQUIRE(cs);
   auto staging = Staging::create(*cs);
   REQUIRE(staging);
@@ -69,8 +57,8 @@ TEST_CASE("blobs are staged, verified and published under their digest", "[image
 }
 
 TEST_CASE("a digest mismatch leaves nothing behind", "[image]") {
-  TempDir dir;
-  auto cs = ContentStore::open(dir.path);
+  ScratchDir dir;
+  auto cs = ContentStore::open(dir.path());
   REQUIRE(cs);
   {
     auto staging = Staging::create(*cs);
@@ -87,14 +75,55 @@ TEST_CASE("a digest mismatch leaves nothing behind", "[image]") {
     REQUIRE(w2);
     REQUIRE(w2->write("partial"));
   }
-  CHECK(count_files(dir.path / "blobs") == 0);
-  CHECK(count_files(dir.path / "tmp") == 0);
-  CHECK(fs::is_empty(dir.path / "tmp"));
+  CHECK(count_files(dir.path() / "blobs") == 0);
+  CHECK(count_files(dir.path() / "tmp") == 0);
+  CHECK(fs::is_empty(dir.path() / "tmp"));
+}
+
+TEST_CASE("a writer's digest and sync come before commit, which still verifies", "[image]") {
+  ScratchDir dir;
+  auto cs = ContentStore::open(dir.path());
+  REQUIRE(cs);
+  auto staging = Staging::create(*cs);
+  REQUIRE(staging);
+  // The digest a downloader compares instead of hashing the bytes itself.
+  auto w = (*staging)->writer();
+  REQUIRE(w);
+  REQUIRE(w->write("layer "));
+  REQUIRE(w->write("bytes"));
+  auto d = w->digest();
+  REQUIRE(d);
+  CHECK(*d == sha256("layer bytes"));
+  auto again = w->digest();
+  REQUIRE(again);
+  CHECK(*again == *d);
+  auto late = w->write("more");
+  REQUIRE_FALSE(late);
+  CHECK(late.error().code == Errc::internal);
+  REQUIRE(w->sync());
+  auto committed = w->commit(d->str());
+  REQUIRE(committed);
+  CHECK(*committed == d->str());
+
+  // Taking the digest and syncing do not let wrong content in: commit
+  // compares with the expected digest all the same.
+  auto bad = (*staging)->writer();
+  REQUIRE(bad);
+  REQUIRE(bad->write("tampered"));
+  REQUIRE(bad->digest());
+  REQUIRE(bad->sync());
+  auto refused = bad->commit(sha256("layer bytes!").str());
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == Errc::corrupt);
+  auto added = (*staging)->publish({d->str(), sha256("tampered").str()});
+  REQUIRE(added);
+  CHECK(*added == std::vector<std::string>{d->str()});
+  CHECK(count_files(dir.path() / "blobs") == 1);
 }
 
 TEST_CASE("identical blobs are stored once and unwanted ones dropped", "[image]") {
-  TempDir dir;
-  auto cs = ContentStore::open(dir.path);
+  ScratchDir dir;
+  auto cs = ContentStore::open(dir.path());
   REQUIRE(cs);
   std::string d = sha256("same").str();
   for (int i = 0; i < 2; ++i) {
@@ -126,20 +155,20 @@ TEST_CASE("the store root follows --root, IMGBUILD_ROOT, then the default", "[im
 }
 
 TEST_CASE("meta.db applies its schema once and records its version", "[image]") {
-  TempDir dir;
+  ScratchDir dir;
   {
-    auto db = MetaDb::open(dir.path / "meta.db");
+    auto db = MetaDb::open(dir.path() / "meta.db");
     REQUIRE(db);
     CHECK((*db)->schema_version().value() == k_schema_version);
   }
-  auto db = MetaDb::open(dir.path / "meta.db");
+  auto db = MetaDb::open(dir.path() / "meta.db");
   REQUIRE(db);
   CHECK((*db)->schema_version().value() == k_schema_version);
 }
 
 TEST_CASE("image records, names and blob references", "[image]") {
-  TempDir dir;
-  auto db = MetaDb::open(dir.path / "meta.db");
+  ScratchDir dir;
+  auto db = MetaDb::open(dir.path() / "meta.db");
   REQUIRE(db);
   MetaDb& m = **db;
   ImageRecord rec{"sha256:" + std::string(64, '1'), "sha256:" + std::string(64, '2'), "mt", "", 42, 7};
@@ -168,8 +197,8 @@ TEST_CASE("image records, names and blob references", "[image]") {
 }
 
 TEST_CASE("ImageStore resolves names and ID prefixes, untags and prunes", "[image]") {
-  TempDir dir;
-  auto store = ImageStore::open(dir.path);
+  ScratchDir dir;
+  auto store = ImageStore::open(dir.path());
   REQUIRE(store);
   ImageStore& s = **store;
   auto staging = Staging::create(s.content());

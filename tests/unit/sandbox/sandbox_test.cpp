@@ -94,7 +94,7 @@ pid_t find_host_process(const std::string& arg) {
 
 TEST_CASE("the command is pid 1 and sees no host process", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   auto o = sh(t.path(), "echo $$; readlink /proc/self; ls /proc | grep -c '^[0-9][0-9]*$'");
   REQUIRE(o.result);
@@ -109,7 +109,7 @@ TEST_CASE("the command is pid 1 and sees no host process", "[sandbox]") {
 
 TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   RunSpec spec;
   spec.hostname = "box42";
@@ -138,7 +138,7 @@ TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
 
 TEST_CASE("existing /etc/hosts in the rootfs is hidden, not changed", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   std::ofstream(t.path() / "etc" / "hosts") << "image hosts\n";
   fs::create_directories(t.path() / "proc");
@@ -154,7 +154,7 @@ TEST_CASE("existing /etc/hosts in the rootfs is hidden, not changed", "[sandbox]
 
 TEST_CASE("USER resolves from the rootfs's passwd and group", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   const std::string script = "id -u; id -g; id -G; echo $HOME; grep '^Groups:' /proc/self/status";
   RunSpec app;
@@ -188,7 +188,7 @@ TEST_CASE("USER resolves from the rootfs's passwd and group", "[sandbox]") {
 
 TEST_CASE("non-root users have no capabilities and root keeps Docker's set", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   auto o = sh(t.path(), "grep -E '^Cap(Eff|Bnd):' /proc/self/status");
   REQUIRE(o.result);
@@ -202,7 +202,7 @@ TEST_CASE("non-root users have no capabilities and root keeps Docker's set", "[s
 
 TEST_CASE("exit status and signals pass through", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   auto three = sh(t.path(), "exit 3");
   REQUIRE(three.result);
@@ -236,7 +236,7 @@ TEST_CASE("exit status and signals pass through", "[sandbox]") {
 
 TEST_CASE("missing executables and bad workdirs fail to start with clear errors", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   RunSpec spec;
   spec.argv = {"no-such-tool", "x"};
@@ -251,7 +251,7 @@ TEST_CASE("missing executables and bad workdirs fail to start with clear errors"
 
 TEST_CASE("workdir is created when missing and env reaches the process", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   RunSpec spec;
   spec.workdir = "/a/b/c";
@@ -264,7 +264,7 @@ TEST_CASE("workdir is created when missing and env reaches the process", "[sandb
 
 TEST_CASE("network none has only the loopback interface", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   RunSpec spec;
   spec.network = NetworkMode::none;
@@ -275,7 +275,7 @@ TEST_CASE("network none has only the loopback interface", "[sandbox]") {
 
 TEST_CASE("no host descriptor leaks into the sandbox", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   // A descriptor deliberately left without O_CLOEXEC.
   int leaky = ::open(t.path().c_str(), O_RDONLY | O_DIRECTORY);
@@ -310,7 +310,7 @@ TEST_CASE("no host descriptor leaks into the sandbox", "[sandbox]") {
 
 TEST_CASE("background processes die with the main process", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   const std::string marker = "987652";
   auto o = sh(t.path(), "sleep " + marker + " >/dev/null 2>&1 & sleep " + marker + " & echo started");
@@ -321,7 +321,7 @@ TEST_CASE("background processes die with the main process", "[sandbox]") {
 
 TEST_CASE("stdout and stderr arrive line by line, in order per stream", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   auto o = sh(t.path(), "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; printf partial");
   REQUIRE(o.result);
@@ -331,9 +331,9 @@ TEST_CASE("stdout and stderr arrive line by line, in order per stream", "[sandbo
 
 TEST_CASE("bind mounts are read-only unless asked and leave no stub", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
-  test::TempDir src;
+  test::ScratchDir src;
   std::ofstream(src.path() / "file") << "from host\n";
   RunSpec spec;
   spec.mounts = {{src.path(), "/mnt/../mnt/src", Access::read_only}};
@@ -349,9 +349,9 @@ TEST_CASE("bind mounts are read-only unless asked and leave no stub", "[sandbox]
 
 TEST_CASE("an absolute symlink in the rootfs cannot steer mounts to the host", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
-  test::TempDir host;
+  test::ScratchDir host;
   fs::create_directories(host.path() / "etc");
   fs::remove_all(t.path() / "etc");
   fs::create_symlink(host.path() / "etc", t.path() / "etc");
@@ -365,7 +365,7 @@ TEST_CASE("an absolute symlink in the rootfs cannot steer mounts to the host", "
 
 TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   const int sig = GENERATE(SIGINT, SIGTERM, SIGKILL);
   const std::string marker = "98765" + std::to_string(sig);
@@ -417,7 +417,7 @@ TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox
 
 TEST_CASE("a throwing sink ends the run without leaving the sandbox behind", "[sandbox]") {
   REQUIRE_SANDBOX();
-  test::TempDir t;
+  test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
   const std::string marker = "987653";
   RunSpec spec;

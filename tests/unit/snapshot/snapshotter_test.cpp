@@ -28,7 +28,7 @@ using namespace imgbuild::snapshot;
 namespace {
 
 struct Env {
-  test::TempDir tmp;
+  test::ScratchDir tmp;
   SnapshotterConfig config;
   fs::path layers;
   Env() {
@@ -508,7 +508,7 @@ TEST_CASE("a step that rewrites files identically keeps them in its layer, with 
 
 TEST_CASE("the copy snapshotter's changes hold written paths even when nothing about them moved", "[snapshot]") {
   REQUIRE_ROOT();
-  test::TempDir tmp;
+  test::ScratchDir tmp;
   fs::path dir = tmp.path() / "tree";
   write(dir / "app" / "a.txt", "a\n");
   write(dir / "app" / "b.txt", "b\n");

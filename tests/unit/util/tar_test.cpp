@@ -342,6 +342,38 @@ TEST_CASE("tar diff_id covers bytes after the end marker", "[util]") {
   CHECK(gz_back->summary.diff_id == sha256(padded));
 }
 
+TEST_CASE("tar reader stops hashing when told, and still reads and counts everything", "[util]") {
+  // Past the reader's first few inline-hashed MiB, so the hashing thread ran.
+  std::string big(12 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) {
+    big[i] = static_cast<char>((i * 7919) >> 8);
+  }
+  std::string plain;
+  REQUIRE(write_all({file("a", "x"), file("big", big)}, tar::Compression::none, plain));
+  for (bool stop : {false, true}) {
+    INFO("stop_hashing " << stop);
+    auto r = tar::Reader::open(string_source(plain), "test.tar");
+    REQUIRE(r);
+    if (stop) {
+      (*r)->stop_hashing();
+    }
+    size_t entries = 0;
+    while (true) {
+      auto e = (*r)->next();
+      REQUIRE(e);
+      if (!*e) {
+        break;
+      }
+      ++entries;
+    }
+    auto sum = (*r)->finish();
+    REQUIRE(sum);
+    CHECK(entries == 2);
+    CHECK(sum->uncompressed_size == plain.size());
+    CHECK(sum->diff_id == (stop ? Sha256Digest{} : sha256(plain)));
+  }
+}
+
 TEST_CASE("tar reader reports truncated and junk input", "[util]") {
   std::string plain;
   REQUIRE(write_all({file("a", std::string(5000, 'a')), file("b", "b")}, tar::Compression::none, plain));

@@ -1,0 +1,70 @@
+// --cache-from / --cache-to of `imgbuild build` (see build_cache_io.hpp).
+
+#include "cli/build_cache_io.hpp"
+
+#include <cstdio>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "cli/image_common.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::cli {
+
+BuildCacheIo open_build_cache_io(const std::vector<std::string>& cache_from, const std::vector<std::string>& cache_to) {
+  BuildCacheIo out;
+  std::vector<builder::CacheSpec> imports;
+  for (const auto& s : cache_from) {
+    auto spec = builder::parse_cache_spec(s, false);
+    if (!spec) {
+      throw CommandError{spec.error().message, 2};
+    }
+    imports.push_back(*spec);
+  }
+  for (const auto& s : cache_to) {
+    auto spec = builder::parse_cache_spec(s, true);
+    if (!spec) {
+      throw CommandError{spec.error().message, 2};
+    }
+    out.exports.push_back(*spec);
+  }
+  if (imports.empty() && out.exports.empty()) {
+    return out;
+  }
+  auto mu = std::make_shared<std::mutex>();
+  out.io = std::make_unique<builder::CacheIo>([mu](const std::string& message) {
+    std::lock_guard lock(*mu);
+    std::fprintf(stderr, "WARNING: %s\n", message.c_str());
+  });
+  for (const auto& spec : imports) {
+    auto remote = builder::open_cache_remote(spec);
+    if (!remote) {
+      std::fprintf(stderr, "WARNING: ignoring --cache-from %s: %s\n", str::go_quote(spec.location).c_str(),
+                   remote.error().message.c_str());
+      continue;
+    }
+    out.io->add_import(std::move(remote).value(), spec.mounts_max_size);
+  }
+  return out;
+}
+
+void export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const builder::BuiltImage& built, bool quiet) {
+  for (const auto& spec : cache.exports) {
+    auto remote = builder::open_cache_remote(spec);
+    if (!remote) {
+      throw CommandError{fmt::format("failed to export cache to {}: {}", spec.location, remote.error().message), 1};
+    }
+    auto done = cache.io->export_to(**remote, spec, store.content(), built.cache_key);
+    if (!done) {
+      throw CommandError{fmt::format("failed to export cache to {}: {}", spec.location, done.error().message), 1};
+    }
+    if (!quiet) {
+      std::fprintf(stderr, "exported cache to %s: %zu records, %zu blobs (%zu new)%s\n", spec.location.c_str(),
+                   done->records, done->blobs, done->new_blobs,
+                   done->mounts > 0 ? fmt::format(", {} cache mounts", done->mounts).c_str() : "");
+    }
+  }
+}
+
+}  // namespace imgbuild::cli
