@@ -331,8 +331,9 @@ struct Copier {
     return ok();
   }
 
-  // Writes one walked entry at `target` (relative path in dest). `top`
-  // marks the source itself (an existing directory there keeps its metadata).
+  // Writes one walked entry at `target` (relative path in dest). An empty
+  // e.rel marks the source itself (an existing directory there keeps its
+  // metadata; below it, an existing directory takes the source's).
   Result<void> write_entry(const WalkEntry& e, const std::string& target) {
     const struct stat& st = e.st;
     if (target.empty()) {
@@ -348,6 +349,9 @@ struct Copier {
       auto existing = dest.open_at(target, O_PATH | O_DIRECTORY);
       if (existing) {
         known_dirs.insert(target);
+        if (!e.rel.empty()) {
+          TRY_VOID(overwrite_dir_meta(e, target));
+        }
         return ok();
       }
       TRY(bool is_dir, clear_target(target, false));
@@ -418,6 +422,23 @@ struct Copier {
   }
 
   Owner owner_for(const struct stat& st) const { return keep_owner ? Owner{st.st_uid, st.st_gid} : owner; }
+
+  // A directory below the source that already exists in dest (not through a
+  // symlink) takes the source's owner, mode, xattrs and mtime, as BuildKit's
+  // copier does; the destination of the source itself keeps its own.
+  Result<void> overwrite_dir_meta(const WalkEntry& e, const std::string& target) {
+    TRY(auto now, dest.lstat(target));
+    if (!now || !S_ISDIR(now->st_mode)) {
+      return ok();
+    }
+    const struct stat& st = e.st;
+    TRY_VOID(dest.chown(target, owner_for(st).uid, owner_for(st).gid));
+    TRY_VOID(dest.chmod(target, mode_for(st.st_mode, true)));
+    TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
+    dir_times.emplace_back(target, static_cast<int64_t>(st.st_mtim.tv_sec), static_cast<uint32_t>(st.st_mtim.tv_nsec));
+    record(target, S_IFDIR);
+    return ok();
+  }
 
   Result<void> finish_file(int fd, const std::string& target, uint32_t mode, struct timespec mtime,
                            std::optional<Owner> who = std::nullopt) {
@@ -715,6 +736,15 @@ Result<void> run_program(const std::vector<std::string>& argv, const std::string
 
 // ---------------------------------------------------------------- public
 
+std::vector<std::string> written_paths(const CopyResult& result) {
+  std::vector<std::string> out;
+  out.reserve(result.written.size());
+  for (const auto& w : result.written) {
+    out.push_back(w.path);
+  }
+  return out;
+}
+
 SourceKind classify_source(std::string_view source) {
   if (starts_with(source, "git@") && source.find(':') != std::string_view::npos) {
     return SourceKind::git;
@@ -983,33 +1013,25 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     if (::lseek(fd, 0, SEEK_SET) != 0) {
       return fail(Errc::io, fmt::format("{}: seek: {}", label, errno_message(errno)));
     }
+    std::vector<std::string> extracted;
     {
       TRY(auto reader, tar::Reader::open_fd(fd, label));
       snapshot::ApplyOptions ao;
       ao.mode = snapshot::ApplyMode::merged;
       ao.skip_root_entry = true;
+      ao.written_paths = &extracted;
       TRY(auto applied, snapshot::apply_layer(sub, *reader, ao));
       (void)applied;
     }
-    c.record(into, S_IFDIR);
-    if (!req.chown) {
-      return ok();
-    }
-    if (::lseek(fd, 0, SEEK_SET) != 0) {
-      return fail(Errc::io, fmt::format("{}: seek: {}", label, errno_message(errno)));
-    }
-    TRY(auto reader, tar::Reader::open_fd(fd, label));
-    while (true) {
-      TRY(auto entry, reader->next());
-      if (!entry) {
-        break;
-      }
-      std::string p = fs::clean_path(entry->path);
-      if (p.empty()) {
-        continue;
-      }
+    // `into` itself was recorded if ensure_dest_dir made it; an existing one
+    // keeps its metadata (the archive's root entry is skipped).
+    for (const auto& p : extracted) {
       TRY(auto st, sub.lstat(p));
-      if (st) {
+      if (!st) {
+        continue;  // replaced by a later entry's parent, or removed by a whiteout
+      }
+      c.record(join_path(into, p), st->st_mode & S_IFMT);
+      if (req.chown) {
         TRY_VOID(sub.chown(p, c.owner.uid, c.owner.gid));
         if (!S_ISLNK(st->st_mode) && (st->st_mode & 06000) != 0) {
           TRY_VOID(sub.chmod(p, st->st_mode & 07777));  // chown cleared setuid/setgid

@@ -13,7 +13,10 @@
 //   sources (or a wildcard) need a directory dest: "When using COPY with more
 //   than one source file, the destination must be a directory and end with a /".
 // - a directory source copies its contents, not itself; a file source keeps
-//   its name under a directory dest; parent dirs are created 0755 0:0.
+//   its name under a directory dest; parent dirs are created 0755 0:0. The
+//   destination of a directory source keeps its metadata when it exists;
+//   directories below it that exist already take the source's owner, mode,
+//   xattrs and mtime (BuildKit's copier overwrites them).
 // - owners: without --chown everything written is 0:0 (even under USER);
 //   --chown user[:group] names resolve from the *destination* rootfs's
 //   /etc/passwd and /etc/group (a user alone takes its primary group), ids
@@ -176,7 +179,9 @@ struct CopyEnv {
   std::string git_program = "git";
 };
 
-/// One entry apply_copy wrote.
+/// One entry apply_copy wrote (created, replaced, or — for a directory
+/// below a source directory that already existed — given the source's
+/// metadata). BuildKit's layer holds each of them, changed or not.
 struct WrittenEntry {
   /// Absolute path in the destination ("/app/a.txt").
   std::string path;
@@ -192,6 +197,10 @@ struct CopyResult {
   uint64_t files = 0;
   uint64_t bytes = 0;
 };
+
+/// The paths of result.written, in order: what the step's view must keep
+/// in the layer even when unchanged (snapshot::View::note_written).
+std::vector<std::string> written_paths(const CopyResult& result);
 
 /// Applies one COPY/ADD into `dest` (see the file comment for the rules).
 /// On error the destination may hold a partial result (the caller discards

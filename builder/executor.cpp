@@ -584,6 +584,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   }
   snapshot::DiffOptions dopts;
   dopts.source_date_epoch = m_plan.source_date_epoch;
+  dopts.written = &view.written();
   std::optional<image::BlobWriter> writer;
   {
     std::lock_guard lock(m_staging_mu);
@@ -833,7 +834,7 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   };
   env.temp_parent = (m_store.content().root() / "tmp").string();
   TRY(auto written, apply_copy(req, env, *dest));
-  (void)written;
+  view->note_written(written_paths(written));  // unchanged rewrites stay in the layer
   env.user_db = nullptr;
   user_db.reset();
   dest.reset();

@@ -185,7 +185,9 @@ private:
       forget_dir_times(path);
       exists = false;
     }
-    m_written.insert(path);
+    if (m_written.insert(path).second && m_options.written_paths != nullptr) {
+      m_options.written_paths->push_back(path);
+    }
 
     switch (e.type) {
       case tar::EntryType::file: {

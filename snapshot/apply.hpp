@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "util/fs.hpp"
 #include "util/hash.hpp"
@@ -47,6 +48,9 @@ struct ApplyOptions {
   /// root's own metadata alone, as Docker's untar does for an existing
   /// destination (ADD of a local archive).
   bool skip_root_entry = false;
+  /// When set, receives the root-relative path of every entry written
+  /// (whiteouts, opaque markers and the root excluded), in archive order.
+  std::vector<std::string>* written_paths = nullptr;
   /// Refuse the archive (Errc::limit) once its file bodies add up to
   /// more than this many bytes; 0 = no limit. For archives from elsewhere
   /// that must not fill the disk (an imported cache mount).

@@ -323,7 +323,8 @@ Result<void> finish(UpperDir& d) {
   return ok();
 }
 
-Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up, size_t depth) {
+Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up, size_t depth,
+                      const std::set<std::string>& written) {
   TRY_VOID(check_depth(depth, up.path));
   TRY(auto names, fs::list_dir(view_dir));
   for (const std::string& name : names) {
@@ -348,8 +349,8 @@ Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up, si
       sub.path = path;
       TRY(UniqueFd sub_view, open_dir_at(view_dir, name, path));
       if (same_inode) {
-        TRY_VOID(diff_dir(sub_view.get(), b, sub, depth + 1));
-        if (metadata_differs(*b, st)) {
+        TRY_VOID(diff_dir(sub_view.get(), b, sub, depth + 1, written));
+        if (metadata_differs(*b, st) || written.count(path) != 0) {
           TRY(int ignored, ensure(sub));
           (void)ignored;
         }
@@ -359,12 +360,12 @@ Result<void> diff_dir(int view_dir, const Baseline::Node* base, UpperDir& up, si
         sub.opaque = b != nullptr;
         TRY(int ignored, ensure(sub));
         (void)ignored;
-        TRY_VOID(diff_dir(sub_view.get(), nullptr, sub, depth + 1));
+        TRY_VOID(diff_dir(sub_view.get(), nullptr, sub, depth + 1, written));
       }
       TRY_VOID(finish(sub));
       continue;
     }
-    if (same_inode && !metadata_differs(*b, st)) {
+    if (same_inode && !metadata_differs(*b, st) && written.count(path) == 0) {
       continue;
     }
     TRY(int up_fd, ensure(up));
@@ -422,7 +423,7 @@ public:
     if (::mkdir(upper.c_str(), 0755) != 0) {
       return fail(sys("cannot create", upper.string()));
     }
-    TRY_VOID(write_changes(m_base, m_root, upper));
+    TRY_VOID(write_changes(m_base, m_root, upper, written()));
     return upper;
   }
 
@@ -511,12 +512,13 @@ Result<Baseline> Baseline::record(const stdfs::path& dir) {
   return b;
 }
 
-Result<void> write_changes(const Baseline& base, const stdfs::path& dir, const stdfs::path& upper) {
+Result<void> write_changes(const Baseline& base, const stdfs::path& dir, const stdfs::path& upper,
+                           const std::set<std::string>& written) {
   TRY(UniqueFd view_fd, open_dir(dir));
   TRY(UniqueFd upper_fd, open_dir(upper));
   UpperDir top;
   top.fd = std::move(upper_fd);
-  return diff_dir(view_fd.get(), &base.root(), top, 0);
+  return diff_dir(view_fd.get(), &base.root(), top, 0, written);
 }
 
 Result<std::unique_ptr<Snapshotter>> make_copy_snapshotter(const SnapshotterConfig& config) {

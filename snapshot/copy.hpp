@@ -15,7 +15,11 @@
 // changed files are hard-linked in (same inode, hardlink pairs stay pairs),
 // deleted paths become 0:0 character devices, a directory that replaced
 // something gets trusted.overlay.opaque=y, and every directory leading to a
-// change is present with the view's metadata. Trees deeper than 1024 levels
+// change is present with the view's metadata. A metadata-preserving rewrite
+// (same inode number, times and size, within one clock tick) or an open for
+// writing that writes nothing leaves no trace to compare: the caller names
+// what it wrote (write_changes' `written`), which covers COPY/ADD; a RUN's
+// such rewrites are not seen (overlayfs copies them up). Trees deeper than 1024 levels
 // are refused (Errc::limit), as util/fs and the layer diff do.
 
 #include <sys/types.h>
@@ -23,6 +27,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "util/result.hpp"
@@ -70,6 +75,10 @@ private:
 
 /// Writes the changes of dir since base as an overlay upper directory into
 /// upper (an existing, empty directory on the same filesystem as dir).
-Result<void> write_changes(const Baseline& base, const std::filesystem::path& dir, const std::filesystem::path& upper);
+/// Paths in `written` (relative to dir, no leading "/") are taken as changed
+/// even when their metadata match the record — what overlayfs copies up when
+/// a step rewrites an entry identically; paths not in dir are ignored.
+Result<void> write_changes(const Baseline& base, const std::filesystem::path& dir, const std::filesystem::path& upper,
+                           const std::set<std::string>& written = {});
 
 }  // namespace imgbuild::snapshot

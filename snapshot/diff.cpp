@@ -285,8 +285,9 @@ bool same_type(const Node& o, const Node& n) { return (o.st.st_mode & S_IFMT) ==
 // directories may or may not merge with the lower layers.
 class Differ {
 public:
-  Differ(Layers& old_side, const fs::Root& new_root, bool overlay, std::optional<timespec> copied_at)
-      : m_old(old_side), m_new(new_root), m_overlay(overlay), m_copied_at(copied_at) {}
+  Differ(Layers& old_side, const fs::Root& new_root, bool overlay, std::optional<timespec> copied_at,
+         const std::set<std::string>* written)
+      : m_old(old_side), m_new(new_root), m_overlay(overlay), m_copied_at(copied_at), m_written(written) {}
 
   Result<void> run() {
     UniqueFd top(::openat(m_new.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -353,13 +354,15 @@ private:
         }
         TRY(auto sub, open_dir_at(dirfd, name, where));
         TRY(bool sub_emitted, compare_dir(child, sub.get()));
-        if (sub_emitted || !unchanged(*o, n)) {
+        if (sub_emitted || !unchanged(*o, n) || named(child)) {
           record(child, std::move(n));
           emitted = true;
         }
         continue;
       }
-      if (same_type(*o, n) && unchanged(*o, n)) {
+      // An upper file was written (or copied up) by the step, even when it
+      // equals the lower one: it is emitted, as BuildKit does.
+      if (!m_overlay && same_type(*o, n) && unchanged(*o, n) && !named(child)) {
         continue;
       }
       TRY_VOID(add_subtree(child, dirfd, name, std::move(n)));
@@ -434,10 +437,14 @@ private:
 
   void record(const std::string& path, Node n) { m_changes.push_back(Change{path, ChangeKind::entry, std::move(n)}); }
 
+  // Whether the step named path as written (DiffOptions::written).
+  bool named(const std::string& path) const { return m_written != nullptr && m_written->count(path) != 0; }
+
   Layers& m_old;
   const fs::Root& m_new;
   bool m_overlay;
   std::optional<timespec> m_copied_at;
+  const std::set<std::string>* m_written;
   std::vector<Change> m_changes;
 };
 
@@ -526,7 +533,7 @@ Result<DiffResult> diff_overlay(const std::string& upper, const std::vector<std:
     roots.push_back(std::move(r));
   }
   Layers old_side(std::move(roots), true);
-  Differ differ(old_side, upper_root, true, std::nullopt);
+  Differ differ(old_side, upper_root, true, std::nullopt, options.written);
   TRY_VOID(differ.run());
   return write_changes(differ.changes(), upper_root, out, options);
 }
@@ -540,7 +547,7 @@ Result<DiffResult> diff_trees(const std::string& old_root, const std::string& ne
     roots.push_back(std::move(r));
   }
   Layers old_side(std::move(roots), false);
-  Differ differ(old_side, new_fs, false, options.copied_at);
+  Differ differ(old_side, new_fs, false, options.copied_at, options.written);
   TRY_VOID(differ.run());
   return write_changes(differ.changes(), new_fs, out, options);
 }

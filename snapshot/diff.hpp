@@ -6,13 +6,22 @@
 //  - diff_overlay: an overlayfs upper dir over its lower layers (each lower in
 //    overlay-lower format, as apply_layer(overlay_lower) writes them). Only
 //    the upper dir is walked, plus lookups in the lowers for what it touches.
-//  - diff_trees: an old tree against a new tree (the copy snapshotter).
+//  - diff_trees: an old tree against a new tree (rootfs tar output); it
+//    cannot tell an identical rewrite from no change (see below).
 //
 // The canonical layer: an entry is emitted when it is new, its type changed,
 // or its metadata differs (mode, owner, size, mtime with ns, link target,
 // device numbers, xattrs other than trusted.overlay.*/user.overlay.*);
 // content is not compared when all of those are equal. A directory is also
-// emitted when anything beneath it is. Deletions inside a directory present
+// emitted when anything beneath it is. Besides, diff_overlay emits every
+// non-directory of the upper dir — the step wrote it or overlayfs copied it
+// up, so it belongs to the layer even when it equals the lower one (a
+// `COPY . .` rewriting files an earlier COPY wrote, a `chmod 644` of a 0644
+// file), as dockerd's BuildKit does; and both emit what
+// DiffOptions::written names (COPY gave an existing directory its metadata
+// again). An upper directory otherwise unchanged with nothing emitted
+// beneath (the parent of a removed mount stub) is left out, as current
+// BuildKit leaves it. Deletions inside a directory present
 // on both sides become explicit ".wh.name" whiteouts. A directory deleted and
 // made again (`rm -rf d && mkdir d`) becomes the directory, a ".wh..wh..opq"
 // marker and everything now inside it: overlay knows such a directory by its
@@ -32,6 +41,7 @@
 #include <ctime>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +66,9 @@ struct DiffOptions {
   /// directories born later that also exist in the old tree were re-created
   /// and are written as opaque. Unset: never opaque (explicit whiteouts).
   std::optional<timespec> copied_at{};
+  /// Paths (clean, relative, no leading "/") the step wrote: emitted even
+  /// when they equal the old side (View::written()). nullptr = none.
+  const std::set<std::string>* written = nullptr;
 };
 
 /// A written layer: digests, sizes, entry count.

@@ -71,6 +71,15 @@ Result<void> move_dir(const stdfs::path& dir, const stdfs::path& dest) {
   return ok();
 }
 
+void View::note_written(const std::vector<std::string>& paths) {
+  for (const std::string& p : paths) {
+    std::string clean = fs::clean_path(p);
+    if (!clean.empty()) {
+      m_written.insert(std::move(clean));
+    }
+  }
+}
+
 Result<std::unique_ptr<View>> Snapshotter::prepare_over(const std::vector<std::filesystem::path>& parents,
                                                         const std::filesystem::path& upper) {
   TRY(std::unique_ptr<View> view, prepare(parents));
@@ -90,7 +99,9 @@ Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOpti
   for (auto it = view.parents().rbegin(); it != view.parents().rend(); ++it) {
     lowers.push_back(it->string());
   }
-  return diff_overlay(upper.string(), lowers, out, options);
+  DiffOptions with_written = options;
+  with_written.written = &view.written();
+  return diff_overlay(upper.string(), lowers, out, with_written);
 }
 
 namespace {

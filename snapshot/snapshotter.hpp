@@ -15,8 +15,15 @@
 //    flattened into one merged directory, cached under the work directory;
 //  - copy: the chain is merged into a plain directory; the changes are found
 //    by comparing the tree with a record taken at prepare time (inode, ctime,
-//    mtime, mode, owner, size), written as an upper directory with the same
-//    contents overlayfs would have produced.
+//    mtime, mode, owner, size) plus the paths named by View::note_written,
+//    written as an upper directory with the same contents overlayfs would
+//    have produced. One thing it cannot see: a file opened for writing and
+//    left as it was (`: >> f`), which overlayfs copies up.
+//
+// Every file of the upper directory is a change of the layer (diff.hpp),
+// unchanged or not: a step that rewrites a file identically (`COPY . .` over
+// files an earlier COPY wrote) gives a layer holding it, as dockerd's
+// BuildKit does; directories as diff.hpp says.
 // Mounts are always removed: by View (destructor, commit, remove), by the
 // interrupt handler on SIGINT/SIGTERM (util/interrupt), and — for a process
 // that was killed — by the next snapshotter, from the mount records kept in
@@ -24,6 +31,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,12 +68,25 @@ public:
   /// (see the file comment). The copy snapshotter recomputes it on each call;
   /// do not modify root() while reading it.
   virtual Result<std::filesystem::path> changes() = 0;
+  /// Names paths (relative to root(); a leading "/" is allowed) that the
+  /// step wrote, so that its layer holds them even when they equal what the
+  /// parents hold (BuildKit writes such rewrites into the layer): the copy
+  /// view's changes() holds them as overlayfs holds what it copied up, and
+  /// the diff writes the directories among them (DiffOptions::written).
+  /// Call before changes()/commit().
+  void note_written(const std::vector<std::string>& paths);
+  /// The paths note_written named, cleaned (no leading "/"): the
+  /// DiffOptions::written of the view's diff.
+  const std::set<std::string>& written() const { return m_written; }
   /// Ends the view: unmounts it and moves its changes to layer_dir (which
   /// must not exist; its parent must) as a new layer directory. The view can
   /// only be destroyed afterwards.
   virtual Result<void> commit(const std::filesystem::path& layer_dir) = 0;
   /// Ends the view and deletes everything it made. Idempotent.
   virtual Result<void> remove() = 0;
+
+private:
+  std::set<std::string> m_written;
 };
 
 /// Prepares views.
@@ -105,7 +126,8 @@ Result<std::unique_ptr<Snapshotter>> make_lazy_snapshotter(std::string_view kind
 Result<size_t> cleanup_stale(const SnapshotterConfig& config);
 
 /// Writes the view's changes as a layer tar to out (diff_overlay of
-/// view.changes() over view.parents()). Both snapshotters give the same bytes
+/// view.changes() over view.parents(), DiffOptions::written from
+/// view.written()). Both snapshotters give the same bytes
 /// for the same changes. Do not modify the view meanwhile.
 Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOptions& options = {});
 

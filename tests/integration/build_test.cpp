@@ -201,10 +201,12 @@ TEST_CASE("build: same inputs give the same image id with SOURCE_DATE_EPOCH", "[
   Fixture fx;
   // The last RUN appends to one path of a hardlink pair made in an earlier
   // layer: overlayfs copies up that path alone, and the copy snapshotter must
-  // give the same layer. --no-cache: each build must run its steps.
+  // give the same layer. The last COPYs rewrite a.txt unchanged: its layer
+  // holds it with both (the copier names what it wrote). --no-cache: each
+  // build must run its steps.
   const char* df =
       "FROM busybox\nWORKDIR /w\nCOPY a.txt .\nRUN echo x > b && touch -d @5 b\n"
-      "RUN echo h > /h1 && ln /h1 /h2\nRUN echo more >> /h1\n";
+      "RUN echo h > /h1 && ln /h1 /h2\nRUN echo more >> /h1\nCOPY . .\nCOPY a.txt /w/\n";
   std::vector<std::string> ids;
   for (const char* snap : {"overlay", "copy", "overlay"}) {
     fs::path iid = fx.work.path / (std::string("iid-") + snap);

@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -644,4 +645,34 @@ TEST_CASE("copy: export_tree materializes the filtered context with owners kept"
   CHECK(lst(f.dst / "d/keep").st_gid == 44);
   CHECK_FALSE(sfs::exists(f.dst / "d/skip.log"));
   CHECK(sfs::read_symlink(f.dst / "abs") == "/etc/passwd");
+}
+
+TEST_CASE("copy: existing directories below a source dir take its metadata, the dest keeps its own; all written",
+          "[builder]") {
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to chown");
+  Fixture f;
+  sfs::create_directories(f.src / "tree/e");
+  write_text(f.src / "tree/f", "f");
+  ::chmod((f.src / "tree/e").c_str(), 0755);
+  sfs::create_directories(f.dst / "d/e");
+  ::chmod((f.dst / "d").c_str(), 0700);
+  ::chmod((f.dst / "d/e").c_str(), 0700);
+  REQUIRE(::chown((f.dst / "d/e").c_str(), 5, 5) == 0);
+  write_text(f.dst / "d/f", "f");
+  CopyRequest r = copy_of({"tree"}, "/d/");
+  r.chown = "9:9";
+  auto res = f.run(r);
+  REQUIRE(res);
+  auto d = lst(f.dst / "d");
+  CHECK((d.st_mode & 07777) == 0700);  // the destination itself is left alone
+  CHECK(d.st_uid == 0);
+  auto e = lst(f.dst / "d/e");
+  CHECK((e.st_mode & 07777) == 0755);
+  CHECK(e.st_uid == 9);
+  CHECK(e.st_gid == 9);
+  // Both the re-owned directory and the replaced file are written (the
+  // layer keeps them even when nothing about them changed).
+  std::vector<std::string> paths = written_paths(*res);
+  std::sort(paths.begin(), paths.end());
+  CHECK(paths == std::vector<std::string>{"/d/e", "/d/f"});
 }

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <set>
 
 #include "snapshot/apply.hpp"
 #include "snapshot/diff.hpp"
@@ -352,4 +353,84 @@ TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot]") {
   auto root = fs::Root::open(t.path());
   REQUIRE(root);
   REQUIRE(root->remove_all("new"));
+}
+
+TEST_CASE("overlay diff keeps copied-up files that equal the lower ones, and named directories; tree diff cannot see them",
+          "[snapshot]") {
+  IMGBUILD_REQUIRE_PREREQ(overlay_available(), "needs root and overlayfs");
+  ScratchDir t;
+  for (auto d : {"lower", "upper", "work", "merged", "old", "new"}) {
+    stdfs::create_directories(t / d);
+  }
+  auto lower = fs::Root::open(t / "lower");
+  REQUIRE(lower);
+  auto r1 = tar::Reader::open(string_reader(base_layer()), "base");
+  REQUIRE(r1);
+  REQUIRE(snapshot::apply_layer(*lower, **r1, {.mode = snapshot::ApplyMode::overlay_lower}));
+
+  OverlayMount mnt{(t / "merged").string()};
+  std::string opts = "lowerdir=" + (t / "lower").string() + ",upperdir=" + (t / "upper").string() +
+                     ",workdir=" + (t / "work").string() + ",index=off,redirect_dir=off,metacopy=off";
+  REQUIRE(::mount("overlay", mnt.target.c_str(), "overlay", 0, opts.c_str()) == 0);
+  mnt.mounted = true;
+  // Each leaves the tree as it was but makes overlayfs copy the entry up.
+  struct stat st {};
+  REQUIRE(::stat((t / "merged/bin/keep").c_str(), &st) == 0);
+  REQUIRE(::chmod((t / "merged/bin/keep").c_str(), st.st_mode & 07777) == 0);  // chmod to the same mode
+  UniqueFd opened(::open((t / "merged/busy/one").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));  // `: >> one`
+  REQUIRE(opened);
+  opened.reset();
+  REQUIRE(::stat((t / "merged/keepdir").c_str(), &st) == 0);
+  REQUIRE(::chmod((t / "merged/keepdir").c_str(), st.st_mode & 07777) == 0);
+  REQUIRE(::umount2(mnt.target.c_str(), 0) == 0);
+  mnt.mounted = false;
+
+  std::string out;
+  auto d = snapshot::diff_overlay((t / "upper").string(), {(t / "lower").string()}, to_string(out),
+                                  {.compression = tar::Compression::none});
+  INFO((d ? "" : d.error().to_string()));
+  REQUIRE(d);
+  std::vector<std::string> paths;
+  for (auto& e : list_layer(out)) {
+    paths.push_back(e.path);
+  }
+  // Copied-up files are kept; a directory with nothing else changed only
+  // when the step names it as written.
+  CHECK(paths == std::vector<std::string>{"bin", "bin/keep", "busy", "busy/one"});
+  std::set<std::string> written = {"keepdir"};
+  std::string named;
+  auto dn = snapshot::diff_overlay((t / "upper").string(), {(t / "lower").string()}, to_string(named),
+                                   {.compression = tar::Compression::none, .written = &written});
+  REQUIRE(dn);
+  paths.clear();
+  for (auto& e : list_layer(named)) {
+    paths.push_back(e.path);
+  }
+  CHECK(paths == std::vector<std::string>{"bin", "bin/keep", "busy", "busy/one", "keepdir"});
+
+  // The same trees compared as trees: nothing differs.
+  auto r2 = tar::Reader::open(string_reader(base_layer()), "base");
+  REQUIRE(r2);
+  auto old_root = fs::Root::open(t / "old");
+  auto new_root = fs::Root::open(t / "new");
+  REQUIRE(old_root);
+  REQUIRE(new_root);
+  REQUIRE(snapshot::apply_layer(*old_root, **r2));
+  REQUIRE(fs::copy_tree(*old_root, *new_root));
+  std::string trees;
+  auto dt = snapshot::diff_trees((t / "old").string(), (t / "new").string(), to_string(trees),
+                                 {.compression = tar::Compression::none});
+  REQUIRE(dt);
+  CHECK(dt->entries == 0);
+  // Named, they are written from the tree too.
+  std::set<std::string> named_files = {"bin/keep"};
+  std::string trees_named;
+  auto dtn = snapshot::diff_trees((t / "old").string(), (t / "new").string(), to_string(trees_named),
+                                  {.compression = tar::Compression::none, .written = &named_files});
+  REQUIRE(dtn);
+  paths.clear();
+  for (auto& e : list_layer(trees_named)) {
+    paths.push_back(e.path);
+  }
+  CHECK(paths == std::vector<std::string>{"bin", "bin/keep"});
 }
