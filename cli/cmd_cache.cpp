@@ -30,6 +30,7 @@
 #include "cli/commands.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "cli/image_common.hpp"
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::cli {
@@ -48,19 +49,6 @@ CacheHandles open_cache(const Context& ctx) {
   h.store = open_store(ctx);
   h.db = unwrap(cache::CacheDb::open(h.store->content().root() / "meta.db"));
   return h;
-}
-
-uint64_t dir_size(const fsys::path& dir) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (auto it = fsys::recursive_directory_iterator(dir, fsys::directory_options::skip_permission_denied, ec);
-       !ec && it != fsys::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code e2;
-    if (it->is_regular_file(e2) && !it->is_symlink(e2)) {
-      total += it->file_size(e2);
-    }
-  }
-  return total;
 }
 
 /// Parses a size: bytes, or a number with B, KB/K, MB/M, GB/G, TB/T (powers
@@ -163,7 +151,7 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
       }
       return t;
     };
-    uint64_t mounts = dir_size(h.store->content().root() / "cache-mounts");
+    uint64_t mounts = fs::tree_bytes((h.store->content().root() / "cache-mounts").string());
     std::vector<std::vector<std::string>> rows = {{"TYPE", "COUNT", "SIZE", "RECLAIMABLE"}};
     rows.push_back({"records", std::to_string(records.size()), "", ""});
     rows.push_back({"layers (cache only)", std::to_string(own.size()), size3(sum(own)), size3(sum(own))});
@@ -276,7 +264,7 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     }
     if (pf->all) {
       fsys::path mounts = content.root() / "cache-mounts";
-      reclaimed += dir_size(mounts);
+      reclaimed += fs::tree_bytes(mounts.string());
       std::error_code ec;
       fsys::remove_all(mounts, ec);
       if (ec) {

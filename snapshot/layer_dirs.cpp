@@ -12,6 +12,7 @@
 
 #include "snapshot/apply.hpp"
 #include "util/fd.hpp"
+#include "util/fs.hpp"
 
 namespace imgbuild::snapshot {
 
@@ -43,19 +44,6 @@ std::string layer_hex(const std::string& diff_id) {
   return hex;
 }
 
-uint64_t tree_bytes(const fsys::path& dir) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (auto it = fsys::recursive_directory_iterator(dir, fsys::directory_options::skip_permission_denied, ec);
-       !ec && it != fsys::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code e2;
-    if (it->is_regular_file(e2) && !it->is_symlink(e2)) {
-      total += it->file_size(e2);
-    }
-  }
-  return total;
-}
-
 }  // namespace
 
 Result<uint64_t> LayerDirs::remove(const std::string& diff_id) {
@@ -76,7 +64,7 @@ Result<uint64_t> LayerDirs::remove(const std::string& diff_id) {
   if (ec) {
     return fail(Errc::io, fmt::format("cannot remove {}: {}", dir.string(), ec.message()));
   }
-  uint64_t bytes = tree_bytes(aside);
+  uint64_t bytes = fs::tree_bytes(aside.string());
   fsys::remove_all(aside, ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot remove {}: {}", aside.string(), ec.message()));
@@ -86,7 +74,7 @@ Result<uint64_t> LayerDirs::remove(const std::string& diff_id) {
 
 uint64_t LayerDirs::size_of(const std::string& diff_id) const {
   std::string hex = layer_hex(diff_id);
-  return hex.empty() ? 0 : tree_bytes(m_root / hex);
+  return hex.empty() ? 0 : fs::tree_bytes((m_root / hex).string());
 }
 
 Result<fsys::path> LayerDirs::ensure(const fsys::path& blob_path, const std::string& blob_digest,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -764,6 +765,20 @@ Result<void> copy_tree(const Root& src, const Root& dst) {
     return fail(sys_error(errno, dst.label(), "set times"));
   }
   return ok();
+}
+
+uint64_t tree_bytes(const std::string& dir) {
+  namespace stdfs = std::filesystem;
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = stdfs::recursive_directory_iterator(dir, stdfs::directory_options::skip_permission_denied, ec);
+       !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2) && !it->is_symlink(e2)) {
+      total += it->file_size(e2);
+    }
+  }
+  return total;
 }
 
 }  // namespace imgbuild::fs

@@ -130,6 +130,9 @@ Result<void> set_xattr_at(int dirfd, const std::string& name, const std::string&
 Result<void> remove_all_at(int dirfd, const std::string& name);
 /// Removes everything inside the directory dirfd, keeping it.
 Result<void> clear_dir(int dirfd);
+/// The bytes of the regular files under `dir` (symlinks not followed,
+/// unreadable parts skipped; 0 when it does not exist).
+uint64_t tree_bytes(const std::string& dir);
 
 /// Copies the whole tree under `src` into `dst` (an existing directory):
 /// files (data, sparse holes not kept), directories, symlinks, devices, fifos,
