@@ -105,15 +105,7 @@ CacheDb::~CacheDb() {
   sqlite3_close(m_db);
 }
 
-Result<void> CacheDb::exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(m_db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err != nullptr ? err : sqlite3_errmsg(m_db);
-    sqlite3_free(err);
-    return fail(Errc::io, fmt::format("meta.db (cache): {}", msg));
-  }
-  return ok();
-}
+Result<void> CacheDb::exec(const char* sql) { return image::sql_exec(m_db, sql, "meta.db (cache)"); }
 
 Result<void> CacheDb::begin_immediate() {
   // The busy timeout already waits for other writers; a BUSY that still

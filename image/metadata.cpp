@@ -123,15 +123,7 @@ Result<std::unique_ptr<MetaDb>> MetaDb::open(const std::filesystem::path& path) 
 
 MetaDb::~MetaDb() { sqlite3_close(m_db); }
 
-Result<void> MetaDb::exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(m_db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err != nullptr ? err : sqlite3_errmsg(m_db);
-    sqlite3_free(err);
-    return fail(Errc::io, fmt::format("meta.db: {}", msg));
-  }
-  return ok();
-}
+Result<void> MetaDb::exec(const char* sql) { return sql_exec(m_db, sql); }
 
 Result<void> MetaDb::migrate() {
   TRY(Transaction tx, begin());

@@ -77,4 +77,15 @@ private:
   int m_rc = SQLITE_OK;
 };
 
+/// Runs `sql` (no results) on `db`; an error names `label`.
+inline Result<void> sql_exec(sqlite3* db, const char* sql, const char* label = "meta.db") {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return fail(Errc::io, fmt::format("{}: {}", label, msg));
+  }
+  return ok();
+}
+
 }  // namespace imgbuild::image
