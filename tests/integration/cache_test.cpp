@@ -16,6 +16,8 @@
 #include "support/require.hpp"
 
 namespace fs = std::filesystem;
+using imgbuild::test::busybox_rootfs_tar;
+using imgbuild::test::import_tar;
 using imgbuild::test::read_file;
 using imgbuild::test::run_imgbuild;
 using imgbuild::test::run_sh;
@@ -44,19 +46,7 @@ struct CacheFixture {
     root = work.path / "store";
     ctx = work.path / "ctx";
     fs::create_directories(ctx);
-    // A busybox rootfs: the static binary, its applet links, /etc, /tmp.
-    fs::path rootfs = work.path / "rootfs";
-    fs::path tarball = work.path / "busybox.tar";
-    std::string r_q = sh_quote(rootfs.string());
-    RunResult t = run_sh("mkdir -p " + r_q + "/bin " + r_q + "/etc " + r_q + "/tmp && cp /bin/busybox " + r_q +
-                         "/bin/ && for a in $(/bin/busybox --list); do [ \"$a\" = busybox ] || ln -s busybox " + r_q +
-                         "/bin/$a; done && echo 'root:x:0:0:root:/root:/bin/sh' > " + r_q +
-                         "/etc/passwd && echo 'root:x:0:' > " + r_q + "/etc/group && tar -C " + r_q + " -cf " +
-                         sh_quote(tarball.string()) + " .");
-    REQUIRE(t.status == 0);
-    RunResult r = run_imgbuild(root, {"import", tarball.string(), "busybox"});
-    INFO(r.err);
-    REQUIRE(r.status == 0);
+    import_tar(root, work.path / "busybox.tar", busybox_rootfs_tar(), "busybox");
   }
 
   void put(const std::string& rel, const std::string& body) {
