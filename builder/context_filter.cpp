@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "builder/context.hpp"
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -159,32 +160,6 @@ Result<size_t> write_whiteouts(const fs::Root& root, const std::vector<std::stri
 
 namespace {
 
-Result<void> copy_contents(int in, int out, const std::string& what) {
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(in, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(Errc::io, fmt::format("{}: read: {}", what, std::strerror(errno)));
-    }
-    if (n == 0) {
-      return ok();
-    }
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = ::write(out, buf + off, static_cast<size_t>(n - off));
-      if (w < 0 && errno == EINTR) {
-        continue;
-      }
-      if (w < 0) {
-        return fail(Errc::io, fmt::format("{}: write: {}", what, std::strerror(errno)));
-      }
-      off += w;
-    }
-  }
-}
-
 // One walked entry made again at `target` (not the times of directories).
 Result<void> copy_entry(const WalkEntry& e, const std::filesystem::path& target) {
   const struct stat& st = e.st;
@@ -202,7 +177,7 @@ Result<void> copy_entry(const WalkEntry& e, const std::filesystem::path& target)
     if (!out) {
       return fail(Errc::io, fmt::format("{}: create: {}", target.string(), std::strerror(errno)));
     }
-    TRY_VOID(copy_contents(in.get(), out.get(), what));
+    TRY_VOID(fs::copy_data(in.get(), out.get(), what));
   } else if (S_ISLNK(st.st_mode)) {
     std::string link(static_cast<size_t>(st.st_size) + 1, '\0');
     ssize_t n = ::readlinkat(e.dirfd, e.name.c_str(), link.data(), link.size());

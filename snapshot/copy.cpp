@@ -70,48 +70,6 @@ bool is_opaque(int dirfd, const std::string& name) {
   return false;
 }
 
-Result<void> copy_data(int in, int out, const std::string& shown) {
-  for (;;) {
-    ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0);
-    if (n == 0) {
-      return ok();
-    }
-    if (n > 0) {
-      continue;
-    }
-    if (errno == EINTR) {
-      continue;
-    }
-    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-      return fail(sys("cannot copy", shown));
-    }
-    break;
-  }
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(in, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(sys("cannot read", shown));
-    }
-    if (n == 0) {
-      return ok();
-    }
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = ::write(out, buf + off, static_cast<size_t>(n - off));
-      if (w < 0 && errno == EINTR) {
-        continue;
-      }
-      if (w < 0) {
-        return fail(sys("cannot write", shown));
-      }
-      off += w;
-    }
-  }
-}
-
 // Owner, xattrs (overlay's own left out), mode and times of src_dir/name onto
 // dst_dir/name. Mode after owner: chown clears set-id bits.
 Result<void> copy_meta(int src_dir, int dst_dir, const std::string& name, const struct stat& st,
@@ -148,7 +106,7 @@ Result<void> create_copy(int src_dir, int dst_dir, const std::string& name, cons
     if (!out) {
       return fail(sys("cannot create", shown));
     }
-    return copy_data(in.get(), out.get(), shown);
+    return fs::copy_data(in.get(), out.get(), shown);
   }
   if (S_ISLNK(st.st_mode)) {
     std::string target(static_cast<size_t>(st.st_size) + 1, '\0');

@@ -584,14 +584,6 @@ Result<void> remove_all_at(int dirfd, const std::string& name) {
 
 // ---------------------------------------------------------------- copy
 
-namespace {
-
-struct CopyState {
-  const Root* dst;
-  std::map<std::pair<dev_t, ino_t>, std::string> links;  // first copy of a multiply-linked file
-  bool root_user = ::geteuid() == 0;
-};
-
 Result<void> copy_data(int in, int out, const std::string& what) {
   bool use_cfr = true;
   std::vector<char> buf;
@@ -637,6 +629,15 @@ Result<void> copy_data(int in, int out, const std::string& what) {
     }
   }
 }
+
+namespace {
+
+struct CopyState {
+  const Root* dst;
+  std::map<std::pair<dev_t, ino_t>, std::string> links;  // first copy of a multiply-linked file
+  bool root_user = ::geteuid() == 0;
+};
+
 
 // Owner, mode, xattrs, times of dfd/name from st; the entry was just made by us.
 Result<void> copy_meta(const CopyState& cs, int sfd, int dfd, const std::string& name, const struct stat& st,

@@ -134,6 +134,10 @@ Result<void> clear_dir(int dirfd);
 /// unreadable parts skipped; 0 when it does not exist).
 uint64_t tree_bytes(const std::string& dir);
 
+/// Copies the rest of `in` to `out` (copy_file_range where the kernel can,
+/// else read/write); errors name `what`.
+Result<void> copy_data(int in, int out, const std::string& what);
+
 /// Copies the whole tree under `src` into `dst` (an existing directory):
 /// files (data, sparse holes not kept), directories, symlinks, devices, fifos,
 /// owners, modes, mtimes, xattrs, and hardlinks within the tree as hardlinks.
