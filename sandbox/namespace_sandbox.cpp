@@ -41,8 +41,11 @@
 #include <sstream>
 
 #include "sandbox/detail.hpp"
+#include "sandbox/devices.hpp"
+#include "sandbox/seccomp.hpp"
 #include "sandbox/sandbox.hpp"
 #include "sandbox/user.hpp"
+#include "sandbox/userns.hpp"
 #include "util/interrupt.hpp"
 #include "util/strings.hpp"
 
@@ -91,6 +94,16 @@ struct Plan {
   std::vector<Mount> mounts;  // extra binds, then hosts/resolv/hostname
   bool capture = true;
   bool privileged = false;  // keep every capability; /sys rw, host devices, /proc unmasked
+  // The system-call filter loaded before exec; null under --security=insecure.
+  const detail::SeccompProgram* seccomp = nullptr;
+  // cgroup.procs of the run's device cgroup (-1: none); the monitor joins it.
+  int cgroup_procs_fd = -1;
+  // No device cgroup could be made (and not insecure): every mount is nodev
+  // and /dev's nodes are bind mounts of the host's (devices.hpp).
+  bool nodev = false;
+  // False in a rootless namespace that maps only the user's id, where the
+  // kernel refuses setgroups.
+  bool set_groups = true;
 };
 
 // ---- child side -----------------------------------------------------------
@@ -132,6 +145,14 @@ int attach(int mount_fd, int target_fd) {
 int set_readonly(int tree_fd) {
   struct mount_attr attr {};
   attr.attr_set = MOUNT_ATTR_RDONLY;
+  return ::mount_setattr(tree_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+}
+
+// Makes every mount of a tree nodev, so that no device node in it can be
+// opened (the sandbox's device policy, devices.hpp).
+int set_nodev(int tree_fd) {
+  struct mount_attr attr {};
+  attr.attr_set = MOUNT_ATTR_NODEV;
   return ::mount_setattr(tree_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
 }
 
@@ -219,20 +240,57 @@ void copy_host_devices(int err_fd, int host_fd, int dev_fd, int depth) {
   ::closedir(d);
 }
 
-UniqueFd setup_dev(int err_fd, int root_fd, bool host_devices) {
-  UniqueFd dev(fs_mount("tmpfs", {{"mode", "755"}, {"size", "65536k"}}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME));
+struct DevNode {
+  const char* name;
+  unsigned major;
+  unsigned minor;
+};
+
+// The nodes of a default /dev, as Docker gives a container.
+constexpr DevNode k_dev_nodes[] = {{"null", 1, 3},    {"zero", 1, 5},    {"full", 1, 7},
+                                   {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+
+// Binds the host's own /dev/NAME onto the stub file of the same name in the
+// (nodev) /dev tmpfs, after checking that it is the expected node: the only
+// device nodes a default sandbox can open are these bind mounts.
+void bind_host_node(int err_fd, int dev_fd, const DevNode& n) {
+  const std::string host = std::string("/dev/") + n.name;
+  UniqueFd tree(::open_tree(AT_FDCWD, host.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  struct stat st {};
+  if (!tree || ::fstat(tree.get(), &st) != 0) {
+    child_fail(err_fd, errno_text("cannot bind " + host + " from the host"));
+  }
+  if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(n.major, n.minor)) {
+    child_fail(err_fd, "cannot bind " + host + " from the host: it is not the character device " +
+                           std::to_string(n.major) + ":" + std::to_string(n.minor));
+  }
+  UniqueFd target(::openat(dev_fd, n.name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!target || attach(tree.get(), target.get()) != 0) {
+    child_fail(err_fd, errno_text("cannot mount " + host));
+  }
+}
+
+// The sandbox's /dev: a tmpfs with Docker's standard nodes, made with mknod
+// as runc does (the device cgroup decides what opens). With `nodev` (no
+// device cgroup) the tmpfs is nodev and the standard nodes are bind mounts of
+// the host's, so nothing made with mknod there can be opened.
+// `host_devices` (--security=insecure) adds the host's other nodes, as
+// BuildKit's insecure mode gives them.
+UniqueFd setup_dev(int err_fd, int root_fd, bool host_devices, bool nodev) {
+  const unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME | (nodev ? MOUNT_ATTR_NODEV : 0U);
+  UniqueFd dev(fs_mount("tmpfs", {{"mode", "755"}, {"size", "65536k"}}, attrs));
   if (!dev) {
     child_fail(err_fd, errno_text("cannot mount tmpfs on /dev"));
   }
-  struct Node {
-    const char* name;
-    unsigned major;
-    unsigned minor;
-  };
-  for (const Node& n : {Node{"null", 1, 3}, Node{"zero", 1, 5}, Node{"full", 1, 7}, Node{"random", 1, 8},
-                        Node{"urandom", 1, 9}, Node{"tty", 5, 0}}) {
-    if (::mknodat(dev.get(), n.name, S_IFCHR | 0666, makedev(n.major, n.minor)) != 0 ||
-        ::fchmodat(dev.get(), n.name, 0666, 0) != 0) {
+  for (const DevNode& n : k_dev_nodes) {
+    int rc = 0;
+    if (!nodev) {
+      rc = ::mknodat(dev.get(), n.name, S_IFCHR | 0666, makedev(n.major, n.minor));
+    } else {
+      int f = ::openat(dev.get(), n.name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666);
+      rc = f < 0 ? -1 : ::close(f);
+    }
+    if (rc != 0 || ::fchmodat(dev.get(), n.name, 0666, 0) != 0) {
       child_fail(err_fd, errno_text(std::string("cannot create /dev/") + n.name));
     }
   }
@@ -258,8 +316,18 @@ UniqueFd setup_dev(int err_fd, int root_fd, bool host_devices) {
   if (!target || attach(dev.get(), target.get()) != 0) {
     child_fail(err_fd, errno_text("cannot mount /dev"));
   }
+  if (nodev) {
+    for (const DevNode& n : k_dev_nodes) {
+      bind_host_node(err_fd, dev.get(), n);
+    }
+  }
   UniqueFd pts(fs_mount("devpts", {{"newinstance", nullptr}, {"ptmxmode", "0666"}, {"mode", "0620"}, {"gid", "5"}},
                         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC));
+  if (!pts && errno == EINVAL) {
+    // gid 5 (tty) is not mapped in a rootless namespace without subordinate ids.
+    pts.reset(fs_mount("devpts", {{"newinstance", nullptr}, {"ptmxmode", "0666"}, {"mode", "0620"}},
+                       MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC));
+  }
   UniqueFd pts_target(::openat(dev.get(), "pts", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!pts || !pts_target || attach(pts.get(), pts_target.get()) != 0) {
     child_fail(err_fd, errno_text("cannot mount /dev/pts"));
@@ -380,13 +448,35 @@ void setup_sys(int err_fd, int root_fd, bool writable) {
   }
 }
 
-void drop_capabilities(int err_fd) {
-  for (int cap = 0; cap <= 63; ++cap) {
-    bool keep = false;
-    for (int k : k_default_caps) {
-      keep = keep || k == cap;
+bool is_default_cap(int cap) {
+  for (int k : k_default_caps) {
+    if (k == cap) {
+      return true;
     }
-    if (keep) {
+  }
+  return false;
+}
+
+// Leaves init with Docker's default capabilities and nothing else: the
+// bounding set is cut, the ambient set cleared, and the effective,
+// permitted and inheritable sets become the default set (inheritable empty,
+// as Docker 20.10.14+ gives a container: CVE-2022-24769).
+void drop_capabilities(int err_fd) {
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+    child_fail(err_fd, errno_text("cannot clear the ambient capabilities"));
+  }
+  struct __user_cap_header_struct header {};
+  header.version = _LINUX_CAPABILITY_VERSION_3;
+  struct __user_cap_data_struct data[2] = {};
+  for (int cap : k_default_caps) {
+    data[cap / 32].effective |= 1U << (cap % 32);
+    data[cap / 32].permitted |= 1U << (cap % 32);
+  }
+  if (::syscall(SYS_capset, &header, data) != 0) {
+    child_fail(err_fd, errno_text("cannot set the capabilities"));
+  }
+  for (int cap = 0; cap <= 63; ++cap) {
+    if (is_default_cap(cap)) {
       continue;
     }
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
@@ -398,9 +488,9 @@ void drop_capabilities(int err_fd) {
   }
 }
 
-void switch_user(int err_fd, const ExecUser& user) {
+void switch_user(int err_fd, const ExecUser& user, bool set_groups) {
   std::vector<gid_t> groups(user.groups.begin(), user.groups.end());
-  if (::setgroups(groups.size(), groups.data()) != 0) {
+  if (set_groups && ::setgroups(groups.size(), groups.data()) != 0) {
     child_fail(err_fd, errno_text("setgroups"));
   }
   if (::setresgid(user.gid, user.gid, user.gid) != 0) {
@@ -493,7 +583,8 @@ void make_workdir(int err_fd, const std::string& workdir) {
   }
   {
     UniqueFd tree(::open_tree(AT_FDCWD, plan.rootfs.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
-    if (!tree || ::move_mount(tree.get(), "", AT_FDCWD, plan.rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    if (!tree || (plan.nodev && set_nodev(tree.get()) != 0) ||
+        ::move_mount(tree.get(), "", AT_FDCWD, plan.rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
       child_fail(err_fd, errno_text("cannot bind the rootfs " + plan.rootfs));
     }
   }
@@ -501,7 +592,7 @@ void make_workdir(int err_fd, const std::string& workdir) {
   if (!root) {
     child_fail(err_fd, errno_text("cannot open the rootfs " + plan.rootfs));
   }
-  UniqueFd dev = setup_dev(err_fd, root.get(), plan.privileged);
+  UniqueFd dev = setup_dev(err_fd, root.get(), plan.privileged, plan.nodev);
   for (const Mount& m : plan.mounts) {
     std::vector<std::pair<const char*, const char*>> tmpfs_options;
     if (!m.size.empty()) {
@@ -516,6 +607,9 @@ void make_workdir(int err_fd, const std::string& workdir) {
     }
     if (m.read_only && set_readonly(tree.get()) != 0) {
       child_fail(err_fd, errno_text("cannot make mount /" + m.target + " read-only"));
+    }
+    if (!m.source.empty() && plan.nodev && set_nodev(tree.get()) != 0) {
+      child_fail(err_fd, errno_text("cannot make mount /" + m.target + " nodev"));
     }
     UniqueFd target(open_or_create_target(root.get(), m));
     if (!target || attach(tree.get(), target.get()) != 0) {
@@ -546,10 +640,16 @@ void make_workdir(int err_fd, const std::string& workdir) {
   }
   ::umask(022);
   make_workdir(err_fd, plan.workdir);
+  // Without no_new_privs (Docker and BuildKit leave it off) loading a filter
+  // needs CAP_SYS_ADMIN: load it while init still has every capability, as
+  // late as possible before exec (as runc does).
+  if (plan.seccomp != nullptr && detail::load_seccomp(*plan.seccomp) != 0) {
+    child_fail(err_fd, errno_text("cannot load the seccomp filter"));
+  }
   if (!plan.privileged) {
     drop_capabilities(err_fd);
   }
-  switch_user(err_fd, plan.user);
+  switch_user(err_fd, plan.user, plan.set_groups);
   exec_command(err_fd, plan);
 }
 
@@ -585,6 +685,12 @@ bool loopback_up() {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
+  // Join the run's device cgroup; init and everything it starts follow.
+  // It is the device policy when there is one (no nodev mounts then), so
+  // failing to join is fatal.
+  if (plan.cgroup_procs_fd >= 0 && ::write(plan.cgroup_procs_fd, "0", 1) != 1) {
+    child_fail(err_fd, errno_text("cannot join the run's device cgroup"));
+  }
   if (::unshare(plan.unshare_flags) != 0) {
     child_fail(err_fd, errno_text("cannot create namespaces"));
   }
@@ -786,6 +892,23 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     plan.mounts.push_back(std::move(m));
   }
   plan.privileged = spec.privileged;
+  plan.set_groups = !rootless_single_id();
+  if (rootless_single_id() && (user.uid != 0 || user.gid != 0)) {
+    return fail(Errc::permission,
+                "cannot run as uid " + std::to_string(user.uid) + " gid " + std::to_string(user.gid) +
+                    ": rootless mode without subordinate ids maps only root (add a range for your user: "
+                    "`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)");
+  }
+  // Docker's default seccomp profile and device policy, unless insecure.
+  std::optional<detail::DeviceCgroup> device_cgroup;
+  if (!spec.privileged) {
+    TRY(plan.seccomp, detail::default_seccomp_program());
+    device_cgroup = detail::DeviceCgroup::create();
+    if (device_cgroup) {
+      plan.cgroup_procs_fd = device_cgroup->procs_fd();
+    }
+    plan.nodev = !device_cgroup;
+  }
   const std::pair<const char*, std::string> etc_files[] = {
       {"hosts", hosts_file(spec)},
       {"resolv.conf", spec.resolv_conf ? *spec.resolv_conf : host_resolv_conf()},
@@ -920,7 +1043,8 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
 Result<std::unique_ptr<Sandbox>> make_sandbox(std::string_view kind) {
   if (kind == "auto" || kind == "namespaces") {
     if (::geteuid() != 0) {
-      return fail(Errc::unsupported, "the namespace sandbox needs root (a rootless sandbox is not implemented yet)");
+      return fail(Errc::permission,
+                  "the namespace sandbox needs root, or the root of a rootless user namespace (sandbox::enter_rootless)");
     }
     return std::unique_ptr<Sandbox>(new NamespaceSandbox());
   }

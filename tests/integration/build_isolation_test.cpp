@@ -134,3 +134,32 @@ TEST_CASE("build isolation: /sys is read-only unless --security=insecure", "[int
   CHECK(host_only > 0);  // the default /dev is Docker's minimal set
   CHECK(has(def_dev, "null"));
 }
+
+TEST_CASE("build isolation: a RUN has Docker's seccomp filter and device policy", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  // A block device made in the rootfs and a char device made in /dev can
+  // be created but not opened; no user or mount namespace can be made; the
+  // status shows the filter. Under --security=insecure all of that is lifted.
+  const char* df =
+      "FROM busybox\n"
+      "RUN grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status > /status\n"
+      "RUN mknod /tmp/loop b 7 0 && (head -c1 /tmp/loop 2> /open-blk >/dev/null || true) && rm /tmp/loop\n"
+      "RUN mknod /dev/mem2 c 1 1 && (head -c1 /dev/mem2 2> /open-chr >/dev/null || true)\n"
+      "RUN (unshare -U true 2> /unshare-user; echo $? > /unshare-rc)\n"
+      "RUN --security=insecure grep -E '^Seccomp:' /proc/self/status > /insecure-status && "
+      "mknod /tmp/z c 1 5 && head -c 3 /tmp/z | wc -c > /insecure-open && rm /tmp/z\n";
+  fs::path out = fx.work.path / "policy.tar";
+  RunResult r = fx.build("policy", df, {}, {"--allow", "security.insecure", "-o", "type=docker,dest=" + out.string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  LayerFiles files = merged(read_saved(out, fx.work.path));
+  CHECK(files.at("status").content == "NoNewPrivs:\t0\nSeccomp:\t2\n");
+  CHECK(files.at("open-blk").content == "head: /tmp/loop: Operation not permitted\n");
+  CHECK(files.at("open-chr").content == "head: /dev/mem2: Operation not permitted\n");
+  CHECK(files.at("unshare-user").content == "unshare: unshare(0x10000000): Operation not permitted\n");
+  CHECK(files.at("unshare-rc").content != "0\n");
+  CHECK(files.at("insecure-status").content == "Seccomp:\t0\n");
+  CHECK(files.at("insecure-open").content == "3\n");
+}

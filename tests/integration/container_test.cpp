@@ -105,6 +105,21 @@ TEST_CASE("run applies -e, -w, -u and --entrypoint as docker does", "[integratio
   CHECK(f.mounts() == 0);
 }
 
+TEST_CASE("run has Docker's seccomp filter and device policy", "[integration][container]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
+  Fixture f;
+  RunResult r = f.run({"run", "--rm", "base", "sh", "-c",
+                       "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; mknod /tmp/loop b 7 0 && "
+                       "head -c1 /tmp/loop 2>&1 >/dev/null; unshare -U true 2>&1; echo rc=$?"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out ==
+        "NoNewPrivs:\t0\nSeccomp:\t2\nhead: /tmp/loop: Operation not permitted\n"
+        "unshare: unshare(0x10000000): Operation not permitted\nrc=1\n");
+  CHECK(f.mounts() == 0);
+}
+
 TEST_CASE("a kept container commits into an image that holds its changes", "[integration][container]") {
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "the namespace sandbox needs root");
