@@ -42,6 +42,7 @@
 #include "sandbox/user.hpp"
 #include "snapshot/apply.hpp"
 #include "util/hash.hpp"
+#include "util/rootless.hpp"
 #include "util/strings.hpp"
 #include "util/tar.hpp"
 
@@ -444,7 +445,7 @@ struct Copier {
                            std::optional<Owner> who = std::nullopt) {
     Owner o = who.value_or(owner);
     if (::fchown(fd, o.uid, o.gid) != 0) {
-      return fail(Errc::io, fmt::format("/{}: chown: {}", target, errno_message(errno)));
+      return fail(Errc::io, fmt::format("/{}: {}", target, rootless::chown_failure(errno, o.uid, o.gid)));
     }
     if (::fchmod(fd, mode) != 0) {
       return fail(Errc::io, fmt::format("/{}: chmod: {}", target, errno_message(errno)));

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
+#include "sandbox/userns.hpp"
 #include "util/stats.hpp"
 
 #ifndef IMGBUILD_VERSION
@@ -32,7 +33,9 @@ const CLI::App* find_command(const CLI::App& app, const std::string& name) {
 
 // `imgbuild -f Dockerfile .` means `imgbuild build -f Dockerfile .`: when the
 // first argument is neither a subcommand nor a global option, insert "build".
-std::vector<std::string> with_default_command(const CLI::App& app, int argc, char** argv) {
+// Returns the arguments in order; *command is set to the command's name (""
+// when there is none, or for --help/--version).
+std::vector<std::string> with_default_command(const CLI::App& app, int argc, char** argv, std::string* command) {
   std::vector<std::string> args(argv + 1, argv + argc);
   static const std::set<std::string> k_globals = {"-h", "--help", "--version", "-v"};
   size_t i = 0;
@@ -48,13 +51,22 @@ std::vector<std::string> with_default_command(const CLI::App& app, int argc, cha
     }
     break;
   }
+  command->clear();
   if (i < args.size() && k_globals.count(args[i]) == 0) {
     if (find_command(app, args[i]) == nullptr && find_command(app, "build") != nullptr) {
       args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), "build");
     }
+    if (const CLI::App* sub = find_command(app, args[i])) {
+      *command = sub->get_name();
+    }
   }
-  // CLI11 wants the arguments reversed when given as a vector.
-  return std::vector<std::string>(args.rbegin(), args.rend());
+  return args;
+}
+
+// Commands that read no store and run nothing need no user namespace.
+bool runs_rootless(const std::string& command) {
+  static const std::set<std::string> k_plain = {"", "help", "parse", "check", "login", "logout"};
+  return k_plain.count(command) == 0;
 }
 
 }  // namespace
@@ -100,8 +112,19 @@ int main(int argc, char** argv) {
   imgbuild::cli::register_cache_commands(app, ctx);
 
   try {
-    std::vector<std::string> args = with_default_command(app, argc, argv);
-    app.parse(args);
+    std::string command;
+    std::vector<std::string> args = with_default_command(app, argc, argv, &command);
+    // A user who is not root runs in a user namespace of its own (rootless
+    // mode); this must happen before anything starts a thread.
+    if (runs_rootless(command)) {
+      auto entered = imgbuild::sandbox::enter_rootless();
+      if (!entered) {
+        std::fprintf(stderr, "imgbuild: error: %s\n", entered.error().message.c_str());
+        return 1;
+      }
+    }
+    // CLI11 wants the arguments reversed when given as a vector.
+    app.parse(std::vector<std::string>(args.rbegin(), args.rend()));
     if (app.get_subcommands().empty()) {
       std::fputs(app.help().c_str(), stdout);
     }

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "image/types.hpp"
+#include "util/rootless.hpp"
 
 namespace imgbuild::image {
 
@@ -91,7 +92,8 @@ fs::path default_store_root(const std::string& flag) {
   if (const char* env = std::getenv("IMGBUILD_ROOT"); env != nullptr && *env != '\0') {
     return fs::absolute(env).lexically_normal();
   }
-  if (::geteuid() == 0) {
+  // Root of a rootless user namespace is still the user: its own store.
+  if (::geteuid() == 0 && !rootless::active()) {
     return "/var/lib/imgbuild";
   }
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {

@@ -5,6 +5,8 @@
 // Directory mtimes are set at the end, because creating children changes them.
 
 #include "snapshot/apply.hpp"
+#include "snapshot/mounts.hpp"
+#include "util/rootless.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -297,8 +299,8 @@ private:
     }
     if (overlay) {
       UniqueFd rd(::openat(dir.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!rd || ::fsetxattr(rd.get(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
-        return fail(entry_errno(e, "set trusted.overlay.opaque", errno));
+      if (!rd || ::fsetxattr(rd.get(), mounts::opaque_xattr(), "y", 1, 0) != 0) {
+        return fail(entry_errno(e, std::string("set ") + mounts::opaque_xattr(), errno));
       }
       return ok();
     }
@@ -351,14 +353,14 @@ private:
   }
 
   static bool dropped_xattr(const std::string& name) {
-    return name.rfind("trusted.overlay.", 0) == 0 || name.rfind("user.overlay.", 0) == 0;
+    return mounts::is_overlay_xattr(name);
   }
 
   // Owner, mode, xattrs of an open file or directory (order matters: chown
   // clears setuid bits and file capabilities).
   Result<void> set_fd_meta(const tar::Entry& e, int fd) {
     if (m_options.ownership == Ownership::apply && ::fchown(fd, e.uid, e.gid) != 0) {
-      return fail(entry_errno(e, fmt::format("chown {}:{}", e.uid, e.gid), errno));
+      return fail(entry_error(e, rootless::chown_failure(errno, e.uid, e.gid), Errc::io));
     }
     if (::fchmod(fd, static_cast<mode_t>(e.mode & 07777)) != 0) {
       return fail(entry_errno(e, "chmod", errno));
@@ -378,7 +380,7 @@ private:
   Result<void> set_at_meta(const tar::Entry& e, int pfd, const std::string& name, bool chmod) {
     if (m_options.ownership == Ownership::apply &&
         ::fchownat(pfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) {
-      return fail(entry_errno(e, fmt::format("chown {}:{}", e.uid, e.gid), errno));
+      return fail(entry_error(e, rootless::chown_failure(errno, e.uid, e.gid), Errc::io));
     }
     // Just created by us and not a symlink: fchmodat cannot be redirected.
     if (chmod && ::fchmodat(pfd, name.c_str(), static_cast<mode_t>(e.mode & 07777), 0) != 0) {

@@ -15,6 +15,7 @@
 #include "util/fd.hpp"
 #include "util/fs.hpp"
 #include "util/interrupt.hpp"
+#include "util/rootless.hpp"
 
 namespace imgbuild::snapshot {
 
@@ -22,8 +23,6 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view k_overlay_xattr_prefix = "trusted.overlay.";
-constexpr const char* k_opaque_xattr = "trusted.overlay.opaque";
 // Deeper trees are refused (as util/fs and the diff do): each level holds a
 // directory fd and a stack frame.
 constexpr size_t k_max_depth = 1024;
@@ -63,7 +62,7 @@ bool is_opaque(int dirfd, const std::string& name) {
     return false;
   }
   for (const auto& [k, v] : *x) {
-    if (k == k_opaque_xattr && v == "y") {
+    if (k == mounts::opaque_xattr() && v == "y") {
       return true;
     }
   }
@@ -75,11 +74,12 @@ bool is_opaque(int dirfd, const std::string& name) {
 Result<void> copy_meta(int src_dir, int dst_dir, const std::string& name, const struct stat& st,
                        const std::string& shown) {
   if (::fchownat(dst_dir, name.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
-    return fail(sys("cannot chown", shown));
+    const int err = errno;
+    return fail(Error(Errc::io, shown + ": " + rootless::chown_failure(err, st.st_uid, st.st_gid)));
   }
   TRY(auto xattrs, fs::xattrs_at(src_dir, name));
   for (const auto& [k, v] : xattrs) {
-    if (std::string_view(k).substr(0, k_overlay_xattr_prefix.size()) == k_overlay_xattr_prefix) {
+    if (mounts::is_overlay_xattr(k)) {
       continue;
     }
     TRY_VOID(fs::set_xattr_at(dst_dir, name, k, v));
@@ -276,7 +276,7 @@ Result<void> finish(UpperDir& d) {
   }
   TRY_VOID(copy_meta(d.view_parent, d.parent->fd.get(), d.name, st, d.path));
   if (d.opaque) {
-    TRY_VOID(fs::set_xattr_at(d.parent->fd.get(), d.name, k_opaque_xattr, "y"));
+    TRY_VOID(fs::set_xattr_at(d.parent->fd.get(), d.name, mounts::opaque_xattr(), "y"));
   }
   return ok();
 }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "util/fd.hpp"
+#include "util/rootless.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::snapshot::mounts {
@@ -83,6 +84,12 @@ bool strictly_inside(const fs::path& child, const fs::path& dir) {
 }
 
 }  // namespace
+
+const char* opaque_xattr() { return rootless::active() ? "user.overlay.opaque" : "trusted.overlay.opaque"; }
+
+bool is_overlay_xattr(std::string_view name) {
+  return name.rfind("trusted.overlay.", 0) == 0 || name.rfind("user.overlay.", 0) == 0;
+}
 
 MountRecord& MountRecord::operator=(MountRecord&& o) noexcept {
   if (this != &o) {
@@ -163,7 +170,18 @@ Result<void> mount_overlay(const std::vector<fs::path>& lowers_top_first, const 
   if (!set("upperdir", upper.string()) || !set("workdir", work.string())) {
     return kernel_says("overlay: cannot set upper " + upper.string());
   }
-  for (const char* key : {"redirect_dir", "index", "metacopy"}) {
+  // In a user namespace overlayfs keeps its whiteouts and opaque markers in
+  // user.overlay.* xattrs (trusted.* needs root of the host), and then
+  // refuses to follow redirects: redirect_dir=nofollow there, off as root
+  // (neither creates one, so the upper dir stays a plain diff).
+  const bool user_xattr = rootless::active();
+  if (user_xattr && ::fsconfig(fsfd.get(), FSCONFIG_SET_FLAG, "userxattr", nullptr, 0) != 0) {
+    return kernel_says("overlay: cannot set userxattr (rootless mode needs Linux 5.11 or later)");
+  }
+  if (!set("redirect_dir", user_xattr ? "nofollow" : "off")) {
+    return kernel_says("overlay: cannot set redirect_dir");
+  }
+  for (const char* key : {"index", "metacopy"}) {
     if (!set(key, "off")) {
       return kernel_says(std::string("overlay: cannot set ") + key);
     }

@@ -18,6 +18,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/result.hpp"
@@ -52,6 +53,15 @@ private:
 Result<void> mount_overlay(const std::vector<std::filesystem::path>& lowers_top_first,
                            const std::filesystem::path& upper, const std::filesystem::path& work,
                            const std::filesystem::path& target);
+
+/// The xattr that marks an opaque directory for overlayfs:
+/// trusted.overlay.opaque, or user.overlay.opaque in rootless mode (an
+/// overlay mounted with userxattr; trusted.* needs the host's root).
+const char* opaque_xattr();
+
+/// True when `name` is one of overlayfs's own xattrs (trusted.overlay.* or
+/// user.overlay.*).
+bool is_overlay_xattr(std::string_view name);
 
 /// Unmounts target; falls back to a lazy unmount when it stays busy. Not
 /// mounted is fine.

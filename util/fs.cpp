@@ -1,4 +1,5 @@
 #include "util/fs.hpp"
+#include "util/rootless.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -278,13 +279,15 @@ Result<void> Root::chown(std::string_view path, uid_t uid, gid_t gid) const {
   auto comps = clean_components(path);
   if (comps.empty()) {
     if (::fchownat(m_fd.get(), "", uid, gid, AT_EMPTY_PATH) != 0) {
-      return fail(sys_error(errno, m_label, "chown"));
+      const int err = errno;
+      return fail(Error(errc_for(err), m_label + ": " + rootless::chown_failure(err, uid, gid)));
     }
     return ok();
   }
   TRY(auto p, parent(path));
   if (::fchownat(p.dir.get(), p.name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
-    return fail(sys_error(errno, where_in(m_label, path), "chown"));
+    const int err = errno;
+    return fail(Error(errc_for(err), where_in(m_label, path) + ": " + rootless::chown_failure(err, uid, gid)));
   }
   return ok();
 }
@@ -644,7 +647,8 @@ Result<void> copy_meta(const CopyState& cs, int sfd, int dfd, const std::string&
                        const std::string& what) {
   if (::fchownat(dfd, name.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 &&
       (errno != EPERM || cs.root_user)) {
-    return fail(sys_error(errno, what, "chown"));
+    const int err = errno;
+    return fail(Error(errc_for(err), what + ": " + rootless::chown_failure(err, st.st_uid, st.st_gid)));
   }
   if (!S_ISLNK(st.st_mode) && ::fchmodat(dfd, name.c_str(), st.st_mode & 07777, 0) != 0) {
     return fail(sys_error(errno, what, "chmod"));
@@ -746,7 +750,8 @@ Result<void> copy_tree(const Root& src, const Root& dst) {
     return fail(sys_error(errno, src.label(), "stat"));
   }
   if (::fchown(d.get(), st.st_uid, st.st_gid) != 0 && (errno != EPERM || cs.root_user)) {
-    return fail(sys_error(errno, dst.label(), "chown"));
+    const int err = errno;
+    return fail(Error(errc_for(err), dst.label() + ": " + rootless::chown_failure(err, st.st_uid, st.st_gid)));
   }
   if (::fchmod(d.get(), st.st_mode & 07777) != 0) {
     return fail(sys_error(errno, dst.label(), "chmod"));

@@ -4,7 +4,11 @@
 // sets it; the store picks its default location and the snapshotter its
 // overlay xattrs from it).
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
 
 namespace imgbuild::rootless {
 
@@ -18,6 +22,23 @@ inline constexpr const char* k_single_env = "IMGBUILD_ROOTLESS_SINGLE_ID";
 inline bool active() {
   const char* v = std::getenv(k_uid_env);
   return v != nullptr && *v != '\0';
+}
+
+/// The words for a failed chown to uid:gid with errno `err`: "chown U:G:
+/// <strerror>", or, where the ids are not mapped in the rootless user
+/// namespace (EINVAL there), what is wrong and the fix.
+inline std::string chown_failure(int err, unsigned uid, unsigned gid) {
+  std::string ids = std::to_string(uid) + ":" + std::to_string(gid);
+  if (err == EINVAL && active()) {
+    const char* single = std::getenv(k_single_env);
+    bool one_id = single != nullptr && std::string_view(single) == "1";
+    return "cannot give it the owner " + ids + ": rootless mode maps " +
+           (one_id ? std::string("only your own id (no subordinate ids in /etc/subuid, /etc/subgid)")
+                   : std::string("no id that high (the subordinate range in /etc/subuid, /etc/subgid is too small)")) +
+           "; give your user a range of 65536 ids: `usermod --add-subuids 100000-165535 --add-subgids "
+           "100000-165535 $USER`";
+  }
+  return "chown " + ids + ": " + std::strerror(err);
 }
 
 }  // namespace imgbuild::rootless

@@ -21,6 +21,12 @@
 // entries after the base's; " (empty_layer)" suffix as compare prints it),
 // "config": {field: value} (the fields to check).
 //
+// Rootless variant ("compat-rootless: <case>", the cases listed in
+// testdata/compat/ROOTLESS): the same build run by imgbuild as an
+// unprivileged user (scripts/test-user: a user with subordinate ids; the
+// context handed to that user) is compared with imgbuild's build as root —
+// the same files, owners, modes, config and history.
+//
 // The base image is busybox-static (harness.hpp busybox_rootfs_tar), named
 // imgbuild-compat-busybox in both engines: `imgbuild import` into each case's
 // own store, `docker import` once into dockerd (re-imported when its layer
@@ -35,6 +41,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <regex>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -236,12 +243,64 @@ std::string compare_expected(const Saved& ours, const json& expected, size_t bas
   return out;
 }
 
-void run_case(const std::string& name) {
+enum class Variant { docker, rootless };
+
+// The unprivileged user of the rootless variant (scripts/test-user).
+struct TestUser {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+TestUser test_user() {
+  RunResult r = run_sh(sh_quote((source_dir() / "scripts" / "test-user").string()));
+  INFO("scripts/test-user: " << r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream in(r.out);
+  TestUser u;
+  in >> u.name >> u.uid >> u.gid;
+  REQUIRE(!u.name.empty());
+  REQUIRE(u.uid != 0);
+  return u;
+}
+
+// Hands dir and everything below it to the user, keeping every mode
+// (chown clears set-id bits, so the mode is set again).
+void give_to(const fs::path& dir, const TestUser& u) {
+  auto one = [&](const fs::path& p) {
+    struct stat st {};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    REQUIRE(::lchown(p.c_str(), u.uid, u.gid) == 0);
+    if (!S_ISLNK(st.st_mode)) {
+      REQUIRE(::chmod(p.c_str(), st.st_mode & 07777) == 0);
+    }
+  };
+  one(dir);
+  if (fs::is_directory(fs::symlink_status(dir))) {
+    for (const auto& e : fs::recursive_directory_iterator(dir)) {
+      one(e.path());
+    }
+  }
+}
+
+// run_imgbuild, as the test user.
+RunResult run_imgbuild_as(const TestUser& u, const fs::path& home, const fs::path& root,
+                          const std::vector<std::string>& args) {
+  std::string cmd = "setpriv --reuid=" + std::to_string(u.uid) + " --regid=" + std::to_string(u.gid) +
+                    " --clear-groups env HOME=" + sh_quote(home.string()) + " " +
+                    sh_quote(imgbuild_binary().string()) + " --root " + sh_quote(root.string());
+  for (const auto& a : args) {
+    cmd += " " + sh_quote(a);
+  }
+  return run_sh(cmd);
+}
+
+void run_case(const std::string& name, Variant variant) {
   IMGBUILD_REQUIRE_PREREQ(fs::exists("/bin/busybox"), "busybox-static is not installed (/bin/busybox)");
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
   fs::path src = compat_dir() / name;
   json spec = fs::exists(src / "compat.json") ? json::parse(read_file(src / "compat.json")) : json::object();
-  bool oracle = !fs::exists(src / "expected.json");
+  bool oracle = !fs::exists(src / "expected.json") && variant == Variant::docker;
   if (oracle) {
     IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (/usr/bin/docker, dockerd) is available");
   }
@@ -304,6 +363,40 @@ void run_case(const std::string& name) {
     WARN("history: " << a.config["history"].dump(2) << "\nconfig: " << a.config["config"].dump(2));
   }
 
+  if (variant == Variant::rootless) {
+    // The same build by the unprivileged user, in a store of its own.
+    TestUser user = test_user();
+    fs::path home = work.path / "home";
+    fs::path user_store = work.path / "user-store";
+    fs::path mine = work.path / "out" / "rootless.tar";
+    fs::create_directories(home);
+    fs::create_directories(user_store);
+    fs::create_directories(mine.parent_path());
+    fs::permissions(work.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                   fs::perms::others_read | fs::perms::others_exec);
+    for (const fs::path& p : {ctx, home, user_store, mine.parent_path()}) {
+      give_to(p, user);
+    }
+    for (const auto& e : fs::directory_iterator(work.path)) {
+      if (e.path().filename().string().rfind("secret-", 0) == 0 || e.path() == tarball) {
+        give_to(e.path(), user);
+      }
+    }
+    RunResult uimp = run_imgbuild_as(user, home, user_store, {"import", tarball.string(), k_base_name});
+    INFO(uimp.err);
+    REQUIRE(uimp.status == 0);
+    std::vector<std::string> uargs = {"build", "--progress", "plain", "-o", "type=docker,dest=" + mine.string()};
+    uargs.insert(uargs.end(), flags.begin(), flags.end());
+    uargs.push_back(ctx.string());
+    RunResult ur = run_imgbuild_as(user, home, user_store, uargs);
+    INFO("rootless imgbuild build of " << name << ":\n" << ur.err);
+    REQUIRE(ur.status == 0);
+    Saved b = read_saved(mine, work.path);
+    std::string diff = compare_images(b, a, mount_ignores(read_file(ctx / dockerfile_name)));
+    INFO(name << ": - imgbuild rootless, + imgbuild as root\n" << diff);
+    CHECK(diff.empty());
+    return;
+  }
   if (!oracle) {
     json expected = json::parse(read_file(src / "expected.json"));
     bool from_scratch = expected.value("from_scratch", false);
@@ -331,24 +424,45 @@ void run_case(const std::string& name) {
 // One Catch2 test per case directory, registered before main runs.
 class CaseInvoker : public Catch::ITestInvoker {
 public:
-  explicit CaseInvoker(std::string name) : m_name(std::move(name)) {}
-  void invoke() const override { run_case(m_name); }
+  CaseInvoker(std::string name, Variant variant) : m_name(std::move(name)), m_variant(variant) {}
+  void invoke() const override { run_case(m_name, m_variant); }
 
 private:
   std::string m_name;
+  Variant m_variant;
 };
+
+// The cases of testdata/compat/ROOTLESS (one name a line, # comments).
+std::vector<std::string> rootless_case_names() {
+  std::vector<std::string> out;
+  std::istringstream in(read_file(compat_dir() / "ROOTLESS"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] != '#') {
+      out.push_back(line);
+    }
+  }
+  return out;
+}
 
 struct Registrar {
   Registrar() {
     static std::vector<std::string> names;
+    static std::vector<std::string> rootless;
     static std::vector<std::string> test_names;
     names = case_names();
-    test_names.reserve(names.size());
+    rootless = rootless_case_names();
+    test_names.reserve(names.size() + rootless.size());
     for (const auto& n : names) {
       test_names.push_back("compat: " + n);
       // AutoReg keeps the invoker for the program's lifetime.
-      Catch::AutoReg reg(new CaseInvoker(n), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
+      Catch::AutoReg reg(new CaseInvoker(n, Variant::docker), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
                          Catch::NameAndTags{Catch::StringRef(test_names.back()), "[integration][compat][docker]"});
+    }
+    for (const auto& n : rootless) {
+      test_names.push_back("compat-rootless: " + n);
+      Catch::AutoReg reg(new CaseInvoker(n, Variant::rootless), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
+                         Catch::NameAndTags{Catch::StringRef(test_names.back()), "[integration][compat][rootless]"});
     }
   }
 };
