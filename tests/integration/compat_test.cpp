@@ -288,7 +288,7 @@ RunResult run_imgbuild_as(const TestUser& u, const fs::path& home, const fs::pat
                           const std::vector<std::string>& args) {
   std::string cmd = "setpriv --reuid=" + std::to_string(u.uid) + " --regid=" + std::to_string(u.gid) +
                     " --clear-groups env HOME=" + sh_quote(home.string()) + " " +
-                    sh_quote(imgbuild_binary().string()) + " --root " + sh_quote(root.string());
+                    sh_quote(imgbuild_binary_for(u.uid, u.gid).string()) + " --root " + sh_quote(root.string());
   for (const auto& a : args) {
     cmd += " " + sh_quote(a);
   }

@@ -86,6 +86,37 @@ inline RunResult run_imgbuild(const std::filesystem::path& root, const std::vect
   return run_sh(cmd + redirect);
 }
 
+/// The imgbuild binary as another user (uid:gid) can run it: the build's own
+/// when that user may execute it, else a copy in a directory anyone may
+/// enter (made once per test process, removed at exit). A checkout below a
+/// private directory (/root, a 0700 home) is not reachable by the rootless
+/// tests' user.
+inline std::filesystem::path imgbuild_binary_for(unsigned uid, unsigned gid) {
+  static std::filesystem::path copy;
+  static ScratchDir* holder = nullptr;
+  const std::string bin = imgbuild_binary().string();
+  std::string probe = "setpriv --reuid=" + std::to_string(uid) + " --regid=" + std::to_string(gid) +
+                      " --clear-groups test -x " + sh_quote(bin) + " </dev/null >/dev/null 2>&1";
+  if (std::system(probe.c_str()) == 0) {
+    return bin;
+  }
+  if (copy.empty()) {
+    holder = new ScratchDir();  // lives until exit
+    std::filesystem::permissions(holder->path(), std::filesystem::perms::owner_all |
+                                                     std::filesystem::perms::group_read |
+                                                     std::filesystem::perms::group_exec |
+                                                     std::filesystem::perms::others_read |
+                                                     std::filesystem::perms::others_exec);
+    copy = holder->path() / "imgbuild";
+    std::filesystem::copy_file(bin, copy);
+    std::filesystem::permissions(copy, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                           std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                                           std::filesystem::perms::others_exec);
+    std::atexit([] { delete holder; });
+  }
+  return copy;
+}
+
 /// True when `tool` is an executable on PATH.
 inline bool have_tool(const std::string& tool) {
   return run_sh("command -v " + sh_quote(tool)).status == 0;

@@ -64,7 +64,7 @@ struct Work {
   RunResult run(const std::vector<std::string>& args, const std::string& env = "") {
     std::string cmd = "cd " + sh_quote(dir.string()) + " && setpriv --reuid=" + std::to_string(user.uid) +
                       " --regid=" + std::to_string(user.gid) + " --clear-groups env -u XDG_DATA_HOME -u IMGBUILD_ROOT HOME=" +
-                      sh_quote(dir.string()) + " " + env + " " + sh_quote(imgbuild_binary().string());
+                      sh_quote(dir.string()) + " " + env + " " + sh_quote(imgbuild_binary_for(user.uid, user.gid).string());
     for (const auto& a : args) {
       cmd += " " + sh_quote(a);
     }
