@@ -378,11 +378,20 @@ int content_tree(int err_fd, int dev_fd, const Mount& m) {
 
 void setup_proc(int err_fd, int root_fd, bool unmasked) {
   UniqueFd proc(fs_mount("proc", {}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+  bool outer = false;
+  if (!proc && errno == EPERM) {
+    // A container's /proc with masked paths forbids a fresh proc mount in a
+    // user namespace (the kernel will not reveal what the mask hides): the
+    // existing one is bound instead, masks and all, as rootless BuildKit
+    // does there. It shows the container's processes.
+    proc.reset(::open_tree(AT_FDCWD, "/proc", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    outer = true;
+  }
   UniqueFd target(detail::open_in_root(root_fd, "proc", O_PATH | O_DIRECTORY));
   if (!proc || !target || attach(proc.get(), target.get()) != 0) {
     child_fail(err_fd, errno_text("cannot mount /proc"));
   }
-  if (unmasked) {
+  if (unmasked || outer) {
     return;  // --security=insecure: no masked or read-only paths
   }
   UniqueFd devnull(::open_tree(root_fd, "dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
