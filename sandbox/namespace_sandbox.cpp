@@ -19,8 +19,6 @@
 
 #include <fcntl.h>
 #include <dirent.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -42,6 +40,7 @@
 
 #include "sandbox/detail.hpp"
 #include "sandbox/devices.hpp"
+#include "sandbox/process.hpp"
 #include "sandbox/seccomp.hpp"
 #include "sandbox/sandbox.hpp"
 #include "sandbox/user.hpp"
@@ -54,14 +53,11 @@ namespace imgbuild::sandbox {
 namespace {
 
 using detail::UniqueFd;
+using detail::child_fail;
+using detail::errno_text;
 
 constexpr size_t k_max_etc_file = 16u << 20;
 
-// Docker's default capability set; everything else leaves the bounding set.
-constexpr int k_default_caps[] = {
-    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER,           CAP_FSETID,  CAP_KILL,  CAP_SETGID,       CAP_SETUID,
-    CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE, CAP_SETFCAP,
-};
 
 // Files in /proc that are hidden behind /dev/null, directories hidden behind
 // an empty read-only tmpfs, and subtrees made read-only (as Docker does).
@@ -107,15 +103,6 @@ struct Plan {
 };
 
 // ---- child side -----------------------------------------------------------
-
-[[noreturn]] void child_fail(int err_fd, const std::string& message) {
-  std::string m = message;
-  ssize_t ignored = ::write(err_fd, m.data(), m.size());
-  (void)ignored;
-  ::_exit(127);
-}
-
-std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 int fs_mount(const char* fstype, const std::vector<std::pair<const char*, const char*>>& options,
              unsigned int attrs) {
@@ -457,115 +444,6 @@ void setup_sys(int err_fd, int root_fd, bool writable) {
   }
 }
 
-bool is_default_cap(int cap) {
-  for (int k : k_default_caps) {
-    if (k == cap) {
-      return true;
-    }
-  }
-  return false;
-}
-
-// Leaves init with Docker's default capabilities and nothing else: the
-// bounding set is cut, the ambient set cleared, and the effective,
-// permitted and inheritable sets become the default set (inheritable empty,
-// as Docker 20.10.14+ gives a container: CVE-2022-24769).
-void drop_capabilities(int err_fd) {
-  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
-    child_fail(err_fd, errno_text("cannot clear the ambient capabilities"));
-  }
-  struct __user_cap_header_struct header {};
-  header.version = _LINUX_CAPABILITY_VERSION_3;
-  struct __user_cap_data_struct data[2] = {};
-  for (int cap : k_default_caps) {
-    data[cap / 32].effective |= 1U << (cap % 32);
-    data[cap / 32].permitted |= 1U << (cap % 32);
-  }
-  if (::syscall(SYS_capset, &header, data) != 0) {
-    child_fail(err_fd, errno_text("cannot set the capabilities"));
-  }
-  for (int cap = 0; cap <= 63; ++cap) {
-    if (is_default_cap(cap)) {
-      continue;
-    }
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-      if (errno == EINVAL) {
-        break;  // past the kernel's last capability
-      }
-      child_fail(err_fd, errno_text("cannot drop capability " + std::to_string(cap)));
-    }
-  }
-}
-
-void switch_user(int err_fd, const ExecUser& user, bool set_groups) {
-  std::vector<gid_t> groups(user.groups.begin(), user.groups.end());
-  if (set_groups && ::setgroups(groups.size(), groups.data()) != 0) {
-    child_fail(err_fd, errno_text("setgroups"));
-  }
-  if (::setresgid(user.gid, user.gid, user.gid) != 0) {
-    child_fail(err_fd, errno_text("setgid " + std::to_string(user.gid)));
-  }
-  if (::setresuid(user.uid, user.uid, user.uid) != 0) {
-    child_fail(err_fd, errno_text("setuid " + std::to_string(user.uid)));
-  }
-}
-
-void make_workdir(int err_fd, const std::string& workdir) {
-  std::string path;
-  for (const std::string& part : str::split(workdir, '/')) {
-    if (part.empty()) {
-      continue;
-    }
-    path += "/" + part;
-    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-      child_fail(err_fd, errno_text("cannot create workdir " + workdir));
-    }
-  }
-  if (::chdir(workdir.c_str()) != 0) {
-    child_fail(err_fd, errno_text("cannot change to workdir " + workdir));
-  }
-  // runc CVE-2024-21626: a cwd reached through a leaked descriptor lies
-  // outside the root, and getcwd() then does not return an absolute path.
-  char buf[4096];
-  if (::getcwd(buf, sizeof buf) == nullptr || buf[0] != '/') {
-    child_fail(err_fd, "workdir " + workdir + " is outside the container root");
-  }
-}
-
-[[noreturn]] void exec_command(int err_fd, const Plan& plan) {
-  std::vector<char*> argv;
-  for (const std::string& a : plan.argv) {
-    argv.push_back(const_cast<char*>(a.c_str()));
-  }
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (const std::string& e : plan.env) {
-    envp.push_back(const_cast<char*>(e.c_str()));
-  }
-  envp.push_back(nullptr);
-  const std::string& cmd = plan.argv[0];
-  if (cmd.find('/') != std::string::npos) {
-    ::execve(cmd.c_str(), argv.data(), envp.data());
-    if (errno == ENOENT) {
-      child_fail(err_fd, "exec: \"" + cmd + "\": stat " + cmd + ": no such file or directory");
-    }
-    child_fail(err_fd, errno_text("exec: \"" + cmd + "\""));
-  }
-  int saved = ENOENT;
-  for (const std::string& dir : str::split(plan.path_env, ':')) {
-    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + cmd;
-    ::execve(candidate.c_str(), argv.data(), envp.data());
-    if (errno != ENOENT && errno != ENOTDIR) {
-      saved = errno;
-    }
-  }
-  if (saved == ENOENT) {
-    child_fail(err_fd, "exec: \"" + cmd + "\": executable file not found in $PATH");
-  }
-  errno = saved;
-  child_fail(err_fd, errno_text("exec: \"" + cmd + "\""));
-}
-
 [[noreturn]] void run_init(const Plan& plan, int err_fd, int alive_fd, int out_fd, int errout_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   struct pollfd pfd {alive_fd, 0, 0};
@@ -648,7 +526,7 @@ void make_workdir(int err_fd, const std::string& workdir) {
     child_fail(err_fd, errno_text("cannot set the hostname"));
   }
   ::umask(022);
-  make_workdir(err_fd, plan.workdir);
+  detail::make_workdir(err_fd, plan.workdir);
   // Without no_new_privs (Docker and BuildKit leave it off) loading a filter
   // needs CAP_SYS_ADMIN: load it while init still has every capability, as
   // late as possible before exec (as runc does).
@@ -656,10 +534,10 @@ void make_workdir(int err_fd, const std::string& workdir) {
     child_fail(err_fd, errno_text("cannot load the seccomp filter"));
   }
   if (!plan.privileged) {
-    drop_capabilities(err_fd);
+    detail::drop_capabilities(err_fd);
   }
-  switch_user(err_fd, plan.user, plan.set_groups);
-  exec_command(err_fd, plan);
+  detail::switch_user(err_fd, plan.user, plan.set_groups);
+  detail::exec_command(err_fd, plan.argv, plan.env, plan.path_env);
 }
 
 // A new network namespace starts with lo down; runc's default loopback
@@ -737,110 +615,14 @@ bool loopback_up() {
 
 // ---- parent side ----------------------------------------------------------
 
-std::string hosts_file(const RunSpec& spec) {
-  std::string out = "127.0.0.1\tlocalhost " + spec.hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-  for (const HostEntry& h : spec.extra_hosts) {
-    out += h.address + "\t" + h.name + "\n";
-  }
-  return out;
-}
-
-std::string host_resolv_conf() {
-  std::ifstream in("/etc/resolv.conf");
-  if (!in) {
-    return "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Splits a byte stream into lines for a sink.
-class LineSplitter {
-public:
-  explicit LineSplitter(const LineSink& sink) : m_sink(sink) {}
-  void feed(const char* data, size_t n) {
-    m_buf.append(data, n);
-    size_t start = 0;
-    for (size_t nl; (nl = m_buf.find('\n', start)) != std::string::npos; start = nl + 1) {
-      emit(std::string_view(m_buf).substr(start, nl - start));
-    }
-    m_buf.erase(0, start);
-  }
-  void finish() {
-    if (!m_buf.empty()) {
-      emit(m_buf);
-      m_buf.clear();
-    }
-  }
-
-private:
-  void emit(std::string_view line) {
-    if (m_sink) {
-      m_sink(line);
-    }
-  }
-  const LineSink& m_sink;
-  std::string m_buf;
-};
-
 class NamespaceSandbox final : public Sandbox {
 public:
   std::string_view name() const override { return "namespaces"; }
   Result<RunResult> run(const RunSpec& spec) override;
 };
 
-Result<void> validate(const RunSpec& spec) {
-  if (spec.argv.empty() || spec.argv[0].empty()) {
-    return fail(Errc::invalid_argument, "no command to run");
-  }
-  if (!spec.rootfs.is_absolute()) {
-    return fail(Errc::invalid_argument, "rootfs " + spec.rootfs.string() + " is not an absolute path");
-  }
-  if (spec.workdir.empty() || spec.workdir[0] != '/') {
-    return fail(Errc::invalid_argument, "workdir " + str::go_quote(spec.workdir) + " is not an absolute path");
-  }
-  if (spec.hostname.empty() || spec.hostname.size() > 64 || spec.hostname.find_first_of("\n\t /") != std::string::npos) {
-    return fail(Errc::invalid_argument, "invalid hostname " + str::go_quote(spec.hostname));
-  }
-  for (const std::string& a : spec.argv) {
-    if (a.find('\0') != std::string::npos) {
-      return fail(Errc::invalid_argument, "a command argument contains a NUL byte");
-    }
-  }
-  for (const HostEntry& h : spec.extra_hosts) {
-    if (h.name.empty() || h.address.empty() || h.name.find_first_of(" \t\n") != std::string::npos ||
-        h.address.find_first_of(" \t\n") != std::string::npos) {
-      return fail(Errc::invalid_argument, "invalid host entry " + str::go_quote(h.name + ":" + h.address));
-    }
-  }
-  return ok();
-}
-
-std::vector<std::string> build_env(const RunSpec& spec, const ExecUser& user, std::string& path_env) {
-  std::vector<std::string> env;
-  bool has_path = false;
-  bool has_home = false;
-  for (const std::string& e : spec.env) {
-    if (e.rfind("PATH=", 0) == 0) {
-      has_path = true;
-      path_env = e.substr(5);
-    }
-    has_home = has_home || e.rfind("HOME=", 0) == 0;
-    env.push_back(e);
-  }
-  if (!has_path) {
-    path_env = std::string(k_default_path);
-    env.insert(env.begin(), "PATH=" + path_env);
-  }
-  if (!has_home) {
-    env.push_back("HOME=" + user.home);
-  }
-  return env;
-}
-
 Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
-  TRY_VOID(validate(spec));
+  TRY_VOID(detail::validate(spec));
   interrupt::install_handlers();
 
   UniqueFd root_fd(::open(spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -854,7 +636,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   Plan plan;
   plan.rootfs = spec.rootfs.string();
   plan.argv = spec.argv;
-  plan.env = build_env(spec, user, plan.path_env);
+  plan.env = detail::build_env(spec, user, plan.path_env);
   plan.hostname = spec.hostname;
   plan.workdir = spec.workdir;
   plan.user = user;
@@ -919,8 +701,8 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     plan.nodev = !device_cgroup;
   }
   const std::pair<const char*, std::string> etc_files[] = {
-      {"hosts", hosts_file(spec)},
-      {"resolv.conf", spec.resolv_conf ? *spec.resolv_conf : host_resolv_conf()},
+      {"hosts", detail::hosts_file(spec)},
+      {"resolv.conf", spec.resolv_conf ? *spec.resolv_conf : detail::host_resolv_conf()},
       {"hostname", spec.hostname + "\n"}};
   for (const auto& [name, content] : etc_files) {
     Mount m;
@@ -973,54 +755,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   msg_w.reset();
   status_w.reset();
 
-  std::string message;
-  LineSplitter out_lines(spec.on_stdout);
-  LineSplitter err_lines(spec.on_stderr);
-  struct Stream {
-    UniqueFd* fd;
-    LineSplitter* lines;
-  };
-  Stream streams[] = {{&out_r, &out_lines}, {&err_r, &err_lines}, {&msg_r, nullptr}};
-  char buf[65536];
-  for (;;) {
-    std::vector<pollfd> fds;
-    std::vector<Stream*> which;
-    for (Stream& s : streams) {
-      if (*s.fd) {
-        fds.push_back(pollfd{s.fd->get(), POLLIN, 0});
-        which.push_back(&s);
-      }
-    }
-    if (fds.empty()) {
-      break;
-    }
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      break;
-    }
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) {
-        continue;
-      }
-      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-        continue;
-      }
-      if (n <= 0) {
-        which[i]->fd->reset();
-        continue;
-      }
-      if (which[i]->lines != nullptr) {
-        which[i]->lines->feed(buf, static_cast<size_t>(n));
-      } else if (message.size() < 65536) {
-        message.append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  out_lines.finish();
-  err_lines.finish();
+  std::string message = detail::pump_output(out_r, err_r, msg_r, spec);
 
   int wstatus = 0;
   while (::waitpid(monitor, &wstatus, 0) < 0 && errno == EINTR) {
