@@ -35,6 +35,7 @@
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
 #include "cli/pull_resolver.hpp"
+#include "sandbox/sandbox.hpp"
 #include "image/archive.hpp"
 #include "snapshot/diff.hpp"
 #include "util/fd.hpp"
@@ -278,6 +279,25 @@ void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, c
   }
 }
 
+// One line when RUN steps will not get the namespace sandbox here (root in
+// a container without CAP_SYS_ADMIN: chroot isolation), saying what they
+// give up. Nothing when the build has no RUN.
+void print_isolation_notice(const builder::Plan& plan) {
+  bool has_run = false;
+  for (const auto& s : plan.stages) {
+    for (const auto& ins : s.steps) {
+      has_run = has_run || ins.as<parser::RunInstruction>() != nullptr;
+    }
+  }
+  if (!has_run) {
+    return;
+  }
+  auto sb = sandbox::make_sandbox("auto");
+  if (sb && !(*sb)->notice().empty()) {
+    std::fprintf(stderr, "%s\n", (*sb)->notice().c_str());
+  }
+}
+
 void run_build(BuildFlags& f, Context& ctx) {
   auto started = std::chrono::system_clock::now();
   if (f.quiet) {
@@ -483,6 +503,7 @@ void run_build(BuildFlags& f, Context& ctx) {
   BuildCacheIo cache_io = open_build_cache_io(f.cache_from, f.cache_to);
   exec.cache_io = cache_io.io.get();
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
+  print_isolation_notice(*plan);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
   if (!built) {

@@ -74,7 +74,17 @@ std::string clean_relative(const std::string& path) {
   return str::join(parts, "/");
 }
 
-Result<void> MountStubs::ensure(int root_fd, const std::string& rel, StubKind kind) {
+bool MountStubs::created(const std::string& rel) const {
+  const std::string want = clean_relative(rel);
+  for (const Stub& s : m_stubs) {
+    if (s.rel == want) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Result<void> MountStubs::ensure(int root_fd, const std::string& rel, StubKind kind, dev_t rdev) {
   std::vector<std::string> parts = str::split(clean_relative(rel), '/');
   if (parts.size() == 1 && parts[0].empty()) {
     return ok();  // the root itself
@@ -109,6 +119,11 @@ Result<void> MountStubs::ensure(int root_fd, const std::string& rel, StubKind ki
                                   (errno == EEXIST ? std::string("a dangling symbolic link is in the way")
                                                    : std::string(std::strerror(errno))));
       }
+    } else if (kind == StubKind::char_device) {
+      if (::mknodat(parent_fd.get(), parts[i].c_str(), S_IFCHR | 0666, rdev) != 0 ||
+          ::fchmodat(parent_fd.get(), parts[i].c_str(), 0666, 0) != 0) {
+        return fail(Errc::io, "cannot create device node /" + prefix + ": " + std::strerror(errno));
+      }
     } else {
       int fd = ::openat(parent_fd.get(), parts[i].c_str(),
                         O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -129,6 +144,8 @@ Result<void> MountStubs::ensure(int root_fd, const std::string& rel, StubKind ki
     stub.dev = st.st_dev;
     stub.ino = st.st_ino;
     stub.is_dir = make_dir;
+    stub.kind = make_dir ? StubKind::directory : kind;
+    stub.rel = prefix;
     stub.parent_mtime_after = pst.st_mtim;
     m_stubs.push_back(std::move(stub));
   }
@@ -144,7 +161,9 @@ void MountStubs::remove_all() noexcept {
         ::fstatat(s.parent.get(), "", &pst, AT_EMPTY_PATH) == 0 &&
         pst.st_mtim.tv_sec == s.parent_mtime_after.tv_sec && pst.st_mtim.tv_nsec == s.parent_mtime_after.tv_nsec;
     if (::fstatat(s.parent.get(), s.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == s.dev &&
-        st.st_ino == s.ino && (s.is_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode))) {
+        st.st_ino == s.ino &&
+        (s.kind == StubKind::directory ? S_ISDIR(st.st_mode)
+                                       : s.kind == StubKind::char_device ? S_ISCHR(st.st_mode) : S_ISREG(st.st_mode))) {
       if (::unlinkat(s.parent.get(), s.name.c_str(), s.is_dir ? AT_REMOVEDIR : 0) == 0 && parent_untouched) {
         // utimensat needs a real descriptor, not an O_PATH one.
         int dir = ::openat(s.parent.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -31,7 +31,7 @@ Result<std::optional<std::string>> read_file_in_root(int root_fd, const std::str
 std::string clean_relative(const std::string& path);
 
 /// The kind of a mount target to create when missing.
-enum class StubKind { directory, file };
+enum class StubKind { directory, file, char_device };
 
 /// Mount points created inside a rootfs for a run, removed afterwards so that
 /// they never end up in a layer. Every path is resolved inside the root; a
@@ -47,8 +47,11 @@ public:
   ~MountStubs() { remove_all(); }
 
   /// Makes sure rel (relative to root_fd, see clean_relative) exists,
-  /// creating missing components (directories 0755, a final file 0644).
-  Result<void> ensure(int root_fd, const std::string& rel, StubKind kind);
+  /// creating missing components (directories 0755, a final file 0644, a
+  /// final character device 0666 with `rdev`).
+  Result<void> ensure(int root_fd, const std::string& rel, StubKind kind, dev_t rdev = 0);
+  /// True when rel was created by ensure() (and is still recorded).
+  bool created(const std::string& rel) const;
   /// Removes what ensure() created, deepest first. Idempotent.
   void remove_all() noexcept;
   /// Number of stubs currently recorded (for tests and debugging).
@@ -61,6 +64,8 @@ private:
     dev_t dev = 0;
     ino_t ino = 0;
     bool is_dir = false;
+    StubKind kind = StubKind::file;
+    std::string rel;
     struct timespec parent_times_before[2] = {};
     struct timespec parent_mtime_after = {};
   };

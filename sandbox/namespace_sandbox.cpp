@@ -35,6 +35,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 
@@ -784,15 +785,39 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
 
 }  // namespace
 
-Result<std::unique_ptr<Sandbox>> make_sandbox(std::string_view kind) {
-  if (kind == "auto" || kind == "namespaces") {
-    if (::geteuid() != 0) {
-      return fail(Errc::permission,
-                  "the namespace sandbox needs root, or the root of a rootless user namespace (sandbox::enter_rootless)");
+namespace {
+
+// Whether this process may make the namespaces a run needs: a child tries.
+bool namespaces_work() {
+  static std::once_flag once;
+  static bool works = false;
+  std::call_once(once, [] {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::_exit(::unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID) == 0 ? 0 : 1);
     }
-    return std::unique_ptr<Sandbox>(new NamespaceSandbox());
+    int status = 0;
+    while (pid > 0 && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    works = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  });
+  return works;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sandbox>> make_sandbox(std::string_view kind) {
+  if (kind != "auto" && kind != "namespaces" && kind != "chroot") {
+    return fail(Errc::invalid_argument, "unknown isolation " + str::go_quote(kind) + " (known: auto, namespaces, chroot)");
   }
-  return fail(Errc::invalid_argument, "unknown sandbox " + str::go_quote(kind) + " (known: auto, namespaces)");
+  if (::geteuid() != 0) {
+    return fail(Errc::permission,
+                "the sandbox needs root, or the root of a rootless user namespace (sandbox::enter_rootless)");
+  }
+  if (kind == "chroot" || (kind == "auto" && !namespaces_work())) {
+    return make_chroot_sandbox();
+  }
+  return std::unique_ptr<Sandbox>(new NamespaceSandbox());
 }
 
 }  // namespace imgbuild::sandbox

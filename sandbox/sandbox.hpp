@@ -104,17 +104,25 @@ struct RunResult {
 class Sandbox {
 public:
   virtual ~Sandbox() = default;
-  /// The implementation's name ("namespaces").
+  /// The implementation's name ("namespaces", "chroot").
   virtual std::string_view name() const = 0;
+  /// One line for the user on what this kind gives up against the
+  /// namespace sandbox, or "" (printed once per build).
+  virtual std::string notice() const { return {}; }
   /// Runs spec to completion. A non-zero exit status is a RunResult, not an
   /// error; errors are failures to start (unknown user, missing executable,
   /// bad workdir, mount failures) or an interruption of imgbuild.
   virtual Result<RunResult> run(const RunSpec& spec) = 0;
 };
 
-/// Creates a sandbox. kind: "auto" (the best that works here) or "namespaces"
-/// (root only).
+/// Creates a sandbox. kind: "auto" (namespaces where this process can make
+/// them, else chroot), "namespaces" (root, or root of imgbuild's rootless
+/// user namespace) or "chroot" (root: chroot_sandbox.cpp).
 Result<std::unique_ptr<Sandbox>> make_sandbox(std::string_view kind = "auto");
+
+/// The chroot sandbox (see chroot_sandbox.cpp), for root where no namespace
+/// can be made.
+std::unique_ptr<Sandbox> make_chroot_sandbox();
 
 /// Docker's default PATH, used when the environment has none.
 inline constexpr std::string_view k_default_path =

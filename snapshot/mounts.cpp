@@ -1,7 +1,9 @@
 #include "snapshot/mounts.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -85,7 +87,19 @@ bool strictly_inside(const fs::path& child, const fs::path& dir) {
 
 }  // namespace
 
-const char* opaque_xattr() { return rootless::active() ? "user.overlay.opaque" : "trusted.overlay.opaque"; }
+const char* opaque_xattr() {
+  // trusted.* needs CAP_SYS_ADMIN: in a rootless namespace (overlay with
+  // userxattr) and for root without it (a container with Docker's default
+  // profile: no overlay at all, the copy snapshotter keeps the marker)
+  // the user.* form is used.
+  static const bool admin = [] {
+    struct __user_cap_header_struct header {};
+    header.version = _LINUX_CAPABILITY_VERSION_3;
+    struct __user_cap_data_struct data[2] = {};
+    return ::syscall(SYS_capget, &header, data) == 0 && (data[CAP_SYS_ADMIN / 32].effective & (1U << (CAP_SYS_ADMIN % 32))) != 0;
+  }();
+  return rootless::active() || !admin ? "user.overlay.opaque" : "trusted.overlay.opaque";
+}
 
 bool is_overlay_xattr(std::string_view name) {
   return name.rfind("trusted.overlay.", 0) == 0 || name.rfind("user.overlay.", 0) == 0;

@@ -243,7 +243,7 @@ std::string compare_expected(const Saved& ours, const json& expected, size_t bas
   return out;
 }
 
-enum class Variant { docker, rootless, container_user };
+enum class Variant { docker, rootless, container_user, container_root };
 
 std::string str_trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
@@ -344,9 +344,12 @@ std::string container_image() {
 // imgbuild inside that image, as "builder", under Docker's default profile
 // but seccomp=unconfined (user namespaces): the rootless BuildKit set-up.
 // `dir` is bound at the same path, so every path in args holds inside.
+// With as_root: as root under Docker's default profile, no extra flags (no
+// CAP_SYS_ADMIN, no user namespaces: chroot isolation).
 RunResult run_imgbuild_in_container(const std::string& image, const fs::path& dir, const fs::path& home,
-                                    const fs::path& root, const std::vector<std::string>& args) {
-  std::string cmd = "/usr/bin/docker run --rm --network none --security-opt seccomp=unconfined --user 1000:1000 -v " +
+                                    const fs::path& root, const std::vector<std::string>& args, bool as_root = false) {
+  std::string cmd = "/usr/bin/docker run --rm --network none " +
+                    std::string(as_root ? "" : "--security-opt seccomp=unconfined --user 1000:1000 ") + "-v " +
                     sh_quote(dir.string() + ":" + dir.string()) + " -e HOME=" + sh_quote(home.string()) + " " +
                     sh_quote(image) + " imgbuild --root " + sh_quote(root.string());
   for (const auto& a : args) {
@@ -423,14 +426,16 @@ void run_case(const std::string& name, Variant variant) {
     WARN("history: " << a.config["history"].dump(2) << "\nconfig: " << a.config["config"].dump(2));
   }
 
-  if (variant == Variant::rootless || variant == Variant::container_user) {
+  if (variant != Variant::docker) {
     // The same build by an unprivileged user, in a store of its own: the
-    // test user on the host, or "builder" (1000) in a container.
-    const bool in_container = variant == Variant::container_user;
+    // test user on the host, or "builder" (1000) in a container; or by root
+    // in a container with Docker's default profile.
+    const bool in_container = variant != Variant::rootless;
+    const bool as_root = variant == Variant::container_root;
     if (in_container) {
       IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (/usr/bin/docker, dockerd) is available");
     }
-    TestUser user = in_container ? TestUser{"builder", 1000, 1000} : test_user();
+    TestUser user = as_root ? TestUser{"root", 0, 0} : in_container ? TestUser{"builder", 1000, 1000} : test_user();
     std::string image = in_container ? container_image() : std::string();
     fs::path home = work.path / "home";
     fs::path user_store = work.path / "user-store";
@@ -449,7 +454,7 @@ void run_case(const std::string& name, Variant variant) {
       }
     }
     auto run_user = [&](const std::vector<std::string>& user_args) {
-      return in_container ? run_imgbuild_in_container(image, work.path, home, user_store, user_args)
+      return in_container ? run_imgbuild_in_container(image, work.path, home, user_store, user_args, as_root)
                           : run_imgbuild_as(user, home, user_store, user_args);
     };
     RunResult uimp = run_user({"import", tarball.string(), k_base_name});
@@ -502,15 +507,28 @@ private:
   Variant m_variant;
 };
 
-// The cases of testdata/compat/ROOTLESS (one name a line, # comments).
-std::vector<std::string> rootless_case_names() {
-  std::vector<std::string> out;
+// The cases of testdata/compat/ROOTLESS: a name a line, then "-VARIANT"
+// words for the variants it leaves out; # starts a comment.
+struct RootlessCase {
+  std::string name;
+  std::vector<std::string> without;
+};
+
+std::vector<RootlessCase> rootless_cases() {
+  std::vector<RootlessCase> out;
   std::istringstream in(read_file(compat_dir() / "ROOTLESS"));
   std::string line;
   while (std::getline(in, line)) {
-    if (!line.empty() && line[0] != '#') {
-      out.push_back(line);
+    line = line.substr(0, line.find('#'));
+    std::istringstream words(line);
+    RootlessCase c;
+    if (!(words >> c.name)) {
+      continue;
     }
+    for (std::string w; words >> w;) {
+      c.without.push_back(w.substr(1));
+    }
+    out.push_back(std::move(c));
   }
   return out;
 }
@@ -518,24 +536,29 @@ std::vector<std::string> rootless_case_names() {
 struct Registrar {
   Registrar() {
     static std::vector<std::string> names;
-    static std::vector<std::string> rootless;
+    static std::vector<RootlessCase> rootless;
     static std::vector<std::string> test_names;
     names = case_names();
-    rootless = rootless_case_names();
-    test_names.reserve(names.size() + 2 * rootless.size());
+    rootless = rootless_cases();
+    test_names.reserve(names.size() + 3 * rootless.size());
     for (const auto& n : names) {
       test_names.push_back("compat: " + n);
       // AutoReg keeps the invoker for the program's lifetime.
       Catch::AutoReg reg(new CaseInvoker(n, Variant::docker), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
                          Catch::NameAndTags{Catch::StringRef(test_names.back()), "[integration][compat][docker]"});
     }
-    for (const auto& n : rootless) {
-      test_names.push_back("compat-rootless: " + n);
-      Catch::AutoReg reg(new CaseInvoker(n, Variant::rootless), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
-                         Catch::NameAndTags{Catch::StringRef(test_names.back()), "[integration][compat][rootless]"});
-      test_names.push_back("compat-container-user: " + n);
-      Catch::AutoReg reg2(new CaseInvoker(n, Variant::container_user), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
-                          Catch::NameAndTags{Catch::StringRef(test_names.back()), "[integration][compat][rootless]"});
+    const std::pair<const char*, Variant> variants[] = {{"compat-rootless", Variant::rootless},
+                                                         {"compat-container-user", Variant::container_user},
+                                                         {"compat-container-root", Variant::container_root}};
+    for (const auto& c : rootless) {
+      for (const auto& [prefix, variant] : variants) {
+        if (std::find(c.without.begin(), c.without.end(), prefix) != c.without.end()) {
+          continue;
+        }
+        test_names.push_back(std::string(prefix) + ": " + c.name);
+        Catch::AutoReg reg(new CaseInvoker(c.name, variant), CATCH_INTERNAL_LINEINFO, Catch::StringRef(),
+                           Catch::NameAndTags{Catch::StringRef(test_names.back()), "[integration][compat][rootless]"});
+      }
     }
   }
 };
