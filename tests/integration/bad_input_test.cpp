@@ -16,7 +16,6 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.hpp"
-#include "parser/syntax/parse.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::test::dir;
@@ -44,7 +43,9 @@ RunResult run_bounded(const fs::path& root, const std::vector<std::string>& args
   return run_sh(cmd);
 }
 
-const std::string k_limit = std::to_string(imgbuild::parser::k_max_dockerfile_size);
+// parser::k_max_dockerfile_size, as the user sees it.
+constexpr off_t k_max_dockerfile_size = off_t{32} << 20;
+const std::string k_limit = std::to_string(k_max_dockerfile_size);
 
 // A sparse file of `size` zero bytes.
 fs::path sparse_file(const fs::path& p, off_t size) {
@@ -76,7 +77,7 @@ TEST_CASE("parse, check and build refuse a Dockerfile over the size limit, namin
   TempDir work;
   fs::path root = work.path / "store";
   fs::path big = sparse_file(work.path / "Dockerfile.big",
-                             static_cast<off_t>(imgbuild::parser::k_max_dockerfile_size) * 2);
+                             k_max_dockerfile_size * 2);
   fs::path ctx = work.path / "ctx";
   fs::create_directories(ctx);
   for (const std::vector<std::string>& args :

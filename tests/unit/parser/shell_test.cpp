@@ -201,7 +201,7 @@ TEST_CASE("hostile input: an expansion past k_max_expanded_size is an error nami
   ShellEnv env({"BIG=" + std::string(k_max_expanded_size / 2 + 1, 'x'), "SMALL=ab"});
   Lexer lexer('\\');
   for (const std::string& w : {std::string("${BIG}${BIG}"), std::string("$BIG$BIG"), std::string("\"$BIG$BIG\""),
-                               std::string("${SMALL:-$BIG}${BIG}"), std::string("${BIG//x/xx}")}) {
+                               std::string("${UNSET:-$BIG}${BIG}"), std::string("${BIG//x/xx}")}) {
     INFO(w);
     auto r = lexer.process_word(w, env);
     REQUIRE_FALSE(r.has_value());
