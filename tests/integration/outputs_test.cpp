@@ -307,3 +307,43 @@ TEST_CASE("build with an output that is a directory or under a missing directory
   }
   CHECK_FALSE(fs::exists(missing));
 }
+
+TEST_CASE("save -o killed at any point leaves the old file or the whole archive, and no temporary file",
+          "[integration]") {
+  TempDir work;
+  fs::path root = work.path / "store";
+  fs::path out = work.path / "out";
+  fs::create_directories(out);
+  // A 48 MiB layer, so that the save takes long enough to be killed inside it.
+  std::string body(48 << 20, '\0');
+  for (size_t i = 0; i < body.size(); i += 4096) {
+    body[i] = static_cast<char>(i >> 12);
+  }
+  fs::path tarball = work.path / "big.tar";
+  write_file(tarball, make_tar({imgbuild::test::file("blob", body)}));
+  body.clear();
+  RunResult imported = run_imgbuild(root, {"import", tarball.string(), "big"});
+  INFO(imported.err);
+  REQUIRE(imported.status == 0);
+  fs::remove(tarball);
+
+  fs::path target = out / "image.tar";
+  RunResult whole = run_imgbuild(root, {"save", "-o", target.string(), "big"});
+  REQUIRE(whole.status == 0);
+  const uintmax_t full_size = fs::file_size(target);
+  int killed = 0;
+  for (const char* delay : {"0.01", "0.03", "0.06", "0.1", "0.15", "0.25", "0.4"}) {
+    INFO(delay);
+    write_file(target, "old");
+    RunResult r = run_sh("timeout -s KILL " + std::string(delay) + " " + imgbuild_cmd(root) + " save -o " +
+                         sh_quote(target.string()) + " big; exit $?");  // the shell's "Killed" goes to r.err
+    killed += r.status == 137 ? 1 : 0;
+    CHECK(names_in(out) == std::set<std::string>{"image.tar"});
+    uintmax_t size = fs::file_size(target);
+    CHECK((size == 3 || size == full_size));
+    if (size == 3) {
+      CHECK(read_file(target) == "old");
+    }
+  }
+  CHECK(killed > 0);  // at least one kill landed before the save finished
+}
