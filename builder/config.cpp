@@ -22,15 +22,29 @@ std::string env_key(const std::string& entry) {
   return eq == std::string::npos ? entry : entry.substr(0, eq);
 }
 
-void add_env(std::vector<std::string>& env, const std::string& key, const std::string& value) {
-  for (auto& e : env) {
-    if (env_key(e) == key) {
-      e = key + "=" + value;
-      return;
+// The config's Env list with an index from key to position, so that an ENV
+// of n pairs costs O(n log n) rather than a scan of the list per pair.
+class EnvList {
+public:
+  explicit EnvList(std::vector<std::string>& env) : m_env(env) {
+    for (size_t i = 0; i < env.size(); ++i) {
+      m_index.emplace(env_key(env[i]), i);  // the first entry of a key is the one set
     }
   }
-  env.push_back(key + "=" + value);
-}
+  // Replaces the first KEY=… entry, else appends one (Docker's order).
+  void set(const std::string& key, const std::string& value) {
+    auto [it, added] = m_index.emplace(key, m_env.size());
+    if (added) {
+      m_env.push_back(key + "=" + value);
+    } else {
+      m_env[it->second] = key + "=" + value;
+    }
+  }
+
+private:
+  std::vector<std::string>& m_env;
+  std::map<std::string, size_t, std::less<>> m_index;
+};
 
 Error located(Error e, const parser::InstructionHeader& h) {
   if (!e.location) {
@@ -301,9 +315,10 @@ Result<MetadataEffect> apply_metadata(StageState& state, const Instruction& inst
       pairs.emplace_back(std::move(k), std::move(v));
     }
     std::string msg = "ENV";
+    EnvList env_list(cfg.env);
     for (const auto& [k, v] : pairs) {
       msg += " " + k + "=" + v;
-      add_env(cfg.env, k, v);
+      env_list.set(k, v);
       state.env.set(k, v);
     }
     add_history(state, msg, false, false);

@@ -18,7 +18,9 @@
 #include <set>
 #include <utility>
 
+#include "parser/syntax/parse.hpp"
 #include "snapshot/apply.hpp"
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 #include "util/tar.hpp"
 
@@ -26,7 +28,9 @@ namespace imgbuild::builder {
 namespace {
 
 constexpr int k_max_symlinks = 40;
-constexpr size_t k_max_dockerfile = 20 * 1024 * 1024;
+// The Dockerfile (and .dockerignore) size limit: the parser's, so that
+// build -f, parse -f and check -f refuse the same files.
+constexpr size_t k_max_dockerfile = parser::k_max_dockerfile_size;
 
 using str::join_path;
 
@@ -45,25 +49,7 @@ std::string errno_message(int e) { return std::strerror(e); }
 
 // Reads a whole fd (at most `cap` bytes).
 Result<std::string> read_all_fd(int fd, const std::string& what, size_t cap = k_max_dockerfile) {
-  std::string out;
-  char buf[65536];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Errc::io, fmt::format("reading {}: {}", what, errno_message(errno)));
-    }
-    if (n == 0) {
-      break;
-    }
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > cap) {
-      return fail(Errc::limit, fmt::format("{} is larger than {} bytes", what, cap));
-    }
-  }
-  return out;
+  return fs::read_capped(fd, cap, what);
 }
 
 // Reads a host file (following symlinks); nullopt when it does not exist.

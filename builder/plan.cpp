@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "image/archive.hpp"
+#include "parser/checks.hpp"
 #include "parser/lower.hpp"
 #include "parser/shell.hpp"
 #include "parser/stages.hpp"
@@ -290,6 +291,28 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
         genv.set(decl.name, *value);
         plan.global_args.emplace_back(decl.name, *value);
       }
+    }
+  }
+
+  // FROM --platform, expanded with the global ARGs as BuildKit does, must
+  // name a platform (imgbuild builds for the host whatever it names).
+  for (const auto& st : graph.graph.stages) {
+    if (!st.from.platform) {
+      continue;
+    }
+    SourceLocation where{options.dockerfile_name, st.from.header.range.start_line, 0};
+    auto expanded = lexer.process_word(*st.from.platform, genv);
+    if (!expanded) {
+      Error e = std::move(expanded).error();
+      e.location = where;
+      return fail(std::move(e));
+    }
+    if (!parser::is_valid_platform(*expanded)) {
+      return fail(Error(Errc::invalid_argument,
+                        fmt::format("failed to parse platform {} of FROM --platform on line {}: expected "
+                                    "os/arch[/variant] with a known os and architecture",
+                                    str::go_quote(*expanded), where.line),
+                        where));
     }
   }
 

@@ -1,9 +1,9 @@
 #include "cli/build_metadata.hpp"
 
-#include <fstream>
 #include <regex>
 
 #include "cli/build_checks.hpp"
+#include "util/output.hpp"
 
 namespace imgbuild::cli {
 
@@ -15,7 +15,7 @@ nlohmann::json warnings_json(const std::vector<parser::CheckWarning>& warnings) 
   return out;
 }
 
-void write_failure_metadata(const std::string& path, const Error& error,
+Result<void> write_failure_metadata(const std::string& path, const Error& error,
                             const std::vector<parser::CheckWarning>& warnings) {
   nlohmann::json err = {{"message", error.message}};
   if (error.location && error.location->line > 0) {
@@ -30,7 +30,7 @@ void write_failure_metadata(const std::string& path, const Error& error,
   nlohmann::json md;
   md["imgbuild.error"] = err;
   md["imgbuild.build.warnings"] = warnings_json(warnings);
-  std::ofstream(path, std::ios::binary) << md.dump(2) << "\n";
+  return output::write_file(path, md.dump(2) + "\n");
 }
 
 }  // namespace imgbuild::cli

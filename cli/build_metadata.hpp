@@ -18,8 +18,9 @@ nlohmann::json warnings_json(const std::vector<parser::CheckWarning>& warnings);
 
 /// Writes the metadata file of a failed build: "imgbuild.error" holds the
 /// message, the Dockerfile line (when known) and the failing RUN's exit
-/// code (when the failure is one), next to the warnings.
-void write_failure_metadata(const std::string& path, const Error& error,
+/// code (when the failure is one), next to the warnings. The file is written
+/// as util/output.hpp writes every output (a regular file replaced whole).
+Result<void> write_failure_metadata(const std::string& path, const Error& error,
                             const std::vector<parser::CheckWarning>& warnings);
 
 }  // namespace imgbuild::cli

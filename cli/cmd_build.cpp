@@ -2,7 +2,6 @@
 // flags, a plan, the executor, then the outputs (-o) and the id/metadata
 // files.
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -38,7 +36,7 @@
 #include "sandbox/sandbox.hpp"
 #include "image/archive.hpp"
 #include "snapshot/diff.hpp"
-#include "util/fd.hpp"
+#include "util/output.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::cli {
@@ -195,15 +193,13 @@ void print_excerpt(const std::string& file, const std::vector<std::string>& line
   std::fprintf(stderr, "--------------------\n");
 }
 
-UniqueFd open_output(const std::string& dest) {
-  if (dest == "-") {
-    return UniqueFd(::dup(STDOUT_FILENO));
+// Whether output `o` is one file (or stream) written through util/output
+// rather than a directory.
+bool writes_file(const Output& o) {
+  if (o.type == "tar" || o.type == "docker") {
+    return true;
   }
-  UniqueFd fd(::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) {
-    throw CommandError{fmt::format("cannot write {}: {}", dest, std::strerror(errno)), 1};
-  }
-  return fd;
+  return o.type == "oci" && !(o.attrs.count("tar") && str::to_lower(o.attrs.at("tar")) == "false");
 }
 
 struct TempDir {
@@ -243,9 +239,10 @@ void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, c
         unwrap(image::save_oci_dir(store, items, dest));
         continue;
       }
-      UniqueFd fd = open_output(dest);
-      unwrap(image::save_archive(store, items, fd.get(),
+      output::File out = unwrap(output::File::open(dest));
+      unwrap(image::save_archive(store, items, out.fd(),
                                  o.type == "oci" ? image::SaveFormat::oci : image::SaveFormat::docker_and_oci));
+      unwrap(out.commit());
       continue;
     }
     if (o.type == "local") {
@@ -256,25 +253,14 @@ void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, c
       TempDir tmp;
       tmp.path = store.content().root() / "tmp" / fmt::format("rootfs-{}", ::getpid());
       unwrap(builder::export_rootfs(store, built, tmp.path));
-      UniqueFd fd = open_output(dest);
+      output::File out = unwrap(output::File::open(dest));
       snapshot::DiffOptions opts;
       opts.compression = tar::Compression::none;
-      int out = fd.get();
+      int fd = out.fd();
       unwrap(snapshot::diff_trees(
           "", tmp.path.string(),
-          [out](const void* data, size_t size) -> Result<void> {
-            const char* p = static_cast<const char*>(data);
-            while (size > 0) {
-              ssize_t w = ::write(out, p, size);
-              if (w < 0) {
-                return fail(Errc::io, std::string("write: ") + std::strerror(errno));
-              }
-              p += w;
-              size -= static_cast<size_t>(w);
-            }
-            return ok();
-          },
-          opts));
+          [fd, &dest](const void* data, size_t size) { return output::write_all(fd, data, size, dest); }, opts));
+      unwrap(out.commit());
     }
   }
 }
@@ -303,6 +289,24 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (f.quiet) {
     f.progress = "quiet";
   }
+  // Outputs first: a malformed -o, a destination that is a directory or
+  // whose directory is missing fails before any work (util/output.hpp).
+  std::vector<Output> outputs;
+  for (const auto& o : f.outputs) {
+    outputs.push_back(parse_output(o));
+  }
+  for (const auto& o : outputs) {
+    if (writes_file(o)) {
+      unwrap(output::check_destination(o.attrs.at("dest")));
+    }
+  }
+  if (!f.iidfile.empty()) {
+    unwrap(output::check_destination(f.iidfile));
+  }
+  if (!f.metadata_file.empty()) {
+    unwrap(output::check_destination(f.metadata_file));
+  }
+
   std::unique_ptr<builder::ProgressSink> progress = make_progress(f.progress);
   auto store = open_store(ctx);
 
@@ -414,11 +418,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     throw CommandError{*checks.error, 1};
   }
 
-  // Outputs and names.
-  std::vector<Output> outputs;
-  for (const auto& o : f.outputs) {
-    outputs.push_back(parse_output(o));
-  }
+  // Names.
   std::vector<image::Reference> tags;
   for (const auto& t : f.tags) {
     auto ref = image::parse_reference(t);
@@ -517,7 +517,10 @@ void run_build(BuildFlags& f, Context& ctx) {
       msg = "failed to solve: " + msg;
     }
     if (!f.metadata_file.empty()) {
-      write_failure_metadata(f.metadata_file, e, checks.warnings);
+      auto written = write_failure_metadata(f.metadata_file, e, checks.warnings);
+      if (!written) {
+        std::fprintf(stderr, "imgbuild: error: %s\n", written.error().to_string().c_str());
+      }
     }
     throw CommandError{msg, 1};
   }
@@ -528,7 +531,7 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
 
   if (!f.iidfile.empty()) {
-    std::ofstream(f.iidfile, std::ios::binary) << built->config_digest;
+    unwrap(output::write_file(f.iidfile, built->config_digest));
   }
   if (!f.metadata_file.empty()) {
     nlohmann::json md;
@@ -564,7 +567,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
     md["imgbuild.steps"] = steps;
     md["imgbuild.build.warnings"] = warnings_json(checks.warnings);
-    std::ofstream(f.metadata_file, std::ios::binary) << md.dump(2) << "\n";
+    unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
   if (f.quiet) {
     std::printf("%s\n", built->config_digest.c_str());

@@ -132,6 +132,28 @@ sandbox::RunResult run_in_view(sandbox::Sandbox& sb, snapshot::View& view, sandb
   return *result;
 }
 
+// Docker's rule for container names, [a-zA-Z0-9][a-zA-Z0-9_.-]+ (so at
+// least two characters), with a length bound Docker leaves to the kernel's
+// hostname and file name limits.
+constexpr size_t k_max_container_name = 255;
+
+void check_container_name(const std::string& name) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  bool valid = name.size() >= 2 && alnum(name[0]) &&
+               std::all_of(name.begin() + 1, name.end(), [&](char c) { return alnum(c) || c == '_' || c == '.' || c == '-'; });
+  if (!valid) {
+    throw CommandError{fmt::format("invalid container name {}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at least "
+                                   "two characters",
+                                   str::go_quote(name.size() > 64 ? name.substr(0, 64) + "…" : name)),
+                       1};
+  }
+  if (name.size() > k_max_container_name) {
+    throw CommandError{fmt::format("invalid container name {}…: longer than {} characters ({})",
+                                   name.substr(0, 64), k_max_container_name, name.size()),
+                       1};
+  }
+}
+
 void add_run(CLI::App* sub, Context& ctx) {
   struct Opt {
     bool rm = false;
@@ -161,6 +183,9 @@ void add_run(CLI::App* sub, Context& ctx) {
     std::vector<std::string> rest = sub->remaining();
     if (rest.empty()) {
       throw CommandError{"run needs an image", 1};
+    }
+    if (!opt->name.empty() || sub->count("--name") > 0) {
+      check_container_name(opt->name);
     }
     std::string image_arg = rest.front();
     std::vector<std::string> cmd(rest.begin() + 1, rest.end());

@@ -15,6 +15,7 @@
 #include "cli/image_common.hpp"
 #include "image/archive.hpp"
 #include "util/fd.hpp"
+#include "util/output.hpp"
 
 namespace imgbuild::cli {
 
@@ -77,6 +78,17 @@ void add_save(CLI::App* sub, Context& ctx) {
   sub->add_option("--format", opt->format, "docker (a tar that is also an OCI layout) or oci-dir")
       ->check(CLI::IsMember({"docker", "oci-archive", "oci-dir"}));
   sub->callback([&ctx, opt]() {
+    const bool to_stdout = opt->format != "oci-dir" && (opt->output.empty() || opt->output == "-");
+    if (to_stdout && ::isatty(STDOUT_FILENO) != 0) {
+      throw CommandError{"cowardly refusing to save to a terminal. Use the -o flag or redirect", 1};
+    }
+    if (opt->format == "oci-dir" && opt->output.empty()) {
+      throw CommandError{"--format oci-dir needs -o DIRECTORY", 2};
+    }
+    // A bad destination fails before any image is read.
+    if (opt->format != "oci-dir") {
+      unwrap(output::check_destination(to_stdout ? "-" : opt->output));
+    }
     auto store = open_store(ctx);
     std::vector<image::SaveItem> items;
     for (const auto& arg : opt->refs) {
@@ -94,38 +106,14 @@ void add_save(CLI::App* sub, Context& ctx) {
       items.push_back(std::move(item));
     }
     if (opt->format == "oci-dir") {
-      if (opt->output.empty()) {
-        throw CommandError{"--format oci-dir needs -o DIRECTORY", 2};
-      }
       unwrap(image::save_oci_dir(*store, items, opt->output));
       return;
     }
-    if (opt->output.empty() || opt->output == "-") {
-      if (::isatty(STDOUT_FILENO) != 0) {
-        throw CommandError{"cowardly refusing to save to a terminal. Use the -o flag or redirect", 1};
-      }
-      unwrap(image::save_archive(*store, items, STDOUT_FILENO));
-      return;
-    }
-    // Write next to the destination and rename, so a failure leaves no
-    // partial archive under the requested name.
-    std::string tmp = opt->output + ".imgbuild-tmp";
-    UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!out) {
-      throw CommandError{fmt::format("create {}: {}", tmp, std::strerror(errno)), 1};
-    }
-    auto r = image::save_archive(*store, items, out.get());
-    if (r && ::fsync(out.get()) != 0) {
-      r = fail(Errc::io, fmt::format("fsync {}: {}", tmp, std::strerror(errno)));
-    }
-    out.reset();
-    if (r && ::rename(tmp.c_str(), opt->output.c_str()) != 0) {
-      r = fail(Errc::io, fmt::format("rename {}: {}", tmp, std::strerror(errno)));
-    }
-    if (!r) {
-      ::unlink(tmp.c_str());
-    }
-    unwrap(std::move(r));
+    // A regular file is replaced only once the whole archive is written; a
+    // FIFO, a character device or standard output is written as it streams.
+    output::File out = unwrap(output::File::open(to_stdout ? "-" : opt->output));
+    unwrap(image::save_archive(*store, items, out.fd()));
+    unwrap(out.commit());
   });
 }
 

@@ -1,38 +1,36 @@
 #include "cli/dockerfile_input.hpp"
 
-#include <fstream>
-#include <iostream>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "parser/syntax/parse.hpp"
+#include "util/fd.hpp"
+#include "util/fs.hpp"
 
 namespace imgbuild::cli {
 
-namespace {
-
-std::string read_limited(std::istream& in, size_t limit) {
-  std::string out;
-  char buf[64 * 1024];
-  while (out.size() <= limit && in.read(buf, sizeof buf), in.gcount() > 0) {
-    out.append(buf, static_cast<size_t>(in.gcount()));
-  }
-  return out;
-}
-
-}  // namespace
-
 std::string read_dockerfile(const std::string& file) {
-  const size_t limit = parser::k_max_dockerfile_size;
-  if (file == "-") {
-    return read_limited(std::cin, limit);
+  UniqueFd owned;
+  int fd = STDIN_FILENO;
+  if (file != "-") {
+    owned.reset(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!owned) {
+      throw CommandError{fmt::format("cannot open Dockerfile \"{}\": {}", file, std::strerror(errno)), 1};
+    }
+    fd = owned.get();
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    throw CommandError{fmt::format("cannot open Dockerfile \"{}\"", file), 1};
+  auto text = fs::read_capped(fd, parser::k_max_dockerfile_size,
+                              fmt::format("Dockerfile \"{}\"", dockerfile_display_name(file)));
+  if (!text) {
+    throw CommandError{text.error().message, 1};
   }
-  return read_limited(in, limit);
+  return std::move(*text);
 }
 
 std::string dockerfile_display_name(const std::string& file) {

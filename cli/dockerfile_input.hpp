@@ -6,10 +6,10 @@
 
 namespace imgbuild::cli {
 
-/// Reads the Dockerfile `file` ("-": standard input). At most one byte more
-/// than the parser accepts is read, so that an oversized input is reported by
-/// the parser's size check rather than read whole. Throws CommandError
-/// (`cannot open Dockerfile "x"`) when the file cannot be opened.
+/// Reads the Dockerfile `file` ("-": standard input), at most
+/// parser::k_max_dockerfile_size bytes. Throws CommandError when the file
+/// cannot be opened (`cannot open Dockerfile "x": …`), is a directory, or is
+/// larger than the limit (the error names the limit).
 std::string read_dockerfile(const std::string& file);
 
 /// The name shown in messages for `file`: "<stdin>" for "-", else the name as

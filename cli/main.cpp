@@ -45,6 +45,10 @@ std::vector<std::string> with_default_command(const CLI::App& app, int argc, cha
       i += 2;
       continue;
     }
+    if (a == "--root=") {
+      // CLI11 would take the next argument as the value.
+      throw imgbuild::cli::CommandError{"--root is empty: give the directory of the store", 1};
+    }
     if (a.rfind("--root=", 0) == 0 || a.rfind("--debug=", 0) == 0) {
       ++i;
       continue;
@@ -85,7 +89,14 @@ int main(int argc, char** argv) {
   CLI::App app{"imgbuild: a daemonless Dockerfile build engine and image toolkit", "imgbuild"};
   app.set_version_flag("--version", "imgbuild version " IMGBUILD_VERSION);
   app.require_subcommand(0, 1);
-  app.add_option("--root", ctx.root, "Store root (default $IMGBUILD_ROOT, /var/lib/imgbuild as root)");
+  app.add_option("--root", ctx.root, "Store root (default $IMGBUILD_ROOT, /var/lib/imgbuild as root)")
+      ->each([](const std::string& value) {
+        // An empty --root (an unset shell variable) must not fall back to
+        // the default store.
+        if (value.empty()) {
+          throw imgbuild::cli::CommandError{"--root is empty: give the directory of the store", 1};
+        }
+      });
   app.add_option("--debug", ctx.debug, "Debug output: stats, cache-keys=DIR")->take_last();
   app.fallthrough();
 

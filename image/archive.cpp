@@ -12,6 +12,7 @@
 #include <ctime>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -79,10 +80,17 @@ class RootResolver {
 public:
   explicit RootResolver(std::string label) : m_label(std::move(label)) {}
 
+  // A symlink followed while resolving: its resolved path and its target.
+  struct Followed {
+    std::string link;
+    std::string target;
+  };
+
   // Resolves `path` (components) following recorded symlinks in every
   // component (the last one too when follow_last). `entry` names the entry
-  // being checked in errors.
-  Result<std::string> resolve(const std::vector<std::string>& path, bool follow_last, std::string_view entry) const {
+  // being checked in errors. The first symlink followed goes to *followed.
+  Result<std::string> resolve(const std::vector<std::string>& path, bool follow_last, std::string_view entry,
+                              std::optional<Followed>* followed = nullptr) const {
     std::vector<std::string> done;
     std::deque<std::string> todo(path.begin(), path.end());
     int hops = 0;
@@ -110,6 +118,9 @@ public:
       }
       done.pop_back();
       const std::string& target = it->second;
+      if (followed != nullptr && !*followed) {
+        *followed = Followed{candidate, target};
+      }
       if (!target.empty() && target.front() == '/') {
         done.clear();  // absolute targets are relative to the root
       }
@@ -159,6 +170,10 @@ private:
 
 enum class HardlinkTargets { must_precede, may_be_below };
 enum class Duplicates { refused, allowed };
+// Whether an entry below a symlink must find a directory of the same archive
+// at the link's target (a single-layer archive: nothing below it can supply
+// one, and applying the entry would meet the symlink in its way).
+enum class LinkedParents { must_be_directories, unchecked };
 
 // Checks and normalises archive entries one by one, in archive order: no
 // path, hardlink or chain of symlinks may leave the root; invalid whiteouts
@@ -166,8 +181,10 @@ enum class Duplicates { refused, allowed };
 // "./" or a leading "/".
 class EntryChecker {
 public:
-  EntryChecker(std::string label, HardlinkTargets targets, Duplicates duplicates)
-      : m_label(std::move(label)), m_resolver(m_label), m_targets(targets), m_duplicates(duplicates) {}
+  EntryChecker(std::string label, HardlinkTargets targets, Duplicates duplicates,
+               LinkedParents linked_parents = LinkedParents::unchecked)
+      : m_label(std::move(label)), m_resolver(m_label), m_targets(targets), m_duplicates(duplicates),
+        m_linked_parents(linked_parents) {}
 
   // False when the entry is the root directory itself (nothing to write).
   Result<bool> check(tar::Entry& e) {
@@ -183,8 +200,31 @@ public:
     }
     std::string clean = join_path(m_parts);
     std::vector<std::string> parent(m_parts.begin(), m_parts.end() - 1);
-    TRY(std::string resolved_parent, m_resolver.resolve(parent, true, e.path));
+    std::optional<RootResolver::Followed> followed;
+    TRY(std::string resolved_parent, m_resolver.resolve(parent, true, e.path, &followed));
     std::string resolved = resolved_parent.empty() ? base : resolved_parent + "/" + base;
+    if (m_linked_parents == LinkedParents::must_be_directories) {
+      if (followed && !resolved_parent.empty() && m_dirs.count(resolved_parent) == 0) {
+        return bad_archive(m_label, fmt::format("entry {} is below symlink {} -> {}, which does not point to a "
+                                                "directory of the archive",
+                                                str::go_quote(e.path), str::go_quote(followed->link),
+                                                str::go_quote(followed->target)));
+      }
+      // Every directory the entry is written into exists once it is.
+      std::string prefix;
+      for (const auto& c : str::split(resolved_parent, '/')) {
+        if (c.empty()) {
+          continue;
+        }
+        prefix = prefix.empty() ? c : prefix + "/" + c;
+        m_dirs.insert(prefix);
+      }
+      if (e.type == tar::EntryType::dir) {
+        m_dirs.insert(resolved);
+      } else {
+        m_dirs.erase(resolved);
+      }
+    }
     if (e.type == tar::EntryType::hardlink) {
       std::vector<std::string> target;
       if (!split_clean(e.link_target, target) || target.empty()) {
@@ -220,6 +260,8 @@ private:
   RootResolver m_resolver;
   HardlinkTargets m_targets;
   Duplicates m_duplicates;
+  LinkedParents m_linked_parents;
+  std::set<std::string> m_dirs;  // resolved paths known to be directories (LinkedParents::must_be_directories)
   std::set<std::string> m_seen;
   std::vector<std::string> m_parts;
 };
@@ -375,7 +417,7 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
   TRY(BlobWriter blob, staging->writer());
   TRY(auto reader, tar::Reader::open_fd(in_fd, label));
   TRY(auto writer, tar::Writer::open([&blob](const void* d, size_t n) { return blob.write(d, n); }));
-  EntryChecker checker(label, HardlinkTargets::must_precede, Duplicates::refused);
+  EntryChecker checker(label, HardlinkTargets::must_precede, Duplicates::refused, LinkedParents::must_be_directories);
   std::vector<char> buf(k_copy_buffer);
   while (true) {
     TRY(std::optional<tar::Entry> next, reader->next());

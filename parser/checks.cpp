@@ -1067,6 +1067,8 @@ void Analysis::dispatch_rules() {
 
 }  // namespace
 
+bool is_valid_platform(std::string_view text) { return parse_platform(text).has_value(); }
+
 std::string host_platform_string() {
   Platform p = host_platform();
   return p.os + "/" + p.arch + (p.variant.empty() ? "" : "/" + p.variant);

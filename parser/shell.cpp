@@ -398,6 +398,16 @@ private:
 
   static Unexpected error(std::string message) { return fail(Errc::syntax, std::move(message)); }
 
+  // The k_max_expanded_size check, for each place a result grows.
+  static Result<void> bounded(const std::string& s) {
+    if (s.size() > k_max_expanded_size) {
+      return fail(Errc::limit, "the expanded value is larger than the limit of " +
+                                   std::to_string(k_max_expanded_size) + " bytes (" +
+                                   std::to_string(k_max_expanded_size >> 20) + " MiB)");
+    }
+    return ok();
+  }
+
   // Temporarily switches raw-escape mode for a nested section.
   class RawEscapes {
   public:
@@ -435,6 +445,7 @@ private:
           w.add_raw_string(piece);
         }
         result += piece;
+        TRY_VOID(bounded(result));
         continue;
       }
       c = next();
@@ -504,6 +515,7 @@ private:
         std::string value;
         TRY(value, dollar(depth));
         result += value;
+        TRY_VOID(bounded(result));
         continue;
       }
       c = next();
@@ -705,8 +717,10 @@ private:
       if (!m) {
         return unicode::encode(value);
       }
-      return encode_range(value, 0, m->first) + *replacement +
-             encode_range(value, m->second, value.size());
+      std::string out = encode_range(value, 0, m->first) + *replacement +
+                        encode_range(value, m->second, value.size());
+      TRY_VOID(bounded(out));
+      return out;
     }
     // Go's Regexp.ReplaceAllString loop: non-overlapping matches, an empty
     // match right after a match is not replaced, always advance.
@@ -723,6 +737,7 @@ private:
       if (m->second > last_end || m->first == 0) {
         out += expand_template(repl, encode_range(value, m->first, m->second));
       }
+      TRY_VOID(bounded(out));
       last_end = m->second;
       search = search + 1 > m->second ? search + 1 : m->second;
     }

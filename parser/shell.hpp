@@ -5,6 +5,7 @@
 // no I/O, no process environment. The conformance data in
 // conformance/buildkit/shell (envVarTest, wordsTest) pins the behaviour.
 
+#include <cstddef>
 #include <map>
 #include <string>
 #include <string_view>
@@ -104,5 +105,11 @@ private:
 /// Nesting bound for ${…} inside ${…}: deeper input is an error, so hostile
 /// input cannot exhaust the stack.
 inline constexpr int k_max_substitution_depth = 256;
+
+/// Bound on the size in bytes of one expanded word (and of every piece of it,
+/// such as a substitution's value): a longer result is an Errc::limit error
+/// naming the limit, so that chains like `ARG b=${a}${a}${a}…` fail at once
+/// instead of growing without bound.
+inline constexpr size_t k_max_expanded_size = size_t{8} << 20;
 
 }  // namespace imgbuild::parser

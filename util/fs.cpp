@@ -587,6 +587,34 @@ Result<void> remove_all_at(int dirfd, const std::string& name) {
 
 // ---------------------------------------------------------------- copy
 
+Result<std::string> read_capped(int in, size_t cap, const std::string& what) {
+  struct stat st {};
+  if (::fstat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
+    return fail(Errc::invalid_argument, fmt::format("{} is a directory", what));
+  }
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(in, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail(sys_error(errno, what, "read"));
+    }
+    if (n == 0) {
+      return out;
+    }
+    if (out.size() + static_cast<size_t>(n) > cap) {
+      std::string mib = cap >= (size_t{1} << 20) && cap % (size_t{1} << 20) == 0
+                            ? fmt::format(" ({} MiB)", cap >> 20)
+                            : std::string();
+      return fail(Errc::limit, fmt::format("{} is larger than the limit of {} bytes{}", what, cap, mib));
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
 Result<void> copy_data(int in, int out, const std::string& what) {
   bool use_cfr = true;
   std::vector<char> buf;

@@ -134,6 +134,12 @@ Result<void> clear_dir(int dirfd);
 /// unreadable parts skipped; 0 when it does not exist).
 uint64_t tree_bytes(const std::string& dir);
 
+/// Reads the rest of `in` into memory, at most `cap` bytes: more is an
+/// Errc::limit error naming `what` and the limit (one read past the cap is
+/// the most it reads), a directory is an error saying so, and nothing is
+/// read without bound (a FIFO, /dev/zero).
+Result<std::string> read_capped(int in, size_t cap, const std::string& what);
+
 /// Copies the rest of `in` to `out` (copy_file_range where the kernel can,
 /// else read/write); errors name `what`.
 Result<void> copy_data(int in, int out, const std::string& what);

@@ -15,7 +15,7 @@ namespace imgbuild::interrupt {
 namespace {
 
 enum SlotState : int { k_free = 0, k_filling = 1, k_active = 2 };
-enum class Kind : int { kill, unmount };
+enum class Kind : int { kill, unmount, unlink };
 
 struct Slot {
   std::atomic<int> state{k_free};
@@ -79,6 +79,11 @@ void run_emergency_actions() noexcept {
       umount2(s.path, MNT_DETACH);
     }
   }
+  for (Slot& s : g_slots) {
+    if (s.state.load() == k_active && s.kind == Kind::unlink) {
+      unlink(s.path);
+    }
+  }
 }
 
 Registration& Registration::operator=(Registration&& other) noexcept {
@@ -109,19 +114,31 @@ Registration kill_on_interrupt(pid_t pid) {
   return Registration{slot};
 }
 
-Registration unmount_on_interrupt(const std::string& path) {
+namespace {
+
+int claim_path_slot(Kind kind, const std::string& path) {
   if (path.size() >= PATH_MAX) {
-    return Registration{};
+    return -1;
   }
   int slot = claim_slot();
   if (slot < 0) {
-    return Registration{};
+    return -1;
   }
   Slot& s = g_slots[static_cast<size_t>(slot)];
-  s.kind = Kind::unmount;
+  s.kind = kind;
   std::memcpy(s.path, path.c_str(), path.size() + 1);
   s.state.store(k_active);
-  return Registration{slot};
+  return slot;
+}
+
+}  // namespace
+
+Registration unmount_on_interrupt(const std::string& path) {
+  return Registration{claim_path_slot(Kind::unmount, path)};
+}
+
+Registration unlink_on_interrupt(const std::string& path) {
+  return Registration{claim_path_slot(Kind::unlink, path)};
 }
 
 }  // namespace imgbuild::interrupt

@@ -47,6 +47,7 @@ public:
 private:
   friend Registration kill_on_interrupt(pid_t pid);
   friend Registration unmount_on_interrupt(const std::string& path);
+  friend Registration unlink_on_interrupt(const std::string& path);
   explicit Registration(int slot) : m_slot(slot) {}
   int m_slot = -1;
 };
@@ -57,5 +58,10 @@ Registration kill_on_interrupt(pid_t pid);
 /// Lazily unmounts path (umount2 MNT_DETACH) if imgbuild is interrupted while
 /// the registration lives. Paths of PATH_MAX or more are not registered.
 Registration unmount_on_interrupt(const std::string& path);
+
+/// Removes the file at path (unlink) if imgbuild is interrupted while the
+/// registration lives: a temporary file that must not outlive the process.
+/// Paths of PATH_MAX or more are not registered.
+Registration unlink_on_interrupt(const std::string& path);
 
 }  // namespace imgbuild::interrupt

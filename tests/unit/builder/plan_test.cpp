@@ -155,3 +155,18 @@ TEST_CASE("plan: stages named by ONBUILD triggers of the base are needed", "[bui
   REQUIRE_FALSE(p4);
   CHECK(p4.error().message.find("needs to be defined before current stage") != std::string::npos);
 }
+
+TEST_CASE("plan: FROM --platform must name a platform, after global ARG expansion", "[builder]") {
+  auto bad = make_plan("FROM scratch\nFROM --platform=bogus scratch AS b\n", {});
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == Errc::invalid_argument);
+  CHECK(bad.error().message.find("\"bogus\"") != std::string::npos);
+  REQUIRE(bad.error().location);
+  CHECK(bad.error().location->line == 2);
+  auto bad_arg = make_plan("ARG P=linux/notanarch\nFROM --platform=$P scratch\n", {});
+  REQUIRE_FALSE(bad_arg);
+  CHECK(bad_arg.error().message.find("\"linux/notanarch\"") != std::string::npos);
+  CHECK(make_plan("FROM --platform=$BUILDPLATFORM scratch\n", {}));
+  CHECK(make_plan("FROM --platform=linux/arm64/v8 scratch\n", {}));
+  CHECK(make_plan("FROM --platform=linux/amd64 scratch\n", {}));
+}

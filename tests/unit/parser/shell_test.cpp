@@ -193,3 +193,24 @@ TEST_CASE("hostile input: deep nesting is an error, not a crash", "[parser][shel
   std::string invalid = "a\xff\xfe" "b";
   CHECK(word(invalid) == "a\xEF\xBF\xBD\xEF\xBF\xBD" "b");
 }
+
+TEST_CASE("hostile input: an expansion past k_max_expanded_size is an error naming the limit", "[parser][shell]") {
+  using imgbuild::parser::k_max_expanded_size;
+  const std::string limit = std::to_string(k_max_expanded_size);
+  // A value just under the limit, doubled: each form that concatenates.
+  ShellEnv env({"BIG=" + std::string(k_max_expanded_size / 2 + 1, 'x'), "SMALL=ab"});
+  Lexer lexer('\\');
+  for (const std::string& w : {std::string("${BIG}${BIG}"), std::string("$BIG$BIG"), std::string("\"$BIG$BIG\""),
+                               std::string("${UNSET:-$BIG}${BIG}"), std::string("${BIG//x/xx}")}) {
+    INFO(w);
+    auto r = lexer.process_word(w, env);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == imgbuild::Errc::limit);
+    CHECK(r.error().message.find("larger than the limit of " + limit + " bytes") != std::string::npos);
+  }
+  // At the limit exactly is fine.
+  ShellEnv exact({"HALF=" + std::string(k_max_expanded_size / 2, 'y')});
+  auto ok = lexer.process_word("${HALF}${HALF}", exact);
+  REQUIRE(ok.has_value());
+  CHECK(ok->size() == k_max_expanded_size);
+}
