@@ -13,7 +13,6 @@
 #include "builder/executor.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,8 +22,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <functional>
 #include <mutex>
 #include <random>
 #include <semaphore>
@@ -38,8 +35,9 @@
 #include "builder/context_filter.hpp"
 #include "builder/copy.hpp"
 #include "builder/oci_layout.hpp"
-#include "builder/secret_mask.hpp"
-#include "builder/ssh_forward.hpp"
+#include "builder/run.hpp"
+#include "builder/run_mounts.hpp"
+#include "builder/run_step.hpp"
 #include "builder/step_label.hpp"
 #include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
@@ -152,11 +150,6 @@ Error at_line(Error e, const parser::Instruction& ins, const std::string& file) 
   return e;
 }
 
-// The directory of a RUN --mount=type=cache with this id in the store.
-fsys::path cache_mount_path(const fsys::path& store_root, const std::string& id) {
-  return store_root / "cache-mounts" / sha256(id).hex().substr(0, 32);
-}
-
 // ---- layers -------------------------------------------------------------------
 
 struct Layer {
@@ -195,7 +188,7 @@ using snapshot::LayerDirs;
 
 // ---- the build ----------------------------------------------------------------
 
-class Build {
+class Build final : public SourceRoots {
 public:
   Build(const Plan& plan, image::ImageStore& store, ImageResolver& resolver, const ExecuteOptions& options,
         ProgressSink& progress)
@@ -232,14 +225,14 @@ private:
   /// The named context directory `dir`, opened once per build.
   Result<const BuildContext*> named_context(const std::string& dir);
 
-  struct SourceRoot {
-    fsys::path path;
-    std::unique_ptr<TempTree> filter;      // the ignore whiteouts under view (outlives it)
-    std::unique_ptr<snapshot::View> view;  // kept alive while the source is in use
-  };
   /// The root `from` names ("" = the build context); a context directory is
   /// seen through its .dockerignore (only `sub` below it needs to be right).
   Result<SourceRoot> source_root(const std::string& from, int current, std::string_view sub = "");
+  /// The same for a from= reference resolved already (nullopt = the context).
+  Result<SourceRoot> source_root(const std::string& from, const std::optional<SourceRef>& ref, std::string_view sub);
+  Result<SourceRoot> open_source(const MountSource& source, std::string_view sub) override {
+    return source_root(source.from, source.ref, sub);
+  }
   /// The context's directory as is when its .dockerignore hides nothing
   /// below `sub`, else a view of it with the ignored entries whited out
   /// (builder/context_filter.hpp).
@@ -248,8 +241,7 @@ private:
   Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
                         const StepInfo& info, int position);
   // Build cache (the methods after run_step).
-  Result<std::optional<StepKey>> run_key(const PlannedStage& stage, const StageResult& st,
-                                         const parser::RunInstruction& run, std::string& uncacheable);
+  Result<std::optional<StepKey>> run_key(const StageResult& st, const ResolvedRun& run, std::string& uncacheable);
   // The COPY or ADD request of ins, expanded in the stage's env and WORKDIR
   // (one parse for the cache key and the copy itself).
   Result<CopyRequest> copy_request_of(const StageResult& st, const parser::Instruction& ins);
@@ -265,14 +257,10 @@ private:
   std::string label_name(const PlannedStage& stage) const;
   Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
                             StepRecord& record, bool independent = false);
-  Result<void> do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
-                      const StepInfo& info, StepRecord& record);
+  Result<void> do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record);
   Result<void> do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
                        StepRecord& record);
   Result<void> do_workdir(StageResult& st, const std::string& wd, StepRecord& record);
-  Result<fsys::path> cache_mount_dir(const PlannedStage& stage, const parser::Mount& m,
-                                     std::vector<UniqueFd>& locks, std::vector<SourceRoot>& sources,
-                                     const std::function<Result<fsys::path>()>& make_temp);
 
   StepInfo new_step(std::string name, int line) {
     std::lock_guard lock(m_mu);
@@ -474,7 +462,7 @@ Result<const BuildContext*> Build::named_context(const std::string& dir) {
   return it->second.get();
 }
 
-Result<Build::SourceRoot> Build::filtered_root(const BuildContext& context, std::string_view sub) {
+Result<SourceRoot> Build::filtered_root(const BuildContext& context, std::string_view sub) {
   SourceRoot out;
   out.path = context.dir();
   if (context.ignore().empty()) {
@@ -535,15 +523,24 @@ const StageResult* Build::wait_stage(int index) {
   return slot.failed ? nullptr : &slot.result;
 }
 
-Result<Build::SourceRoot> Build::source_root(const std::string& from, int current, std::string_view sub) {
+Result<SourceRoot> Build::source_root(const std::string& from, int current, std::string_view sub) {
+  std::optional<SourceRef> ref;
+  if (!from.empty()) {
+    ref = m_plan.resolve_source(from, current);
+  }
+  return source_root(from, ref, sub);
+}
+
+Result<SourceRoot> Build::source_root(const std::string& from, const std::optional<SourceRef>& resolved,
+                                      std::string_view sub) {
   SourceRoot out;
-  if (from.empty()) {
+  if (!resolved) {
     if (m_options.context == nullptr) {
       return fail(Errc::internal, "no build context");
     }
     return filtered_root(*m_options.context, sub);
   }
-  SourceRef ref = m_plan.resolve_source(from, current);
+  const SourceRef& ref = *resolved;
   std::vector<fsys::path> dirs;
   if (ref.kind == BaseKind::stage) {
     const StageResult* st = wait_stage(ref.stage);
@@ -623,115 +620,6 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   add_history(st.state, created_by, true, !created_by.starts_with("WORKDIR "));
   record.layer_digest = digest;
   return ok();
-}
-
-// A RUN --mount=type=cache directory: <store>/cache-mounts/<hash of id>,
-// created (mode/uid/gid, default 0755 0:0) and seeded from `from`/`source`
-// the first time. Sharing, through a lock file next to it (flock, so it
-// holds across imgbuild processes): shared users hold it shared; locked
-// waits for it exclusively; private takes it exclusively when free and
-// otherwise gets a fresh directory of its own, discarded afterwards.
-Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parser::Mount& m,
-                                          std::vector<UniqueFd>& locks, std::vector<SourceRoot>& sources,
-                                          const std::function<Result<fsys::path>()>& make_temp) {
-  std::string id = m.id.empty() ? fs::clean_path(m.target) : m.id;
-  fsys::path dir = cache_mount_path(m_store.content().root(), id);
-  fsys::path parent = dir.parent_path();
-  std::string safe = dir.filename().string();
-  std::error_code ec;
-  fsys::create_directories(parent, ec);
-  fsys::path lock_path = parent / (safe + ".lock");
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock) {
-    return fail(Errc::io, fmt::format("cache mount {}: cannot open {}: {}", id, lock_path.string(), std::strerror(errno)));
-  }
-  parser::CacheSharing sharing = m.sharing.value_or(parser::CacheSharing::shared);
-  bool fresh = false;
-  int op = sharing == parser::CacheSharing::shared ? LOCK_SH : LOCK_EX;
-  if (sharing == parser::CacheSharing::private_) {
-    op |= LOCK_NB;
-  }
-  while (::flock(lock.get(), op) != 0) {
-    if (errno == EINTR) {
-      continue;
-    }
-    if (errno == EWOULDBLOCK && sharing == parser::CacheSharing::private_) {
-      fresh = true;
-      break;
-    }
-    return fail(Errc::io, fmt::format("cache mount {}: cannot lock {}: {}", id, lock_path.string(), std::strerror(errno)));
-  }
-  if (!fresh) {
-    locks.push_back(std::move(lock));
-  }
-
-  // The seed: a stage, image or context path.
-  auto prepare = [&](const fsys::path& into) -> Result<void> {
-    if (!m.from.empty()) {
-      TRY(auto src, source_root(m.from, stage.index, m.source));
-      std::string sub = fs::clean_path(m.source);
-      {
-        TRY(fs::Root sroot, fs::Root::open(src.path.string()));
-        // The seed is copied through a host path: no component may be a
-        // symlink, or the copy could read outside the source.
-        std::string prefix;
-        for (const auto& comp : fs::clean_components(sub)) {
-          prefix += (prefix.empty() ? "" : "/") + comp;
-          TRY(auto cst, sroot.lstat(prefix));
-          if (cst && S_ISLNK(cst->st_mode)) {
-            return fail(Errc::invalid_argument,
-                        fmt::format("cache mount {}: source \"/{}\" of {} goes through the symlink \"/{}\"", id,
-                                    sub, m.from, prefix));
-          }
-        }
-        TRY(auto st, sroot.lstat(sub));
-        if (!sub.empty() && !st) {
-          return fail(Errc::not_found, fmt::format("cache mount {}: \"/{}\" not found in {}", id, sub, m.from));
-        }
-        if (st && !S_ISDIR(st->st_mode)) {
-          return fail(Errc::invalid_argument,
-                      fmt::format("cache mount {}: source \"/{}\" of {} is not a directory", id, sub, m.from));
-        }
-      }
-      TRY_VOID(snapshot::merge_layer(sub.empty() ? src.path : src.path / sub, into));
-      sources.push_back(std::move(src));
-    }
-    if (m.mode || m.from.empty()) {
-      ::chmod(into.c_str(), m.mode.value_or(0755));
-    }
-    if (m.uid || m.gid || m.from.empty()) {
-      if (::chown(into.c_str(), m.uid.value_or(0), m.gid.value_or(0)) != 0) {
-        return fail(Errc::io, fmt::format("cannot prepare cache mount {}: {}", id, std::strerror(errno)));
-      }
-    }
-    return ok();
-  };
-  if (fresh) {
-    TRY(fsys::path d, make_temp());
-    fsys::path into = d / "cache";
-    fsys::create_directory(into, ec);
-    TRY_VOID(prepare(into));
-    return into;
-  }
-  if (!fsys::exists(dir, ec)) {
-    // Made aside and renamed, so that a shared user never sees it half-seeded.
-    fsys::path tmp = parent / (".new-" + random_hex());
-    fsys::create_directory(tmp, ec);
-    auto prepared = prepare(tmp);
-    if (prepared && m_options.cache_io != nullptr && m.from.empty()) {
-      m_options.cache_io->seed_mount(id, tmp);  // --cache-from with mounts
-    }
-    if (!prepared) {
-      fsys::remove_all(tmp, ec);
-      return fail(std::move(prepared).error());
-    }
-    if (::rename(tmp.c_str(), dir.c_str()) != 0) {
-      fsys::remove_all(tmp, ec);  // another build made it first
-    }
-  } else if (m_options.cache_io != nullptr && m.from.empty()) {
-    m_options.cache_io->seed_mount_if_empty(id, dir);
-  }
-  return dir;
 }
 
 Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecord& record) {
@@ -853,265 +741,24 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   return finish_layer(st, *view, text, record, linked);
 }
 
-Result<void> Build::do_run(const PlannedStage& stage, StageResult& st, const parser::RunInstruction& run,
-                           const StepInfo& info, StepRecord& record) {
-  (void)stage;
-  if (run.security && *run.security == "insecure" && m_options.allow.count("security.insecure") == 0) {
-    return fail(Errc::permission,
-                "security.insecure is not allowed: pass --allow security.insecure to run RUN --security=insecure");
-  }
-  std::string network = run.network.value_or(m_options.network);
-  if (network == "host" && m_options.network != "host" && m_options.allow.count("network.host") == 0 &&
-      run.network) {
-    // docker buildx needs --allow network.host; BuildKit's docker driver grants it.
-  }
-  sandbox::RunSpec spec;
-  SecretMask secret_mask;
-  std::vector<std::unique_ptr<SshForwarder>> ssh_forwarders;  // relay until the step is done
-  std::vector<std::string> argv;
-  std::vector<fsys::path> temp_dirs;
-  auto cleanup_temps = [&] {
-    std::error_code ec;
-    for (const auto& d : temp_dirs) {
-      fsys::remove_all(d, ec);
-    }
-  };
-  fsys::path tmp_root = m_store.content().root() / "tmp";
-  auto make_temp = [&]() -> Result<fsys::path> {
-    fsys::path d = tmp_root / ("run-" + random_hex());
-    std::error_code ec;
-    fsys::create_directories(d, ec);
-    if (ec) {
-      return fail(Errc::io, fmt::format("cannot create {}: {}", d.string(), ec.message()));
-    }
-    temp_dirs.push_back(d);
-    return d;
-  };
-
-  // Command line, heredocs included.
-  if (!run.heredocs.empty() && !run.command.json_form) {
-    std::string line = str::join(run.command.args, " ");
-    const parser::Heredoc& first = run.heredocs.front();
-    bool only_heredoc = run.heredocs.size() == 1 && str::trim(line).starts_with("<<") &&
-                        str::trim(line).find(' ') == std::string_view::npos;
-    if (only_heredoc) {
-      std::string body = parser::heredoc_body(first);
-      if (body.starts_with("#!")) {
-        TRY(fsys::path d, make_temp());
-        fsys::path script = d / first.name;
-        {
-          std::ofstream out(script, std::ios::binary);
-          out << body;
-        }
-        fsys::permissions(script, fsys::perms::owner_all | fsys::perms::group_read | fsys::perms::group_exec |
-                                      fsys::perms::others_read | fsys::perms::others_exec);
-        spec.mounts.push_back(sandbox::BindMount{script, "/dev/pipes/" + first.name, sandbox::Access::read_only});
-        argv = {"/dev/pipes/" + first.name};
-      } else {
-        parser::CommandLine cl;
-        cl.args = {body};
-        argv = with_shell(st.state, cl);
-      }
-    } else {
-      std::string script = line;
-      for (const auto& h : run.heredocs) {
-        script += "\n" + h.content + h.name;
-      }
-      parser::CommandLine cl;
-      cl.args = {script};
-      argv = with_shell(st.state, cl);
-    }
-  } else {
-    argv = with_shell(st.state, run.command);
-  }
-
-  spec.argv = argv;
-  spec.env = run_environment(st.state, m_plan.build_args);
-  spec.user = st.state.image.config->user;
-  spec.workdir = st.state.image.config->working_dir.empty() ? "/" : st.state.image.config->working_dir;
-  spec.network = network == "none" ? sandbox::NetworkMode::none : sandbox::NetworkMode::host;
-  spec.hostname = "buildkitsandbox";
-  spec.privileged = run.security && *run.security == "insecure";
-
-  // RUN --mount.
-  parser::Lexer lexer(m_plan.escape);
-  std::vector<SourceRoot> mount_sources;
-  std::vector<UniqueFd> cache_locks;  // held until the process ends
-  int ssh_index = 0;
-  for (const auto& ms : run.mount_specs) {
-    auto mount = parser::parse_mount(ms, [&](const std::string& w) { return lexer.process_word(w, st.state.env); });
-    if (!mount) {
-      cleanup_temps();
-      return fail(std::move(mount).error());
-    }
-    parser::Mount m = *mount;
-    std::string target = m.target;
-    if (!target.empty() && !target.starts_with("/")) {
-      target = spec.workdir + "/" + target;
-    }
-    switch (m.type) {
-      case parser::MountType::bind: {
-        auto src = source_root(m.from, stage.index, m.source);
-        if (!src) {
-          cleanup_temps();
-          return fail(std::move(src).error());
-        }
-        TRY(fs::Root sroot, fs::Root::open(src->path.string()));
-        // Symlinks on the way are followed inside the source, never on the host.
-        TRY(std::string sub, resolve_real_path(sroot, m.source, false));
-        fsys::path host = src->path / sub;
-        TRY(auto exists, sroot.lstat(sub));
-        if (!sub.empty() && !exists) {
-          cleanup_temps();
-          return fail(Errc::not_found,
-                      fmt::format("failed to mount {}: \"/{}\": not found", target, fs::clean_path(m.source)));
-        }
-        if (!sub.empty() && exists && S_ISLNK(exists->st_mode)) {
-          cleanup_temps();
-          return fail(Errc::unsupported, fmt::format("bind mount source {} is a symlink", m.source));
-        }
-        if (!m.read_only) {
-          // Writes are discarded: mount a copy.
-          TRY(fsys::path d, make_temp());
-          std::error_code ec;
-          fsys::copy(host, d / "src", fsys::copy_options::recursive | fsys::copy_options::copy_symlinks, ec);
-          host = d / "src";
-        }
-        spec.mounts.push_back(sandbox::BindMount{host, target, m.read_only ? sandbox::Access::read_only
-                                                                           : sandbox::Access::read_write});
-        mount_sources.push_back(std::move(*src));
-        break;
-      }
-      case parser::MountType::cache: {
-        auto dir = cache_mount_dir(stage, m, cache_locks, mount_sources, make_temp);
-        if (!dir) {
-          cleanup_temps();
-          return fail(std::move(dir).error());
-        }
-        spec.mounts.push_back(sandbox::BindMount{*dir, target, m.read_only ? sandbox::Access::read_only
-                                                                           : sandbox::Access::read_write});
-        break;
-      }
-      case parser::MountType::tmpfs: {
-        std::optional<uint64_t> size;
-        if (m.size_limit && *m.size_limit > 0) {
-          size = static_cast<uint64_t>(*m.size_limit);
-        }
-        spec.tmpfs.push_back(sandbox::TmpfsMount{target, size});
-        break;
-      }
-      case parser::MountType::secret: {
-        std::string id = m.id.empty() ? fsys::path(m.target).filename().string() : m.id;
-        auto it = m_options.secrets.find(id);
-        if (it == m_options.secrets.end()) {
-          if (m.required) {
-            cleanup_temps();
-            return fail(Errc::not_found, fmt::format("secret {}: not found", id));
-          }
-          break;
-        }
-        std::string value;
-        if (it->second.env) {
-          const char* v = std::getenv(it->second.env->c_str());
-          value = v != nullptr ? v : "";
-        } else if (it->second.file) {
-          UniqueFd in(::open(it->second.file->c_str(), O_RDONLY | O_CLOEXEC));
-          if (!in) {
-            cleanup_temps();
-            return fail(Errc::not_found, fmt::format("secret {}: cannot read {}: {}", id, *it->second.file,
-                                                     std::strerror(errno)));
-          }
-          char buf[8192];
-          ssize_t n = 0;
-          while ((n = ::read(in.get(), buf, sizeof buf)) > 0) {
-            value.append(buf, static_cast<size_t>(n));
-          }
-        }
-        secret_mask.add(value);
-        if (m.env) {
-          spec.env.push_back(*m.env + "=" + value);
-          if (m.target.empty()) {
-            break;
-          }
-        }
-        TRY(fsys::path d, make_temp());
-        fsys::path file = d / "secret";
-        {
-          std::ofstream out(file, std::ios::binary);
-          out << value;
-        }
-        ::chmod(file.c_str(), m.mode.value_or(0400));
-        if (::chown(file.c_str(), m.uid.value_or(0), m.gid.value_or(0)) != 0) {
-          cleanup_temps();
-          return fail(Errc::io, "cannot prepare secret " + id);
-        }
-        if (target.empty()) {
-          target = "/run/secrets/" + id;
-        }
-        spec.mounts.push_back(sandbox::BindMount{file, target, sandbox::Access::read_only});
-        break;
-      }
-      case parser::MountType::ssh: {
-        if (m_options.ssh_socket.empty()) {
-          if (m.required) {
-            cleanup_temps();
-            return fail(Errc::not_found, "no SSH key \"default\" forwarded from the client (use --ssh default)");
-          }
-          break;
-        }
-        if (target.empty()) {
-          target = fmt::format("/run/buildkit/ssh_agent.{}", ssh_index++);
-        }
-        TRY(fsys::path d, make_temp());
-        auto forwarder = SshForwarder::start(m_options.ssh_socket, d, m.uid.value_or(0), m.gid.value_or(0),
-                                             m.mode.value_or(0600));
-        if (!forwarder) {
-          cleanup_temps();
-          return fail(std::move(forwarder).error());
-        }
-        spec.mounts.push_back(sandbox::BindMount{(*forwarder)->path(), target, sandbox::Access::read_write});
-        ssh_forwarders.push_back(std::move(*forwarder));
-        spec.env.push_back("SSH_AUTH_SOCK=" + target);
-        break;
-      }
-    }
-  }
-
-  auto unpacked = unpack_layers(st.layers);
-  if (!unpacked) {
-    cleanup_temps();
-    return fail(std::move(unpacked).error());
-  }
-  auto view = m_snapshotter->prepare(dirs_of(st.layers));
-  if (!view) {
-    cleanup_temps();
-    return fail(std::move(view).error());
-  }
-  spec.rootfs = (*view)->root();
-  auto emit = [&](OutputStream stream, std::string_view line) {
-    if (secret_mask.empty()) {
-      m_progress.output(info, stream, line);
-    } else {
-      m_progress.output(info, stream, secret_mask.apply(line));
-    }
-  };
-  spec.on_stdout = [&](std::string_view line) { emit(OutputStream::stdout_, line); };
-  spec.on_stderr = [&](std::string_view line) { emit(OutputStream::stderr_, line); };
-  auto result = m_sandbox->run(spec);
-  cleanup_temps();
-  for (auto& s : mount_sources) {
-    if (s.view) {
-      (void)s.view->remove();
-    }
-  }
-  if (!result) {
-    return fail(std::move(result).error());
-  }
-  if (result->exit_code != 0) {
-    return fail(Errc::internal, fmt::format("process {} did not complete successfully: exit code: {}",
-                                            str::go_quote(str::join(argv, " ")), result->exit_code));
-  }
-  return finish_layer(st, **view, run_history_text(st.state, argv), record);
+Result<void> Build::do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record) {
+  fsys::path root = m_store.content().root();
+  MountEnv env;
+  env.roots = this;
+  env.store_root = root;
+  env.cache_io = m_options.cache_io;
+  env.secrets = &m_options.secrets;
+  env.ssh_socket = m_options.ssh_socket;
+  RunMounts held(root / "tmp");
+  TRY(sandbox::RunSpec spec, run_spec(run, env, held));
+  TRY_VOID(unpack_layers(st.layers));
+  TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
+  spec.rootfs = view->root();
+  auto ran = run_process(*m_sandbox, std::move(spec), held.mask(),
+                         [&](OutputStream stream, std::string_view line) { m_progress.output(info, stream, line); });
+  held.release();
+  TRY_VOID(ran);
+  return finish_layer(st, *view, run.created_by, record);
 }
 
 Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
@@ -1129,8 +776,11 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
     std::optional<StepKey> key;
     std::optional<MetadataEffect> eff;
     std::string uncacheable;
+    std::optional<ResolvedRun> resolved_run;
     if (run != nullptr) {
-      TRY(key, run_key(stage, st, *run, uncacheable));
+      RunResolveContext rc{&m_plan, stage.index, m_options.network, &m_options.allow};
+      TRY(resolved_run, resolve_run(*run, st.state, rc));
+      TRY(key, run_key(st, *resolved_run, uncacheable));
     } else if (is_copy) {
       TRY(key, copy_key(stage, st, ins, uncacheable));
     } else {
@@ -1188,7 +838,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       st.cache_reason.clear();
     }
     if (run != nullptr) {
-      TRY_VOID(do_run(stage, st, *run, info, record));
+      TRY_VOID(do_run(st, *resolved_run, info, record));
     } else if (is_copy) {
       TRY_VOID(do_copy(stage, st, ins, record));
     } else if (eff->mkdir) {
@@ -1253,20 +903,15 @@ std::string Build::debug_name(const PlannedStage& stage, int position) const {
   return fmt::format("{}-{:03}", name, position + 1);
 }
 
-Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const StageResult& st,
-                                              const parser::RunInstruction& run, std::string& uncacheable) {
-  std::string text = run.header.original;
-  for (const auto& h : run.heredocs) {
-    text += "\n" + h.content + h.name;
-  }
-  StepKeyBuilder b(st.cache_key, "RUN", text);
-  const image::ContainerConfig& cfg = *st.state.image.config;
-  b.list("shell", cfg.shell).field("user", cfg.user).field("workdir", cfg.working_dir);
-  b.field("network", run.network.value_or(m_options.network)).field("security", run.security.value_or("sandbox"));
+Result<std::optional<StepKey>> Build::run_key(const StageResult& st, const ResolvedRun& run,
+                                              std::string& uncacheable) {
+  StepKeyBuilder b(st.cache_key, "RUN", run.text);
+  b.list("shell", run.shell).field("user", run.user).field("workdir", run.workdir);
+  b.field("network", run.network).field("security", run.security);
   b.list("devices", run.devices).list("mounts", run.mount_specs);
   b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
   std::map<std::string, std::string> env;
-  for (const auto& e : run_environment(st.state, m_plan.build_args)) {
+  for (const auto& e : run.env) {
     size_t eq = e.find('=');
     std::string k = e.substr(0, eq);
     if (!is_proxy_arg(k)) {
@@ -1274,27 +919,28 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
     }
   }
   b.env(env);
-  parser::Lexer lexer(m_plan.escape);
   int n = 0;
-  for (const auto& ms : run.mount_specs) {
+  for (const auto& m : run.mounts) {
     ++n;
-    auto mount = parser::parse_mount(ms, [&](const std::string& w) { return lexer.process_word(w, st.state.env); });
-    if (mount && mount->type == parser::MountType::cache && mount->from.empty() && m_options.cache_io != nullptr) {
-      // --cache-to mounts=true exports it even when this step is a hit.
-      std::string id = mount->id.empty() ? fs::clean_path(mount->target) : mount->id;
-      m_options.cache_io->note_mount(id, cache_mount_path(m_store.content().root(), id));
+    if (const auto* cache = std::get_if<CacheMount>(&m)) {
+      if (cache->source.from.empty() && m_options.cache_io != nullptr) {
+        // --cache-to mounts=true exports it even when this step is a hit.
+        m_options.cache_io->note_mount(cache->id, cache_mount_path(m_store.content().root(), cache->id));
+      }
+      continue;
     }
-    if (!mount || mount->type != parser::MountType::bind) {
-      continue;  // a bad spec fails in do_run with its own message
+    const auto* bind = std::get_if<BindMount>(&m);
+    if (bind == nullptr) {
+      continue;
     }
     std::string label = fmt::format("mount{}", n);
-      SourceTree tree;
-    if (!mount->from.empty()) {
-      SourceRef ref = m_plan.resolve_source(mount->from, stage.index);
+    SourceTree tree;
+    if (bind->source.ref) {
+      const SourceRef& ref = *bind->source.ref;
       if (ref.kind == BaseKind::stage) {
         const StageResult* other = wait_stage(ref.stage);
         if (other == nullptr) {
-          return fail(Errc::internal, fmt::format("stage {} did not complete", mount->from));
+          return fail(Errc::internal, fmt::format("stage {} did not complete", bind->source.from));
         }
         b.field(label + "-stage", other->cache_key);
         continue;
@@ -1323,7 +969,7 @@ Result<std::optional<StepKey>> Build::run_key(const PlannedStage& stage, const S
       }
       tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
     }
-    auto selected = select_sources(tree, mount->source.empty() ? "." : mount->source);
+    auto selected = select_sources(tree, bind->source.path.empty() ? "." : bind->source.path);
     if (!selected) {
       uncacheable = "bind mount source unavailable";
       return std::optional<StepKey>();
@@ -1641,15 +1287,13 @@ void Build::stage_thread(const PlannedStage& stage) {
 }
 
 Result<BuiltImage> Build::run() {
-  // Entitlements are checked before anything runs, as BuildKit does.
-  if (m_options.allow.count("security.insecure") == 0) {
-    for (const auto& s : m_plan.stages) {
-      for (const auto& ins : s.steps) {
-        const auto* r = ins.as<parser::RunInstruction>();
-        if (r != nullptr && r->security && *r->security == "insecure") {
-          return fail(at_line(Error{Errc::permission, "security.insecure is not allowed: pass --allow "
-                                                      "security.insecure to run RUN --security=insecure"},
-                              ins, "Dockerfile"));
+  // Entitlements are checked before anything runs, as BuildKit does (a
+  // RUN from an ONBUILD trigger is checked when it is resolved).
+  for (const auto& s : m_plan.stages) {
+    for (const auto& ins : s.steps) {
+      if (const auto* r = ins.as<parser::RunInstruction>()) {
+        if (auto allowed = check_security(*r, m_options.allow); !allowed) {
+          return fail(at_line(std::move(allowed).error(), ins, "Dockerfile"));
         }
       }
     }
