@@ -284,8 +284,10 @@ private:
   const ExecuteOptions& m_options;
   ProgressSink& m_progress;
   LayerDirs m_layer_dirs;
-  std::unique_ptr<snapshot::Snapshotter> m_snapshotter;
-  std::unique_ptr<sandbox::Sandbox> m_sandbox;
+  std::unique_ptr<snapshot::Snapshotter> m_own_snapshotter;  // when not injected
+  std::unique_ptr<sandbox::Sandbox> m_own_sandbox;
+  snapshot::Snapshotter* m_snapshotter = nullptr;
+  sandbox::Sandbox* m_sandbox = nullptr;
   std::unique_ptr<image::Staging> m_staging;
   std::unique_ptr<StepCache> m_cache;
   std::mutex m_staging_mu;
@@ -308,8 +310,17 @@ Result<void> Build::setup() {
   cfg.runtime_dir = root / "run";
   std::error_code ec;
   fsys::create_directories(root / "snapshots", ec);
-  // Made on first use: a fully cached build mounts nothing.
-  TRY(m_snapshotter, snapshot::make_lazy_snapshotter(m_options.snapshotter, cfg));
+  m_snapshotter = m_options.services.snapshotter;
+  if (m_snapshotter == nullptr) {
+    // Made on first use: a fully cached build mounts nothing.
+    TRY(m_own_snapshotter, snapshot::make_lazy_snapshotter(m_options.snapshotter, cfg));
+    m_snapshotter = m_own_snapshotter.get();
+  }
+  m_sandbox = m_options.services.sandbox;
+  if (m_sandbox == nullptr) {
+    TRY(m_own_sandbox, sandbox::make_sandbox("auto"));
+    m_sandbox = m_own_sandbox.get();
+  }
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
   m_cache->attach(m_options.cache_io, &m_store.content());
@@ -1299,7 +1310,6 @@ Result<BuiltImage> Build::run() {
     }
   }
   TRY_VOID(setup());
-  TRY(m_sandbox, sandbox::make_sandbox("auto"));
   for (const auto& s : m_plan.stages) {
     m_slots[s.index] = std::make_unique<StageSlot>();
   }

@@ -1,0 +1,247 @@
+// GCC 12 reports a false maybe-uninitialized for std::optional<std::string>
+// members assigned in a default-constructed aggregate (BuildOptions).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The executor on fakes (tests/support/fake_snapshotter.hpp,
+// fake_sandbox.hpp): no root, no mounts, no network, no daemon. Builds are
+// on scratch, so no base image is unpacked; the store is a real one in a
+// scratch directory.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "builder/context.hpp"
+#include "builder/executor.hpp"
+#include "builder/plan.hpp"
+#include "support/fake_sandbox.hpp"
+#include "support/fake_snapshotter.hpp"
+#include "image/store.hpp"
+#include "support/scratch_dir.hpp"
+
+using namespace imgbuild;
+using namespace imgbuild::builder;
+namespace fsys = std::filesystem;
+
+namespace {
+
+// Progress events as "started|cached|finished|failed <name>" lines.
+class RecordingProgress final : public ProgressSink {
+public:
+  void started(const StepInfo& s) override { add("started " + s.name); }
+  void output(const StepInfo& s, OutputStream, std::string_view line) override {
+    add("output " + s.name + ": " + std::string(line));
+  }
+  void cached(const StepInfo& s) override { add("cached " + s.name); }
+  void finished(const StepInfo& s, double) override { add("finished " + s.name); }
+  void failed(const StepInfo& s, double, std::string_view message) override {
+    add("failed " + s.name + ": " + std::string(message));
+  }
+  std::vector<std::string> events() const {
+    std::lock_guard lock(m_mu);
+    return m_events;
+  }
+
+private:
+  void add(std::string e) {
+    std::lock_guard lock(m_mu);
+    m_events.push_back(std::move(e));
+  }
+  mutable std::mutex m_mu;
+  std::vector<std::string> m_events;
+};
+
+struct Fixture {
+  test::ScratchDir dir;
+  test::FakeSnapshotter snapshotter{dir / "views"};
+  test::FakeSandbox sandbox;
+  RecordingProgress progress;
+  std::unique_ptr<image::ImageStore> store;
+
+  Fixture() {
+    auto s = image::ImageStore::open(dir / "store");
+    REQUIRE(s);
+    store = std::move(s).value();
+    fsys::create_directories(dir / "ctx");
+    fsys::create_directories(dir / "keys");
+  }
+
+  Result<BuiltImage> build(const std::string& dockerfile,
+                           std::vector<std::pair<std::string, std::string>> build_args = {}) {
+    BuildOptions bo;
+    bo.build_args = std::move(build_args);
+    auto plan = make_plan(dockerfile, bo);
+    REQUIRE(plan);
+    auto context = BuildContext::from_dir((dir / "ctx").string());
+    REQUIRE(context);
+    ExecuteOptions options;
+    options.context = &*context;
+    options.jobs = 2;
+    options.services.snapshotter = &snapshotter;
+    options.services.sandbox = &sandbox;
+    options.cache_keys_dir = (dir / "keys").string();
+    options.now_sec = 1700000000;
+    auto resolver = make_store_resolver(*store);
+    return execute(*plan, *store, *resolver, options, progress);
+  }
+
+  // The files of the built image's root filesystem.
+  fsys::path rootfs(const BuiltImage& built, const std::string& name) {
+    fsys::path dest = dir / name;
+    REQUIRE(export_rootfs(*store, built, dest));
+    return dest;
+  }
+
+  // Entries left in the store's tmp/ directory.
+  size_t temp_entries() {
+    std::error_code ec;
+    size_t n = 0;
+    for (auto it = fsys::directory_iterator(dir / "store" / "tmp", ec); !ec && it != fsys::directory_iterator();
+         it.increment(ec)) {
+      ++n;
+    }
+    return n;
+  }
+};
+
+std::string command_of(const sandbox::RunSpec& spec) { return spec.argv.empty() ? "" : spec.argv.back(); }
+
+}  // namespace
+
+TEST_CASE("executor: a stage runs after the stages it mounts, and sees their files", "[builder][executor]") {
+  Fixture f;
+  auto built = f.build(
+      "FROM scratch AS a\nRUN write /a.txt from-a\n"
+      "FROM scratch AS b\nRUN write /b.txt from-b\n"
+      "FROM scratch\n"
+      "RUN --mount=type=bind,from=a,target=/ma --mount=type=bind,from=b,target=/mb "
+      "copy /ma/a.txt /out-a && copy /mb/b.txt /out-b\n");
+  REQUIRE(built);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 3);
+  CHECK(command_of(runs[2]).starts_with("copy /ma/a.txt"));
+  std::vector<std::string> first{command_of(runs[0]), command_of(runs[1])};
+  std::sort(first.begin(), first.end());
+  CHECK(first == std::vector<std::string>{"write /a.txt from-a", "write /b.txt from-b"});
+  REQUIRE(runs[2].mounts.size() == 2);
+  CHECK(runs[2].mounts[0].target == "/ma");
+  CHECK(runs[2].mounts[1].target == "/mb");
+
+  CHECK(built->layers.size() == 1);
+  fsys::path root = f.rootfs(*built, "out");
+  CHECK(test::read_text(root / "out-a") == "from-a");
+  CHECK(test::read_text(root / "out-b") == "from-b");
+  CHECK_FALSE(fsys::exists(root / "a.txt"));
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+}
+
+TEST_CASE("executor: a cache hit/miss chain", "[builder][executor]") {
+  Fixture f;
+  const std::string df = "FROM scratch\nRUN write /1 one\nRUN write /2 two\nRUN write /3 three\n";
+  auto first = f.build(df);
+  REQUIRE(first);
+  CHECK(f.sandbox.runs().size() == 3);
+  REQUIRE(first->steps.size() == 3);
+  for (const auto& s : first->steps) {
+    CHECK_FALSE(s.cached);
+  }
+
+  auto again = f.build(df);
+  REQUIRE(again);
+  CHECK(f.sandbox.runs().size() == 3);  // nothing ran
+  REQUIRE(again->steps.size() == 3);
+  for (const auto& s : again->steps) {
+    CHECK(s.cached);
+  }
+  CHECK(again->manifest_digest == first->manifest_digest);
+
+  auto changed = f.build("FROM scratch\nRUN write /1 one\nRUN write /2 TWO\nRUN write /3 three\n");
+  REQUIRE(changed);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 5);
+  CHECK(command_of(runs[3]) == "write /2 TWO");
+  CHECK(command_of(runs[4]) == "write /3 three");
+  REQUIRE(changed->steps.size() == 3);
+  CHECK(changed->steps[0].cached);
+  CHECK_FALSE(changed->steps[1].cached);
+  CHECK_FALSE(changed->steps[1].cache_reason.empty());
+  CHECK(changed->steps[2].cache_reason == "a previous step changed");
+  CHECK(changed->manifest_digest != first->manifest_digest);
+  CHECK(test::read_text(f.rootfs(*changed, "out") / "2") == "TWO");
+}
+
+TEST_CASE("executor: the cache key and the run see the same resolved bind mount", "[builder][executor]") {
+  Fixture f;
+  fsys::create_directories(f.dir / "ctx" / "lib");
+  fsys::create_directories(f.dir / "ctx" / "lib2");
+  test::write_text(f.dir / "ctx" / "lib" / "x.txt", "v1");
+  test::write_text(f.dir / "ctx" / "lib2" / "x.txt", "w1");
+  test::write_text(f.dir / "ctx" / "other.txt", "o1");
+  const std::string df = "FROM scratch\nARG DIR=lib\nRUN --mount=source=$DIR,target=/mnt copy /mnt/x.txt /x\n";
+
+  auto first = f.build(df);
+  REQUIRE(first);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 1);
+  REQUIRE(runs[0].mounts.size() == 1);
+  CHECK(runs[0].mounts[0].target == "/mnt");
+  CHECK(runs[0].mounts[0].source == f.dir / "ctx" / "lib");
+  // The key's inputs name exactly the mounted files.
+  std::string keys;
+  for (const auto& e : fsys::directory_iterator(f.dir / "keys")) {
+    std::string text = test::read_text(e.path());
+    if (text.find("RUN --mount") != std::string::npos) {
+      keys = text;
+    }
+  }
+  CHECK(keys.find("x.txt") != std::string::npos);
+  CHECK(keys.find("other.txt") == std::string::npos);
+
+  test::write_text(f.dir / "ctx" / "other.txt", "o2");  // not mounted: a hit
+  auto hit = f.build(df);
+  REQUIRE(hit);
+  CHECK(f.sandbox.runs().size() == 1);
+
+  test::write_text(f.dir / "ctx" / "lib" / "x.txt", "v2");  // mounted: a miss
+  auto miss = f.build(df);
+  REQUIRE(miss);
+  REQUIRE(f.sandbox.runs().size() == 2);
+  CHECK(test::read_text(f.rootfs(*miss, "out-v2") / "x") == "v2");
+
+  auto other_dir = f.build(df, {{"DIR", "lib2"}});  // the expanded source changes both
+  REQUIRE(other_dir);
+  runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[2].mounts[0].source == f.dir / "ctx" / "lib2");
+  CHECK(test::read_text(f.rootfs(*other_dir, "out-w1") / "x") == "w1");
+}
+
+TEST_CASE("executor: a failing RUN ends its views and temporaries and commits nothing", "[builder][executor]") {
+  Fixture f;
+  fsys::create_directories(f.dir / "ctx" / "src");
+  test::write_text(f.dir / "ctx" / "src" / "f", "data");
+  auto failed = f.build("FROM scratch\nRUN write /a x\nRUN --mount=source=src,target=/s,rw write /b y && exit 3\n");
+  REQUIRE_FALSE(failed);
+  CHECK(failed.error().message.find("did not complete successfully: exit code: 3") != std::string::npos);
+  REQUIRE(failed.error().location);
+  CHECK(failed.error().location->line == 3);
+  CHECK(f.sandbox.runs().size() == 2);
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);  // the rw mount's copy is gone
+  auto images = f.store->db().images();
+  REQUIRE(images);
+  CHECK(images->empty());
+  auto events = f.progress.events();
+  CHECK(std::any_of(events.begin(), events.end(),
+                    [](const std::string& e) { return e.starts_with("failed ") && e.find("exit code: 3") != e.npos; }));
+
+  auto no_secret = f.build("FROM scratch\nRUN --mount=type=secret,id=tok,required write /a x\n");
+  REQUIRE_FALSE(no_secret);
+  CHECK(no_secret.error().message == "secret tok: not found");
+  CHECK(f.sandbox.runs().size() == 2);  // never started
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+}
