@@ -34,6 +34,7 @@
 #include "builder/context.hpp"
 #include "builder/context_filter.hpp"
 #include "builder/copy.hpp"
+#include "builder/copy_step.hpp"
 #include "builder/oci_layout.hpp"
 #include "builder/run.hpp"
 #include "builder/run_mounts.hpp"
@@ -225,10 +226,9 @@ private:
   /// The named context directory `dir`, opened once per build.
   Result<const BuildContext*> named_context(const std::string& dir);
 
-  /// The root `from` names ("" = the build context); a context directory is
-  /// seen through its .dockerignore (only `sub` below it needs to be right).
-  Result<SourceRoot> source_root(const std::string& from, int current, std::string_view sub = "");
-  /// The same for a from= reference resolved already (nullopt = the context).
+  /// The root a resolved --from / from= reference names (nullopt = the build
+  /// context; `from` as written, for messages); a context directory is seen
+  /// through its .dockerignore (only `sub` below it needs to be right).
   Result<SourceRoot> source_root(const std::string& from, const std::optional<SourceRef>& ref, std::string_view sub);
   Result<SourceRoot> open_source(const MountSource& source, std::string_view sub) override {
     return source_root(source.from, source.ref, sub);
@@ -242,11 +242,11 @@ private:
                         const StepInfo& info, int position);
   // Build cache (the methods after run_step).
   Result<std::optional<StepKey>> run_key(const StageResult& st, const ResolvedRun& run, std::string& uncacheable);
-  // The COPY or ADD request of ins, expanded in the stage's env and WORKDIR
-  // (one parse for the cache key and the copy itself).
-  Result<CopyRequest> copy_request_of(const StageResult& st, const parser::Instruction& ins);
-  Result<std::optional<StepKey>> copy_key(const PlannedStage& stage, const StageResult& st,
-                                          const parser::Instruction& ins, std::string& uncacheable);
+  // The COPY or ADD `ins` resolved in the stage's env and WORKDIR, with the
+  // context directory it reads from (one resolution for the key and the copy).
+  Result<ResolvedCopy> resolve_copy_step(const PlannedStage& stage, const StageResult& st,
+                                         const parser::Instruction& ins);
+  Result<std::optional<StepKey>> copy_key(const StageResult& st, const ResolvedCopy& copy, std::string& uncacheable);
   StepKey metadata_key(const StageResult& st, const parser::Instruction& ins);
   Result<void> apply_cached(StageResult& st, const cache::CacheRecord& rec);
   Result<void> record_cache(const StageResult& st, const StepKey& key, const std::string& parent, int position,
@@ -258,8 +258,7 @@ private:
   Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
                             StepRecord& record, bool independent = false);
   Result<void> do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record);
-  Result<void> do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
-                       StepRecord& record);
+  Result<void> do_copy(StageResult& st, const ResolvedCopy& copy, StepRecord& record);
   Result<void> do_workdir(StageResult& st, const std::string& wd, StepRecord& record);
 
   StepInfo new_step(std::string name, int line) {
@@ -534,46 +533,43 @@ const StageResult* Build::wait_stage(int index) {
   return slot.failed ? nullptr : &slot.result;
 }
 
-Result<SourceRoot> Build::source_root(const std::string& from, int current, std::string_view sub) {
-  std::optional<SourceRef> ref;
-  if (!from.empty()) {
-    ref = m_plan.resolve_source(from, current);
-  }
-  return source_root(from, ref, sub);
-}
-
 Result<SourceRoot> Build::source_root(const std::string& from, const std::optional<SourceRef>& resolved,
                                       std::string_view sub) {
   SourceRoot out;
-  if (!resolved) {
-    if (m_options.context == nullptr) {
-      return fail(Errc::internal, "no build context");
-    }
-    return filtered_root(*m_options.context, sub);
-  }
-  const SourceRef& ref = *resolved;
   std::vector<fsys::path> dirs;
-  if (ref.kind == BaseKind::stage) {
-    const StageResult* st = wait_stage(ref.stage);
-    if (st == nullptr) {
-      return fail(Errc::internal, fmt::format("stage {} did not complete", from));
+  switch (source_origin(resolved)) {
+    case SourceOrigin::context: {
+      if (resolved) {
+        TRY(const BuildContext* context, named_context(resolved->source));
+        return filtered_root(*context, sub);
+      }
+      if (m_options.context == nullptr) {
+        return fail(Errc::internal, "no build context");
+      }
+      return filtered_root(*m_options.context, sub);
     }
-    TRY_VOID(unpack_layers(st->layers));
-    dirs = dirs_of(st->layers);
-  } else if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
-             !ref.source.starts_with("oci-layout://")) {
-    TRY(const BuildContext* context, named_context(ref.source));
-    return filtered_root(*context, sub);
-  } else if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {
-    TRY(auto img, oci_layout_image(ref.source));
-    TRY(auto base, base_from_image(img, ""));
-    dirs = dirs_of(base.layers);
-  } else {
-    std::string name = ref.kind == BaseKind::context ? ref.source.substr(std::strlen("docker-image://")) : ref.name;
-    TRY(auto img, resolve_image(name));
-    TRY(auto base, base_from_image(img, ""));
-    TRY_VOID(unpack_layers(base.layers));
-    dirs = dirs_of(base.layers);
+    case SourceOrigin::stage: {
+      const StageResult* st = wait_stage(resolved->stage);
+      if (st == nullptr) {
+        return fail(Errc::internal, fmt::format("stage {} did not complete", from));
+      }
+      TRY_VOID(unpack_layers(st->layers));
+      dirs = dirs_of(st->layers);
+      break;
+    }
+    case SourceOrigin::oci_layout: {
+      TRY(auto img, oci_layout_image(resolved->source));
+      TRY(auto base, base_from_image(img, ""));
+      dirs = dirs_of(base.layers);
+      break;
+    }
+    case SourceOrigin::image: {
+      TRY(auto img, resolve_image(source_image(*resolved)));
+      TRY(auto base, base_from_image(img, ""));
+      TRY_VOID(unpack_layers(base.layers));
+      dirs = dirs_of(base.layers);
+      break;
+    }
   }
   TRY(out.view, m_snapshotter->prepare(dirs));
   out.path = out.view->root();
@@ -669,35 +665,20 @@ Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecor
   return finish_layer(st, *view, "WORKDIR " + wd, record);
 }
 
-Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
-                            StepRecord& record) {
-  const auto* copy = ins.as<parser::CopyInstruction>();
-  std::string from = copy && copy->from ? *copy->from : "";
-  TRY(CopyRequest req, copy_request_of(st, ins));
-  req.heredoc_mtime = m_plan.source_date_epoch.value_or(0);
-
-  // The source tree: the context (with .dockerignore), a named context dir,
-  // or a stage / image rootfs.
+Result<void> Build::do_copy(StageResult& st, const ResolvedCopy& copy, StepRecord& record) {
+  const CopyRequest& req = copy.request;
+  // The source tree: the context or a named context dir (with its
+  // .dockerignore), or a stage / image rootfs.
   std::optional<fs::Root> source_fs;
   SourceTree tree;
   SourceRoot src;
-  if (from.empty()) {
-    if (m_options.context == nullptr) {
-      return fail(Errc::internal, "no build context");
-    }
-    tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
+  if (copy.origin == SourceOrigin::context) {
+    tree = SourceTree{&copy.context->root(), &copy.context->ignore()};
   } else {
-    SourceRef ref = m_plan.resolve_source(from, stage.index);
-    if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
-        !ref.source.starts_with("oci-layout://")) {
-      TRY(const BuildContext* named, named_context(ref.source));
-      tree = SourceTree{&named->root(), &named->ignore()};
-    } else {
-      TRY(src, source_root(from, stage.index));
-      TRY(auto r, fs::Root::open(src.path.string()));
-      source_fs.emplace(std::move(r));
-      tree = SourceTree{&*source_fs, nullptr};
-    }
+    TRY(src, source_root(copy.from, copy.ref, ""));
+    TRY(auto r, fs::Root::open(src.path.string()));
+    source_fs.emplace(std::move(r));
+    tree = SourceTree{&*source_fs, nullptr};
   }
   // --link: the files go into an empty view whose diff does not depend on
   // the stage's rootfs; --chown names still resolve in the rootfs.
@@ -741,15 +722,10 @@ Result<void> Build::do_copy(const PlannedStage& stage, StageResult& st, const pa
   if (src.view) {
     TRY_VOID(src.view->remove());
   }
-  std::vector<std::string> shown = req.sources;
-  for (const auto& h : req.heredocs) {
-    shown.push_back("<<" + h.name);
-  }
-  std::string text = std::string(copy ? "COPY " : "ADD ") + str::join(shown, " ") + " " + req.dest;
   if (rootfs_view) {
     TRY_VOID(rootfs_view->remove());
   }
-  return finish_layer(st, *view, text, record, linked);
+  return finish_layer(st, *view, copy.created_by, record, linked);
 }
 
 Result<void> Build::do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record) {
@@ -788,12 +764,14 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
     std::optional<MetadataEffect> eff;
     std::string uncacheable;
     std::optional<ResolvedRun> resolved_run;
+    std::optional<ResolvedCopy> resolved_copy;
     if (run != nullptr) {
       RunResolveContext rc{&m_plan, stage.index, m_options.network, &m_options.allow};
       TRY(resolved_run, resolve_run(*run, st.state, rc));
       TRY(key, run_key(st, *resolved_run, uncacheable));
     } else if (is_copy) {
-      TRY(key, copy_key(stage, st, ins, uncacheable));
+      TRY(resolved_copy, resolve_copy_step(stage, st, ins));
+      TRY(key, copy_key(st, *resolved_copy, uncacheable));
     } else {
       ArgInputs inputs{&m_plan.build_args, &m_plan.global_args};
       TRY(eff, apply_metadata(st.state, ins, inputs, m_plan.escape));
@@ -851,7 +829,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
     if (run != nullptr) {
       TRY_VOID(do_run(st, *resolved_run, info, record));
     } else if (is_copy) {
-      TRY_VOID(do_copy(stage, st, ins, record));
+      TRY_VOID(do_copy(st, *resolved_copy, record));
     } else if (eff->mkdir) {
       TRY_VOID(do_workdir(st, *eff->mkdir, record));
     }
@@ -946,27 +924,21 @@ Result<std::optional<StepKey>> Build::run_key(const StageResult& st, const Resol
     }
     std::string label = fmt::format("mount{}", n);
     SourceTree tree;
-    if (bind->source.ref) {
-      const SourceRef& ref = *bind->source.ref;
-      if (ref.kind == BaseKind::stage) {
-        const StageResult* other = wait_stage(ref.stage);
+    const std::optional<SourceRef>& ref = bind->source.ref;
+    switch (source_origin(ref)) {
+      case SourceOrigin::stage: {
+        const StageResult* other = wait_stage(ref->stage);
         if (other == nullptr) {
           return fail(Errc::internal, fmt::format("stage {} did not complete", bind->source.from));
         }
         b.field(label + "-stage", other->cache_key);
         continue;
       }
-      if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
-          !ref.source.starts_with("oci-layout://")) {
-        auto named = named_context(ref.source);
-        if (!named) {
-          uncacheable = "bind mount source unavailable";
-          return std::optional<StepKey>();
-        }
-        tree = SourceTree{&(*named)->root(), &(*named)->ignore()};
-      } else {
-        std::string name = ref.kind == BaseKind::context ? ref.source.substr(ref.source.find("://") + 3) : ref.name;
-        auto img = resolve_image(name);
+      case SourceOrigin::oci_layout:
+        uncacheable = "bind mount source unavailable";
+        return std::optional<StepKey>();
+      case SourceOrigin::image: {
+        auto img = resolve_image(source_image(*ref));
         if (!img) {
           uncacheable = "bind mount source unavailable";
           return std::optional<StepKey>();
@@ -974,11 +946,20 @@ Result<std::optional<StepKey>> Build::run_key(const StageResult& st, const Resol
         b.field(label + "-image", img->record.config_digest);
         continue;
       }
-    } else {
-      if (m_options.context == nullptr) {
-        return fail(Errc::internal, "no build context");
-      }
-      tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
+      case SourceOrigin::context:
+        if (ref) {
+          auto named = named_context(ref->source);
+          if (!named) {
+            uncacheable = "bind mount source unavailable";
+            return std::optional<StepKey>();
+          }
+          tree = SourceTree{&(*named)->root(), &(*named)->ignore()};
+        } else if (m_options.context == nullptr) {
+          return fail(Errc::internal, "no build context");
+        } else {
+          tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
+        }
+        break;
     }
     auto selected = select_sources(tree, bind->source.path.empty() ? "." : bind->source.path);
     if (!selected) {
@@ -991,29 +972,25 @@ Result<std::optional<StepKey>> Build::run_key(const StageResult& st, const Resol
   return std::optional<StepKey>(b.finish());
 }
 
-Result<CopyRequest> Build::copy_request_of(const StageResult& st, const parser::Instruction& ins) {
-  parser::Lexer lexer(m_plan.escape);
-  WordExpander expand = [&](std::string_view w) -> Result<std::string> {
-    return lexer.process_word(w, st.state.env);
-  };
-  const std::string& wd = st.state.image.config->working_dir;
-  std::string workdir = wd.empty() ? "/" : wd;
-  if (const auto* copy = ins.as<parser::CopyInstruction>()) {
-    return copy_request(*copy, expand, workdir);
+Result<ResolvedCopy> Build::resolve_copy_step(const PlannedStage& stage, const StageResult& st,
+                                              const parser::Instruction& ins) {
+  TRY(ResolvedCopy copy, resolve_copy(ins, st.state, m_plan, stage.index));
+  if (copy.origin == SourceOrigin::context) {
+    if (copy.ref) {
+      TRY(copy.context, named_context(copy.ref->source));
+    } else if (m_options.context == nullptr) {
+      return fail(Errc::internal, "no build context");
+    } else {
+      copy.context = m_options.context;
+    }
   }
-  return add_request(*ins.as<parser::AddInstruction>(), expand, workdir);
+  return copy;
 }
 
-Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const StageResult& st,
-                                               const parser::Instruction& ins, std::string& uncacheable) {
-  const auto* copy = ins.as<parser::CopyInstruction>();
-  std::string from = copy && copy->from ? *copy->from : "";
-  TRY(CopyRequest req, copy_request_of(st, ins));
-  std::string text = ins.header().original;
-  for (const auto& h : req.heredocs) {
-    text += "\n" + h.content + h.name;
-  }
-  StepKeyBuilder b(st.cache_key, copy != nullptr ? "COPY" : "ADD", text);
+Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const ResolvedCopy& copy,
+                                               std::string& uncacheable) {
+  const CopyRequest& req = copy.request;
+  StepKeyBuilder b(st.cache_key, copy.keyword, copy.text);
   b.list("sources", req.sources).field("dest", req.dest).field("workdir", req.workdir);
   b.field("chown", req.chown.value_or("")).field("chmod", req.chmod.value_or(""));
   b.field("checksum", req.checksum.value_or(""));
@@ -1024,7 +1001,7 @@ Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const 
   if (!req.heredocs.empty()) {
     b.env(key_env(st.state.env, nullptr));  // heredoc bodies expand with the whole env
   } else {
-    std::set<std::string> used = referenced_vars(text);
+    std::set<std::string> used = referenced_vars(copy.text);
     b.note_env(key_env(st.state.env, &used));
   }
   for (const auto& s : req.sources) {
@@ -1033,37 +1010,27 @@ Result<std::optional<StepKey>> Build::copy_key(const PlannedStage& stage, const 
       return std::optional<StepKey>();
     }
   }
-  SourceTree tree;
-  if (from.empty()) {
-    if (m_options.context == nullptr) {
-      return fail(Errc::internal, "no build context");
-    }
-    tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
-  } else {
-    SourceRef ref = m_plan.resolve_source(from, stage.index);
-    if (ref.kind == BaseKind::stage) {
-      const StageResult* other = wait_stage(ref.stage);
+  switch (copy.origin) {
+    case SourceOrigin::stage: {
+      const StageResult* other = wait_stage(copy.ref->stage);
       if (other == nullptr) {
-        return fail(Errc::internal, fmt::format("stage {} did not complete", from));
+        return fail(Errc::internal, fmt::format("stage {} did not complete", copy.from));
       }
       b.field("from-stage", other->cache_key);
       return std::optional<StepKey>(b.finish());
     }
-    if (ref.kind == BaseKind::context && !ref.source.starts_with("docker-image://") &&
-        !ref.source.starts_with("oci-layout://")) {
-      TRY(const BuildContext* named, named_context(ref.source));
-      tree = SourceTree{&named->root(), &named->ignore()};
-    } else {
-      if (ref.kind == BaseKind::context && ref.source.starts_with("oci-layout://")) {
-        uncacheable = "oci-layout sources are not cached";
-        return std::optional<StepKey>();
-      }
-      std::string name = ref.kind == BaseKind::context ? ref.source.substr(std::strlen("docker-image://")) : ref.name;
-      TRY(auto img, resolve_image(name));
+    case SourceOrigin::oci_layout:
+      uncacheable = "oci-layout sources are not cached";
+      return std::optional<StepKey>();
+    case SourceOrigin::image: {
+      TRY(auto img, resolve_image(source_image(*copy.ref)));
       b.field("from-image", img.record.config_digest);
       return std::optional<StepKey>(b.finish());
     }
+    case SourceOrigin::context:
+      break;
   }
+  SourceTree tree{&copy.context->root(), &copy.context->ignore()};
   TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
   std::vector<SelectedSource> all;
   for (const auto& s : req.sources) {

@@ -7,11 +7,15 @@
 // scratch directory.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "builder/context.hpp"
 #include "builder/executor.hpp"
@@ -84,7 +88,11 @@ struct Fixture {
     options.cache_keys_dir = (dir / "keys").string();
     options.now_sec = 1700000000;
     auto resolver = make_store_resolver(*store);
-    return execute(*plan, *store, *resolver, options, progress);
+    auto built = execute(*plan, *store, *resolver, options, progress);
+    if (!built) {
+      UNSCOPED_INFO("build failed: " << built.error().message);
+    }
+    return built;
   }
 
   // The files of the built image's root filesystem.
@@ -244,4 +252,40 @@ TEST_CASE("executor: a failing RUN ends its views and temporaries and commits no
   CHECK(f.sandbox.runs().size() == 2);  // never started
   CHECK(f.snapshotter.live() == 0);
   CHECK(f.temp_entries() == 0);
+}
+
+TEST_CASE("executor: COPY's key and copy read the same resolved request and sources", "[builder][executor]") {
+  Fixture f;
+  test::write_text(f.dir / "ctx" / "a.txt", "a1");
+  test::write_text(f.dir / "ctx" / "b.txt", "b1");
+  // Owned by the user running the test: chown to 0:0 needs root.
+  const std::string df =
+      "FROM scratch AS gen\nRUN write /made.txt made\n"
+      "FROM scratch\nARG F=a.txt OWNER\nCOPY --chown=$OWNER $F /dst/\nCOPY --chown=$OWNER --from=gen /made.txt /dst/\n";
+  const std::pair<std::string, std::string> owner{"OWNER", fmt::format("{}:{}", ::getuid(), ::getgid())};
+  auto first = f.build(df, {owner});
+  REQUIRE(first);
+  REQUIRE(first->steps.size() == 3);
+  fsys::path root = f.rootfs(*first, "out1");
+  CHECK(test::read_text(root / "dst" / "a.txt") == "a1");
+  CHECK(test::read_text(root / "dst" / "made.txt") == "made");
+  CHECK_FALSE(fsys::exists(root / "dst" / "b.txt"));
+
+  test::write_text(f.dir / "ctx" / "b.txt", "b2");  // not copied: a hit
+  auto hit = f.build(df, {owner});
+  REQUIRE(hit);
+  CHECK(hit->manifest_digest == first->manifest_digest);
+
+  test::write_text(f.dir / "ctx" / "a.txt", "a2");  // copied: a miss
+  auto miss = f.build(df, {owner});
+  REQUIRE(miss);
+  CHECK(miss->manifest_digest != first->manifest_digest);
+  CHECK(test::read_text(f.rootfs(*miss, "out2") / "dst" / "a.txt") == "a2");
+
+  auto other = f.build(df, {owner, {"F", "b.txt"}});  // the expanded source changes both
+  REQUIRE(other);
+  fsys::path root3 = f.rootfs(*other, "out3");
+  CHECK(test::read_text(root3 / "dst" / "b.txt") == "b2");
+  CHECK_FALSE(fsys::exists(root3 / "dst" / "a.txt"));
+  CHECK(f.snapshotter.live() == 0);
 }
