@@ -9,8 +9,14 @@
 // and the View committed as the new layer's directory (or discarded when a
 // directory for that diff_id exists already). Views are always ended: the
 // View destructor removes an uncommitted one.
+//
+// This file holds the scheduling, the bases and source roots, the layer
+// commit and each step's flow: resolve (builder/run_step.hpp,
+// copy_step.hpp), key and cache (step_keys.cpp), execute (step_exec.cpp).
+// The Build class is declared in builder/build.hpp.
 
 #include "builder/executor.hpp"
+#include "builder/build.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -23,7 +29,6 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
-#include <random>
 #include <semaphore>
 #include <thread>
 
@@ -33,18 +38,14 @@
 #include "builder/config.hpp"
 #include "builder/context.hpp"
 #include "builder/context_filter.hpp"
-#include "builder/copy.hpp"
 #include "builder/copy_step.hpp"
 #include "builder/oci_layout.hpp"
-#include "builder/run.hpp"
 #include "builder/run_mounts.hpp"
-#include "builder/run_step.hpp"
 #include "builder/step_label.hpp"
 #include "builder/step_cache.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 #include "sandbox/sandbox.hpp"
-#include "sandbox/user.hpp"
 #include "snapshot/apply.hpp"
 #include "snapshot/copy.hpp"
 #include "snapshot/diff.hpp"
@@ -52,7 +53,6 @@
 #include "snapshot/snapshotter.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
-#include "util/hash.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -60,16 +60,6 @@ namespace imgbuild::builder {
 namespace fsys = std::filesystem;
 
 namespace {
-
-// The `created` of the last history entry of a cache record's config (the
-// time its layer was made); "" when the config does not parse.
-std::string layer_created(const std::string& config) {
-  auto cfg = image::parse_config(config, "cache record config");
-  if (!cfg || cfg->history.empty()) {
-    return "";
-  }
-  return cfg->history.back().created;
-}
 
 // ---- resolver -----------------------------------------------------------------
 
@@ -96,13 +86,6 @@ private:
 
 // ---- helpers ------------------------------------------------------------------
 
-std::string random_hex() {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  std::lock_guard lock(mu);
-  return fmt::format("{:016x}", rng());
-}
-
 std::string oci_layer_type(const std::string& media_type) {
   if (media_type == image::media::docker_layer_gzip) {
     return std::string(image::media::oci_layer_gzip);
@@ -111,23 +94,6 @@ std::string oci_layer_type(const std::string& media_type) {
     return std::string(image::media::oci_layer);
   }
   return media_type;
-}
-
-std::optional<std::string> read_text(const fs::Root& root, std::string_view path) {
-  auto fd = root.open_at(path, O_RDONLY | O_NOFOLLOW);
-  if (!fd) {
-    return std::nullopt;
-  }
-  std::string out;
-  char buf[8192];
-  ssize_t n = 0;
-  while ((n = ::read(fd->get(), buf, sizeof buf)) > 0) {
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > (size_t{16} << 20)) {
-      break;
-    }
-  }
-  return out;
 }
 
 std::string instruction_text(const parser::Instruction& ins) {
@@ -151,23 +117,7 @@ Error at_line(Error e, const parser::Instruction& ins, const std::string& file) 
   return e;
 }
 
-// ---- layers -------------------------------------------------------------------
-
-struct Layer {
-  image::LayerRecord record;
-  fsys::path dir;
-};
-
-struct StageResult {
-  StageState state;
-  std::vector<Layer> layers;
-  /// The cache key of the last step (the parent of the next one).
-  std::string cache_key;
-  /// True once a step of this chain missed the cache.
-  bool cache_broken = false;
-  /// A miss reason waiting for the next reported step ("base image changed").
-  std::string cache_reason;
-};
+}  // namespace
 
 // The layer directories of a chain, lowest first. A directory that occurs
 // twice (two layers with the same diff_id, e.g. empty ones) is kept only at
@@ -184,123 +134,6 @@ std::vector<fsys::path> dirs_of(const std::vector<Layer>& layers) {
   std::reverse(out.begin(), out.end());
   return out;
 }
-
-using snapshot::LayerDirs;
-
-// ---- the build ----------------------------------------------------------------
-
-class Build final : public SourceRoots {
-public:
-  Build(const Plan& plan, image::ImageStore& store, ImageResolver& resolver, const ExecuteOptions& options,
-        ProgressSink& progress)
-      : m_plan(plan),
-        m_store(store),
-        m_resolver(resolver),
-        m_options(options),
-        m_progress(progress),
-        m_layer_dirs(store.content().root() / "snapshots") {}
-
-  Result<BuiltImage> run();
-
-private:
-  struct StageSlot {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    bool failed = false;
-    StageResult result;
-  };
-
-  Result<void> setup();
-  void stage_thread(const PlannedStage& stage);
-  Result<StageResult> run_stage(const PlannedStage& stage);
-  const StageResult* wait_stage(int index);
-  Result<StageResult> base_from_image(const image::LoadedImage& img, const std::string& created);
-  /// Unpacks the base-image layers a step is about to mount (FROM leaves them
-  /// packed: a build that only adds metadata never reads them).
-  Result<void> unpack_layers(const std::vector<Layer>& layers);
-  Result<image::LoadedImage> resolve_image(const std::string& reference);
-  Result<StageResult> base_of(const PlannedStage& stage, const std::string& created, StepInfo& info);
-  Result<image::LoadedImage> oci_layout_image(const std::string& source);
-  Result<StageResult> base_from_dir(const std::string& name, const std::string& dir, const std::string& created);
-  /// The named context directory `dir`, opened once per build.
-  Result<const BuildContext*> named_context(const std::string& dir);
-
-  /// The root a resolved --from / from= reference names (nullopt = the build
-  /// context; `from` as written, for messages); a context directory is seen
-  /// through its .dockerignore (only `sub` below it needs to be right).
-  Result<SourceRoot> source_root(const std::string& from, const std::optional<SourceRef>& ref, std::string_view sub);
-  Result<SourceRoot> open_source(const MountSource& source, std::string_view sub) override {
-    return source_root(source.from, source.ref, sub);
-  }
-  /// The context's directory as is when its .dockerignore hides nothing
-  /// below `sub`, else a view of it with the ignored entries whited out
-  /// (builder/context_filter.hpp).
-  Result<SourceRoot> filtered_root(const BuildContext& context, std::string_view sub);
-
-  Result<void> run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
-                        const StepInfo& info, int position);
-  // Build cache (the methods after run_step).
-  Result<std::optional<StepKey>> run_key(const StageResult& st, const ResolvedRun& run, std::string& uncacheable);
-  // The COPY or ADD `ins` resolved in the stage's env and WORKDIR, with the
-  // context directory it reads from (one resolution for the key and the copy).
-  Result<ResolvedCopy> resolve_copy_step(const PlannedStage& stage, const StageResult& st,
-                                         const parser::Instruction& ins);
-  Result<std::optional<StepKey>> copy_key(const StageResult& st, const ResolvedCopy& copy, std::string& uncacheable);
-  StepKey metadata_key(const StageResult& st, const parser::Instruction& ins);
-  Result<void> apply_cached(StageResult& st, const cache::CacheRecord& rec);
-  Result<void> record_cache(const StageResult& st, const StepKey& key, const std::string& parent, int position,
-                            const parser::Instruction& ins, const StepRecord& record);
-  Result<void> base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img);
-  std::string debug_name(const PlannedStage& stage, int position) const;
-  // The stage name step labels show: none when the Dockerfile has one stage.
-  std::string label_name(const PlannedStage& stage) const;
-  Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
-                            StepRecord& record, bool independent = false);
-  Result<void> do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record);
-  Result<void> do_copy(StageResult& st, const ResolvedCopy& copy, StepRecord& record);
-  Result<void> do_workdir(StageResult& st, const std::string& wd, StepRecord& record);
-
-  StepInfo new_step(std::string name, int line) {
-    std::lock_guard lock(m_mu);
-    return StepInfo{++m_step_counter, std::move(name), line};
-  }
-  void record_step(StepRecord rec) {
-    std::lock_guard lock(m_mu);
-    m_steps.push_back(std::move(rec));
-  }
-
-  std::string created_text() const {
-    if (m_plan.source_date_epoch) {
-      return format_rfc3339(*m_plan.source_date_epoch);
-    }
-    return format_rfc3339(m_options.now_sec, m_options.now_nsec);
-  }
-
-  const Plan& m_plan;
-  image::ImageStore& m_store;
-  ImageResolver& m_resolver;
-  const ExecuteOptions& m_options;
-  ProgressSink& m_progress;
-  LayerDirs m_layer_dirs;
-  std::unique_ptr<snapshot::Snapshotter> m_own_snapshotter;  // when not injected
-  std::unique_ptr<sandbox::Sandbox> m_own_sandbox;
-  snapshot::Snapshotter* m_snapshotter = nullptr;
-  sandbox::Sandbox* m_sandbox = nullptr;
-  std::unique_ptr<image::Staging> m_staging;
-  std::unique_ptr<StepCache> m_cache;
-  std::mutex m_staging_mu;
-  std::mutex m_resolve_mu;
-  std::mutex m_mu;
-  int m_step_counter = 0;
-  std::vector<StepRecord> m_steps;
-  std::map<int, std::unique_ptr<StageSlot>> m_slots;
-  std::mutex m_named_mu;
-  std::map<std::string, std::unique_ptr<BuildContext>> m_named;
-  std::atomic<bool> m_failed{false};
-  std::optional<Error> m_error;
-  std::unique_ptr<std::counting_semaphore<>> m_jobs;
-};
 
 Result<void> Build::setup() {
   fsys::path root = m_store.content().root();
@@ -500,7 +333,7 @@ Result<SourceRoot> Build::filtered_root(const BuildContext& context, std::string
                                                  "inside it (set TMPDIR elsewhere)",
                                                  context.ignore_file(), context.dir()));
     }
-    fsys::path copy = parent / ("imgbuild-filtered-" + random_hex());
+    fsys::path copy = parent / ("imgbuild-filtered-" + LayerDirs::random_hex());
     if (::mkdir(copy.c_str(), 0700) != 0) {
       return fail(Errc::io, fmt::format("cannot create {}: {}", copy.string(), std::strerror(errno)));
     }
@@ -509,7 +342,7 @@ Result<SourceRoot> Build::filtered_root(const BuildContext& context, std::string
     out.path = copy;
     return out;
   }
-  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + random_hex());
+  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + LayerDirs::random_hex());
   fsys::create_directories(dir, ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
@@ -615,7 +448,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   if (fsys::is_directory(dir, ec)) {
     TRY_VOID(view.remove());
   } else {
-    fsys::path tmp = m_layer_dirs.root() / (".commit-" + random_hex());
+    fsys::path tmp = m_layer_dirs.root() / (".commit-" + LayerDirs::random_hex());
     fsys::create_directories(tmp, ec);
     TRY_VOID(view.commit(tmp / "fs"));
     if (::rename(tmp.c_str(), dir.parent_path().c_str()) != 0) {
@@ -627,125 +460,6 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   add_history(st.state, created_by, true, !created_by.starts_with("WORKDIR "));
   record.layer_digest = digest;
   return ok();
-}
-
-Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecord& record) {
-  if (wd == "/") {
-    add_history(st.state, "WORKDIR /", false, false);
-    return ok();
-  }
-  TRY_VOID(unpack_layers(st.layers));
-  TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
-  {
-    // Scoped: the directory fd must be closed before the view is unmounted,
-    // or the unmount is refused (EBUSY) and falls back to a lazy detach.
-    TRY(fs::Root root, fs::Root::open(view->root().string()));
-    uint32_t uid = 0;
-    uint32_t gid = 0;
-    const std::string& user = st.state.image.config->user;
-    if (!user.empty()) {
-      TRY(auto eu, sandbox::resolve_user(user, read_text(root, "etc/passwd"), read_text(root, "etc/group")));
-      uid = eu.uid;
-      gid = eu.gid;
-    }
-    std::string path;
-    for (const auto& comp : fs::clean_components(wd)) {
-      path += (path.empty() ? "" : "/") + comp;
-      TRY(auto existing, root.lstat(path));
-      if (existing) {
-        continue;
-      }
-      TRY_VOID(root.mkdir(path, 0755));
-      TRY_VOID(root.chown(path, uid, gid));
-      if (m_plan.source_date_epoch) {
-        TRY_VOID(root.set_mtime(path, *m_plan.source_date_epoch, 0));
-      }
-    }
-  }
-  return finish_layer(st, *view, "WORKDIR " + wd, record);
-}
-
-Result<void> Build::do_copy(StageResult& st, const ResolvedCopy& copy, StepRecord& record) {
-  const CopyRequest& req = copy.request;
-  // The source tree: the context or a named context dir (with its
-  // .dockerignore), or a stage / image rootfs.
-  std::optional<fs::Root> source_fs;
-  SourceTree tree;
-  SourceRoot src;
-  if (copy.origin == SourceOrigin::context) {
-    tree = SourceTree{&copy.context->root(), &copy.context->ignore()};
-  } else {
-    TRY(src, source_root(copy.from, copy.ref, ""));
-    TRY(auto r, fs::Root::open(src.path.string()));
-    source_fs.emplace(std::move(r));
-    tree = SourceTree{&*source_fs, nullptr};
-  }
-  // --link: the files go into an empty view whose diff does not depend on
-  // the stage's rootfs; --chown names still resolve in the rootfs.
-  bool linked = req.link_mode == LinkMode::linked;
-  std::unique_ptr<snapshot::View> rootfs_view;
-  TRY_VOID(unpack_layers(st.layers));
-  if (linked) {
-    TRY(rootfs_view, m_snapshotter->prepare(dirs_of(st.layers)));
-  }
-  TRY(auto view, m_snapshotter->prepare(linked ? std::vector<fsys::path>{} : dirs_of(st.layers)));
-  // The directory fds into the views are closed (reset) before the views are
-  // unmounted below, or the unmount is refused (EBUSY).
-  std::optional<fs::Root> dest;
-  {
-    TRY(auto d, fs::Root::open(view->root().string()));
-    dest.emplace(std::move(d));
-  }
-  std::optional<fs::Root> user_db;
-  if (linked) {
-    TRY(auto r, fs::Root::open(rootfs_view->root().string()));
-    user_db.emplace(std::move(r));
-  }
-  CopyEnv env;
-  env.source = tree;
-  env.keep_source_owner = source_fs.has_value();
-  env.user_db = linked ? &*user_db : &*dest;
-  parser::LexerOptions lo;
-  lo.escape = m_plan.escape;
-  lo.process_quotes = false;
-  parser::Lexer heredoc_lexer(lo);
-  env.expand_heredoc = [&](const std::string& body) -> Result<std::string> {
-    return heredoc_lexer.process_word(body, st.state.env);
-  };
-  env.temp_parent = (m_store.content().root() / "tmp").string();
-  TRY(auto written, apply_copy(req, env, *dest));
-  view->note_written(written_paths(written));  // unchanged rewrites stay in the layer
-  env.user_db = nullptr;
-  user_db.reset();
-  dest.reset();
-  source_fs.reset();
-  if (src.view) {
-    TRY_VOID(src.view->remove());
-  }
-  if (rootfs_view) {
-    TRY_VOID(rootfs_view->remove());
-  }
-  return finish_layer(st, *view, copy.created_by, record, linked);
-}
-
-Result<void> Build::do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record) {
-  fsys::path root = m_store.content().root();
-  MountEnv env;
-  env.roots = this;
-  env.store_root = root;
-  env.cache_io = m_options.cache_io;
-  env.secrets = &m_options.secrets;
-  env.ssh_socket = m_options.ssh_socket;
-  RunMounts held(root / "tmp");
-  TRY(sandbox::RunSpec spec, run_spec(run, env, held));
-  TRY_VOID(unpack_layers(st.layers));
-  TRY(auto view, m_snapshotter->prepare(dirs_of(st.layers)));
-  spec.rootfs = view->root();
-  auto ran = run_process(*m_sandbox, std::move(spec), held.mask(),
-                         [&](OutputStream stream, std::string_view line) { m_progress.output(info, stream, line); });
-  held.release();
-  TRY_VOID(ran);
-  return finish_layer(st, *view, run.created_by, record);
 }
 
 Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const parser::Instruction& ins,
@@ -862,293 +576,6 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
     return fail(at_line(std::move(r).error(), ins, "Dockerfile"));
   }
   return ok();
-}
-
-// ---- build cache --------------------------------------------------------------
-
-std::map<std::string, std::string> key_env(const parser::ShellEnv& env, const std::set<std::string>* only) {
-  std::map<std::string, std::string> out;
-  for (const auto& k : env.keys()) {
-    if (is_proxy_arg(k) || (only != nullptr && only->count(k) == 0)) {
-      continue;
-    }
-    if (const std::string* v = env.get(k)) {
-      out[k] = *v;
-    }
-  }
-  return out;
-}
-
-std::string Build::label_name(const PlannedStage& stage) const {
-  return m_plan.stage_names.size() == 1 ? std::string() : stage.display_name;
-}
-
-std::string Build::debug_name(const PlannedStage& stage, int position) const {
-  std::string name;
-  for (char c : stage.display_name) {
-    bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-    name.push_back(keep ? c : '_');
-  }
-  return fmt::format("{}-{:03}", name, position + 1);
-}
-
-Result<std::optional<StepKey>> Build::run_key(const StageResult& st, const ResolvedRun& run,
-                                              std::string& uncacheable) {
-  StepKeyBuilder b(st.cache_key, "RUN", run.text);
-  b.list("shell", run.shell).field("user", run.user).field("workdir", run.workdir);
-  b.field("network", run.network).field("security", run.security);
-  b.list("devices", run.devices).list("mounts", run.mount_specs);
-  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
-  std::map<std::string, std::string> env;
-  for (const auto& e : run.env) {
-    size_t eq = e.find('=');
-    std::string k = e.substr(0, eq);
-    if (!is_proxy_arg(k)) {
-      env[k] = eq == std::string::npos ? "" : e.substr(eq + 1);
-    }
-  }
-  b.env(env);
-  int n = 0;
-  for (const auto& m : run.mounts) {
-    ++n;
-    if (const auto* cache = std::get_if<CacheMount>(&m)) {
-      if (cache->source.from.empty() && m_options.cache_io != nullptr) {
-        // --cache-to mounts=true exports it even when this step is a hit.
-        m_options.cache_io->note_mount(cache->id, cache_mount_path(m_store.content().root(), cache->id));
-      }
-      continue;
-    }
-    const auto* bind = std::get_if<BindMount>(&m);
-    if (bind == nullptr) {
-      continue;
-    }
-    std::string label = fmt::format("mount{}", n);
-    SourceTree tree;
-    const std::optional<SourceRef>& ref = bind->source.ref;
-    switch (source_origin(ref)) {
-      case SourceOrigin::stage: {
-        const StageResult* other = wait_stage(ref->stage);
-        if (other == nullptr) {
-          return fail(Errc::internal, fmt::format("stage {} did not complete", bind->source.from));
-        }
-        b.field(label + "-stage", other->cache_key);
-        continue;
-      }
-      case SourceOrigin::oci_layout:
-        uncacheable = "bind mount source unavailable";
-        return std::optional<StepKey>();
-      case SourceOrigin::image: {
-        auto img = resolve_image(source_image(*ref));
-        if (!img) {
-          uncacheable = "bind mount source unavailable";
-          return std::optional<StepKey>();
-        }
-        b.field(label + "-image", img->record.config_digest);
-        continue;
-      }
-      case SourceOrigin::context:
-        if (ref) {
-          auto named = named_context(ref->source);
-          if (!named) {
-            uncacheable = "bind mount source unavailable";
-            return std::optional<StepKey>();
-          }
-          tree = SourceTree{&(*named)->root(), &(*named)->ignore()};
-        } else if (m_options.context == nullptr) {
-          return fail(Errc::internal, "no build context");
-        } else {
-          tree = SourceTree{&m_options.context->root(), &m_options.context->ignore()};
-        }
-        break;
-    }
-    auto selected = select_sources(tree, bind->source.path.empty() ? "." : bind->source.path);
-    if (!selected) {
-      uncacheable = "bind mount source unavailable";
-      return std::optional<StepKey>();
-    }
-    TRY(auto files, hash_sources(tree, *selected, nullptr, m_cache->index()));
-    b.files(label, files.digest, files.files);
-  }
-  return std::optional<StepKey>(b.finish());
-}
-
-Result<ResolvedCopy> Build::resolve_copy_step(const PlannedStage& stage, const StageResult& st,
-                                              const parser::Instruction& ins) {
-  TRY(ResolvedCopy copy, resolve_copy(ins, st.state, m_plan, stage.index));
-  if (copy.origin == SourceOrigin::context) {
-    if (copy.ref) {
-      TRY(copy.context, named_context(copy.ref->source));
-    } else if (m_options.context == nullptr) {
-      return fail(Errc::internal, "no build context");
-    } else {
-      copy.context = m_options.context;
-    }
-  }
-  return copy;
-}
-
-Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const ResolvedCopy& copy,
-                                               std::string& uncacheable) {
-  const CopyRequest& req = copy.request;
-  StepKeyBuilder b(st.cache_key, copy.keyword, copy.text);
-  b.list("sources", req.sources).field("dest", req.dest).field("workdir", req.workdir);
-  b.field("chown", req.chown.value_or("")).field("chmod", req.chmod.value_or(""));
-  b.field("checksum", req.checksum.value_or(""));
-  b.field("unpack", req.unpack ? (*req.unpack ? "true" : "false") : "");
-  b.field("keep-git-dir", req.keep_git_dir ? "true" : "false").field("parents", req.parents ? "true" : "false");
-  b.list("excludes", req.excludes).field("link", req.link_mode == LinkMode::linked ? "true" : "false");
-  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
-  if (!req.heredocs.empty()) {
-    b.env(key_env(st.state.env, nullptr));  // heredoc bodies expand with the whole env
-  } else {
-    std::set<std::string> used = referenced_vars(copy.text);
-    b.note_env(key_env(st.state.env, &used));
-  }
-  for (const auto& s : req.sources) {
-    if (classify_source(s) != SourceKind::local && !req.checksum) {
-      uncacheable = fmt::format("{} is not cached: a URL or git source needs --checksum", str::go_quote(s));
-      return std::optional<StepKey>();
-    }
-  }
-  switch (copy.origin) {
-    case SourceOrigin::stage: {
-      const StageResult* other = wait_stage(copy.ref->stage);
-      if (other == nullptr) {
-        return fail(Errc::internal, fmt::format("stage {} did not complete", copy.from));
-      }
-      b.field("from-stage", other->cache_key);
-      return std::optional<StepKey>(b.finish());
-    }
-    case SourceOrigin::oci_layout:
-      uncacheable = "oci-layout sources are not cached";
-      return std::optional<StepKey>();
-    case SourceOrigin::image: {
-      TRY(auto img, resolve_image(source_image(*copy.ref)));
-      b.field("from-image", img.record.config_digest);
-      return std::optional<StepKey>(b.finish());
-    }
-    case SourceOrigin::context:
-      break;
-  }
-  SourceTree tree{&copy.context->root(), &copy.context->ignore()};
-  TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
-  std::vector<SelectedSource> all;
-  for (const auto& s : req.sources) {
-    if (classify_source(s) != SourceKind::local) {
-      continue;
-    }
-    TRY(auto matches, select_sources(tree, s, &excludes));
-    for (auto& m : matches) {
-      all.push_back(std::move(m));
-    }
-  }
-  // An octal --chmod gives every copied entry its mode: the sources' modes
-  // cannot change the result, so they stay out of the key.
-  HashOptions hash_options;
-  if (req.chmod) {
-    TRY(ChmodSpec chmod, parse_chmod(*req.chmod));
-    hash_options.modes = !chmod.octal.has_value();
-  }
-  TRY(auto files, hash_sources(tree, all, &excludes, m_cache->index(), hash_options));
-  b.files("sources-digest", files.digest, files.files);
-  return std::optional<StepKey>(b.finish());
-}
-
-StepKey Build::metadata_key(const StageResult& st, const parser::Instruction& ins) {
-  const std::string& text = ins.header().original;
-  std::string kind = str::to_upper(text.substr(0, text.find_first_of(" \t")));
-  StepKeyBuilder b(st.cache_key, kind, text);
-  b.field("config", nlohmann::json(*st.state.image.config).dump());
-  b.field("author", st.state.image.author);
-  // WORKDIR's directory mtime is clamped to SOURCE_DATE_EPOCH.
-  b.field("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "");
-  std::set<std::string> used = referenced_vars(text);
-  b.note_env(key_env(st.state.env, &used));
-  return b.finish();
-}
-
-Result<void> Build::apply_cached(StageResult& st, const cache::CacheRecord& rec) {
-  if (!rec.has_layer()) {
-    add_history(st.state, rec.created_by, false, false);
-    return ok();
-  }
-  // Unpacked by the first step that mounts it (unpack_layers), like a base
-  // layer: a chain that is cached to its end never unpacks anything.
-  st.layers.push_back(Layer{rec.layer, m_layer_dirs.dir_for(rec.layer.diff_id)});
-  st.state.image.rootfs.diff_ids.push_back(rec.layer.diff_id);
-  add_history(st.state, rec.created_by, true, !rec.created_by.starts_with("WORKDIR "));
-  if (!m_plan.source_date_epoch) {
-    // The layer's own time, from the build that made it (BuildKit keeps it
-    // too: a fully cached rebuild gives the same image).
-    std::string made = layer_created(rec.config);
-    if (!made.empty()) {
-      st.state.image.history.back().created = made;
-    }
-  }
-  return ok();
-}
-
-Result<void> Build::record_cache(const StageResult& st, const StepKey& key, const std::string& parent, int position,
-                                 const parser::Instruction& ins, const StepRecord& record) {
-  (void)ins;
-  cache::CacheRecord rec;
-  rec.key = key.key;
-  rec.parent_key = parent;
-  rec.position = position;
-  rec.kind = key.inputs.value("kind", "");
-  if (!record.layer_digest.empty() && !st.layers.empty()) {
-    rec.layer = st.layers.back().record;
-  }
-  rec.config = image::serialize(st.state.image);
-  if (!st.state.image.history.empty()) {
-    std::string by = st.state.image.history.back().created_by;
-    constexpr std::string_view suffix = " # buildkit";
-    if (by.ends_with(suffix)) {
-      by.resize(by.size() - suffix.size());
-    }
-    rec.created_by = by;
-  }
-  rec.inputs = key.inputs.dump();
-  rec.created_at = static_cast<int64_t>(std::time(nullptr));
-  rec.last_used = rec.created_at;
-  return m_cache->record(rec, [&]() -> Result<void> {
-    if (rec.has_layer()) {
-      std::lock_guard lock(m_staging_mu);
-      TRY(bool added, m_staging->publish_one(rec.layer.blob_digest));
-      (void)added;
-    }
-    return ok();
-  });
-}
-
-Result<void> Build::base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img) {
-  std::string reference = stage.base.kind == BaseKind::image ? stage.base.name : stage.base.source;
-  std::string parent = from_parent_key(reference, m_plan.platform);
-  StepKeyBuilder b(parent, "FROM", reference);
-  b.base(img.record.config_digest);
-  StepKey key = b.finish();
-  m_cache->debug(debug_name(stage, -1), key);
-  res.cache_key = key.key;
-  TRY(auto known, m_cache->lookup(key.key, [](const std::string&) { return true; }));
-  if (known) {
-    m_cache->used(key.key);
-    return ok();
-  }
-  TRY(auto prev, m_cache->db().previous(parent, -1));
-  if (prev) {
-    res.cache_reason = "base image changed";
-  }
-  cache::CacheRecord rec;
-  rec.key = key.key;
-  rec.parent_key = parent;
-  rec.position = -1;
-  rec.kind = "FROM";
-  rec.config = img.config_bytes;
-  rec.created_by = "FROM " + reference;
-  rec.inputs = key.inputs.dump();
-  rec.created_at = static_cast<int64_t>(std::time(nullptr));
-  rec.last_used = rec.created_at;
-  return m_cache->record(rec, {});
 }
 
 Result<StageResult> Build::run_stage(const PlannedStage& stage) {
@@ -1349,7 +776,6 @@ Result<BuiltImage> Build::run() {
   return out;
 }
 
-}  // namespace
 
 std::unique_ptr<ImageResolver> make_store_resolver(image::ImageStore& store) {
   return std::make_unique<StoreResolver>(store);
