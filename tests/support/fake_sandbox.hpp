@@ -2,10 +2,12 @@
 // FakeSandbox: a Sandbox for hermetic builder tests. It runs nothing; it
 // records every RunSpec and interprets the command (the last argv element,
 // so `RUN …` in shell form under the default /bin/sh -c) as a tiny script of
-// `&&`-separated commands on the rootfs directory:
-//   write PATH TEXT   creates/overwrites the file PATH (in the rootfs) with TEXT
-//   copy FROM TO      copies FROM — a path under a bind mount's target,
-//                     read from the mount's host source — to TO in the rootfs
+// `&&`-separated commands. Paths are inside the sandbox: one under a bind
+// mount's target is the mount's host source (the last mount that covers
+// it), any other is under the rootfs directory.
+//   write PATH TEXT   creates/overwrites the file PATH with TEXT
+//   copy FROM TO      copies the file FROM to TO
+//   show PATH         prints the file's content on stdout
 //   say TEXT          prints TEXT on stdout
 //   exit N            stops with exit status N
 // Anything else stops with status 127, like a shell's "not found".
@@ -57,7 +59,14 @@ public:
 
 private:
   static std::filesystem::path in_root(const sandbox::RunSpec& spec, const std::string& path) {
-    return spec.rootfs / std::filesystem::path(path).relative_path();
+    std::filesystem::path p(path);
+    for (auto it = spec.mounts.rbegin(); it != spec.mounts.rend(); ++it) {
+      std::filesystem::path rel = p.lexically_relative(it->target);
+      if (!rel.empty() && *rel.begin() != "..") {
+        return rel == "." ? it->source : it->source / rel;
+      }
+    }
+    return spec.rootfs / p.relative_path();
   }
 
   static int step(const sandbox::RunSpec& spec, const std::string& cmd) {
@@ -75,17 +84,22 @@ private:
       return 0;
     }
     if (verb == "copy") {
-      for (const auto& m : spec.mounts) {
-        std::filesystem::path rel = std::filesystem::path(a).lexically_relative(m.target);
-        if (!rel.empty() && *rel.begin() != "..") {
-          std::filesystem::path to = in_root(spec, rest);
-          std::filesystem::create_directories(to.parent_path(), ec);
-          std::filesystem::copy_file(rel == "." ? m.source : m.source / rel, to,
-                                     std::filesystem::copy_options::overwrite_existing, ec);
-          return ec ? 1 : 0;
-        }
+      std::filesystem::path to = in_root(spec, rest);
+      std::filesystem::create_directories(to.parent_path(), ec);
+      std::filesystem::copy_file(in_root(spec, a), to, std::filesystem::copy_options::overwrite_existing, ec);
+      return ec ? 1 : 0;
+    }
+    if (verb == "show") {
+      std::ifstream file(in_root(spec, a), std::ios::binary);
+      if (!file) {
+        return 1;
       }
-      return 1;
+      std::stringstream content;
+      content << file.rdbuf();
+      if (spec.on_stdout) {
+        spec.on_stdout(content.str());
+      }
+      return 0;
     }
     if (verb == "say") {
       if (spec.on_stdout) {

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -63,6 +64,7 @@ struct Fixture {
   test::FakeSandbox sandbox;
   RecordingProgress progress;
   std::unique_ptr<image::ImageStore> store;
+  std::map<std::string, SecretSource> secrets;
 
   Fixture() {
     auto s = image::ImageStore::open(dir / "store");
@@ -87,6 +89,7 @@ struct Fixture {
     options.services.sandbox = &sandbox;
     options.cache_keys_dir = (dir / "keys").string();
     options.now_sec = 1700000000;
+    options.secrets = secrets;
     auto resolver = make_store_resolver(*store);
     auto built = execute(*plan, *store, *resolver, options, progress);
     if (!built) {
@@ -288,4 +291,61 @@ TEST_CASE("executor: COPY's key and copy read the same resolved request and sour
   CHECK(test::read_text(root3 / "dst" / "b.txt") == "b2");
   CHECK_FALSE(fsys::exists(root3 / "dst" / "a.txt"));
   CHECK(f.snapshotter.live() == 0);
+}
+
+TEST_CASE("executor: RUN mounts on fakes - a cache mount outlives the step, a secret is masked", "[builder][executor]") {
+  Fixture f;
+  // Owned by the user running the test: chown to 0:0 needs root.
+  const std::vector<std::pair<std::string, std::string>> owner{{"U", std::to_string(::getuid())},
+                                                                {"G", std::to_string(::getgid())}};
+  auto fill = f.build("FROM scratch\nARG U G\nRUN --mount=type=cache,id=c1,target=/cache,uid=$U,gid=$G write /cache/seen yes\n",
+                      owner);
+  REQUIRE(fill);
+  CHECK_FALSE(fsys::exists(f.rootfs(*fill, "out1") / "cache" / "seen"));  // not in the layer
+  auto read = f.build("FROM scratch\nARG U G\nRUN --mount=type=cache,id=c1,target=/c,uid=$U,gid=$G copy /c/seen /got\n",
+                      owner);
+  REQUIRE(read);
+  CHECK(test::read_text(f.rootfs(*read, "out2") / "got") == "yes");
+
+  test::write_text(f.dir / "token", "s3cret-value");
+  f.secrets["tok"] = SecretSource{"tok", (f.dir / "token").string(), std::nullopt};
+  auto secret = f.build(
+      "FROM scratch\nARG U G\n"
+      "RUN --mount=type=secret,id=tok,env=TOKEN --mount=type=secret,id=tok,target=/s,uid=$U,gid=$G show /s && write /done 1\n",
+      owner);
+  REQUIRE(secret);
+  auto runs = f.sandbox.runs();
+  const auto& env = runs.back().env;
+  CHECK(std::find(env.begin(), env.end(), "TOKEN=s3cret-value") != env.end());
+  auto events = f.progress.events();
+  bool masked = false;
+  for (const auto& e : events) {
+    CHECK(e.find("s3cret-value") == std::string::npos);
+    masked = masked || (e.starts_with("output ") && e.ends_with(": ****"));
+  }
+  CHECK(masked);
+  fsys::path root = f.rootfs(*secret, "out3");
+  CHECK(fsys::exists(root / "done"));
+  CHECK_FALSE(fsys::exists(root / "s"));
+  CHECK(f.temp_entries() == 0);  // the secret file is gone
+}
+
+TEST_CASE("executor: a failing stage stops the build before the stages that need it", "[builder][executor]") {
+  Fixture f;
+  auto built = f.build(
+      "FROM scratch AS bad\nRUN exit 5\n"
+      "FROM scratch AS good\nRUN write /g g\n"
+      "FROM scratch\nRUN --mount=from=bad,target=/b --mount=from=good,target=/g write /never x\n");
+  REQUIRE_FALSE(built);
+  CHECK(built.error().message.find("exit code: 5") != std::string::npos);
+  REQUIRE(built.error().location);
+  CHECK(built.error().location->line == 2);
+  for (const auto& run : f.sandbox.runs()) {
+    CHECK(command_of(run) != "write /never x");
+  }
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+  auto images = f.store->db().images();
+  REQUIRE(images);
+  CHECK(images->empty());
 }
