@@ -1,10 +1,11 @@
 #pragma once
 // The executor's internals, shared by its files (not an interface of the
-// module: only builder/executor.cpp, step_keys.cpp and step_exec.cpp include
-// it). Build runs one Plan:
-//  - executor.cpp: stage threads and scheduling, base images, source roots,
-//    layer commits, the per-step flow (resolve, key, hit or execute), the
-//    final image;
+// module: only builder/executor.cpp, stage_sources.cpp, step_keys.cpp and
+// step_exec.cpp include it). Build runs one Plan:
+//  - executor.cpp: stage threads and scheduling, layer commits, the per-step
+//    flow (resolve, key, hit or execute), the final image;
+//  - stage_sources.cpp: stage bases (scratch, stage, image, named context)
+//    and the source roots COPY --from and RUN --mount read;
 //  - step_keys.cpp: the cache side of a step (keys from the resolved steps,
 //    cached results, records);
 //  - step_exec.cpp: the filesystem steps (WORKDIR, COPY/ADD, RUN) executed
