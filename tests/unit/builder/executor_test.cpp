@@ -349,3 +349,24 @@ TEST_CASE("executor: a failing stage stops the build before the stages that need
   REQUIRE(images);
   CHECK(images->empty());
 }
+
+TEST_CASE("executor: RUN --security=insecure needs the entitlement, also in an ONBUILD trigger", "[builder][executor]") {
+  Fixture f;
+  auto direct = f.build("FROM scratch\nRUN write /a 1\nRUN --security=insecure write /b 2\n");
+  REQUIRE_FALSE(direct);
+  CHECK(direct.error().code == Errc::permission);
+  REQUIRE(direct.error().location);
+  CHECK(direct.error().location->line == 3);
+  CHECK(f.sandbox.runs().empty());  // checked before anything runs
+
+  auto trigger = f.build(
+      "FROM scratch AS base\nONBUILD RUN --security=insecure write /x 1\n"
+      "FROM base\nRUN write /y 2\n");
+  REQUIRE_FALSE(trigger);
+  CHECK(trigger.error().code == Errc::permission);
+  CHECK(trigger.error().message.find("--allow security.insecure") != std::string::npos);
+  REQUIRE(trigger.error().location);
+  CHECK(trigger.error().location->line == 3);  // a trigger fails at its FROM
+  CHECK(f.sandbox.runs().empty());
+  CHECK(f.snapshotter.live() == 0);
+}
