@@ -25,6 +25,13 @@
 #include "image/store.hpp"
 #include "util/result.hpp"
 
+namespace imgbuild::snapshot {
+class Snapshotter;
+}
+namespace imgbuild::sandbox {
+class Sandbox;
+}
+
 namespace imgbuild::builder {
 
 class CacheIo;
@@ -48,6 +55,14 @@ struct SecretSource {
   std::optional<std::string> env;   ///< env=VAR
 };
 
+/// Implementations a build uses instead of making its own (tests pass
+/// fakes). Null: the build makes the real one (the snapshotter of kind
+/// ExecuteOptions::snapshotter, the "auto" sandbox).
+struct BuildServices {
+  snapshot::Snapshotter* snapshotter = nullptr;
+  sandbox::Sandbox* sandbox = nullptr;
+};
+
 /// How the executor runs.
 struct ExecuteOptions {
   /// The build context (COPY sources, RUN --mount type=bind default).
@@ -58,6 +73,8 @@ struct ExecuteOptions {
   int jobs = 0;
   /// Snapshotter kind: auto, overlay, copy.
   std::string snapshotter = "auto";
+  /// The snapshotter and sandbox to use (null members: made by the build).
+  BuildServices services;
   /// --secret values by id.
   std::map<std::string, SecretSource> secrets;
   /// --ssh default: the agent socket to forward ("" = none).

@@ -146,10 +146,9 @@ std::vector<std::string> trigger_references(const std::vector<std::string>& trig
       if (const auto* copy = ins.as<parser::CopyInstruction>(); copy != nullptr && copy->from) {
         refs.push_back(*copy->from);
       } else if (const auto* run = ins.as<parser::RunInstruction>()) {
-        for (const auto& spec : run->mount_specs) {
-          auto m = parser::parse_mount(spec);
-          if (m && !m->from.empty()) {
-            refs.push_back(m->from);
+        for (const auto& m : run->mounts) {  // parsed by lowering (from= is never expanded)
+          if (!m.from.empty()) {
+            refs.push_back(m.from);
           }
         }
       }

@@ -1,0 +1,372 @@
+// GCC 12 reports a false maybe-uninitialized for std::optional<std::string>
+// members assigned in a default-constructed aggregate (BuildOptions).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The executor on fakes (tests/support/fake_snapshotter.hpp,
+// fake_sandbox.hpp): no root, no mounts, no network, no daemon. Builds are
+// on scratch, so no base image is unpacked; the store is a real one in a
+// scratch directory.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "builder/context.hpp"
+#include "builder/executor.hpp"
+#include "builder/plan.hpp"
+#include "support/fake_sandbox.hpp"
+#include "support/fake_snapshotter.hpp"
+#include "image/store.hpp"
+#include "support/scratch_dir.hpp"
+
+using namespace imgbuild;
+using namespace imgbuild::builder;
+namespace fsys = std::filesystem;
+
+namespace {
+
+// Progress events as "started|cached|finished|failed <name>" lines.
+class RecordingProgress final : public ProgressSink {
+public:
+  void started(const StepInfo& s) override { add("started " + s.name); }
+  void output(const StepInfo& s, OutputStream, std::string_view line) override {
+    add("output " + s.name + ": " + std::string(line));
+  }
+  void cached(const StepInfo& s) override { add("cached " + s.name); }
+  void finished(const StepInfo& s, double) override { add("finished " + s.name); }
+  void failed(const StepInfo& s, double, std::string_view message) override {
+    add("failed " + s.name + ": " + std::string(message));
+  }
+  std::vector<std::string> events() const {
+    std::lock_guard lock(m_mu);
+    return m_events;
+  }
+
+private:
+  void add(std::string e) {
+    std::lock_guard lock(m_mu);
+    m_events.push_back(std::move(e));
+  }
+  mutable std::mutex m_mu;
+  std::vector<std::string> m_events;
+};
+
+struct Fixture {
+  test::ScratchDir dir;
+  test::FakeSnapshotter snapshotter{dir / "views"};
+  test::FakeSandbox sandbox;
+  RecordingProgress progress;
+  std::unique_ptr<image::ImageStore> store;
+  std::map<std::string, SecretSource> secrets;
+
+  Fixture() {
+    auto s = image::ImageStore::open(dir / "store");
+    REQUIRE(s);
+    store = std::move(s).value();
+    fsys::create_directories(dir / "ctx");
+    fsys::create_directories(dir / "keys");
+  }
+
+  Result<BuiltImage> build(const std::string& dockerfile,
+                           std::vector<std::pair<std::string, std::string>> build_args = {}) {
+    BuildOptions bo;
+    bo.build_args = std::move(build_args);
+    auto plan = make_plan(dockerfile, bo);
+    REQUIRE(plan);
+    auto context = BuildContext::from_dir((dir / "ctx").string());
+    REQUIRE(context);
+    ExecuteOptions options;
+    options.context = &*context;
+    options.jobs = 2;
+    options.services.snapshotter = &snapshotter;
+    options.services.sandbox = &sandbox;
+    options.cache_keys_dir = (dir / "keys").string();
+    options.now_sec = 1700000000;
+    options.secrets = secrets;
+    auto resolver = make_store_resolver(*store);
+    auto built = execute(*plan, *store, *resolver, options, progress);
+    if (!built) {
+      UNSCOPED_INFO("build failed: " << built.error().message);
+    }
+    return built;
+  }
+
+  // The files of the built image's root filesystem.
+  fsys::path rootfs(const BuiltImage& built, const std::string& name) {
+    fsys::path dest = dir / name;
+    REQUIRE(export_rootfs(*store, built, dest));
+    return dest;
+  }
+
+  // Entries left in the store's tmp/ directory.
+  size_t temp_entries() {
+    std::error_code ec;
+    size_t n = 0;
+    for (auto it = fsys::directory_iterator(dir / "store" / "tmp", ec); !ec && it != fsys::directory_iterator();
+         it.increment(ec)) {
+      ++n;
+    }
+    return n;
+  }
+};
+
+std::string command_of(const sandbox::RunSpec& spec) { return spec.argv.empty() ? "" : spec.argv.back(); }
+
+}  // namespace
+
+TEST_CASE("executor: a stage runs after the stages it mounts, and sees their files", "[builder][executor]") {
+  Fixture f;
+  auto built = f.build(
+      "FROM scratch AS a\nRUN write /a.txt from-a\n"
+      "FROM scratch AS b\nRUN write /b.txt from-b\n"
+      "FROM scratch\n"
+      "RUN --mount=type=bind,from=a,target=/ma --mount=type=bind,from=b,target=/mb "
+      "copy /ma/a.txt /out-a && copy /mb/b.txt /out-b\n");
+  REQUIRE(built);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 3);
+  CHECK(command_of(runs[2]).starts_with("copy /ma/a.txt"));
+  std::vector<std::string> first{command_of(runs[0]), command_of(runs[1])};
+  std::sort(first.begin(), first.end());
+  CHECK(first == std::vector<std::string>{"write /a.txt from-a", "write /b.txt from-b"});
+  REQUIRE(runs[2].mounts.size() == 2);
+  CHECK(runs[2].mounts[0].target == "/ma");
+  CHECK(runs[2].mounts[1].target == "/mb");
+
+  CHECK(built->layers.size() == 1);
+  fsys::path root = f.rootfs(*built, "out");
+  CHECK(test::read_text(root / "out-a") == "from-a");
+  CHECK(test::read_text(root / "out-b") == "from-b");
+  CHECK_FALSE(fsys::exists(root / "a.txt"));
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+}
+
+TEST_CASE("executor: a cache hit/miss chain", "[builder][executor]") {
+  Fixture f;
+  const std::string df = "FROM scratch\nRUN write /1 one\nRUN write /2 two\nRUN write /3 three\n";
+  auto first = f.build(df);
+  REQUIRE(first);
+  CHECK(f.sandbox.runs().size() == 3);
+  REQUIRE(first->steps.size() == 3);
+  for (const auto& s : first->steps) {
+    CHECK_FALSE(s.cached);
+  }
+
+  auto again = f.build(df);
+  REQUIRE(again);
+  CHECK(f.sandbox.runs().size() == 3);  // nothing ran
+  REQUIRE(again->steps.size() == 3);
+  for (const auto& s : again->steps) {
+    CHECK(s.cached);
+  }
+  CHECK(again->manifest_digest == first->manifest_digest);
+
+  auto changed = f.build("FROM scratch\nRUN write /1 one\nRUN write /2 TWO\nRUN write /3 three\n");
+  REQUIRE(changed);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 5);
+  CHECK(command_of(runs[3]) == "write /2 TWO");
+  CHECK(command_of(runs[4]) == "write /3 three");
+  REQUIRE(changed->steps.size() == 3);
+  CHECK(changed->steps[0].cached);
+  CHECK_FALSE(changed->steps[1].cached);
+  CHECK_FALSE(changed->steps[1].cache_reason.empty());
+  CHECK(changed->steps[2].cache_reason == "a previous step changed");
+  CHECK(changed->manifest_digest != first->manifest_digest);
+  CHECK(test::read_text(f.rootfs(*changed, "out") / "2") == "TWO");
+}
+
+TEST_CASE("executor: the cache key and the run see the same resolved bind mount", "[builder][executor]") {
+  Fixture f;
+  fsys::create_directories(f.dir / "ctx" / "lib");
+  fsys::create_directories(f.dir / "ctx" / "lib2");
+  test::write_text(f.dir / "ctx" / "lib" / "x.txt", "v1");
+  test::write_text(f.dir / "ctx" / "lib2" / "x.txt", "w1");
+  test::write_text(f.dir / "ctx" / "other.txt", "o1");
+  const std::string df = "FROM scratch\nARG DIR=lib\nRUN --mount=source=$DIR,target=/mnt copy /mnt/x.txt /x\n";
+
+  auto first = f.build(df);
+  REQUIRE(first);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 1);
+  REQUIRE(runs[0].mounts.size() == 1);
+  CHECK(runs[0].mounts[0].target == "/mnt");
+  CHECK(runs[0].mounts[0].source == f.dir / "ctx" / "lib");
+  // The key's inputs name exactly the mounted files.
+  std::string keys;
+  for (const auto& e : fsys::directory_iterator(f.dir / "keys")) {
+    std::string text = test::read_text(e.path());
+    if (text.find("RUN --mount") != std::string::npos) {
+      keys = text;
+    }
+  }
+  CHECK(keys.find("x.txt") != std::string::npos);
+  CHECK(keys.find("other.txt") == std::string::npos);
+
+  test::write_text(f.dir / "ctx" / "other.txt", "o2");  // not mounted: a hit
+  auto hit = f.build(df);
+  REQUIRE(hit);
+  CHECK(f.sandbox.runs().size() == 1);
+
+  test::write_text(f.dir / "ctx" / "lib" / "x.txt", "v2");  // mounted: a miss
+  auto miss = f.build(df);
+  REQUIRE(miss);
+  REQUIRE(f.sandbox.runs().size() == 2);
+  CHECK(test::read_text(f.rootfs(*miss, "out-v2") / "x") == "v2");
+
+  auto other_dir = f.build(df, {{"DIR", "lib2"}});  // the expanded source changes both
+  REQUIRE(other_dir);
+  runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[2].mounts[0].source == f.dir / "ctx" / "lib2");
+  CHECK(test::read_text(f.rootfs(*other_dir, "out-w1") / "x") == "w1");
+}
+
+TEST_CASE("executor: a failing RUN ends its views and temporaries and commits nothing", "[builder][executor]") {
+  Fixture f;
+  fsys::create_directories(f.dir / "ctx" / "src");
+  test::write_text(f.dir / "ctx" / "src" / "f", "data");
+  auto failed = f.build("FROM scratch\nRUN write /a x\nRUN --mount=source=src,target=/s,rw write /b y && exit 3\n");
+  REQUIRE_FALSE(failed);
+  CHECK(failed.error().message.find("did not complete successfully: exit code: 3") != std::string::npos);
+  REQUIRE(failed.error().location);
+  CHECK(failed.error().location->line == 3);
+  CHECK(f.sandbox.runs().size() == 2);
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);  // the rw mount's copy is gone
+  auto images = f.store->db().images();
+  REQUIRE(images);
+  CHECK(images->empty());
+  auto events = f.progress.events();
+  CHECK(std::any_of(events.begin(), events.end(),
+                    [](const std::string& e) { return e.starts_with("failed ") && e.find("exit code: 3") != e.npos; }));
+
+  auto no_secret = f.build("FROM scratch\nRUN --mount=type=secret,id=tok,required write /a x\n");
+  REQUIRE_FALSE(no_secret);
+  CHECK(no_secret.error().message == "secret tok: not found");
+  CHECK(f.sandbox.runs().size() == 2);  // never started
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+}
+
+TEST_CASE("executor: COPY's key and copy read the same resolved request and sources", "[builder][executor]") {
+  Fixture f;
+  test::write_text(f.dir / "ctx" / "a.txt", "a1");
+  test::write_text(f.dir / "ctx" / "b.txt", "b1");
+  // Owned by the user running the test: chown to 0:0 needs root.
+  const std::string df =
+      "FROM scratch AS gen\nRUN write /made.txt made\n"
+      "FROM scratch\nARG F=a.txt OWNER\nCOPY --chown=$OWNER $F /dst/\nCOPY --chown=$OWNER --from=gen /made.txt /dst/\n";
+  const std::pair<std::string, std::string> owner{"OWNER", fmt::format("{}:{}", ::getuid(), ::getgid())};
+  auto first = f.build(df, {owner});
+  REQUIRE(first);
+  REQUIRE(first->steps.size() == 3);
+  fsys::path root = f.rootfs(*first, "out1");
+  CHECK(test::read_text(root / "dst" / "a.txt") == "a1");
+  CHECK(test::read_text(root / "dst" / "made.txt") == "made");
+  CHECK_FALSE(fsys::exists(root / "dst" / "b.txt"));
+
+  test::write_text(f.dir / "ctx" / "b.txt", "b2");  // not copied: a hit
+  auto hit = f.build(df, {owner});
+  REQUIRE(hit);
+  CHECK(hit->manifest_digest == first->manifest_digest);
+
+  test::write_text(f.dir / "ctx" / "a.txt", "a2");  // copied: a miss
+  auto miss = f.build(df, {owner});
+  REQUIRE(miss);
+  CHECK(miss->manifest_digest != first->manifest_digest);
+  CHECK(test::read_text(f.rootfs(*miss, "out2") / "dst" / "a.txt") == "a2");
+
+  auto other = f.build(df, {owner, {"F", "b.txt"}});  // the expanded source changes both
+  REQUIRE(other);
+  fsys::path root3 = f.rootfs(*other, "out3");
+  CHECK(test::read_text(root3 / "dst" / "b.txt") == "b2");
+  CHECK_FALSE(fsys::exists(root3 / "dst" / "a.txt"));
+  CHECK(f.snapshotter.live() == 0);
+}
+
+TEST_CASE("executor: RUN mounts on fakes - a cache mount outlives the step, a secret is masked", "[builder][executor]") {
+  Fixture f;
+  // Owned by the user running the test: chown to 0:0 needs root.
+  const std::vector<std::pair<std::string, std::string>> owner{{"U", std::to_string(::getuid())},
+                                                                {"G", std::to_string(::getgid())}};
+  auto fill = f.build("FROM scratch\nARG U G\nRUN --mount=type=cache,id=c1,target=/cache,uid=$U,gid=$G write /cache/seen yes\n",
+                      owner);
+  REQUIRE(fill);
+  CHECK_FALSE(fsys::exists(f.rootfs(*fill, "out1") / "cache" / "seen"));  // not in the layer
+  auto read = f.build("FROM scratch\nARG U G\nRUN --mount=type=cache,id=c1,target=/c,uid=$U,gid=$G copy /c/seen /got\n",
+                      owner);
+  REQUIRE(read);
+  CHECK(test::read_text(f.rootfs(*read, "out2") / "got") == "yes");
+
+  test::write_text(f.dir / "token", "s3cret-value");
+  f.secrets["tok"] = SecretSource{"tok", (f.dir / "token").string(), std::nullopt};
+  auto secret = f.build(
+      "FROM scratch\nARG U G\n"
+      "RUN --mount=type=secret,id=tok,env=TOKEN --mount=type=secret,id=tok,target=/s,uid=$U,gid=$G show /s && write /done 1\n",
+      owner);
+  REQUIRE(secret);
+  auto runs = f.sandbox.runs();
+  const auto& env = runs.back().env;
+  CHECK(std::find(env.begin(), env.end(), "TOKEN=s3cret-value") != env.end());
+  auto events = f.progress.events();
+  bool masked = false;
+  for (const auto& e : events) {
+    CHECK(e.find("s3cret-value") == std::string::npos);
+    masked = masked || (e.starts_with("output ") && e.ends_with(": ****"));
+  }
+  CHECK(masked);
+  fsys::path root = f.rootfs(*secret, "out3");
+  CHECK(fsys::exists(root / "done"));
+  CHECK_FALSE(fsys::exists(root / "s"));
+  CHECK(f.temp_entries() == 0);  // the secret file is gone
+}
+
+TEST_CASE("executor: a failing stage stops the build before the stages that need it", "[builder][executor]") {
+  Fixture f;
+  auto built = f.build(
+      "FROM scratch AS bad\nRUN exit 5\n"
+      "FROM scratch AS good\nRUN write /g g\n"
+      "FROM scratch\nRUN --mount=from=bad,target=/b --mount=from=good,target=/g write /never x\n");
+  REQUIRE_FALSE(built);
+  CHECK(built.error().message.find("exit code: 5") != std::string::npos);
+  REQUIRE(built.error().location);
+  CHECK(built.error().location->line == 2);
+  for (const auto& run : f.sandbox.runs()) {
+    CHECK(command_of(run) != "write /never x");
+  }
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+  auto images = f.store->db().images();
+  REQUIRE(images);
+  CHECK(images->empty());
+}
+
+TEST_CASE("executor: RUN --security=insecure needs the entitlement, also in an ONBUILD trigger", "[builder][executor]") {
+  Fixture f;
+  auto direct = f.build("FROM scratch\nRUN write /a 1\nRUN --security=insecure write /b 2\n");
+  REQUIRE_FALSE(direct);
+  CHECK(direct.error().code == Errc::permission);
+  REQUIRE(direct.error().location);
+  CHECK(direct.error().location->line == 3);
+  CHECK(f.sandbox.runs().empty());  // checked before anything runs
+
+  auto trigger = f.build(
+      "FROM scratch AS base\nONBUILD RUN --security=insecure write /x 1\n"
+      "FROM base\nRUN write /y 2\n");
+  REQUIRE_FALSE(trigger);
+  CHECK(trigger.error().code == Errc::permission);
+  CHECK(trigger.error().message.find("--allow security.insecure") != std::string::npos);
+  REQUIRE(trigger.error().location);
+  CHECK(trigger.error().location->line == 3);  // a trigger fails at its FROM
+  CHECK(f.sandbox.runs().empty());
+  CHECK(f.snapshotter.live() == 0);
+}
