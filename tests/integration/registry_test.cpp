@@ -312,7 +312,7 @@ TEST_CASE("pull: a timeout variable that is not a duration is refused before any
   CHECK(server.connections() == 0);
 }
 
-TEST_CASE("registry answers that cannot change are not retried: missing images, unauthorized, denied; 5xx still is",
+TEST_CASE("registry answers that cannot change are not retried (missing images, unauthorized, denied) but a 5xx is",
           "[integration][registry][retry]") {
   std::string missing = imgbuild::test::TestRegistry::missing_prerequisite();
   IMGBUILD_REQUIRE_PREREQ(missing.empty(), missing);

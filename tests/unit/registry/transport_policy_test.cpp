@@ -55,7 +55,7 @@ struct ScopedEnv {
 
 }  // namespace
 
-TEST_CASE("timeouts parse with units; anything else is refused", "[registry]") {
+TEST_CASE("timeouts parse with units and anything else is refused", "[registry]") {
   CHECK(*parse_timeout("30s") == 30000ms);
   CHECK(*parse_timeout("1.5s") == 1500ms);
   CHECK(*parse_timeout("500ms") == 500ms);
@@ -72,7 +72,7 @@ TEST_CASE("timeouts parse with units; anything else is refused", "[registry]") {
   }
 }
 
-TEST_CASE("the environment sets the registry timeouts; a bad value fails every request, named", "[registry]") {
+TEST_CASE("the environment sets the registry timeouts and a bad value fails every request, named", "[registry]") {
   {
     EnvironmentTimeouts none = environment_timeouts();
     CHECK(none.connect == k_default_connect_timeout);
