@@ -254,6 +254,25 @@ TEST_CASE("push: a flipped byte in a stored layer fails the push naming the blob
   CHECK(head_status(registry.host(), "/v2/imgbuild-test/corrupt/manifests/1") == 404);
   CHECK(head_status(registry.host(), "/v2/imgbuild-test/corrupt/blobs/sha256:" + hex) == 404);
 
+  // A config whose bytes changed (still valid JSON) fails before any upload.
+  fs::path cfg_store = t.path / "cfg";
+  import_tar(cfg_store, t.path / "cfg.tar", make_tar({imgbuild::test::file("c.bin", noise(3000, 7))}), "cfg:1");
+  RunResult id = run_imgbuild(cfg_store, {"inspect", "--format", "{{.Id}}", "cfg:1"});
+  REQUIRE(id.status == 0);
+  std::string config_hex = id.out.substr(id.out.find(':') + 1, 64);
+  fs::path config_path = cfg_store / "blobs" / "sha256" / config_hex;
+  std::string config = read_file(config_path);
+  REQUIRE(contains(config, "\"linux\""));
+  config.replace(config.find("\"linux\""), 7, "\"linuy\"");
+  write_file(config_path, config);
+  RunResult cfg = run_imgbuild(cfg_store, {"push", "cfg:1", registry.host() + "/imgbuild-test/cfg:1"});
+  INFO(cfg.err);
+  CHECK(cfg.status == 1);
+  CHECK(contains(cfg.err, "sha256:" + config_hex));
+  CHECK(contains(cfg.err, "cfg:1"));
+  CHECK(contains(cfg.err, "is corrupt"));
+  CHECK(head_status(registry.host(), "/v2/imgbuild-test/cfg/manifests/1") == 404);
+
   // The same image before the damage pushes (the check itself is not the fault).
   fs::path clean = t.path / "clean";
   import_tar(clean, t.path / "bad.tar", read_file(t.path / "bad.tar"), "corrupt:1");
