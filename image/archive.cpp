@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "image/blob_reader.hpp"
 #include "image/change.hpp"
 #include "image/json.hpp"
 #include "util/fd.hpp"
@@ -530,6 +531,28 @@ Result<SavePlan> plan_save(ImageStore& store, const std::vector<SaveItem>& items
   return plan;
 }
 
+// Adds to `e` which of the plan's images use the blob `digest` (by name,
+// else by ID): "… (image app:1, blob of 2 images)".
+Error in_images(const SavePlan& plan, const std::string& digest, Error e) {
+  std::vector<std::string> users;
+  for (size_t i = 0; i < plan.images.size(); ++i) {
+    const LoadedImage& img = plan.images[i];
+    bool uses = img.record.manifest_digest == digest || img.record.config_digest == digest;
+    for (const auto& l : img.manifest.layers) {
+      uses = uses || l.digest == digest;
+    }
+    if (!uses) {
+      continue;
+    }
+    users.push_back(plan.names[i].empty() ? img.record.config_digest : plan.names[i].front().familiar_tagged());
+  }
+  if (!users.empty()) {
+    e.message = fmt::format("cannot save {} {}: {}", users.size() == 1 ? "image" : "images", str::join(users, ", "),
+                            e.message);
+  }
+  return e;
+}
+
 std::string index_json(const SavePlan& plan, const std::vector<Descriptor>& existing) {
   Index idx;
   idx.media_type = std::string(media::oci_index);
@@ -647,16 +670,19 @@ Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items,
   dir.path = "blobs/sha256";
   TRY_VOID(w->add(dir));
   for (const auto& [digest, size] : plan.blobs) {
-    fs::path p = store.content().blob_path(digest);
-    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-      return fail(Errc::corrupt, fmt::format("blob {} is missing from the store: {}", digest, std::strerror(errno)));
+    // Verified while it streams: a blob that does not hash to its digest
+    // stops the save before its last bytes reach the archive.
+    auto copied = [&, &digest = digest, &size = size]() -> Result<void> {
+      TRY(BlobReader blob, BlobReader::open(store.content(), digest));
+      if (blob.size() != size) {
+        return fail(Errc::corrupt, fmt::format("blob {} changed size in the store", digest));
+      }
+      TRY_VOID(w->add(file_entry("blobs/sha256/" + digest.substr(7), size)));
+      return blob.copy_to([&](const void* data, size_t n) { return w->write_data(data, n); });
+    }();
+    if (!copied) {
+      return fail(in_images(plan, digest, std::move(copied).error()));
     }
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
-      return fail(Errc::corrupt, fmt::format("blob {} changed size in the store", digest));
-    }
-    TRY_VOID(w->add_file_from_fd(file_entry("blobs/sha256/" + digest.substr(7), size), fd.get()));
   }
   TRY_VOID(add_bytes(*w, "index.json", index_json(plan, {})));
   if (format == SaveFormat::docker_and_oci) {
@@ -702,8 +728,10 @@ Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items,
     }
   }
   for (const auto& [digest, size] : plan.blobs) {
-    TRY(bool copied, put_layout_blob(store.content().blob_path(digest), digest, size, dir));
-    (void)copied;
+    auto copied = put_layout_blob(store.content().blob_path(digest), digest, size, dir);
+    if (!copied) {
+      return fail(in_images(plan, digest, std::move(copied).error()));
+    }
   }
   return write_layout_index(dir, index_json(plan, existing));
 }
@@ -715,11 +743,41 @@ Result<bool> put_layout_blob(const fs::path& source, std::string_view digest, ui
     return false;
   }
   fs::create_directories(dest.parent_path(), ec);
+  // Copied through a verifying reader: a source that does not hash to
+  // `digest` fails before its last bytes are written, and the temporary
+  // file goes.
+  TRY(BlobReader blob, BlobReader::open_file(source, digest));
+  if (blob.size() != size) {
+    return fail(Errc::corrupt, fmt::format("blob {} is {} bytes in {}, expected {}", digest, blob.size(),
+                                           source.string(), size));
+  }
   fs::path tmp = dest;
   tmp += ".tmp";
-  fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
-  if (ec) {
-    return fail(Errc::io, fmt::format("copy blob {} to {}: {}", digest, dir.string(), ec.message()));
+  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out) {
+    return fail(Errc::io, fmt::format("copy blob {} to {}: create {}: {}", digest, dir.string(), tmp.string(),
+                                      std::strerror(errno)));
+  }
+  auto copied = blob.copy_to([&](const void* data, size_t n) -> Result<void> {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      ssize_t w = ::write(out.get(), p, n);
+      if (w < 0 && errno == EINTR) {
+        continue;
+      }
+      if (w < 0) {
+        return fail(Errc::io, fmt::format("copy blob {} to {}: write {}: {}", digest, dir.string(), tmp.string(),
+                                          std::strerror(errno)));
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+    return ok();
+  });
+  out.reset();
+  if (!copied) {
+    fs::remove(tmp, ec);
+    return fail(std::move(copied).error());
   }
   fs::rename(tmp, dest, ec);
   if (ec) {

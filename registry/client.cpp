@@ -80,6 +80,42 @@ std::string server_message(const HttpResponse& r) {
   return body;
 }
 
+// The "code" fields of a registry's JSON error body.
+std::vector<std::string> error_codes(const HttpResponse& r) {
+  std::vector<std::string> out;
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("errors") || !j["errors"].is_array()) {
+    return out;
+  }
+  for (const auto& e : j["errors"]) {
+    if (e.is_object() && e.contains("code") && e["code"].is_string()) {
+      out.push_back(e["code"].get<std::string>());
+    }
+  }
+  return out;
+}
+
+// Whether an answer is worth asking again: a retryable status, unless the
+// body names an error a retry cannot change.
+bool retryable_answer(const HttpResponse& r) {
+  if (!is_retryable_status(r.status)) {
+    return false;
+  }
+  auto codes = error_codes(r);
+  return std::none_of(codes.begin(), codes.end(), [](const std::string& c) { return is_permanent_error_code(c); });
+}
+
+// A 404 in the middle of an upload: the session may be gone
+// (BLOB_UPLOAD_UNKNOWN, or no code), worth a fresh session; a repository
+// that does not exist (NAME_UNKNOWN) or any other permanent code is not.
+bool upload_session_lost(const HttpResponse& r) {
+  if (r.status != 404) {
+    return false;
+  }
+  auto codes = error_codes(r);
+  return std::none_of(codes.begin(), codes.end(), [](const std::string& c) { return is_permanent_error_code(c); });
+}
+
 Errc status_errc(long status) {
   if (status == 401 || status == 403) {
     return Errc::permission;
@@ -170,8 +206,24 @@ struct Client::UploadRetry {
   std::optional<std::chrono::milliseconds> after;
 };
 
+namespace {
+
+// The transport of a registry client: timeout errors name the environment
+// variables that set the timeouts.
+TransportOptions registry_transport(TransportOptions o) {
+  if (o.connect_timeout_setting.empty()) {
+    o.connect_timeout_setting = k_connect_timeout_env;
+  }
+  if (o.stall_timeout_setting.empty()) {
+    o.stall_timeout_setting = k_stall_timeout_env;
+  }
+  return o;
+}
+
+}  // namespace
+
 Client::Client(ClientOptions options)
-    : m_options(std::move(options)), m_transport(m_options.transport) {}
+    : m_options(std::move(options)), m_transport(registry_transport(m_options.transport)) {}
 
 Result<Credentials> Client::credentials_for(const std::string& registry) {
   {
@@ -368,7 +420,7 @@ Result<HttpResponse> Client::perform_once(Call& call, HttpRequest request,
 }
 
 bool Client::wait_before_retry(const Result<HttpResponse>& r, TransportFailure failure, int attempt) {
-  bool retry = !r ? failure == TransportFailure::connection : is_retryable_status(r->status);
+  bool retry = !r ? failure == TransportFailure::connection : retryable_answer(*r);
   if (!retry) {
     return false;
   }
@@ -639,7 +691,7 @@ Result<uint64_t> Client::get_blob(const Repository& repo, const Sha256Digest& di
     std::optional<std::chrono::milliseconds> after;
     if (!r) {
       retry = f == TransportFailure::connection;
-    } else if (is_retryable_status(r->status)) {
+    } else if (retryable_answer(*r)) {
       retry = true;
       if (auto ra = r->header("retry-after")) {
         after = parse_retry_after(*ra, m_options.clock());
@@ -704,7 +756,7 @@ Result<BlobPush> Client::upload_blob_once(Call& call, const Sha256Digest& digest
     return BlobPush::mounted;
   }
   if (started->status != 202) {
-    retry.retryable = is_retryable_status(started->status);
+    retry.retryable = false;  // perform() already spent the retries on this request
     return fail(call.server_error("POST (start upload)", *started));
   }
   auto next_location = [&](const HttpResponse& r) -> Result<std::string> {
@@ -745,7 +797,7 @@ Result<BlobPush> Client::upload_blob_once(Call& call, const Sha256Digest& digest
       return fail(std::move(e));
     }
     if (r->status != want) {
-      retry.retryable = is_retryable_status(r->status) || r->status == 404;
+      retry.retryable = retryable_answer(*r) || upload_session_lost(*r);
       if (auto ra = r->header("retry-after")) {
         retry.after = parse_retry_after(*ra, m_options.clock());
       }
@@ -810,9 +862,17 @@ Result<BlobPush> Client::push_blob(const Repository& repo, const Sha256Digest& d
     }
   }
   uint64_t chunk = options.chunk_size.value_or(m_options.chunk_size);
+  // The content is checked against the digest while it goes out: a corrupt
+  // source fails here, named, instead of the registry answering
+  // DIGEST_INVALID after taking it whole.
+  if (content.size == 0 && !(sha256("") == digest)) {
+    return fail(Errc::corrupt, fmt::format("{}: the content to upload is corrupt: it is empty, which hashes to {}",
+                                           call.describe(), sha256("").str()));
+  }
+  BodySource checked = verified_body(content, digest);
   for (int attempt = 1;; ++attempt) {
     UploadRetry hint;
-    auto r = upload_blob_once(call, digest, content, chunk, mount, hint);
+    auto r = upload_blob_once(call, digest, checked, chunk, mount, hint);
     if (r || !hint.retryable) {
       return r;
     }
@@ -823,7 +883,7 @@ Result<BlobPush> Client::push_blob(const Repository& repo, const Sha256Digest& d
       return fail(std::move(e));
     }
     g_retries.add();
-        m_options.sleeper(*d);
+    m_options.sleeper(*d);
   }
 }
 

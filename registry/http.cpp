@@ -1,6 +1,8 @@
 #include "registry/http.hpp"
 
 #include <curl/curl.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -181,6 +183,27 @@ TransportFailure classify(CURLcode rc) {
   }
 }
 
+// Asks the resolver again after curl could not resolve `host`: whether the
+// name does not exist (not worth a retry) or the lookup failed for now.
+TransportFailure classify_resolve_failure(const std::string& host, std::string& detail) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (res != nullptr) {
+    ::freeaddrinfo(res);
+  }
+  if (rc == 0) {
+    return TransportFailure::connection;  // resolvable now: it was transient
+  }
+  TransportFailure kind = resolve_failure_kind(rc);
+  if (kind == TransportFailure::other) {
+    detail = fmt::format("no such host {} ({})", host, ::gai_strerror(rc));
+  }
+  return kind;
+}
+
 std::string read_text(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -189,6 +212,65 @@ std::string read_text(const std::filesystem::path& p) {
 }
 
 }  // namespace
+
+Result<std::chrono::milliseconds> parse_timeout(std::string_view text) {
+  std::string_view t = str::trim(text);
+  auto bad = [&]() -> Unexpected {
+    return fail(Errc::invalid_argument,
+                fmt::format("{} is not a timeout: use a positive number with a unit, such as 30s, 1500ms or 2m",
+                            str::go_quote(std::string(text))));
+  };
+  size_t digits = 0;
+  bool dot = false;
+  while (digits < t.size() && ((t[digits] >= '0' && t[digits] <= '9') || (t[digits] == '.' && !dot))) {
+    dot = dot || t[digits] == '.';
+    ++digits;
+  }
+  std::string number(t.substr(0, digits));
+  std::string_view unit = t.substr(digits);
+  if (number.empty() || number == "." || number.size() > 12) {
+    return bad();
+  }
+  double value = std::strtod(number.c_str(), nullptr);
+  double scale = 0;
+  if (unit.empty() || unit == "s") {
+    scale = 1000;
+  } else if (unit == "ms") {
+    scale = 1;
+  } else if (unit == "m") {
+    scale = 60 * 1000;
+  } else if (unit == "h") {
+    scale = 3600 * 1000;
+  } else {
+    return bad();
+  }
+  double ms = value * scale;
+  if (!(ms >= 1) || ms > 1e12) {
+    return bad();
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+EnvironmentTimeouts environment_timeouts() {
+  EnvironmentTimeouts out;
+  auto read = [&](const char* name, std::chrono::milliseconds& into) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') {
+      return;
+    }
+    auto parsed = parse_timeout(v);
+    if (!parsed) {
+      if (!out.error) {
+        out.error = Error(Errc::invalid_argument, fmt::format("{}: {}", name, parsed.error().message));
+      }
+      return;
+    }
+    into = *parsed;
+  };
+  read(k_connect_timeout_env, out.connect);
+  read(k_stall_timeout_env, out.stall);
+  return out;
+}
 
 BodySource string_body(std::string bytes) {
   auto shared = std::make_shared<const std::string>(std::move(bytes));
@@ -236,6 +318,76 @@ Result<BodySource> file_body(const std::filesystem::path& path) {
     }
   };
   return src;
+}
+
+TransportFailure resolve_failure_kind(int gai_error) {
+  switch (gai_error) {
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+      return TransportFailure::other;
+    default:
+      return TransportFailure::connection;
+  }
+}
+
+BodySource verified_body(BodySource inner, const Sha256Digest& digest) {
+  struct State {
+    std::mutex mutex;
+    BodySource inner;
+    Sha256Digest want;
+    Sha256 hash;
+    uint64_t hashed = 0;  // bytes [0, hashed) went into `hash`
+    std::optional<bool> good;  // set once the end was hashed
+    std::string has;
+  };
+  auto state = std::make_shared<State>();
+  state->inner = std::move(inner);
+  state->want = digest;
+  BodySource out;
+  out.size = state->inner.size;
+  out.read = [state](uint64_t offset, char* buf, size_t n) -> Result<size_t> {
+    std::lock_guard lock(state->mutex);
+    auto mismatch = [&]() -> Unexpected {
+      return fail(Errc::corrupt, fmt::format("the content to upload is corrupt: its {} bytes hash to {}, not {}",
+                                             state->inner.size, state->has, state->want.str()));
+    };
+    if (state->good && !*state->good) {
+      return mismatch();
+    }
+    // Bytes skipped over (a reader that starts past what was hashed) are
+    // read and hashed first, so the check always covers the whole content.
+    std::vector<char> gap;
+    while (!state->good && state->hashed < offset) {
+      gap.resize(static_cast<size_t>(std::min<uint64_t>(offset - state->hashed, 1 << 20)));
+      TRY(size_t got, state->inner.read(state->hashed, gap.data(), gap.size()));
+      if (got == 0) {
+        break;
+      }
+      state->hash.update(gap.data(), got);
+      state->hashed += got;
+    }
+    TRY(size_t got, state->inner.read(offset, buf, n));
+    if (state->good) {
+      return got;
+    }
+    uint64_t end = offset + got;
+    if (offset <= state->hashed && end > state->hashed) {
+      state->hash.update(buf + (state->hashed - offset), static_cast<size_t>(end - state->hashed));
+      state->hashed = end;
+    }
+    if (state->hashed >= state->inner.size) {
+      Sha256Digest has = state->hash.finish();
+      state->has = has.str();
+      state->good = has == state->want && state->hashed == state->inner.size;
+      if (!*state->good) {
+        return mismatch();
+      }
+    }
+    return got;
+  };
+  return out;
 }
 
 std::optional<std::string> HttpResponse::header(std::string_view name) const {
@@ -426,7 +578,7 @@ Result<HttpResponse> HttpTransport::exchange(const HttpRequest& request, Transpo
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(m_options.connect_timeout.count()));
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
-                   std::max<long>(1, static_cast<long>(m_options.stall_timeout.count() / 1000)));
+                   std::max<long>(1, static_cast<long>((m_options.stall_timeout.count() + 999) / 1000)));
   curl_easy_setopt(curl, CURLOPT_USERAGENT, m_options.user_agent.c_str());
   if (is_loopback_registry(authority)) {
     curl_easy_setopt(curl, CURLOPT_PROXY, "");
@@ -506,12 +658,55 @@ Result<HttpResponse> HttpTransport::exchange(const HttpRequest& request, Transpo
     TransportFailure f = classify(rc);
     set_failure(f);
     std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      detail = timeout_message(curl, request.url, detail);
+    }
+    if (rc == CURLE_COULDNT_RESOLVE_HOST) {
+      auto origin = url_origin(request.url);
+      if (origin && !origin->host.empty()) {
+        f = classify_resolve_failure(origin->host, detail);
+        set_failure(f);
+      }
+    }
     return fail(Errc::network, fmt::format("{} {}: {}", m, request.url, detail));
   }
   return response;
 }
 
+std::string HttpTransport::timeout_message(void* handle, const std::string& url, const std::string& detail) const {
+  auto* curl = static_cast<CURL*>(handle);
+  // Connected = the TCP connection (and, for https, the TLS handshake) is
+  // done: what timed out after that is the stall check.
+  curl_off_t tcp = 0;
+  curl_off_t tls = 0;
+  curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &tcp);
+  curl_easy_getinfo(curl, CURLINFO_APPCONNECT_TIME_T, &tls);
+  bool https = url.rfind("https://", 0) == 0;
+  bool connected = https ? tls > 0 : tcp > 0;
+  auto seconds = [](std::chrono::milliseconds d) {
+    return d.count() % 1000 == 0 ? fmt::format("{}s", d.count() / 1000) : fmt::format("{}ms", d.count());
+  };
+  auto setting = [](const std::string& name) {
+    return name.empty() ? std::string() : fmt::format("; {} changes it", name);
+  };
+  std::string authority = url_authority(url);
+  if (!connected) {
+    return fmt::format("connecting to {}{} took longer than the connect timeout of {}{} ({})", authority,
+                       https ? " (TCP and TLS handshake)" : "", seconds(m_options.connect_timeout),
+                       setting(m_options.connect_timeout_setting), detail);
+  }
+  return fmt::format("{} stalled: less than 1 byte/s for the stall timeout of {}{} ({})", authority,
+                     seconds(std::max(m_options.stall_timeout, std::chrono::milliseconds(1000))),
+                     setting(m_options.stall_timeout_setting), detail);
+}
+
 Result<HttpResponse> HttpTransport::send(HttpRequest request, TransportFailure* failure) {
+  if (m_options.config_error) {
+    if (failure != nullptr) {
+      *failure = TransportFailure::other;
+    }
+    return fail(*m_options.config_error);
+  }
   TRY(Origin first, url_origin(request.url));
   bool stripped = false;
   for (int hop = 0;; ++hop) {

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "util/hash.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::registry {
@@ -38,6 +39,14 @@ struct BodySource {
 BodySource string_body(std::string bytes);
 /// A body read from a file (opened on each read; the file must not change).
 Result<BodySource> file_body(const std::filesystem::path& path);
+
+/// `inner`, checked as it is read: the bytes are hashed the first time they
+/// are read, in order, and the read that would return the last bytes fails
+/// with Errc::corrupt instead when the whole content does not hash to
+/// `digest` (nor has inner.size bytes), so a corrupt body never goes out
+/// whole. Later reads (a retry starting over, a rewind) of a verified body
+/// pass through unhashed. A read beyond what was hashed first hashes the gap.
+BodySource verified_body(BodySource inner, const Sha256Digest& digest);
 
 /// One HTTP request.
 struct HttpRequest {
@@ -81,6 +90,34 @@ inline constexpr const char* k_debian_ca_bundle = "/etc/ssl/certs/ca-certificate
 /// Debian's bundle.
 std::filesystem::path default_ca_bundle();
 
+/// Environment variable with the registry connect timeout (TCP connect plus
+/// TLS handshake): a duration such as 30s, 1500ms or 2m (a bare number is
+/// seconds).
+inline constexpr const char* k_connect_timeout_env = "IMGBUILD_REGISTRY_CONNECT_TIMEOUT";
+/// Environment variable with the registry stall timeout: a transfer that
+/// moves less than one byte a second for this long is aborted (and retried).
+inline constexpr const char* k_stall_timeout_env = "IMGBUILD_REGISTRY_STALL_TIMEOUT";
+/// The connect timeout when the environment sets none: 30 s, the dial
+/// timeout of Docker's and containers/image's registry clients.
+inline constexpr std::chrono::milliseconds k_default_connect_timeout{30000};
+/// The stall timeout when the environment sets none.
+inline constexpr std::chrono::milliseconds k_default_stall_timeout{30000};
+
+/// Parses a timeout: a positive decimal number with a unit ms, s, m or h
+/// ("30s", "1.5s", "500ms", "2m"); a bare number is seconds.
+Result<std::chrono::milliseconds> parse_timeout(std::string_view text);
+
+/// Timeouts as the environment sets them (k_connect_timeout_env,
+/// k_stall_timeout_env), defaults where unset or empty.
+struct EnvironmentTimeouts {
+  std::chrono::milliseconds connect = k_default_connect_timeout;
+  std::chrono::milliseconds stall = k_default_stall_timeout;
+  /// A variable that is set but not a valid timeout, named with its value.
+  std::optional<Error> error;
+};
+/// Reads the two variables (each call reads them afresh).
+EnvironmentTimeouts environment_timeouts();
+
 /// How the transport connects.
 struct TransportOptions {
   /// Verify server certificates (false = --tls-verify=false).
@@ -91,10 +128,18 @@ struct TransportOptions {
   /// when set (as Go programs such as BuildKit and docker read it), else
   /// Debian's bundle. A bundle other than Debian's replaces curl's default.
   std::filesystem::path system_ca_bundle = default_ca_bundle();
-  /// Give up connecting after this long.
-  std::chrono::milliseconds connect_timeout{30000};
-  /// Abort a transfer that moves no bytes for this long.
-  std::chrono::milliseconds stall_timeout{60000};
+  /// Give up connecting (TCP and TLS handshake) after this long.
+  std::chrono::milliseconds connect_timeout = environment_timeouts().connect;
+  /// Abort a transfer that moves less than a byte a second for this long.
+  std::chrono::milliseconds stall_timeout = environment_timeouts().stall;
+  /// Where the two timeouts can be changed (named in timeout errors, e.g.
+  /// an environment variable); empty: not said.
+  std::string connect_timeout_setting;
+  std::string stall_timeout_setting;
+  /// A configuration error (a bad timeout variable): every send fails with
+  /// it, so the command reports it instead of running with a value the
+  /// user did not ask for.
+  std::optional<Error> config_error = environment_timeouts().error;
   /// Cap on a body kept in memory (manifests, token responses).
   size_t max_memory_body = 8 * 1024 * 1024;
   /// Redirects followed per request.
@@ -111,6 +156,13 @@ enum class TransportFailure {
   sink,        ///< the body sink refused the data: its error is returned as is
   other,       ///< a malformed URL, too many redirects, …: not retried
 };
+
+/// How a failed name lookup is classified, from getaddrinfo's error code:
+/// EAI_NONAME and EAI_NODATA (the name servers answered that the name does
+/// not exist) are an answer a retry cannot change (TransportFailure::other);
+/// anything else (EAI_AGAIN: no answer in time, …) may pass
+/// (TransportFailure::connection).
+TransportFailure resolve_failure_kind(int gai_error);
 
 /// Parts of a URL that decide where credentials may go.
 struct Origin {
@@ -146,6 +198,9 @@ public:
 
 private:
   Result<HttpResponse> exchange(const HttpRequest& request, TransportFailure* failure);
+  /// Says which timeout expired for the curl handle (a CURL*) that failed
+  /// with CURLE_OPERATION_TIMEDOUT on `url`; `detail` is curl's message.
+  std::string timeout_message(void* handle, const std::string& url, const std::string& detail) const;
   /// What certs.d holds for one host[:port].
   struct TlsMaterial {
     /// System CAs plus the directory's *.crt; empty when it has none.

@@ -21,6 +21,17 @@ bool is_retryable_status(long status) {
          status == 504;
 }
 
+bool is_permanent_error_code(std::string_view code) {
+  for (std::string_view c : {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "NAME_INVALID", "TAG_INVALID", "BLOB_UNKNOWN",
+                             "MANIFEST_INVALID", "DIGEST_INVALID", "SIZE_INVALID", "UNAUTHORIZED", "DENIED",
+                             "UNSUPPORTED"}) {
+    if (code == c) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::optional<std::chrono::milliseconds> parse_retry_after(
     std::string_view value, std::chrono::system_clock::time_point now) {
   std::string_view v = str::trim(value);

@@ -35,7 +35,17 @@ Sleeper real_sleeper();
 Clock real_clock();
 
 /// True for HTTP statuses worth retrying: 408, 429, 500, 502, 503, 504.
+/// Everything else (404 not found, 401/403 after authenticating, 400 …)
+/// is an answer a retry cannot change: it fails at once.
 bool is_retryable_status(long status);
+
+/// True for distribution-spec error codes (the "code" of an error body)
+/// whose answer a retry cannot change: MANIFEST_UNKNOWN, NAME_UNKNOWN,
+/// NAME_INVALID, TAG_INVALID, BLOB_UNKNOWN, MANIFEST_INVALID, DIGEST_INVALID,
+/// SIZE_INVALID, UNAUTHORIZED, DENIED, UNSUPPORTED. An answer carrying one
+/// is not retried whatever its status. (BLOB_UPLOAD_UNKNOWN is not among
+/// them: a lost upload session is started afresh.)
+bool is_permanent_error_code(std::string_view code);
 
 /// Parses Retry-After: delta-seconds or an IMF-fixdate ("Sun, 06 Nov 1994
 /// 08:49:37 GMT") relative to now. Past dates give 0; junk gives nullopt.

@@ -398,6 +398,19 @@ Result<PushResult> push_image(Client& client, image::ImageStore& store, const st
   TRY(image::ImageRecord rec, store.resolve(source));
   TRY(image::LoadedImage img, store.load(rec));
   Repository repo = repository_of(dest);
+  auto refused = [&](Error e) -> Error {
+    e.message = fmt::format("cannot push {} to {}: {}", source, dest.str(), e.message);
+    return e;
+  };
+  // The manifest and config were read whole: checked before anything goes
+  // out. Layers are checked while they upload (Client::push_blob).
+  for (const auto& [digest, bytes] : {std::pair{rec.manifest_digest, &img.manifest_bytes},
+                                      std::pair{rec.config_digest, &img.config_bytes}}) {
+    if (std::string has = sha256(*bytes).str(); has != digest) {
+      return fail(refused(Error(Errc::corrupt, fmt::format("blob {} is corrupt in the store: its {} bytes hash to {}",
+                                                           digest, bytes->size(), has))));
+    }
+  }
 
   // Other repositories of the same registry that hold a blob (the store
   // has an image pulled from or pushed to there that uses it): blobs can be
@@ -437,10 +450,14 @@ Result<PushResult> push_image(Client& client, image::ImageStore& store, const st
   }
   std::vector<std::optional<Error>> errors(blobs.size());
   std::atomic<size_t> next{0};
+  // After a failure no further blob starts (those in flight finish).
+  std::atomic<bool> failed{false};
   auto worker = [&] {
-    for (size_t i = next++; i < blobs.size(); i = next++) {
+    for (size_t i = next++; i < blobs.size() && !failed; i = next++) {
       if (auto pushed = push_one(blobs[i]); !pushed) {
-        errors[i] = pushed.error();
+        Error e = std::move(pushed).error();
+        errors[i] = e.code == Errc::corrupt ? refused(std::move(e)) : std::move(e);
+        failed = true;
       }
     }
   };

@@ -15,7 +15,8 @@ A rule: {"method": "GET", "path": "regex", "action": A, "times": N, ...}
 matching requests in order; each hit decrements "times" (absent = forever).
 Actions:
   status     answer {"status": S} (default 500) with an optional
-             "retry_after" header value, without contacting the upstream
+             "retry_after" header value, without contacting the upstream;
+             the error body's code is "code" (default FAULT)
   drop       read the request, close the connection without answering
   cut        forward, send the headers and half of the body, then close
   truncate   forward, send only half of the body with a matching Content-Length
@@ -175,7 +176,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if rule.get("retry_after") is not None:
                 headers.append(("Retry-After", str(rule["retry_after"])))
             status = int(rule.get("status", 500))
-            return self._json(status, {"errors": [{"code": "FAULT", "message": "injected %d" % status}]},
+            return self._json(status, {"errors": [{"code": rule.get("code", "FAULT"),
+                                                   "message": "injected %d" % status}]},
                               headers)
         if action == "drop":
             self.close_connection = True
