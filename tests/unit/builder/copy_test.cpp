@@ -647,7 +647,7 @@ TEST_CASE("copy: export_tree materializes the filtered context with owners kept"
   CHECK(sfs::read_symlink(f.dst / "abs") == "/etc/passwd");
 }
 
-TEST_CASE("copy: existing directories below a source dir take its metadata, the dest keeps its own; all written",
+TEST_CASE("copy: existing directories below a source dir take its metadata, the dest keeps its own, all written",
           "[builder]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to chown");
   Fixture f;

@@ -112,7 +112,7 @@ TEST_CASE("target selection", "[parser][stages]") {
   CHECK(far.error().message == "target stage \"zzzzzz\" could not be found");
 }
 
-TEST_CASE("stages a target needs; forward references fail only when needed", "[parser][stages]") {
+TEST_CASE("stages a target needs, and forward references fail only when needed", "[parser][stages]") {
   std::vector<Instruction> is = {
       inst("FROM", {"alpine", "AS", "base"}),
       inst("FROM", {"base", "AS", "deps"}),

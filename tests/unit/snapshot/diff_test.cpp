@@ -355,7 +355,7 @@ TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot]") {
   REQUIRE(root->remove_all("new"));
 }
 
-TEST_CASE("overlay diff keeps copied-up files that equal the lower ones, and named directories; tree diff cannot see them",
+TEST_CASE("overlay diff keeps copied-up files that equal the lower ones, and named directories (tree diff cannot see them)",
           "[snapshot]") {
   IMGBUILD_REQUIRE_PREREQ(overlay_available(), "needs root and overlayfs");
   ScratchDir t;

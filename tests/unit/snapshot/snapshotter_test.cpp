@@ -245,7 +245,7 @@ TEST_CASE("a view is unmounted and deleted when an exception unwinds it", "[snap
   CHECK(fs::is_empty(env.config.runtime_dir / "mounts"));
 }
 
-TEST_CASE("mounts go when the holder is interrupted or killed; the next prepare cleans the rest", "[snapshot]") {
+TEST_CASE("mounts go when the holder is interrupted or killed, and the next prepare cleans the rest", "[snapshot]") {
   REQUIRE_ROOT();
   Env env;
   fs::path l0 = env.layers / "0";
