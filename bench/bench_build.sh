@@ -16,6 +16,7 @@
 # The base image is made here from /bin/busybox and imported into every tool.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 IMGBUILD=$(readlink -f "${1:-$HERE/../build/imgbuild}")
 RUNS=${2:-3}
 WORKLOADS=${3:-small files copy20k stages6 export}
@@ -38,15 +39,7 @@ BEFORE=${IMGBUILD_BEFORE:+$(readlink -f "$IMGBUILD_BEFORE")}
 OLD=("${BEFORE:-$IMGBUILD}" --root "$WORK/store-before")
 
 # --- the base image, given to every builder ---------------------------------
-mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/etc" "$WORK/rootfs/tmp"
-chmod 1777 "$WORK/rootfs/tmp"
-cp /bin/busybox "$WORK/rootfs/bin/busybox"
-for applet in $(/bin/busybox --list); do
-  [[ "$applet" == busybox ]] || ln -sf busybox "$WORK/rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n' >"$WORK/rootfs/etc/passwd"
-printf 'root:x:0:\napp:x:1000:\n' >"$WORK/rootfs/etc/group"
-tar --numeric-owner --sort=name --mtime=@0 -C "$WORK/rootfs" -cf "$WORK/base.tar" .
+bench_base_tar "$WORK" app
 BASE=$TAG-base
 "${IMG[@]}" import "$WORK/base.tar" "$BASE:latest" >/dev/null
 [[ -z $BEFORE ]] || "${OLD[@]}" import "$WORK/base.tar" "$BASE:latest" >/dev/null
@@ -85,42 +78,8 @@ USER app
 RUN ls /out | wc -l > /tmp/count
 CMD ["cat", "/tmp/count"]
 DF
-# copy20k (issue 5 (a)): COPY of a 20,000-file context (20 dirs of 1,000
-# files, 100 B-8 KiB), one RUN creating 5,000 files and a 50 MB file.
-mkdir -p "$WORK/ctx-copy20k"
-python3 - "$WORK/ctx-copy20k/src" <<'PY'
-import os, random, sys
-rng = random.Random(20000)
-for d in range(20):
-    dd = os.path.join(sys.argv[1], f"d{d:02d}")
-    os.makedirs(dd)
-    for f in range(1000):
-        with open(os.path.join(dd, f"f{f:04d}.txt"), "w") as fh:
-            fh.write((f"line {d} {f} " * rng.randint(8, 600))[: rng.randint(100, 8192)])
-PY
-cat >"$WORK/ctx-copy20k/Dockerfile" <<DF
-FROM $BASE
-COPY src/ /src/
-RUN mkdir /gen && cd /gen && i=0 && while [ \$i -lt 5000 ]; do echo \$i > f\$i; i=\$((i+1)); done && \\
-    head -c 52428800 /dev/urandom > /big.bin
-CMD ["ls", "/src"]
-DF
-# stages6 (issue 5 (b)): six independent stages, each a RUN writing files,
-# combined by COPY --from in a final stage.
-mkdir -p "$WORK/ctx-stages6"
-{
-  for s in 1 2 3 4 5 6; do
-    cat <<DF
-FROM $BASE AS s$s
-RUN mkdir /out && cd /out && i=0 && while [ \$i -lt 1000 ]; do echo "stage $s file \$i" > f\$i; i=\$((i+1)); done && \\
-    head -c 4194304 /dev/urandom > blob$s.bin
-
-DF
-  done
-  echo "FROM $BASE"
-  for s in 1 2 3 4 5 6; do echo "COPY --from=s$s /out /out/s$s"; done
-  echo 'CMD ["ls", "/out"]'
-} >"$WORK/ctx-stages6/Dockerfile"
+bench_ctx_copy20k "$WORK/ctx-copy20k" "$BASE"
+bench_ctx_stages6 "$WORK/ctx-stages6" "$BASE"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }

@@ -15,6 +15,7 @@
 #
 # Needs root, /bin/busybox (busybox-static), a running dockerd and buildah.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 IMGBUILD=$(readlink -f "${1:-$(dirname "$0")/../build/imgbuild}")
 RUNS=${2:-3}
 BEFORE=${IMGBUILD_BEFORE:+$(readlink -f "$IMGBUILD_BEFORE")}
@@ -25,15 +26,7 @@ TAG=imgbuild-bench-cache-$$
 trap 'rm -rf "$WORK"; $DOCKER rmi -f "$TAG-base" "$TAG-small" >/dev/null 2>&1 || true' EXIT
 
 # --- the base image, given to every builder ---------------------------------
-mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/etc" "$WORK/rootfs/tmp"
-chmod 1777 "$WORK/rootfs/tmp"
-cp /bin/busybox "$WORK/rootfs/bin/busybox"
-for applet in $(/bin/busybox --list); do
-  [[ "$applet" == busybox ]] || ln -sf busybox "$WORK/rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$WORK/rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$WORK/rootfs/etc/group"
-tar --numeric-owner --sort=name --mtime=@0 -C "$WORK/rootfs" -cf "$WORK/base.tar" .
+bench_base_tar "$WORK"
 ROOT="$WORK/store"
 "$IMGBUILD" --root "$ROOT" import "$WORK/base.tar" "$TAG-base:latest" >/dev/null
 "$IMGBUILD" --root "$ROOT" save -o "$WORK/base-image.tar" "$TAG-base:latest"

@@ -146,7 +146,7 @@ Result<void> Build::setup() {
   }
   m_sandbox = m_options.services.sandbox;
   if (m_sandbox == nullptr) {
-    TRY(m_own_sandbox, sandbox::make_sandbox("auto"));
+    TRY(m_own_sandbox, sandbox::make_sandbox(m_options.isolation));
     m_sandbox = m_own_sandbox.get();
   }
   TRY(m_staging, image::Staging::create(m_store.content()));

@@ -73,6 +73,8 @@ struct ExecuteOptions {
   int jobs = 0;
   /// Snapshotter kind: auto, overlay, copy.
   std::string snapshotter = "auto";
+  /// RUN isolation (sandbox::make_sandbox's kind): auto, namespaces, chroot.
+  std::string isolation = "auto";
   /// The snapshotter and sandbox to use (null members: made by the build).
   BuildServices services;
   /// --secret values by id.

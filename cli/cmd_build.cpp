@@ -69,6 +69,7 @@ struct BuildFlags {
   bool pull = false;
   bool push = false;
   std::string snapshotter = "auto";
+  std::string isolation = "auto";
   bool check = false;
   std::vector<std::string> cache_from;
   std::vector<std::string> cache_to;
@@ -268,7 +269,7 @@ void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, c
 // One line when RUN steps will not get the namespace sandbox here (root in
 // a container without CAP_SYS_ADMIN: chroot isolation), saying what they
 // give up. Nothing when the build has no RUN.
-void print_isolation_notice(const builder::Plan& plan) {
+void print_isolation_notice(const builder::Plan& plan, const std::string& isolation) {
   bool has_run = false;
   for (const auto& s : plan.stages) {
     for (const auto& ins : s.steps) {
@@ -278,7 +279,7 @@ void print_isolation_notice(const builder::Plan& plan) {
   if (!has_run) {
     return;
   }
-  auto sb = sandbox::make_sandbox("auto");
+  auto sb = sandbox::make_sandbox(isolation);
   if (sb && !(*sb)->notice().empty()) {
     std::fprintf(stderr, "%s\n", (*sb)->notice().c_str());
   }
@@ -449,6 +450,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   exec.snapshotter = f.snapshotter;
+  exec.isolation = f.isolation;
   exec.network = f.network;
   for (const auto& a : f.allow) {
     exec.allow.insert(a);
@@ -503,7 +505,7 @@ void run_build(BuildFlags& f, Context& ctx) {
   BuildCacheIo cache_io = open_build_cache_io(f.cache_from, f.cache_to);
   exec.cache_io = cache_io.io.get();
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
-  print_isolation_notice(*plan);
+  print_isolation_notice(*plan, f.isolation);
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
   if (!built) {
@@ -614,6 +616,9 @@ void register_build_commands(CLI::App& app, Context& ctx) {
                   "Cache export destination (type=local,dest=DIR | type=registry,ref=REF; mode=min|max, "
                   "mounts=true, mounts-max-size=SIZE)");
   cmd->add_option("--snapshotter", flags->snapshotter, "Snapshotter: auto, overlay, copy");
+  cmd->add_option("--isolation", flags->isolation,
+                  "RUN isolation: auto (namespaces where they can be made, else chroot), namespaces, chroot")
+      ->check(CLI::IsMember({"auto", "namespaces", "chroot"}));
   cmd->add_flag("--check", flags->check, "Run the build checks only (no build); exit 1 when they warn");
   cmd->callback([flags, &ctx]() {
     static const std::set<std::string> k_networks = {"default", "none", "host"};

@@ -164,11 +164,15 @@ void add_run(CLI::App* sub, Context& ctx) {
     std::string network = "host";
     std::optional<std::string> entrypoint;
     std::string snapshotter = "auto";
+    std::string isolation = "auto";
   };
   auto opt = std::make_shared<Opt>();
   sub->add_flag("--rm", opt->rm, "Remove the container when it exits");
   sub->add_option("--snapshotter", opt->snapshotter, "Snapshotter: auto, overlay, copy")
       ->check(CLI::IsMember({"auto", "overlay", "copy"}));
+  sub->add_option("--isolation", opt->isolation,
+                  "Isolation: auto (namespaces where they can be made, else chroot), namespaces, chroot")
+      ->check(CLI::IsMember({"auto", "namespaces", "chroot"}));
   sub->add_option("--name", opt->name, "Name of the container");
   sub->add_option("-e,--env", opt->env, "Set an environment variable (K=V, or K to copy it from here)")
       ->allow_extra_args(false);
@@ -247,7 +251,10 @@ void add_run(CLI::App* sub, Context& ctx) {
 
     std::vector<fsys::path> dirs = layer_dirs_of(*store, img);
     auto snapshotter = open_snapshotter(*store, opt->snapshotter);
-    auto sb = unwrap(sandbox::make_sandbox("auto"));
+    auto sb = unwrap(sandbox::make_sandbox(opt->isolation));
+    if (!sb->notice().empty()) {
+      std::fprintf(stderr, "%s\n", sb->notice().c_str());
+    }
     auto view = unwrap(snapshotter->prepare(dirs));
     std::string id = snapshot::LayerDirs::random_hex() + snapshot::LayerDirs::random_hex();
     spec.hostname = id.substr(0, 12);

@@ -9,8 +9,9 @@
 // opens), empty /proc and /sys directories, /etc/hosts, /etc/resolv.conf and
 // /etc/hostname where the image has none, and what RUN --mount asks for,
 // laid in by copying (read-only binds, secrets, heredoc scripts), by moving
-// (cache mounts: the directory is renamed in and back) or as an empty
-// directory (tmpfs). The command runs chrooted, as its user, with Docker's
+// (cache mounts: the directory is renamed in and back, or copied in and
+// back across filesystems) or as an empty directory (tmpfs); what the image
+// has at a mount target is renamed aside for the run, as a mount hides it. The command runs chrooted, as its user, with Docker's
 // default capabilities, in a process group of its own that is killed when
 // the command ends. Everything laid in is taken out again before the layer
 // is diffed, and the parents' times are restored.
@@ -32,7 +33,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <optional>
 
 #include "sandbox/detail.hpp"
 #include "sandbox/process.hpp"
@@ -61,9 +61,12 @@ constexpr DevNode k_nodes[] = {{"null", 1, 3},    {"zero", 1, 5},    {"full", 1,
 
 // One RUN --mount laid into the rootfs, and how to take it out again.
 struct Laid {
-  std::string target;      // relative to the rootfs
-  std::string moved_from;  // the host directory renamed in (cache mounts), else ""
-  std::optional<struct timespec> mtime;  // of a target directory the image had
+  explicit Laid(std::string rel) : target(std::move(rel)) {}
+  std::string target;          // relative to the rootfs
+  std::string moved_from;      // a host directory renamed in (cache mount), to rename back
+  std::string copied_back_to;  // a host directory copied in (cache mount on another filesystem), to copy back
+  std::string aside;           // the name the image's own entry at target was renamed to, or ""
+  struct timespec parent_times[2] = {};  // of target's parent before anything was laid in
 };
 
 // The parent directory of rel inside the root (O_PATH) and rel's last name.
@@ -95,14 +98,76 @@ Result<void> write_in_root(int root_fd, const std::string& rel, const std::strin
   return ok();
 }
 
-// True when rel does not exist in the root or is an empty directory.
-bool free_target(int root_fd, const std::string& rel) {
-  UniqueFd d(detail::open_in_root(root_fd, rel, O_RDONLY | O_DIRECTORY));
-  if (!d) {
-    return errno == ENOENT;
+// Takes what was laid in at l.target out again (the stub itself goes with
+// MountStubs): a moved cache directory back to the host, a copied one
+// copied back, anything else deleted.
+void take_out(int root, const Laid& l) {
+  if (!l.moved_from.empty()) {
+    auto at = parent_in_root(root, l.target);
+    if (at) {
+      ::renameat(at->first.get(), at->second.c_str(), AT_FDCWD, l.moved_from.c_str());
+    }
+    return;
   }
-  auto names = fs::list_dir(d.get());
-  return names && names->empty();
+  UniqueFd d(detail::open_in_root(root, l.target, O_RDONLY | O_DIRECTORY));
+  if (!d) {
+    return;
+  }
+  if (!l.copied_back_to.empty()) {
+    auto host = fs::Root::open(l.copied_back_to);
+    UniqueFd host_dir(host ? ::openat(host->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1);
+    if (host_dir && fs::clear_dir(host_dir.get())) {
+      UniqueFd again(detail::open_in_root(root, l.target, O_PATH | O_DIRECTORY));
+      if (again) {
+        (void)fs::copy_tree(fs::Root::from_fd(std::move(again), "/" + l.target), *host);
+      }
+    }
+  }
+  (void)fs::clear_dir(d.get());
+}
+
+// Renames the image's own entry back over the (removed) target and restores
+// the parent's times.
+void put_back(int root, const Laid& l) {
+  if (l.aside.empty()) {
+    return;
+  }
+  auto at = parent_in_root(root, l.target);
+  if (!at) {
+    return;
+  }
+  ::renameat(at->first.get(), l.aside.c_str(), at->first.get(), at->second.c_str());
+  UniqueFd dir(::openat(at->first.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir) {
+    ::futimens(dir.get(), l.parent_times);
+  }
+}
+
+// Sets the image's own entry at rel aside (renamed in its directory) so that
+// a mount can be laid in there, as a mount would hide it.
+Result<void> set_aside(int root, detail::MountStubs& stubs, Laid& l) {
+  size_t slash = l.target.rfind('/');
+  if (slash != std::string::npos) {
+    TRY_VOID(stubs.ensure(root, l.target.substr(0, slash), StubKind::directory));
+  }
+  TRY(auto at, parent_in_root(root, l.target));
+  struct stat st {};
+  if (::fstatat(at.first.get(), at.second.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ok();  // nothing there
+  }
+  struct stat pst {};
+  if (::fstatat(at.first.get(), "", &pst, AT_EMPTY_PATH) != 0) {
+    return fail(Errc::io, "cannot stat the parent of /" + l.target + ": " + std::strerror(errno));
+  }
+  l.parent_times[0] = pst.st_atim;
+  l.parent_times[1] = pst.st_mtim;
+  std::string aside = ".imgbuild-aside-" + at.second;
+  if (::renameat(at.first.get(), at.second.c_str(), at.first.get(), aside.c_str()) != 0) {
+    return fail(Errc::io, "RUN --mount at /" + l.target + ": cannot set the image's entry aside: " +
+                              std::strerror(errno));
+  }
+  l.aside = aside;
+  return ok();
 }
 
 class ChrootSandbox final : public Sandbox {
@@ -143,24 +208,14 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
     std::vector<Laid>& laid;
     detail::MountStubs& stubs;
     ~Cleanup() {
+      // Contents out, then the stubs, then the image's own entries back.
       for (auto it = laid.rbegin(); it != laid.rend(); ++it) {
-        if (!it->moved_from.empty()) {
-          auto at = parent_in_root(root, it->target);
-          if (at) {
-            ::renameat(at->first.get(), at->second.c_str(), AT_FDCWD, it->moved_from.c_str());
-          }
-          continue;
-        }
-        UniqueFd d(detail::open_in_root(root, it->target, O_RDONLY | O_DIRECTORY));
-        if (d) {
-          (void)fs::clear_dir(d.get());
-          if (it->mtime) {
-            struct timespec times[2] = {*it->mtime, *it->mtime};
-            ::futimens(d.get(), times);
-          }
-        }
+        take_out(root, *it);
       }
       stubs.remove_all();
+      for (auto it = laid.rbegin(); it != laid.rend(); ++it) {
+        put_back(root, *it);
+      }
     }
   } cleanup{root_fd.get(), laid, stubs};
 
@@ -186,7 +241,7 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
     }
   }
 
-  // RUN --mount, laid in.
+  // RUN --mount, laid in where the image's own entry (if any) was set aside.
   for (const BindMount& b : spec.mounts) {
     std::string rel = detail::clean_relative(b.target);
     if (rel.empty()) {
@@ -196,19 +251,13 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
     if (::stat(b.source.c_str(), &st) != 0) {
       return fail(Errc::not_found, "mount source " + b.source.string() + " does not exist");
     }
-    if (!free_target(root_fd.get(), rel)) {
-      return fail(Errc::unsupported, "RUN --mount at /" + rel +
-                                         ": chroot isolation cannot mount over what the image has there (it lays "
-                                         "mounts in by copying; the target must be missing or an empty directory)");
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+      return fail(Errc::unsupported, "RUN --mount at /" + rel + ": chroot isolation cannot lay in " +
+                                         b.source.string() + " (not a file or directory: an ssh socket?)");
     }
-    std::optional<struct timespec> had_dir;
-    {
-      UniqueFd d(detail::open_in_root(root_fd.get(), rel, O_PATH | O_DIRECTORY));
-      struct stat dst {};
-      if (d && ::fstatat(d.get(), "", &dst, AT_EMPTY_PATH) == 0) {
-        had_dir = dst.st_mtim;
-      }
-    }
+    laid.emplace_back(rel);
+    Laid& l = laid.back();
+    TRY_VOID(set_aside(root_fd.get(), stubs, l));
     if (S_ISREG(st.st_mode)) {
       TRY_VOID(stubs.ensure(root_fd.get(), rel, StubKind::file));
       UniqueFd in(::open(b.source.c_str(), O_RDONLY | O_CLOEXEC));
@@ -219,69 +268,41 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
       }
       TRY_VOID(fs::copy_data(in.get(), out.get(), b.source.string()));
       ::fchmod(out.get(), st.st_mode & 07777);
-      laid.push_back({rel, "", std::nullopt});
-    } else if (S_ISDIR(st.st_mode) && b.access == Access::read_write) {
-      // A cache mount: the directory itself moves in, and back out after.
-      size_t slash = rel.rfind('/');
-      if (slash != std::string::npos) {
-        TRY_VOID(stubs.ensure(root_fd.get(), rel.substr(0, slash), StubKind::directory));
-      }
-      UniqueFd existing(detail::open_in_root(root_fd.get(), rel, O_PATH));
-      if (existing) {
-        return fail(Errc::unsupported, "RUN --mount at /" + rel + ": chroot isolation needs the target to be missing");
-      }
+      continue;
+    }
+    if (b.access == Access::read_write) {
+      // A cache mount: the directory itself moves in, and back out after
+      // (copied in and back where the rootfs is another filesystem).
       TRY(auto at, parent_in_root(root_fd.get(), rel));
-      if (::renameat(AT_FDCWD, b.source.c_str(), at.first.get(), at.second.c_str()) != 0) {
+      if (::renameat(AT_FDCWD, b.source.c_str(), at.first.get(), at.second.c_str()) == 0) {
+        l.moved_from = b.source.string();
+        continue;
+      }
+      if (errno != EXDEV) {
         return fail(Errc::io, "RUN --mount at /" + rel + ": cannot move " + b.source.string() + " in: " +
                                   std::strerror(errno));
       }
-      laid.push_back({rel, b.source.string(), std::nullopt});
-    } else if (S_ISDIR(st.st_mode)) {
-      TRY_VOID(stubs.ensure(root_fd.get(), rel, StubKind::directory));
-      TRY(fs::Root src, fs::Root::open(b.source.string()));
-      UniqueFd dst_fd(detail::open_in_root(root_fd.get(), rel, O_PATH | O_DIRECTORY));
-      if (!dst_fd) {
-        return fail(Errc::io, "cannot open /" + rel + ": " + std::strerror(errno));
-      }
-      fs::Root dst = fs::Root::from_fd(std::move(dst_fd), "/" + rel);
-      laid.push_back({rel, "", had_dir});
-      TRY_VOID(fs::copy_tree(src, dst));
-    } else {
-      return fail(Errc::unsupported, "RUN --mount at /" + rel + ": chroot isolation cannot lay in " +
-                                         b.source.string() + " (not a file or directory: an ssh socket?)");
+      l.copied_back_to = b.source.string();
     }
+    TRY_VOID(stubs.ensure(root_fd.get(), rel, StubKind::directory));
+    TRY(fs::Root src, fs::Root::open(b.source.string()));
+    UniqueFd dst_fd(detail::open_in_root(root_fd.get(), rel, O_PATH | O_DIRECTORY));
+    if (!dst_fd) {
+      return fail(Errc::io, "cannot open /" + rel + ": " + std::strerror(errno));
+    }
+    TRY_VOID(fs::copy_tree(src, fs::Root::from_fd(std::move(dst_fd), "/" + rel)));
   }
   for (const TmpfsMount& t : spec.tmpfs) {
     std::string rel = detail::clean_relative(t.target);
-    if (rel.empty() || !free_target(root_fd.get(), rel)) {
-      return fail(Errc::unsupported, "RUN --mount=type=tmpfs at /" + rel +
-                                         ": chroot isolation needs the target to be missing or an empty directory");
+    if (rel.empty()) {
+      return fail(Errc::invalid_argument, "cannot mount a tmpfs over the root directory");
     }
-    std::optional<struct timespec> had_dir;
-    {
-      UniqueFd d(detail::open_in_root(root_fd.get(), rel, O_PATH | O_DIRECTORY));
-      struct stat dst {};
-      if (d && ::fstatat(d.get(), "", &dst, AT_EMPTY_PATH) == 0) {
-        had_dir = dst.st_mtim;
-      }
-    }
+    laid.emplace_back(rel);
+    TRY_VOID(set_aside(root_fd.get(), stubs, laid.back()));
     TRY_VOID(stubs.ensure(root_fd.get(), rel, StubKind::directory));
-    laid.push_back({rel, "", had_dir});
   }
 
-  int out_pipe[2] = {-1, -1};
-  int err_pipe[2] = {-1, -1};
-  int msg_pipe[2] = {-1, -1};
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(msg_pipe, O_CLOEXEC) != 0) {
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], msg_pipe[0], msg_pipe[1]}) {
-      if (fd >= 0) {
-        ::close(fd);
-      }
-    }
-    return fail(Errc::io, std::string("cannot create pipes: ") + std::strerror(errno));
-  }
-  UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]), err_r(err_pipe[0]), err_w(err_pipe[1]);
-  UniqueFd msg_r(msg_pipe[0]), msg_w(msg_pipe[1]);
+  TRY(detail::RunPipes pipes, detail::RunPipes::create());
   const bool capture = spec.stdio == Stdio::capture;
   const std::string rootfs = spec.rootfs.string();
   const pid_t self = ::getpid();
@@ -290,24 +311,14 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
     return fail(Errc::io, std::string("fork: ") + std::strerror(errno));
   }
   if (child == 0) {
-    int err_fd = msg_w.get();
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != self) {
-      ::_exit(127);
-    }
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) {
-        ::signal(sig, SIG_DFL);
-      }
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int err_fd = pipes.msg_w.get();
+    detail::child_start(self);
     // A process group of its own, killed whole when the command ends.
     ::setpgid(0, 0);
     if (capture) {
       int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) {
+      if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(pipes.out_w.get(), 1) < 0 ||
+          ::dup2(pipes.err_w.get(), 2) < 0) {
         detail::child_fail(err_fd, detail::errno_text("cannot set up stdio"));
       }
     }
@@ -332,10 +343,8 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
       }
     }
   } guard{child};
-  out_w.reset();
-  err_w.reset();
-  msg_w.reset();
-  std::string message = detail::pump_output(out_r, err_r, msg_r, spec);
+  pipes.close_write_ends();
+  std::string message = detail::pump_output(pipes.out_r, pipes.err_r, pipes.msg_r, spec);
   int status = 0;
   while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
@@ -346,14 +355,7 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
   if (!message.empty()) {
     return fail(Errc::invalid_argument, message);
   }
-  RunResult result;
-  if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    result.signal = WTERMSIG(status);
-    result.exit_code = 128 + *result.signal;
-  }
-  return result;
+  return detail::run_result(status);
 }
 
 }  // namespace

@@ -559,19 +559,8 @@ bool loopback_up() {
 
 [[noreturn]] void run_monitor(const Plan& plan, pid_t parent, int err_fd, int status_fd, int out_fd,
                               int errout_fd) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent) {
-    ::_exit(127);
-  }
   // Children start with default signal handling and nothing blocked.
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) {
-      ::signal(sig, SIG_DFL);
-    }
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  detail::child_start(parent);
 
   // Join the run's device cgroup; init and everything it starts follow.
   // It is the device policy when there is one (no nodev mounts then), so
@@ -713,22 +702,12 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     plan.mounts.push_back(std::move(m));
   }
 
-  int out_pipe[2] = {-1, -1};
-  int err_pipe[2] = {-1, -1};
-  int msg_pipe[2] = {-1, -1};
+  TRY(detail::RunPipes pipes, detail::RunPipes::create());
   int status_pipe[2] = {-1, -1};
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(msg_pipe, O_CLOEXEC) != 0 ||
-      ::pipe2(status_pipe, O_CLOEXEC) != 0) {
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], msg_pipe[0], msg_pipe[1], status_pipe[0],
-                   status_pipe[1]}) {
-      if (fd >= 0) {
-        ::close(fd);
-      }
-    }
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
     return fail(Errc::io, std::string("cannot create pipes: ") + std::strerror(errno));
   }
-  UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]), err_r(err_pipe[0]), err_w(err_pipe[1]);
-  UniqueFd msg_r(msg_pipe[0]), msg_w(msg_pipe[1]), status_r(status_pipe[0]), status_w(status_pipe[1]);
+  UniqueFd status_r(status_pipe[0]), status_w(status_pipe[1]);
 
   const pid_t self = ::getpid();
   pid_t monitor = ::fork();
@@ -736,7 +715,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     return fail(Errc::io, std::string("fork: ") + std::strerror(errno));
   }
   if (monitor == 0) {
-    run_monitor(plan, self, msg_w.get(), status_w.get(), out_w.get(), err_w.get());
+    run_monitor(plan, self, pipes.msg_w.get(), status_w.get(), pipes.out_w.get(), pipes.err_w.get());
   }
   interrupt::Registration kill_reg = interrupt::kill_on_interrupt(monitor);
   // Should anything below throw (a sink, say), the sandbox must not outlive
@@ -751,12 +730,10 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
       }
     }
   } guard{monitor};
-  out_w.reset();
-  err_w.reset();
-  msg_w.reset();
+  pipes.close_write_ends();
   status_w.reset();
 
-  std::string message = detail::pump_output(out_r, err_r, msg_r, spec);
+  std::string message = detail::pump_output(pipes.out_r, pipes.err_r, pipes.msg_r, spec);
 
   int wstatus = 0;
   while (::waitpid(monitor, &wstatus, 0) < 0 && errno == EINTR) {
@@ -773,14 +750,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   if (got != static_cast<ssize_t>(sizeof init_status)) {
     return fail(Errc::internal, "the sandbox monitor died unexpectedly");
   }
-  RunResult result;
-  if (WIFEXITED(init_status)) {
-    result.exit_code = WEXITSTATUS(init_status);
-  } else if (WIFSIGNALED(init_status)) {
-    result.signal = WTERMSIG(init_status);
-    result.exit_code = 128 + *result.signal;
-  }
-  return result;
+  return detail::run_result(init_status);
 }
 
 }  // namespace

@@ -2,12 +2,15 @@
 
 #include "sandbox/process.hpp"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -66,6 +69,21 @@ private:
 };
 
 }  // namespace
+
+void child_start(pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) {
+    ::_exit(127);
+  }
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) {
+      ::signal(sig, SIG_DFL);
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
 
 [[noreturn]] void child_fail(int err_fd, const std::string& message) {
   std::string m = message;
@@ -243,6 +261,36 @@ std::vector<std::string> build_env(const RunSpec& spec, const ExecUser& user, st
     env.push_back("HOME=" + user.home);
   }
   return env;
+}
+
+Result<RunPipes> RunPipes::create() {
+  RunPipes p;
+  int fds[2];
+  for (auto [r, w] : {std::pair{&p.out_r, &p.out_w}, std::pair{&p.err_r, &p.err_w}, std::pair{&p.msg_r, &p.msg_w}}) {
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+      return fail(Errc::io, std::string("cannot create pipes: ") + std::strerror(errno));
+    }
+    r->reset(fds[0]);
+    w->reset(fds[1]);
+  }
+  return p;
+}
+
+void RunPipes::close_write_ends() {
+  out_w.reset();
+  err_w.reset();
+  msg_w.reset();
+}
+
+RunResult run_result(int wait_status) {
+  RunResult result;
+  if (WIFEXITED(wait_status)) {
+    result.exit_code = WEXITSTATUS(wait_status);
+  } else if (WIFSIGNALED(wait_status)) {
+    result.signal = WTERMSIG(wait_status);
+    result.exit_code = 128 + *result.signal;
+  }
+  return result;
 }
 
 std::string pump_output(UniqueFd& out_r, UniqueFd& err_r, UniqueFd& msg_r, const RunSpec& spec) {

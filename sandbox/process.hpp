@@ -16,6 +16,9 @@ namespace imgbuild::sandbox::detail {
 
 // ---- child side (after fork: system calls, and child_fail on error) -------
 
+/// Dies with the parent (PR_SET_PDEATHSIG; exits at once when the parent
+/// is already gone), with default signal handling and nothing blocked.
+void child_start(pid_t parent);
 /// Writes `message` to the error pipe and exits with 127.
 [[noreturn]] void child_fail(int err_fd, const std::string& message);
 /// "what: <strerror(errno)>".
@@ -45,6 +48,19 @@ std::vector<std::string> build_env(const RunSpec& spec, const ExecUser& user, st
 std::string hosts_file(const RunSpec& spec);
 /// The host's /etc/resolv.conf (Docker's fallback servers when unreadable).
 std::string host_resolv_conf();
+
+/// The pipes of one run: the child's stdout, stderr and error messages
+/// (read ends here, write ends for the child; all close-on-exec).
+struct RunPipes {
+  UniqueFd out_r, out_w, err_r, err_w, msg_r, msg_w;
+  /// Creates the three pipes.
+  static Result<RunPipes> create();
+  /// Closes the write ends (in the parent, once the child has them).
+  void close_write_ends();
+};
+
+/// A wait status as RunResult (exit status, or 128 + the signal).
+RunResult run_result(int wait_status);
 
 /// Reads the child's stdout and stderr into spec's line sinks and its error
 /// pipe (msg_r) into the returned text (at most 64 KiB) until all three are

@@ -163,3 +163,71 @@ TEST_CASE("build isolation: a RUN has Docker's seccomp filter and device policy"
   CHECK(files.at("insecure-status").content == "Seccomp:\t0\n");
   CHECK(files.at("insecure-open").content == "3\n");
 }
+
+TEST_CASE("build isolation: --isolation chroot gives the layers the namespace sandbox gives", "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  // Every kind of mount a chroot has to lay in and take out again, and a
+  // heredoc (its script is a file mount too).
+  const char* df =
+      "FROM busybox\n"
+      "RUN --mount=type=cache,target=/cache echo x >> /cache/n && cp /cache/n /n1\n"
+      "RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cat /mnt/a.txt > /copied\n"
+      "RUN --mount=type=bind,source=dir,target=/src ls /src > /listed-src\n"
+      "RUN --mount=type=tmpfs,target=/scratch echo hi > /scratch/x && ls /scratch > /listed\n"
+      "RUN --mount=type=secret,id=s,target=/run/secrets/s wc -c < /run/secrets/s > /secret-len\n"
+      "RUN <<EOF\necho heredoc > /h\nid -u > /uid\nEOF\n"
+      "USER app\n"
+      "RUN id > /tmp/id\n";
+  const std::map<std::string, std::string> files = {{"a.txt", "a\n"}, {"dir/one", "1"}, {"dir/two", "2"}};
+  fs::path secret = fx.work.path / "secret";
+  imgbuild::test::write_file(secret, "s3cr3t");
+  auto build = [&](const std::string& isolation) {
+    fs::path out = fx.work.path / (isolation + ".tar");
+    RunResult r = fx.build(isolation, df, files,
+                           {"--no-cache", "--isolation", isolation, "--secret", "id=s,src=" + secret.string(), "-o",
+                            "type=docker,dest=" + out.string()});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK((r.err.find("isolation: chroot") != std::string::npos) == (isolation == "chroot"));
+    return read_saved(out, fx.work.path);
+  };
+  Saved ns = build("namespaces");
+  Saved ch = build("chroot");
+  REQUIRE(ns.layers.size() == ch.layers.size());
+  for (size_t i = 0; i < ns.layers.size(); ++i) {
+    std::vector<std::string> a;
+    std::vector<std::string> b;
+    for (const auto& [p, f] : ns.layers[i]) {
+      a.push_back(p + " " + f.type + " " + std::to_string(f.mode) + " " + std::to_string(f.uid));
+    }
+    for (const auto& [p, f] : ch.layers[i]) {
+      b.push_back(p + " " + f.type + " " + std::to_string(f.mode) + " " + std::to_string(f.uid));
+    }
+    INFO("layer " << i);
+    CHECK(a == b);
+  }
+  LayerFiles merged_ch = merged(ch);
+  CHECK(merged_ch.at("copied").content == "a\n");
+  CHECK(merged_ch.at("listed-src").content == "one\ntwo\n");
+  CHECK(merged_ch.at("listed").content == "x\n");
+  CHECK(merged_ch.at("secret-len").content == "6\n");
+  CHECK(merged_ch.at("h").content == "heredoc\n");
+  CHECK(merged_ch.at("uid").content == "0\n");
+  CHECK(merged_ch.at("n1").content == "x\nx\n");  // the cache mount kept the first build's line
+  CHECK(merged_ch.at("tmp/id").content == merged(ns).at("tmp/id").content);
+  // Nothing laid in stayed behind: no /dev nodes, /proc, /sys, /etc files.
+  for (const auto& [p, f] : merged_ch) {
+    INFO(p);
+    CHECK(p.rfind("dev/", 0) != 0);
+    CHECK(p != "proc");
+    CHECK(p != "sys");
+    CHECK(p != "etc/hosts");
+    CHECK(p != "etc/resolv.conf");
+    CHECK(p != "etc/hostname");
+    CHECK(p.rfind("scratch", 0) != 0);
+    CHECK(p.rfind("src", 0) != 0);
+    CHECK(p.rfind("cache", 0) != 0);
+  }
+}

@@ -245,13 +245,6 @@ std::string compare_expected(const Saved& ours, const json& expected, size_t bas
 
 enum class Variant { docker, rootless, container_user, container_root };
 
-std::string str_trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
-    s.pop_back();
-  }
-  return s;
-}
-
 // The unprivileged user of the rootless variant (scripts/test-user).
 struct TestUser {
   std::string name;
@@ -296,62 +289,6 @@ RunResult run_imgbuild_as(const TestUser& u, const fs::path& home, const fs::pat
   std::string cmd = "setpriv --reuid=" + std::to_string(u.uid) + " --regid=" + std::to_string(u.gid) +
                     " --clear-groups env HOME=" + sh_quote(home.string()) + " " +
                     sh_quote(imgbuild_binary_for(u.uid, u.gid).string()) + " --root " + sh_quote(root.string());
-  for (const auto& a : args) {
-    cmd += " " + sh_quote(a);
-  }
-  return run_sh(cmd);
-}
-
-// A container image holding this imgbuild (and what it links), busybox,
-// uidmap's newuidmap/newgidmap and a user "builder" (1000:1000) with
-// subordinate ids: what a CI job image for rootless imgbuild holds. The
-// map tools carry file capabilities (cap_setuid/cap_setgid), not the setuid
-// bit: a setuid-root newuidmap opens uid_map as root, who lacks
-// CAP_SYS_ADMIN in a container, and the kernel refuses the write. Imported
-// into dockerd once per binary (tagged by its digest, under a lock).
-std::string container_image() {
-  const std::string bin = imgbuild_binary().string();
-  RunResult sum = run_sh("sha256sum " + sh_quote(bin) + " | cut -c1-16");
-  REQUIRE(sum.status == 0);
-  std::string tag = "imgbuild-incontainer:" + str_trim(sum.out);
-  std::string have = "/usr/bin/docker image inspect " + sh_quote(tag) + " >/dev/null 2>&1";
-  if (run_sh(have).status == 0) {
-    return tag;
-  }
-  TempDir t;
-  fs::path r = t.path / "rootfs";
-  // Each file with the libraries it needs, at their own paths.
-  std::string script =
-      "set -e; r=" + sh_quote(r.string()) + "; mkdir -p $r/usr/local/bin $r/bin $r/etc $r/tmp $r/work; "
-      "chmod 1777 $r/tmp; cp " + sh_quote(bin) + " $r/usr/local/bin/imgbuild; "
-      "cp /usr/bin/newuidmap /usr/bin/newgidmap /bin/busybox $r/bin/; "
-      "setcap cap_setuid=ep $r/bin/newuidmap; setcap cap_setgid=ep $r/bin/newgidmap; "
-      "for a in $(/bin/busybox --list); do [ $a = busybox ] || ln -sf busybox $r/bin/$a; done; "
-      "for f in " + sh_quote(bin) + " /usr/bin/newuidmap /usr/bin/newgidmap; do "
-      "for l in $(ldd $f | grep -o '/[^ ]*'); do mkdir -p $r$(dirname $l); cp -L $l $r$l; done; done; "
-      "printf 'root:x:0:0:root:/root:/bin/sh\\nbuilder:x:1000:1000::/work:/bin/sh\\n' > $r/etc/passwd; "
-      "printf 'root:x:0:\\nbuilder:x:1000:\\n' > $r/etc/group; "
-      "echo builder:100000:65536 > $r/etc/subuid; echo builder:100000:65536 > $r/etc/subgid; "
-      "tar --xattrs --xattrs-include=security.capability --numeric-owner -C $r -cf " + sh_quote((t.path / "rootfs.tar").string()) + " .; "
-      "exec 9>/tmp/imgbuild-incontainer.lock; flock 9; " + have + " || /usr/bin/docker import " +
-      sh_quote((t.path / "rootfs.tar").string()) + " " + sh_quote(tag) + " >/dev/null";
-  RunResult made = run_sh("sh -c " + sh_quote(script));
-  INFO(made.err);
-  REQUIRE(made.status == 0);
-  return tag;
-}
-
-// imgbuild inside that image, as "builder", under Docker's default profile
-// but seccomp=unconfined (user namespaces): the rootless BuildKit set-up.
-// `dir` is bound at the same path, so every path in args holds inside.
-// With as_root: as root under Docker's default profile, no extra flags (no
-// CAP_SYS_ADMIN, no user namespaces: chroot isolation).
-RunResult run_imgbuild_in_container(const std::string& image, const fs::path& dir, const fs::path& home,
-                                    const fs::path& root, const std::vector<std::string>& args, bool as_root = false) {
-  std::string cmd = "/usr/bin/docker run --rm --network none " +
-                    std::string(as_root ? "" : "--security-opt seccomp=unconfined --user 1000:1000 ") + "-v " +
-                    sh_quote(dir.string() + ":" + dir.string()) + " -e HOME=" + sh_quote(home.string()) + " " +
-                    sh_quote(image) + " imgbuild --root " + sh_quote(root.string());
   for (const auto& a : args) {
     cmd += " " + sh_quote(a);
   }

@@ -170,3 +170,56 @@ TEST_CASE("rootless without subordinate ids: root-only images build, other owner
   CHECK(user.err.find("cannot run as uid 1000 gid 1000: rootless mode without subordinate ids maps only root") !=
         std::string::npos);
 }
+
+TEST_CASE("rootless in containers: cached rebuilds and a local cache export and import, as user 1000 and as root",
+          "[integration][rootless]") {
+  REQUIRE_ROOTLESS_PREREQS();
+  IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (/usr/bin/docker, dockerd) is available");
+  const std::string image = container_image();
+  for (bool as_root : {false, true}) {
+    INFO((as_root ? "root, Docker's default profile (chroot isolation)" : "user 1000, seccomp=unconfined"));
+    TempDir t;
+    fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                fs::perms::others_read | fs::perms::others_exec);
+    fs::path w = t.path / "w";
+    fs::create_directories(w / "ctx");
+    write_file(w / "busybox.tar", busybox_rootfs_tar());
+    write_file(w / "ctx" / "a.txt", "a\n");
+    write_file(w / "ctx" / "Dockerfile",
+               "FROM busybox\nRUN echo hi > /x\nCOPY a.txt /a\nRUN --mount=type=cache,target=/c echo y >> /c/n && "
+               "cp /c/n /n\nUSER app\nRUN id -u > /tmp/uid\n");
+    if (!as_root) {
+      REQUIRE(run_sh("chown -R 1000:1000 " + sh_quote(w.string())).status == 0);
+    }
+    auto in = [&](const std::string& store, const std::vector<std::string>& args) {
+      return run_imgbuild_in_container(image, w, w, w / store, args, as_root);
+    };
+    RunResult imp = in("store", {"import", (w / "busybox.tar").string(), "busybox"});
+    INFO(imp.err);
+    REQUIRE(imp.status == 0);
+    const std::string ctx = (w / "ctx").string();
+    RunResult first = in("store", {"build", "--progress", "plain", "-t", "app", "--cache-to",
+                                   "type=local,dest=" + (w / "cache").string() + ",mode=max", ctx});
+    INFO(first.err);
+    REQUIRE(first.status == 0);
+    CHECK(first.err.find("CACHED") == std::string::npos);
+    CHECK((first.err.find("isolation: chroot") != std::string::npos) == as_root);
+    RunResult again = in("store", {"build", "--progress", "plain", "-t", "app", ctx});
+    INFO(again.err);
+    REQUIRE(again.status == 0);
+    for (const char* step : {"#2 CACHED", "#3 CACHED", "#4 CACHED", "#5 CACHED"}) {
+      CHECK(again.err.find(step) != std::string::npos);
+    }
+    // A fresh store with the same base (saved and loaded: an import would
+    // date it anew) takes every step from the exported cache.
+    REQUIRE(in("store", {"save", "-o", (w / "base-image.tar").string(), "busybox"}).status == 0);
+    REQUIRE(in("store2", {"load", "-i", (w / "base-image.tar").string()}).status == 0);
+    RunResult imported = in("store2", {"build", "--progress", "plain", "--cache-from",
+                                       "type=local,src=" + (w / "cache").string(), ctx});
+    INFO(imported.err);
+    REQUIRE(imported.status == 0);
+    for (const char* step : {"#2 CACHED", "#3 CACHED", "#4 CACHED", "#5 CACHED"}) {
+      CHECK(imported.err.find(step) != std::string::npos);
+    }
+  }
+}
