@@ -18,6 +18,7 @@
 # with scripts/test-user.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 IMGBUILD=$(readlink -f "${1:-$HERE/../build/imgbuild}")
 RUNS=${2:-3}
 WORKLOADS=${3:-copy20k stages6}
@@ -33,48 +34,10 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the base image and the workloads (as bench_build.sh) -------------------
-mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/etc" "$WORK/rootfs/tmp"
-chmod 1777 "$WORK/rootfs/tmp"
-cp /bin/busybox "$WORK/rootfs/bin/busybox"
-for applet in $(/bin/busybox --list); do
-  [[ "$applet" == busybox ]] || ln -sf busybox "$WORK/rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n' >"$WORK/rootfs/etc/passwd"
-printf 'root:x:0:\napp:x:1000:\n' >"$WORK/rootfs/etc/group"
-tar --numeric-owner --sort=name --mtime=@0 -C "$WORK/rootfs" -cf "$WORK/base.tar" .
+bench_base_tar "$WORK" app
 BASE=bench-base
-mkdir -p "$WORK/ctx-copy20k"
-python3 - "$WORK/ctx-copy20k/src" <<'PY'
-import os, random, sys
-rng = random.Random(20000)
-for d in range(20):
-    dd = os.path.join(sys.argv[1], f"d{d:02d}")
-    os.makedirs(dd)
-    for f in range(1000):
-        with open(os.path.join(dd, f"f{f:04d}.txt"), "w") as fh:
-            fh.write((f"line {d} {f} " * rng.randint(8, 600))[: rng.randint(100, 8192)])
-PY
-cat >"$WORK/ctx-copy20k/Dockerfile" <<DF
-FROM $BASE
-COPY src/ /src/
-RUN mkdir /gen && cd /gen && i=0 && while [ \$i -lt 5000 ]; do echo \$i > f\$i; i=\$((i+1)); done && \\
-    head -c 52428800 /dev/urandom > /big.bin
-CMD ["ls", "/src"]
-DF
-mkdir -p "$WORK/ctx-stages6"
-{
-  for s in 1 2 3 4 5 6; do
-    cat <<DF
-FROM $BASE AS s$s
-RUN mkdir /out && cd /out && i=0 && while [ \$i -lt 1000 ]; do echo "stage $s file \$i" > f\$i; i=\$((i+1)); done && \\
-    head -c 4194304 /dev/urandom > blob$s.bin
-
-DF
-  done
-  echo "FROM $BASE"
-  for s in 1 2 3 4 5 6; do echo "COPY --from=s$s /out /out/s$s"; done
-  echo 'CMD ["ls", "/out"]'
-} >"$WORK/ctx-stages6/Dockerfile"
+bench_ctx_copy20k "$WORK/ctx-copy20k" "$BASE"
+bench_ctx_stages6 "$WORK/ctx-stages6" "$BASE"
 chown -R "$TUID:$TGID" "$WORK/ctx-copy20k" "$WORK/ctx-stages6" "$WORK/base.tar"
 
 # --- the container image: imgbuild, what it links, busybox, the map tools --
@@ -107,50 +70,49 @@ run_mode() {
     rootless) setpriv --reuid="$TUID" --regid="$TGID" --clear-groups env HOME="$WORK" \
       "$IMGBUILD" --root "$store" "$@" ;;
     ctr-user) $DOCKER run --rm --network none --security-opt seccomp=unconfined --user "$TUID:$TGID" \
-      -v "$WORK:$WORK" -e HOME="$WORK" "$IMAGE" imgbuild --root "$store" "$@" ;;
-    ctr-root) $DOCKER run --rm --network none -v "$WORK:$WORK" "$IMAGE" imgbuild --root "$store" "$@" ;;
+      -v "$WORK:$WORK" -e HOME="$WORK" "$IMAGE" time -f %e imgbuild --root "$store" "$@" ;;
+    ctr-root) $DOCKER run --rm --network none -v "$WORK:$WORK" "$IMAGE" time -f %e imgbuild --root "$store" "$@" ;;
   esac
-}
-# The docker run of an empty command, subtracted from the container modes'
-# times so that they show imgbuild's cost, not docker's start-up.
-ctr_start() {
-  local t0 t1
-  t0=$(date +%s.%N)
-  $DOCKER run --rm --network none "$IMAGE" true
-  t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc -l
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
+# timed MODE STORE ARGS…: the wall time of one imgbuild command, measured
+# where it runs (busybox time inside a container: docker's own start-up is
+# not imgbuild's cost).
+timed() {
+  local mode=$1 store=$2
+  shift 2
+  case $mode in
+    ctr-*) run_mode "$mode" "$store" "$@" 2>&1 >/dev/null | tail -1 ;;
+    *)
+      local t0 t1
+      t0=$(date +%s.%N)
+      run_mode "$mode" "$store" "$@" >/dev/null 2>&1
+      t1=$(date +%s.%N)
+      echo "$t1 - $t0" | bc -l
+      ;;
+  esac
+}
+
 # cold_and_cached MODE WORKLOAD: prints "cold cached" medians.
 cold_and_cached() {
   local mode=$1 w=$2 colds=() cacheds=()
-  local start=0
-  [[ $mode == ctr-* ]] && start=$(for _ in 1 2 3; do ctr_start; done | median)
   for _ in $(seq 1 "$RUNS"); do
     local store=$WORK/store-$mode
     rm -rf "$store"
     mkdir -p "$store"
     [[ $mode == root || $mode == ctr-root ]] || chown "$TUID:$TGID" "$store"
-    run_mode "$mode" "$store" import "$WORK/base.tar" "$BASE" >/dev/null
+    run_mode "$mode" "$store" import "$WORK/base.tar" "$BASE" >/dev/null 2>&1
     sync
-    local t0 t1 t2
-    t0=$(date +%s.%N)
-    run_mode "$mode" "$store" build --progress quiet "$WORK/ctx-$w" >"$WORK/out.log" 2>&1 ||
-      { echo "bench: $mode $w failed" >&2; tail -20 "$WORK/out.log" >&2; exit 1; }
-    t1=$(date +%s.%N)
-    run_mode "$mode" "$store" build --progress quiet "$WORK/ctx-$w" >"$WORK/out.log" 2>&1 ||
-      { echo "bench: $mode $w (cached) failed" >&2; tail -20 "$WORK/out.log" >&2; exit 1; }
-    t2=$(date +%s.%N)
-    colds+=("$(echo "$t1 - $t0 - $start" | bc -l)")
-    cacheds+=("$(echo "$t2 - $t1 - $start" | bc -l)")
+    colds+=("$(timed "$mode" "$store" build --progress quiet "$WORK/ctx-$w")")
+    cacheds+=("$(timed "$mode" "$store" build --progress quiet "$WORK/ctx-$w")")
   done
   echo "$(printf '%s\n' "${colds[@]}" | median) $(printf '%s\n' "${cacheds[@]}" | median)"
   rm -rf "$WORK/store-$mode"
 }
 
-echo "# imgbuild $IMGBUILD; $RUNS runs per cell (median); $(nproc) cores; container modes net of docker run start-up"
+echo "# imgbuild $IMGBUILD; $RUNS runs per cell (median); $(nproc) cores; container modes timed inside the container"
 printf '%-9s %-9s %9s %9s %9s %9s\n' workload mode cold cached cold/root cached/root
 for w in $WORKLOADS; do
   read -r root_cold root_cached < <(cold_and_cached root "$w")
