@@ -325,6 +325,7 @@ Result<void> Build::setup() {
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
   m_cache->attach(m_options.cache_io, &m_store.content());
+  m_cache->hold_with(&m_store.lease());  // leases: no prune removes what this build uses
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   m_jobs = std::make_unique<std::counting_semaphore<>>(jobs);
   return ok();
@@ -336,6 +337,7 @@ Result<image::LoadedImage> Build::resolve_image(const std::string& reference) {
 }
 
 Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const std::string& created) {
+  TRY_VOID(m_store.hold(img));  // leased: no prune removes it while the build runs
   StageResult res;
   res.state = start_stage(img.config, m_plan.platform, created);
   const auto& diff_ids = img.config.rootfs.diff_ids;
@@ -606,6 +608,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   rec.media_type = std::string(image::media::oci_layer_gzip);
   rec.blob_size = static_cast<int64_t>(diff.layer.size);
   rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
+  TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, digest}, {image::LeaseKind::layer, rec.diff_id}}));
   fsys::path dir = m_layer_dirs.dir_for(rec.diff_id);
   std::error_code ec;
   if (fsys::is_directory(dir, ec)) {
@@ -638,6 +641,7 @@ Result<fsys::path> Build::cache_mount_dir(const PlannedStage& stage, const parse
   fsys::path dir = cache_mount_path(m_store.content().root(), id);
   fsys::path parent = dir.parent_path();
   std::string safe = dir.filename().string();
+  TRY_VOID(m_store.lease().hold(image::LeaseKind::cache_mount, safe));  // cache prune --all keeps it
   std::error_code ec;
   fsys::create_directories(parent, ec);
   fsys::path lock_path = parent / (safe + ".lock");

@@ -116,7 +116,7 @@ Result<void> CacheDb::begin_immediate() {
       return ok();
     }
     if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
-      return fail(Errc::io, fmt::format("meta.db (cache): begin: {}", sqlite3_errmsg(m_db)));
+      return image::sql_fail(m_db, rc, "meta.db (cache)", fmt::format("begin: {}", sqlite3_errmsg(m_db)));
     }
     if (attempt + 1 >= k_begin_attempts) {
       return fail(Errc::io, "meta.db (cache): the database stayed locked by another writer");
@@ -241,10 +241,24 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
       image_refs.insert(s.text(0));
     }
   }
+  auto leased = [&](image::LeaseKind kind, const std::string& id) {
+    return options.leases != nullptr && options.leases->holds(kind, id);
+  };
+  PruneResult result;
+  std::set<std::string> held;  // leased records: never doomed
+  for (const auto& r : all) {
+    if (leased(image::LeaseKind::record, r.key)) {
+      held.insert(r.key);
+    }
+  }
   std::set<std::string> doomed;
   for (const auto& r : all) {
     if (options.all || (options.unused_for_sec > 0 && now - r.last_used >= options.unused_for_sec)) {
-      doomed.insert(r.key);
+      if (held.count(r.key) != 0) {
+        ++result.leased;
+      } else {
+        doomed.insert(r.key);
+      }
     }
   }
   if (options.keep_storage > 0) {
@@ -265,7 +279,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
       if (total <= options.keep_storage) {
         break;
       }
-      if (doomed.count(r.key) != 0) {
+      if (doomed.count(r.key) != 0 || held.count(r.key) != 0) {
         continue;
       }
       doomed.insert(r.key);
@@ -274,7 +288,6 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
       }
     }
   }
-  PruneResult result;
   std::set<std::string> candidate_blobs;
   std::map<std::string, std::string> diff_of;  // candidate blob → its diff_id
   for (const auto& r : all) {
@@ -292,7 +305,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
   }
   std::set<std::string> gone_diffs;
   for (const auto& d : candidate_blobs) {
-    if (image_refs.count(d) != 0) {
+    if (image_refs.count(d) != 0 || leased(image::LeaseKind::blob, d)) {
       continue;
     }
     Stmt s(m_db, "SELECT COUNT(*) FROM cache_records WHERE blob_digest = ?");
@@ -319,7 +332,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
            "(SELECT COUNT(*) FROM cache_records WHERE diff_id = ?1)");
     s.bind(1, diff);
     TRY(bool row, s.step());
-    if (row && s.integer(0) == 0) {
+    if (row && s.integer(0) == 0 && !leased(image::LeaseKind::layer, diff)) {
       result.diff_ids.push_back(diff);
     }
   }

@@ -30,8 +30,12 @@ inline void unwrap(Result<void> r) {
   }
 }
 
-/// Opens the store at the context's root (--root, $IMGBUILD_ROOT, default).
-std::unique_ptr<image::ImageStore> open_store(const Context& ctx);
+/// Opens the store at the context's root (--root, $IMGBUILD_ROOT, default);
+/// commands that delete pass StoreUse::freeing (image/store.hpp).
+std::unique_ptr<image::ImageStore> open_store(const Context& ctx, image::StoreUse use = image::StoreUse::normal);
+/// Deletes unpacked layer directories under the store's snapshots/, for
+/// ImageStore::remove and prune.
+image::RemoveLayerDir layer_dir_remover(const image::ImageStore& store);
 /// Parses an RFC 3339 time to unix seconds.
 std::optional<int64_t> parse_rfc3339(const std::string& s);
 /// docker's HumanDuration ("2 weeks", "About an hour").

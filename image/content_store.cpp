@@ -21,7 +21,11 @@ namespace fs = std::filesystem;
 namespace {
 
 Unexpected sys_fail(std::string_view what, const fs::path& p) {
-  return fail(Errc::io, fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)));
+  int err = errno;
+  if (err == ENOSPC || err == EDQUOT) {
+    return sys_error(err, "writing", p.string());  // Errc::no_space, whatever the call
+  }
+  return fail(Errc::io, fmt::format("{} {}: {}", what, p.string(), std::strerror(err)));
 }
 
 Result<void> fsync_dir(const fs::path& dir) {

@@ -320,4 +320,29 @@ Result<void> MetaDb::delete_unreferenced_layers() {
       "AND blob_digest NOT IN (SELECT blob_digest FROM cache_records)");
 }
 
+Result<std::vector<LayerRecord>> MetaDb::unreferenced_layers() {
+  Stmt s(m_db,
+         "SELECT blob_digest, diff_id, media_type, blob_size, diff_size FROM layers "
+         "WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs) "
+         "AND blob_digest NOT IN (SELECT blob_digest FROM cache_records) ORDER BY blob_digest");
+  std::vector<LayerRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)});
+  }
+  return out;
+}
+
+Result<bool> MetaDb::diff_id_used(const std::string& diff_id) {
+  Stmt s(m_db,
+         "SELECT (SELECT COUNT(*) FROM layers WHERE diff_id = ?1) + "
+         "(SELECT COUNT(*) FROM cache_records WHERE diff_id = ?1)");
+  s.bind(1, diff_id);
+  TRY(bool row, s.step());
+  return row && s.integer(0) > 0;
+}
+
 }  // namespace imgbuild::image
