@@ -186,6 +186,13 @@ Result<void> CacheDb::touch(const std::vector<std::string>& keys, int64_t now) {
   return tx.commit();
 }
 
+Result<void> CacheDb::remove(const std::string& key) {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, "DELETE FROM cache_records WHERE key = ?");
+  s.bind(1, key);
+  return s.run();
+}
+
 Result<std::vector<CacheRecord>> CacheDb::list() {
   std::lock_guard lock(m_mu);
   Stmt s(m_db, fmt::format("{} ORDER BY last_used DESC, created_at DESC, key", k_columns).c_str());

@@ -124,6 +124,8 @@ public:
   /// Writes (or replaces) a record. `in_transaction`, when given, runs inside
   /// the write transaction first (publish the layer blob there).
   Result<void> put(const CacheRecord& record, const std::function<Result<void>()>& in_transaction = {});
+  /// Deletes one record (its blob stays: the caller decides).
+  Result<void> remove(const std::string& key);
   /// Marks records used at `now` (one transaction).
   Result<void> touch(const std::vector<std::string>& keys, int64_t now);
   /// Every record, most recently used first.

@@ -498,7 +498,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     if (!f.metadata_file.empty()) {
       write_failure_metadata(f.metadata_file, e, checks.warnings);
     }
-    throw CommandError{msg, 1};
+    throw CommandError{msg, 1, e.code == Errc::no_space};
   }
   write_outputs(*store, *built, outputs, tags);
   export_build_cache(cache_io, *store, *built, f.quiet || f.progress == "quiet");

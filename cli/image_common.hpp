@@ -19,14 +19,14 @@ namespace imgbuild::cli {
 template <class T>
 T unwrap(Result<T> r) {
   if (!r) {
-    throw CommandError{r.error().to_string(), 1};
+    throw CommandError{r.error().to_string(), 1, r.error().code == Errc::no_space};
   }
   return std::move(r).value();
 }
 /// Throws a CommandError for a failed Result<void>.
 inline void unwrap(Result<void> r) {
   if (!r) {
-    throw CommandError{r.error().to_string(), 1};
+    throw CommandError{r.error().to_string(), 1, r.error().code == Errc::no_space};
   }
 }
 
