@@ -291,14 +291,14 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
       }
     }
     h.store->restore_reserve();
+    std::printf("Removed %d cache records\n", result.records);
     if (result.leased > 0) {
       std::printf("Kept %d cache records: in use by a running build\n", result.leased);
     }
     if (leased_mounts > 0) {
       std::printf("Kept %d cache mounts: in use by a running build\n", leased_mounts);
     }
-    std::printf("Removed %d cache records\nTotal reclaimed space: %s\n", result.records,
-                size3(static_cast<int64_t>(reclaimed)).c_str());
+    std::printf("Total reclaimed space: %s\n", size3(static_cast<int64_t>(reclaimed)).c_str());
   });
 }
 

@@ -24,6 +24,9 @@ using namespace imgbuild::test;
 namespace {
 
 // A store with harness.hpp's busybox base named "busybox" and a context.
+// A RUN announces that it runs with a computed marker (`echo x-$((6*7))`
+// prints x-42), which the progress output's echo of the instruction does
+// not contain.
 struct StoreFixture {
   TempDir work;
   fs::path root;
@@ -127,14 +130,14 @@ TEST_CASE("store: cache prune --all and image prune -a while a build runs keep w
       "RUN echo one > /one\n"
       "RUN --mount=type=cache,target=/cache,id=held echo kept > /cache/c\n"
       "RUN --mount=type=bind,target=/ctx --mount=type=cache,target=/cache,id=held "
-      "echo waiting-at-gate; while [ ! -e /ctx/gate ]; do sleep 0.1; done; "
+      "echo waiting-at-gate-$((6*7)); while [ ! -e /ctx/gate ]; do sleep 0.1; done; "
       "cat /one /cache/c > /three\n");
   fs::path log = f.work.path / "build.log";
   fs::path rc = f.work.path / "build.rc";
   std::string cmd = "(" + f.build_cmdline({"-t", "result"}) + " >" + sh_quote(log.string()) + " 2>&1; echo $? >" +
                     sh_quote(rc.string()) + ") &";
   REQUIRE(std::system(cmd.c_str()) == 0);
-  REQUIRE(wait_for_text(log, "waiting-at-gate", rc));
+  REQUIRE(wait_for_text(log, "waiting-at-gate-42", rc));
 
   RunResult cache_prune = f.run({"cache", "prune", "--all"});
   INFO(cache_prune.out << cache_prune.err);
@@ -286,14 +289,14 @@ TEST_CASE("store: system check reports an image's missing blob as not repairable
 
 TEST_CASE("store: system check cleans up after a build killed with SIGKILL", "[store][check]") {
   StoreFixture f;
-  f.dockerfile("FROM busybox\nRUN --mount=type=bind,target=/ctx echo in-run; while [ ! -e /ctx/gate ]; do sleep 0.1; done\n");
+  f.dockerfile("FROM busybox\nRUN --mount=type=bind,target=/ctx echo in-run-$((6*7)); while [ ! -e /ctx/gate ]; do sleep 0.1; done\n");
   fs::path log = f.work.path / "build.log";
   fs::path rc = f.work.path / "build.rc";
   fs::path pid = f.work.path / "build.pid";
   std::string cmd = "(" + f.build_cmdline({}) + " >" + sh_quote(log.string()) + " 2>&1 & echo $! >" +
                     sh_quote(pid.string()) + "; wait $!; echo $? >" + sh_quote(rc.string()) + ") &";
   REQUIRE(std::system(cmd.c_str()) == 0);
-  REQUIRE(wait_for_text(log, "in-run", rc));
+  REQUIRE(wait_for_text(log, "in-run-42", rc));
   // Leftovers a SIGKILL'ed process can leave besides its mounts: a
   // half-unpacked layer and an unpacked layer nothing references.
   fs::create_directories(f.root / "snapshots" / ".unpack-0123456789abcdef" / "fs");
