@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "image/sql_stmt.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::cache {
 
@@ -168,6 +169,7 @@ Result<void> CacheDb::put(const CacheRecord& r, const std::function<Result<void>
   s.bind(8, r.layer.blob_size).bind(9, r.layer.diff_size).bind(10, r.config).bind(11, r.created_by);
   s.bind(12, r.inputs).bind(13, r.created_at).bind(14, r.last_used);
   TRY_VOID(s.run());
+  fault::point("cache-put");  // the layer blob is published, the record not yet committed
   return tx.commit();
 }
 

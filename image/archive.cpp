@@ -21,6 +21,7 @@
 #include "util/fd.hpp"
 #include "util/strings.hpp"
 #include "util/tar.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::image {
 
@@ -605,6 +606,7 @@ Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items,
   dir.path = "blobs/sha256";
   TRY_VOID(w->add(dir));
   for (const auto& [digest, size] : plan.blobs) {
+    fault::point("save-blob");
     fs::path p = store.content().blob_path(digest);
     UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {

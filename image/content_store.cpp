@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "image/types.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::image {
 
@@ -241,6 +242,7 @@ Result<void> BlobWriter::write(const void* data, size_t size) {
     p += n;
     size -= static_cast<size_t>(n);
   }
+  fault::point("blob-write");
   return ok();
 }
 

@@ -1,5 +1,6 @@
 #include "image/metadata.hpp"
 #include "image/sql_stmt.hpp"
+#include "util/fault.hpp"
 
 #include <sqlite3.h>
 
@@ -164,6 +165,7 @@ Result<void> MetaDb::Transaction::commit() {
     return fail(Errc::internal, "commit of a closed transaction");
   }
   m_open = false;
+  fault::point("db-commit");
   Result<void> r = m_db->exec("COMMIT");
   if (!r) {
     (void)m_db->exec("ROLLBACK");

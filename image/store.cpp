@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "image/json.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::image {
 
@@ -248,6 +249,7 @@ Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& i
     }
   }
   TRY(std::vector<std::string> added, staging.publish(wanted));
+  fault::point("store-published");
   auto record = [&]() -> Result<void> {
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     for (const auto& img : images) {
