@@ -289,6 +289,7 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
           throw CommandError{fmt::format("cannot remove {}: {}", p.string(), ec.message()), 1};
         }
       }
+      fsys::remove(mounts, ec);  // gone entirely when nothing was kept
     }
     h.store->restore_reserve();
     std::printf("Removed %d cache records\n", result.records);
