@@ -34,8 +34,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -315,11 +317,17 @@ private:
       if (referenced.count(d) != 0 || m_corrupt.count(d) != 0 || m_leases.holds(image::LeaseKind::blob, d)) {
         continue;
       }
-      const image::ContentStore& content = m_store.content();
-      add(fmt::format("blob {} is not used by any image or cache record", d), [&content, d]() -> Result<void> {
-        TRY(uint64_t n, content.remove(d));
-        (void)n;
-        return ok();
+      image::ImageStore* store = &m_store;
+      add(fmt::format("blob {} is not used by any image or cache record", d), [store, d]() -> Result<void> {
+        // Under the write lock, as prune deletes: a load or pull publishes
+        // its blobs and records them in one transaction.
+        TRY(image::MetaDb::Transaction tx, store->db().begin());
+        TRY(std::set<std::string> now, store->db().referenced_blobs());
+        if (now.count(d) == 0) {
+          TRY(uint64_t n, store->content().remove(d));
+          (void)n;
+        }
+        return tx.commit();
       });
     }
     return ok();
@@ -382,7 +390,7 @@ private:
     fsys::path runtime = m_root / "run";
     fsys::path work = m_root / "snapshots" / "work";
     TRY(std::vector<snapshot::mounts::RecordInfo> records, snapshot::mounts::list_records(runtime));
-    std::set<std::string> accounted;  // views and mounts of live records
+    std::set<std::string> accounted;  // mounts and views that a record lists
     for (const auto& r : records) {
       for (const auto& m : r.mounts) {
         accounted.insert(m.lexically_normal().string());
@@ -392,9 +400,6 @@ private:
       }
       if (r.live) {
         continue;
-      }
-      for (const auto& m : r.mounts) {
-        accounted.insert(m.lexically_normal().string());
       }
       add(fmt::format("stale mount record {} of process {} that is gone ({} mounts, {} directories)", rel(r.file),
                       r.pid, r.mounts.size(), r.removes.size()),
