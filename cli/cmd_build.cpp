@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -498,7 +499,10 @@ void run_build(BuildFlags& f, Context& ctx) {
     if (!f.metadata_file.empty()) {
       write_failure_metadata(f.metadata_file, e, checks.warnings);
     }
-    throw CommandError{msg, 1, e.code == Errc::no_space};
+    // A full store: Errc::no_space, or a lower layer's own strerror text
+    // (a COPY's write) — either way main adds what prune can free.
+    bool full = e.code == Errc::no_space || msg.find(std::strerror(ENOSPC)) != std::string::npos;
+    throw CommandError{msg, 1, full};
   }
   write_outputs(*store, *built, outputs, tags);
   export_build_cache(cache_io, *store, *built, f.quiet || f.progress == "quiet");

@@ -24,7 +24,7 @@ namespace {
 Unexpected sys_fail(std::string_view what, const fs::path& p) {
   int err = errno;
   if (err == ENOSPC || err == EDQUOT) {
-    return sys_error(err, "writing", p.string());  // Errc::no_space, whatever the call
+    return errno_fail(err, "writing", p.string());  // Errc::no_space, whatever the call
   }
   return fail(Errc::io, fmt::format("{} {}: {}", what, p.string(), std::strerror(err)));
 }

@@ -57,7 +57,7 @@ Result<UniqueFd> open_lock(const fs::path& root) {
   fs::path p = dir / "lock";
   UniqueFd fd(::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) {
-    return sys_error(errno, "opening", p.string());
+    return errno_fail(errno, "opening", p.string());
   }
   return fd;
 }
@@ -70,7 +70,7 @@ Result<void> write_all(int fd, const std::string& text, const fs::path& p) {
       continue;
     }
     if (n < 0) {
-      return sys_error(errno, "writing", p.string());
+      return errno_fail(errno, "writing", p.string());
     }
     done += static_cast<size_t>(n);
   }
@@ -93,12 +93,12 @@ Result<void> Lease::create_locked() {
   fs::path tmp = dir / (".new-" + name);
   UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
   if (!fd) {
-    return sys_error(errno, "creating lease file", tmp.string());
+    return errno_fail(errno, "creating lease file", tmp.string());
   }
   if (lock_fd(fd.get(), LOCK_EX) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    return sys_error(err, "locking", tmp.string());
+    return errno_fail(err, "locking", tmp.string());
   }
   auto header = write_all(fd.get(), fmt::format("{}\npid {}\n", k_magic, ::getpid()), tmp);
   if (!header) {
@@ -109,7 +109,7 @@ Result<void> Lease::create_locked() {
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    return sys_error(err, "renaming lease file to", final_path.string());
+    return errno_fail(err, "renaming lease file to", final_path.string());
   }
   m_fd = std::move(fd);
   m_path = final_path;
@@ -136,7 +136,7 @@ Result<void> Lease::hold(const std::vector<LeaseEntry>& entries) {
   }
   TRY(UniqueFd lock, open_lock(m_root));
   if (lock_fd(lock.get(), LOCK_SH) != 0) {
-    return sys_error(errno, "locking", (lease_dir(m_root) / "lock").string());
+    return errno_fail(errno, "locking", (lease_dir(m_root) / "lock").string());
   }
   if (!m_fd) {
     TRY_VOID(create_locked());
@@ -150,7 +150,7 @@ Result<LeaseSnapshot> LeaseSnapshot::take(const fs::path& root) {
   LeaseSnapshot snap;
   TRY(snap.m_lock, open_lock(root));
   if (lock_fd(snap.m_lock.get(), LOCK_EX) != 0) {
-    return sys_error(errno, "locking", (lease_dir(root) / "lock").string());
+    return errno_fail(errno, "locking", (lease_dir(root) / "lock").string());
   }
   std::error_code ec;
   std::vector<fs::path> files;

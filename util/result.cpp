@@ -33,7 +33,7 @@ std::string Error::to_string() const {
   return out;
 }
 
-Unexpected sys_error(int err, std::string_view doing, std::string_view path) {
+Unexpected errno_fail(int err, std::string_view doing, std::string_view path) {
   if (err == ENOSPC || err == EDQUOT) {
     return fail(Errc::no_space, fmt::format("no space left on device while {} {}", doing, path));
   }

@@ -101,7 +101,7 @@ private:
 /// `path`: ENOSPC and EDQUOT give Errc::no_space, "no space left on device
 /// while <doing> <path>" (the CLI adds what prune could free), anything
 /// else Errc::io, "<doing> <path>: <strerror>".
-Unexpected sys_error(int err, std::string_view doing, std::string_view path);
+Unexpected errno_fail(int err, std::string_view doing, std::string_view path);
 
 /// Result of an operation with no value.
 template <>
