@@ -152,6 +152,7 @@ Result<void> Build::setup() {
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
   m_cache->attach(m_options.cache_io, &m_store.content());
+  m_cache->hold_with(&m_store.lease());  // leases: no prune removes what this build uses
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   m_jobs = std::make_unique<std::counting_semaphore<>>(jobs);
   return ok();
@@ -202,6 +203,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   rec.media_type = std::string(image::media::oci_layer_gzip);
   rec.blob_size = static_cast<int64_t>(diff.layer.size);
   rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
+  TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, digest}, {image::LeaseKind::layer, rec.diff_id}}));
   fsys::path dir = m_layer_dirs.dir_for(rec.diff_id);
   std::error_code ec;
   if (fsys::is_directory(dir, ec)) {

@@ -140,6 +140,9 @@ Result<void> seed_cache(const CacheMount& mount, const MountEnv& env, RunMounts&
 Result<fsys::path> cache_dir(const CacheMount& mount, const MountEnv& env, RunMounts& held) {
   fsys::path dir = cache_mount_path(env.store_root, mount.id);
   fsys::path parent = dir.parent_path();
+  if (env.lease != nullptr) {
+    TRY_VOID(env.lease->hold(image::LeaseKind::cache_mount, dir.filename().string()));  // cache prune --all keeps it
+  }
   std::error_code ec;
   fsys::create_directories(parent, ec);
   fsys::path lock_path = parent / (dir.filename().string() + ".lock");

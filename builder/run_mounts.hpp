@@ -18,6 +18,7 @@
 #include "builder/run_step.hpp"
 #include "builder/secret_mask.hpp"
 #include "builder/ssh_forward.hpp"
+#include "image/lease.hpp"
 #include "sandbox/sandbox.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "util/fd.hpp"
@@ -55,6 +56,9 @@ struct MountEnv {
   const std::map<std::string, SecretSource>* secrets = nullptr;
   /// --ssh default agent socket ("" = none).
   std::string ssh_socket;
+  /// The build's lease: a cache-mount directory in use is held in it, so
+  /// that no cache prune removes it (null = none).
+  image::Lease* lease = nullptr;
 };
 
 /// What one RUN holds on the host while it runs. Destruction (or release)

@@ -32,6 +32,7 @@ Result<image::LoadedImage> Build::resolve_image(const std::string& reference) {
 }
 
 Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const std::string& created) {
+  TRY_VOID(m_store.hold(img));  // leased: no prune removes it while the build runs
   StageResult res;
   res.state = start_stage(img.config, m_plan.platform, created);
   const auto& diff_ids = img.config.rootfs.diff_ids;

@@ -22,13 +22,32 @@ Result<std::unique_ptr<StepCache>> StepCache::open(const fsys::path& meta_db, st
 Result<std::optional<cache::CacheRecord>> StepCache::lookup(const std::string& key,
                                                             const std::function<bool(const std::string&)>& has_blob) {
   TRY(auto rec, m_db->get(key));
+  if (rec) {
+    TRY_VOID(hold(*rec));  // first: a blob still there after this stays
+  }
   if (rec && rec->has_layer() && !has_blob(rec->layer.blob_digest)) {
     rec.reset();
   }
   if (!rec && m_io != nullptr && m_content != nullptr) {
-    return m_io->fetch(key, *m_content, *m_db);
+    TRY(auto fetched, m_io->fetch(key, *m_content, *m_db));
+    if (fetched) {
+      TRY_VOID(hold(*fetched));
+    }
+    return fetched;
   }
   return rec;
+}
+
+Result<void> StepCache::hold(const cache::CacheRecord& record) {
+  if (m_lease == nullptr) {
+    return ok();
+  }
+  std::vector<image::LeaseEntry> entries = {{image::LeaseKind::record, record.key}};
+  if (record.has_layer()) {
+    entries.push_back({image::LeaseKind::blob, record.layer.blob_digest});
+    entries.push_back({image::LeaseKind::layer, record.layer.diff_id});
+  }
+  return m_lease->hold(entries);
 }
 
 Result<std::string> StepCache::explain(const std::string& parent, int position, const StepKey& step,
@@ -45,6 +64,7 @@ Result<std::string> StepCache::explain(const std::string& parent, int position, 
 }
 
 Result<void> StepCache::record(const cache::CacheRecord& record, const std::function<Result<void>()>& publish) {
+  TRY_VOID(hold(record));  // outside put()'s write transaction (image/lease.hpp)
   TRY_VOID(m_db->put(record, publish));
   if (m_io != nullptr) {
     m_io->note_key(record.key);

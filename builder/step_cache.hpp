@@ -26,6 +26,10 @@ public:
   /// `keys_dir` ("" = none) receives one text file per key.
   static Result<std::unique_ptr<StepCache>> open(const std::filesystem::path& meta_db, std::string keys_dir);
 
+  /// Leases every record this build hits or writes (with its layer blob
+  /// and unpacked layer) on `lease`, so that no prune removes them while
+  /// the build runs.
+  void hold_with(image::Lease* lease) { m_lease = lease; }
   /// Consults `io`'s imported records on a local miss (their blobs go to
   /// `content`) and tells it every key used or written.
   void attach(CacheIo* io, const image::ContentStore* content) {
@@ -67,8 +71,10 @@ private:
   std::string m_keys_dir;
   std::mutex m_mu;
   std::vector<std::string> m_used;
+  Result<void> hold(const cache::CacheRecord& record);
   CacheIo* m_io = nullptr;
   const image::ContentStore* m_content = nullptr;
+  image::Lease* m_lease = nullptr;
 };
 
 }  // namespace imgbuild::builder

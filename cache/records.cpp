@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "image/sql_stmt.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::cache {
 
@@ -116,7 +117,7 @@ Result<void> CacheDb::begin_immediate() {
       return ok();
     }
     if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
-      return fail(Errc::io, fmt::format("meta.db (cache): begin: {}", sqlite3_errmsg(m_db)));
+      return image::sql_fail(m_db, rc, "meta.db (cache)", fmt::format("begin: {}", sqlite3_errmsg(m_db)));
     }
     if (attempt + 1 >= k_begin_attempts) {
       return fail(Errc::io, "meta.db (cache): the database stayed locked by another writer");
@@ -168,6 +169,7 @@ Result<void> CacheDb::put(const CacheRecord& r, const std::function<Result<void>
   s.bind(8, r.layer.blob_size).bind(9, r.layer.diff_size).bind(10, r.config).bind(11, r.created_by);
   s.bind(12, r.inputs).bind(13, r.created_at).bind(14, r.last_used);
   TRY_VOID(s.run());
+  fault::point("cache-put");  // the layer blob is published, the record not yet committed
   return tx.commit();
 }
 
@@ -184,6 +186,13 @@ Result<void> CacheDb::touch(const std::vector<std::string>& keys, int64_t now) {
     TRY_VOID(s.run());
   }
   return tx.commit();
+}
+
+Result<void> CacheDb::remove(const std::string& key) {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, "DELETE FROM cache_records WHERE key = ?");
+  s.bind(1, key);
+  return s.run();
 }
 
 Result<std::vector<CacheRecord>> CacheDb::list() {
@@ -241,10 +250,24 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
       image_refs.insert(s.text(0));
     }
   }
+  auto leased = [&](image::LeaseKind kind, const std::string& id) {
+    return options.leases != nullptr && options.leases->holds(kind, id);
+  };
+  PruneResult result;
+  std::set<std::string> held;  // leased records: never doomed
+  for (const auto& r : all) {
+    if (leased(image::LeaseKind::record, r.key)) {
+      held.insert(r.key);
+    }
+  }
   std::set<std::string> doomed;
   for (const auto& r : all) {
     if (options.all || (options.unused_for_sec > 0 && now - r.last_used >= options.unused_for_sec)) {
-      doomed.insert(r.key);
+      if (held.count(r.key) != 0) {
+        ++result.leased;
+      } else {
+        doomed.insert(r.key);
+      }
     }
   }
   if (options.keep_storage > 0) {
@@ -265,7 +288,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
       if (total <= options.keep_storage) {
         break;
       }
-      if (doomed.count(r.key) != 0) {
+      if (doomed.count(r.key) != 0 || held.count(r.key) != 0) {
         continue;
       }
       doomed.insert(r.key);
@@ -274,7 +297,6 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
       }
     }
   }
-  PruneResult result;
   std::set<std::string> candidate_blobs;
   std::map<std::string, std::string> diff_of;  // candidate blob → its diff_id
   for (const auto& r : all) {
@@ -292,7 +314,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
   }
   std::set<std::string> gone_diffs;
   for (const auto& d : candidate_blobs) {
-    if (image_refs.count(d) != 0) {
+    if (image_refs.count(d) != 0 || leased(image::LeaseKind::blob, d)) {
       continue;
     }
     Stmt s(m_db, "SELECT COUNT(*) FROM cache_records WHERE blob_digest = ?");
@@ -319,7 +341,7 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
            "(SELECT COUNT(*) FROM cache_records WHERE diff_id = ?1)");
     s.bind(1, diff);
     TRY(bool row, s.step());
-    if (row && s.integer(0) == 0) {
+    if (row && s.integer(0) == 0 && !leased(image::LeaseKind::layer, diff)) {
       result.diff_ids.push_back(diff);
     }
   }

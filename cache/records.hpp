@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "image/lease.hpp"
 #include "image/metadata.hpp"
 #include "util/result.hpp"
 
@@ -89,11 +90,16 @@ struct PruneOptions {
   /// Keep at most this many bytes of cache-only layers (0 = no limit),
   /// removing the least recently used records first.
   uint64_t keep_storage = 0;
+  /// What running builds hold (image/lease.hpp): leased records, blobs and
+  /// layers are never removed. The caller took it before prune().
+  const image::LeaseSnapshot* leases = nullptr;
 };
 
 /// What cache prune removed.
 struct PruneResult {
   int records = 0;
+  /// Records kept because a running build holds them.
+  int leased = 0;
   std::vector<std::string> blobs;
   uint64_t reclaimed = 0;
   /// diff_ids of the removed layers that no remaining layer row (images'
@@ -118,6 +124,8 @@ public:
   /// Writes (or replaces) a record. `in_transaction`, when given, runs inside
   /// the write transaction first (publish the layer blob there).
   Result<void> put(const CacheRecord& record, const std::function<Result<void>()>& in_transaction = {});
+  /// Deletes one record (its blob stays: the caller decides).
+  Result<void> remove(const std::string& key);
   /// Marks records used at `now` (one transaction).
   Result<void> touch(const std::vector<std::string>& keys, int64_t now);
   /// Every record, most recently used first.

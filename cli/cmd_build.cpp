@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -524,7 +525,10 @@ void run_build(BuildFlags& f, Context& ctx) {
         std::fprintf(stderr, "imgbuild: error: %s\n", written.error().to_string().c_str());
       }
     }
-    throw CommandError{msg, 1};
+    // A full store: Errc::no_space, or a lower layer's own strerror text
+    // (a COPY's write) — either way main adds what prune can free.
+    bool full = e.code == Errc::no_space || msg.find(std::strerror(ENOSPC)) != std::string::npos;
+    throw CommandError{msg, 1, full};
   }
   write_outputs(*store, *built, outputs, tags);
   export_build_cache(cache_io, *store, *built, f.quiet || f.progress == "quiet");

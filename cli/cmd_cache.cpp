@@ -44,9 +44,9 @@ struct CacheHandles {
   std::unique_ptr<cache::CacheDb> db;
 };
 
-CacheHandles open_cache(const Context& ctx) {
+CacheHandles open_cache(const Context& ctx, image::StoreUse use = image::StoreUse::normal) {
   CacheHandles h;
-  h.store = open_store(ctx);
+  h.store = open_store(ctx, use);
   h.db = unwrap(cache::CacheDb::open(h.store->content().root() / "meta.db"));
   return h;
 }
@@ -245,9 +245,13 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     if (opts.unused_for_sec == 0 && opts.keep_storage == 0) {
       opts.all = true;  // no filter: every record (cache mounts only with --all)
     }
-    CacheHandles h = open_cache(ctx);
+    CacheHandles h = open_cache(ctx, image::StoreUse::freeing);
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     const image::ContentStore& content = h.store->content();
+    // What running builds hold stays; the lease lock is held until the
+    // directories below are gone too (image/lease.hpp).
+    auto leases = unwrap(image::LeaseSnapshot::take(content.root()));
+    opts.leases = &leases;
     auto result = unwrap(h.db->prune(opts, now, [&](const std::string& d) { return content.remove(d); }));
     for (const auto& d : result.blobs) {
       std::printf("Deleted: %s\n", d.c_str());
@@ -262,17 +266,40 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
       }
       reclaimed += *freed;
     }
+    int leased_mounts = 0;
     if (pf->all) {
+      // Every cache-mount directory but those a running build holds (and
+      // their lock files, which builds open to share a directory).
       fsys::path mounts = content.root() / "cache-mounts";
-      reclaimed += fs::tree_bytes(mounts.string());
       std::error_code ec;
-      fsys::remove_all(mounts, ec);
-      if (ec) {
-        throw CommandError{fmt::format("cannot remove {}: {}", mounts.string(), ec.message()), 1};
+      std::vector<fsys::path> entries;
+      for (const auto& entry : fsys::directory_iterator(mounts, ec)) {
+        entries.push_back(entry.path());
       }
+      for (const auto& p : entries) {
+        std::string name = p.filename().string();
+        std::string base = name.ends_with(".lock") ? name.substr(0, name.size() - 5) : name;
+        if (leases.holds(image::LeaseKind::cache_mount, base)) {
+          leased_mounts += name == base ? 1 : 0;
+          continue;
+        }
+        reclaimed += fs::tree_bytes(p.string());
+        fsys::remove_all(p, ec);
+        if (ec) {
+          throw CommandError{fmt::format("cannot remove {}: {}", p.string(), ec.message()), 1};
+        }
+      }
+      fsys::remove(mounts, ec);  // gone entirely when nothing was kept
     }
-    std::printf("Removed %d cache records\nTotal reclaimed space: %s\n", result.records,
-                size3(static_cast<int64_t>(reclaimed)).c_str());
+    h.store->restore_reserve();
+    std::printf("Removed %d cache records\n", result.records);
+    if (result.leased > 0) {
+      std::printf("Kept %d cache records: in use by a running build\n", result.leased);
+    }
+    if (leased_mounts > 0) {
+      std::printf("Kept %d cache mounts: in use by a running build\n", leased_mounts);
+    }
+    std::printf("Total reclaimed space: %s\n", size3(static_cast<int64_t>(reclaimed)).c_str());
   });
 }
 

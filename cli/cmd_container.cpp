@@ -46,6 +46,7 @@ std::vector<fsys::path> layer_dirs_of(image::ImageStore& store, const image::Loa
                                    img.manifest.layers.size(), diff_ids.size()),
                        1};
   }
+  unwrap(store.hold(img));  // leased: no prune removes it while the container runs
   snapshot::LayerDirs dirs(store_root(store) / "snapshots");
   std::vector<fsys::path> all;
   for (size_t i = 0; i < diff_ids.size(); ++i) {

@@ -24,6 +24,7 @@
 #include "image/json.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
+#include "snapshot/layer_dirs.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::cli {
@@ -35,8 +36,13 @@ using ojson = nlohmann::ordered_json;
 
 // ---- shared helpers (image_common.hpp) ---------------------------------------
 
-std::unique_ptr<ImageStore> open_store(const Context& ctx) {
-  return unwrap(ImageStore::open(image::default_store_root(ctx.root)));
+std::unique_ptr<ImageStore> open_store(const Context& ctx, image::StoreUse use) {
+  return unwrap(ImageStore::open(image::default_store_root(ctx.root), use));
+}
+
+image::RemoveLayerDir layer_dir_remover(const ImageStore& store) {
+  auto dirs = std::make_shared<snapshot::LayerDirs>(store.content().root() / "snapshots");
+  return [dirs](const std::string& diff_id) { return dirs->remove(diff_id); };
 }
 
 std::optional<int64_t> parse_rfc3339(const std::string& s) {
@@ -557,11 +563,11 @@ void add_rmi(CLI::App* sub, Context& ctx) {
   sub->add_flag("-f,--force", *force, "Force removal of the image");
   sub->add_flag("--no-prune")->description("Accepted for docker compatibility");
   sub->callback([&ctx, args, force]() {
-    auto store = open_store(ctx);
+    auto store = open_store(ctx, image::StoreUse::freeing);
     std::vector<std::string> errors;
     image::ImagesInUse in_use = images_in_use(*store);
     for (const auto& arg : *args) {
-      auto report = store->remove(arg, *force, in_use);
+      auto report = store->remove(arg, *force, in_use, layer_dir_remover(*store));
       if (!report) {
         errors.push_back(report.error().to_string());
         continue;
@@ -573,6 +579,7 @@ void add_rmi(CLI::App* sub, Context& ctx) {
         std::fputs(fmt::format("Deleted: {}\n", d).c_str(), stdout);
       }
     }
+    store->restore_reserve();
     if (!errors.empty()) {
       throw CommandError{str::join(errors, "\n"), 1};
     }
@@ -584,8 +591,9 @@ void add_prune(CLI::App* sub, Context& ctx) {
   sub->add_flag("-a,--all", *all, "Remove all unused images, not just dangling ones");
   sub->add_flag("-f,--force")->description("Do not prompt for confirmation (imgbuild never prompts)");
   sub->callback([&ctx, all]() {
-    auto store = open_store(ctx);
-    image::PruneReport report = unwrap(store->prune(*all, images_in_use(*store)));
+    auto store = open_store(ctx, image::StoreUse::freeing);
+    image::PruneReport report = unwrap(store->prune(*all, images_in_use(*store), layer_dir_remover(*store)));
+    store->restore_reserve();
     if (!report.untagged.empty() || !report.deleted.empty()) {
       std::string out = "Deleted Images:\n";
       for (const auto& u : report.untagged) {
@@ -595,6 +603,15 @@ void add_prune(CLI::App* sub, Context& ctx) {
         out += "deleted: " + d + "\n";
       }
       std::fputs((out + "\n").c_str(), stdout);
+    }
+    for (const auto& name : report.leased) {
+      std::fputs(fmt::format("Kept {}: in use by a running build or container\n", name).c_str(), stdout);
+    }
+    if (report.leased_blobs > 0) {
+      std::fputs(fmt::format("Kept {} unreferenced blobs: in use by a running build or container\n",
+                             report.leased_blobs)
+                     .c_str(),
+                 stdout);
     }
     std::fputs(fmt::format("Total reclaimed space: {}\n", size3(static_cast<int64_t>(report.reclaimed))).c_str(),
                stdout);

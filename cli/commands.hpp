@@ -27,7 +27,14 @@ struct Context {
 struct CommandError {
   std::string message;
   int status = 1;
+  /// The filesystem of the store is full: main adds what prune could free.
+  bool no_space = false;
 };
+
+/// For an error caused by a full store: "; `imgbuild image prune -a` can
+/// free … and `imgbuild cache prune` …", measured in the store at
+/// `root_flag` (as --root); "" when it cannot be measured.
+std::string no_space_hint(const std::string& root_flag);
 
 
 /// Each command family adds one line here and one register_* call in main.cpp.
@@ -50,5 +57,7 @@ void register_registry_commands(CLI::App& app, Context& ctx);
 void register_container_commands(CLI::App& app, Context& ctx);
 /// cache ls, du, prune (cli/cmd_cache.cpp).
 void register_cache_commands(CLI::App& app, Context& ctx);
+/// system check (cli/cmd_system.cpp).
+void register_system_commands(CLI::App& app, Context& ctx);
 
 }  // namespace imgbuild::cli

@@ -19,19 +19,23 @@ namespace imgbuild::cli {
 template <class T>
 T unwrap(Result<T> r) {
   if (!r) {
-    throw CommandError{r.error().to_string(), 1};
+    throw CommandError{r.error().to_string(), 1, r.error().code == Errc::no_space};
   }
   return std::move(r).value();
 }
 /// Throws a CommandError for a failed Result<void>.
 inline void unwrap(Result<void> r) {
   if (!r) {
-    throw CommandError{r.error().to_string(), 1};
+    throw CommandError{r.error().to_string(), 1, r.error().code == Errc::no_space};
   }
 }
 
-/// Opens the store at the context's root (--root, $IMGBUILD_ROOT, default).
-std::unique_ptr<image::ImageStore> open_store(const Context& ctx);
+/// Opens the store at the context's root (--root, $IMGBUILD_ROOT, default);
+/// commands that delete pass StoreUse::freeing (image/store.hpp).
+std::unique_ptr<image::ImageStore> open_store(const Context& ctx, image::StoreUse use = image::StoreUse::normal);
+/// Deletes unpacked layer directories under the store's snapshots/, for
+/// ImageStore::remove and prune.
+image::RemoveLayerDir layer_dir_remover(const image::ImageStore& store);
 /// Parses an RFC 3339 time to unix seconds.
 std::optional<int64_t> parse_rfc3339(const std::string& s);
 /// docker's HumanDuration ("2 weeks", "About an hour").

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   imgbuild::cli::register_container_commands(app, ctx);
   imgbuild::cli::register_build_commands(app, ctx);
   imgbuild::cli::register_cache_commands(app, ctx);
+  imgbuild::cli::register_system_commands(app, ctx);
 
   try {
     std::string command;
@@ -143,7 +144,8 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   } catch (const imgbuild::cli::CommandError& e) {
-    std::fprintf(stderr, "imgbuild: error: %s\n", e.message.c_str());
+    std::string hint = e.no_space ? imgbuild::cli::no_space_hint(ctx.root) : "";
+    std::fprintf(stderr, "imgbuild: error: %s%s\n", e.message.c_str(), hint.c_str());
     return e.status;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "imgbuild: error: %s\n", e.what());

@@ -23,6 +23,7 @@
 #include "util/fd.hpp"
 #include "util/strings.hpp"
 #include "util/tar.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::image {
 
@@ -670,6 +671,7 @@ Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items,
   dir.path = "blobs/sha256";
   TRY_VOID(w->add(dir));
   for (const auto& [digest, size] : plan.blobs) {
+    fault::point("save-blob");
     // Verified while it streams: a blob that does not hash to its digest
     // stops the save before its last bytes reach the archive.
     auto copied = [&, &digest = digest, &size = size]() -> Result<void> {

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "image/types.hpp"
+#include "util/fault.hpp"
 #include "util/rootless.hpp"
 
 namespace imgbuild::image {
@@ -22,7 +23,11 @@ namespace fs = std::filesystem;
 namespace {
 
 Unexpected sys_fail(std::string_view what, const fs::path& p) {
-  return fail(Errc::io, fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)));
+  int err = errno;
+  if (err == ENOSPC || err == EDQUOT) {
+    return errno_fail(err, "writing", p.string());  // Errc::no_space, whatever the call
+  }
+  return fail(Errc::io, fmt::format("{} {}: {}", what, p.string(), std::strerror(err)));
 }
 
 Result<void> fsync_dir(const fs::path& dir) {
@@ -239,6 +244,7 @@ Result<void> BlobWriter::write(const void* data, size_t size) {
     p += n;
     size -= static_cast<size_t>(n);
   }
+  fault::point("blob-write");
   return ok();
 }
 

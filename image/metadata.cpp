@@ -1,5 +1,6 @@
 #include "image/metadata.hpp"
 #include "image/sql_stmt.hpp"
+#include "util/fault.hpp"
 
 #include <sqlite3.h>
 
@@ -164,6 +165,7 @@ Result<void> MetaDb::Transaction::commit() {
     return fail(Errc::internal, "commit of a closed transaction");
   }
   m_open = false;
+  fault::point("db-commit");
   Result<void> r = m_db->exec("COMMIT");
   if (!r) {
     (void)m_db->exec("ROLLBACK");
@@ -318,6 +320,73 @@ Result<void> MetaDb::delete_unreferenced_layers() {
   return exec(
       "DELETE FROM layers WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs) "
       "AND blob_digest NOT IN (SELECT blob_digest FROM cache_records)");
+}
+
+Result<std::vector<LayerRecord>> MetaDb::unreferenced_layers() {
+  Stmt s(m_db,
+         "SELECT blob_digest, diff_id, media_type, blob_size, diff_size FROM layers "
+         "WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs) "
+         "AND blob_digest NOT IN (SELECT blob_digest FROM cache_records) ORDER BY blob_digest");
+  std::vector<LayerRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)});
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> MetaDb::blobs_of(const std::string& manifest_digest) {
+  Stmt s(m_db, "SELECT blob_digest FROM image_blobs WHERE manifest_digest = ? ORDER BY blob_digest");
+  s.bind(1, manifest_digest);
+  std::vector<std::string> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(s.text(0));
+  }
+  return out;
+}
+
+Result<std::vector<LayerRecord>> MetaDb::layers() {
+  Stmt s(m_db, "SELECT blob_digest, diff_id, media_type, blob_size, diff_size FROM layers ORDER BY blob_digest");
+  std::vector<LayerRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)});
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> MetaDb::integrity_problems() {
+  Stmt s(m_db, "PRAGMA integrity_check");
+  std::vector<std::string> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      break;
+    }
+    if (s.text(0) != "ok") {
+      out.push_back(s.text(0));
+    }
+  }
+  return out;
+}
+
+Result<bool> MetaDb::diff_id_used(const std::string& diff_id) {
+  Stmt s(m_db,
+         "SELECT (SELECT COUNT(*) FROM layers WHERE diff_id = ?1) + "
+         "(SELECT COUNT(*) FROM cache_records WHERE diff_id = ?1)");
+  s.bind(1, diff_id);
+  TRY(bool row, s.step());
+  return row && s.integer(0) > 0;
 }
 
 }  // namespace imgbuild::image

@@ -89,6 +89,17 @@ public:
   Result<std::optional<LayerRecord>> layer(const std::string& blob_digest);
   /// Deletes layer records whose blob no image and no cache record references.
   Result<void> delete_unreferenced_layers();
+  /// The layer records delete_unreferenced_layers() would delete.
+  Result<std::vector<LayerRecord>> unreferenced_layers();
+  /// True when a layer record or a cache record has this diff_id.
+  Result<bool> diff_id_used(const std::string& diff_id);
+  /// The blobs one image holds on to, sorted.
+  Result<std::vector<std::string>> blobs_of(const std::string& manifest_digest);
+  /// Every layer record.
+  Result<std::vector<LayerRecord>> layers();
+  /// SQLite's own consistency check: empty when the database is sound,
+  /// else its complaints.
+  Result<std::vector<std::string>> integrity_problems();
 
   /// Runs statements in an IMMEDIATE transaction; rolled back unless committed.
   class Transaction {

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 
@@ -12,6 +13,18 @@
 #include "util/result.hpp"
 
 namespace imgbuild::image {
+
+/// The error of a failed SQLite call on `db` (result code `rc`): a full disk
+/// (SQLITE_FULL, or an I/O error whose system errno is ENOSPC/EDQUOT) is
+/// Errc::no_space naming the database, anything else Errc::io.
+inline Unexpected sql_fail(sqlite3* db, int rc, std::string_view label, std::string_view what) {
+  int sys = sqlite3_system_errno(db);
+  int primary = rc & 0xff;
+  if (primary == SQLITE_FULL || (primary == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT))) {
+    return fail(Errc::no_space, fmt::format("no space left on device while writing {}", label));
+  }
+  return fail(Errc::io, fmt::format("{}: {}", label, what));
+}
 
 /// A prepared statement on `db`; errors (also a failed prepare, reported at
 /// the first step) name `label`, the database as users know it.
@@ -51,7 +64,7 @@ public:
     if (rc == SQLITE_DONE) {
       return false;
     }
-    return fail(Errc::io, fmt::format("{}: {}", m_label, sqlite3_errmsg(m_db)));
+    return sql_fail(m_db, rc, m_label, sqlite3_errmsg(m_db));
   }
   /// Steps once, for statements that return no rows.
   Result<void> run() {
@@ -80,10 +93,11 @@ private:
 /// Runs `sql` (no results) on `db`; an error names `label`.
 inline Result<void> sql_exec(sqlite3* db, const char* sql, const char* label = "meta.db") {
   char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
     std::string msg = err != nullptr ? err : sqlite3_errmsg(db);
     sqlite3_free(err);
-    return fail(Errc::io, fmt::format("{}: {}", label, msg));
+    return sql_fail(db, rc, label, msg);
   }
   return ok();
 }

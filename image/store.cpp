@@ -1,6 +1,8 @@
 #include "image/store.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "image/json.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::image {
 
@@ -46,15 +49,83 @@ void clean_stale_tmp(const fs::path& tmp) {
   }
 }
 
+// Allocates <root>/reserve when it is missing (written aside, then renamed,
+// so a reserve is always whole). Nothing happens when there is no room.
+void make_reserve(const fs::path& root) {
+  fs::path reserve = root / "reserve";
+  if (::access(reserve.c_str(), F_OK) == 0) {
+    return;
+  }
+  fs::path tmp = root / "tmp" / fmt::format("reserve-{}", ::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return;
+  }
+  bool whole = ::posix_fallocate(fd, 0, static_cast<off_t>(k_reserve_bytes)) == 0;
+  ::close(fd);
+  if (!whole || ::rename(tmp.c_str(), reserve.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+  }
+}
+
+// "familiar name" of an image for messages: its first name, else its ID.
+std::string display_name(MetaDb& db, const ImageRecord& rec) {
+  auto names = db.names_of(rec.manifest_digest);
+  if (names && !names->empty()) {
+    auto ref = parse_reference(names->front(), DefaultTag::none);
+    return ref ? ref->familiar() : names->front();
+  }
+  return rec.config_digest;
+}
+
 }  // namespace
 
-Result<std::unique_ptr<ImageStore>> ImageStore::open(const fs::path& root) {
+Result<std::unique_ptr<ImageStore>> ImageStore::open(const fs::path& root, StoreUse use) {
   TRY(ContentStore content, ContentStore::open(root));
+  if (use == StoreUse::freeing) {
+    ::unlink((root / "reserve").c_str());
+  }
   TRY(std::unique_ptr<MetaDb> db, MetaDb::open(root / "meta.db"));
   // Staging directories of processes that died (killed mid-load) go now.
   clean_stale_tmp(root / "tmp");
+  if (use == StoreUse::normal) {
+    make_reserve(root);
+  }
   return std::unique_ptr<ImageStore>(new ImageStore(std::move(content), std::move(db)));
 }
+
+ImageStore::~ImageStore() = default;
+
+Lease& ImageStore::lease() {
+  std::lock_guard lock(m_lease_mu);
+  if (!m_lease) {
+    m_lease = std::make_unique<Lease>(m_content.root());
+  }
+  return *m_lease;
+}
+
+Result<void> ImageStore::hold(const LoadedImage& img) {
+  std::vector<LeaseEntry> entries = {{LeaseKind::blob, img.record.manifest_digest},
+                                     {LeaseKind::blob, img.record.config_digest}};
+  for (const auto& l : img.manifest.layers) {
+    entries.push_back({LeaseKind::blob, l.digest});
+  }
+  for (const auto& d : img.config.rootfs.diff_ids) {
+    entries.push_back({LeaseKind::layer, d});
+  }
+  TRY_VOID(lease().hold(entries));
+  // Held now: what is still there stays (image/lease.hpp).
+  for (const auto& e : entries) {
+    if (e.kind == LeaseKind::blob && !m_content.has(e.id)) {
+      return fail(Errc::not_found, fmt::format("blob {} of image {} was removed by a concurrent rmi or prune; "
+                                               "run the command again",
+                                               e.id, img.record.config_digest));
+    }
+  }
+  return ok();
+}
+
+void ImageStore::restore_reserve() { make_reserve(m_content.root()); }
 
 Result<ImageRecord> ImageStore::resolve(std::string_view arg) {
   if (arg.empty()) {
@@ -178,6 +249,7 @@ Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& i
     }
   }
   TRY(std::vector<std::string> added, staging.publish(wanted));
+  fault::point("store-published");
   auto record = [&]() -> Result<void> {
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     for (const auto& img : images) {
@@ -218,24 +290,46 @@ Result<void> ImageStore::tag(std::string_view src, const Reference& dst) {
   return tx.commit();
 }
 
-Result<uint64_t> ImageStore::delete_unreferenced_blobs_locked(std::vector<std::string>* deleted) {
+Result<uint64_t> ImageStore::delete_unreferenced_blobs_locked(const LeaseSnapshot& leases, int* leased_blobs,
+                                                              std::vector<std::string>* gone_diffs) {
   TRY(std::set<std::string> keep, m_db->referenced_blobs());
   TRY(std::vector<std::string> all, m_content.list());
   uint64_t freed = 0;
+  // Files first: on a full disk the space they free is what lets the
+  // record changes commit.
   for (const auto& d : all) {
-    if (keep.count(d) == 0) {
-      TRY(uint64_t n, m_content.remove(d));
-      freed += n;
-      if (deleted != nullptr) {
-        deleted->push_back(d);
+    if (keep.count(d) != 0) {
+      continue;
+    }
+    if (leases.holds(LeaseKind::blob, d)) {
+      if (leased_blobs != nullptr) {
+        ++*leased_blobs;
       }
+      continue;
+    }
+    TRY(uint64_t n, m_content.remove(d));
+    freed += n;
+  }
+  TRY(std::vector<LayerRecord> rows, m_db->unreferenced_layers());
+  TRY_VOID(m_db->delete_unreferenced_layers());
+  std::set<std::string> diffs;
+  for (const auto& row : rows) {
+    if (!row.diff_id.empty()) {
+      diffs.insert(row.diff_id);
     }
   }
-  TRY_VOID(m_db->delete_unreferenced_layers());
+  for (const auto& diff : diffs) {
+    TRY(bool used, m_db->diff_id_used(diff));
+    if (!used && !leases.holds(LeaseKind::layer, diff) && gone_diffs != nullptr) {
+      gone_diffs->push_back(diff);
+    }
+  }
   return freed;
 }
 
-Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const ImagesInUse& in_use) {
+Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const ImagesInUse& in_use,
+                                        const RemoveLayerDir& remove_dir) {
+  TRY(LeaseSnapshot leases, LeaseSnapshot::take(m_content.root()));  // before the write lock
   TRY(MetaDb::Transaction tx, m_db->begin());
   TRY(ImageRecord rec, resolve(arg));
   TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
@@ -294,6 +388,13 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const 
     TRY_VOID(tx.commit());
     return report;
   }
+  if (leases.holds(LeaseKind::blob, rec.manifest_digest)) {
+    // The transaction is not committed: the name removed above stays.
+    return fail(Errc::invalid_argument,
+                fmt::format("conflict: unable to delete {} (cannot be forced) - image is in use by a running build "
+                            "or container",
+                            rec.config_digest.substr(7, 12)));
+  }
   auto user = in_use.find(rec.config_digest);
   if (user != in_use.end() && !force) {
     // The transaction is not committed: the name removed above stays.
@@ -322,19 +423,30 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const 
   }
   TRY_VOID(m_db->delete_image(rec.manifest_digest));
   report.deleted.push_back(rec.config_digest);
-  TRY(uint64_t freed, delete_unreferenced_blobs_locked(nullptr));
+  std::vector<std::string> gone_diffs;
+  TRY(uint64_t freed, delete_unreferenced_blobs_locked(leases, nullptr, &gone_diffs));
   (void)freed;
   TRY_VOID(tx.commit());
+  if (remove_dir) {
+    for (const auto& diff : gone_diffs) {
+      (void)remove_dir(diff);  // the records are gone; a leftover is system check's
+    }
+  }
   return report;
 }
 
-Result<PruneReport> ImageStore::prune(bool all, const ImagesInUse& in_use) {
+Result<PruneReport> ImageStore::prune(bool all, const ImagesInUse& in_use, const RemoveLayerDir& remove_dir) {
+  TRY(LeaseSnapshot leases, LeaseSnapshot::take(m_content.root()));  // before the write lock
   TRY(MetaDb::Transaction tx, m_db->begin());
   PruneReport report;
   TRY(std::vector<ImageRecord> images, m_db->images());
   for (const auto& rec : images) {
     TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
     if ((!names.empty() && !all) || in_use.count(rec.config_digest) != 0) {
+      continue;
+    }
+    if (leases.holds(LeaseKind::blob, rec.manifest_digest)) {
+      report.leased.push_back(display_name(*m_db, rec));
       continue;
     }
     for (const auto& n : names) {
@@ -344,8 +456,17 @@ Result<PruneReport> ImageStore::prune(bool all, const ImagesInUse& in_use) {
     TRY_VOID(m_db->delete_image(rec.manifest_digest));
     report.deleted.push_back(rec.config_digest);
   }
-  TRY(report.reclaimed, delete_unreferenced_blobs_locked(nullptr));
+  std::vector<std::string> gone_diffs;
+  TRY(report.reclaimed, delete_unreferenced_blobs_locked(leases, &report.leased_blobs, &gone_diffs));
   TRY_VOID(tx.commit());
+  if (remove_dir) {
+    for (const auto& diff : gone_diffs) {
+      auto n = remove_dir(diff);
+      if (n) {
+        report.reclaimed += *n;
+      }
+    }
+  }
   clean_stale_tmp(m_content.root() / "tmp");
   return report;
 }

@@ -10,8 +10,10 @@
 // concurrent load is about to reference.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <filesystem>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "image/content_store.hpp"
+#include "image/lease.hpp"
 #include "image/metadata.hpp"
 #include "image/reference.hpp"
 #include "image/types.hpp"
@@ -44,7 +47,12 @@ using ImagesInUse = std::map<std::string, std::string>;
 struct PruneReport {
   std::vector<std::string> untagged;  ///< familiar names
   std::vector<std::string> deleted;   ///< image IDs and blob digests
-  uint64_t reclaimed = 0;             ///< bytes freed
+  uint64_t reclaimed = 0;             ///< bytes freed (blobs and unpacked layers)
+  /// Images kept because a running build or container holds them (a lease):
+  /// a familiar name, else the image ID.
+  std::vector<std::string> leased;
+  /// Unreferenced blobs kept because a running process holds them.
+  int leased_blobs = 0;
 };
 
 /// The result of rmi on one argument, in docker's output order.
@@ -52,6 +60,20 @@ struct RemoveReport {
   std::vector<std::string> untagged;
   std::vector<std::string> deleted;
 };
+
+/// Deletes the unpacked layer directory of a diff_id (snapshot/LayerDirs,
+/// which image/ cannot see); returns the bytes freed.
+using RemoveLayerDir = std::function<Result<uint64_t>(const std::string& diff_id)>;
+
+/// How a command opens the store.
+enum class StoreUse {
+  normal,   ///< keeps the space reserve in place (creates it when missing)
+  freeing,  ///< deletes: gives the space reserve up first (see open())
+};
+
+/// Bytes of <root>/reserve: room for meta.db's write-ahead log when the
+/// filesystem is full, so that deletion still commits.
+inline constexpr uint64_t k_reserve_bytes = 2 * 1024 * 1024;
 
 /// An image together with its parsed documents.
 struct LoadedImage {
@@ -66,12 +88,32 @@ struct LoadedImage {
 class ImageStore {
 public:
   /// Opens (creating if needed) the store at `root`.
-  static Result<std::unique_ptr<ImageStore>> open(const std::filesystem::path& root);
+  ///
+  /// Full disks: deleting rows from meta.db writes to its write-ahead log,
+  /// which needs free space exactly when there is none. So every normal open
+  /// keeps a reserve file (<root>/reserve, k_reserve_bytes, allocated when
+  /// there is room); a StoreUse::freeing open (rmi, prune, system check
+  /// --repair) deletes it before touching meta.db, deletes blob files before
+  /// committing the record changes, and restore_reserve() takes the room
+  /// back once space has been freed.
+  static Result<std::unique_ptr<ImageStore>> open(const std::filesystem::path& root,
+                                                  StoreUse use = StoreUse::normal);
+  ~ImageStore();
 
   /// The blob store.
   const ContentStore& content() const { return m_content; }
   /// The metadata database.
   MetaDb& db() { return *m_db; }
+  /// This process's lease on the store (image/lease.hpp): what it names is
+  /// never deleted by another process while this one runs.
+  Lease& lease();
+  /// Leases an image for this process: its manifest, config and layer blobs
+  /// and its layers' unpacked directories (by diff_id). Fails (Errc::not_found)
+  /// when a blob went meanwhile (a concurrent rmi or prune).
+  Result<void> hold(const LoadedImage& img);
+  /// Allocates the space reserve again when it is missing and there is room
+  /// (after a StoreUse::freeing command has freed space). Best effort.
+  void restore_reserve();
 
   /// Finds the image a user means: a reference ("busybox", "a/b:1",
   /// "name@sha256:…"), a full or abbreviated image ID ("sha256:ab12…",
@@ -92,10 +134,17 @@ public:
   /// An image in `in_use` (image ID → id of a container made from it) is
   /// never deleted: without `force` removing its last name or its ID fails
   /// with docker's conflict message; with `force` its names go and it stays.
-  Result<RemoveReport> remove(std::string_view arg, bool force, const ImagesInUse& in_use = {});
+  /// An image a running process holds (its manifest is leased) is never
+  /// deleted, forced or not. Blobs and, through `remove_dir`, unpacked layer
+  /// directories that nothing references and no lease holds go too.
+  Result<RemoveReport> remove(std::string_view arg, bool force, const ImagesInUse& in_use = {},
+                              const RemoveLayerDir& remove_dir = {});
   /// Removes dangling images (all images when `all`) except those in
-  /// `in_use`, then blobs no image references, and leftovers in tmp/.
-  Result<PruneReport> prune(bool all, const ImagesInUse& in_use = {});
+  /// `in_use` and those a running process holds, then blobs no image or
+  /// cache record references and no lease holds, the unpacked layer
+  /// directories of layers nothing uses any more (through `remove_dir`), and
+  /// leftovers in tmp/.
+  Result<PruneReport> prune(bool all, const ImagesInUse& in_use = {}, const RemoveLayerDir& remove_dir = {});
 
   /// Every name, as references, of one image.
   Result<std::vector<Reference>> names_of(const std::string& manifest_digest);
@@ -103,9 +152,15 @@ public:
 private:
   ImageStore(ContentStore content, std::unique_ptr<MetaDb> db)
       : m_content(std::move(content)), m_db(std::move(db)) {}
-  Result<uint64_t> delete_unreferenced_blobs_locked(std::vector<std::string>* deleted);
+  /// Deletes blobs nothing references or leases (files first, then the
+  /// layer rows); `gone_diffs` receives the diff_ids no remaining layer row
+  /// or cache record has and no lease holds.
+  Result<uint64_t> delete_unreferenced_blobs_locked(const LeaseSnapshot& leases, int* leased_blobs,
+                                                    std::vector<std::string>* gone_diffs);
   ContentStore m_content;
   std::unique_ptr<MetaDb> m_db;
+  std::mutex m_lease_mu;
+  std::unique_ptr<Lease> m_lease;
 };
 
 }  // namespace imgbuild::image

@@ -19,6 +19,7 @@
 #include "registry/reference.hpp"
 #include "util/stats.hpp"
 #include "util/strings.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::registry {
 
@@ -137,6 +138,7 @@ size_t on_read(char* buf, size_t size, size_t nitems, void* user) {
     return CURL_READFUNC_ABORT;
   }
   ex->read_pos += *r;
+  fault::point("http-upload");
   return *r;
 }
 
@@ -629,6 +631,7 @@ Result<HttpResponse> HttpTransport::exchange(const HttpRequest& request, Transpo
   }
 
   g_requests.add();
+  fault::point("http");
   CURLcode rc = CURLE_OK;
   {
     stats::ScopedTimer timer(g_http_time);

@@ -13,6 +13,7 @@
 #include "snapshot/apply.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::snapshot {
 
@@ -125,6 +126,7 @@ Result<fsys::path> LayerDirs::unpack(const fsys::path& blob_path, const std::str
     return fail(Errc::corrupt, fmt::format("layer {} has diff_id {}, the image config says {}", blob_digest,
                                            applied->diff_id.str(), diff_id));
   }
+  fault::point("layer-unpacked");
   fsys::create_directories(want.parent_path().parent_path(), ec);
   if (::rename(tmp.c_str(), want.parent_path().c_str()) != 0) {
     int err = errno;

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -259,13 +260,13 @@ bool is_mount_point(const fs::path& path) {
   return false;
 }
 
-Result<size_t> cleanup_stale(const fs::path& runtime_dir, const fs::path& work_dir) {
+Result<std::vector<RecordInfo>> list_records(const fs::path& runtime_dir) {
   fs::path dir = runtime_dir / "mounts";
   std::error_code ec;
+  std::vector<RecordInfo> out;
   if (!fs::is_directory(dir, ec)) {
-    return size_t{0};
+    return out;
   }
-  size_t reclaimed = 0;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name[0] == '.') {
@@ -276,10 +277,9 @@ Result<size_t> cleanup_stale(const fs::path& runtime_dir, const fs::path& work_d
     if (!std::getline(in, line) || line != k_magic) {
       continue;  // not ours, or a newer format: leave it alone
     }
-    long pid = 0;
+    RecordInfo info;
+    info.file = entry.path();
     std::string start;
-    std::vector<fs::path> mount_points;
-    std::vector<fs::path> removes;
     while (std::getline(in, line)) {
       auto sp = line.find(' ');
       if (sp == std::string::npos) {
@@ -288,27 +288,71 @@ Result<size_t> cleanup_stale(const fs::path& runtime_dir, const fs::path& work_d
       std::string key = line.substr(0, sp);
       std::string value = line.substr(sp + 1);
       if (key == "pid") {
-        pid = std::strtol(value.c_str(), nullptr, 10);
+        info.pid = std::strtol(value.c_str(), nullptr, 10);
       } else if (key == "start") {
         start = value;
       } else if (key == "mount") {
-        mount_points.emplace_back(unescape(value));
+        info.mounts.emplace_back(unescape(value));
       } else if (key == "remove") {
-        removes.emplace_back(unescape(value));
+        info.removes.emplace_back(unescape(value));
       }
     }
-    if (pid > 0 && !start.empty() && process_start_time(pid) == start) {
+    info.live = info.pid > 0 && !start.empty() && process_start_time(info.pid) == start;
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const RecordInfo& a, const RecordInfo& b) { return a.file < b.file; });
+  return out;
+}
+
+Result<void> undo_record(const RecordInfo& record, const fs::path& work_dir) {
+  for (const fs::path& m : record.mounts) {
+    TRY_VOID(unmount(m));
+  }
+  std::error_code ec;
+  for (const fs::path& r : record.removes) {
+    if (strictly_inside(r, work_dir) && !is_mount_point(r)) {
+      fs::remove_all(r, ec);
+    }
+  }
+  ::unlink(record.file.c_str());
+  return ok();
+}
+
+std::vector<fs::path> mount_points_under(const fs::path& dir) {
+  std::vector<fs::path> out;
+  fs::path base = dir.lexically_normal();
+  std::istringstream in(read_text("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = str::split(line, ' ');
+    if (f.size() < 5) {
+      continue;
+    }
+    std::string mp;
+    const std::string& raw = f[4];
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '\\' && i + 3 < raw.size()) {
+        mp += static_cast<char>(std::stoi(raw.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        mp += raw[i];
+      }
+    }
+    if (strictly_inside(fs::path(mp), base)) {
+      out.emplace_back(mp);
+    }
+  }
+  return out;
+}
+
+Result<size_t> cleanup_stale(const fs::path& runtime_dir, const fs::path& work_dir) {
+  TRY(std::vector<RecordInfo> records, list_records(runtime_dir));
+  size_t reclaimed = 0;
+  for (const auto& record : records) {
+    if (record.live) {
       continue;  // its owner still runs
     }
-    for (const fs::path& m : mount_points) {
-      TRY_VOID(unmount(m));
-    }
-    for (const fs::path& r : removes) {
-      if (strictly_inside(r, work_dir) && !is_mount_point(r)) {
-        fs::remove_all(r, ec);
-      }
-    }
-    ::unlink(entry.path().c_str());
+    TRY_VOID(undo_record(record, work_dir));
     ++reclaimed;
   }
   return reclaimed;

@@ -70,6 +70,25 @@ Result<void> unmount(const std::filesystem::path& target);
 /// True when path is a mount point in this mount namespace.
 bool is_mount_point(const std::filesystem::path& path);
 
+/// One mount record as read back.
+struct RecordInfo {
+  std::filesystem::path file;                  ///< the record file
+  long pid = 0;                                ///< its owner
+  bool live = false;                           ///< the owner still runs
+  std::vector<std::filesystem::path> mounts;   ///< mounts it made
+  std::vector<std::filesystem::path> removes;  ///< directories to delete
+};
+
+/// Every mount record in runtime_dir, sorted by file name.
+Result<std::vector<RecordInfo>> list_records(const std::filesystem::path& runtime_dir);
+
+/// Undoes one (stale) record: unmounts, deletes its directories that lie
+/// inside work_dir, deletes the record file.
+Result<void> undo_record(const RecordInfo& record, const std::filesystem::path& work_dir);
+
+/// Mount points strictly below dir in this mount namespace.
+std::vector<std::filesystem::path> mount_points_under(const std::filesystem::path& dir);
+
 /// Undoes stale records in runtime_dir; only deletes directories under
 /// work_dir. Returns the number of records reclaimed.
 Result<size_t> cleanup_stale(const std::filesystem::path& runtime_dir, const std::filesystem::path& work_dir);

@@ -10,6 +10,7 @@
 #include "snapshot/snapshotter.hpp"
 #include "util/hash.hpp"
 #include "util/interrupt.hpp"
+#include "util/fault.hpp"
 
 namespace imgbuild::snapshot {
 
@@ -44,6 +45,7 @@ public:
   Result<void> mount(const std::vector<stdfs::path>& lowers_top_first) {
     m_unmount_on_interrupt = interrupt::unmount_on_interrupt(m_root.string());
     TRY_VOID(mounts::mount_overlay(lowers_top_first, upper(), work(), m_root));
+    fault::point("view-mounted");
     m_mounted = true;
     return ok();
   }

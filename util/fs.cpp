@@ -34,6 +34,9 @@ Errc errc_for(int e) {
 }
 
 Error sys_error(int e, const std::string& where, std::string_view what) {
+  if (e == ENOSPC || e == EDQUOT) {  // named as the store's writes name it; the CLI adds what prune frees
+    return Error(Errc::no_space, fmt::format("no space left on device while writing {} ({})", where, what));
+  }
   return Error(errc_for(e), fmt::format("{}: {}: {}", where, what, errno_text(e)));
 }
 

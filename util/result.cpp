@@ -1,5 +1,8 @@
 #include "util/result.hpp"
 
+#include <cerrno>
+#include <cstring>
+
 #include <fmt/format.h>
 
 namespace imgbuild {
@@ -28,6 +31,13 @@ std::string Error::to_string() const {
     out += ")";
   }
   return out;
+}
+
+Unexpected errno_fail(int err, std::string_view doing, std::string_view path) {
+  if (err == ENOSPC || err == EDQUOT) {
+    return fail(Errc::no_space, fmt::format("no space left on device while {} {}", doing, path));
+  }
+  return fail(Errc::io, fmt::format("{} {}: {}", doing, path, std::strerror(err)));
 }
 
 }  // namespace imgbuild

@@ -6,6 +6,7 @@
 #include <cassert>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -24,6 +25,7 @@ enum class Errc {
   permission,        ///< not allowed (privileges, policy)
   network,           ///< a remote peer could not be reached or misbehaved
   limit,             ///< a size, depth or count bound was exceeded
+  no_space,          ///< the filesystem is full (ENOSPC, EDQUOT)
   internal,          ///< a bug in imgbuild
 };
 
@@ -94,6 +96,12 @@ public:
 private:
   std::variant<T, Error> m_state;
 };
+
+/// The failure of a system call that set `err` while `doing` something to
+/// `path`: ENOSPC and EDQUOT give Errc::no_space, "no space left on device
+/// while <doing> <path>" (the CLI adds what prune could free), anything
+/// else Errc::io, "<doing> <path>: <strerror>".
+Unexpected errno_fail(int err, std::string_view doing, std::string_view path);
 
 /// Result of an operation with no value.
 template <>

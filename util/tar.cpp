@@ -14,6 +14,7 @@
 // are not ours to pin.
 
 #include "util/tar.hpp"
+#include "util/fault.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -853,6 +854,7 @@ Result<void> Writer::add_file_from_fd(const Entry& entry, int fd) {
     }
     TRY_VOID(write_data(buf.data(), static_cast<size_t>(n)));
     left -= static_cast<uint64_t>(n);
+    fault::point("tar-copy");
   }
   return ok();
 }
