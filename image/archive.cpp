@@ -680,7 +680,11 @@ Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items,
         return fail(Errc::corrupt, fmt::format("blob {} changed size in the store", digest));
       }
       TRY_VOID(w->add(file_entry("blobs/sha256/" + digest.substr(7), size)));
-      return blob.copy_to([&](const void* data, size_t n) { return w->write_data(data, n); });
+      return blob.copy_to([&](const void* data, size_t n) -> Result<void> {
+        TRY_VOID(w->write_data(data, n));
+        fault::point("tar-copy");
+        return ok();
+      });
     }();
     if (!copied) {
       return fail(in_images(plan, digest, std::move(copied).error()));

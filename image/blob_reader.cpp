@@ -19,7 +19,7 @@ namespace imgbuild::image {
 
 namespace {
 
-constexpr size_t k_chunk = 1 << 20;
+constexpr size_t k_chunk = 128 * 1024;
 
 }  // namespace
 
