@@ -223,3 +223,46 @@ TEST_CASE("rootless in containers: cached rebuilds and a local cache export and 
     }
   }
 }
+
+TEST_CASE("rootless: run keeps a container and commit makes an image of it, on the host and in a container",
+          "[integration][rootless]") {
+  REQUIRE_ROOTLESS_PREREQS();
+  Work w(make_user(true));
+  REQUIRE(w.run({"import", "busybox.tar", "busybox"}).status == 0);
+  // On the host (mode 1): a kept container's change, owned by uid 1000, is
+  // in the committed image.
+  RunResult run = w.run({"run", "--name", "c1", "busybox", "sh", "-c", "echo kept > /f && chown 1000:1000 /f"});
+  INFO(run.err);
+  REQUIRE(run.status == 0);
+  RunResult commit = w.run({"commit", "c1", "committed:1"});
+  INFO(commit.err);
+  REQUIRE(commit.status == 0);
+  RunResult check = w.run({"run", "--rm", "committed:1", "stat", "-c", "%u %n", "/f"});
+  INFO(check.err);
+  REQUIRE(check.status == 0);
+  CHECK(check.out == "1000 /f\n");
+
+  // In a container with seccomp=unconfined as user 1000 (mode 3): run too.
+  IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (/usr/bin/docker, dockerd) is available");
+  const std::string image = container_image();
+  TempDir t;
+  fs::permissions(t.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  fs::path d = t.path / "w";
+  fs::create_directories(d);
+  write_file(d / "busybox.tar", busybox_rootfs_tar());
+  REQUIRE(run_sh("chown -R 1000:1000 " + sh_quote(d.string())).status == 0);
+  REQUIRE(run_imgbuild_in_container(image, d, d, d / "store", {"import", (d / "busybox.tar").string(), "busybox"})
+              .status == 0);
+  RunResult in = run_imgbuild_in_container(image, d, d, d / "store",
+                                           {"run", "--name", "c2", "busybox", "sh", "-c", "id -u; echo x > /g"});
+  INFO(in.err);
+  REQUIRE(in.status == 0);
+  CHECK(in.out == "0\n");
+  RunResult in_commit = run_imgbuild_in_container(image, d, d, d / "store", {"commit", "c2", "committed:2"});
+  INFO(in_commit.err);
+  REQUIRE(in_commit.status == 0);
+  RunResult in_check = run_imgbuild_in_container(image, d, d, d / "store", {"run", "--rm", "committed:2", "cat", "/g"});
+  INFO(in_check.err);
+  CHECK(in_check.out == "x\n");
+}
