@@ -120,7 +120,7 @@ TEST_CASE("malformed documents are refused with the document named", "[image]") 
 
 // Found by image_json_fuzz (testdata/fuzz/image_json_fuzz/crash-float-size):
 // a float in an integer field was converted, which is undefined for 1e30.
-TEST_CASE("a number that is not an integer in an integer field is refused, as Go does", "[image]") {
+TEST_CASE("a number that is not an integer in an integer field is refused as Go does", "[image]") {
   const std::string huge = R"({"schemaVersion":2,"config":{"digest":")" + k_d1 + R"(","size":1e30},"layers":[]})";
   auto m = parse_manifest(huge, "manifest X");
   REQUIRE_FALSE(m);
