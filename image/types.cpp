@@ -1,6 +1,7 @@
 #include "image/types.hpp"
 
 #include <stdexcept>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -35,6 +36,17 @@ namespace {
 
 // Reads `key` from `rest` into `out` and removes it, so that what stays in
 // `rest` is exactly the unknown fields. null counts as absent (Go semantics).
+// An integer field must hold a JSON integer, as Go's encoding/json wants:
+// converting a fraction or an out-of-range float (1e30) is undefined.
+template <class T>
+void check_integer(const json& value, const char* key) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (value.is_number_float()) {
+      throw std::runtime_error(fmt::format("field \"{}\": {} is not an integer", key, value.dump()));
+    }
+  }
+}
+
 template <class T>
 void take(json& rest, const char* key, T& out) {
   auto it = rest.find(key);
@@ -42,6 +54,7 @@ void take(json& rest, const char* key, T& out) {
     return;
   }
   if (!it->is_null()) {
+    check_integer<T>(*it, key);
     try {
       out = it->get<T>();
     } catch (const json::exception& e) {
@@ -58,6 +71,7 @@ void take_opt(json& rest, const char* key, std::optional<T>& out) {
     return;
   }
   if (!it->is_null()) {
+    check_integer<T>(*it, key);
     try {
       out = it->get<T>();
     } catch (const json::exception& e) {

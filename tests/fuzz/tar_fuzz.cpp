@@ -27,8 +27,10 @@ struct Scratch {
   std::string sentinel;
 
   Scratch() {
-    char tmpl[] = "/tmp/imgbuild-fuzz-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) {
+    // Under $TMPDIR (scripts/fuzz points it into build-fuzz/ and empties it).
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") + "/imgbuild-fuzz-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
       std::abort();
     }
     base = tmpl;

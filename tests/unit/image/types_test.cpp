@@ -118,6 +118,33 @@ TEST_CASE("malformed documents are refused with the document named", "[image]") 
   CHECK(bad_rootfs.error().message.find("rootfs.type") != std::string::npos);
 }
 
+// Found by image_json_fuzz (testdata/fuzz/image_json_fuzz/crash-float-size):
+// a float in an integer field was converted, which is undefined for 1e30.
+TEST_CASE("a number that is not an integer in an integer field is refused as Go does", "[image]") {
+  const std::string huge = R"({"schemaVersion":2,"config":{"digest":")" + k_d1 + R"(","size":1e30},"layers":[]})";
+  auto m = parse_manifest(huge, "manifest X");
+  REQUIRE_FALSE(m);
+  CHECK(m.error().code == Errc::corrupt);
+  CHECK(m.error().message.find("manifest X") != std::string::npos);
+  CHECK(m.error().message.find("field \"size\": 1e+30 is not an integer") != std::string::npos);
+
+  auto fraction = parse_manifest(R"({"schemaVersion":2,"config":{"digest":")" + k_d1 + R"(","size":1.5},"layers":[]})", "m");
+  REQUIRE_FALSE(fraction);
+  CHECK(fraction.error().message.find("\"size\"") != std::string::npos);
+
+  auto version = parse_index(R"({"schemaVersion":2.0,"manifests":[]})", "idx");
+  REQUIRE_FALSE(version);
+  CHECK(version.error().message.find("schemaVersion") != std::string::npos);
+
+  auto retries = parse_config(R"({"config":{"Healthcheck":{"Test":["NONE"],"Retries":-1e300}},"rootfs":{"type":"layers","diff_ids":[]}})", "cfg");
+  REQUIRE_FALSE(retries);
+  CHECK(retries.error().message.find("Retries") != std::string::npos);
+
+  auto whole = parse_manifest(R"({"schemaVersion":2,"config":{"digest":")" + k_d1 + R"(","size":12},"layers":[]})", "m");
+  REQUIRE(whole);
+  CHECK(whole->config.size == 12);
+}
+
 TEST_CASE("JSON documents over the cap are refused before parsing", "[image]") {
   std::string big(k_max_json_size + 1, ' ');
   auto r = parse_json(big, "manifest.json");
