@@ -233,8 +233,12 @@ Result<void> unmount(const fs::path& target) {
   return ok();
 }
 
-bool is_mount_point(const fs::path& path) {
-  std::string want = fs::path(path).lexically_normal().string();
+namespace {
+
+// The mount points of this mount namespace (mountinfo's fifth field, its
+// octal escapes undone), in mountinfo's order.
+std::vector<std::string> mount_points() {
+  std::vector<std::string> out;
   std::istringstream in(read_text("/proc/self/mountinfo"));
   std::string line;
   while (std::getline(in, line)) {
@@ -242,7 +246,6 @@ bool is_mount_point(const fs::path& path) {
     if (f.size() < 5) {
       continue;
     }
-    // Field 5 is the mount point, with spaces etc. as octal escapes.
     std::string mp;
     const std::string& raw = f[4];
     for (size_t i = 0; i < raw.size(); ++i) {
@@ -253,6 +256,16 @@ bool is_mount_point(const fs::path& path) {
         mp += raw[i];
       }
     }
+    out.push_back(std::move(mp));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool is_mount_point(const fs::path& path) {
+  std::string want = fs::path(path).lexically_normal().string();
+  for (const std::string& mp : mount_points()) {
     if (mp == want) {
       return true;
     }
@@ -321,23 +334,7 @@ Result<void> undo_record(const RecordInfo& record, const fs::path& work_dir) {
 std::vector<fs::path> mount_points_under(const fs::path& dir) {
   std::vector<fs::path> out;
   fs::path base = dir.lexically_normal();
-  std::istringstream in(read_text("/proc/self/mountinfo"));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = str::split(line, ' ');
-    if (f.size() < 5) {
-      continue;
-    }
-    std::string mp;
-    const std::string& raw = f[4];
-    for (size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == '\\' && i + 3 < raw.size()) {
-        mp += static_cast<char>(std::stoi(raw.substr(i + 1, 3), nullptr, 8));
-        i += 3;
-      } else {
-        mp += raw[i];
-      }
-    }
+  for (const std::string& mp : mount_points()) {
     if (strictly_inside(fs::path(mp), base)) {
       out.emplace_back(mp);
     }
