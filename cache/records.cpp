@@ -212,15 +212,7 @@ Result<std::vector<CacheRecord>> CacheDb::list() {
 Result<std::vector<std::string>> CacheDb::image_blobs() {
   std::lock_guard lock(m_mu);
   Stmt s(m_db, "SELECT DISTINCT blob_digest FROM image_blobs ORDER BY blob_digest");
-  std::vector<std::string> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
-    out.push_back(s.text(0));
-  }
-  return out;
+  return s.first_column_texts();
 }
 
 Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,

@@ -235,15 +235,7 @@ Result<std::vector<NameRecord>> MetaDb::names() {
 Result<std::vector<std::string>> MetaDb::names_of(const std::string& manifest_digest) {
   Stmt s(m_db, "SELECT name FROM names WHERE manifest_digest = ? ORDER BY name");
   s.bind(1, manifest_digest);
-  std::vector<std::string> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
-    out.push_back(s.text(0));
-  }
-  return out;
+  return s.first_column_texts();
 }
 
 Result<std::optional<std::string>> MetaDb::lookup_name(const std::string& name) {
@@ -341,15 +333,7 @@ Result<std::vector<LayerRecord>> MetaDb::unreferenced_layers() {
 Result<std::vector<std::string>> MetaDb::blobs_of(const std::string& manifest_digest) {
   Stmt s(m_db, "SELECT blob_digest FROM image_blobs WHERE manifest_digest = ? ORDER BY blob_digest");
   s.bind(1, manifest_digest);
-  std::vector<std::string> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
-    out.push_back(s.text(0));
-  }
-  return out;
+  return s.first_column_texts();
 }
 
 Result<std::vector<LayerRecord>> MetaDb::layers() {

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -71,6 +72,17 @@ public:
     TRY(bool row, step());
     (void)row;
     return ok();
+  }
+  /// Steps through every row, collecting column 0 as text.
+  Result<std::vector<std::string>> first_column_texts() {
+    std::vector<std::string> out;
+    while (true) {
+      TRY(bool row, step());
+      if (!row) {
+        return out;
+      }
+      out.push_back(text(0));
+    }
   }
   /// Makes the statement ready to run again (bindings are kept until
   /// rebound), so a loop prepares it once.
