@@ -9,17 +9,19 @@
 // runs on a worker thread over a ring of pipe buffers (ChunkHasher), so that
 // unpacking a big layer costs about what `tar -x` costs when a core is free.
 //
-// Writing uses libarchive's PAX writer for the tar stream and drives zlib
-// directly for gzip, because the bytes of libarchive's gzip header (timestamp)
-// are not ours to pin.
+// Writing uses libarchive's PAX writer for the tar stream and compresses
+// through util/compress (parallel, deterministic gzip and zstd), because the
+// bytes of libarchive's own compressors (gzip header timestamp, thread
+// count) are not ours to pin.
 
 #include "util/tar.hpp"
+
+#include "util/compress.hpp"
 #include "util/fault.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -70,42 +72,6 @@ int name_rank(std::string_view name) {
   return 2;
 }
 
-
-// gzip input is compressed in blocks of this many uncompressed bytes. Block
-// boundaries are fixed offsets in the tar stream, so the output depends only
-// on the entries written, never on how the bytes arrived.
-constexpr size_t k_gzip_block = 1024 * 1024;
-
-// True when a block's byte histogram is within 1/64 of uniform: random or
-// already-compressed data, which deflate cannot shrink. Such blocks are
-// written as stored deflate blocks (level 0), which costs a copy instead of a
-// match search; integer arithmetic only, so every machine decides the same.
-// Small blocks (the stream's tail) are always compressed.
-bool looks_incompressible(const unsigned char* p, size_t n) {
-  if (n < 64 * 1024) {
-    return false;
-  }
-  // Four tables break the store-to-load dependency between equal bytes.
-  std::array<std::array<uint32_t, 256>, 4> counts{};
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    ++counts[0][p[i]];
-    ++counts[1][p[i + 1]];
-    ++counts[2][p[i + 2]];
-    ++counts[3][p[i + 3]];
-  }
-  for (; i < n; ++i) {
-    ++counts[0][p[i]];
-  }
-  uint64_t sum_sq = 0;
-  for (size_t b = 0; b < 256; ++b) {
-    uint64_t c = uint64_t{counts[0][b]} + counts[1][b] + counts[2][b] + counts[3][b];
-    sum_sq += c * c;
-  }
-  // Uniform bytes give sum_sq ≈ n²/256 + n.
-  const uint64_t nn = uint64_t{n} * n;
-  return sum_sq * 256 <= nn + nn / 64;
-}
 
 }  // namespace
 
@@ -555,11 +521,8 @@ struct Writer::Impl {
   Sha256 blob_hash;
   uint64_t usize = 0;
   uint64_t csize = 0;
-  z_stream z{};
-  bool z_ready = false;
-  int z_level = 0;  // the level deflate currently uses (0 = stored blocks)
-  std::vector<unsigned char> zbuf = std::vector<unsigned char>(k_chunk);
-  std::vector<unsigned char> block;  // uncompressed bytes not yet given to deflate
+  // Set for a compressed archive: the tar stream goes through it.
+  std::unique_ptr<compress::Compressor> compressor;
   std::optional<Error> sink_error;
   uint64_t remaining = 0;
   std::string current;
@@ -568,9 +531,6 @@ struct Writer::Impl {
   ~Impl() {
     if (a != nullptr) {
       archive_write_free(a);
-    }
-    if (z_ready) {
-      deflateEnd(&z);
     }
   }
 
@@ -590,7 +550,7 @@ struct Writer::Impl {
   }
 
   Result<void> emit(const void* data, size_t n) {
-    if (z_ready) {  // uncompressed: the blob digest is the diff_id
+    if (compressor) {  // uncompressed: the blob digest is the diff_id
       blob_hash.update(data, n);
     }
     csize += n;
@@ -608,69 +568,13 @@ struct Writer::Impl {
     return ok();
   }
 
-  Result<void> deflate_some(int flush) {
-    while (true) {
-      z.next_out = zbuf.data();
-      z.avail_out = static_cast<uInt>(zbuf.size());
-      int r = deflate(&z, flush);
-      if (r == Z_STREAM_ERROR) {
-        return fail(Errc::internal, "zlib: deflate stream error");
-      }
-      size_t produced = zbuf.size() - z.avail_out;
-      if (produced > 0) {
-        TRY_VOID(emit(zbuf.data(), produced));
-      }
-      if (flush == Z_FINISH) {
-        if (r == Z_STREAM_END) {
-          return ok();
-        }
-      } else if (z.avail_out != 0) {
-        return ok();
-      }
-    }
-  }
-
-  // Deflates the buffered block at the level its content calls for.
-  Result<void> deflate_block() {
-    int level = looks_incompressible(block.data(), block.size()) ? 0 : options.gzip_level;
-    if (level != z_level) {
-      // Finish what the old level holds at a block boundary, then switch.
-      TRY_VOID(deflate_some(Z_BLOCK));
-      z.next_out = zbuf.data();
-      z.avail_out = static_cast<uInt>(zbuf.size());
-      if (deflateParams(&z, level, Z_DEFAULT_STRATEGY) != Z_OK) {
-        return fail(Errc::internal, fmt::format("zlib: cannot switch to level {}", level));
-      }
-      size_t produced = zbuf.size() - z.avail_out;
-      if (produced > 0) {
-        TRY_VOID(emit(zbuf.data(), produced));
-      }
-      z_level = level;
-    }
-    z.next_in = block.data();
-    z.avail_in = static_cast<uInt>(block.size());
-    TRY_VOID(deflate_some(Z_NO_FLUSH));
-    block.clear();
-    return ok();
-  }
-
   Result<void> consume(const void* data, size_t n) {
     diff_hash.update(data, n);
     usize += n;
-    if (!z_ready) {
+    if (!compressor) {
       return emit(data, n);
     }
-    const auto* p = static_cast<const unsigned char*>(data);
-    while (n > 0) {
-      size_t take = std::min(n, k_gzip_block - block.size());
-      block.insert(block.end(), p, p + take);
-      p += take;
-      n -= take;
-      if (block.size() == k_gzip_block) {
-        TRY_VOID(deflate_block());
-      }
-    }
-    return ok();
+    return compressor->write(data, n);
   }
 
   static la_ssize_t write_cb(archive* ar, void* ud, const void* buf, size_t n) {
@@ -695,17 +599,13 @@ struct Writer::Impl {
   }
 
   Result<void> start() {
-    if (options.compression == Compression::gzip) {
-      if (options.gzip_level < 1 || options.gzip_level > 9) {
-        return fail(Errc::invalid_argument, fmt::format("gzip level {} out of range 1-9", options.gzip_level));
-      }
-      // windowBits 15 + 16: a gzip wrapper with no name and mtime 0.
-      if (deflateInit2(&z, options.gzip_level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-        return fail(Errc::internal, "zlib: cannot initialise deflate");
-      }
-      z_ready = true;
-      z_level = options.gzip_level;
-      block.reserve(k_gzip_block);
+    if (options.compression == Compression::gzip || options.compression == Compression::zstd) {
+      compress::Options copts;
+      copts.algorithm =
+          options.compression == Compression::gzip ? compress::Algorithm::gzip : compress::Algorithm::zstd;
+      copts.level = options.compression == Compression::gzip ? options.gzip_level : options.level;
+      copts.threads = options.threads;
+      TRY(compressor, compress::Compressor::open([this](const void* d, size_t n) { return emit(d, n); }, copts));
     } else if (options.compression != Compression::none) {
       return fail(Errc::unsupported,
                   fmt::format("writing {} compressed tar is not supported", compression_name(options.compression)));
@@ -875,19 +775,14 @@ Result<WriteSummary> Writer::finish() {
   }
   archive_write_free(s.a);
   s.a = nullptr;
-  if (s.z_ready) {
-    if (!s.block.empty()) {
-      TRY_VOID(s.deflate_block());
-    }
-    s.z.next_in = nullptr;
-    s.z.avail_in = 0;
-    TRY_VOID(s.deflate_some(Z_FINISH));
+  if (s.compressor) {
+    TRY_VOID(s.compressor->finish());
   }
   TRY_VOID(s.flush_out());
   WriteSummary out;
   out.diff_id = s.diff_hash.finish();
   out.uncompressed_size = s.usize;
-  out.digest = s.z_ready ? s.blob_hash.finish() : out.diff_id;
+  out.digest = s.compressor ? s.blob_hash.finish() : out.diff_id;
   out.size = s.csize;
   return out;
 }

@@ -141,10 +141,14 @@ private:
 
 /// Writer settings.
 struct WriterOptions {
-  /// none or gzip (others are read-only).
+  /// none, gzip or zstd (others are read-only).
   Compression compression = Compression::none;
   /// zlib level for gzip (1-9); part of the output's identity.
   int gzip_level = 6;
+  /// zstd level (1-19, -1: zstd's default 3); part of the output's identity.
+  int level = -1;
+  /// Compression threads (0: one per core); never changes the output.
+  unsigned threads = 0;
 };
 
 /// Digests and sizes of a finished archive.
@@ -160,8 +164,8 @@ struct WriteSummary {
 /// Deterministic PAX writer: entries in the order given, numeric ids only (no
 /// user/group names), xattrs as SCHILY.xattr records sorted by name, no atime
 /// or ctime, hardlinks as typeflag 1, output ends right after the end marker.
-/// gzip output comes from zlib with a fixed level, no name and a zero header
-/// timestamp: the same entries give the same bytes.
+/// gzip/zstd output comes from util/compress (fixed level, no name, a zero header
+/// timestamp, any thread count): the same entries give the same bytes.
 class Writer {
 public:
   /// Writes to fd (not owned).
