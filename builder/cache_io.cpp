@@ -15,8 +15,11 @@
 #include <nlohmann/json.hpp>
 
 #include "builder/oci_layout.hpp"
+#include "image/blob_reader.hpp"
+#include "image/layer_compression.hpp"
 #include "image/types.hpp"
 #include "snapshot/apply.hpp"
+#include "util/compress.hpp"
 #include "util/fd.hpp"
 #include "util/hash.hpp"
 #include "util/strings.hpp"
@@ -415,7 +418,17 @@ Result<std::optional<cache::CacheRecord>> CacheIo::fetch(const std::string& key,
   rec.created_at = static_cast<int64_t>(std::time(nullptr));
   rec.last_used = rec.created_at;
   std::unique_ptr<image::Staging> staging;
-  if (rec.has_layer() && !content.has(rec.layer.blob_digest)) {
+  const std::string received = rec.layer.blob_digest;  // as the cache names it, for messages
+  const bool compressed_layer = rec.has_layer() && (rec.layer.media_type == image::media::oci_layer_gzip ||
+                                                    rec.layer.media_type == image::media::docker_layer_gzip ||
+                                                    rec.layer.media_type == image::media::oci_layer_zstd);
+  if (compressed_layer && content.has(rec.layer.diff_id)) {
+    // The store holds the layer uncompressed already (checked below).
+    TRY(uint64_t size, content.size(rec.layer.diff_id));
+    rec.layer.blob_digest = rec.layer.diff_id;
+    rec.layer.media_type = std::string(image::media::oci_layer);
+    rec.layer.blob_size = static_cast<int64_t>(size);
+  } else if (rec.has_layer() && !content.has(rec.layer.blob_digest)) {
     const std::string& digest = rec.layer.blob_digest;
     TRY(staging, image::Staging::create(content));
     TRY(auto writer, staging->writer(digest));
@@ -428,6 +441,33 @@ Result<std::optional<cache::CacheRecord>> CacheIo::fetch(const std::string& key,
     if (!committed) {
       return drop(fmt::format("layer blob {} failed verification: {}", digest, committed.error().message));
     }
+  }
+  if (compressed_layer && rec.layer.blob_digest != rec.layer.diff_id) {
+    // A build keeps its layers uncompressed (image/layer_compression.hpp):
+    // the record is stored with the decompressed tar, so a build from the
+    // cache gives the image digest a build without it gives.
+    const std::string compressed = rec.layer.blob_digest;
+    fsys::path path = staging ? staging->path(compressed) : content.blob_path(compressed);
+    if (!staging) {
+      TRY(staging, image::Staging::create(content));
+    }
+    auto plain = [&]() -> Result<std::string> {
+      TRY(image::BlobReader blob, image::BlobReader::open_file(path, compressed));
+      TRY(auto writer, staging->writer());
+      auto algorithm = rec.layer.media_type == image::media::oci_layer_zstd ? compress::Algorithm::zstd
+                                                                            : compress::Algorithm::gzip;
+      TRY_VOID(compress::decompress(
+          algorithm, [&](void* buf, size_t cap) { return blob.read(buf, cap); },
+          [&](const void* d, size_t n) { return writer.write(d, n); }, "layer " + compressed));
+      return writer.commit();
+    }();
+    if (!plain) {
+      return drop(fmt::format("layer blob {} is not a readable layer: {}", compressed, plain.error().message));
+    }
+    TRY(uint64_t size, staging->size(*plain));
+    rec.layer.blob_digest = *plain;
+    rec.layer.media_type = std::string(image::media::oci_layer);
+    rec.layer.blob_size = static_cast<int64_t>(size);
   }
   if (rec.has_layer()) {
     // The diff_id (the sha256 of the uncompressed tar), also when the blob
@@ -450,10 +490,10 @@ Result<std::optional<cache::CacheRecord>> CacheIo::fetch(const std::string& key,
       return summary.diff_id;
     }();
     if (!diff) {
-      return drop(fmt::format("layer blob {} is not a readable layer: {}", digest, diff.error().message));
+      return drop(fmt::format("layer blob {} is not a readable layer: {}", received, diff.error().message));
     }
     if (diff->str() != rec.layer.diff_id) {
-      return drop(fmt::format("layer blob {} failed verification: its diff_id is {}, the record says {}", digest,
+      return drop(fmt::format("layer blob {} failed verification: its diff_id is {}, the record says {}", received,
                               diff->str(), rec.layer.diff_id));
     }
   }
@@ -586,8 +626,9 @@ void CacheIo::seed_mount_if_empty(const std::string& id, const fsys::path& dir) 
 
 // ---- export -------------------------------------------------------------------
 
-Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSpec& spec,
-                                              const image::ContentStore& content, const std::string& target_key) {
+Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSpec& spec, image::ImageStore& store,
+                                              const std::string& target_key) {
+  const image::ContentStore& content = store.content();
   const std::string& label = remote.label();
   TRY(auto db, cache::CacheDb::open(content.root() / "meta.db"));
   std::set<std::string> keys;
@@ -631,12 +672,22 @@ Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSp
   CacheExportSummary summary;
   std::map<std::string, image::Descriptor> layers;  // digest → descriptor
   json jrecords = json::array();
-  for (const auto& [key, rec] : records) {
+  for (auto& [key, rec] : records) {
     if (rec.has_layer()) {
       if (!content.has(rec.layer.blob_digest)) {
         m_warn(fmt::format("{}: layer {} of record {} is no longer in the store; record not exported", label,
                            rec.layer.blob_digest, key));
         continue;
+      }
+      // Builds commit layers uncompressed; the cache carries them gzip'd
+      // (made once and kept: image/layer_compression.hpp), as buildx does.
+      if (rec.layer.media_type == image::media::oci_layer || rec.layer.media_type == image::media::docker_layer) {
+        TRY(image::LayerRecord gz,
+            image::compressed_layer(store, rec.layer.blob_digest, rec.layer.media_type, rec.layer.diff_id,
+                                    image::LayerCompression{}, image::media::oci_layer_gzip));
+        rec.layer.blob_digest = gz.blob_digest;
+        rec.layer.media_type = gz.media_type;
+        rec.layer.blob_size = gz.blob_size;
       }
       image::Descriptor d;
       d.media_type = rec.layer.media_type;

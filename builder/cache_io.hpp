@@ -48,6 +48,7 @@
 #include "builder/cache_remote.hpp"
 #include "cache/records.hpp"
 #include "image/content_store.hpp"
+#include "image/store.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
@@ -133,7 +134,7 @@ public:
 
   /// Writes the cache of this build (target chain ending at `target_key`)
   /// to `remote` as `spec` says, from the store at `store_root`.
-  Result<CacheExportSummary> export_to(CacheRemote& remote, const CacheSpec& spec, const image::ContentStore& content,
+  Result<CacheExportSummary> export_to(CacheRemote& remote, const CacheSpec& spec, image::ImageStore& store,
                                        const std::string& target_key);
 
 private:

@@ -179,7 +179,10 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
       lowers.push_back(it->string());
     }
   }
+  // Uncompressed: the blob is the layer tar (digest = diff_id). Compression
+  // waits for an output that needs it (image/layer_compression.hpp).
   snapshot::DiffOptions dopts;
+  dopts.compression = tar::Compression::none;
   dopts.source_date_epoch = m_plan.source_date_epoch;
   dopts.written = &view.written();
   std::optional<image::BlobWriter> writer;
@@ -200,7 +203,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   image::LayerRecord rec;
   rec.blob_digest = digest;
   rec.diff_id = diff.layer.diff_id.str();
-  rec.media_type = std::string(image::media::oci_layer_gzip);
+  rec.media_type = std::string(image::media::oci_layer);
   rec.blob_size = static_cast<int64_t>(diff.layer.size);
   rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
   TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, digest}, {image::LeaseKind::layer, rec.diff_id}}));

@@ -55,7 +55,7 @@ void export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const bui
     if (!remote) {
       throw CommandError{fmt::format("failed to export cache to {}: {}", spec.location, remote.error().message), 1};
     }
-    auto done = cache.io->export_to(**remote, spec, store.content(), built.cache_key);
+    auto done = cache.io->export_to(**remote, spec, store, built.cache_key);
     if (!done) {
       throw CommandError{fmt::format("failed to export cache to {}: {}", spec.location, done.error().message), 1};
     }

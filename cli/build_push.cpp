@@ -14,8 +14,8 @@
 
 namespace imgbuild::cli {
 
-void push_built_image(image::ImageStore& store, const std::string& manifest_digest, const PushTarget& target,
-                      bool quiet) {
+std::string push_built_image(image::ImageStore& store, const std::string& manifest_digest, const PushTarget& target,
+                             bool quiet) {
   registry::ClientOptions o;
   o.credentials = registry::docker_config_credentials();
   if (target.insecure) {
@@ -31,11 +31,14 @@ void push_built_image(image::ImageStore& store, const std::string& manifest_dige
       std::fprintf(stderr, "%s: %s\n", id.c_str(), status.c_str());
     };
   }
+  registry::PushOptions popts;
+  popts.compression = target.compression;
+  std::string digest = manifest_digest;
   for (const auto& name : target.names) {
     if (!quiet) {
       std::fprintf(stderr, "pushing layers to %s\n", name.str().c_str());
     }
-    auto pushed = registry::push_image(client, store, manifest_digest, name, progress);
+    auto pushed = registry::push_image(client, store, manifest_digest, name, progress, popts);
     if (!pushed) {
       throw CommandError{fmt::format("failed to push {}: {}", name.familiar(), pushed.error().to_string()), 1};
     }
@@ -43,7 +46,9 @@ void push_built_image(image::ImageStore& store, const std::string& manifest_dige
       std::fprintf(stderr, "pushing manifest for %s@%s done\n", name.str().c_str(),
                    pushed->manifest_digest.c_str());
     }
+    digest = pushed->manifest_digest;
   }
+  return digest;
 }
 
 }  // namespace imgbuild::cli

@@ -3,9 +3,11 @@
 // `-o type=registry` and `--push` (buildx semantics: --push is
 // `-o type=image,push=true` for every -t name).
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "image/layer_compression.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
 
@@ -16,12 +18,15 @@ struct PushTarget {
   std::vector<image::Reference> names;
   /// registry.insecure=true: speak plain HTTP (and skip TLS verification).
   bool insecure = false;
+  /// compression=, compression-level=, force-compression= (default gzip).
+  std::optional<image::LayerCompression> compression = image::LayerCompression{};
 };
 
 /// Pushes the stored image `manifest_digest` to every name of `target`,
-/// reporting progress on stderr unless `quiet`. Throws CommandError naming
+/// reporting progress on stderr unless `quiet`, and returns the digest of
+/// the manifest pushed (its layers compressed). Throws CommandError naming
 /// the destination when a push fails.
-void push_built_image(image::ImageStore& store, const std::string& manifest_digest, const PushTarget& target,
+std::string push_built_image(image::ImageStore& store, const std::string& manifest_digest, const PushTarget& target,
                       bool quiet);
 
 }  // namespace imgbuild::cli

@@ -145,6 +145,21 @@ struct ImageOutputs {
   std::vector<PushTarget> pushes;
 };
 
+// The layer compression an output asks for (compression=,
+// compression-level=, force-compression=); gzip unless it says otherwise
+// when `by_default`, else none unless it names one.
+std::optional<image::LayerCompression> output_compression(const Output& o, bool by_default) {
+  auto attr = [&](const char* k) { return o.attrs.count(k) ? o.attrs.at(k) : std::string(); };
+  if (!by_default && o.attrs.count("compression") == 0) {
+    return std::nullopt;
+  }
+  auto c = image::parse_layer_compression(attr("compression"), attr("compression-level"), attr("force-compression"));
+  if (!c) {
+    throw CommandError{fmt::format("invalid output {}: {}", o.type, c.error().message), 2};
+  }
+  return *c;
+}
+
 ImageOutputs image_outputs(const std::vector<Output>& outputs, const std::vector<image::Reference>& tags) {
   ImageOutputs out;
   for (const auto& o : outputs) {
@@ -176,6 +191,7 @@ ImageOutputs image_outputs(const std::vector<Output>& outputs, const std::vector
       throw CommandError{"tag is needed when pushing to registry", 2};
     }
     t.insecure = o.attrs.count("registry.insecure") != 0 && attr_true(o, "registry.insecure");
+    t.compression = output_compression(o, true);
     out.pushes.push_back(std::move(t));
   }
   return out;
@@ -237,13 +253,19 @@ void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, c
       for (const auto& n : names) {
         items.push_back(image::SaveItem{built.record, n});
       }
+      // buildx: the OCI exporter compresses (gzip unless told), the docker
+      // one writes the layers as stored (a build's uncompressed, as `docker
+      // save`) unless compression= is given.
+      auto compression = output_compression(o, o.type == "oci");
       if (o.type == "oci" && o.attrs.count("tar") && str::to_lower(o.attrs.at("tar")) == "false") {
-        unwrap(image::save_oci_dir(store, items, dest));
+        unwrap(image::save_oci_dir(store, items, dest, compression));
         continue;
       }
       output::File out = unwrap(output::File::open(dest));
-      unwrap(image::save_archive(store, items, out.fd(),
-                                 o.type == "oci" ? image::SaveFormat::oci : image::SaveFormat::docker_and_oci));
+      image::SaveOptions sopts;
+      sopts.format = o.type == "oci" ? image::SaveFormat::oci : image::SaveFormat::docker_and_oci;
+      sopts.compression = compression;
+      unwrap(image::save_archive(store, items, out.fd(), sopts));
       unwrap(out.commit());
       continue;
     }
@@ -532,8 +554,10 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   write_outputs(*store, *built, outputs, tags);
   export_build_cache(cache_io, *store, *built, f.quiet || f.progress == "quiet");
+  // The metadata file names the manifest as pushed (layers compressed).
+  std::string pushed_digest;
   for (const auto& p : image_outs.pushes) {
-    push_built_image(*store, built->manifest_digest, p, f.quiet || f.progress == "quiet");
+    pushed_digest = push_built_image(*store, built->manifest_digest, p, f.quiet || f.progress == "quiet");
   }
 
   if (!f.iidfile.empty()) {
@@ -542,10 +566,15 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (!f.metadata_file.empty()) {
     nlohmann::json md;
     md["containerimage.config.digest"] = built->config_digest;
-    md["containerimage.digest"] = built->manifest_digest;
-    md["containerimage.descriptor"] = {{"mediaType", built->record.media_type},
-                                       {"digest", built->manifest_digest},
-                                       {"size", built->manifest_bytes.size()}};
+    std::string digest = built->manifest_digest;
+    uint64_t size = built->manifest_bytes.size();
+    std::string media_type = built->record.media_type;
+    if (!pushed_digest.empty() && pushed_digest != digest) {
+      digest = pushed_digest;
+      size = unwrap(store->content().size(digest));
+    }
+    md["containerimage.digest"] = digest;
+    md["containerimage.descriptor"] = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};
     std::vector<std::string> names;
     for (const auto& t : tags) {
       names.push_back(t.str());

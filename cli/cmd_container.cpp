@@ -329,15 +329,17 @@ void add_commit(CLI::App* sub, Context& ctx) {
 
     auto staging = unwrap(image::Staging::create(store->content()));
     auto writer = unwrap(staging->writer());
+    snapshot::DiffOptions dopts;
+    dopts.compression = tar::Compression::none;  // compressed when an output needs it, as a build's layers
     auto diff = unwrap(snapshot::diff_overlay(
         (dir / "upper").string(), lowers,
-        [&](const void* data, size_t size) -> Result<void> { return writer.write(data, size); }));
+        [&](const void* data, size_t size) -> Result<void> { return writer.write(data, size); }, dopts));
     std::string layer_digest = unwrap(writer.commit());
 
     image::LayerRecord layer;
     layer.blob_digest = layer_digest;
     layer.diff_id = diff.layer.diff_id.str();
-    layer.media_type = std::string(image::media::oci_layer_gzip);
+    layer.media_type = std::string(image::media::oci_layer);
     layer.blob_size = static_cast<int64_t>(diff.layer.size);
     layer.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
 

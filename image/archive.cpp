@@ -500,7 +500,8 @@ struct SavePlan {
   std::map<std::string, uint64_t> blobs;      // digest → size
 };
 
-Result<SavePlan> plan_save(ImageStore& store, const std::vector<SaveItem>& items) {
+Result<SavePlan> plan_save(ImageStore& store, const std::vector<SaveItem>& items,
+                           const std::optional<LayerCompression>& compression) {
   SavePlan plan;
   std::map<std::string, size_t> position;
   for (const auto& item : items) {
@@ -508,6 +509,9 @@ Result<SavePlan> plan_save(ImageStore& store, const std::vector<SaveItem>& items
     size_t pos = 0;
     if (it == position.end()) {
       TRY(LoadedImage img, store.load(item.record));
+      if (compression) {
+        TRY(img, compressed_form(store, img, *compression));
+      }
       pos = plan.images.size();
       position[item.record.manifest_digest] = pos;
       plan.blobs[img.record.manifest_digest] = img.manifest_bytes.size();
@@ -657,11 +661,13 @@ Result<void> write_file_atomic(const fs::path& p, std::string_view bytes) {
 }  // namespace
 
 Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd) {
-  return save_archive(store, items, out_fd, SaveFormat::docker_and_oci);
+  return save_archive(store, items, out_fd, SaveOptions{});
 }
 
-Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd, SaveFormat format) {
-  TRY(SavePlan plan, plan_save(store, items));
+Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd,
+                          const SaveOptions& options) {
+  const SaveFormat format = options.format;
+  TRY(SavePlan plan, plan_save(store, items, options.compression));
   TRY(auto w, tar::Writer::open_fd(out_fd));
   tar::Entry dir;
   dir.type = tar::EntryType::dir;
@@ -703,8 +709,9 @@ Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items,
   return ok();
 }
 
-Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const fs::path& dir) {
-  TRY(SavePlan plan, plan_save(store, items));
+Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const fs::path& dir,
+                          const std::optional<LayerCompression>& compression) {
+  TRY(SavePlan plan, plan_save(store, items, compression));
   std::error_code ec;
   fs::create_directories(dir / "blobs" / "sha256", ec);
   if (ec) {

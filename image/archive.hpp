@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "image/layer_compression.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
 #include "util/result.hpp"
@@ -57,12 +58,23 @@ enum class SaveFormat {
   oci,             ///< the OCI layout only, as buildx's type=oci output writes it
 };
 
-/// Writes a tar of `items` in `format` to `out_fd`.
-Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd, SaveFormat format);
+/// How a save writes its images.
+struct SaveOptions {
+  SaveFormat format = SaveFormat::docker_and_oci;
+  /// Layers compressed as this asks (image/layer_compression.hpp: made now
+  /// or reused; the manifests then name the compressed blobs). None: the
+  /// layers as stored — a build's uncompressed, as `docker save` writes them.
+  std::optional<LayerCompression> compression;
+};
+
+/// Writes a tar of `items` to `out_fd` as `options` say.
+Result<void> save_archive(ImageStore& store, const std::vector<SaveItem>& items, int out_fd,
+                          const SaveOptions& options);
 
 /// Writes an OCI image layout directory (created if missing; must be empty
-/// or an existing layout).
-Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const std::filesystem::path& dir);
+/// or an existing layout), layers compressed as `compression` asks.
+Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items, const std::filesystem::path& dir,
+                          const std::optional<LayerCompression>& compression = std::nullopt);
 
 /// Copies the blob file `source` (content `digest`, `size` bytes) into the
 /// OCI layout directory `dir` as blobs/sha256/<hex>, through a temporary

@@ -83,7 +83,18 @@ CREATE TABLE stat_index (
     R"sql(
 ALTER TABLE stat_index ADD COLUMN xattrs INTEGER;
 )sql",
+    // 4: compressed forms of layers, made when an output or a push needed
+    // them (image/layer_compression.hpp): (diff_id, "gzip-6") → blob.
+    R"sql(
+CREATE TABLE layer_variants (
+  diff_id     TEXT NOT NULL,
+  compression TEXT NOT NULL,
+  blob_digest TEXT NOT NULL,
+  PRIMARY KEY (diff_id, compression)
+);
+)sql",
 };
+static_assert(std::size(k_migrations) == k_schema_version, "one migration per schema version");
 
 using Stmt = SqlStmt;
 
@@ -204,6 +215,23 @@ Result<void> MetaDb::put_layer(const LayerRecord& rec) {
   s.bind(1, rec.blob_digest).bind(2, rec.diff_id).bind(3, rec.media_type).bind(4, rec.blob_size);
   s.bind(5, rec.diff_size);
   return s.run();
+}
+
+Result<void> MetaDb::put_layer_variant(const std::string& diff_id, const std::string& compression,
+                                       const std::string& blob_digest) {
+  Stmt s(m_db, "INSERT OR REPLACE INTO layer_variants(diff_id, compression, blob_digest) VALUES (?, ?, ?)");
+  s.bind(1, diff_id).bind(2, compression).bind(3, blob_digest);
+  return s.run();
+}
+
+Result<std::optional<std::string>> MetaDb::layer_variant(const std::string& diff_id, const std::string& compression) {
+  Stmt s(m_db, "SELECT blob_digest FROM layer_variants WHERE diff_id = ? AND compression = ?");
+  s.bind(1, diff_id).bind(2, compression);
+  TRY(bool row, s.step());
+  if (!row) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(s.text(0));
 }
 
 Result<void> MetaDb::set_name(const std::string& name, const std::string& manifest_digest) {

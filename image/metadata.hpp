@@ -49,7 +49,7 @@ struct NameRecord {
 };
 
 /// The current schema version written by this build.
-inline constexpr int k_schema_version = 3;
+inline constexpr int k_schema_version = 4;
 
 /// A connection to meta.db.
 class MetaDb {
@@ -67,6 +67,13 @@ public:
   Result<void> put_image(const ImageRecord& rec, const std::set<std::string>& blobs);
   /// Records a layer (idempotent).
   Result<void> put_layer(const LayerRecord& rec);
+  /// Records that `blob_digest` is the layer `diff_id` compressed as
+  /// `compression` (LayerCompression::key(), e.g. "gzip-6").
+  Result<void> put_layer_variant(const std::string& diff_id, const std::string& compression,
+                                 const std::string& blob_digest);
+  /// The blob recorded for (diff_id, compression), if any; the blob itself
+  /// may have been pruned since.
+  Result<std::optional<std::string>> layer_variant(const std::string& diff_id, const std::string& compression);
   /// Points `name` at an image, replacing what it pointed at.
   Result<void> set_name(const std::string& name, const std::string& manifest_digest);
   /// Removes a name; false when it did not exist.

@@ -394,14 +394,27 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
 }
 
 Result<PushResult> push_image(Client& client, image::ImageStore& store, const std::string& source,
-                              const image::Reference& dest, const TransferProgress& progress) {
-  TRY(image::ImageRecord rec, store.resolve(source));
-  TRY(image::LoadedImage img, store.load(rec));
-  Repository repo = repository_of(dest);
+                              const image::Reference& dest, const TransferProgress& progress,
+                              const PushOptions& options) {
+  TRY(image::ImageRecord stored, store.resolve(source));
+  TRY(image::LoadedImage img, store.load(stored));
+  const image::LoadedImage as_stored = img;
   auto refused = [&](Error e) -> Error {
     e.message = fmt::format("cannot push {} to {}: {}", source, dest.str(), e.message);
     return e;
   };
+  if (options.compression) {
+    auto compressed = image::compressed_form(store, img, *options.compression,
+                                             [&](const std::string&, const std::string& digest, uint64_t) {
+                                               report(progress, digest, "Compressed");
+                                             });
+    if (!compressed) {
+      return fail(refused(std::move(compressed).error()));
+    }
+    img = std::move(compressed).value();
+  }
+  const image::ImageRecord& rec = img.record;
+  Repository repo = repository_of(dest);
   // The manifest and config were read whole: checked before anything goes
   // out. Layers are checked while they upload (Client::push_blob).
   for (const auto& [digest, bytes] : {std::pair{rec.manifest_digest, &img.manifest_bytes},
@@ -415,7 +428,15 @@ Result<PushResult> push_image(Client& client, image::ImageStore& store, const st
   // Other repositories of the same registry that hold a blob (the store
   // has an image pulled from or pushed to there that uses it): blobs can be
   // mounted from them instead of uploaded. This image's own names first.
-  TRY(auto mount_sources, mount_sources_for(store, rec, repo));
+  TRY(auto mount_sources, mount_sources_for(store, as_stored.record, repo));
+  // A layer compressed for this push was compressed, byte for byte the same,
+  // when the image went to the repository its stored form is known in.
+  for (size_t i = 0; i < img.manifest.layers.size() && i < as_stored.manifest.layers.size(); ++i) {
+    auto it = mount_sources.find(as_stored.manifest.layers[i].digest);
+    if (it != mount_sources.end() && img.manifest.layers[i].digest != it->first) {
+      mount_sources.emplace(img.manifest.layers[i].digest, it->second);
+    }
+  }
   auto push_one = [&](const std::string& digest_text) -> Result<void> {
     TRY(Sha256Digest digest, Sha256Digest::parse(digest_text));
     TRY(BodySource body, file_body(store.content().blob_path(digest_text)));

@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
+#include "image/layer_compression.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
 #include "registry/client.hpp"
@@ -48,11 +50,21 @@ struct PushResult {
   uint64_t manifest_size = 0;
 };
 
+/// How push_image sends an image.
+struct PushOptions {
+  /// Uncompressed layers (a build's) are compressed as this asks before they
+  /// go out (made now or reused: image/layer_compression.hpp); layers
+  /// already compressed go as they are unless it forces another algorithm.
+  /// None: every blob as stored.
+  std::optional<image::LayerCompression> compression = image::LayerCompression{};
+};
+
 /// Pushes the stored image `source` (anything ImageStore::resolve takes) to
 /// `dest`: blobs first (mounted from another repository of the same registry
 /// that the store knows holds the image, when there is one), then the
 /// manifest under dest's tag (or digest).
 Result<PushResult> push_image(Client& client, image::ImageStore& store, const std::string& source,
-                              const image::Reference& dest, const TransferProgress& progress = {});
+                              const image::Reference& dest, const TransferProgress& progress = {},
+                              const PushOptions& options = {});
 
 }  // namespace imgbuild::registry

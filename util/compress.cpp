@@ -344,6 +344,85 @@ Result<void> Compressor::finish() {
   return ok();
 }
 
+Result<void> decompress(Algorithm algorithm, const Source& in, const Sink& out, std::string_view what) {
+  std::vector<unsigned char> ibuf(128 * 1024);
+  std::vector<unsigned char> obuf(256 * 1024);
+  auto corrupt = [&](std::string_view why) {
+    return Error(Errc::corrupt, fmt::format("{}: {} stream is damaged: {}", what, algorithm_name(algorithm), why));
+  };
+  if (algorithm == Algorithm::gzip) {
+    z_stream z{};
+    if (inflateInit2(&z, 15 + 16) != Z_OK) {
+      return fail(Errc::internal, "zlib: cannot initialise inflate");
+    }
+    struct End {
+      z_stream* z;
+      ~End() { inflateEnd(z); }
+    } end{&z};
+    bool in_member = false;  // inside a member that has not ended yet
+    while (true) {
+      TRY(size_t n, in(ibuf.data(), ibuf.size()));
+      if (n == 0) {
+        break;
+      }
+      z.next_in = ibuf.data();
+      z.avail_in = static_cast<uInt>(n);
+      while (z.avail_in > 0) {
+        if (!in_member) {
+          inflateReset(&z);
+          in_member = true;
+        }
+        z.next_out = obuf.data();
+        z.avail_out = static_cast<uInt>(obuf.size());
+        int r = inflate(&z, Z_NO_FLUSH);
+        if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR) {
+          return fail(corrupt(z.msg != nullptr ? z.msg : "inflate failed"));
+        }
+        if (size_t got = obuf.size() - z.avail_out; got > 0) {
+          TRY_VOID(out(obuf.data(), got));
+        }
+        if (r == Z_STREAM_END) {
+          in_member = false;
+        }
+      }
+    }
+    if (in_member) {
+      return fail(corrupt("unexpected end"));
+    }
+    return ok();
+  }
+  ZSTD_DStream* d = ZSTD_createDStream();
+  if (d == nullptr) {
+    return fail(Errc::internal, "zstd: out of memory");
+  }
+  struct Free {
+    ZSTD_DStream* d;
+    ~Free() { ZSTD_freeDStream(d); }
+  } free_d{d};
+  size_t last = 0;
+  while (true) {
+    TRY(size_t n, in(ibuf.data(), ibuf.size()));
+    if (n == 0) {
+      break;
+    }
+    ZSTD_inBuffer ib{ibuf.data(), n, 0};
+    while (ib.pos < ib.size) {
+      ZSTD_outBuffer ob{obuf.data(), obuf.size(), 0};
+      last = ZSTD_decompressStream(d, &ob, &ib);
+      if (ZSTD_isError(last) != 0U) {
+        return fail(corrupt(ZSTD_getErrorName(last)));
+      }
+      if (ob.pos > 0) {
+        TRY_VOID(out(obuf.data(), ob.pos));
+      }
+    }
+  }
+  if (last != 0) {
+    return fail(corrupt("unexpected end"));
+  }
+  return ok();
+}
+
 uint64_t Compressor::input_size() const { return m_impl->in_total; }
 uint64_t Compressor::output_size() const { return m_impl->out_total; }
 

@@ -77,6 +77,13 @@ private:
   std::unique_ptr<Impl> m_impl;
 };
 
+/// Pulls up to `cap` bytes into `buf`; 0 at the end of the input.
+using Source = std::function<Result<size_t>(void* buf, size_t cap)>;
+
+/// Decompresses a whole gzip (every member) or zstd (every frame) stream from
+/// `in` to `out`. Damaged or truncated input is Errc::corrupt naming `what`.
+Result<void> decompress(Algorithm algorithm, const Source& in, const Sink& out, std::string_view what);
+
 /// Whether a block of `n` bytes looks incompressible (a near-uniform byte
 /// histogram: random, encrypted or already compressed data); integer
 /// arithmetic only, so every machine decides the same. Blocks under 64 KiB

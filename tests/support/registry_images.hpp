@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "image/layer_compression.hpp"
 #include "image/store.hpp"
 #include "support/paths.hpp"
 #include "support/registry_fixture.hpp"
@@ -69,6 +70,30 @@ inline StoredImage stored(const std::filesystem::path& root, const std::string& 
   for (const auto& l : img->manifest.layers) {
     s.layers.push_back(l.digest);
     CHECK((*store)->content().has(l.digest));
+  }
+  return s;
+}
+
+/// The digests of the image `name` as a push sends it: its layers
+/// compressed as a push compresses them by default (gzip; uncompressed
+/// layers — a build's, an import's — become gzip blobs, made here exactly as
+/// the push makes them; image/layer_compression.hpp).
+inline StoredImage pushed_form(const std::filesystem::path& root, const std::string& name) {
+  auto store = image::ImageStore::open(root);
+  REQUIRE(store);
+  auto rec = (*store)->resolve(name);
+  if (!rec) {
+    FAIL("resolve " << name << ": " << rec.error().to_string());
+  }
+  auto img = (*store)->load(*rec);
+  REQUIRE(img);
+  auto sent = image::compressed_form(**store, *img, image::LayerCompression{});
+  if (!sent) {
+    FAIL("compress " << name << ": " << sent.error().to_string());
+  }
+  StoredImage s{sent->record.manifest_digest, sent->record.config_digest, {}};
+  for (const auto& l : sent->manifest.layers) {
+    s.layers.push_back(l.digest);
   }
   return s;
 }

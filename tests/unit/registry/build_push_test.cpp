@@ -58,8 +58,11 @@ TEST_CASE("build --push and -o type=image,push=true push the result to a real re
     INFO(slurp(log));
     REQUIRE(rc == 0);
   }
-  ti::StoredImage built = ti::stored(src_root, app);
+  // What went out: the built image with its layers gzip'd (a build keeps
+  // them uncompressed; the push compresses them).
+  ti::StoredImage built = ti::pushed_form(src_root, app);
   CHECK(built.layers.size() == 3);
+  CHECK(built.config == ti::stored(src_root, app).config);
   CHECK(has_text(slurp(log), "pushing manifest for " + app + "@" + built.manifest + " done"));
 
   fs::path dst_root = work.path() / "dst";
@@ -81,7 +84,7 @@ TEST_CASE("build --push and -o type=image,push=true push the result to a real re
     INFO(slurp(log2));
     REQUIRE(rc == 0);
   }
-  ti::StoredImage named = ti::stored(src_root, other);
+  ti::StoredImage named = ti::pushed_form(src_root, other);
   // The base and COPY layers are the same (RUN layers may differ in mtimes).
   REQUIRE(named.layers.size() == 3);
   CHECK(named.layers.at(1) == built.layers.at(1));
@@ -104,7 +107,7 @@ TEST_CASE("build --push and -o type=image,push=true push the result to a real re
   rc = ti::imgbuild_run(src_root, {"build", "-o", "type=image,name=" + local_only, ctx.string()},
                         work.path() / "build-local.log");
   REQUIRE(rc == 0);
-  CHECK(ti::stored(src_root, local_only).layers.at(1) == built.layers.at(1));
+  CHECK(ti::stored(src_root, local_only).layers.at(1) == ti::stored(src_root, app).layers.at(1));
   rc = ti::imgbuild_run(work.path() / "dst4", {"pull", local_only}, work.path() / "pull4.log");
   CHECK(rc != 0);
   CHECK(has_text(slurp(work.path() / "pull4.log"), "MANIFEST_UNKNOWN"));
@@ -154,7 +157,7 @@ TEST_CASE("docker pulls and runs an image imgbuild built and pushed", "[registry
     INFO(slurp(log));
     REQUIRE(rc == 0);
   }
-  ti::StoredImage built = ti::stored(root, name);
+  ti::StoredImage built = ti::pushed_form(root, name);
 
   using imgbuild::test::run_sh;
   using imgbuild::test::sh_quote;

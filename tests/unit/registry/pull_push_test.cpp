@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 using imgbuild::test::images::have_busybox;
 using imgbuild::test::images::import_busybox;
 using imgbuild::test::images::imgbuild_run;
+using imgbuild::test::images::pushed_form;
 using imgbuild::test::images::stored;
 using imgbuild::test::images::StoredImage;
 
@@ -44,7 +45,7 @@ TEST_CASE("imgbuild push and pull round-trip an image through a real registry", 
   fs::path src_root = work.path() / "src";
   fs::path dst_root = work.path() / "dst";
   import_busybox(src_root, work.path(), "bb:1");
-  StoredImage original = stored(src_root, "bb:1");
+  StoredImage original = pushed_form(src_root, "bb:1");  // as the push sends it (gzip layers)
 
   std::string base = reg.host() + "/base";
   fs::path push_log = work.path() / "push.log";
@@ -174,7 +175,7 @@ TEST_CASE("imgbuild push and pull over TLS with htpasswd use the login and --cer
   } unset_on_exit;
   fs::path src_root = work.path() / "src";
   import_busybox(src_root, work.path(), "bb:1");
-  StoredImage original = stored(src_root, "bb:1");
+  StoredImage original = pushed_form(src_root, "bb:1");  // as the push sends it (gzip layers)
   std::string dest = reg.host() + "/secure/bb:1";
   std::string certs = reg.certs_dir().string();
 
@@ -216,7 +217,7 @@ TEST_CASE("an image pulled through an index records the index digest as its Repo
   ScratchDir work;
   fs::path src_root = work.path() / "src";
   import_busybox(src_root, work.path(), "bb:1");
-  StoredImage original = stored(src_root, "bb:1");
+  StoredImage original = pushed_form(src_root, "bb:1");  // as the push sends it (gzip layers)
   std::string single = reg.host() + "/multi:single";
   REQUIRE(imgbuild_run(src_root, {"push", "bb:1", single}, work.path() / "push.log") == 0);
 

@@ -760,7 +760,8 @@ TEST_CASE("fault proxy: whole-image push and pull survive retryable faults", "[r
                            {{"method", "HEAD"}, {"path", "/blobs/"}, {"action", "status"}, {"status", 500}, {"times", 2}},
                            {{"method", "PUT"}, {"path", "/blobs/uploads/"}, {"action", "drop"}, {"times", 2}},
                            {{"method", "PUT"}, {"path", "/manifests/"}, {"action", "status"}, {"status", 503}, {"times", 1}}});
-  auto pushed = push_image(c, **src, "multi:1", *dest);
+  // As stored (no compression): this test is about the transport.
+  auto pushed = push_image(c, **src, "multi:1", *dest, {}, PushOptions{std::nullopt});
   INFO((pushed ? std::string("pushed") : pushed.error().to_string()));
   REQUIRE(pushed);
   CHECK(pushed->manifest_digest == original.manifest);
@@ -820,8 +821,8 @@ TEST_CASE("fault proxy: a blob that does not match its digest is refused and the
   auto base = image::parse_reference(proxy.host() + "/faulty/base:1");
   REQUIRE(dest);
   REQUIRE(base);
-  REQUIRE(push_image(c, **src, "multi:1", *dest));
-  REQUIRE(push_image(c, **src, "bb:1", *base));
+  REQUIRE(push_image(c, **src, "multi:1", *dest, {}, PushOptions{std::nullopt}));
+  REQUIRE(push_image(c, **src, "bb:1", *base, {}, PushOptions{std::nullopt}));
 
   // The destination store already holds the base image (its layer is shared).
   auto dst_root = work.path() / "dst";

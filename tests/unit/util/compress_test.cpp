@@ -3,6 +3,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -103,7 +105,7 @@ TEST_CASE("parallel gzip round-trips and never depends on threads or write sizes
   }
 }
 
-TEST_CASE("gzip levels change the bytes, not the content; text compresses", "[compress]") {
+TEST_CASE("gzip levels change the bytes and not the content - text compresses", "[compress]") {
   std::string in = sample(600 * 1024, 3);
   std::string fast = compress_with(in, {Algorithm::gzip, 1, 2}, 65536);
   std::string best = compress_with(in, {Algorithm::gzip, 9, 2}, 65536);
@@ -154,6 +156,43 @@ TEST_CASE("a failing sink fails the write or finish that reached it", "[compress
     CHECK(r.error().message == "disk full");
   }
   CHECK(calls == 1);
+}
+
+}  // namespace
+}  // namespace imgbuild::compress
+
+namespace imgbuild::compress {
+namespace {
+
+Source from_string(const std::string& s) {
+  auto at = std::make_shared<size_t>(0);
+  return [&s, at](void* buf, size_t cap) -> Result<size_t> {
+    size_t n = std::min(cap, s.size() - *at);
+    std::memcpy(buf, s.data() + *at, n);
+    *at += n;
+    return n;
+  };
+}
+
+TEST_CASE("decompress reads what the compressor wrote, every member and frame", "[compress]") {
+  std::string in = sample(5 * 1024 * 1024 + 3, 11);
+  for (Algorithm a : {Algorithm::gzip, Algorithm::zstd}) {
+    std::string packed = compress_with(in, {a, -1, 2}, 1 << 20);
+    // Two streams back to back: gzip members / zstd frames, both read.
+    std::string twice = packed + packed;
+    std::string out;
+    auto r = decompress(a, from_string(twice), [&](const void* d, size_t n) -> Result<void> {
+      out.append(static_cast<const char*>(d), n);
+      return ok();
+    }, "layer");
+    REQUIRE(r);
+    CHECK(out == in + in);
+    std::string cut = packed.substr(0, packed.size() - 9);
+    auto bad = decompress(a, from_string(cut), [](const void*, size_t) -> Result<void> { return ok(); }, "layer");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().code == Errc::corrupt);
+    CHECK(bad.error().message.starts_with("layer: " + std::string(algorithm_name(a)) + " stream is damaged"));
+  }
 }
 
 }  // namespace
