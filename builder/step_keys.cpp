@@ -174,13 +174,46 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
       return std::optional<StepKey>();
     }
   }
+  // What the copy reads, hashed: the selected entries of `tree` (their
+  // paths, types, modes, owners, contents, link targets, xattrs — never
+  // times), as BuildKit keys a copy by the checksum of what it copies.
+  auto hash_selected = [&](const SourceTree& tree, cache::StatIndex& index, const char* field) -> Result<void> {
+    TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
+    std::vector<SelectedSource> all;
+    for (const auto& s : req.sources) {
+      if (classify_source(s) != SourceKind::local) {
+        continue;
+      }
+      TRY(auto matches, select_sources(tree, s, &excludes));
+      for (auto& m : matches) {
+        all.push_back(std::move(m));
+      }
+    }
+    // An octal --chmod gives every copied entry its mode: the sources' modes
+    // cannot change the result, so they stay out of the key.
+    HashOptions hash_options;
+    if (req.chmod) {
+      TRY(ChmodSpec chmod, parse_chmod(*req.chmod));
+      hash_options.modes = !chmod.octal.has_value();
+    }
+    TRY(auto files, hash_sources(tree, all, &excludes, index, hash_options));
+    b.files(field, files.digest, files.files);
+    return ok();
+  };
   switch (copy.origin) {
     case SourceOrigin::stage: {
+      // Keyed by the content copied, not by the stage's identity: a stage
+      // rebuilt for an unrelated change (a comment in main.c) that yields
+      // the same artifact leaves this COPY and the steps after it cached.
+      // No stat index: the stage's files are read and hashed.
       const StageResult* other = wait_stage(copy.ref->stage);
       if (other == nullptr) {
         return fail(Errc::internal, fmt::format("stage {} did not complete", copy.from));
       }
-      b.field("from-stage", other->cache_key);
+      TRY(SourceRoot src, source_root(copy.from, copy.ref, ""));
+      TRY(fs::Root root, fs::Root::open(src.path.string()));
+      cache::StatIndex no_index;
+      TRY_VOID(hash_selected(SourceTree{&root, nullptr}, no_index, "from-stage-content"));
       return std::optional<StepKey>(b.finish());
     }
     case SourceOrigin::oci_layout:
@@ -194,27 +227,8 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
     case SourceOrigin::context:
       break;
   }
-  SourceTree tree{&copy.context->root(), &copy.context->ignore()};
-  TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
-  std::vector<SelectedSource> all;
-  for (const auto& s : req.sources) {
-    if (classify_source(s) != SourceKind::local) {
-      continue;
-    }
-    TRY(auto matches, select_sources(tree, s, &excludes));
-    for (auto& m : matches) {
-      all.push_back(std::move(m));
-    }
-  }
-  // An octal --chmod gives every copied entry its mode: the sources' modes
-  // cannot change the result, so they stay out of the key.
-  HashOptions hash_options;
-  if (req.chmod) {
-    TRY(ChmodSpec chmod, parse_chmod(*req.chmod));
-    hash_options.modes = !chmod.octal.has_value();
-  }
-  TRY(auto files, hash_sources(tree, all, &excludes, m_cache->index(), hash_options));
-  b.files("sources-digest", files.digest, files.files);
+  TRY_VOID(hash_selected(SourceTree{&copy.context->root(), &copy.context->ignore()}, m_cache->index(),
+                         "sources-digest"));
   return std::optional<StepKey>(b.finish());
 }
 

@@ -153,6 +153,52 @@ TEST_CASE("cache: a rebuild is all cached - touch and mtime and umask keep it ca
   CHECK(cached_count(fx.build()) == 4);
 }
 
+TEST_CASE("cache: COPY --from is keyed by what it copies - an unchanged artifact of a rebuilt stage stays cached",
+          "[integration][cache]") {
+  // Issue 16: a comment added to main.c rebuilds the build stage, whose
+  // artifact comes out byte for byte the same; BuildKit then shows the
+  // COPY --from and every step after it CACHED (its copy key is the
+  // checksum of the files copied), and so must imgbuild.
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox AS build\n"
+         "COPY main.c /src/main.c\n"
+         "RUN grep -v '^//' /src/main.c > /app.bin\n"
+         "FROM busybox\n"
+         "COPY --from=build /app.bin /app/app.bin\n"
+         "RUN wc -c /app/app.bin > /size\n");
+  fx.put("main.c", "int main(void) { return 0; }\n");
+  auto find = [](const std::vector<Step>& steps, const std::string& prefix) {
+    for (const auto& s : steps) {
+      if (s.name.find(prefix) != std::string::npos) {
+        return s;
+      }
+    }
+    FAIL("no step " << prefix);
+    return Step{};
+  };
+  auto first = fx.build();
+  INFO(describe(first));
+  REQUIRE(first.size() == 4);
+  CHECK(cached_count(first) == 0);
+
+  fx.put("main.c", "// a comment only\nint main(void) { return 0; }\n");
+  auto commented = fx.build();
+  INFO(describe(commented));
+  CHECK_FALSE(find(commented, "COPY main.c").cached);
+  CHECK_FALSE(find(commented, "RUN grep").cached);
+  CHECK(find(commented, "COPY --from=build").cached);
+  CHECK(find(commented, "RUN wc").cached);
+
+  // The artifact itself changes: the COPY --from and what follows run.
+  fx.put("main.c", "int main(void) { return 1; }\n");
+  auto changed = fx.build();
+  INFO(describe(changed));
+  CHECK_FALSE(find(changed, "COPY --from=build").cached);
+  CHECK_FALSE(find(changed, "RUN wc").cached);
+}
+
 TEST_CASE("cache: a fully cached rebuild gives the same image - --no-cache a new one", "[integration][cache]") {
   // BuildKit keeps a cached layer's time in history and dates the image by
   // its last entry, so rebuilding unchanged inputs (no SOURCE_DATE_EPOCH)
