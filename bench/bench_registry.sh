@@ -13,6 +13,7 @@
 # --preserve-digests so it sends the layers as they are, like imgbuild (it
 # would otherwise gzip uncompressed layers on the way to a registry).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 IMGBUILD=${1:-$(dirname "$0")/../build/imgbuild}
 IMGBUILD=$(readlink -f "$IMGBUILD")
 SIZE_MB=${2:-1024}
@@ -33,30 +34,6 @@ done
 echo "# image: ${SIZE_MB} MB in ${LAYERS} layers; work dir $WORK" >&2
 python3 "$(dirname "$0")/gen_image.py" "$WORK/image.tar" "$SIZE_MB" "$LAYERS" bench/big:1
 
-# start_registry NAME: a plain-HTTP docker-registry on a free loopback port;
-# sets REG to its host:port.
-start_registry() {
-  local dir="$WORK/registry-$1" port
-  mkdir -p "$dir/data"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  cat >"$dir/config.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port, secret: bench}
-YML
-  /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 200); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-      REG=127.0.0.1:$port
-      return 0
-    fi
-    sleep 0.05
-  done
-  echo "docker-registry did not start: $(cat "$dir/log")" >&2
-  return 1
-}
 
 # measure LABEL CMD…: runs once; keeps the fastest wall seconds (and that
 # run's max RSS, kB) per label.

@@ -67,3 +67,29 @@ DF
     echo 'CMD ["ls", "/out"]'
   } >"$dir/Dockerfile"
 }
+
+# start_registry NAME: a plain-HTTP docker-registry on a free loopback port
+# (data under $WORK/registry-NAME, pid appended to PIDS); sets REG to its
+# host:port.
+start_registry() {
+  local dir="$WORK/registry-$1" port
+  mkdir -p "$dir/data"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$dir/config.yml" <<YML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port, secret: bench}
+YML
+  /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 200); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+      REG=127.0.0.1:$port
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "docker-registry did not start: $(cat "$dir/log")" >&2
+  return 1
+}
