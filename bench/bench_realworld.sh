@@ -27,7 +27,9 @@
 # (scripts/services dockerd), /usr/bin/docker, docker-registry, busybox-static,
 # golang-1.23-go and BuildKit v0.22 (../shared/tools/buildkit/install).
 #
-#   bench/bench_realworld.sh [IMGBUILD] [RUNS] [WORKLOADS]
+#   [IMGBUILD_BEFORE=old/imgbuild] bench/bench_realworld.sh [IMGBUILD] [RUNS] [WORKLOADS]
+# IMGBUILD_BEFORE adds rows for an older binary (its own store; build into
+# the store and build+push), measured in the same run.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -47,6 +49,8 @@ cleanup() {
 trap cleanup EXIT
 ROOT="$WORK/store"
 IMG=("$IMGBUILD" --root "$ROOT")
+BEFORE=${IMGBUILD_BEFORE:+$(readlink -f "$IMGBUILD_BEFORE")}
+OLD=("${BEFORE:-$IMGBUILD}" --root "$WORK/store-before")
 BKADDR=$("$BK/start")
 BKBIN=${BUILDKIT_HOME:-/var/cache/buildkit-v0.22.0}/bin
 
@@ -54,6 +58,7 @@ BKBIN=${BUILDKIT_HOME:-/var/cache/buildkit-v0.22.0}/bin
 bench_base_tar "$WORK" app
 BASE=$TAG-base
 "${IMG[@]}" import "$WORK/base.tar" "$BASE:latest" >/dev/null
+[[ -z $BEFORE ]] || "${OLD[@]}" import "$WORK/base.tar" "$BASE:latest" >/dev/null
 "${IMG[@]}" save -o "$WORK/base-image.tar" "$BASE:latest"
 $DOCKER load -q -i "$WORK/base-image.tar" >/dev/null
 "$BK/archive-to-oci" "$WORK/base-image.tar" "$WORK/base-oci" >/dev/null
@@ -123,6 +128,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 prune_imgbuild() { "${IMG[@]}" rmi -f "$1" >/dev/null 2>&1 || true; "${IMG[@]}" image prune -af >/dev/null 2>&1 || true
   "${IMG[@]}" cache prune -af >/dev/null 2>&1 || true; "${IMG[@]}" import "$WORK/base.tar" "$BASE:latest" >/dev/null; }
+prune_before() { "${OLD[@]}" rmi -f "$1" >/dev/null 2>&1 || true; "${OLD[@]}" image prune -af >/dev/null 2>&1 || true
+  "${OLD[@]}" cache prune -af >/dev/null 2>&1 || true; "${OLD[@]}" import "$WORK/base.tar" "$BASE:latest" >/dev/null; }
 prune_docker() { $DOCKER rmi -f "$1" >/dev/null 2>&1 || true; $DOCKER builder prune -af >/dev/null 2>&1 || true; }
 prune_bk() { "$BKBIN/buildctl" --addr "$BKADDR" prune --all >/dev/null 2>&1 || true; rm -f "$WORK/bk.tar"; }
 
@@ -138,6 +145,8 @@ docker_push() {  # CTX KIND
     $DOCKER rmi -f "$ref"
 }
 fresh_ref() { echo "$REG/$TAG-$1-$(date +%s%N):latest"; }
+before_push() { "${OLD[@]}" build --no-cache --progress plain -t "$(fresh_ref b)" \
+  -o type=image,push=true,registry.insecure=true "$1"; }
 imgbuild_push() { "${IMG[@]}" build --no-cache --progress plain -t "$(fresh_ref i)" \
   -o type=image,push=true,registry.insecure=true "$1"; }
 
@@ -164,6 +173,12 @@ for w in $WORKLOADS; do
   read -r rw rc < <(measure "v0.22 push" "prune_bk" -- bk022_push "$ctx" k)
   printf '%-8s %6.2f/%6.2f  %6.2f/%6.2f  %14s %6.2f/%6.2f  %14s %9s %9s  (build+push)\n' "$w-push" \
     "$pw" "$pc" "$qw" "$qc" - "$rw" "$rc" - "$(ratio "$pw" "$qw")" "$(ratio "$pw" "$rw")"
+  if [[ -n $BEFORE ]]; then
+    read -r bw bc < <(measure before "prune_before $t" -- "${OLD[@]}" build --no-cache --progress plain -t "$t" "$ctx")
+    read -r bpw bpc < <(measure "before push" "prune_before $t" -- before_push "$ctx")
+    printf '%-8s %6.2f/%6.2f  (before: build; i/b %s)   %6.2f/%6.2f  (before: build+push; i/b %s)\n' "$w-old" \
+      "$bw" "$bc" "$(ratio "$iw" "$bw")" "$bpw" "$bpc" "$(ratio "$pw" "$bpw")"
+  fi
   prune_docker "$t"
 done
 echo "i/bkd: imgbuild/dockerd BuildKit; it/bk22: imgbuild -o type=docker / BuildKit v0.22 to a tar"
