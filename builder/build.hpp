@@ -59,6 +59,10 @@ struct StageResult {
   bool cache_broken = false;
   /// A miss reason waiting for the next reported step ("base image changed").
   std::string cache_reason;
+  /// True when cache_reason is not worth a progress note ("first build").
+  bool cache_reason_quiet = false;
+  /// This stage's chain so far: its start, then each step's key.
+  std::vector<TraceStep> trace;
 };
 
 /// The layer directories of a chain, lowest first; a directory that occurs
@@ -178,6 +182,7 @@ private:
   std::mutex m_mu;
   int m_step_counter = 0;
   std::vector<StepRecord> m_steps;
+  std::map<std::string, std::vector<TraceStep>> m_traces;  // by stage, of the stages that ran
   std::map<int, std::unique_ptr<StageSlot>> m_slots;
   std::mutex m_named_mu;
   std::map<std::string, std::unique_ptr<BuildContext>> m_named;

@@ -151,6 +151,7 @@ Result<void> Build::setup() {
   }
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
+  TRY_VOID(m_cache->load_traces(m_options.build_identity));
   m_cache->attach(m_options.cache_io, &m_store.content());
   m_cache->hold_with(&m_store.lease());  // leases: no prune removes what this build uses
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
@@ -253,6 +254,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       key = metadata_key(st, ins);
     }
     bool fs_step = run != nullptr || is_copy || eff->mkdir.has_value();
+    st.trace.push_back(TraceStep{position, key ? key->key : "", key ? key->inputs : nlohmann::json()});
     std::optional<cache::CacheRecord> hit;
     if (key) {
       m_cache->debug(debug_name(stage, position), *key);
@@ -273,33 +275,38 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       return ok();
     }
     // A miss: explain the first one of the chain.
-    std::string reason;
     if (!st.cache_broken) {
       st.cache_broken = true;
+      MissReason why;
       if (!uncacheable.empty()) {
-        reason = uncacheable;
-      } else if (stage.no_cache && fs_step) {
-        reason = "cache disabled (--no-cache)";
+        why.text = uncacheable;
+      } else if (stage.no_cache) {
+        why.text = "cache disabled (--no-cache)";
       } else {
         std::set<std::string> args;
         for (const auto& a : st.state.args) {
           args.insert(a.name);
         }
-        TRY(reason, m_cache->explain(parent, position, *key, args));
-        if (reason.empty()) {
-          reason = st.cache_reason.empty() ? "not in the cache" : st.cache_reason;
-        }
+        TRY(why, m_cache->explain(stage.display_name, st.trace, st.cache_reason, args));
       }
-      st.cache_reason = reason;
+      st.cache_reason = why.text;
+      st.cache_reason_quiet = why.quiet;
     } else if (!uncacheable.empty() && fs_step) {
       st.cache_reason = uncacheable;
+      st.cache_reason_quiet = false;
     }
     if (fs_step) {
-      record.cache_reason = st.cache_reason.empty() ? "a previous step changed" : st.cache_reason;
-      if (!st.cache_reason.empty() && info.id != 0) {
-        m_progress.output(info, OutputStream::stderr_, "cache miss: " + st.cache_reason);
+      if (stage.no_cache) {
+        record.cache_reason = "cache disabled (--no-cache)";
+      } else {
+        record.cache_reason = st.cache_reason.empty() ? "a previous step changed" : st.cache_reason;
       }
-      st.cache_reason.clear();
+      if (!st.cache_reason.empty() && !st.cache_reason_quiet && info.id != 0) {
+        m_progress.note(info, "cache miss: " + st.cache_reason);
+      }
+      if (!st.cache_reason_quiet) {
+        st.cache_reason.clear();  // a first build stays one for every step
+      }
     }
     if (run != nullptr) {
       TRY_VOID(do_run(st, *resolved_run, info, record));
@@ -316,6 +323,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       cache::KeyBuilder after;
       after.key("parent", parent).str("result", st.layers.empty() ? "" : st.layers.back().record.diff_id);
       st.cache_key = after.finish();
+      st.trace.back().key = st.cache_key;
     }
     return ok();
   }();
@@ -349,6 +357,7 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
   }
   StageResult st = std::move(base).value();
   st.state.created = created;
+  st.trace = {TraceStep{-1, st.cache_key, nlohmann::json()}};
   st.state.defer_empty_created = !m_plan.source_date_epoch.has_value();
 
   // ONBUILD triggers of the base run first; they are not inherited further.
@@ -411,6 +420,10 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
     }
     auto done = run_step(stage, st, ins, info, static_cast<int>(i));
     if (!done) {
+      {
+        std::lock_guard lock(m_mu);
+        m_traces[stage.display_name] = st.trace;  // a failed build is an earlier build too
+      }
       Error e = std::move(done).error();
       if (i < trigger_count && e.location) {
         e.location->line = stage.from.header.range.start_line;  // a trigger fails at the FROM
@@ -418,6 +431,8 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
       return fail(std::move(e));
     }
   }
+  std::lock_guard lock(m_mu);
+  m_traces[stage.display_name] = st.trace;
   return st;
 }
 
@@ -476,6 +491,7 @@ Result<BuiltImage> Build::run() {
   for (auto& t : threads) {
     t.join();
   }
+  TRY_VOID(m_cache->save_trace(m_traces, m_options.now_sec));
   if (m_error) {
     return fail(*m_error);
   }

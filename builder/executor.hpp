@@ -85,6 +85,10 @@ struct ExecuteOptions {
   std::set<std::string> allow;
   /// --network default for RUN: default, none, host.
   std::string network = "default";
+  /// What makes two builds "the same Dockerfile and target" (the CLI: the
+  /// Dockerfile's path and the target): a miss is explained against the
+  /// closest earlier build of the same identity.
+  std::string build_identity;
   /// --debug cache-keys=DIR: one text file per step key ("" = none).
   std::string cache_keys_dir;
   /// --cache-from imports and the record of what --cache-to exports

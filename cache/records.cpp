@@ -150,6 +150,28 @@ Result<std::optional<CacheRecord>> CacheDb::previous(const std::string& parent_k
   return std::optional<CacheRecord>(read_record(s));
 }
 
+Result<std::vector<std::string>> CacheDb::build_traces(const std::string& identity) {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, "SELECT trace FROM build_traces WHERE identity = ? ORDER BY finished_at DESC, rowid DESC");
+  s.bind(1, identity);
+  return s.first_column_texts();
+}
+
+Result<void> CacheDb::put_build_trace(const std::string& identity, int64_t at, const std::string& trace, int keep) {
+  std::lock_guard lock(m_mu);
+  TRY_VOID(begin_immediate());
+  Tx tx(m_db);
+  Stmt add(m_db, "INSERT INTO build_traces(identity, finished_at, trace) VALUES (?, ?, ?)");
+  add.bind(1, identity).bind(2, at).bind(3, trace);
+  TRY_VOID(add.run());
+  Stmt trim(m_db,
+            "DELETE FROM build_traces WHERE identity = ? AND rowid NOT IN (SELECT rowid FROM build_traces WHERE "
+            "identity = ? ORDER BY finished_at DESC, rowid DESC LIMIT ?)");
+  trim.bind(1, identity).bind(2, identity).bind(3, int64_t{keep});
+  TRY_VOID(trim.run());
+  return tx.commit();
+}
+
 Result<void> CacheDb::put(const CacheRecord& r, const std::function<Result<void>()>& in_transaction) {
   std::lock_guard lock(m_mu);
   TRY_VOID(begin_immediate());

@@ -44,6 +44,25 @@ namespace imgbuild::cli {
 
 namespace {
 
+// "The same Dockerfile and target" for explaining cache misses: the
+// Dockerfile's absolute path (from stdin: the context's), and the target.
+std::string build_identity(const std::string& file, const std::string& context, const std::string& target) {
+  auto absolute = [](const std::string& p) {
+    std::error_code ec;
+    fsys::path a = fsys::weakly_canonical(fsys::absolute(p, ec), ec);
+    return ec ? p : a.string();
+  };
+  std::string df;
+  if (file == "-") {
+    df = "stdin, context " + (context == "-" ? std::string("stdin") : absolute(context));
+  } else if (file.empty()) {
+    df = context == "-" ? std::string("stdin") : absolute((fsys::path(context) / "Dockerfile").string());
+  } else {
+    df = absolute(file);
+  }
+  return "dockerfile=" + df + "\ntarget=" + target;
+}
+
 namespace fsys = std::filesystem;
 
 struct BuildFlags {
@@ -445,6 +464,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   exec.jobs = f.jobs;
+  exec.build_identity = build_identity(f.file, f.context, f.target);
   for (const auto& d : ctx.debug) {
     if (d.rfind("cache-keys=", 0) == 0) {
       exec.cache_keys_dir = d.substr(std::strlen("cache-keys="));

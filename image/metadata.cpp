@@ -83,6 +83,17 @@ CREATE TABLE stat_index (
     R"sql(
 ALTER TABLE stat_index ADD COLUMN xattrs INTEGER;
 )sql",
+    // 4: the step keys of recent builds of each Dockerfile and target
+    // (cache/records.hpp, build traces), so a miss is explained against the
+    // closest earlier build of the same Dockerfile.
+    R"sql(
+CREATE TABLE build_traces (
+  identity    TEXT NOT NULL,
+  finished_at INTEGER NOT NULL,
+  trace       TEXT NOT NULL
+);
+CREATE INDEX build_traces_identity ON build_traces(identity, finished_at);
+)sql",
 };
 
 using Stmt = SqlStmt;

@@ -49,7 +49,7 @@ struct NameRecord {
 };
 
 /// The current schema version written by this build.
-inline constexpr int k_schema_version = 3;
+inline constexpr int k_schema_version = 4;
 
 /// A connection to meta.db.
 class MetaDb {
