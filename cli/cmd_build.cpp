@@ -49,14 +49,14 @@ namespace {
 std::string build_identity(const std::string& file, const std::string& context, const std::string& target) {
   auto absolute = [](const std::string& p) {
     std::error_code ec;
-    fsys::path a = fsys::weakly_canonical(fsys::absolute(p, ec), ec);
+    std::filesystem::path a = std::filesystem::weakly_canonical(std::filesystem::absolute(p, ec), ec);
     return ec ? p : a.string();
   };
   std::string df;
   if (file == "-") {
     df = "stdin, context " + (context == "-" ? std::string("stdin") : absolute(context));
   } else if (file.empty()) {
-    df = context == "-" ? std::string("stdin") : absolute((fsys::path(context) / "Dockerfile").string());
+    df = context == "-" ? std::string("stdin") : absolute((std::filesystem::path(context) / "Dockerfile").string());
   } else {
     df = absolute(file);
   }

@@ -82,7 +82,7 @@ void TtyView::started(const builder::StepInfo& step, double now) {
     m_first = now;
   }
   ++m_seen;
-  m_running[step.id] = Running{step, now, {}};
+  m_running[step.id] = Running{step, now, {}, {}};
   redraw(now);
 }
 
