@@ -204,6 +204,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   rec.media_type = std::string(image::media::oci_layer_gzip);
   rec.blob_size = static_cast<int64_t>(diff.layer.size);
   rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
+  rec.content_size = static_cast<int64_t>(diff.content_size);
   TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, digest}, {image::LeaseKind::layer, rec.diff_id}}));
   fsys::path dir = m_layer_dirs.dir_for(rec.diff_id);
   std::error_code ec;

@@ -244,7 +244,7 @@ void run_ls(Context& ctx, const LsOptions& opt) {
     bool name_filter = filter.has_value() || !lf.reference_globs.empty();
     std::string id = opt.no_trunc ? rec.config_digest : short_id(rec.config_digest);
     std::string created = created_since(rec.created);
-    std::string size = size3(rec.size);
+    std::string size = size3(unwrap(store->content_size(rec)));
     auto add = [&](std::string repo, std::string tag) {
       rows.push_back({std::move(repo), std::move(tag), rec.manifest_digest, id, created, size, rec.created});
     };
@@ -443,7 +443,7 @@ void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::
     if (!img.config.os_version.empty()) {
       j["OsVersion"] = img.config.os_version;
     }
-    j["Size"] = rec->size;
+    j["Size"] = unwrap(store->content_size(*rec));
     j["GraphDriver"] = {{"Data", nullptr}, {"Name", "imgbuild"}};
     j["RootFS"] = {{"Type", img.config.rootfs.type}, {"Layers", img.config.rootfs.diff_ids}};
     j["Metadata"] = {{"LastTagTime", rfc3339_utc(rec->added_at)}};
@@ -481,11 +481,11 @@ void run_history(Context& ctx, const std::string& arg, bool no_trunc, bool quiet
   auto store = open_store(ctx);
   ImageRecord rec = unwrap(store->resolve(arg));
   image::LoadedImage img = unwrap(store->load(rec));
-  // Sizes of the non-empty history entries come from the layers, in order.
+  // Sizes of the non-empty history entries come from the layers, in order:
+  // their content sizes, as Docker's.
   std::vector<int64_t> layer_sizes;
   for (const auto& d : img.manifest.layers) {
-    auto layer = unwrap(store->db().layer(d.digest));
-    layer_sizes.push_back(layer ? layer->diff_size : d.size);
+    layer_sizes.push_back(unwrap(store->layer_content_size(d.digest)));
   }
   struct Row {
     std::string created_at, created_by, comment;

@@ -40,6 +40,9 @@ struct LayerRecord {
   std::string media_type;
   int64_t blob_size = 0;
   int64_t diff_size = 0;
+  /// The content size as Docker counts it (tar::content_bytes summed): what
+  /// images, history and inspect show; -1 = not known yet.
+  int64_t content_size = -1;
 };
 
 /// A name pointing at an image.
@@ -49,7 +52,7 @@ struct NameRecord {
 };
 
 /// The current schema version written by this build.
-inline constexpr int k_schema_version = 4;
+inline constexpr int k_schema_version = 5;
 
 /// A connection to meta.db.
 class MetaDb {
@@ -67,6 +70,8 @@ public:
   Result<void> put_image(const ImageRecord& rec, const std::set<std::string>& blobs);
   /// Records a layer (idempotent).
   Result<void> put_layer(const LayerRecord& rec);
+  /// Sets the content size of a stored layer record.
+  Result<void> set_content_size(const std::string& blob_digest, int64_t size);
   /// Points `name` at an image, replacing what it pointed at.
   Result<void> set_name(const std::string& name, const std::string& manifest_digest);
   /// Removes a name; false when it did not exist.

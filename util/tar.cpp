@@ -892,4 +892,26 @@ Result<WriteSummary> Writer::finish() {
   return out;
 }
 
+uint64_t content_bytes(const Entry& e) {
+  switch (e.type) {
+    case EntryType::file: return e.size;
+    case EntryType::symlink: return e.link_target.size();
+    default: return 0;
+  }
+}
+
+Result<uint64_t> content_size(int fd, std::string name) {
+  TRY(auto reader, Reader::open_fd(fd, std::move(name)));
+  reader->stop_hashing();
+  uint64_t total = 0;
+  while (true) {
+    TRY(auto e, reader->next());
+    if (!e) {
+      break;
+    }
+    total += content_bytes(*e);
+  }
+  return total;
+}
+
 }  // namespace imgbuild::tar
