@@ -280,6 +280,7 @@ struct Reader::Impl {
   bool at_end = false;
   bool finished = false;
   std::string current;  // path of the current entry, for messages
+  WriteFn tee;          // receives the decompressed bytes (open_fd_tee)
 
   ~Impl() {
     if (inner != nullptr) {
@@ -330,6 +331,13 @@ struct Reader::Impl {
     }
     if (n == 0) {
       self->outer_eof = true;
+    }
+    if (self->tee && n > 0) {
+      if (auto t = self->tee(mid_buf, static_cast<size_t>(n)); !t) {
+        self->source_error = std::move(t).error();
+        archive_set_error(a, EIO, "write failed");
+        return -1;
+      }
     }
     self->hash.submit(static_cast<size_t>(n));
     self->total += static_cast<uint64_t>(n);
@@ -467,6 +475,10 @@ Result<std::unique_ptr<Reader>> Reader::open(ReadFn read, std::string name) {
 }
 
 Result<std::unique_ptr<Reader>> Reader::open_fd(int fd, std::string name) {
+  return open_fd_tee(fd, std::move(name), {});
+}
+
+Result<std::unique_ptr<Reader>> Reader::open_fd_tee(int fd, std::string name, WriteFn tee) {
   std::string label = name;
   ReadFn fn = [fd, label](void* buf, size_t cap) -> Result<size_t> {
     while (true) {
@@ -479,7 +491,12 @@ Result<std::unique_ptr<Reader>> Reader::open_fd(int fd, std::string name) {
       }
     }
   };
-  return open(std::move(fn), std::move(name));
+  auto impl = std::make_unique<Impl>();
+  impl->name = std::move(name);
+  impl->source = std::move(fn);
+  impl->tee = std::move(tee);
+  TRY_VOID(impl->start());
+  return std::unique_ptr<Reader>(new Reader(std::move(impl)));
 }
 
 Result<std::optional<Entry>> Reader::next() {

@@ -112,6 +112,10 @@ public:
   static Result<std::unique_ptr<Reader>> open_fd(int fd, std::string name);
   /// Reads through a callback.
   static Result<std::unique_ptr<Reader>> open(ReadFn read, std::string name);
+  /// Reads from fd like open_fd and hands every decompressed byte, in order
+  /// and trailing bytes included, to `tee` as it is read (import keeps the
+  /// tar it reads as the layer). A `tee` error fails the read.
+  static Result<std::unique_ptr<Reader>> open_fd_tee(int fd, std::string name, WriteFn tee);
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
