@@ -115,7 +115,8 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     std::vector<std::vector<std::string>> rows = {{"KEY", "KIND", "SIZE", "LAST USED", "CREATED BY"}};
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     for (const auto& r : records) {
-      std::string by = r.created_by;
+      // One line per record: a heredoc's line breaks are shown as "\n".
+      std::string by = str::replace_all(str::replace_all(r.created_by, "\n", "\\n"), "\t", " ");
       if (by.size() > 60) {
         by = by.substr(0, 57) + "...";
       }

@@ -485,6 +485,34 @@ TEST_CASE("cache: config instructions are part of the chain - --no-cache and --n
   CHECK(cached_count(fx.build()) == 2);
 }
 
+TEST_CASE("cache: ls keeps one line per record on a heredoc CREATED BY", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "RUN <<EOF\n"
+         "echo one > /one\n"
+         "echo two > /two\n"
+         "EOF\n"
+         "COPY <<EOF /greeting\n"
+         "hello\n"
+         "EOF\n");
+  REQUIRE(fx.build().size() == 2);
+  RunResult ls = run_imgbuild(fx.root, {"cache", "ls"});
+  INFO(ls.out);
+  REQUIRE(ls.status == 0);
+  std::vector<std::string> lines = split_lines(ls.out);
+  // The header, FROM, RUN and COPY: one line each, every one a full row.
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0].starts_with("KEY "));
+  size_t size_col = lines[0].find("SIZE");
+  for (size_t i = 1; i < lines.size(); ++i) {
+    CHECK(lines[i].size() > size_col);
+    CHECK(lines[i].find("ago") != std::string::npos);
+  }
+  CHECK(ls.out.find("\\n") != std::string::npos);  // the heredoc's line breaks, shown as \n
+}
+
 TEST_CASE("cache: ls and du and prune - prune keeps what images use", "[integration][cache]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
   CacheFixture fx;
