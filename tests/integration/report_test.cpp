@@ -204,3 +204,44 @@ TEST_CASE("sizes: a built image loaded into dockerd has the same Size and histor
   CHECK(ours_sizes == lines_of(dh.out));
   run_sh("/usr/bin/docker rmi " + name);
 }
+
+TEST_CASE("scripts: demo builds only the imgbuild binary - scripts/test builds everything", "[integration][scripts]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "the demo imports as root from busybox-static");
+  TempDir work;
+  // A cmake on PATH that logs how it is called and, for a build, puts this
+  // checkout's imgbuild binary where the build would have.
+  fs::path bin = work.path / "bin";
+  fs::create_directories(bin);
+  fs::path log = work.path / "cmake.log";
+  write_file(bin / "cmake",
+             "#!/bin/sh\n"
+             "echo \"$*\" >> " + sh_quote(log.string()) + "\n"
+             "if [ \"$1\" = -S ]; then mkdir -p \"$4\" && touch \"$4/build.ninja\"; fi\n"
+             "if [ \"$1\" = --build ]; then cp " + sh_quote(imgbuild::test::imgbuild_binary().string()) +
+             " \"$2/imgbuild\"; fi\n");
+  fs::permissions(bin / "cmake", fs::perms::owner_all);
+  fs::path build_dir = work.path / "build";
+  std::string env = "PATH=" + sh_quote(bin.string()) + ":$PATH BUILD_DIR=" + sh_quote(build_dir.string()) + " ";
+  std::string scripts = (imgbuild::test::source_dir() / "scripts").string();
+  RunResult demo = run_sh(env + sh_quote(scripts + "/demo"));
+  INFO(demo.out << demo.err);
+  REQUIRE(demo.status == 0);
+  CHECK(fs::exists(build_dir / "hello.tar"));
+  std::vector<std::string> calls = lines_of(read_file(log));
+  std::vector<std::string> builds;
+  for (const auto& c : calls) {
+    if (c.starts_with("--build")) {
+      builds.push_back(c);
+    }
+  }
+  REQUIRE(builds.size() == 1);
+  CHECK(builds[0].ends_with(" --target imgbuild"));
+
+  fs::remove(log);
+  RunResult test_build = run_sh(env + sh_quote(scripts + "/build") + " --test");
+  INFO(test_build.err);
+  REQUIRE(test_build.status == 0);
+  std::string all = read_file(log);
+  CHECK(all.find("--build") != std::string::npos);
+  CHECK(all.find("--target") == std::string::npos);
+}
