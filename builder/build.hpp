@@ -12,6 +12,7 @@
 //    from their resolved values.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -97,7 +98,13 @@ private:
     bool done = false;
     bool failed = false;
     StageResult result;
+    double started = 0;   // seconds since the build began
+    double finished = 0;
   };
+
+  double since_start() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - m_began).count();
+  }
 
   Result<void> setup();
   void stage_thread(const PlannedStage& stage);
@@ -187,6 +194,7 @@ private:
   std::mutex m_named_mu;
   std::map<std::string, std::unique_ptr<BuildContext>> m_named;
   std::atomic<bool> m_failed{false};
+  std::chrono::steady_clock::time_point m_began;
   std::optional<Error> m_error;
   std::unique_ptr<std::counting_semaphore<>> m_jobs;
 };

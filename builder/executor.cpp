@@ -205,6 +205,8 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   rec.blob_size = static_cast<int64_t>(diff.layer.size);
   rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
   rec.content_size = static_cast<int64_t>(diff.content_size);
+  record.layer_bytes = rec.blob_size;
+  record.layer_content = rec.content_size;
   TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, digest}, {image::LeaseKind::layer, rec.diff_id}}));
   fsys::path dir = m_layer_dirs.dir_for(rec.diff_id);
   std::error_code ec;
@@ -230,6 +232,8 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
   StepRecord record;
   record.name = info.name;
   record.line = info.line;
+  record.stage = stage.index;
+  record.stage_name = stage.display_name;
   auto start = std::chrono::steady_clock::now();
   const auto* run = ins.as<parser::RunInstruction>();
   bool is_copy = ins.as<parser::CopyInstruction>() != nullptr || ins.as<parser::AddInstruction>() != nullptr;
@@ -272,6 +276,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       TRY_VOID(apply_cached(st, *hit));
       record.cached = true;
       record.layer_digest = hit->layer.blob_digest;
+      record.layer_content = hit->layer.content_size;
       record.cache_source = m_cache->source_of(key->key);
       return ok();
     }
@@ -448,7 +453,9 @@ void Build::stage_thread(const PlannedStage& stage) {
   Result<StageResult> result = fail(Errc::internal, "a stage this stage needs failed");
   if (deps_ok && !m_failed.load()) {
     m_jobs->acquire();
+    slot.started = since_start();
     result = run_stage(stage);
+    slot.finished = since_start();
     m_jobs->release();
   }
   if (!result) {
@@ -480,6 +487,7 @@ Result<BuiltImage> Build::run() {
       }
     }
   }
+  m_began = std::chrono::steady_clock::now();
   TRY_VOID(setup());
   for (const auto& s : m_plan.stages) {
     m_slots[s.index] = std::make_unique<StageSlot>();
@@ -551,6 +559,11 @@ Result<BuiltImage> Build::run() {
   }
   out.steps = m_steps;
   out.cache_key = res.cache_key;
+  out.target = m_plan.target;
+  for (const auto& s : m_plan.stages) {
+    const StageSlot& slot = *m_slots.at(s.index);
+    out.stages.push_back(BuiltImage::StageTiming{s.index, s.display_name, s.needs, slot.started, slot.finished});
+  }
   return out;
 }
 

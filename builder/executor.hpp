@@ -109,6 +109,13 @@ struct StepRecord {
   /// at the first miss of a chain, "a previous step changed" after it.
   std::string cache_reason;
   std::string layer_digest;  ///< "" for metadata-only steps
+  /// Bytes of the layer blob this step wrote (0 when cached or no layer).
+  int64_t layer_bytes = 0;
+  /// The layer's content size as Docker counts it (-1: no layer or not known).
+  int64_t layer_content = -1;
+  /// The stage the step belongs to (PlannedStage::index) and its name.
+  int stage = 0;
+  std::string stage_name;
   /// Where a hit came from: "" = the local cache, else the imported cache.
   std::string cache_source;
 };
@@ -129,6 +136,18 @@ struct BuiltImage {
   std::vector<StepRecord> steps;
   /// The cache key of the target stage's last step (--cache-to mode=min).
   std::string cache_key;
+  /// Each stage the build ran, in plan order: when it started (after the
+  /// stages it needs) and finished, in seconds since the build began.
+  struct StageTiming {
+    int index = 0;
+    std::string name;
+    std::vector<int> needs;
+    double started = 0;
+    double finished = 0;
+  };
+  std::vector<StageTiming> stages;
+  /// The target stage's index.
+  int target = 0;
 };
 
 /// A build failure: the error plus the failing step's exit code, if a RUN.

@@ -44,6 +44,33 @@ namespace imgbuild::cli {
 
 namespace {
 
+// The numbers of the summary line (and of --metadata-file's
+// "imgbuild.summary"): total time, steps run and cached, bytes of the layer
+// blobs written, the image's content size.
+nlohmann::json build_summary(const builder::BuiltImage& built, double seconds, int64_t image_size) {
+  int run = 0;
+  int cached = 0;
+  int64_t written = 0;
+  for (const auto& s : built.steps) {
+    if (s.cached) {
+      ++cached;
+    } else {
+      ++run;
+      written += s.layer_bytes;
+    }
+  }
+  return {{"seconds", seconds}, {"steps_run", run}, {"steps_cached", cached}, {"bytes_written", written},
+          {"image_size", image_size}};
+}
+
+std::string summary_line(const nlohmann::json& s) {
+  return fmt::format("summary: {:.1f}s, {} step{} run, {} cached, {} written, image {}",
+                     s["seconds"].get<double>(), s["steps_run"].get<int>(), s["steps_run"].get<int>() == 1 ? "" : "s",
+                     s["steps_cached"].get<int>(),
+                     str::human_size(static_cast<uint64_t>(s["bytes_written"].get<int64_t>()), 3),
+                     str::human_size(static_cast<uint64_t>(s["image_size"].get<int64_t>()), 3));
+}
+
 // "The same Dockerfile and target" for explaining cache misses: the
 // Dockerfile's absolute path (from stdin: the context's), and the target.
 std::string build_identity(const std::string& file, const std::string& context, const std::string& target) {
@@ -559,6 +586,8 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (!f.iidfile.empty()) {
     unwrap(output::write_file(f.iidfile, built->config_digest));
   }
+  double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
+  nlohmann::json summary = build_summary(*built, seconds, unwrap(store->content_size(built->record)));
   if (!f.metadata_file.empty()) {
     nlohmann::json md;
     md["containerimage.config.digest"] = built->config_digest;
@@ -592,6 +621,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       steps.push_back(js);
     }
     md["imgbuild.steps"] = steps;
+    md["imgbuild.summary"] = summary;
     md["imgbuild.build.warnings"] = warnings_json(checks.warnings);
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
@@ -603,6 +633,11 @@ void run_build(BuildFlags& f, Context& ctx) {
     for (const auto& t : tags) {
       std::fprintf(stderr, "naming to %s done\n", t.str().c_str());
     }
+    std::fprintf(stderr, "%s\n", summary_line(summary).c_str());
+  } else if (f.progress == "rawjson") {
+    nlohmann::json ev = summary;
+    ev["event"] = "summary";
+    std::fprintf(stderr, "%s\n", ev.dump().c_str());
   }
   print_warnings();  // as buildx: last, after the export lines
 }

@@ -245,3 +245,43 @@ TEST_CASE("scripts: demo builds only the imgbuild binary - scripts/test builds e
   CHECK(all.find("--build") != std::string::npos);
   CHECK(all.find("--target") == std::string::npos);
 }
+
+TEST_CASE("summary: every build ends with its time, steps run and cached, bytes written and image size",
+          "[integration][report]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  Fixture fx;
+  fx.put("f15.txt", "fifteen bytes!\n");
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "COPY f15.txt /f15.txt\n"
+         "ENV A=1\n"
+         "RUN printf 1234567 > /seven\n");
+  fs::path md = fx.work.path / "md.json";
+  RunResult first = fx.build({"-t", "sum", "--metadata-file", md.string()});
+  INFO(first.err);
+  REQUIRE(first.status == 0);
+  std::vector<std::string> lines = lines_of(first.err);
+  REQUIRE_FALSE(lines.empty());
+  const std::string& last = lines.back();
+  CHECK(last.starts_with("summary: "));
+  CHECK(last.find(", 2 steps run, 0 cached, ") != std::string::npos);
+  json s = json::parse(read_file(md))["imgbuild.summary"];
+  CHECK(s["steps_run"] == 2);
+  CHECK(s["steps_cached"] == 0);
+  CHECK(s["bytes_written"].get<int64_t>() > 22);  // two layer tars: headers and the 22 bytes of content
+  CHECK(s["image_size"].get<int64_t>() == fx.inspect_size("sum"));
+
+  RunResult second = fx.build({"-t", "sum", "--metadata-file", md.string()});
+  REQUIRE(second.status == 0);
+  CHECK(lines_of(second.err).back().find(", 0 steps run, 2 cached, 0B written, image ") != std::string::npos);
+  json s2 = json::parse(read_file(md))["imgbuild.summary"];
+  CHECK(s2["bytes_written"] == 0);
+  CHECK(s2["image_size"] == s["image_size"]);
+
+  // rawjson: the summary is the last event.
+  RunResult raw = run_imgbuild(fx.root, {"build", "--progress", "rawjson", fx.ctx.string()});
+  REQUIRE(raw.status == 0);
+  json ev = json::parse(lines_of(raw.err).back());
+  CHECK(ev["event"] == "summary");
+  CHECK(ev["steps_cached"] == 2);
+}
