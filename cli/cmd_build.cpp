@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -33,6 +34,7 @@
 #include "cli/build_push.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
+#include "cli/report.hpp"
 #include "cli/pull_resolver.hpp"
 #include "sandbox/sandbox.hpp"
 #include "image/archive.hpp"
@@ -113,6 +115,7 @@ struct BuildFlags {
   int jobs = 0;
   std::string iidfile;
   std::string metadata_file;
+  std::string report;
   bool pull = false;
   bool push = false;
   std::string snapshotter = "auto";
@@ -354,6 +357,9 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (!f.metadata_file.empty()) {
     unwrap(output::check_destination(f.metadata_file));
   }
+  if (!f.report.empty() && f.report != "-") {
+    unwrap(output::check_destination(f.report));
+  }
 
   std::unique_ptr<builder::ProgressSink> progress = make_progress(f.progress);
   auto store = open_store(ctx);
@@ -588,6 +594,18 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
   nlohmann::json summary = build_summary(*built, seconds, unwrap(store->content_size(built->record)));
+  std::optional<nlohmann::json> report;
+  if (!f.report.empty()) {
+    image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, built->record));
+    report = report_model(analysis, built->config_digest, tags.empty() ? "" : tags.front().familiar(), &*built);
+    if (f.report == "-") {
+      std::string text = report_text(*report);
+      std::fputs(text.c_str(), stdout);
+      std::fflush(stdout);
+    } else {
+      unwrap(output::write_file(f.report, report_html(*report)));
+    }
+  }
   if (!f.metadata_file.empty()) {
     nlohmann::json md;
     md["containerimage.config.digest"] = built->config_digest;
@@ -622,6 +640,11 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
     md["imgbuild.steps"] = steps;
     md["imgbuild.summary"] = summary;
+    if (report) {
+      nlohmann::json numbers = *report;
+      numbers.erase("treemap");  // every file of the image: the page's, not the metadata's
+      md["imgbuild.report"] = numbers;
+    }
     md["imgbuild.build.warnings"] = warnings_json(checks.warnings);
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
@@ -667,6 +690,8 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--jobs", flags->jobs, "Stages built in parallel (default: number of cores)");
   cmd->add_option("--iidfile", flags->iidfile, "Write the image ID to the file");
   cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
+  cmd->add_option("--report", flags->report,
+                  "Write the layer report: an HTML page to FILE, or its text form to stdout with -");
   cmd->add_flag("--push", flags->push, "Push the image to the registry (shorthand for -o type=registry)");
   cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
   cmd->add_option("--cache-from", flags->cache_from,

@@ -21,6 +21,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/image_common.hpp"
+#include "cli/report.hpp"
 #include "image/json.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
@@ -524,19 +525,44 @@ void run_history(Context& ctx, const std::string& arg, bool no_trunc, bool quiet
   std::fputs(format_table(table).c_str(), stdout);
 }
 
+// history --analyze: the layer report's text form (cli/report.hpp).
+void run_analyze(Context& ctx, const std::string& arg) {
+  auto store = open_store(ctx);
+  ImageRecord rec = unwrap(store->resolve(arg));
+  image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, rec));
+  std::string name;
+  for (const auto& n : unwrap(store->names_of(rec.manifest_digest))) {
+    if (!n.tag.empty()) {
+      name = n.familiar_name() + ":" + n.tag;
+      break;
+    }
+  }
+  std::string text = report_text(report_model(analysis, rec.config_digest, name, nullptr));
+  std::fputs(text.c_str(), stdout);
+}
+
 void add_history(CLI::App* sub, Context& ctx) {
   struct Opt {
     std::string image;
     bool no_trunc = false;
     bool quiet = false;
     bool human = true;
+    bool analyze = false;
   };
   auto opt = std::make_shared<Opt>();
   sub->add_option("image", opt->image, "Image")->required();
+  sub->add_flag("--analyze", opt->analyze,
+                "Per layer: size, files, wasted bytes, largest and duplicate files, and the efficiency");
   sub->add_flag("--no-trunc", opt->no_trunc, "Don't truncate output");
   sub->add_flag("-q,--quiet", opt->quiet, "Only show image IDs");
   sub->add_option("-H,--human", opt->human, "Print sizes and dates in human readable format")->default_val(true);
-  sub->callback([&ctx, opt]() { run_history(ctx, opt->image, opt->no_trunc, opt->quiet, opt->human); });
+  sub->callback([&ctx, opt]() {
+    if (opt->analyze) {
+      run_analyze(ctx, opt->image);
+      return;
+    }
+    run_history(ctx, opt->image, opt->no_trunc, opt->quiet, opt->human);
+  });
 }
 
 // ---- tag, rmi, prune ---------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.hpp"
+#include "image_compare.hpp"
 #include "support/require.hpp"
 
 namespace fs = std::filesystem;
@@ -284,4 +286,154 @@ TEST_CASE("summary: every build ends with its time, steps run and cached, bytes 
   json ev = json::parse(lines_of(raw.err).back());
   CHECK(ev["event"] == "summary");
   CHECK(ev["steps_cached"] == 2);
+}
+
+namespace {
+
+// A build whose layers overwrite, delete, re-mode and duplicate files.
+const char* const k_wasteful_dockerfile =
+    "FROM busybox AS build\n"
+    "RUN yes abc | head -c 6000 > /big && yes xy | head -c 3000 > /mid && echo small > /small "
+    "&& mkdir -p /d/e && echo deep > /d/e/f && ln -s /big /link\n"
+    "RUN echo again > /small && rm /big && chmod 600 /mid && rm -r /d\n"
+    "COPY dup.txt /dup-copy\n"
+    "FROM build\n"
+    "RUN echo final > /final\n";
+
+// The dup.txt of that build: the same bytes as /big.
+std::string dup_content() {
+  std::string s;
+  while (s.size() < 6000) {
+    s += "abc\n";
+  }
+  return s.substr(0, 6000);
+}
+
+}  // namespace
+
+TEST_CASE("report: history --analyze and build --report - give per-layer wasted bytes equal to a brute-force count",
+          "[integration][report]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  Fixture fx;
+  fx.put("Dockerfile", k_wasteful_dockerfile);
+  fx.put("dup.txt", dup_content());
+  fs::path md = fx.work.path / "md.json";
+  fs::path saved = fx.work.path / "img.tar";
+  RunResult b = fx.build({"-t", "waste", "--report", "-", "--metadata-file", md.string(), "-o",
+                          "type=docker,dest=" + saved.string()});
+  INFO(b.err);
+  REQUIRE(b.status == 0);
+  json report = json::parse(read_file(md))["imgbuild.report"];
+  imgbuild::test::Saved s = imgbuild::test::read_saved(saved, fx.work.path);
+  std::vector<int64_t> expected = imgbuild::test::brute_force_wasted(s.layers);
+  REQUIRE(report["layers"].size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    INFO("layer " << i);
+    CHECK(report["layers"][i]["wasted"].get<int64_t>() == expected[i]);
+  }
+  // By hand: layer 1 stored /big (6000), /mid (3000), /small (6), /d/e/f (5)
+  // and /link (4); layer 2 deleted /big, /d and re-stored /mid (metadata
+  // only) and /small.
+  size_t first = s.layers.size() - 4;
+  CHECK(report["layers"][first]["wasted"] == 6000 + 3000 + 6 + 5);
+  CHECK(report["wasted"] == 6000 + 3000 + 6 + 5);
+  CHECK(report["layers"][first]["size"] == 6000 + 3000 + 6 + 5 + 4);
+  bool metadata_only = false;
+  for (const auto& w : report["wasted_files"]) {
+    if (w["path"] == "/mid") {
+      metadata_only = w["reason"] == "metadata only";
+    }
+  }
+  CHECK(metadata_only);
+  // /big (deleted) and /dup-copy hold the same 6000 bytes in two layers,
+  // the two /mid the same 3000.
+  REQUIRE(report["duplicates"].size() == 2);
+  CHECK(report["duplicates"][0]["size"] == 6000);
+  CHECK(report["duplicate_bytes"] == 6000 + 3000);
+  double efficiency = report["efficiency"].get<double>();
+  CHECK(efficiency == static_cast<double>(report["visible"].get<int64_t>()) /
+                          static_cast<double>(report["total"].get<int64_t>()));
+  // Steps: their times, hits and misses; the critical path: build → final.
+  CHECK(report["steps"].size() == 4);
+  CHECK(report["critical_path"]["stages"].size() == 2);
+
+  // The text form on stdout, and history --analyze of the image: the same
+  // numbers.
+  CHECK(b.out.find("efficiency") != std::string::npos);
+  CHECK(b.out.find("/mid (metadata only in layer") != std::string::npos);
+  CHECK(b.out.find("Critical path: build (") != std::string::npos);
+  RunResult h = run_imgbuild(fx.root, {"history", "--analyze", "waste"});
+  INFO(h.err);
+  REQUIRE(h.status == 0);
+  size_t cut = b.out.find("\nSTEP ");
+  REQUIRE(cut != std::string::npos);
+  CHECK(h.out == b.out.substr(0, cut));
+}
+
+TEST_CASE("report: the HTML page renders in headless Chromium with the report's numbers and no console errors",
+          "[integration][report]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  IMGBUILD_REQUIRE_PREREQ(imgbuild::test::have_tool("chromium"), "chromium (Debian package chromium) is missing");
+  Fixture fx;
+  fx.put("Dockerfile", k_wasteful_dockerfile);
+  fx.put("dup.txt", dup_content());
+  fs::path page = fx.work.path / "report.html";
+  fs::path md = fx.work.path / "md.json";
+  RunResult b = fx.build({"-t", "waste", "--report", page.string(), "--metadata-file", md.string()});
+  INFO(b.err);
+  REQUIRE(b.status == 0);
+  json report = json::parse(read_file(md))["imgbuild.report"];
+  std::string html = read_file(page);
+  // One self-contained file: nothing to fetch.
+  CHECK(html.find("http://") == std::string::npos);
+  CHECK(html.find("https://") == std::string::npos);
+  CHECK(html.find(" src=") == std::string::npos);
+  CHECK(html.find("<link") == std::string::npos);
+
+  std::string chromium = "chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir=" +
+                         sh_quote((fx.work.path / "profile").string()) + " --enable-logging=stderr --v=0 ";
+  std::string url = sh_quote("file://" + page.string());
+  fs::path shot = fx.work.path / "report.png";
+  RunResult s = run_sh(chromium + "--window-size=1200,1600 --screenshot=" + sh_quote(shot.string()) + " " + url);
+  INFO(s.err);
+  REQUIRE(s.status == 0);
+  REQUIRE(fs::exists(shot));
+  CHECK(fs::file_size(shot) > 10000);
+  std::string png = read_file(shot);
+  CHECK(png.compare(1, 3, "PNG") == 0);
+  RunResult dom = run_sh(chromium + "--dump-dom " + url);
+  INFO(dom.err);
+  REQUIRE(dom.status == 0);
+  // The page's script ran.
+  CHECK(dom.out.find("data-ready=\"true\"") != std::string::npos);
+  for (const RunResult* r : {&s, &dom}) {
+    CHECK(r->err.find("CONSOLE") == std::string::npos);
+    CHECK(r->err.find("Uncaught") == std::string::npos);
+  }
+  // DOM checks: the numbers of the report.
+  auto has = [&](const std::string& needle) { return dom.out.find(needle) != std::string::npos; };
+  CHECK(has("id=\"wasted\" data-bytes=\"" + std::to_string(report["wasted"].get<int64_t>()) + "\""));
+  CHECK(has("id=\"total\" data-bytes=\"" + std::to_string(report["total"].get<int64_t>()) + "\""));
+  CHECK(has("id=\"layer-count\">" + std::to_string(report["layers"].size()) + "<"));
+  for (const auto& l : report["layers"]) {
+    std::string row = "<tr class=\"layer\" data-layer=\"" + std::to_string(l["index"].get<int>()) + "\">";
+    size_t at = dom.out.find(row);
+    REQUIRE(at != std::string::npos);
+    std::string rest = dom.out.substr(at, dom.out.find("</tr>", at) - at);
+    CHECK(rest.find("class=\"num wasted\" data-bytes=\"" + std::to_string(l["wasted"].get<int64_t>()) + "\"") !=
+          std::string::npos);
+    CHECK(rest.find("class=\"num size\" data-bytes=\"" + std::to_string(l["size"].get<int64_t>()) + "\"") !=
+          std::string::npos);
+  }
+  // The treemap's cells add up to what the final filesystem shows.
+  int64_t cells = 0;
+  for (size_t at = dom.out.find("class=\"cell\""); at != std::string::npos; at = dom.out.find("class=\"cell\"", at + 1)) {
+    size_t b0 = dom.out.find("data-bytes=\"", at) + 12;
+    cells += std::stoll(dom.out.substr(b0, dom.out.find('"', b0) - b0));
+  }
+  CHECK(cells == report["visible"].get<int64_t>());
+  CHECK(dom.out.find("<tr class=\"step\" data-cached=\"false\">") != std::string::npos);
+  if (const char* keep = std::getenv("IMGBUILD_REPORT_SCREENSHOT"); keep != nullptr && *keep != '\0') {
+    fs::copy_file(shot, keep, fs::copy_options::overwrite_existing);
+  }
 }
