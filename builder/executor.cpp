@@ -500,10 +500,11 @@ Result<BuiltImage> Build::run() {
   for (auto& t : threads) {
     t.join();
   }
-  TRY_VOID(m_cache->save_trace(m_traces, m_options.now_sec));
+  auto saved = m_cache->save_trace(m_traces, m_options.now_sec);
   if (m_error) {
-    return fail(*m_error);
+    return fail(*m_error);  // the build's own error, not the trace's
   }
+  TRY_VOID(saved);
   StageSlot& target = *m_slots.at(m_plan.target);
   StageResult& res = target.result;
   apply_build_labels(res.state, m_plan.labels);
