@@ -501,6 +501,9 @@ Result<BuiltImage> Build::run() {
     t.join();
   }
   auto saved = m_cache->save_trace(m_traces, m_options.now_sec);
+  if (m_options.steps_seen != nullptr) {
+    *m_options.steps_seen = m_steps;
+  }
   if (m_error) {
     return fail(*m_error);  // the build's own error, not the trace's
   }

@@ -66,10 +66,13 @@ nlohmann::json build_summary(const builder::BuiltImage& built, double seconds, i
 }
 
 std::string summary_line(const nlohmann::json& s) {
-  return fmt::format("summary: {:.1f}s, {} step{} run, {} cached, {} written, image {}",
-                     s["seconds"].get<double>(), s["steps_run"].get<int>(), s["steps_run"].get<int>() == 1 ? "" : "s",
-                     s["steps_cached"].get<int>(),
-                     str::human_size(static_cast<uint64_t>(s["bytes_written"].get<int64_t>()), 3),
+  std::string steps = fmt::format("{} step{} run, {} cached, {} written", s["steps_run"].get<int>(),
+                                  s["steps_run"].get<int>() == 1 ? "" : "s", s["steps_cached"].get<int>(),
+                                  str::human_size(static_cast<uint64_t>(s["bytes_written"].get<int64_t>()), 3));
+  if (s.value("failed", false)) {
+    return fmt::format("summary: failed after {:.1f}s, {}", s["seconds"].get<double>(), steps);
+  }
+  return fmt::format("summary: {:.1f}s, {}, image {}", s["seconds"].get<double>(), steps,
                      str::human_size(static_cast<uint64_t>(s["image_size"].get<int64_t>()), 3));
 }
 
@@ -560,9 +563,24 @@ void run_build(BuildFlags& f, Context& ctx) {
   exec.cache_io = cache_io.io.get();
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   print_isolation_notice(*plan, f.isolation);
+  std::vector<builder::StepRecord> steps_seen;
+  exec.steps_seen = &steps_seen;
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
   if (!built) {
+    // The summary of a failed build: its time and the steps it finished.
+    builder::BuiltImage partial;
+    partial.steps = steps_seen;
+    double failed_after = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
+    nlohmann::json summary = build_summary(partial, failed_after, 0);
+    summary.erase("image_size");
+    summary["failed"] = true;
+    if (f.progress == "rawjson") {
+      summary["event"] = "summary";
+      std::fprintf(stderr, "%s\n", summary.dump().c_str());
+    } else if (!f.quiet && f.progress != "quiet") {
+      std::fprintf(stderr, "%s\n", summary_line(summary).c_str());
+    }
     print_warnings();  // as buildx: after the view, before the failure's excerpt
     const Error& e = built.error();
     if (e.location && e.location->line > 0) {

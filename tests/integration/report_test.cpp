@@ -286,6 +286,30 @@ TEST_CASE("summary: every build ends with its time, steps run and cached, bytes 
   json ev = json::parse(lines_of(raw.err).back());
   CHECK(ev["event"] == "summary");
   CHECK(ev["steps_cached"] == 2);
+
+  // A failed build has one too: its time and the steps it finished.
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "COPY f15.txt /f15.txt\n"
+         "RUN echo ran > /ran\n"
+         "RUN exit 3\n");
+  RunResult failed = fx.build({});
+  INFO(failed.err);
+  REQUIRE(failed.status == 1);
+  size_t line = failed.err.find("\nsummary: failed after ");
+  REQUIRE(line != std::string::npos);
+  CHECK(failed.err.find(", 1 step run, 1 cached, ", line) != std::string::npos);
+  CHECK(failed.err.find(" written\n", line) != std::string::npos);
+  RunResult failed_raw = run_imgbuild(fx.root, {"build", "--progress", "rawjson", fx.ctx.string()});
+  REQUIRE(failed_raw.status == 1);
+  bool seen = false;
+  for (const auto& l : lines_of(failed_raw.err)) {
+    json e = json::parse(l, nullptr, false);
+    if (!e.is_discarded() && e.is_object() && e.value("event", "") == "summary") {
+      seen = e.value("failed", false) && e["steps_cached"] == 2 && e["steps_run"] == 0;
+    }
+  }
+  CHECK(seen);
 }
 
 namespace {
