@@ -12,6 +12,7 @@
 //    from their resolved values.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -59,6 +60,10 @@ struct StageResult {
   bool cache_broken = false;
   /// A miss reason waiting for the next reported step ("base image changed").
   std::string cache_reason;
+  /// True when cache_reason is not worth a progress note ("first build").
+  bool cache_reason_quiet = false;
+  /// This stage's chain so far: its start, then each step's key.
+  std::vector<TraceStep> trace;
 };
 
 /// The layer directories of a chain, lowest first; a directory that occurs
@@ -93,7 +98,13 @@ private:
     bool done = false;
     bool failed = false;
     StageResult result;
+    double started = 0;   // seconds since the build began
+    double finished = 0;
   };
+
+  double since_start() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - m_began).count();
+  }
 
   Result<void> setup();
   void stage_thread(const PlannedStage& stage);
@@ -178,10 +189,12 @@ private:
   std::mutex m_mu;
   int m_step_counter = 0;
   std::vector<StepRecord> m_steps;
+  std::map<std::string, std::vector<TraceStep>> m_traces;  // by stage, of the stages that ran
   std::map<int, std::unique_ptr<StageSlot>> m_slots;
   std::mutex m_named_mu;
   std::map<std::string, std::unique_ptr<BuildContext>> m_named;
   std::atomic<bool> m_failed{false};
+  std::chrono::steady_clock::time_point m_began;
   std::optional<Error> m_error;
   std::unique_ptr<std::counting_semaphore<>> m_jobs;
 };

@@ -31,6 +31,9 @@ public:
   virtual void started(const StepInfo& step) = 0;
   /// A line of output of a running step (never clipped).
   virtual void output(const StepInfo& step, OutputStream stream, std::string_view line) = 0;
+  /// A note about the step from the builder, not from the step's process
+  /// ("cache miss: …"): never part of the step's output.
+  virtual void note(const StepInfo& step, std::string_view text) = 0;
   /// The step's result came from the cache.
   virtual void cached(const StepInfo& step) = 0;
   /// The step finished after `seconds`.
@@ -44,6 +47,7 @@ class NullProgress final : public ProgressSink {
 public:
   void started(const StepInfo&) override {}
   void output(const StepInfo&, OutputStream, std::string_view) override {}
+  void note(const StepInfo&, std::string_view) override {}
   void cached(const StepInfo&) override {}
   void finished(const StepInfo&, double) override {}
   void failed(const StepInfo&, double, std::string_view) override {}

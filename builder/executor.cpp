@@ -151,6 +151,7 @@ Result<void> Build::setup() {
   }
   TRY(m_staging, image::Staging::create(m_store.content()));
   TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
+  TRY_VOID(m_cache->load_traces(m_options.build_identity));
   m_cache->attach(m_options.cache_io, &m_store.content());
   m_cache->hold_with(&m_store.lease());  // leases: no prune removes what this build uses
   int jobs = m_options.jobs > 0 ? m_options.jobs : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
@@ -206,6 +207,9 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   rec.media_type = std::string(image::media::oci_layer);
   rec.blob_size = static_cast<int64_t>(diff.layer.size);
   rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
+  rec.content_size = static_cast<int64_t>(diff.content_size);
+  record.layer_bytes = rec.blob_size;
+  record.layer_content = rec.content_size;
   TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, digest}, {image::LeaseKind::layer, rec.diff_id}}));
   fsys::path dir = m_layer_dirs.dir_for(rec.diff_id);
   std::error_code ec;
@@ -231,6 +235,8 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
   StepRecord record;
   record.name = info.name;
   record.line = info.line;
+  record.stage = stage.index;
+  record.stage_name = stage.display_name;
   auto start = std::chrono::steady_clock::now();
   const auto* run = ins.as<parser::RunInstruction>();
   bool is_copy = ins.as<parser::CopyInstruction>() != nullptr || ins.as<parser::AddInstruction>() != nullptr;
@@ -256,6 +262,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       key = metadata_key(st, ins);
     }
     bool fs_step = run != nullptr || is_copy || eff->mkdir.has_value();
+    st.trace.push_back(TraceStep{position, key ? key->key : "", key ? key->inputs : nlohmann::json()});
     std::optional<cache::CacheRecord> hit;
     if (key) {
       m_cache->debug(debug_name(stage, position), *key);
@@ -272,37 +279,43 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       TRY_VOID(apply_cached(st, *hit));
       record.cached = true;
       record.layer_digest = hit->layer.blob_digest;
+      record.layer_content = hit->layer.content_size;
       record.cache_source = m_cache->source_of(key->key);
       return ok();
     }
     // A miss: explain the first one of the chain.
-    std::string reason;
     if (!st.cache_broken) {
       st.cache_broken = true;
+      MissReason why;
       if (!uncacheable.empty()) {
-        reason = uncacheable;
-      } else if (stage.no_cache && fs_step) {
-        reason = "cache disabled (--no-cache)";
+        why.text = uncacheable;
+      } else if (stage.no_cache) {
+        why.text = "cache disabled (--no-cache)";
       } else {
         std::set<std::string> args;
         for (const auto& a : st.state.args) {
           args.insert(a.name);
         }
-        TRY(reason, m_cache->explain(parent, position, *key, args));
-        if (reason.empty()) {
-          reason = st.cache_reason.empty() ? "not in the cache" : st.cache_reason;
-        }
+        TRY(why, m_cache->explain(stage.display_name, st.trace, st.cache_reason, args));
       }
-      st.cache_reason = reason;
+      st.cache_reason = why.text;
+      st.cache_reason_quiet = why.quiet;
     } else if (!uncacheable.empty() && fs_step) {
       st.cache_reason = uncacheable;
+      st.cache_reason_quiet = false;
     }
     if (fs_step) {
-      record.cache_reason = st.cache_reason.empty() ? "a previous step changed" : st.cache_reason;
-      if (!st.cache_reason.empty() && info.id != 0) {
-        m_progress.output(info, OutputStream::stderr_, "cache miss: " + st.cache_reason);
+      if (stage.no_cache) {
+        record.cache_reason = "cache disabled (--no-cache)";
+      } else {
+        record.cache_reason = st.cache_reason.empty() ? "a previous step changed" : st.cache_reason;
       }
-      st.cache_reason.clear();
+      if (!st.cache_reason.empty() && !st.cache_reason_quiet && info.id != 0) {
+        m_progress.note(info, "cache miss: " + st.cache_reason);
+      }
+      if (!st.cache_reason_quiet) {
+        st.cache_reason.clear();  // a first build stays one for every step
+      }
     }
     if (run != nullptr) {
       TRY_VOID(do_run(st, *resolved_run, info, record));
@@ -319,6 +332,7 @@ Result<void> Build::run_step(const PlannedStage& stage, StageResult& st, const p
       cache::KeyBuilder after;
       after.key("parent", parent).str("result", st.layers.empty() ? "" : st.layers.back().record.diff_id);
       st.cache_key = after.finish();
+      st.trace.back().key = st.cache_key;
     }
     return ok();
   }();
@@ -352,6 +366,7 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
   }
   StageResult st = std::move(base).value();
   st.state.created = created;
+  st.trace = {TraceStep{-1, st.cache_key, nlohmann::json()}};
   st.state.defer_empty_created = !m_plan.source_date_epoch.has_value();
 
   // ONBUILD triggers of the base run first; they are not inherited further.
@@ -414,6 +429,10 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
     }
     auto done = run_step(stage, st, ins, info, static_cast<int>(i));
     if (!done) {
+      {
+        std::lock_guard lock(m_mu);
+        m_traces[stage.display_name] = st.trace;  // a failed build is an earlier build too
+      }
       Error e = std::move(done).error();
       if (i < trigger_count && e.location) {
         e.location->line = stage.from.header.range.start_line;  // a trigger fails at the FROM
@@ -421,6 +440,8 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
       return fail(std::move(e));
     }
   }
+  std::lock_guard lock(m_mu);
+  m_traces[stage.display_name] = st.trace;
   return st;
 }
 
@@ -435,7 +456,9 @@ void Build::stage_thread(const PlannedStage& stage) {
   Result<StageResult> result = fail(Errc::internal, "a stage this stage needs failed");
   if (deps_ok && !m_failed.load()) {
     m_jobs->acquire();
+    slot.started = since_start();
     result = run_stage(stage);
+    slot.finished = since_start();
     m_jobs->release();
   }
   if (!result) {
@@ -467,6 +490,7 @@ Result<BuiltImage> Build::run() {
       }
     }
   }
+  m_began = std::chrono::steady_clock::now();
   TRY_VOID(setup());
   for (const auto& s : m_plan.stages) {
     m_slots[s.index] = std::make_unique<StageSlot>();
@@ -479,9 +503,14 @@ Result<BuiltImage> Build::run() {
   for (auto& t : threads) {
     t.join();
   }
-  if (m_error) {
-    return fail(*m_error);
+  auto saved = m_cache->save_trace(m_traces, m_options.now_sec);
+  if (m_options.steps_seen != nullptr) {
+    *m_options.steps_seen = m_steps;
   }
+  if (m_error) {
+    return fail(*m_error);  // the build's own error, not the trace's
+  }
+  TRY_VOID(saved);
   StageSlot& target = *m_slots.at(m_plan.target);
   StageResult& res = target.result;
   apply_build_labels(res.state, m_plan.labels);
@@ -537,6 +566,11 @@ Result<BuiltImage> Build::run() {
   }
   out.steps = m_steps;
   out.cache_key = res.cache_key;
+  out.target = m_plan.target;
+  for (const auto& s : m_plan.stages) {
+    const StageSlot& slot = *m_slots.at(s.index);
+    out.stages.push_back(BuiltImage::StageTiming{s.index, s.display_name, s.needs, slot.started, slot.finished});
+  }
   return out;
 }
 

@@ -63,6 +63,27 @@ struct BuildServices {
   sandbox::Sandbox* sandbox = nullptr;
 };
 
+/// One executed step, for --metadata-file.
+struct StepRecord {
+  std::string name;
+  int line = 0;
+  double seconds = 0;
+  bool cached = false;
+  /// Why the step was not cached ("" for a hit): the first differing input
+  /// at the first miss of a chain, "a previous step changed" after it.
+  std::string cache_reason;
+  std::string layer_digest;  ///< "" for metadata-only steps
+  /// Bytes of the layer blob this step wrote (0 when cached or no layer).
+  int64_t layer_bytes = 0;
+  /// The layer's content size as Docker counts it (-1: no layer or not known).
+  int64_t layer_content = -1;
+  /// The stage the step belongs to (PlannedStage::index) and its name.
+  int stage = 0;
+  std::string stage_name;
+  /// Where a hit came from: "" = the local cache, else the imported cache.
+  std::string cache_source;
+};
+
 /// How the executor runs.
 struct ExecuteOptions {
   /// The build context (COPY sources, RUN --mount type=bind default).
@@ -85,28 +106,21 @@ struct ExecuteOptions {
   std::set<std::string> allow;
   /// --network default for RUN: default, none, host.
   std::string network = "default";
+  /// What makes two builds "the same Dockerfile and target" (the CLI: the
+  /// Dockerfile's path and the target): a miss is explained against the
+  /// closest earlier build of the same identity.
+  std::string build_identity;
   /// --debug cache-keys=DIR: one text file per step key ("" = none).
   std::string cache_keys_dir;
   /// --cache-from imports and the record of what --cache-to exports
   /// (builder/cache_io.hpp); null = neither.
   CacheIo* cache_io = nullptr;
+  /// When set, receives the steps the build finished (run or cached), also
+  /// when the build fails (the summary line of a failed build).
+  std::vector<StepRecord>* steps_seen = nullptr;
   /// Build start (unix seconds) for created times without SOURCE_DATE_EPOCH.
   int64_t now_sec = 0;
   uint32_t now_nsec = 0;
-};
-
-/// One executed step, for --metadata-file.
-struct StepRecord {
-  std::string name;
-  int line = 0;
-  double seconds = 0;
-  bool cached = false;
-  /// Why the step was not cached ("" for a hit): the first differing input
-  /// at the first miss of a chain, "a previous step changed" after it.
-  std::string cache_reason;
-  std::string layer_digest;  ///< "" for metadata-only steps
-  /// Where a hit came from: "" = the local cache, else the imported cache.
-  std::string cache_source;
 };
 
 /// The result of a build.
@@ -125,6 +139,18 @@ struct BuiltImage {
   std::vector<StepRecord> steps;
   /// The cache key of the target stage's last step (--cache-to mode=min).
   std::string cache_key;
+  /// Each stage the build ran, in plan order: when it started (after the
+  /// stages it needs) and finished, in seconds since the build began.
+  struct StageTiming {
+    int index = 0;
+    std::string name;
+    std::vector<int> needs;
+    double started = 0;
+    double finished = 0;
+  };
+  std::vector<StageTiming> stages;
+  /// The target stage's index.
+  int target = 0;
 };
 
 /// A build failure: the error plus the failing step's exit code, if a RUN.

@@ -85,6 +85,8 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
         return fail(Errc::internal, "parent stage failed");
       }
       StageResult res = *parent;
+      res.cache_reason.clear();
+      res.cache_reason_quiet = false;
       res.state.created = created;
       res.state.cmd_set = false;  // "CMD set in this stage" starts over
       res.cache_key = stage_base_key(parent->cache_key);

@@ -2,6 +2,8 @@
 
 #include <fstream>
 
+#include <fmt/format.h>
+
 namespace imgbuild::builder {
 
 namespace fsys = std::filesystem;
@@ -50,17 +52,78 @@ Result<void> StepCache::hold(const cache::CacheRecord& record) {
   return m_lease->hold(entries);
 }
 
-Result<std::string> StepCache::explain(const std::string& parent, int position, const StepKey& step,
-                                       const std::set<std::string>& args) {
-  TRY(auto prev, m_db->previous(parent, position));
+Result<void> StepCache::load_traces(const std::string& identity) {
+  m_identity = identity;
+  TRY(auto texts, m_db->build_traces(identity));
+  for (const auto& t : texts) {
+    nlohmann::json j = nlohmann::json::parse(t, nullptr, false);
+    if (!j.is_discarded() && j.value("version", 0) == 1 && j.contains("stages") && j["stages"].is_object()) {
+      m_traces.push_back(std::move(j));
+    }
+  }
+  return ok();
+}
+
+Result<MissReason> StepCache::explain(const std::string& stage, const std::vector<TraceStep>& current,
+                                      const std::string& base_reason, const std::set<std::string>& args) {
+  if (m_traces.empty()) {
+    return MissReason{"first build", true};
+  }
+  // The closest earlier chain of this stage: the longest common prefix of
+  // keys, the newest on a tie.
+  const nlohmann::json* best = nullptr;
+  size_t best_len = 0;
+  for (const auto& t : m_traces) {
+    const nlohmann::json& stages = t.at("stages");
+    if (!stages.contains(stage) || !stages.at(stage).is_array()) {
+      continue;
+    }
+    const nlohmann::json& steps = stages.at(stage);
+    size_t n = 0;
+    while (n < steps.size() && n < current.size() && steps[n].value("key", "") == current[n].key &&
+           steps[n].value("position", -2) == current[n].position) {
+      ++n;
+    }
+    if (best == nullptr || n > best_len) {
+      best = &steps;
+      best_len = n;
+    }
+  }
+  if (best == nullptr) {
+    return MissReason{fmt::format("stage {} is new since the earlier builds", stage), false};
+  }
+  if (best_len >= current.size()) {
+    return MissReason{"not in the cache", false};
+  }
+  const TraceStep& cur = current[best_len];
+  std::string text = cur.inputs.is_object() ? cur.inputs.value("instruction", "") : "";
+  if (cur.position < 0) {
+    return MissReason{base_reason.empty() ? "base image changed" : base_reason, false};
+  }
+  if (best_len >= best->size() || (*best)[best_len].value("position", -2) != cur.position) {
+    return MissReason{fmt::format("{}: a step the earlier build did not have", text), false};
+  }
+  TRY(auto prev, m_db->get((*best)[best_len].value("key", "")));
   if (!prev) {
-    return std::string();
+    return MissReason{fmt::format("{}: inputs changed (the earlier build's record was pruned)", text), false};
   }
   nlohmann::json before = nlohmann::json::parse(prev->inputs, nullptr, false);
   if (before.is_discarded()) {
-    return std::string("the previous record is unreadable");
+    return MissReason{"the earlier build's record is unreadable", false};
   }
-  return explain_miss(before, step.inputs, args);
+  return MissReason{explain_miss(before, cur.inputs, args), false};
+}
+
+Result<void> StepCache::save_trace(const std::map<std::string, std::vector<TraceStep>>& stages, int64_t now_sec) {
+  nlohmann::json j = {{"version", 1}, {"stages", nlohmann::json::object()}};
+  for (const auto& [name, steps] : stages) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& s : steps) {
+      list.push_back({{"position", s.position}, {"key", s.key}});
+    }
+    j["stages"][name] = std::move(list);
+  }
+  return m_db->put_build_trace(m_identity, now_sec, j.dump(), k_kept_traces);
 }
 
 Result<void> StepCache::record(const cache::CacheRecord& record, const std::function<Result<void>()>& publish) {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -18,6 +19,23 @@
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
+
+/// One step of the current build's chain in a stage, for explaining misses.
+struct TraceStep {
+  /// Index of the instruction in its stage; -1 for the stage's start (its base).
+  int position = 0;
+  std::string key;
+  /// The step's inputs summary (StepKey::inputs; null for the start).
+  nlohmann::json inputs;
+};
+
+/// Why a step missed.
+struct MissReason {
+  /// The sentence ("COPY . /src: src/main.c changed", "first build").
+  std::string text;
+  /// True when there is nothing to tell per step (a first build).
+  bool quiet = false;
+};
 
 /// Cache access for one build (thread-safe).
 class StepCache {
@@ -50,10 +68,19 @@ public:
   /// (stored locally first) when attached to a CacheIo.
   Result<std::optional<cache::CacheRecord>> lookup(const std::string& key,
                                                    const std::function<bool(const std::string&)>& has_blob);
-  /// Why the step missed, comparing with the newest record of the same
-  /// parent and position ("" when there is none).
-  Result<std::string> explain(const std::string& parent, int position, const StepKey& step,
-                              const std::set<std::string>& args);
+  /// Loads the traces of the earlier builds of `identity` (the Dockerfile
+  /// and target); a later save_trace adds this build's.
+  Result<void> load_traces(const std::string& identity);
+  /// Why the last step of `current` (the chain of stage `stage` so far,
+  /// from its start) missed: the first step whose key differs from the
+  /// closest earlier build of the same identity (the one sharing the
+  /// longest prefix of keys with `current`), with what differs; `base_reason`
+  /// names a difference of the stage's start ("" = "base image changed");
+  /// `args` are the ARG names in scope.
+  Result<MissReason> explain(const std::string& stage, const std::vector<TraceStep>& current,
+                             const std::string& base_reason, const std::set<std::string>& args);
+  /// Stores this build's trace (stage → chain of keys) for `identity`.
+  Result<void> save_trace(const std::map<std::string, std::vector<TraceStep>>& stages, int64_t now_sec);
   /// Writes a record; `publish` runs inside the write transaction.
   Result<void> record(const cache::CacheRecord& record, const std::function<Result<void>()>& publish);
   /// Notes a key used by this build.
@@ -71,6 +98,9 @@ private:
   std::string m_keys_dir;
   std::mutex m_mu;
   std::vector<std::string> m_used;
+  std::string m_identity;
+  std::vector<nlohmann::json> m_traces;  // earlier builds of m_identity, newest first
+  static constexpr int k_kept_traces = 5;
   Result<void> hold(const cache::CacheRecord& record);
   CacheIo* m_io = nullptr;
   const image::ContentStore* m_content = nullptr;

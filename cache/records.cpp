@@ -28,7 +28,7 @@ public:
 
 constexpr const char* k_columns =
     "SELECT key, parent_key, position, kind, blob_digest, diff_id, media_type, blob_size, diff_size, config, "
-    "created_by, inputs, created_at, last_used FROM cache_records";
+    "created_by, inputs, created_at, last_used, COALESCE(content_size, -1) FROM cache_records";
 
 CacheRecord read_record(Stmt& s) {
   CacheRecord r;
@@ -46,6 +46,7 @@ CacheRecord read_record(Stmt& s) {
   r.inputs = s.text(11);
   r.created_at = s.integer(12);
   r.last_used = s.integer(13);
+  r.layer.content_size = s.integer(14);
   return r;
 }
 
@@ -150,6 +151,28 @@ Result<std::optional<CacheRecord>> CacheDb::previous(const std::string& parent_k
   return std::optional<CacheRecord>(read_record(s));
 }
 
+Result<std::vector<std::string>> CacheDb::build_traces(const std::string& identity) {
+  std::lock_guard lock(m_mu);
+  Stmt s(m_db, "SELECT trace FROM build_traces WHERE identity = ? ORDER BY finished_at DESC, rowid DESC");
+  s.bind(1, identity);
+  return s.first_column_texts();
+}
+
+Result<void> CacheDb::put_build_trace(const std::string& identity, int64_t at, const std::string& trace, int keep) {
+  std::lock_guard lock(m_mu);
+  TRY_VOID(begin_immediate());
+  Tx tx(m_db);
+  Stmt add(m_db, "INSERT INTO build_traces(identity, finished_at, trace) VALUES (?, ?, ?)");
+  add.bind(1, identity).bind(2, at).bind(3, trace);
+  TRY_VOID(add.run());
+  Stmt trim(m_db,
+            "DELETE FROM build_traces WHERE identity = ? AND rowid NOT IN (SELECT rowid FROM build_traces WHERE "
+            "identity = ? ORDER BY finished_at DESC, rowid DESC LIMIT ?)");
+  trim.bind(1, identity).bind(2, identity).bind(3, int64_t{keep});
+  TRY_VOID(trim.run());
+  return tx.commit();
+}
+
 Result<void> CacheDb::put(const CacheRecord& r, const std::function<Result<void>()>& in_transaction) {
   std::lock_guard lock(m_mu);
   TRY_VOID(begin_immediate());
@@ -159,15 +182,16 @@ Result<void> CacheDb::put(const CacheRecord& r, const std::function<Result<void>
   }
   Stmt s(m_db,
          "INSERT INTO cache_records(key, parent_key, position, kind, blob_digest, diff_id, media_type, blob_size, "
-         "diff_size, config, created_by, inputs, created_at, last_used) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+         "diff_size, config, created_by, inputs, created_at, last_used, content_size) "
+         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULLIF(?,-1)) "
          "ON CONFLICT(key) DO UPDATE SET blob_digest=excluded.blob_digest, diff_id=excluded.diff_id, "
          "media_type=excluded.media_type, blob_size=excluded.blob_size, diff_size=excluded.diff_size, "
          "config=excluded.config, created_by=excluded.created_by, inputs=excluded.inputs, "
-         "last_used=excluded.last_used");
+         "last_used=excluded.last_used, content_size=excluded.content_size");
   s.bind(1, r.key).bind(2, r.parent_key).bind(3, int64_t{r.position}).bind(4, r.kind);
   s.bind(5, r.layer.blob_digest).bind(6, r.layer.diff_id).bind(7, r.layer.media_type);
   s.bind(8, r.layer.blob_size).bind(9, r.layer.diff_size).bind(10, r.config).bind(11, r.created_by);
-  s.bind(12, r.inputs).bind(13, r.created_at).bind(14, r.last_used);
+  s.bind(12, r.inputs).bind(13, r.created_at).bind(14, r.last_used).bind(15, r.layer.content_size);
   TRY_VOID(s.run());
   fault::point("cache-put");  // the layer blob is published, the record not yet committed
   return tx.commit();

@@ -20,8 +20,11 @@
 //                "base": digest}
 //   created_at, last_used   unix seconds
 //
-// A miss looks up the newest record with the same parent_key and position
-// (the previous build of the same chain prefix) and compares inputs.
+// Build traces (table build_traces, migration 4): per build identity (the
+// Dockerfile and target, as the builder names them) the step keys of its
+// last few builds, as JSON {"version": 1, "stages": {stage: [{"position":
+// p, "key": k}, …]}}. A miss is explained against the closest of them: the
+// first step whose key differs, its inputs compared with that key's record.
 //
 // Concurrency: CacheDb opens its own connection to meta.db (WAL, busy
 // timeout, IMMEDIATE transactions retried on SQLITE_BUSY); a record whose
@@ -121,6 +124,10 @@ public:
   Result<std::optional<CacheRecord>> get(const std::string& key);
   /// The newest record with this parent key and position.
   Result<std::optional<CacheRecord>> previous(const std::string& parent_key, int position);
+  /// The traces of the last builds of `identity`, newest first.
+  Result<std::vector<std::string>> build_traces(const std::string& identity);
+  /// Adds a build trace of `identity`, keeping the newest `keep` of them.
+  Result<void> put_build_trace(const std::string& identity, int64_t at, const std::string& trace, int keep);
   /// Writes (or replaces) a record. `in_transaction`, when given, runs inside
   /// the write transaction first (publish the layer blob there).
   Result<void> put(const CacheRecord& record, const std::function<Result<void>()>& in_transaction = {});

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -33,6 +34,7 @@
 #include "cli/build_push.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
+#include "cli/report.hpp"
 #include "cli/pull_resolver.hpp"
 #include "sandbox/sandbox.hpp"
 #include "image/archive.hpp"
@@ -43,6 +45,55 @@
 namespace imgbuild::cli {
 
 namespace {
+
+// The numbers of the summary line (and of --metadata-file's
+// "imgbuild.summary"): total time, steps run and cached, bytes of the layer
+// blobs written, the image's content size.
+nlohmann::json build_summary(const builder::BuiltImage& built, double seconds, int64_t image_size) {
+  int run = 0;
+  int cached = 0;
+  int64_t written = 0;
+  for (const auto& s : built.steps) {
+    if (s.cached) {
+      ++cached;
+    } else {
+      ++run;
+      written += s.layer_bytes;
+    }
+  }
+  return {{"seconds", seconds}, {"steps_run", run}, {"steps_cached", cached}, {"bytes_written", written},
+          {"image_size", image_size}};
+}
+
+std::string summary_line(const nlohmann::json& s) {
+  std::string steps = fmt::format("{} step{} run, {} cached, {} written", s["steps_run"].get<int>(),
+                                  s["steps_run"].get<int>() == 1 ? "" : "s", s["steps_cached"].get<int>(),
+                                  str::human_size(static_cast<uint64_t>(s["bytes_written"].get<int64_t>()), 3));
+  if (s.value("failed", false)) {
+    return fmt::format("summary: failed after {:.1f}s, {}", s["seconds"].get<double>(), steps);
+  }
+  return fmt::format("summary: {:.1f}s, {}, image {}", s["seconds"].get<double>(), steps,
+                     str::human_size(static_cast<uint64_t>(s["image_size"].get<int64_t>()), 3));
+}
+
+// "The same Dockerfile and target" for explaining cache misses: the
+// Dockerfile's absolute path (from stdin: the context's), and the target.
+std::string build_identity(const std::string& file, const std::string& context, const std::string& target) {
+  auto absolute = [](const std::string& p) {
+    std::error_code ec;
+    std::filesystem::path a = std::filesystem::weakly_canonical(std::filesystem::absolute(p, ec), ec);
+    return ec ? p : a.string();
+  };
+  std::string df;
+  if (file == "-") {
+    df = "stdin, context " + (context == "-" ? std::string("stdin") : absolute(context));
+  } else if (file.empty()) {
+    df = context == "-" ? std::string("stdin") : absolute((std::filesystem::path(context) / "Dockerfile").string());
+  } else {
+    df = absolute(file);
+  }
+  return "dockerfile=" + df + "\ntarget=" + target;
+}
 
 namespace fsys = std::filesystem;
 
@@ -67,6 +118,7 @@ struct BuildFlags {
   int jobs = 0;
   std::string iidfile;
   std::string metadata_file;
+  std::string report;
   bool pull = false;
   bool push = false;
   std::string snapshotter = "auto";
@@ -330,6 +382,9 @@ void run_build(BuildFlags& f, Context& ctx) {
   if (!f.metadata_file.empty()) {
     unwrap(output::check_destination(f.metadata_file));
   }
+  if (!f.report.empty() && f.report != "-") {
+    unwrap(output::check_destination(f.report));
+  }
 
   std::unique_ptr<builder::ProgressSink> progress = make_progress(f.progress);
   auto store = open_store(ctx);
@@ -467,6 +522,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   exec.jobs = f.jobs;
+  exec.build_identity = build_identity(f.file, f.context, f.target);
   for (const auto& d : ctx.debug) {
     if (d.rfind("cache-keys=", 0) == 0) {
       exec.cache_keys_dir = d.substr(std::strlen("cache-keys="));
@@ -529,9 +585,24 @@ void run_build(BuildFlags& f, Context& ctx) {
   exec.cache_io = cache_io.io.get();
   auto resolver = make_pull_resolver(*store, f.pull, f.platform);
   print_isolation_notice(*plan, f.isolation);
+  std::vector<builder::StepRecord> steps_seen;
+  exec.steps_seen = &steps_seen;
   auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
   if (!built) {
+    // The summary of a failed build: its time and the steps it finished.
+    builder::BuiltImage partial;
+    partial.steps = steps_seen;
+    double failed_after = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
+    nlohmann::json summary = build_summary(partial, failed_after, 0);
+    summary.erase("image_size");
+    summary["failed"] = true;
+    if (f.progress == "rawjson") {
+      summary["event"] = "summary";
+      std::fprintf(stderr, "%s\n", summary.dump().c_str());
+    } else if (!f.quiet && f.progress != "quiet") {
+      std::fprintf(stderr, "%s\n", summary_line(summary).c_str());
+    }
     print_warnings();  // as buildx: after the view, before the failure's excerpt
     const Error& e = built.error();
     if (e.location && e.location->line > 0) {
@@ -562,6 +633,20 @@ void run_build(BuildFlags& f, Context& ctx) {
 
   if (!f.iidfile.empty()) {
     unwrap(output::write_file(f.iidfile, built->config_digest));
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
+  nlohmann::json summary = build_summary(*built, seconds, unwrap(store->content_size(built->record)));
+  std::optional<nlohmann::json> report;
+  if (!f.report.empty()) {
+    image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, built->record));
+    report = report_model(analysis, built->config_digest, tags.empty() ? "" : tags.front().familiar(), &*built);
+    if (f.report == "-") {
+      std::string text = report_text(*report);
+      std::fputs(text.c_str(), stdout);
+      std::fflush(stdout);
+    } else {
+      unwrap(output::write_file(f.report, report_html(*report)));
+    }
   }
   if (!f.metadata_file.empty()) {
     nlohmann::json md;
@@ -601,6 +686,12 @@ void run_build(BuildFlags& f, Context& ctx) {
       steps.push_back(js);
     }
     md["imgbuild.steps"] = steps;
+    md["imgbuild.summary"] = summary;
+    if (report) {
+      nlohmann::json numbers = *report;
+      numbers.erase("treemap");  // every file of the image: the page's, not the metadata's
+      md["imgbuild.report"] = numbers;
+    }
     md["imgbuild.build.warnings"] = warnings_json(checks.warnings);
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
@@ -612,6 +703,11 @@ void run_build(BuildFlags& f, Context& ctx) {
     for (const auto& t : tags) {
       std::fprintf(stderr, "naming to %s done\n", t.str().c_str());
     }
+    std::fprintf(stderr, "%s\n", summary_line(summary).c_str());
+  } else if (f.progress == "rawjson") {
+    nlohmann::json ev = summary;
+    ev["event"] = "summary";
+    std::fprintf(stderr, "%s\n", ev.dump().c_str());
   }
   print_warnings();  // as buildx: last, after the export lines
 }
@@ -641,6 +737,8 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--jobs", flags->jobs, "Stages built in parallel (default: number of cores)");
   cmd->add_option("--iidfile", flags->iidfile, "Write the image ID to the file");
   cmd->add_option("--metadata-file", flags->metadata_file, "Write build result metadata to the file");
+  cmd->add_option("--report", flags->report,
+                  "Write the layer report: an HTML page to FILE, or its text form to stdout with -");
   cmd->add_flag("--push", flags->push, "Push the image to the registry (shorthand for -o type=registry)");
   cmd->add_flag("--pull", flags->pull, "Always check the registry for base images (pull even when stored)");
   cmd->add_option("--cache-from", flags->cache_from,

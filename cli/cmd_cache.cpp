@@ -44,6 +44,15 @@ struct CacheHandles {
   std::unique_ptr<cache::CacheDb> db;
 };
 
+// A record's layer content size (as history counts it): the record's, else
+// the store's layer record's or the blob's.
+int64_t content_size(const CacheHandles& h, const cache::CacheRecord& r) {
+  if (r.layer.content_size >= 0) {
+    return r.layer.content_size;
+  }
+  return unwrap(h.store->layer_content_size(r.layer.blob_digest));
+}
+
 CacheHandles open_cache(const Context& ctx, image::StoreUse use = image::StoreUse::normal) {
   CacheHandles h;
   h.store = open_store(ctx, use);
@@ -106,11 +115,12 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     std::vector<std::vector<std::string>> rows = {{"KEY", "KIND", "SIZE", "LAST USED", "CREATED BY"}};
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     for (const auto& r : records) {
-      std::string by = r.created_by;
+      // One line per record: a heredoc's line breaks are shown as "\n".
+      std::string by = str::replace_all(str::replace_all(r.created_by, "\n", "\\n"), "\t", " ");
       if (by.size() > 60) {
         by = by.substr(0, 57) + "...";
       }
-      rows.push_back({short_id(r.key), r.kind, r.has_layer() ? size3(r.layer.blob_size) : "0B",
+      rows.push_back({short_id(r.key), r.kind, r.has_layer() ? size3(content_size(h, r)) : "0B",
                       human_duration(now - r.last_used) + " ago", by});
     }
     std::fputs(format_table(rows).c_str(), stdout);
@@ -124,11 +134,13 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     std::set<std::string> shared(image_blobs.begin(), image_blobs.end());
     std::map<std::string, int64_t> own;
     std::map<std::string, int64_t> with_images;
+    std::map<std::string, int64_t> content;  // blob → content size
     std::set<std::string> own_diffs;
     for (const auto& r : records) {
       if (r.has_layer()) {
         bool is_shared = shared.count(r.layer.blob_digest) != 0;
         (is_shared ? with_images : own)[r.layer.blob_digest] = r.layer.blob_size;
+        content[r.layer.blob_digest] = content_size(h, r);
         if (!is_shared && !r.layer.diff_id.empty()) {
           own_diffs.insert(r.layer.diff_id);
         }
@@ -154,9 +166,18 @@ void register_cache_commands(CLI::App& app, Context& ctx) {
     uint64_t mounts = fs::tree_bytes((h.store->content().root() / "cache-mounts").string());
     std::vector<std::vector<std::string>> rows = {{"TYPE", "COUNT", "SIZE", "RECLAIMABLE"}};
     rows.push_back({"records", std::to_string(records.size()), "", ""});
-    rows.push_back({"layers (cache only)", std::to_string(own.size()), size3(sum(own)), size3(sum(own))});
-    rows.push_back({"layers (shared with images)", std::to_string(with_images.size()), size3(sum(with_images)),
-                    "0B"});
+    // SIZE: the layers' content (as history counts it); RECLAIMABLE: the
+    // bytes their blobs take.
+    auto content_of = [&](const std::map<std::string, int64_t>& m) {
+      int64_t t = 0;
+      for (const auto& [d, n] : m) {
+        t += content[d];
+      }
+      return t;
+    };
+    rows.push_back({"layers (cache only)", std::to_string(own.size()), size3(content_of(own)), size3(sum(own))});
+    rows.push_back({"layers (shared with images)", std::to_string(with_images.size()),
+                    size3(content_of(with_images)), "0B"});
     rows.push_back({"unpacked layers (cache only)", std::to_string(unpacked_count), size3(unpacked), size3(unpacked)});
     rows.push_back({"cache mounts", "", size3(static_cast<int64_t>(mounts)), size3(static_cast<int64_t>(mounts))});
     std::fputs(format_table(rows).c_str(), stdout);

@@ -342,6 +342,7 @@ void add_commit(CLI::App* sub, Context& ctx) {
     layer.media_type = std::string(image::media::oci_layer);
     layer.blob_size = static_cast<int64_t>(diff.layer.size);
     layer.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
+    layer.content_size = static_cast<int64_t>(diff.content_size);
 
     std::string created = now_rfc3339();
     cfg.created = created;

@@ -21,6 +21,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/image_common.hpp"
+#include "cli/report.hpp"
 #include "image/json.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
@@ -244,7 +245,7 @@ void run_ls(Context& ctx, const LsOptions& opt) {
     bool name_filter = filter.has_value() || !lf.reference_globs.empty();
     std::string id = opt.no_trunc ? rec.config_digest : short_id(rec.config_digest);
     std::string created = created_since(rec.created);
-    std::string size = size3(rec.size);
+    std::string size = size3(unwrap(store->content_size(rec)));
     auto add = [&](std::string repo, std::string tag) {
       rows.push_back({std::move(repo), std::move(tag), rec.manifest_digest, id, created, size, rec.created});
     };
@@ -443,7 +444,7 @@ void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::
     if (!img.config.os_version.empty()) {
       j["OsVersion"] = img.config.os_version;
     }
-    j["Size"] = rec->size;
+    j["Size"] = unwrap(store->content_size(*rec));
     j["GraphDriver"] = {{"Data", nullptr}, {"Name", "imgbuild"}};
     j["RootFS"] = {{"Type", img.config.rootfs.type}, {"Layers", img.config.rootfs.diff_ids}};
     j["Metadata"] = {{"LastTagTime", rfc3339_utc(rec->added_at)}};
@@ -481,11 +482,11 @@ void run_history(Context& ctx, const std::string& arg, bool no_trunc, bool quiet
   auto store = open_store(ctx);
   ImageRecord rec = unwrap(store->resolve(arg));
   image::LoadedImage img = unwrap(store->load(rec));
-  // Sizes of the non-empty history entries come from the layers, in order.
+  // Sizes of the non-empty history entries come from the layers, in order:
+  // their content sizes, as Docker's.
   std::vector<int64_t> layer_sizes;
   for (const auto& d : img.manifest.layers) {
-    auto layer = unwrap(store->db().layer(d.digest));
-    layer_sizes.push_back(layer ? layer->diff_size : d.size);
+    layer_sizes.push_back(unwrap(store->layer_content_size(d.digest)));
   }
   struct Row {
     std::string created_at, created_by, comment;
@@ -524,19 +525,44 @@ void run_history(Context& ctx, const std::string& arg, bool no_trunc, bool quiet
   std::fputs(format_table(table).c_str(), stdout);
 }
 
+// history --analyze: the layer report's text form (cli/report.hpp).
+void run_analyze(Context& ctx, const std::string& arg) {
+  auto store = open_store(ctx);
+  ImageRecord rec = unwrap(store->resolve(arg));
+  image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, rec));
+  std::string name;
+  for (const auto& n : unwrap(store->names_of(rec.manifest_digest))) {
+    if (!n.tag.empty()) {
+      name = n.familiar_name() + ":" + n.tag;
+      break;
+    }
+  }
+  std::string text = report_text(report_model(analysis, rec.config_digest, name, nullptr));
+  std::fputs(text.c_str(), stdout);
+}
+
 void add_history(CLI::App* sub, Context& ctx) {
   struct Opt {
     std::string image;
     bool no_trunc = false;
     bool quiet = false;
     bool human = true;
+    bool analyze = false;
   };
   auto opt = std::make_shared<Opt>();
   sub->add_option("image", opt->image, "Image")->required();
+  sub->add_flag("--analyze", opt->analyze,
+                "Per layer: size, files, wasted bytes, largest and duplicate files, and the efficiency");
   sub->add_flag("--no-trunc", opt->no_trunc, "Don't truncate output");
   sub->add_flag("-q,--quiet", opt->quiet, "Only show image IDs");
   sub->add_option("-H,--human", opt->human, "Print sizes and dates in human readable format")->default_val(true);
-  sub->callback([&ctx, opt]() { run_history(ctx, opt->image, opt->no_trunc, opt->quiet, opt->human); });
+  sub->callback([&ctx, opt]() {
+    if (opt->analyze) {
+      run_analyze(ctx, opt->image);
+      return;
+    }
+    run_history(ctx, opt->image, opt->no_trunc, opt->quiet, opt->human);
+  });
 }
 
 // ---- tag, rmi, prune ---------------------------------------------------------------

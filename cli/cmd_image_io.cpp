@@ -61,7 +61,12 @@ void add_import(CLI::App* sub, Context& ctx) {
     options.platform = opt->platform;
     auto store = open_store(ctx);
     UniqueFd in = open_input(opt->source);
+    std::vector<std::string> notes;
+    options.notes = &notes;
     std::string id = unwrap(image::import_rootfs(*store, in.get(), options));
+    for (const auto& n : notes) {
+      std::fprintf(stderr, "note: %s\n", n.c_str());
+    }
     std::fputs((id + "\n").c_str(), stdout);
   });
 }

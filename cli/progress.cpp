@@ -54,6 +54,13 @@ public:
       tail.pop_front();
     }
   }
+  // A note is the builder's, not the step's: no timestamp, and not kept
+  // for the failed step's output block.
+  void note(const StepInfo& step, std::string_view text) override {
+    std::lock_guard lock(m_mu);
+    std::fprintf(stderr, "#%d %.*s\n", step.id, static_cast<int>(text.size()), text.data());
+    std::fflush(stderr);
+  }
   void cached(const StepInfo& step) override {
     std::lock_guard lock(m_mu);
     std::fprintf(stderr, "#%d CACHED\n", step.id);
@@ -108,6 +115,9 @@ public:
           {"id", step.id},
           {"stream", s == OutputStream::stdout_ ? "stdout" : "stderr"},
           {"line", std::string(line)}});
+  }
+  void note(const StepInfo& step, std::string_view text) override {
+    emit({{"event", "note"}, {"id", step.id}, {"text", std::string(text)}});
   }
   void cached(const StepInfo& step) override { emit({{"event", "cached"}, {"id", step.id}}); }
   void finished(const StepInfo& step, double seconds) override {
@@ -170,6 +180,10 @@ public:
   void output(const StepInfo& step, OutputStream, std::string_view line) override {
     std::lock_guard lock(m_mu);
     m_view.output(step, line, now());
+  }
+  void note(const StepInfo& step, std::string_view text) override {
+    std::lock_guard lock(m_mu);
+    m_view.note(step, text, now());
   }
   void cached(const StepInfo& step) override {
     std::lock_guard lock(m_mu);

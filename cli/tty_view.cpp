@@ -82,7 +82,7 @@ void TtyView::started(const builder::StepInfo& step, double now) {
     m_first = now;
   }
   ++m_seen;
-  m_running[step.id] = Running{step, now, {}};
+  m_running[step.id] = Running{step, now, {}, {}};
   redraw(now);
 }
 
@@ -98,6 +98,19 @@ void TtyView::output(const builder::StepInfo& step, std::string_view line, doubl
   redraw(now);
 }
 
+void TtyView::note(const builder::StepInfo& step, std::string_view text, double now) {
+  auto it = m_running.find(step.id);
+  if (it == m_running.end()) {
+    return;
+  }
+  it->second.note = sanitize_terminal_line(text);
+  redraw(now);
+}
+
+std::string TtyView::note_line(std::string_view note) const {
+  return "\x1b[2m" + fit(" => # " + std::string(note)) + "\x1b[0m";
+}
+
 void TtyView::cached(const builder::StepInfo& step, double now) {
   m_running.erase(step.id);
   ++m_done;
@@ -106,21 +119,33 @@ void TtyView::cached(const builder::StepInfo& step, double now) {
 }
 
 void TtyView::finished(const builder::StepInfo& step, double seconds, double now) {
-  m_running.erase(step.id);
+  std::string note;
+  if (auto it = m_running.find(step.id); it != m_running.end()) {
+    note = std::move(it->second.note);
+    m_running.erase(it);
+  }
   ++m_done;
   m_pending.push_back(with_time(" => " + sanitize_terminal_line(step.name), seconds));
+  if (!note.empty()) {
+    m_pending.push_back(note_line(note));
+  }
   redraw(now);
 }
 
 void TtyView::failed(const builder::StepInfo& step, double seconds, std::string_view message, double now) {
   auto it = m_running.find(step.id);
   std::deque<std::string> tail;
+  std::string note;
   if (it != m_running.end()) {
     tail = std::move(it->second.tail);
+    note = std::move(it->second.note);
     m_running.erase(it);
   }
   std::string name = sanitize_terminal_line(step.name);
   m_pending.push_back(with_time(" => ERROR " + name, seconds));
+  if (!note.empty()) {
+    m_pending.push_back(note_line(note));
+  }
   m_pending.push_back("------");
   m_pending.push_back(fit(" > " + name + ":"));
   for (const auto& l : tail) {
@@ -168,6 +193,10 @@ void TtyView::redraw(double now) {
       out += "\x1b[34m" + with_time(" => " + sanitize_terminal_line(r.step.name), now - r.started) + "\x1b[0m";
       out += "\x1b[K\n";
       ++lines;
+      if (!r.note.empty()) {
+        out += note_line(r.note) + "\x1b[K\n";
+        ++lines;
+      }
       for (const auto& l : r.tail) {
         out += "\x1b[2m" + fit(" => > " + l) + "\x1b[0m";
         out += "\x1b[K\n";

@@ -7,7 +7,9 @@
 //  - above it, finished steps collapsed to one line each, written once:
 //    " => [base 2/3] RUN make                                  1.2s",
 //    " => CACHED [base 1/3] …", " => ERROR [base 3/3] RUN …  0.2s" followed
-//    by the failed step's last output lines in BuildKit's "------" block.
+//    by the failed step's last output lines in BuildKit's "------" block;
+//    a builder note on a step (" => # cache miss: …") is a dimmed line
+//    under the step's own line.
 // Each redraw moves the cursor up over the previous live area, clears to
 // the end of the screen, writes the newly finished lines and the new live
 // area. Every line is cut to the terminal width so the line count is exact.
@@ -49,6 +51,9 @@ public:
   /// Progress events; `now` is seconds on any monotonic clock.
   void started(const builder::StepInfo& step, double now);
   void output(const builder::StepInfo& step, std::string_view line, double now);
+  /// A builder note on a step ("cache miss: …"): dimmed, under the step's
+  /// line (live and finished), never among its output lines.
+  void note(const builder::StepInfo& step, std::string_view text, double now);
   void cached(const builder::StepInfo& step, double now);
   void finished(const builder::StepInfo& step, double seconds, double now);
   void failed(const builder::StepInfo& step, double seconds, std::string_view message, double now);
@@ -70,7 +75,11 @@ private:
     builder::StepInfo step;
     double started = 0;
     std::deque<std::string> tail;
+    std::string note;
   };
+
+  // The dimmed line of a note.
+  std::string note_line(std::string_view note) const;
 
   std::string fit(std::string_view text) const;
   std::string with_time(std::string_view left, double seconds) const;

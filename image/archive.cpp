@@ -416,23 +416,26 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
   }
 
   TRY(std::unique_ptr<Staging> staging, Staging::create(store.content()));
+  // The layer is the tar as read, byte for byte (decompressed when it came
+  // compressed), as `docker import` keeps it: its diff_id is the tar's own
+  // sha256. Entries are only checked, never rewritten.
   TRY(BlobWriter blob, staging->writer());
-  TRY(auto reader, tar::Reader::open_fd(in_fd, label));
-  TRY(auto writer, tar::Writer::open([&blob](const void* d, size_t n) { return blob.write(d, n); }));
+  TRY(auto reader, tar::Reader::open_fd_tee(in_fd, label, [&blob](const void* d, size_t n) {
+    return blob.write(d, n);
+  }));
   EntryChecker checker(label, HardlinkTargets::must_precede, Duplicates::refused, LinkedParents::must_be_directories);
   std::vector<char> buf(k_copy_buffer);
+  uint64_t content = 0;
   while (true) {
     TRY(std::optional<tar::Entry> next, reader->next());
     if (!next) {
       break;
     }
     tar::Entry e = std::move(*next);
+    std::string raw_path = e.path;
     TRY(bool keep, checker.check(e));
-    if (!keep) {
-      continue;  // the root directory itself
-    }
-    const std::string& clean = e.path;
-    TRY_VOID(writer->add(e));
+    (void)keep;  // the root directory itself stays too
+    content += tar::content_bytes(e);
     if (e.type == tar::EntryType::file) {
       uint64_t copied = 0;
       while (true) {
@@ -441,16 +444,19 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
           break;
         }
         copied += n;
-        TRY_VOID(writer->write_data(buf.data(), n));
       }
       if (copied != e.size) {
-        return bad_archive(label, fmt::format("entry {}: body is {} bytes, header says {}", str::go_quote(clean),
+        return bad_archive(label, fmt::format("entry {}: body is {} bytes, header says {}", str::go_quote(raw_path),
                                               copied, e.size));
       }
     }
   }
-  TRY(tar::WriteSummary layer, writer->finish());
-  TRY(std::string layer_digest, blob.commit());
+  TRY(tar::ReadSummary layer, reader->finish());
+  if (layer.compression != tar::Compression::none && options.notes != nullptr) {
+    options.notes->push_back(fmt::format("{}: {} input decompressed: the layer is the tar it holds", label,
+                                         tar::compression_name(layer.compression)));
+  }
+  TRY(std::string layer_digest, blob.commit(layer.diff_id.str()));
 
   std::string created = now_rfc3339();
   cfg.created = created;
@@ -470,7 +476,7 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
   Descriptor ld;
   ld.media_type = std::string(media::oci_layer);
   ld.digest = layer_digest;
-  ld.size = static_cast<int64_t>(layer.size);
+  ld.size = static_cast<int64_t>(layer.uncompressed_size);
   m.layers.push_back(ld);
   std::string m_bytes = serialize(m);
   TRY(std::string m_digest, staging->put(m_bytes));
@@ -481,7 +487,8 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
   img.config_digest = cfg_digest;
   img.created = created;
   img.layers.push_back(LayerRecord{layer_digest, layer.diff_id.str(), std::string(media::oci_layer),
-                                   static_cast<int64_t>(layer.size), static_cast<int64_t>(layer.uncompressed_size)});
+                                   static_cast<int64_t>(layer.uncompressed_size),
+                                   static_cast<int64_t>(layer.uncompressed_size), static_cast<int64_t>(content)});
   if (options.name) {
     img.names.push_back(*options.name);
   }

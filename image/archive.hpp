@@ -36,11 +36,16 @@ struct ImportOptions {
   std::string source;
   /// --platform os/arch[/variant]; empty: the host's.
   std::string platform;
+  /// Receives what import had to change in the input, one sentence each
+  /// (null: not told).
+  std::vector<std::string>* notes = nullptr;
 };
 
 /// Imports a rootfs tar read from `in_fd`. Entries are checked (no path,
-/// hardlink or symlink chain leaves the root) and rewritten as a PAX layer.
-/// Returns the new image ID (config digest).
+/// hardlink or symlink chain leaves the root) and the tar is kept byte for
+/// byte as the layer (uncompressed; diff_id = its sha256, as `docker
+/// import`); a compressed input is stored decompressed (options.notes says
+/// so). Returns the new image ID (config digest).
 Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOptions& options);
 
 /// One image to save and the name it is saved under (none: by ID only).

@@ -56,7 +56,7 @@ Result<LayerRecord> make_variant(ImageStore& store, const std::string& source, S
   }
   TRY(std::string digest, writer.commit());
   LayerRecord rec{digest, diff_id, std::string(media_type), static_cast<int64_t>(compressor->output_size()),
-                  static_cast<int64_t>(compressor->input_size())};
+                  static_cast<int64_t>(compressor->input_size()), -1};
   // Leased before it is published: no prune can take it between the
   // commit and the output that reads it.
   TRY_VOID(store.lease().hold({{LeaseKind::blob, digest}}));
@@ -125,7 +125,7 @@ Result<LayerRecord> compressed_layer(ImageStore& store, const std::string& diges
     TRY_VOID(store.lease().hold({{LeaseKind::blob, *known}}));
     if (store.content().has(*known)) {  // still there once leased
       TRY(uint64_t size, store.content().size(*known));
-      return LayerRecord{*known, diff_id, std::string(new_type), static_cast<int64_t>(size), 0};
+      return LayerRecord{*known, diff_id, std::string(new_type), static_cast<int64_t>(size), 0, -1};
     }
   }
   TRY(LayerRecord made, make_variant(store, digest, have, diff_id, c, new_type));

@@ -33,7 +33,7 @@ struct LayerCompression {
   /// Compression threads (0: one per core); never changes the output.
   unsigned threads = 0;
 
-  /// The variant key: algorithm and effective level, "gzip-6", "zstd-3".
+  /// The variant key: algorithm and effective level, "gzip-4", "zstd-3".
   std::string key() const;
 };
 

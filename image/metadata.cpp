@@ -83,8 +83,26 @@ CREATE TABLE stat_index (
     R"sql(
 ALTER TABLE stat_index ADD COLUMN xattrs INTEGER;
 )sql",
-    // 4: compressed forms of layers, made when an output or a push needed
-    // them (image/layer_compression.hpp): (diff_id, "gzip-6") → blob.
+    // 4: the step keys of recent builds of each Dockerfile and target
+    // (cache/records.hpp, build traces), so a miss is explained against the
+    // closest earlier build of the same Dockerfile.
+    R"sql(
+CREATE TABLE build_traces (
+  identity    TEXT NOT NULL,
+  finished_at INTEGER NOT NULL,
+  trace       TEXT NOT NULL
+);
+CREATE INDEX build_traces_identity ON build_traces(identity, finished_at);
+)sql",
+    // 5: a layer's content size as Docker counts it (tar::content_bytes), of
+    // image layers and of cache records' layers; NULL = not known yet (a
+    // layer stored before: computed on first use).
+    R"sql(
+ALTER TABLE layers ADD COLUMN content_size INTEGER;
+ALTER TABLE cache_records ADD COLUMN content_size INTEGER;
+)sql",
+    // 6: compressed forms of layers, made when an output or a push needed
+    // them (image/layer_compression.hpp): (diff_id, "gzip-4") → blob.
     R"sql(
 CREATE TABLE layer_variants (
   diff_id     TEXT NOT NULL,
@@ -209,11 +227,20 @@ Result<void> MetaDb::put_image(const ImageRecord& rec, const std::set<std::strin
 }
 
 Result<void> MetaDb::put_layer(const LayerRecord& rec) {
+  // A content size not known now keeps the one known before.
   Stmt s(m_db,
-         "INSERT OR REPLACE INTO layers(blob_digest, diff_id, media_type, blob_size, diff_size) "
-         "VALUES (?, ?, ?, ?, ?)");
+         "INSERT INTO layers(blob_digest, diff_id, media_type, blob_size, diff_size, content_size) "
+         "VALUES (?, ?, ?, ?, ?, NULLIF(?, -1)) ON CONFLICT(blob_digest) DO UPDATE SET diff_id=excluded.diff_id, "
+         "media_type=excluded.media_type, blob_size=excluded.blob_size, diff_size=excluded.diff_size, "
+         "content_size=COALESCE(excluded.content_size, layers.content_size)");
   s.bind(1, rec.blob_digest).bind(2, rec.diff_id).bind(3, rec.media_type).bind(4, rec.blob_size);
-  s.bind(5, rec.diff_size);
+  s.bind(5, rec.diff_size).bind(6, rec.content_size);
+  return s.run();
+}
+
+Result<void> MetaDb::set_content_size(const std::string& blob_digest, int64_t size) {
+  Stmt s(m_db, "UPDATE layers SET content_size = ? WHERE blob_digest = ?");
+  s.bind(1, size).bind(2, blob_digest);
   return s.run();
 }
 
@@ -326,7 +353,8 @@ Result<std::set<std::string>> MetaDb::referenced_blobs() {
 }
 
 Result<std::optional<LayerRecord>> MetaDb::layer(const std::string& blob_digest) {
-  Stmt s(m_db, "SELECT blob_digest, diff_id, media_type, blob_size, diff_size FROM layers WHERE blob_digest = ?");
+  Stmt s(m_db, "SELECT blob_digest, diff_id, media_type, blob_size, diff_size, COALESCE(content_size, -1) "
+               "FROM layers WHERE blob_digest = ?");
   s.bind(1, blob_digest);
   TRY(bool row, s.step());
   if (!row) {
@@ -344,7 +372,7 @@ Result<void> MetaDb::delete_unreferenced_layers() {
 
 Result<std::vector<LayerRecord>> MetaDb::unreferenced_layers() {
   Stmt s(m_db,
-         "SELECT blob_digest, diff_id, media_type, blob_size, diff_size FROM layers "
+         "SELECT blob_digest, diff_id, media_type, blob_size, diff_size, COALESCE(content_size, -1) FROM layers "
          "WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs) "
          "AND blob_digest NOT IN (SELECT blob_digest FROM cache_records) ORDER BY blob_digest");
   std::vector<LayerRecord> out;
@@ -353,7 +381,7 @@ Result<std::vector<LayerRecord>> MetaDb::unreferenced_layers() {
     if (!row) {
       break;
     }
-    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)});
+    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4), s.integer(5)});
   }
   return out;
 }
@@ -365,14 +393,15 @@ Result<std::vector<std::string>> MetaDb::blobs_of(const std::string& manifest_di
 }
 
 Result<std::vector<LayerRecord>> MetaDb::layers() {
-  Stmt s(m_db, "SELECT blob_digest, diff_id, media_type, blob_size, diff_size FROM layers ORDER BY blob_digest");
+  Stmt s(m_db, "SELECT blob_digest, diff_id, media_type, blob_size, diff_size, COALESCE(content_size, -1) "
+               "FROM layers ORDER BY blob_digest");
   std::vector<LayerRecord> out;
   while (true) {
     TRY(bool row, s.step());
     if (!row) {
       break;
     }
-    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)});
+    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4), s.integer(5)});
   }
   return out;
 }

@@ -40,6 +40,9 @@ struct LayerRecord {
   std::string media_type;
   int64_t blob_size = 0;
   int64_t diff_size = 0;
+  /// The content size as Docker counts it (tar::content_bytes summed): what
+  /// images, history and inspect show; -1 = not known yet.
+  int64_t content_size = -1;
 };
 
 /// A name pointing at an image.
@@ -49,7 +52,7 @@ struct NameRecord {
 };
 
 /// The current schema version written by this build.
-inline constexpr int k_schema_version = 4;
+inline constexpr int k_schema_version = 6;
 
 /// A connection to meta.db.
 class MetaDb {
@@ -68,12 +71,14 @@ public:
   /// Records a layer (idempotent).
   Result<void> put_layer(const LayerRecord& rec);
   /// Records that `blob_digest` is the layer `diff_id` compressed as
-  /// `compression` (LayerCompression::key(), e.g. "gzip-6").
+  /// `compression` (LayerCompression::key(), e.g. "gzip-4").
   Result<void> put_layer_variant(const std::string& diff_id, const std::string& compression,
                                  const std::string& blob_digest);
   /// The blob recorded for (diff_id, compression), if any; the blob itself
   /// may have been pruned since.
   Result<std::optional<std::string>> layer_variant(const std::string& diff_id, const std::string& compression);
+  /// Sets the content size of a stored layer record.
+  Result<void> set_content_size(const std::string& blob_digest, int64_t size);
   /// Points `name` at an image, replacing what it pointed at.
   Result<void> set_name(const std::string& name, const std::string& manifest_digest);
   /// Removes a name; false when it did not exist.

@@ -13,6 +13,8 @@
 
 #include "image/json.hpp"
 #include "util/fault.hpp"
+#include "util/fd.hpp"
+#include "util/tar.hpp"
 
 namespace imgbuild::image {
 
@@ -230,7 +232,60 @@ Result<std::vector<Reference>> ImageStore::names_of(const std::string& manifest_
   return out;
 }
 
-Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& images) {
+namespace {
+
+// The content size of a staged-or-stored layer blob.
+Result<int64_t> blob_content_size(const std::filesystem::path& path, const std::string& digest) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return fail(Errc::not_found, fmt::format("layer blob {} is missing", digest));
+  }
+  UniqueFd owned(fd);
+  TRY(uint64_t n, tar::content_size(fd, "layer " + digest));
+  return static_cast<int64_t>(n);
+}
+
+}  // namespace
+
+Result<int64_t> ImageStore::layer_content_size(const std::string& blob_digest) {
+  TRY(auto rec, m_db->layer(blob_digest));
+  if (rec && rec->content_size >= 0) {
+    return rec->content_size;
+  }
+  TRY(int64_t n, blob_content_size(m_content.blob_path(blob_digest), blob_digest));
+  if (rec) {
+    (void)m_db->set_content_size(blob_digest, n);  // a read-only store still answers
+  }
+  return n;
+}
+
+Result<int64_t> ImageStore::content_size(const ImageRecord& rec) {
+  TRY(LoadedImage img, load(rec));
+  int64_t total = 0;
+  for (const auto& l : img.manifest.layers) {
+    TRY(int64_t n, layer_content_size(l.digest));
+    total += n;
+  }
+  return total;
+}
+
+Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& given) {
+  // Content sizes the layers do not carry yet (loaded, pulled, imported):
+  // read from the blobs before the write lock is taken.
+  std::vector<NewImage> images = given;
+  for (auto& img : images) {
+    for (auto& layer : img.layers) {
+      if (layer.content_size >= 0) {
+        continue;
+      }
+      TRY(auto known, m_db->layer(layer.blob_digest));
+      if (known && known->content_size >= 0) {
+        layer.content_size = known->content_size;
+      } else {
+        TRY(layer.content_size, blob_content_size(staging.path(layer.blob_digest), layer.blob_digest));
+      }
+    }
+  }
   TRY(MetaDb::Transaction tx, m_db->begin());
   std::set<std::string> wanted;
   for (const auto& img : images) {
@@ -261,7 +316,7 @@ Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& i
       rec.added_at = now;
       std::set<std::string> blobs = {img.manifest_digest, img.config_digest};
       for (const auto& layer : img.layers) {
-        rec.size += layer.diff_size;
+        rec.size += layer.content_size;
         blobs.insert(layer.blob_digest);
         TRY_VOID(m_db->put_layer(layer));
       }

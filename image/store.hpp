@@ -126,6 +126,13 @@ public:
   /// Publishes the staged blobs and records the images and their names in one
   /// transaction. On failure neither blobs nor records are left behind.
   Result<void> commit(Staging& staging, const std::vector<NewImage>& images);
+  /// The content size of the stored layer blob `blob_digest` as Docker
+  /// counts it (tar::content_bytes summed): the layer record's, else read
+  /// from the blob once and recorded (layers stored before schema 5).
+  Result<int64_t> layer_content_size(const std::string& blob_digest);
+  /// An image's content size: its layers' content sizes summed (what
+  /// `images` and inspect's Size show).
+  Result<int64_t> content_size(const ImageRecord& rec);
 
   /// Adds name `dst` for the image `src` names.
   Result<void> tag(std::string_view src, const Reference& dst);

@@ -499,6 +499,7 @@ Result<DiffResult> write_changes(std::vector<Change>& changes, const fs::Root& s
         return fail(Errc::io, fmt::format("{}/{}: changed while being archived", source.label(), c.path));
       }
       TRY_VOID(writer->add_file_from_fd(e, fd.get()));
+      result.content_size += tar::content_bytes(e);
       continue;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -517,6 +518,7 @@ Result<DiffResult> write_changes(std::vector<Change>& changes, const fs::Root& s
       continue;
     }
     TRY_VOID(writer->add(e));
+    result.content_size += tar::content_bytes(e);
   }
   TRY(result.layer, writer->finish());
   return result;

@@ -77,6 +77,9 @@ struct DiffResult {
   /// Entries written (whiteouts included); 0 = nothing changed (the tar
   /// then holds only its end marker).
   uint64_t entries = 0;
+  /// The layer's content size as Docker counts it (tar::content_bytes of
+  /// every entry), counted while writing.
+  uint64_t content_size = 0;
 };
 
 /// Diffs an overlay upper dir against its lower layers (top first) and writes

@@ -36,7 +36,7 @@ std::string_view algorithm_name(Algorithm a);
 struct Options {
   Algorithm algorithm = Algorithm::gzip;
   /// gzip 1-9, zstd 1-19 (as buildx's compression-level); -1: the default
-  /// (gzip 6, zstd 3).
+  /// (gzip 4, zstd 3).
   int level = -1;
   /// Worker threads; 0: one per core. Changes speed only, never the output.
   unsigned threads = 0;

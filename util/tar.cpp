@@ -246,6 +246,7 @@ struct Reader::Impl {
   bool at_end = false;
   bool finished = false;
   std::string current;  // path of the current entry, for messages
+  WriteFn tee;          // receives the decompressed bytes (open_fd_tee)
 
   ~Impl() {
     if (inner != nullptr) {
@@ -296,6 +297,13 @@ struct Reader::Impl {
     }
     if (n == 0) {
       self->outer_eof = true;
+    }
+    if (self->tee && n > 0) {
+      if (auto t = self->tee(mid_buf, static_cast<size_t>(n)); !t) {
+        self->source_error = std::move(t).error();
+        archive_set_error(a, EIO, "write failed");
+        return -1;
+      }
     }
     self->hash.submit(static_cast<size_t>(n));
     self->total += static_cast<uint64_t>(n);
@@ -433,6 +441,10 @@ Result<std::unique_ptr<Reader>> Reader::open(ReadFn read, std::string name) {
 }
 
 Result<std::unique_ptr<Reader>> Reader::open_fd(int fd, std::string name) {
+  return open_fd_tee(fd, std::move(name), {});
+}
+
+Result<std::unique_ptr<Reader>> Reader::open_fd_tee(int fd, std::string name, WriteFn tee) {
   std::string label = name;
   ReadFn fn = [fd, label](void* buf, size_t cap) -> Result<size_t> {
     while (true) {
@@ -445,7 +457,12 @@ Result<std::unique_ptr<Reader>> Reader::open_fd(int fd, std::string name) {
       }
     }
   };
-  return open(std::move(fn), std::move(name));
+  auto impl = std::make_unique<Impl>();
+  impl->name = std::move(name);
+  impl->source = std::move(fn);
+  impl->tee = std::move(tee);
+  TRY_VOID(impl->start());
+  return std::unique_ptr<Reader>(new Reader(std::move(impl)));
 }
 
 Result<std::optional<Entry>> Reader::next() {
@@ -785,6 +802,28 @@ Result<WriteSummary> Writer::finish() {
   out.digest = s.compressor ? s.blob_hash.finish() : out.diff_id;
   out.size = s.csize;
   return out;
+}
+
+uint64_t content_bytes(const Entry& e) {
+  switch (e.type) {
+    case EntryType::file: return e.size;
+    case EntryType::symlink: return e.link_target.size();
+    default: return 0;
+  }
+}
+
+Result<uint64_t> content_size(int fd, std::string name) {
+  TRY(auto reader, Reader::open_fd(fd, std::move(name)));
+  reader->stop_hashing();
+  uint64_t total = 0;
+  while (true) {
+    TRY(auto e, reader->next());
+    if (!e) {
+      break;
+    }
+    total += content_bytes(*e);
+  }
+  return total;
 }
 
 }  // namespace imgbuild::tar

@@ -68,6 +68,13 @@ struct Entry {
   uint32_t dev_minor = 0;
 };
 
+/// The bytes an entry adds to a layer's content size as Docker counts it:
+/// overlay2's walk of the unpacked layer adds each regular file's size once
+/// per inode and each symlink's size (its target's length); directories,
+/// hardlinks (their file is counted where it is stored), devices, FIFOs and
+/// whiteouts add nothing.
+uint64_t content_bytes(const Entry& e);
+
 /// Prefix of an OCI whiteout file name.
 inline constexpr std::string_view k_whiteout_prefix = ".wh.";
 /// Name of the OCI opaque-directory marker.
@@ -105,6 +112,10 @@ public:
   static Result<std::unique_ptr<Reader>> open_fd(int fd, std::string name);
   /// Reads through a callback.
   static Result<std::unique_ptr<Reader>> open(ReadFn read, std::string name);
+  /// Reads from fd like open_fd and hands every decompressed byte, in order
+  /// and trailing bytes included, to `tee` as it is read (import keeps the
+  /// tar it reads as the layer). A `tee` error fails the read.
+  static Result<std::unique_ptr<Reader>> open_fd_tee(int fd, std::string name, WriteFn tee);
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
@@ -138,6 +149,10 @@ private:
   explicit Reader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> m_impl;
 };
+
+/// A layer's content size (content_bytes of every entry) read from fd (any
+/// compression; the fd is read to its end, not closed). `name` for messages.
+Result<uint64_t> content_size(int fd, std::string name);
 
 /// Writer settings.
 struct WriterOptions {

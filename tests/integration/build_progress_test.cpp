@@ -59,7 +59,10 @@ TEST_CASE("build progress: the end of the output, as BuildKit prints it", "[inte
   REQUIRE(summary != std::string::npos);
   size_t writing = ok.err.rfind("\nwriting image sha256:", summary);
   REQUIRE(writing != std::string::npos);
-  CHECK(ok.err.find('\n', writing + 1) + 1 == summary);  // "writing image … done\n" then "\n 1 warning"
+  // "writing image … done\n", the build's summary line, then "\n 1 warning".
+  size_t build_summary = ok.err.find('\n', writing + 1) + 1;
+  CHECK(ok.err.compare(build_summary, 9, "summary: ") == 0);
+  CHECK(ok.err.find('\n', build_summary) + 1 == summary);
   CHECK(ok.err.find('\n', summary + 2) == ok.err.rfind('\n', ok.err.size() - 2));  // the rule line ends the output
   CHECK(ok.err.find("\n#2 DONE ") < writing);
   CHECK(ok.err.find("#1 DONE") != std::string::npos);

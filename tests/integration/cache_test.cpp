@@ -57,6 +57,13 @@ struct CacheFixture {
   // Builds the context; returns the steps from the metadata file.
   std::vector<Step> build(std::vector<std::string> extra = {}, const std::string& prefix = "",
                           const fs::path& context = {}) {
+    RunResult ignored;
+    return build_with(ignored, std::move(extra), prefix, context);
+  }
+
+  // The same, keeping the command's output in `r`.
+  std::vector<Step> build_with(RunResult& r, std::vector<std::string> extra = {}, const std::string& prefix = "",
+                               const fs::path& context = {}) {
     fs::path md = work.path / ("md-" + std::to_string(++builds) + ".json");
     std::string cmd = prefix + sh_quote(imgbuild::test::imgbuild_binary().string()) + " --root " +
                       sh_quote(root.string()) + " build --progress plain --metadata-file " + sh_quote(md.string());
@@ -64,7 +71,7 @@ struct CacheFixture {
       cmd += " " + sh_quote(e);
     }
     cmd += " " + sh_quote((context.empty() ? ctx : context).string());
-    RunResult r = run_sh(cmd);
+    r = run_sh(cmd);
     INFO(r.err);
     REQUIRE(r.status == 0);
     std::vector<Step> out;
@@ -92,6 +99,20 @@ std::string describe(const std::vector<Step>& steps) {
   return out;
 }
 
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) {
+      nl = text.size();
+    }
+    out.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return out;
+}
+
 bool prerequisites() { return fs::exists("/bin/busybox") && ::geteuid() == 0; }
 
 }  // namespace
@@ -114,7 +135,7 @@ TEST_CASE("cache: a rebuild is all cached - touch and mtime and umask keep it ca
   INFO(describe(first));
   REQUIRE(first.size() == 4);
   CHECK(cached_count(first) == 0);
-  CHECK(first[0].reason == "not in the cache");
+  CHECK(first[0].reason == "first build");
 
   auto second = fx.build();
   INFO(describe(second));
@@ -197,6 +218,128 @@ TEST_CASE("cache: COPY --from is keyed by what it copies - an unchanged artifact
   INFO(describe(changed));
   CHECK_FALSE(find(changed, "COPY --from=build").cached);
   CHECK_FALSE(find(changed, "RUN wc").cached);
+}
+
+TEST_CASE("cache: a first build says so - a miss names the step that differs from the last build of the same Dockerfile",
+          "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("a.txt", "alpha\n");
+  fx.put("one.Dockerfile",
+         "FROM busybox\n"
+         "ARG FOO=/x\n"
+         "ENV BAR=1\n"
+         "WORKDIR /w\n"
+         "COPY a.txt .\n"
+         "RUN echo one > /one\n");
+  // Another Dockerfile on the same base, with other ARG, ENV and WORKDIR
+  // lines: its first build is a first build too, not "instruction changed".
+  fx.put("two.Dockerfile",
+         "FROM busybox\n"
+         "ARG FOO=/y\n"
+         "ENV BAR=2\n"
+         "WORKDIR /v\n"
+         "COPY a.txt .\n"
+         "RUN echo two > /two\n");
+  auto file = [&](const char* name) { return std::vector<std::string>{"-f", (fx.ctx / name).string()}; };
+  RunResult r;
+  auto one = fx.build_with(r, file("one.Dockerfile"));
+  INFO(describe(one) << r.err);
+  REQUIRE(one.size() == 3);
+  for (const auto& s : one) {
+    CHECK(s.reason == "first build");
+  }
+  CHECK(r.err.find("cache miss") == std::string::npos);
+  auto two = fx.build_with(r, file("two.Dockerfile"));
+  INFO(describe(two) << r.err);
+  REQUIRE(two.size() == 3);
+  for (const auto& s : two) {
+    CHECK(s.reason == "first build");
+  }
+  CHECK(r.err.find("cache miss") == std::string::npos);
+
+  // An edit of two.Dockerfile is explained against two's last build.
+  fx.put("two.Dockerfile",
+         "FROM busybox\n"
+         "ARG FOO=/y\n"
+         "ENV BAR=3\n"
+         "WORKDIR /v\n"
+         "COPY a.txt .\n"
+         "RUN echo two > /two\n");
+  auto edited = fx.build_with(r, file("two.Dockerfile"));
+  INFO(describe(edited) << r.err);
+  REQUIRE(edited.size() == 3);
+  CHECK(edited[0].reason == "ENV BAR=3: instruction changed");
+  CHECK(edited[1].reason == "a previous step changed");
+  // The note is a progress line of its own (no timestamp), once.
+  CHECK(r.err.find("cache miss: ENV BAR=3: instruction changed\n") != std::string::npos);
+  CHECK(r.err.find("0.000 cache miss") == std::string::npos);
+
+  // --no-cache says so, for every step, though other builds exist.
+  auto no_cache = fx.build_with(r, {"-f", (fx.ctx / "one.Dockerfile").string(), "--no-cache"});
+  INFO(describe(no_cache) << r.err);
+  REQUIRE(no_cache.size() == 3);
+  for (const auto& s : no_cache) {
+    CHECK(s.reason == "cache disabled (--no-cache)");
+  }
+  CHECK(r.err.find("cache miss: cache disabled (--no-cache)") != std::string::npos);
+  CHECK(r.err.find("instruction changed") == std::string::npos);
+}
+
+TEST_CASE("cache: the miss note is a progress event, never a failed step's output", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  auto dockerfile = [&](const std::string& word) {
+    fx.put("Dockerfile",
+           "FROM busybox\n"
+           "RUN echo " + word + " > /w\n"
+           "RUN echo out-line && exit 3\n");
+  };
+  dockerfile("first");
+  std::string bin = sh_quote(imgbuild::test::imgbuild_binary().string());
+  std::string root = sh_quote(fx.root.string());
+  RunResult first = run_sh(bin + " --root " + root + " build --progress plain " + sh_quote(fx.ctx.string()));
+  REQUIRE(first.status != 0);
+  // Again: the failed step is the first miss, its note a line of its own.
+  RunResult again = run_sh(bin + " --root " + root + " build --progress plain " + sh_quote(fx.ctx.string()));
+  INFO(again.err);
+  REQUIRE(again.status != 0);
+  CHECK(again.err.find("cache miss: not in the cache\n") != std::string::npos);
+  size_t again_block = again.err.find("------\n > [3/3] RUN echo out-line && exit 3:\n");
+  REQUIRE(again_block != std::string::npos);
+  CHECK(again.err.substr(again_block).find("out-line") != std::string::npos);
+  CHECK(again.err.substr(again_block).find("cache miss") == std::string::npos);
+  dockerfile("second");
+  for (const char* mode : {"plain", "rawjson"}) {
+    RunResult r = run_sh(bin + " --root " + root + " build --progress " + mode + " " + sh_quote(fx.ctx.string()));
+    INFO(mode << "\n" << r.err);
+    REQUIRE(r.status != 0);
+    if (std::string(mode) == "plain") {
+      CHECK(r.err.find("cache miss: RUN echo second > /w: instruction changed") != std::string::npos);
+      // The failed step's block: its own output, no note.
+      size_t block = r.err.find("------\n > [3/3] RUN echo out-line && exit 3:\n");
+      REQUIRE(block != std::string::npos);
+      std::string rest = r.err.substr(block);
+      CHECK(rest.find("out-line") != std::string::npos);
+      CHECK(rest.find("cache miss") == std::string::npos);
+    } else {
+      bool note = false;
+      for (const auto& line : split_lines(r.err)) {
+        json ev = json::parse(line, nullptr, false);
+        if (ev.is_discarded() || !ev.is_object()) {
+          continue;
+        }
+        if (ev.value("event", "") == "note") {
+          // The plain build ran the changed step: the failing one misses now.
+          note = ev.value("text", "") == "cache miss: not in the cache";
+        }
+        if (ev.value("event", "") == "output") {
+          CHECK(ev.value("line", "").find("cache miss") == std::string::npos);
+        }
+      }
+      CHECK(note);
+    }
+  }
 }
 
 TEST_CASE("cache: a fully cached rebuild gives the same image - --no-cache a new one", "[integration][cache]") {
@@ -386,6 +529,34 @@ TEST_CASE("cache: config instructions are part of the chain - --no-cache and --n
   CHECK(filtered[0].cached);
   CHECK_FALSE(filtered[1].cached);
   CHECK(cached_count(fx.build()) == 2);
+}
+
+TEST_CASE("cache: ls keeps one line per record on a heredoc CREATED BY", "[integration][cache]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  CacheFixture fx;
+  fx.put("Dockerfile",
+         "FROM busybox\n"
+         "RUN <<EOF\n"
+         "echo one > /one\n"
+         "echo two > /two\n"
+         "EOF\n"
+         "COPY <<EOF /greeting\n"
+         "hello\n"
+         "EOF\n");
+  REQUIRE(fx.build().size() == 2);
+  RunResult ls = run_imgbuild(fx.root, {"cache", "ls"});
+  INFO(ls.out);
+  REQUIRE(ls.status == 0);
+  std::vector<std::string> lines = split_lines(ls.out);
+  // The header, FROM, RUN and COPY: one line each, every one a full row.
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0].starts_with("KEY "));
+  size_t size_col = lines[0].find("SIZE");
+  for (size_t i = 1; i < lines.size(); ++i) {
+    CHECK(lines[i].size() > size_col);
+    CHECK(lines[i].find("ago") != std::string::npos);
+  }
+  CHECK(ls.out.find("\\n") != std::string::npos);  // the heredoc's line breaks, shown as \n
 }
 
 TEST_CASE("cache: ls and du and prune - prune keeps what images use", "[integration][cache]") {

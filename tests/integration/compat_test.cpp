@@ -347,13 +347,31 @@ void run_case(const std::string& name, Variant variant) {
   REQUIRE(imp.status == 0);
 
   fs::path ours = work.path / "ours.tar";
-  std::vector<std::string> args = {"build", "--progress", "plain", "-o", "type=docker,dest=" + ours.string()};
+  fs::path metadata = work.path / "ours.json";
+  std::vector<std::string> args = {"build", "--progress", "plain", "-o", "type=docker,dest=" + ours.string(),
+                                   "--report", (work.path / "report.html").string(), "--metadata-file",
+                                   metadata.string()};
   args.insert(args.end(), flags.begin(), flags.end());
   args.push_back(ctx.string());
   RunResult r = run_imgbuild(store, args);
   INFO("imgbuild build of " << name << ":\n" << r.err);
   REQUIRE(r.status == 0);
   Saved a = read_saved(ours, work.path);
+  {
+    // The layer report's wasted bytes, layer by layer, against a count
+    // made the slow way from the saved layer tars.
+    json report = json::parse(read_file(metadata))["imgbuild.report"];
+    std::vector<int64_t> expected = brute_force_wasted(a.layers);
+    std::vector<int64_t> reported;
+    int64_t total = 0;
+    for (const auto& l : report["layers"]) {
+      reported.push_back(l["wasted"].get<int64_t>());
+      total += l["wasted"].get<int64_t>();
+    }
+    CHECK(reported == expected);
+    CHECK(report["wasted"].get<int64_t>() == total);
+    CHECK(report["total"].get<int64_t>() - report["visible"].get<int64_t>() == total);
+  }
   if (const char* show = std::getenv("IMGBUILD_COMPAT_SHOW"); show != nullptr && *show != '\0') {
     // Prints imgbuild's layers in expected.json's line format.
     for (size_t i = 0; i < a.layers.size(); ++i) {

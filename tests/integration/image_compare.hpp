@@ -184,6 +184,63 @@ inline Saved read_saved(const std::filesystem::path& archive, const std::filesys
   return s;
 }
 
+/// Bytes each layer stores that the final filesystem does not show, counted
+/// the slow way, independently of image/analyze: an entry's content bytes (a
+/// file's size, a symlink's target length; hardlinks 0) are wasted when a
+/// later layer has an entry at its path or below it, a non-directory at one
+/// of its ancestors, a whiteout of its path or of an ancestor, or an opaque
+/// marker in an ancestor directory.
+inline std::vector<int64_t> brute_force_wasted(const std::vector<LayerFiles>& layers) {
+  std::vector<int64_t> out(layers.size(), 0);
+  auto shadowed = [](const LayerFiles& later, const std::string& p) {
+    if (later.count(p) != 0) {
+      return true;
+    }
+    auto below = later.lower_bound(p + "/");
+    if (below != later.end() && below->first.compare(0, p.size() + 1, p + "/") == 0) {
+      return true;
+    }
+    // p itself and each ancestor: whiteout; ancestors: non-directory, opaque.
+    std::string at = p;
+    while (true) {
+      size_t slash = at.rfind('/');
+      std::string dir = slash == std::string::npos ? "" : at.substr(0, slash);
+      std::string name = slash == std::string::npos ? at : at.substr(slash + 1);
+      if (later.count((dir.empty() ? "" : dir + "/") + ".wh." + name) != 0) {
+        return true;
+      }
+      if (later.count((dir.empty() ? "" : dir + "/") + ".wh..wh..opq") != 0) {
+        return true;
+      }
+      if (dir.empty()) {
+        return false;
+      }
+      auto a = later.find(dir);
+      if (a != later.end() && a->second.type != "directory") {
+        return true;
+      }
+      at = dir;
+    }
+  };
+  for (size_t i = 0; i < layers.size(); ++i) {
+    for (const auto& [path, f] : layers[i]) {
+      int64_t bytes = f.type == "file" ? static_cast<int64_t>(f.size)
+                      : f.type == "symlink" ? static_cast<int64_t>(f.link.size()) : 0;
+      size_t slash = path.rfind('/');
+      if (bytes == 0 || path.compare(slash == std::string::npos ? 0 : slash + 1, 4, ".wh.") == 0) {
+        continue;
+      }
+      for (size_t j = i + 1; j < layers.size(); ++j) {
+        if (shadowed(layers[j], path)) {
+          out[i] += bytes;
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 /// The config fields the differential comparisons check.
 inline const std::vector<std::string>& compared_config_fields() {
   static const std::vector<std::string> k_fields = {

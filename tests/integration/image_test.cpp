@@ -576,6 +576,54 @@ TEST_CASE("two processes sharing one store both succeed", "[integration]") {
   CHECK(save.status == 0);
 }
 
+TEST_CASE("import keeps the tar byte for byte as the layer - the diff_id docker import gives", "[integration]") {
+  IMGBUILD_REQUIRE_PREREQ(docker_available(), "no Docker engine (docker.io) could be reached or started");
+  TempDir work;
+  // GNU tar's own layout: a "./" root entry, "./"-prefixed names, a
+  // hardlink, a symlink, and the end-of-archive padding to 10 KiB.
+  std::string make = "set -e; d=" + sh_quote((work.path / "root").string()) +
+                     "; mkdir -p $d/etc $d/usr/bin; printf 'ID=test\\n' > $d/etc/os-release; "
+                     "printf abc > $d/usr/bin/tool; ln $d/usr/bin/tool $d/usr/bin/tool2; ln -s tool $d/usr/bin/t; "
+                     "tar --numeric-owner -C $d -cf " + sh_quote((work.path / "r.tar").string()) + " .; "
+                     "gzip -k " + sh_quote((work.path / "r.tar").string());
+  REQUIRE(run_sh(make).status == 0);
+  std::string bytes = read_file(work.path / "r.tar");
+  std::string own = imgbuild::sha256(bytes).str();
+  std::string name = "imgbuild-it/import:" + std::to_string(::getpid());
+  RunResult d = run_sh("/usr/bin/docker import " + sh_quote((work.path / "r.tar").string()) + " " + name);
+  INFO(d.err);
+  REQUIRE(d.status == 0);
+  RunResult di = run_sh("/usr/bin/docker image inspect " + name);
+  REQUIRE(di.status == 0);
+  json docker_layers = json::parse(di.out)[0]["RootFS"]["Layers"];
+  run_sh("/usr/bin/docker rmi " + name);
+  CHECK(docker_layers == json::array({own}));
+
+  fs::path root = work.path / "store";
+  RunResult plain = run_imgbuild(root, {"import", (work.path / "r.tar").string(), "plain:1"});
+  INFO(plain.err);
+  REQUIRE(plain.status == 0);
+  CHECK(plain.err.empty());
+  CHECK(inspect(root, "plain:1")["RootFS"]["Layers"] == docker_layers);
+  // The blob is the tar itself, stored uncompressed.
+  CHECK(read_file(root / "blobs" / "sha256" / own.substr(7)) == bytes);
+  fs::path saved = work.path / "saved";
+  REQUIRE(run_imgbuild(root, {"save", "--format", "oci-dir", "-o", saved.string(), "plain:1"}).status == 0);
+  json index = json::parse(read_file(saved / "index.json"));
+  std::string mdigest = index["manifests"][0]["digest"];
+  json manifest = json::parse(read_file(saved / "blobs" / "sha256" / mdigest.substr(7)));
+  CHECK(manifest["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar");
+  CHECK(manifest["layers"][0]["digest"] == own);
+  CHECK(manifest["layers"][0]["size"] == bytes.size());
+
+  // gzip'd: stored decompressed (the same layer), and import says so.
+  RunResult gz = run_imgbuild(root, {"import", (work.path / "r.tar.gz").string(), "gz:1"});
+  INFO(gz.err);
+  REQUIRE(gz.status == 0);
+  CHECK(gz.err.find("gzip input decompressed") != std::string::npos);
+  CHECK(inspect(root, "gz:1")["RootFS"]["Layers"] == docker_layers);
+}
+
 TEST_CASE("import is reproducible under SOURCE_DATE_EPOCH", "[integration]") {
   TempDir work;
   write_file(work.path / "r.tar", make_layer({dir("etc"), file("etc/os-release", "ID=test\n")}));

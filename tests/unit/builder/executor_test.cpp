@@ -39,6 +39,7 @@ public:
   void output(const StepInfo& s, OutputStream, std::string_view line) override {
     add("output " + s.name + ": " + std::string(line));
   }
+  void note(const StepInfo& s, std::string_view text) override { add("note " + s.name + ": " + std::string(text)); }
   void cached(const StepInfo& s) override { add("cached " + s.name); }
   void finished(const StepInfo& s, double) override { add("finished " + s.name); }
   void failed(const StepInfo& s, double, std::string_view message) override {
