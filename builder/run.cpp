@@ -30,6 +30,7 @@ Result<sandbox::RunSpec> run_spec(const ResolvedRun& run, const MountEnv& env, R
   spec.workdir = run.cwd;
   spec.network = run.network == "none" ? sandbox::NetworkMode::none : sandbox::NetworkMode::host;
   spec.hostname = "buildkitsandbox";
+  spec.flavor = sandbox::Flavor::build;
   spec.privileged = run.privileged();
   TRY_VOID(add_mounts(run, env, held, spec));
   return spec;
