@@ -262,7 +262,7 @@ struct Copier {
   /// Mode of the directories a copy makes on the way to its destination (and
   /// of a directory source's missing destination): an octal --chmod's mode,
   /// else 0755 — BuildKit v0.22 creates them with CopyInfo.Mode (a symbolic
-  /// --chmod leaves it unset).
+  /// --chmod leaves it unset), permission bits only.
   uint32_t dir_mode = 0755;
 
   void record(const std::string& path, mode_t type) {
@@ -936,7 +936,9 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   if (req.chmod) {
     TRY(c.chmod, parse_chmod(*req.chmod));
     if (c.chmod->octal) {
-      c.dir_mode = *c.chmod->octal;
+      // Go's os.Mkdir takes a FileMode: the 07000 bits of a plain number
+      // are not its setuid/setgid/sticky flags, so only 0777 reaches mkdir.
+      c.dir_mode = *c.chmod->octal & 0777;
     }
   }
   if (req.chown) {
