@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -463,7 +464,9 @@ struct Copier {
   }
 
   // Writes a regular file with the given bytes (heredocs, downloads).
-  Result<void> write_bytes(const std::string& target, std::string_view data, uint32_t mode, int64_t mtime) {
+  // mtime: none keeps the time of writing.
+  Result<void> write_bytes(const std::string& target, std::string_view data, uint32_t mode,
+                           std::optional<int64_t> mtime) {
     TRY_VOID(make_parents(target, dir_mode));
     TRY(bool is_dir, clear_target(target, false));
     if (is_dir) {
@@ -472,7 +475,11 @@ struct Copier {
     TRY(auto out, dest.create_file(target, 0600));
     TRY_VOID(write_all(out.get(), data, "/" + target));
     struct timespec ts {};
-    ts.tv_sec = static_cast<time_t>(mtime);
+    if (mtime) {
+      ts.tv_sec = static_cast<time_t>(*mtime);
+    } else {
+      ::clock_gettime(CLOCK_REALTIME, &ts);
+    }
     TRY_VOID(finish_file(out.get(), target, mode_for(mode, false), ts));
     result.files += 1;
     result.bytes += data.size();

@@ -147,9 +147,9 @@ struct CopyRequest {
   std::vector<std::string> excludes;
   /// merged (write into the rootfs) or linked (dest is an empty dir).
   LinkMode link_mode = LinkMode::merged;
-  /// mtime of heredoc files (SOURCE_DATE_EPOCH when set; 0 keeps builds
-  /// reproducible otherwise).
-  int64_t heredoc_mtime = 0;
+  /// mtime of heredoc files: SOURCE_DATE_EPOCH when set, else none (the
+  /// time they are written, as BuildKit's mkfile leaves it).
+  std::optional<int64_t> heredoc_mtime;
 };
 
 /// Expands one Dockerfile word with the stage's ARG/ENV (the builder's expander).

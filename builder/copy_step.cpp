@@ -57,7 +57,7 @@ Result<ResolvedCopy> resolve_copy(const parser::Instruction& ins, const StageSta
     TRY(out.request, add_request(*ins.as<parser::AddInstruction>(), expand, workdir));
     out.keyword = "ADD";
   }
-  out.request.heredoc_mtime = plan.source_date_epoch.value_or(0);
+  out.request.heredoc_mtime = plan.source_date_epoch;
   out.text = ins.header().original;
   // BuildKit v0.22's history text: --parents, --chown and --chmod (values
   // expanded) before the sources; --from, --link, --exclude, --checksum and

@@ -270,7 +270,7 @@ bool unchanged(const Node& o, const Node& n) {
   if ((S_ISCHR(a.st_mode) || S_ISBLK(a.st_mode)) && a.st_rdev != b.st_rdev) {
     return false;
   }
-  if (S_ISREG(a.st_mode) && b.st_nlink > a.st_nlink) {
+  if (!S_ISDIR(a.st_mode) && b.st_nlink > a.st_nlink) {
     return false;  // a new hardlink to it: written with the link, as Docker does
   }
   if (o.target != n.target) {
@@ -478,18 +478,21 @@ Result<DiffResult> write_changes(std::vector<Change>& changes, const fs::Root& s
       e.mtime_nsec = 0;
     }
     e.xattrs = c.node.xattrs;
-    if (S_ISREG(st.st_mode)) {
-      if (st.st_nlink > 1) {
-        auto key = std::make_pair(st.st_dev, st.st_ino);
-        auto [it, inserted] = first_link.emplace(key, c.path);
-        if (!inserted) {
-          e.type = tar::EntryType::hardlink;
-          e.link_target = it->second;
-          e.xattrs.clear();
-          TRY_VOID(writer->add(e));
-          continue;
-        }
+    // Any non-directory with more than one name (a file, and as BuildKit's
+    // layer writer does, a symlink, device or fifo too) is written once,
+    // its other names as hardlinks to the first.
+    if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+      auto key = std::make_pair(st.st_dev, st.st_ino);
+      auto [it, inserted] = first_link.emplace(key, c.path);
+      if (!inserted) {
+        e.type = tar::EntryType::hardlink;
+        e.link_target = it->second;
+        e.xattrs.clear();
+        TRY_VOID(writer->add(e));
+        continue;
       }
+    }
+    if (S_ISREG(st.st_mode)) {
       e.type = tar::EntryType::file;
       e.size = static_cast<uint64_t>(st.st_size);
       // O_NONBLOCK: should a fifo have been swapped in, do not hang on it.
