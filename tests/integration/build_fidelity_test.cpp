@@ -17,6 +17,7 @@
 #include "harness.hpp"
 #include "image_compare.hpp"
 #include "support/require.hpp"
+#include "util/hash.hpp"
 
 namespace fs = std::filesystem;
 using imgbuild::test::read_saved;
@@ -183,4 +184,36 @@ TEST_CASE("build: a RUN has its primary gid among its groups, no /etc/hostname a
   INFO(run.err);
   CHECK(run.status == 0);
   CHECK(run.out == "named\n");
+}
+
+TEST_CASE("build: ADD extracts GNU sparse entries, which BuildKit v0.22 refuses (DIFFERENCES.md)",
+          "[integration][build]") {
+  IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");
+  IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "builds need root (namespaces, overlayfs)");
+  Fixture fx;
+  fs::path ctx = fx.work.path / "ctx-sparse";
+  fs::create_directories(ctx / "s");
+  imgbuild::test::write_file(ctx / "Dockerfile", "FROM busybox\nADD gnu-sparse.tar /gnu/\n");
+  // A 1 MiB file with two islands of data; GNU tar's old sparse format
+  // (typeflag 'S') holds only the islands.
+  RunResult made = imgbuild::test::run_sh(
+      "cd " + imgbuild::test::sh_quote(ctx.string()) +
+      " && truncate -s 1048576 s/sparse.bin && printf middle | dd of=s/sparse.bin bs=1 seek=500000 conv=notrunc"
+      " 2>/dev/null && printf end | dd of=s/sparse.bin bs=1 seek=1048573 conv=notrunc 2>/dev/null"
+      " && tar --sparse --format=gnu --owner=0 --group=0 --numeric-owner -cf gnu-sparse.tar -C s sparse.bin"
+      " && rm -r s && od -An -c -j156 -N1 gnu-sparse.tar");
+  INFO(made.err);
+  REQUIRE(made.status == 0);
+  REQUIRE(made.out.find('S') != std::string::npos);  // the entry really is a GNU sparse one
+  fs::path out = fx.work.path / "out.tar";
+  RunResult r = run_imgbuild(fx.root, {"build", "--progress", "plain", "-o", "type=docker,dest=" + out.string(),
+                                       ctx.string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  LayerFiles all = merged(read_saved(out, fx.work.path));
+  std::string expected(1048576, '\0');
+  expected.replace(500000, 6, "middle");
+  expected.replace(1048573, 3, "end");
+  CHECK(all.at("gnu/sparse.bin").size == expected.size());
+  CHECK(all.at("gnu/sparse.bin").digest == imgbuild::sha256(expected).hex());
 }
