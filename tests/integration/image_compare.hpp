@@ -1,22 +1,17 @@
 #pragma once
 // Reading images back through the docker-save format and comparing two of
-// them (or one with a hand-written expectation) file by file and field by
-// field. Used by build_test.cpp and by the differential suite
-// (compat_test.cpp, testdata/compat/).
+// them file by file and field by field. Used by build_test.cpp and by the
+// differential suite (compat_test.cpp, testdata/compat/).
 //
-// Known differences of dockerd 20.10's BuildKit, left out of comparisons:
-// - the empty mount-point directories it leaves in RUN layers (/dev, /proc,
-//   /sys, /etc with nothing below; current BuildKit removes them);
+// What a comparison leaves out (the rest, history text included, must be
+// equal):
+// - times that are the builds' own clock (Ignores::build_from/build_to);
 // - whiteout modes (set by each engine's tar writer);
-// - xattrs: dockerd 20.10 drops them from context files (user.* and
-//   security.capability alike), so they are read but not compared;
-// - RUN --mount target stubs: the empty directory or file (and missing parent
-//   directories) it creates at a mount target; current BuildKit removes them.
-// - history texts that current BuildKit writes differently: `ARG k=v` shows
-//   the value in effect (20.10: the Dockerfile's default), `RUN |N k=v …`
-//   lists a redeclared ARG once (20.10: once per declaration), and HEALTHCHECK
-//   prints StartInterval (20.10 predates it). Both sides are compared in the
-//   20.10 shape with ARG values dropped (normalize_created_by).
+// - xattrs (read, not compared);
+// - on the oracle's side only, what BuildKit's RUN leaves of its own mount
+//   points (DIFFERENCES.md, "RUN mount points leave nothing behind"): the
+//   empty /dev, /proc and /sys it makes when the image lacks them, and the
+//   empty directories on the way to a RUN --mount target.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -73,7 +68,6 @@ inline std::string describe_body(const FileInfo& f) {
 }
 
 /// One line describing an entry: `path type mode uid:gid [-> link] [body]`.
-/// The format of hand-written expectations (expected.json) too.
 inline std::string fmt_entry(const std::string& path, const FileInfo& f) {
   char mode[16];
   std::snprintf(mode, sizeof mode, "%04o", f.mode);
@@ -222,17 +216,18 @@ struct Ignores {
   int64_t build_to = 0;
 };
 
-/// True for dockerd-20.10-only entries that current BuildKit does not write:
-/// an empty file or directory at a mount target, a directory on the way to
-/// one, the mount-point directories (/dev, /proc, /sys, /etc) — each only
-/// when everything below it in this layer is such a stub too.
+/// True for what BuildKit's RUN leaves of its mount points and imgbuild does
+/// not (see the file comment): an empty file or directory at a mount target,
+/// a directory on the way to one, the mount-point directories /dev, /proc,
+/// /sys — each only when everything below it in this layer is such a stub
+/// too.
 inline bool ignorable_stub(const std::string& path, const FileInfo& f, const LayerFiles& files,
                            const Ignores& ignores) {
   bool empty_node = f.type == "directory" || (f.type == "file" && f.size == 0);
   if (!empty_node) {
     return false;
   }
-  bool mount_point = path == "dev" || path == "proc" || path == "sys" || path == "etc";
+  bool mount_point = path == "dev" || path == "proc" || path == "sys";
   bool on_target_path = false;
   for (const auto& t : ignores.mount_targets) {
     on_target_path = on_target_path || t == path || (f.type == "directory" && t.starts_with(path + "/"));
@@ -255,14 +250,15 @@ inline bool ignorable_stub(const std::string& path, const FileInfo& f, const Lay
 }
 
 /// The description lines of a layer, with known engine differences removed
-/// (stubs only when `dockerd_side`; whiteout modes always).
+/// (mount-point stubs only when `dockerd_side`, the oracle's; whiteout modes
+/// always).
 inline std::vector<std::string> describe_layer(const LayerFiles& files, const Ignores& ignores, bool dockerd_side,
                                                const LayerFiles* other) {
   std::vector<std::string> out;
   for (const auto& [p, f] : files) {
     bool only_here = other == nullptr || other->count(p) == 0;
     if (only_here && ignorable_stub(p, f, files, ignores) && (dockerd_side || p == "dev" || p == "proc" ||
-                                                              p == "sys" || p == "etc")) {
+                                                              p == "sys")) {
       continue;
     }
     FileInfo shown = f;
@@ -300,9 +296,9 @@ inline std::string diff_lines(const std::vector<std::string>& ours, const std::v
   return out;
 }
 
-/// Every difference between imgbuild's image (`ours`) and dockerd's
+/// Every difference between imgbuild's image (`ours`) and the oracle's
 /// (`theirs`): config fields, history created_by/empty_layer, layer entries.
-/// Empty when they match. Lines: "- imgbuild only", "+ dockerd only".
+/// Empty when they match. Lines: "- imgbuild only", "+ oracle only".
 inline std::string compare_images(const Saved& ours, const Saved& theirs, const Ignores& ignores) {
   std::string out;
   for (const auto& field : compared_config_fields()) {
