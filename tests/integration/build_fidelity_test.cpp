@@ -151,7 +151,7 @@ TEST_CASE("build: COPY/ADD history text keeps --chown, --chmod and heredoc names
                                  "RUN |1 WHO=app /bin/sh -c echo hi > /hi.txt # buildkit"});
 }
 
-TEST_CASE("build: a RUN has its primary gid among its groups, no /etc/hostname and no /dev/core; imgbuild run "
+TEST_CASE("build: a RUN has its primary gid among its groups, no /etc/hostname and no /dev/core, and imgbuild run "
           "keeps docker run's /etc/hostname",
           "[integration][build]") {
   IMGBUILD_REQUIRE_PREREQ(have_busybox(), "busybox-static is not installed (/bin/busybox)");

@@ -83,7 +83,8 @@ TEST_CASE("build: multi-stage, ARG/ENV, WORKDIR/USER owners, RUN writes and dele
   CHECK(cfg["WorkingDir"] == "/");
   CHECK(history_created_by(s.config) ==
         std::vector<std::string>{"COPY /app/greeting /greeting # buildkit",
-                                 "COPY /home/app/work/mine.txt /mine.txt # buildkit", "EXPOSE map[8080/tcp:{}]",
+                                 "COPY --chown=1000:1000 /home/app/work/mine.txt /mine.txt # buildkit",
+                                 "EXPOSE map[8080/tcp:{}]",
                                  "CMD [\"/greeting\"]"});
   CHECK(read_file(fx.work.path / "iid") == imgbuild::sha256(s.config_bytes).str());
   // The image is in the store under its name.
