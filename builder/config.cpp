@@ -376,7 +376,14 @@ Result<MetadataEffect> apply_metadata(StageState& state, const Instruction& inst
     add_history(state, "USER " + u, false, false);
   } else if (const auto* workdir = instruction.as<parser::WorkdirInstruction>()) {
     TRY(std::string p, word(workdir->path));
-    std::string wd = p.starts_with("/") ? clean_abs(p) : clean_abs(cfg.working_dir + "/" + p);
+    // BuildKit's rule: an absolute path is kept as written ("/a/b/../c",
+    // "/srv/"), a relative one is joined to the current directory and
+    // cleaned; an empty one leaves the current directory. The directory
+    // made, and a RUN's cwd, are the cleaned path.
+    const std::string& cur = cfg.working_dir;
+    std::string wd = p.starts_with("/")                  ? p
+                     : p.empty() && cur.starts_with("/") ? cur
+                                                         : clean_abs(cur + "/" + p);
     cfg.working_dir = wd;
     effect.mkdir = wd;
   } else if (const auto* stop = instruction.as<parser::StopsignalInstruction>()) {

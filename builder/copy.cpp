@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -259,15 +260,20 @@ struct Copier {
   /// False once copy_file_range failed between source and dest (one COPY
   /// reads one tree into one view): the rest use read/write directly.
   bool copy_range_ok = true;
+  /// Mode of the directories a copy makes on the way to its destination (and
+  /// of a directory source's missing destination): an octal --chmod's mode,
+  /// else 0755 — BuildKit v0.22 creates them with CopyInfo.Mode (a symbolic
+  /// --chmod leaves it unset), permission bits only.
+  uint32_t dir_mode = 0755;
 
   void record(const std::string& path, mode_t type) {
     result.written.push_back(WrittenEntry{"/" + path, type});
   }
 
-  // Creates missing parents of `path` (relative) as 0755 dirs owned by the
+  // Creates missing parents of `path` (relative) as `mode` dirs owned by the
   // --chown owner (0:0 without). Existing ones, and symlinks to directories
   // inside the root, are left alone.
-  Result<void> make_parents(const std::string& path) {
+  Result<void> make_parents(const std::string& path, uint32_t mode) {
     size_t slash = path.rfind('/');
     if (slash == std::string::npos || known_dirs.count(path.substr(0, slash)) != 0) {
       return ok();  // top level, or a parent this copy already made or saw
@@ -281,7 +287,7 @@ struct Copier {
       }
       TRY(auto st, dest.lstat(cur));
       if (!st) {
-        TRY_VOID(make_dir(cur, 0755, owner, std::nullopt));
+        TRY_VOID(make_dir(cur, mode, owner, std::nullopt));
       }
       known_dirs.insert(cur);
     }
@@ -344,7 +350,7 @@ struct Copier {
       }
       return ok();
     }
-    TRY_VOID(make_parents(target));
+    TRY_VOID(make_parents(target, dir_mode));
     if (S_ISDIR(st.st_mode)) {
       // Follow a symlink to a directory inside the root (var/run -> /run).
       auto existing = dest.open_at(target, O_PATH | O_DIRECTORY);
@@ -458,8 +464,10 @@ struct Copier {
   }
 
   // Writes a regular file with the given bytes (heredocs, downloads).
-  Result<void> write_bytes(const std::string& target, std::string_view data, uint32_t mode, int64_t mtime) {
-    TRY_VOID(make_parents(target));
+  // mtime: none keeps the time of writing.
+  Result<void> write_bytes(const std::string& target, std::string_view data, uint32_t mode,
+                           std::optional<int64_t> mtime) {
+    TRY_VOID(make_parents(target, dir_mode));
     TRY(bool is_dir, clear_target(target, false));
     if (is_dir) {
       return fail(Errc::invalid_argument, fmt::format("cannot replace directory /{} with a file", target));
@@ -467,7 +475,11 @@ struct Copier {
     TRY(auto out, dest.create_file(target, 0600));
     TRY_VOID(write_all(out.get(), data, "/" + target));
     struct timespec ts {};
-    ts.tv_sec = static_cast<time_t>(mtime);
+    if (mtime) {
+      ts.tv_sec = static_cast<time_t>(*mtime);
+    } else {
+      ::clock_gettime(CLOCK_REALTIME, &ts);
+    }
     TRY_VOID(finish_file(out.get(), target, mode_for(mode, false), ts));
     result.files += 1;
     result.bytes += data.size();
@@ -930,6 +942,11 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
   Copier c{req, env, dest, std::nullopt, Owner{}, {}, false, {}, {}, {}};
   if (req.chmod) {
     TRY(c.chmod, parse_chmod(*req.chmod));
+    if (c.chmod->octal) {
+      // Go's os.Mkdir takes a FileMode: the 07000 bits of a plain number
+      // are not its setuid/setgid/sticky flags, so only 0777 reaches mkdir.
+      c.dir_mode = *c.chmod->octal & 0777;
+    }
   }
   if (req.chown) {
     const fs::Root& db = env.user_db != nullptr ? *env.user_db : dest;
@@ -947,16 +964,15 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     dest_abs = (req.workdir.empty() ? std::string("/") : req.workdir) + "/" + dest_abs;
   }
   bool dir_hint = ends_with(dest_abs, "/") || ends_with(dest_abs, "/.") || ends_with(dest_abs, "/..");
-  size_t arg_count = req.sources.size() + req.heredocs.size();
-  if (arg_count > 1 && !dir_hint) {
-    return fail(Errc::invalid_argument,
-                fmt::format("When using {} with more than one source file, the destination must be a directory "
-                            "and end with a /",
-                            name));
-  }
   TRY(auto dest_path, resolve_real_path(dest, dest_abs, true));
-  TRY(auto dest_st, dest.lstat(dest_path));
-  bool dest_is_dir = dir_hint || dest_path.empty() || (dest_st && S_ISDIR(dest_st->st_mode));
+  // BuildKit v0.22 copies each source (each wildcard match) on its own: a
+  // dest without a trailing "/" is a directory to copy into when one exists
+  // there at that moment, else the path the source is copied onto — with
+  // several sources the last one wins, and a directory source's contents
+  // go into a directory made there (after a file source: an error).
+  auto dest_is_dir = [&]() -> bool {
+    return dir_hint || dest_path.empty() || static_cast<bool>(dest.open_at(dest_path, O_PATH | O_DIRECTORY));
+  };
 
   // Local sources first: select everything (so a missing one fails before
   // anything is written), then copy.
@@ -979,9 +995,6 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       locals.push_back(LocalItem{std::move(m), pivot_components(s), source_index});
     }
   }
-  if (!dest_is_dir && locals.size() > 1) {
-    dest_is_dir = true;  // a wildcard matching several entries copies into a directory
-  }
 
   auto copy_local = [&](const SourceTree& tree, const SelectedSource& src, const std::string& base_target,
                         const IgnoreMatcher* ex) -> Result<void> {
@@ -990,7 +1003,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     });
   };
 
-  auto ensure_dest_dir = [&](const std::string& path) -> Result<void> {
+  auto ensure_dest_dir = [&](const std::string& path, uint32_t mode) -> Result<void> {
     if (path.empty()) {
       return ok();
     }
@@ -998,17 +1011,19 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     if (existing) {
       return ok();
     }
-    TRY(bool is_dir, c.clear_target(path, false));
-    (void)is_dir;
-    TRY_VOID(c.make_parents(path));
-    return c.make_dir(path, 0755, c.owner, std::nullopt);
+    TRY(auto st, dest.lstat(path));
+    if (st) {
+      return fail(Errc::invalid_argument, fmt::format("cannot copy to non-directory: /{}", path));
+    }
+    TRY_VOID(c.make_parents(path, mode));
+    return c.make_dir(path, mode, c.owner, std::nullopt);
   };
 
   // Extracts the archive at fd into the directory `into` (relative), inside
   // a Root opened there; with --chown every extracted entry gets the owner
   // (a second pass over the archive names them).
   auto extract_archive = [&](int fd, const std::string& label, const std::string& into) -> Result<void> {
-    TRY_VOID(ensure_dest_dir(into));
+    TRY_VOID(ensure_dest_dir(into, 0755));  // BuildKit's unpack: 0755 whatever --chmod says
     TRY(auto sub_fd, dest.open_at(into, O_PATH | O_DIRECTORY));
     fs::Root sub = fs::Root::from_fd(std::move(sub_fd), dest.label() + "/" + into);
     if (::lseek(fd, 0, SEEK_SET) != 0) {
@@ -1053,7 +1068,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     } else if (is_dir) {
       target = dest_path;
     } else {
-      target = dest_is_dir ? join_path(dest_path, base_name(src.named_path)) : dest_path;
+      target = dest_is_dir() ? join_path(dest_path, base_name(src.named_path)) : dest_path;
     }
     if (req.kind == CopyKind::add && !is_dir && S_ISREG(src.st.st_mode) && req.unpack.value_or(true)) {
       TRY(auto fd, env.source.root->open_at(src.path, O_RDONLY | O_NOFOLLOW));
@@ -1064,10 +1079,10 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
       }
     }
     if (is_dir && !req.parents) {
-      // BuildKit makes the target of a directory's contents first (0755, the
-      // --chown owner; an existing directory keeps its metadata): neither the
-      // source directory's mode nor --chmod reach it.
-      TRY_VOID(ensure_dest_dir(target));
+      // BuildKit makes the target of a directory's contents first (0755 or an
+      // octal --chmod's mode, the --chown owner; an existing directory keeps
+      // its metadata): the source directory's mode does not reach it.
+      TRY_VOID(ensure_dest_dir(target, c.dir_mode));
     }
     // Hardlinks are kept within one source (all its wildcard matches), as
     // BuildKit copies each source separately.
@@ -1093,7 +1108,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     ++index;
     if (k == SourceKind::url) {
       TRY(auto d, download(s, env, *tmp, index, req.checksum));
-      std::string target = dest_is_dir ? join_path(dest_path, d.name) : dest_path;
+      std::string target = dest_is_dir() ? join_path(dest_path, d.name) : dest_path;
       int fd = ::open(d.file.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
         return fail(Errc::io, fmt::format("{}: {}", d.file, errno_message(errno)));
@@ -1103,7 +1118,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
         TRY_VOID(extract_archive(fd, s, dest_path));
         continue;
       }
-      TRY_VOID(c.make_parents(target));
+      TRY_VOID(c.make_parents(target, c.dir_mode));
       TRY(bool was_dir, c.clear_target(target, false));
       if (was_dir) {
         return fail(Errc::invalid_argument, fmt::format("cannot replace directory /{} with a file", target));
@@ -1162,7 +1177,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     for (const auto& m : matches) {
       SelectedSource top = m;
       std::string target = S_ISDIR(m.st.st_mode) ? dest_path
-                                                 : (dest_is_dir ? join_path(dest_path, base_name(m.named_path))
+                                                 : (dest_is_dir() ? join_path(dest_path, base_name(m.named_path))
                                                                 : dest_path);
       TRY_VOID(copy_local(tree, top, target, &excludes));
     }
@@ -1174,7 +1189,7 @@ Result<CopyResult> apply_copy(const CopyRequest& req, const CopyEnv& env, const 
     if (h.expand && env.expand_heredoc) {
       TRY(body, env.expand_heredoc(body));
     }
-    std::string target = dest_is_dir ? join_path(dest_path, h.name) : dest_path;
+    std::string target = dest_is_dir() ? join_path(dest_path, h.name) : dest_path;
     TRY_VOID(c.write_bytes(target, body, 0644, req.heredoc_mtime));
   }
 

@@ -7,13 +7,19 @@
 // view), and calls apply_copy. Everything written goes through util/fs, so no
 // source symlink, archive entry or destination symlink leads outside a root.
 //
-// Rules (BuildKit's Dockerfile frontend):
+// Rules (BuildKit v0.22's Dockerfile frontend and file op):
 // - dest: relative against WORKDIR; "" means WORKDIR; a trailing "/" (or
-//   "/." ) or an existing directory means "into this directory"; several
-//   sources (or a wildcard) need a directory dest: "When using COPY with more
-//   than one source file, the destination must be a directory and end with a /".
+//   "/." ) means "into this directory". Without one, each source (each
+//   wildcard match) is copied on its own: into the dest when a directory is
+//   there at that moment (a symlink to one counts), else onto the dest path —
+//   so several sources onto a new path leave the last one, and a directory
+//   source makes the dest a directory for the sources after it (a directory
+//   source onto an existing non-directory fails: "cannot copy to
+//   non-directory").
 // - a directory source copies its contents, not itself; a file source keeps
-//   its name under a directory dest; parent dirs are created 0755 0:0. The
+//   its name under a directory dest; missing parent dirs (and a directory
+//   source's missing dest) are created 0755 — an octal --chmod's mode with
+//   --chmod — owned by the --chown owner (0:0 without). The
 //   destination of a directory source keeps its metadata when it exists;
 //   directories below it that exist already take the source's owner, mode,
 //   xattrs and mtime (BuildKit's copier overwrites them).
@@ -141,9 +147,9 @@ struct CopyRequest {
   std::vector<std::string> excludes;
   /// merged (write into the rootfs) or linked (dest is an empty dir).
   LinkMode link_mode = LinkMode::merged;
-  /// mtime of heredoc files (SOURCE_DATE_EPOCH when set; 0 keeps builds
-  /// reproducible otherwise).
-  int64_t heredoc_mtime = 0;
+  /// mtime of heredoc files: SOURCE_DATE_EPOCH when set, else none (the
+  /// time they are written, as BuildKit's mkfile leaves it).
+  std::optional<int64_t> heredoc_mtime;
 };
 
 /// Expands one Dockerfile word with the stage's ARG/ENV (the builder's expander).

@@ -57,9 +57,22 @@ Result<ResolvedCopy> resolve_copy(const parser::Instruction& ins, const StageSta
     TRY(out.request, add_request(*ins.as<parser::AddInstruction>(), expand, workdir));
     out.keyword = "ADD";
   }
-  out.request.heredoc_mtime = plan.source_date_epoch.value_or(0);
+  out.request.heredoc_mtime = plan.source_date_epoch;
   out.text = ins.header().original;
-  std::vector<std::string> shown = out.request.sources;
+  // BuildKit v0.22's history text: --parents, --chown and --chmod (values
+  // expanded) before the sources; --from, --link, --exclude, --checksum and
+  // --keep-git-dir are not shown.
+  std::vector<std::string> shown;
+  if (out.request.parents) {
+    shown.emplace_back("--parents");
+  }
+  if (out.request.chown && !out.request.chown->empty()) {
+    shown.push_back("--chown=" + *out.request.chown);
+  }
+  if (out.request.chmod && !out.request.chmod->empty()) {
+    shown.push_back("--chmod=" + *out.request.chmod);
+  }
+  shown.insert(shown.end(), out.request.sources.begin(), out.request.sources.end());
   for (const auto& h : out.request.heredocs) {
     out.text += "\n" + h.content + h.name;
     shown.push_back("<<" + h.name);

@@ -43,7 +43,7 @@ struct ResolvedCopy {
   std::string keyword;
   /// The instruction as written plus its heredoc bodies (the key's text).
   std::string text;
-  /// The history entry's created_by ("COPY a <<EOF /dst").
+  /// The history entry's created_by ("COPY --chown=app a <<EOF /dst").
   std::string created_by;
   /// --from as written ("" = the build context).
   std::string from;

@@ -185,7 +185,6 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   snapshot::DiffOptions dopts;
   dopts.compression = tar::Compression::none;
   dopts.source_date_epoch = m_plan.source_date_epoch;
-  dopts.written = &view.written();
   std::optional<image::BlobWriter> writer;
   {
     std::lock_guard lock(m_staging_mu);

@@ -22,7 +22,7 @@ Result<sandbox::RunSpec> run_spec(const ResolvedRun& run, const MountEnv& env, R
     }
     fsys::permissions(script, fsys::perms::owner_all | fsys::perms::group_read | fsys::perms::group_exec |
                                   fsys::perms::others_read | fsys::perms::others_exec);
-    spec.mounts.push_back(sandbox::BindMount{script, run.argv.front(), sandbox::Access::read_only});
+    spec.mounts.push_back(sandbox::BindMount{script, "/dev/pipes/" + run.script->name, sandbox::Access::read_only});
   }
   spec.argv = run.argv;
   spec.env = run.env;
@@ -30,6 +30,7 @@ Result<sandbox::RunSpec> run_spec(const ResolvedRun& run, const MountEnv& env, R
   spec.workdir = run.cwd;
   spec.network = run.network == "none" ? sandbox::NetworkMode::none : sandbox::NetworkMode::host;
   spec.hostname = "buildkitsandbox";
+  spec.flavor = sandbox::Flavor::build;
   spec.privileged = run.privileged();
   TRY_VOID(add_mounts(run, env, held, spec));
   return spec;

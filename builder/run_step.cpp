@@ -28,11 +28,13 @@ void resolve_command(const parser::RunInstruction& run, const StageState& state,
   if (only_heredoc) {
     std::string body = parser::heredoc_body(first);
     if (body.starts_with("#!")) {
+      // The script is a file run through the shell, as BuildKit (v0.22)
+      // does: `/bin/sh -c /dev/pipes/EOF`.
       out.script = RunScript{first.name, std::move(body)};
-      out.argv = {"/dev/pipes/" + first.name};
-      return;
+      cl.args = {"/dev/pipes/" + first.name};
+    } else {
+      cl.args = {std::move(body)};
     }
-    cl.args = {std::move(body)};
   } else {
     std::string script = line;
     for (const auto& h : run.heredocs) {

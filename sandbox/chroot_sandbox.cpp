@@ -7,7 +7,7 @@
 // Docker's standard device nodes in /dev (made with mknod: CAP_MKNOD is a
 // default capability, and the container's device cgroup already limits what
 // opens), empty /proc and /sys directories, /etc/hosts, /etc/resolv.conf and
-// /etc/hostname where the image has none, and what RUN --mount asks for,
+// (Flavor::container only) /etc/hostname where the image has none, and what RUN --mount asks for,
 // laid in by copying (read-only binds, secrets, heredoc scripts), by moving
 // (cache mounts: the directory is renamed in and back, or copied in and
 // back across filesystems) or as an empty directory (tmpfs); what the image
@@ -234,6 +234,9 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
       {"etc/resolv.conf", spec.resolv_conf ? *spec.resolv_conf : detail::host_resolv_conf()},
       {"etc/hostname", spec.hostname + "\n"}};
   for (const auto& [rel, content] : etc_files) {
+    if (spec.flavor == Flavor::build && std::strcmp(rel, "etc/hostname") == 0) {
+      continue;  // BuildKit v0.22's RUN has no /etc/hostname
+    }
     UniqueFd existing(detail::open_in_root(root_fd.get(), rel, O_PATH));
     if (!existing) {
       TRY_VOID(stubs.ensure(root_fd.get(), rel, StubKind::file));

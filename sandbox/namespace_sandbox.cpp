@@ -4,7 +4,8 @@
 //
 // The parent prepares everything that needs the host or memory allocation up
 // front: the user (from the rootfs's passwd/group, read inside the root), the
-// environment, the contents of /etc/hosts, /etc/resolv.conf, /etc/hostname,
+// environment, the contents of /etc/hosts, /etc/resolv.conf, /etc/hostname
+// (Flavor::container only),
 // and the mount-point stubs (created in the rootfs only where missing and
 // removed after the run). The monitor sits in the host PID namespace, waits
 // for init and reports its wait status through a pipe. Init is the user's
@@ -101,6 +102,8 @@ struct Plan {
   // False in a rootless namespace that maps only the user's id, where the
   // kernel refuses setgroups.
   bool set_groups = true;
+  // Flavor::container: /dev/core -> /proc/kcore as docker run has it.
+  bool dev_core = true;
 };
 
 // ---- child side -----------------------------------------------------------
@@ -263,8 +266,9 @@ void bind_host_node(int err_fd, int dev_fd, const DevNode& n) {
 // device cgroup) the tmpfs is nodev and the standard nodes are bind mounts of
 // the host's, so nothing made with mknod there can be opened.
 // `host_devices` (--security=insecure) adds the host's other nodes, as
-// BuildKit's insecure mode gives them.
-UniqueFd setup_dev(int err_fd, int root_fd, bool host_devices, bool nodev) {
+// BuildKit's insecure mode gives them. `dev_core` adds docker run's
+// /dev/core -> /proc/kcore link (BuildKit v0.22's RUN has none).
+UniqueFd setup_dev(int err_fd, int root_fd, bool host_devices, bool nodev, bool dev_core) {
   const unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME | (nodev ? MOUNT_ATTR_NODEV : 0U);
   UniqueFd dev(fs_mount("tmpfs", {{"mode", "755"}, {"size", "65536k"}}, attrs));
   if (!dev) {
@@ -290,6 +294,9 @@ UniqueFd setup_dev(int err_fd, int root_fd, bool host_devices, bool nodev) {
       {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},         {"/proc/self/fd/0", "stdin"},
       {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"}};
   for (const auto& [target, name] : links) {
+    if (!dev_core && std::strcmp(name, "core") == 0) {
+      continue;  // BuildKit v0.22's RUN has no /dev/core
+    }
     if (::symlinkat(target, dev.get(), name) != 0) {
       child_fail(err_fd, errno_text(std::string("cannot create /dev/") + name));
     }
@@ -480,7 +487,7 @@ void setup_sys(int err_fd, int root_fd, bool writable) {
   if (!root) {
     child_fail(err_fd, errno_text("cannot open the rootfs " + plan.rootfs));
   }
-  UniqueFd dev = setup_dev(err_fd, root.get(), plan.privileged, plan.nodev);
+  UniqueFd dev = setup_dev(err_fd, root.get(), plan.privileged, plan.nodev, plan.dev_core);
   for (const Mount& m : plan.mounts) {
     std::vector<std::pair<const char*, const char*>> tmpfs_options;
     if (!m.size.empty()) {
@@ -690,11 +697,15 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     }
     plan.nodev = !device_cgroup;
   }
+  plan.dev_core = spec.flavor == Flavor::container;
   const std::pair<const char*, std::string> etc_files[] = {
       {"hosts", detail::hosts_file(spec)},
       {"resolv.conf", spec.resolv_conf ? *spec.resolv_conf : detail::host_resolv_conf()},
       {"hostname", spec.hostname + "\n"}};
   for (const auto& [name, content] : etc_files) {
+    if (spec.flavor == Flavor::build && std::strcmp(name, "hostname") == 0) {
+      continue;  // BuildKit v0.22's RUN has no /etc/hostname
+    }
     Mount m;
     m.content = content;
     m.target = std::string("etc/") + name;

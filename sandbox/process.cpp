@@ -13,10 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "util/strings.hpp"
 
@@ -242,22 +244,24 @@ Result<void> validate(const RunSpec& spec) {
 }
 
 std::vector<std::string> build_env(const RunSpec& spec, const ExecUser& user, std::string& path_env) {
+  auto named = [&](std::string_view prefix) {
+    return std::any_of(spec.env.begin(), spec.env.end(), [&](const std::string& e) { return e.starts_with(prefix); });
+  };
+  // The default PATH goes first; appended, not inserted at the front (GCC 12
+  // at -O3 sees a null dereference in vector::insert's move of a string).
   std::vector<std::string> env;
-  bool has_path = false;
-  bool has_home = false;
+  env.reserve(spec.env.size() + 2);
+  if (!named("PATH=")) {
+    path_env = std::string(k_default_path);
+    env.push_back("PATH=" + path_env);
+  }
   for (const std::string& e : spec.env) {
-    if (e.rfind("PATH=", 0) == 0) {
-      has_path = true;
+    if (e.starts_with("PATH=")) {
       path_env = e.substr(5);
     }
-    has_home = has_home || e.rfind("HOME=", 0) == 0;
     env.push_back(e);
   }
-  if (!has_path) {
-    path_env = std::string(k_default_path);
-    env.insert(env.begin(), "PATH=" + path_env);
-  }
-  if (!has_home) {
+  if (!named("HOME=")) {
     env.push_back("HOME=" + user.home);
   }
   return env;

@@ -58,6 +58,12 @@ enum class Stdio {
   inherit,  ///< the process shares imgbuild's stdin/stdout/stderr (imgbuild run)
 };
 
+/// Whose environment the process gets besides its rootfs.
+enum class Flavor {
+  container,  ///< docker run's: /etc/hosts, /etc/resolv.conf, /etc/hostname; /dev/core -> /proc/kcore
+  build,      ///< BuildKit v0.22's RUN: /etc/hosts and /etc/resolv.conf only; no /dev/core link
+};
+
 /// Everything needed to run one process.
 struct RunSpec {
   /// The root filesystem, already mounted by the caller (a snapshot view).
@@ -72,8 +78,11 @@ struct RunSpec {
   std::string user;
   /// Absolute working directory inside the rootfs; created when missing.
   std::string workdir = "/";
-  /// Hostname inside the sandbox (also written to /etc/hostname and /etc/hosts).
+  /// Hostname inside the sandbox (also written to /etc/hosts, and to
+  /// /etc/hostname for Flavor::container).
   std::string hostname = "imgbuild";
+  /// Which /etc files and /dev links the process sees (see Flavor).
+  Flavor flavor = Flavor::container;
   NetworkMode network = NetworkMode::host;
   std::vector<BindMount> mounts;
   /// tmpfs mounts, made after the bind mounts.

@@ -169,7 +169,11 @@ Result<ExecUser> resolve_user(std::string_view spec, const std::optional<std::st
       }
       out.gid = static_cast<uint32_t>(*n);
     }
-  } else if (matched_name) {
+  }
+  // BuildKit v0.22 (executor/oci ensureAdditionalGids): the primary gid is
+  // always a supplementary group too, first.
+  out.groups.push_back(out.gid);
+  if (!group_part && matched_name) {
     for (const GroupEntry& e : groups) {
       bool member = false;
       for (const std::string& m : e.members) {

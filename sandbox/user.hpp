@@ -6,9 +6,11 @@
 // - No user part means root (uid 0). A name must exist in passwd; a number
 //   need not (then gid 0 and HOME=/ unless a group is given).
 // - A group part (name or number) sets the primary gid; a name must exist in
-//   the group file. Without one, the primary gid comes from passwd and the
-//   supplementary groups are every group that lists the user's name as a
-//   member, in file order, without the primary gid and without repeats.
+//   the group file. Without one, the primary gid comes from passwd.
+// - The supplementary groups are the primary gid, then (without an explicit
+//   group, and for a user found in passwd) every group that lists the user's
+//   name as a member, in file order, without repeats: BuildKit v0.22 gives a
+//   RUN its primary gid as a supplementary group (`id` prints groups=0(root)).
 // - HOME is the passwd home directory, else "/".
 
 #include <cstdint>
@@ -25,7 +27,7 @@ namespace imgbuild::sandbox {
 struct ExecUser {
   uint32_t uid = 0;
   uint32_t gid = 0;
-  /// Supplementary group ids (never containing gid).
+  /// Supplementary group ids: gid first, then the member groups.
   std::vector<uint32_t> groups;
   std::string home = "/";
 };

@@ -3,6 +3,8 @@
 // later entry may replace a directory with a symlink), and the entry is then
 // created with *at() calls relative to that parent fd and never followed.
 // Directory mtimes are set at the end, because creating children changes them.
+// Times out of range are set to the epoch, as Docker's and containerd's
+// untar do (bound_time).
 
 #include "snapshot/apply.hpp"
 #include "snapshot/mounts.hpp"
@@ -30,6 +32,22 @@ namespace {
 
 constexpr size_t k_body_chunk = 256 * 1024;
 
+// The latest time a signed 64-bit count of nanoseconds since the epoch holds
+// (Go's time.Unix(0, 1<<63-1), the bound of Docker's and containerd's untar).
+constexpr int64_t k_max_time_sec = 9'223'372'036;
+constexpr uint32_t k_max_time_nsec = 854'775'807;
+
+// An entry's time as Docker's and containerd's untar set it: one before the
+// epoch or past k_max_time_* becomes the epoch itself.
+void bound_time(tar::Entry& e) {
+  bool before = e.mtime_sec < 0;
+  bool after = e.mtime_sec > k_max_time_sec || (e.mtime_sec == k_max_time_sec && e.mtime_nsec > k_max_time_nsec);
+  if (before || after) {
+    e.mtime_sec = 0;
+    e.mtime_nsec = 0;
+  }
+}
+
 struct DirTime {
   int64_t sec = 0;
   uint32_t nsec = 0;
@@ -48,6 +66,7 @@ public:
         break;
       }
       ++out.entries;
+      bound_time(*entry);
       TRY_VOID(apply_entry(*entry));
     }
     TRY_VOID(set_dir_times());

@@ -1,7 +1,7 @@
 // Layer diff. Both sources feed one comparison (see diff.hpp for the rules):
 // compare_dir() looks at one directory present on both sides, classifies its
-// children (deleted, new, replaced, changed, unchanged, directory on both
-// sides) and records changes; afterwards the changes are sorted and written.
+// children (deleted, new, changed, the same, directory on both sides) and
+// records changes; afterwards the changes are sorted and written.
 // Only headers are kept in memory; file bodies are streamed at write time.
 //
 // The old side is a Layers view: a stack of directories looked up the way
@@ -22,6 +22,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -241,7 +242,7 @@ private:
   bool m_whiteouts;
 };
 
-enum class ChangeKind { entry, whiteout, opaque };
+enum class ChangeKind { entry, whiteout };
 
 struct Change {
   std::string path;
@@ -249,34 +250,49 @@ struct Change {
   Node node;
 };
 
-bool same_xattrs(const fs::Xattrs& a, const fs::Xattrs& b) { return a == b; }
+// The value of a security.capability xattr ("" when absent).
+std::string_view capability(const Node& n) {
+  for (const auto& [k, v] : n.xattrs) {
+    if (k == "security.capability") {
+      return v;
+    }
+  }
+  return {};
+}
 
-// True when old and new are the same type and their metadata match.
-bool unchanged(const Node& o, const Node& n) {
-  const struct stat& a = o.st;
-  const struct stat& b = n.st;
-  if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT)) {
-    return false;
+// Reads up to n bytes (fewer only at the end of the file).
+Result<size_t> read_up_to(int fd, char* buf, size_t n, const std::string& where) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, buf + got, n - got);
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r < 0) {
+      return fail(sys_error(errno, where, "read"));
+    }
+    if (r == 0) {
+      break;
+    }
+    got += static_cast<size_t>(r);
   }
-  if ((a.st_mode & 07777) != (b.st_mode & 07777) || a.st_uid != b.st_uid || a.st_gid != b.st_gid) {
-    return false;
+  return got;
+}
+
+// Whether two regular files hold the same bytes.
+Result<bool> same_content(int a, int b, const std::string& where) {
+  std::string ba(64 * 1024, '\0');
+  std::string bb(64 * 1024, '\0');
+  while (true) {
+    TRY(size_t na, read_up_to(a, ba.data(), ba.size(), where));
+    TRY(size_t nb, read_up_to(b, bb.data(), bb.size(), where));
+    if (na != nb || std::memcmp(ba.data(), bb.data(), na) != 0) {
+      return false;
+    }
+    if (na < ba.size()) {
+      return true;
+    }
   }
-  if (a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec) {
-    return false;
-  }
-  if (!S_ISDIR(a.st_mode) && a.st_size != b.st_size) {
-    return false;
-  }
-  if ((S_ISCHR(a.st_mode) || S_ISBLK(a.st_mode)) && a.st_rdev != b.st_rdev) {
-    return false;
-  }
-  if (S_ISREG(a.st_mode) && b.st_nlink > a.st_nlink) {
-    return false;  // a new hardlink to it: written with the link, as Docker does
-  }
-  if (o.target != n.target) {
-    return false;
-  }
-  return same_xattrs(o.xattrs, n.xattrs);
 }
 
 bool same_type(const Node& o, const Node& n) { return (o.st.st_mode & S_IFMT) == (n.st.st_mode & S_IFMT); }
@@ -285,9 +301,8 @@ bool same_type(const Node& o, const Node& n) { return (o.st.st_mode & S_IFMT) ==
 // directories may or may not merge with the lower layers.
 class Differ {
 public:
-  Differ(Layers& old_side, const fs::Root& new_root, bool overlay, std::optional<timespec> copied_at,
-         const std::set<std::string>* written)
-      : m_old(old_side), m_new(new_root), m_overlay(overlay), m_copied_at(copied_at), m_written(written) {}
+  Differ(Layers& old_side, const fs::Root& new_root, bool overlay)
+      : m_old(old_side), m_new(new_root), m_overlay(overlay) {}
 
   Result<void> run() {
     UniqueFd top(::openat(m_new.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -296,7 +311,7 @@ public:
     }
     // The root is a directory on both sides (an empty old side lists
     // nothing); in overlay mode it merges with the lowers.
-    TRY(bool emitted, compare_dir("", top.get()));
+    TRY(bool emitted, compare_dir("", top.get(), !m_overlay));
     (void)emitted;
     return ok();
   }
@@ -304,14 +319,17 @@ public:
   std::vector<Change>& changes() { return m_changes; }
 
 private:
-  // path is a directory on both sides; dirfd is its new-side fd. Returns
-  // whether anything under path was recorded.
-  Result<bool> compare_dir(const std::string& path, int dirfd) {
+  // path is a directory on both sides; dirfd is its new-side fd. `complete`:
+  // the new side lists the whole directory (a tree, or an overlay directory
+  // below an opaque one), so old names it lacks were deleted; otherwise
+  // (overlay) it lists only what the step touched. Returns whether anything
+  // under path was recorded.
+  Result<bool> compare_dir(const std::string& path, int dirfd, bool complete) {
     TRY_VOID(check_depth(path));
     // The overlay diff looks up only what the upper dir names, so its cost
     // follows the change, not the size of the lower directory.
     std::set<std::string> old_names;
-    if (!m_overlay) {
+    if (complete) {
       TRY(old_names, m_old.list(path));
     }
     TRY(auto new_names, fs::list_dir(dirfd));
@@ -324,7 +342,7 @@ private:
       TRY(Node n, read_node(dirfd, name, where, m_overlay));
       if (m_overlay && is_whiteout_dev(n.st)) {
         TRY(auto beneath, m_old.lookup(child));
-        if (beneath) {
+        if (beneath && !complete) {
           deleted.push_back(name);
         }
         continue;
@@ -334,7 +352,7 @@ private:
         continue;
       }
       std::optional<Node> o;
-      if (m_overlay || old_names.count(name) != 0) {
+      if (!complete || old_names.count(name) != 0) {
         TRY(o, m_old.lookup(child));
       }
       if (!o) {
@@ -343,32 +361,28 @@ private:
         continue;
       }
       if (S_ISDIR(o->st.st_mode) && S_ISDIR(n.st.st_mode)) {
-        TRY(bool replaced, was_replaced(dirfd, name, n, where));
-        if (replaced) {
-          // Deleted and made again: an opaque marker hides the old contents
-          // and everything now inside is written.
-          m_changes.push_back(Change{join_path(child, std::string(tar::k_opaque_marker)), ChangeKind::opaque, {}});
-          TRY_VOID(add_subtree(child, dirfd, name, std::move(n)));
-          emitted = true;
-          continue;
-        }
+        // A directory deleted and made again (overlay: opaque) is compared
+        // name by name with the old one, as BuildKit's differ does: no
+        // opaque marker, a whiteout for each old name.
         TRY(auto sub, open_dir_at(dirfd, name, where));
-        TRY(bool sub_emitted, compare_dir(child, sub.get()));
-        if (sub_emitted || !unchanged(*o, n) || named(child)) {
+        TRY(bool sub_emitted, compare_dir(child, sub.get(), complete || n.opaque));
+        TRY(bool same, same_dirent(*o, n, child, dirfd, name));
+        if (sub_emitted || !same) {
           record(child, std::move(n));
           emitted = true;
         }
         continue;
       }
-      // An upper file was written (or copied up) by the step, even when it
-      // equals the lower one: it is emitted, as BuildKit does.
-      if (!m_overlay && same_type(*o, n) && unchanged(*o, n) && !named(child)) {
-        continue;
+      if (same_type(*o, n)) {
+        TRY(bool same, same_dirent(*o, n, child, dirfd, name));
+        if (same) {
+          continue;
+        }
       }
       TRY_VOID(add_subtree(child, dirfd, name, std::move(n)));
       emitted = true;
     }
-    if (!m_overlay) {
+    if (complete) {
       for (const auto& name : old_names) {
         if (present.count(name) == 0) {
           deleted.push_back(name);
@@ -383,25 +397,45 @@ private:
     return emitted;
   }
 
-  // Whether a directory present on both sides was deleted and re-created:
-  // the overlay opaque marker, or (tree diff) a birth time after the copy.
-  Result<bool> was_replaced(int dirfd, const std::string& name, const Node& n, const std::string& where) {
-    if (m_overlay) {
-      return n.opaque;
-    }
-    if (!m_copied_at) {
+  // BuildKit v0.22's test of an entry present on both sides (its overlay
+  // differ's sameDirent; continuity's sameFile for the tree walk): the same
+  // when type, mode, owner, device numbers and security.capability match,
+  // and for a non-directory also size and mtime seconds; then, when both
+  // mtimes have no nanoseconds (both may come from a tar), the link target
+  // or the bytes decide, else the nanoseconds. A directory's mtime and
+  // other xattrs do not count.
+  Result<bool> same_dirent(const Node& o, const Node& n, const std::string& path, int dirfd,
+                           const std::string& name) {
+    const struct stat& a = o.st;
+    const struct stat& b = n.st;
+    if (a.st_mode != b.st_mode || a.st_uid != b.st_uid || a.st_gid != b.st_gid || a.st_rdev != b.st_rdev) {
       return false;
     }
-    struct statx stx {};
-    if (::statx(dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) != 0) {
-      return fail(sys_error(errno, where, "statx"));
-    }
-    if ((stx.stx_mask & STATX_BTIME) == 0) {
+    if (capability(o) != capability(n)) {
       return false;
     }
-    const timespec& t = *m_copied_at;
-    return stx.stx_btime.tv_sec > t.tv_sec ||
-           (stx.stx_btime.tv_sec == t.tv_sec && stx.stx_btime.tv_nsec > static_cast<uint32_t>(t.tv_nsec));
+    if (S_ISDIR(a.st_mode)) {
+      return true;
+    }
+    if (a.st_size != b.st_size || a.st_mtim.tv_sec != b.st_mtim.tv_sec) {
+      return false;
+    }
+    if (a.st_mtim.tv_nsec != 0 || b.st_mtim.tv_nsec != 0) {
+      return a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+    }
+    if (S_ISLNK(a.st_mode)) {
+      return o.target == n.target;
+    }
+    if (!S_ISREG(a.st_mode) || a.st_size == 0) {
+      return true;
+    }
+    TRY(auto old_fd, m_old.open_file(path));
+    int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      return fail(sys_error(errno, m_new.label() + "/" + path, "open"));
+    }
+    UniqueFd new_fd(fd);
+    return same_content(old_fd.get(), new_fd.get(), m_new.label() + "/" + path);
   }
 
   // Records a new-side entry and, for a directory, everything beneath it.
@@ -437,14 +471,9 @@ private:
 
   void record(const std::string& path, Node n) { m_changes.push_back(Change{path, ChangeKind::entry, std::move(n)}); }
 
-  // Whether the step named path as written (DiffOptions::written).
-  bool named(const std::string& path) const { return m_written != nullptr && m_written->count(path) != 0; }
-
   Layers& m_old;
   const fs::Root& m_new;
   bool m_overlay;
-  std::optional<timespec> m_copied_at;
-  const std::set<std::string>* m_written;
   std::vector<Change> m_changes;
 };
 
@@ -478,18 +507,21 @@ Result<DiffResult> write_changes(std::vector<Change>& changes, const fs::Root& s
       e.mtime_nsec = 0;
     }
     e.xattrs = c.node.xattrs;
-    if (S_ISREG(st.st_mode)) {
-      if (st.st_nlink > 1) {
-        auto key = std::make_pair(st.st_dev, st.st_ino);
-        auto [it, inserted] = first_link.emplace(key, c.path);
-        if (!inserted) {
-          e.type = tar::EntryType::hardlink;
-          e.link_target = it->second;
-          e.xattrs.clear();
-          TRY_VOID(writer->add(e));
-          continue;
-        }
+    // Any non-directory with more than one name (a file, and as BuildKit's
+    // layer writer does, a symlink, device or fifo too) is written once,
+    // its other names as hardlinks to the first.
+    if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+      auto key = std::make_pair(st.st_dev, st.st_ino);
+      auto [it, inserted] = first_link.emplace(key, c.path);
+      if (!inserted) {
+        e.type = tar::EntryType::hardlink;
+        e.link_target = it->second;
+        e.xattrs.clear();
+        TRY_VOID(writer->add(e));
+        continue;
       }
+    }
+    if (S_ISREG(st.st_mode)) {
       e.type = tar::EntryType::file;
       e.size = static_cast<uint64_t>(st.st_size);
       // O_NONBLOCK: should a fifo have been swapped in, do not hang on it.
@@ -535,7 +567,7 @@ Result<DiffResult> diff_overlay(const std::string& upper, const std::vector<std:
     roots.push_back(std::move(r));
   }
   Layers old_side(std::move(roots), true);
-  Differ differ(old_side, upper_root, true, std::nullopt, options.written);
+  Differ differ(old_side, upper_root, true);
   TRY_VOID(differ.run());
   return write_changes(differ.changes(), upper_root, out, options);
 }
@@ -549,29 +581,9 @@ Result<DiffResult> diff_trees(const std::string& old_root, const std::string& ne
     roots.push_back(std::move(r));
   }
   Layers old_side(std::move(roots), false);
-  Differ differ(old_side, new_fs, false, options.copied_at, options.written);
+  Differ differ(old_side, new_fs, false);
   TRY_VOID(differ.run());
   return write_changes(differ.changes(), new_fs, out, options);
-}
-
-Result<timespec> filesystem_now(const std::string& dir) {
-  TRY(auto root, fs::Root::open(dir));
-  std::string name = fmt::format(".imgbuild-clock-{}", ::getpid());
-  if (::mkdirat(root.fd(), name.c_str(), 0700) != 0) {
-    return fail(sys_error(errno, dir + "/" + name, "mkdir"));
-  }
-  struct statx stx {};
-  int rc = ::statx(root.fd(), name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME | STATX_MTIME, &stx);
-  int err = errno;
-  ::unlinkat(root.fd(), name.c_str(), AT_REMOVEDIR);
-  if (rc != 0) {
-    return fail(sys_error(err, dir + "/" + name, "statx"));
-  }
-  const auto& t = (stx.stx_mask & STATX_BTIME) != 0 ? stx.stx_btime : stx.stx_mtime;
-  timespec out{};
-  out.tv_sec = static_cast<time_t>(t.tv_sec);
-  out.tv_nsec = static_cast<long>(t.tv_nsec);
-  return out;
 }
 
 }  // namespace imgbuild::snapshot

@@ -105,9 +105,7 @@ Result<DiffResult> diff_view(View& view, const tar::WriteFn& out, const DiffOpti
   for (auto it = view.parents().rbegin(); it != view.parents().rend(); ++it) {
     lowers.push_back(it->string());
   }
-  DiffOptions with_written = options;
-  with_written.written = &view.written();
-  return diff_overlay(upper.string(), lowers, out, with_written);
+  return diff_overlay(upper.string(), lowers, out, options);
 }
 
 namespace {

@@ -196,6 +196,19 @@ inline bool docker_available() {
   return r.status == 0;
 }
 
+/// True when BuildKit v0.22's buildkitd answers, building (once per machine)
+/// and starting it through scripts/services buildkit when it does not.
+inline bool buildkit_available() {
+  if (!std::filesystem::exists(buildkit_tools_dir() / "build")) {
+    return false;
+  }
+  RunResult r = run_sh(sh_quote((source_dir() / "scripts" / "services").string()) + " buildkit");
+  if (r.status != 0) {
+    WARN("scripts/services buildkit: " << r.err);
+  }
+  return r.status == 0;
+}
+
 /// A JSON file, parsed (REQUIREs that it parses).
 inline nlohmann::json read_json(const std::filesystem::path& p) {
   nlohmann::json j = nlohmann::json::parse(read_file(p), nullptr, false);

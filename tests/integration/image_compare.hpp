@@ -1,22 +1,17 @@
 #pragma once
 // Reading images back through the docker-save format and comparing two of
-// them (or one with a hand-written expectation) file by file and field by
-// field. Used by build_test.cpp and by the differential suite
-// (compat_test.cpp, testdata/compat/).
+// them file by file and field by field. Used by build_test.cpp and by the
+// differential suite (compat_test.cpp, testdata/compat/).
 //
-// Known differences of dockerd 20.10's BuildKit, left out of comparisons:
-// - the empty mount-point directories it leaves in RUN layers (/dev, /proc,
-//   /sys, /etc with nothing below; current BuildKit removes them);
+// What a comparison leaves out (the rest, history text included, must be
+// equal):
+// - times that are the builds' own clock (Ignores::build_from/build_to);
 // - whiteout modes (set by each engine's tar writer);
-// - xattrs: dockerd 20.10 drops them from context files (user.* and
-//   security.capability alike), so they are read but not compared;
-// - RUN --mount target stubs: the empty directory or file (and missing parent
-//   directories) it creates at a mount target; current BuildKit removes them.
-// - history texts that current BuildKit writes differently: `ARG k=v` shows
-//   the value in effect (20.10: the Dockerfile's default), `RUN |N k=v …`
-//   lists a redeclared ARG once (20.10: once per declaration), and HEALTHCHECK
-//   prints StartInterval (20.10 predates it). Both sides are compared in the
-//   20.10 shape with ARG values dropped (normalize_created_by).
+// - xattrs (read, not compared);
+// - on the oracle's side only, what BuildKit's RUN leaves of its own mount
+//   points (DIFFERENCES.md, "RUN mount points leave nothing behind"): the
+//   empty /dev, /proc and /sys it makes when the image lacks them, and the
+//   empty directories on the way to a RUN --mount target.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -36,7 +31,8 @@
 
 namespace imgbuild::test {
 
-/// One entry of a layer, as compared: everything but times.
+/// One entry of a layer, as compared: everything but xattrs, and the
+/// modification time only where it is not the build's own (see Ignores).
 struct FileInfo {
   std::string type;
   uint32_t mode = 0;
@@ -47,6 +43,7 @@ struct FileInfo {
   std::string digest;   ///< sha256 of a regular file's body
   std::string content;  ///< the body of regular files up to 4 KiB
   std::string xattrs;   ///< "name=value;" sorted
+  int64_t mtime = 0;    ///< modification time, seconds since the epoch
   bool operator==(const FileInfo&) const = default;
 };
 
@@ -71,7 +68,6 @@ inline std::string describe_body(const FileInfo& f) {
 }
 
 /// One line describing an entry: `path type mode uid:gid [-> link] [body]`.
-/// The format of hand-written expectations (expected.json) too.
 inline std::string fmt_entry(const std::string& path, const FileInfo& f) {
   char mode[16];
   std::snprintf(mode, sizeof mode, "%04o", f.mode);
@@ -108,6 +104,7 @@ inline LayerFiles read_layer(const std::filesystem::path& blob) {
     fi.uid = entry.uid;
     fi.gid = entry.gid;
     fi.link = entry.link_target;
+    fi.mtime = entry.mtime_sec;
     std::vector<std::string> xattrs;
     for (const auto& [k, v] : entry.xattrs) {
       bool printable = true;
@@ -264,23 +261,30 @@ inline nlohmann::json config_field(const nlohmann::json& image_config, const std
   return v;
 }
 
-/// What a comparison leaves out of the dockerd side (see the file comment).
+/// What a comparison leaves out (see the file comment).
 struct Ignores {
   /// RUN --mount targets (absolute or relative to /, without leading "/").
   std::set<std::string> mount_targets;
+  /// Modification times from `build_from` to `build_to` (seconds since the
+  /// epoch) are the builds' own clock and not compared; others (from the
+  /// base image, an archive, a pinned epoch) are shown as " mtime=N". Both
+  /// 0: no times are compared.
+  int64_t build_from = 0;
+  int64_t build_to = 0;
 };
 
-/// True for dockerd-20.10-only entries that current BuildKit does not write:
-/// an empty file or directory at a mount target, a directory on the way to
-/// one, the mount-point directories (/dev, /proc, /sys, /etc) — each only
-/// when everything below it in this layer is such a stub too.
+/// True for what BuildKit's RUN leaves of its mount points and imgbuild does
+/// not (see the file comment): an empty file or directory at a mount target,
+/// a directory on the way to one, the mount-point directories /dev, /proc,
+/// /sys — each only when everything below it in this layer is such a stub
+/// too.
 inline bool ignorable_stub(const std::string& path, const FileInfo& f, const LayerFiles& files,
                            const Ignores& ignores) {
   bool empty_node = f.type == "directory" || (f.type == "file" && f.size == 0);
   if (!empty_node) {
     return false;
   }
-  bool mount_point = path == "dev" || path == "proc" || path == "sys" || path == "etc";
+  bool mount_point = path == "dev" || path == "proc" || path == "sys";
   bool on_target_path = false;
   for (const auto& t : ignores.mount_targets) {
     on_target_path = on_target_path || t == path || (f.type == "directory" && t.starts_with(path + "/"));
@@ -303,23 +307,30 @@ inline bool ignorable_stub(const std::string& path, const FileInfo& f, const Lay
 }
 
 /// The description lines of a layer, with known engine differences removed
-/// (stubs only when `dockerd_side`; whiteout modes always).
+/// (mount-point stubs only when `dockerd_side`, the oracle's; whiteout modes
+/// always).
 inline std::vector<std::string> describe_layer(const LayerFiles& files, const Ignores& ignores, bool dockerd_side,
                                                const LayerFiles* other) {
   std::vector<std::string> out;
   for (const auto& [p, f] : files) {
     bool only_here = other == nullptr || other->count(p) == 0;
     if (only_here && ignorable_stub(p, f, files, ignores) && (dockerd_side || p == "dev" || p == "proc" ||
-                                                              p == "sys" || p == "etc")) {
+                                                              p == "sys")) {
       continue;
     }
     FileInfo shown = f;
     shown.xattrs.clear();  // not compared (see the file comment)
     std::string name = p.substr(p.rfind('/') == std::string::npos ? 0 : p.rfind('/') + 1);
-    if (name.starts_with(".wh.")) {
+    bool whiteout = name.starts_with(".wh.");
+    if (whiteout) {
       shown.mode = 0;
     }
-    out.push_back(fmt_entry(p, shown));
+    std::string line = fmt_entry(p, shown);
+    bool times_compared = ignores.build_from != 0 || ignores.build_to != 0;
+    if (times_compared && !whiteout && (f.mtime < ignores.build_from || f.mtime > ignores.build_to)) {
+      line += " mtime=" + std::to_string(f.mtime);
+    }
+    out.push_back(line);
   }
   return out;
 }
@@ -342,77 +353,9 @@ inline std::string diff_lines(const std::vector<std::string>& ours, const std::v
   return out;
 }
 
-/// A history created_by text reduced to what both BuildKit versions agree
-/// on (see the file comment): ARG names without values, RUN build args
-/// deduplicated (last value wins, first position kept), HEALTHCHECK without
-/// the StartInterval duration.
-inline std::string normalize_created_by(const std::string& text) {
-  auto split_words = [](const std::string& s) {
-    std::vector<std::string> words;
-    size_t start = 0;
-    while (start <= s.size()) {
-      size_t sp = s.find(' ', start);
-      words.push_back(s.substr(start, sp == std::string::npos ? std::string::npos : sp - start));
-      if (sp == std::string::npos) {
-        break;
-      }
-      start = sp + 1;
-    }
-    return words;
-  };
-  if (text.starts_with("ARG ")) {
-    std::string out = "ARG";
-    for (const auto& w : split_words(text.substr(4))) {
-      out += " " + w.substr(0, w.find('='));
-    }
-    return out;
-  }
-  if (text.starts_with("RUN |")) {
-    std::vector<std::string> words = split_words(text.substr(4));
-    size_t n = std::strtoul(words[0].c_str() + 1, nullptr, 10);
-    if (n + 1 > words.size()) {
-      return text;
-    }
-    std::vector<std::string> keys;
-    std::map<std::string, std::string> values;
-    for (size_t i = 1; i <= n; ++i) {
-      std::string key = words[i].substr(0, words[i].find('='));
-      if (values.count(key) == 0) {
-        keys.push_back(key);
-      }
-      values[key] = words[i];
-    }
-    std::string out = "RUN |" + std::to_string(keys.size());
-    for (const auto& k : keys) {
-      out += " " + values[k];
-    }
-    for (size_t i = n + 1; i < words.size(); ++i) {
-      out += " " + words[i];
-    }
-    return out;
-  }
-  if (text.starts_with("HEALTHCHECK &{")) {
-    // &{[test] "interval" "timeout" "start_period" ["start_interval"] 'retries'}
-    size_t close = text.find("] ");
-    if (close == std::string::npos) {
-      return text;
-    }
-    std::vector<std::string> rest = split_words(text.substr(close + 2));
-    if (rest.size() == 5) {
-      rest.erase(rest.begin() + 3);
-    }
-    std::string out = text.substr(0, close + 1);
-    for (const auto& w : rest) {
-      out += " " + w;
-    }
-    return out;
-  }
-  return text;
-}
-
-/// Every difference between imgbuild's image (`ours`) and dockerd's
+/// Every difference between imgbuild's image (`ours`) and the oracle's
 /// (`theirs`): config fields, history created_by/empty_layer, layer entries.
-/// Empty when they match. Lines: "- imgbuild only", "+ dockerd only".
+/// Empty when they match. Lines: "- imgbuild only", "+ oracle only".
 inline std::string compare_images(const Saved& ours, const Saved& theirs, const Ignores& ignores) {
   std::string out;
   for (const auto& field : compared_config_fields()) {
@@ -429,7 +372,7 @@ inline std::string compare_images(const Saved& ours, const Saved& theirs, const 
     std::vector<std::string> h;
     const nlohmann::json entries = s.config.value("history", nlohmann::json::array());
     for (const auto& e : entries) {
-      h.push_back(normalize_created_by(e.value("created_by", "")) +
+      h.push_back(e.value("created_by", "") +
                   (e.value("empty_layer", false) ? "  (empty_layer)" : ""));
     }
     return h;

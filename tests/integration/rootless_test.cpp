@@ -112,7 +112,7 @@ TEST_CASE("rootless: a plain user builds, caches and runs, in ~/.local/share/img
   REQUIRE(ls.status == 0);
   CHECK(ls.out ==
         "1000:1000 644 /home/app/a.txt\n1001:29 755 /home/app\n0:0 4755 /bin/busybox\n0\n"
-        "uid=1000(app) gid=1000(app) groups=10(wheel),29(audio)\n1\n");
+        "uid=1000(app) gid=1000(app) groups=10(wheel),29(audio),1000(app)\n1\n");
   // On the host, the file of uid 1000 belongs to the user's subordinate id
   // 300000 + 1000 - 1 (scripts/test-user's range starts at 300000).
   bool found = false;

@@ -23,6 +23,17 @@ inline bool in_ci() {
   return ci != nullptr && std::string(ci) == "true";
 }
 
+/// The BuildKit v0.22 tools the compat suite uses as its oracle (install,
+/// start, build; see their opening comments): $IMGBUILD_BUILDKIT_TOOLS, else
+/// ../shared/tools/buildkit next to the checkout, as scripts/services finds
+/// them.
+inline std::filesystem::path buildkit_tools_dir() {
+  if (const char* env = std::getenv("IMGBUILD_BUILDKIT_TOOLS"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return source_dir().parent_path() / "shared" / "tools" / "buildkit";
+}
+
 /// The BuildKit conformance corpus: $IMGBUILD_CONFORMANCE_DIR, else
 /// ../shared/conformance next to the checkout. Empty when neither exists.
 inline std::filesystem::path conformance_dir() {

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include "builder/copy.hpp"
 #include "support/http_server.hpp"
@@ -113,21 +114,71 @@ TEST_CASE("copy: a directory source copies its contents - trailing / and WORKDIR
   CHECK(read_text(f.dst / "wd/file") == "F");
 }
 
-TEST_CASE("copy: several sources need a directory dest", "[builder]") {
+TEST_CASE("copy: several sources onto a dest without a trailing slash follow BuildKit v0.22", "[builder]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   write_text(f.src / "a", "a");
   write_text(f.src / "b", "b");
-  auto r = f.run(copy_of({"a", "b"}, "/x"));
+  sfs::create_directories(f.src / "d");
+  write_text(f.src / "d/in", "in");
+  // No directory there: each source is copied onto the path, the last wins.
+  REQUIRE(f.run(copy_of({"a", "b"}, "/x")));
+  CHECK(read_text(f.dst / "x") == "b");
+  // A trailing slash makes a directory.
+  REQUIRE(f.run(copy_of({"a", "b"}, "/y/")));
+  CHECK(read_text(f.dst / "y/a") == "a");
+  CHECK(read_text(f.dst / "y/b") == "b");
+  // An existing directory (or a symlink to one) takes them inside.
+  sfs::create_directories(f.dst / "existing");
+  sfs::create_directory_symlink("existing", f.dst / "link");
+  REQUIRE(f.run(copy_of({"a", "b"}, "/link")));
+  CHECK(read_text(f.dst / "existing/a") == "a");
+  CHECK(read_text(f.dst / "existing/b") == "b");
+  // A wildcard's matches are copied one by one too.
+  REQUIRE(f.run(copy_of({"[ab]"}, "/w")));
+  CHECK(read_text(f.dst / "w") == "b");
+  // A directory source makes the dest a directory for the sources after it.
+  REQUIRE(f.run(copy_of({"d", "a"}, "/m")));
+  CHECK(read_text(f.dst / "m/in") == "in");
+  CHECK(read_text(f.dst / "m/a") == "a");
+  // After a file there, a directory source fails as in BuildKit.
+  auto r = f.run(copy_of({"a", "d"}, "/n"));
   REQUIRE_FALSE(r);
-  CHECK(r.error().message ==
-        "When using COPY with more than one source file, the destination must be a directory and end with a /");
-  REQUIRE(f.run(copy_of({"a", "b"}, "/x/")));
-  CHECK(read_text(f.dst / "x/a") == "a");
-  CHECK(read_text(f.dst / "x/b") == "b");
-  // A wildcard matching several files copies into a directory.
-  REQUIRE(f.run(copy_of({"*"}, "/w")));
-  CHECK(read_text(f.dst / "w/b") == "b");
+  CHECK(r.error().message == "cannot copy to non-directory: /n");
+}
+
+TEST_CASE("copy: created parents take an octal --chmod's mode and the --chown owner", "[builder]") {
+  IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
+  Fixture f;
+  write_text(f.src / "a", "a");
+  sfs::create_directories(f.src / "d");
+  write_text(f.src / "d/in", "in");
+  sfs::create_directories(f.dst / "usr");
+  ::chmod((f.dst / "usr").c_str(), 0711);
+  auto r = copy_of({"a"}, "/usr/local/bin/a");
+  r.chmod = "0750";
+  r.chown = "1000:1001";
+  REQUIRE(f.run(r));
+  auto mode_of = [&](const char* p) {
+    struct stat st {};
+    REQUIRE(::lstat((f.dst / p).c_str(), &st) == 0);
+    return std::make_tuple(st.st_mode & 07777, st.st_uid, st.st_gid);
+  };
+  CHECK(mode_of("usr") == std::make_tuple(0711u, 0u, 0u));  // existing: untouched
+  CHECK(mode_of("usr/local") == std::make_tuple(0750u, 1000u, 1001u));
+  CHECK(mode_of("usr/local/bin") == std::make_tuple(0750u, 1000u, 1001u));
+  CHECK(mode_of("usr/local/bin/a") == std::make_tuple(0750u, 1000u, 1001u));
+  // A directory source's missing dest takes it too; a symbolic --chmod leaves 0755.
+  auto d = copy_of({"d"}, "/p/q/");
+  d.chmod = "0700";
+  REQUIRE(f.run(d));
+  CHECK(std::get<0>(mode_of("p")) == 0700u);
+  CHECK(std::get<0>(mode_of("p/q")) == 0700u);
+  auto s = copy_of({"a"}, "/s/t/a");
+  s.chmod = "u=rw,go=r";
+  REQUIRE(f.run(s));
+  CHECK(std::get<0>(mode_of("s/t")) == 0755u);
+  CHECK(std::get<0>(mode_of("s/t/a")) == 0644u);
 }
 
 TEST_CASE("copy: missing literal source fails, unmatched wildcard is fine", "[builder]") {

@@ -136,6 +136,38 @@ TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
   CHECK_FALSE(fs::exists(fs::symlink_status(t.path() / "sys")));
 }
 
+TEST_CASE("a build RUN (Flavor::build) sees no /etc/hostname and no /dev/core, in every sandbox kind", "[sandbox]") {
+  REQUIRE_SANDBOX();
+  const std::string script =
+      "for f in /etc/hosts /etc/resolv.conf /etc/hostname /dev/core; do "
+      "if test -e $f || test -L $f; then echo $f yes; else echo $f no; fi; done";
+  for (const char* kind : {"namespaces", "chroot"}) {
+    INFO(kind);
+    for (Flavor flavor : {Flavor::build, Flavor::container}) {
+      test::ScratchDir t;
+      test::make_busybox_rootfs(t.path());
+      RunSpec spec;
+      spec.rootfs = t.path();
+      spec.argv = {"/bin/sh", "-c", script};
+      spec.flavor = flavor;
+      std::vector<std::string> out;
+      spec.on_stdout = [&](std::string_view l) { out.emplace_back(l); };
+      spec.on_stderr = [](std::string_view) {};
+      auto sb = make_sandbox(kind);
+      REQUIRE(sb);
+      auto r = (*sb)->run(spec);
+      REQUIRE(r);
+      CHECK(r->exit_code == 0);
+      bool build = flavor == Flavor::build;
+      // The chroot kind lays in device nodes only (no /dev links at all).
+      bool core = !build && std::string(kind) == "namespaces";
+      CHECK(joined(out) == std::string("/etc/hosts yes\n/etc/resolv.conf yes\n/etc/hostname ") +
+                               (build ? "no" : "yes") + "\n/dev/core " + (core ? "yes" : "no") + "\n");
+      CHECK_FALSE(fs::exists(fs::symlink_status(t.path() / "etc" / "hostname")));
+    }
+  }
+}
+
 TEST_CASE("existing /etc/hosts in the rootfs is hidden, not changed", "[sandbox]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
@@ -156,18 +188,20 @@ TEST_CASE("USER resolves from the rootfs's passwd and group", "[sandbox]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
+  // The primary gid is a supplementary group too (BuildKit v0.22); the
+  // kernel keeps the list sorted.
   const std::string script = "id -u; id -g; id -G; echo $HOME; grep '^Groups:' /proc/self/status";
   RunSpec app;
   app.user = "app";
   auto o = sh(t.path(), script, app);
   REQUIRE(o.result);
-  CHECK(joined(o.out) == "1000\n1000\n1000 10 29\n/home/app\nGroups:\t10 29 \n");
+  CHECK(joined(o.out) == "1000\n1000\n1000 10 29\n/home/app\nGroups:\t10 29 1000 \n");
 
   RunSpec numeric;
   numeric.user = "1000:1000";
   auto n = sh(t.path(), script, numeric);
   REQUIRE(n.result);
-  CHECK(joined(n.out) == "1000\n1000\n1000\n/home/app\nGroups:\t \n");
+  CHECK(joined(n.out) == "1000\n1000\n1000\n/home/app\nGroups:\t1000 \n");
 
   RunSpec unknown_uid;
   unknown_uid.user = "4242";
@@ -177,7 +211,7 @@ TEST_CASE("USER resolves from the rootfs's passwd and group", "[sandbox]") {
 
   auto root = sh(t.path(), script);
   REQUIRE(root.result);
-  CHECK(joined(root.out) == "0\n0\n0 10\n/root\nGroups:\t10 \n");
+  CHECK(joined(root.out) == "0\n0\n0 10\n/root\nGroups:\t0 10 \n");
 
   RunSpec missing;
   missing.user = "nobody";

@@ -21,24 +21,25 @@ TEST_CASE("empty user is root with root's groups", "[sandbox]") {
   CHECK(u->uid == 0);
   CHECK(u->gid == 0);
   CHECK(u->home == "/root");
-  CHECK(u->groups == std::vector<uint32_t>{10});
+  // The primary gid first (BuildKit v0.22), then wheel; root(0) lists root.
+  CHECK(u->groups == std::vector<uint32_t>{0, 10});
 }
 
-TEST_CASE("user name gives passwd ids, home and member groups without the primary", "[sandbox]") {
+TEST_CASE("user name gives passwd ids, home, the primary gid and member groups", "[sandbox]") {
   auto u = resolve_user("app", k_passwd, k_group);
   REQUIRE(u);
   CHECK(u->uid == 1000);
   CHECK(u->gid == 1000);
   CHECK(u->home == "/home/app");
-  // wheel(10), audio(29); app(1000) is the primary; "again" repeats gid 10.
-  CHECK(u->groups == std::vector<uint32_t>{10, 29});
+  // app(1000) is the primary, first; wheel(10), audio(29); "again" repeats gid 10.
+  CHECK(u->groups == std::vector<uint32_t>{1000, 10, 29});
 }
 
 TEST_CASE("numeric uid found in passwd behaves like the name", "[sandbox]") {
   auto u = resolve_user("1000", k_passwd, k_group);
   REQUIRE(u);
   CHECK(u->gid == 1000);
-  CHECK(u->groups == std::vector<uint32_t>{10, 29});
+  CHECK(u->groups == std::vector<uint32_t>{1000, 10, 29});
 }
 
 TEST_CASE("unknown numeric uid and gid are used as given", "[sandbox]") {
@@ -47,19 +48,20 @@ TEST_CASE("unknown numeric uid and gid are used as given", "[sandbox]") {
   CHECK(u->uid == 4242);
   CHECK(u->gid == 4343);
   CHECK(u->home == "/");
-  CHECK(u->groups.empty());
+  CHECK(u->groups == std::vector<uint32_t>{4343});
   auto v = resolve_user("4242", std::nullopt, std::nullopt);
   REQUIRE(v);
   CHECK(v->uid == 4242);
   CHECK(v->gid == 0);
+  CHECK(v->groups == std::vector<uint32_t>{0});
 }
 
-TEST_CASE("an explicit group sets the primary gid and no supplementary groups", "[sandbox]") {
+TEST_CASE("an explicit group sets the primary gid, the only supplementary group", "[sandbox]") {
   auto u = resolve_user("app:staff", k_passwd, k_group);
   REQUIRE(u);
   CHECK(u->uid == 1000);
   CHECK(u->gid == 50);
-  CHECK(u->groups.empty());
+  CHECK(u->groups == std::vector<uint32_t>{50});
   auto w = resolve_user("app:29", k_passwd, k_group);
   REQUIRE(w);
   CHECK(w->gid == 29);

@@ -460,7 +460,7 @@ void rewrite_identically(const fs::path& root, const std::string& rel) {
 
 }  // namespace
 
-TEST_CASE("a step that rewrites files identically keeps them in its layer, with both snapshotters", "[snapshot]") {
+TEST_CASE("a step that rewrites files identically leaves them out of its layer, with both snapshotters", "[snapshot]") {
   REQUIRE_ROOT();
   Env env;
   fs::path l0 = env.layers / "0";
@@ -501,7 +501,9 @@ TEST_CASE("a step that rewrites files identically keeps them in its layer, with 
     digests[i] = r->layer.diff_id.str();
     ++i;
   }
-  CHECK(paths[0] == std::vector<std::string>{"app/", "app/a.txt", "app/sub/"});
+  // As BuildKit v0.22: the same type, mode, owner, size, mtime and bytes is
+  // no change, whoever wrote it.
+  CHECK(paths[0].empty());
   CHECK(paths[1] == paths[0]);
   CHECK(digests[0] == digests[1]);
 }
