@@ -194,7 +194,8 @@ void oracle_build(const std::string& case_name, const fs::path& ctx, const std::
     cmd += " --image " + sh_quote(std::string(k_base_name) + "=" + base.string());
   }
   for (const auto& f : flags) {
-    cmd += " " + sh_quote(f);
+    cmd += ' ';
+    cmd += sh_quote(f);
   }
   cmd += " -o " + sh_quote(out.string()) + " " + sh_quote(ctx.string());
   RunResult d = run_sh(cmd);
@@ -307,7 +308,8 @@ RunResult run_imgbuild_as(const TestUser& u, const fs::path& home, const fs::pat
                     " --clear-groups env HOME=" + sh_quote(home.string()) + " " +
                     sh_quote(imgbuild_binary_for(u.uid, u.gid).string()) + " --root " + sh_quote(root.string());
   for (const auto& a : args) {
-    cmd += " " + sh_quote(a);
+    cmd += ' ';
+    cmd += sh_quote(a);
   }
   return run_sh(cmd);
 }
