@@ -152,7 +152,11 @@ void TtyView::failed(const builder::StepInfo& step, double seconds, std::string_
     m_pending.push_back(fit(l));
   }
   m_pending.push_back("------");
-  m_pending.push_back(fit(" " + sanitize_terminal_line(message)));
+  // Appended, not `" " + rvalue`: GCC 12 at -O3 sees a false -Wrestrict
+  // overlap there (GCC bug 105329).
+  std::string last = " ";
+  last += sanitize_terminal_line(message);
+  m_pending.push_back(fit(last));
   redraw(now);
 }
 

@@ -301,8 +301,8 @@ bool same_type(const Node& o, const Node& n) { return (o.st.st_mode & S_IFMT) ==
 // directories may or may not merge with the lower layers.
 class Differ {
 public:
-  Differ(Layers& old_side, const fs::Root& new_root, bool overlay)
-      : m_old(old_side), m_new(new_root), m_overlay(overlay) {}
+  Differ(Layers& old_side, const fs::Root& new_root, bool overlay, std::optional<int64_t> source_date_epoch)
+      : m_old(old_side), m_new(new_root), m_overlay(overlay), m_epoch(source_date_epoch) {}
 
   Result<void> run() {
     UniqueFd top(::openat(m_new.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -417,11 +417,13 @@ private:
     if (S_ISDIR(a.st_mode)) {
       return true;
     }
-    if (a.st_size != b.st_size || a.st_mtim.tv_sec != b.st_mtim.tv_sec) {
+    const timespec ta = as_written(a.st_mtim);
+    const timespec tb = as_written(b.st_mtim);
+    if (a.st_size != b.st_size || ta.tv_sec != tb.tv_sec) {
       return false;
     }
-    if (a.st_mtim.tv_nsec != 0 || b.st_mtim.tv_nsec != 0) {
-      return a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+    if (ta.tv_nsec != 0 || tb.tv_nsec != 0) {
+      return ta.tv_nsec == tb.tv_nsec;
     }
     if (S_ISLNK(a.st_mode)) {
       return o.target == n.target;
@@ -471,9 +473,21 @@ private:
 
   void record(const std::string& path, Node n) { m_changes.push_back(Change{path, ChangeKind::entry, std::move(n)}); }
 
+  // A time as the layer records it: with SOURCE_DATE_EPOCH, a later time
+  // is the epoch. So whether an entry changed depends only on what the
+  // layers record (an old side unpacked from an earlier build's identical
+  // layer may hold other times on disk), and builds stay reproducible.
+  timespec as_written(const timespec& t) const {
+    if (m_epoch && (t.tv_sec > *m_epoch || (t.tv_sec == *m_epoch && t.tv_nsec > 0))) {
+      return timespec{static_cast<time_t>(*m_epoch), 0};
+    }
+    return t;
+  }
+
   Layers& m_old;
   const fs::Root& m_new;
   bool m_overlay;
+  std::optional<int64_t> m_epoch;
   std::vector<Change> m_changes;
 };
 
@@ -567,7 +581,7 @@ Result<DiffResult> diff_overlay(const std::string& upper, const std::vector<std:
     roots.push_back(std::move(r));
   }
   Layers old_side(std::move(roots), true);
-  Differ differ(old_side, upper_root, true);
+  Differ differ(old_side, upper_root, true, options.source_date_epoch);
   TRY_VOID(differ.run());
   return write_changes(differ.changes(), upper_root, out, options);
 }
@@ -581,7 +595,7 @@ Result<DiffResult> diff_trees(const std::string& old_root, const std::string& ne
     roots.push_back(std::move(r));
   }
   Layers old_side(std::move(roots), false);
-  Differ differ(old_side, new_fs, false);
+  Differ differ(old_side, new_fs, false, options.source_date_epoch);
   TRY_VOID(differ.run());
   return write_changes(differ.changes(), new_fs, out, options);
 }

@@ -13,7 +13,8 @@
 // mode, owner, device numbers or security.capability differ, or (not for
 // directories) size or mtime seconds; when both mtimes lack nanoseconds
 // (both may come from a tar) the link target or the file's bytes decide,
-// else the nanoseconds. So a rewrite that changes nothing (`cp -p` of a file
+// else the nanoseconds (times compared as the layer records them: with
+// source_date_epoch, a later time is the epoch). So a rewrite that changes nothing (`cp -p` of a file
 // onto itself, a `chmod 644` of a 0644 file, a COPY of the same file again)
 // is not in the layer, nor is a directory whose mtime alone changed. A
 // directory is emitted when anything beneath it is. Deletions become

@@ -38,7 +38,8 @@ namespace {
 RunResult run_bounded(const fs::path& root, const std::vector<std::string>& args) {
   std::string cmd = "timeout 120 " + sh_quote(imgbuild_binary().string()) + " --root " + sh_quote(root.string());
   for (const auto& a : args) {
-    cmd += " " + sh_quote(a);
+    cmd += ' ';
+    cmd += sh_quote(a);
   }
   return run_sh(cmd);
 }

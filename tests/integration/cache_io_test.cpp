@@ -87,9 +87,11 @@ struct Stores {
                       " --root " + sh_quote(root.string()) + " build --progress plain --metadata-file " +
                       sh_quote(md.string());
     for (const auto& e : extra) {
-      cmd += " " + sh_quote(e);
+      cmd += ' ';
+      cmd += sh_quote(e);
     }
-    cmd += " " + sh_quote(ctx.string());
+    cmd += ' ';
+    cmd += sh_quote(ctx.string());
     Built b;
     b.run = run_sh(cmd);
     if (must_succeed) {

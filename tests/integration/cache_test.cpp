@@ -68,9 +68,11 @@ struct CacheFixture {
     std::string cmd = prefix + sh_quote(imgbuild::test::imgbuild_binary().string()) + " --root " +
                       sh_quote(root.string()) + " build --progress plain --metadata-file " + sh_quote(md.string());
     for (const auto& e : extra) {
-      cmd += " " + sh_quote(e);
+      cmd += ' ';
+      cmd += sh_quote(e);
     }
-    cmd += " " + sh_quote((context.empty() ? ctx : context).string());
+    cmd += ' ';
+    cmd += sh_quote((context.empty() ? ctx : context).string());
     r = run_sh(cmd);
     INFO(r.err);
     REQUIRE(r.status == 0);

@@ -536,7 +536,10 @@ TEST_CASE("run --snapshotter overlay and copy give containers that commit the sa
   }
   CHECK(listing["copy"] == listing["overlay"]);
   CHECK(listing["overlay"].find("bin/.wh.ls") != std::string::npos);
-  CHECK(listing["overlay"].find("root/.wh..wh..opq") != std::string::npos);
+  // The re-created /root: compared name by name, as BuildKit v0.22's differ
+  // does (no opaque marker).
+  CHECK(listing["overlay"].find("root/r") != std::string::npos);
+  CHECK(listing["overlay"].find(".wh..wh..opq") == std::string::npos);
   CHECK(listing["overlay"].find("-rws------ 0/0 ") != std::string::npos);
   CHECK(f.run({"run", "--snapshotter", "zfs", "--rm", "base", "true"}).status != 0);
   CHECK(f.mounts() == 0);

@@ -45,7 +45,8 @@ struct FaultFixture {
     std::string cmd = fault.empty() ? "" : "IMGBUILD_FAULT_KILL_AT=" + sh_quote(fault) + " ";
     cmd += sh_quote(imgbuild_binary().string()) + " --root " + sh_quote(root.string());
     for (const auto& a : args) {
-      cmd += " " + sh_quote(a);
+      cmd += ' ';
+      cmd += sh_quote(a);
     }
     // "; exit $?": the shell that reports the kill ("Killed") is the one
     // whose stderr run_sh captures.
@@ -116,7 +117,7 @@ TEST_CASE("fault: save killed at 22 points", "[fault]") {
   f.kill_everywhere(
       [&] { return std::vector<std::string>{"save", "-o", out.string(), "fat"}; }, [&] { fs::remove(out); },
       [&] {
-        SavedArchive saved = unpack_saved(out, f.work.path / ("x" + std::to_string(std::rand())));
+        SavedArchive saved = unpack_saved(out, f.work.path / std::string("x").append(std::to_string(std::rand())));
         CHECK(saved.layers.size() == 3);
       });
 }

@@ -81,7 +81,8 @@ inline RunResult run_imgbuild(const std::filesystem::path& root, const std::vect
                           const std::string& redirect = "") {
   std::string cmd = sh_quote(imgbuild_binary().string()) + " --root " + sh_quote(root.string());
   for (const auto& a : args) {
-    cmd += " " + sh_quote(a);
+    cmd += ' ';
+    cmd += sh_quote(a);
   }
   return run_sh(cmd + redirect);
 }
@@ -172,7 +173,8 @@ inline RunResult run_imgbuild_in_container(const std::string& image, const std::
                     sh_quote(dir.string() + ":" + dir.string()) + " -e HOME=" + sh_quote(home.string()) + " " +
                     sh_quote(image) + " imgbuild --root " + sh_quote(root.string());
   for (const auto& a : args) {
-    cmd += " " + sh_quote(a);
+    cmd += ' ';
+    cmd += sh_quote(a);
   }
   return run_sh(cmd);
 }

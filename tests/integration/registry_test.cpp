@@ -73,13 +73,15 @@ void flip_byte(const fs::path& root, const std::string& hex) {
 RunResult run_env(const fs::path& root, const std::vector<std::string>& env, const std::vector<std::string>& args) {
   std::string cmd = "exec env";
   for (const auto& e : env) {
-    cmd += " " + sh_quote(e);
+    cmd += ' ';
+    cmd += sh_quote(e);
   }
   // The timeout only stops a hang from stalling the suite; tests assert on
   // status, message and counts.
   cmd += " timeout 170 " + sh_quote(imgbuild::test::imgbuild_binary().string()) + " --root " + sh_quote(root.string());
   for (const auto& a : args) {
-    cmd += " " + sh_quote(a);
+    cmd += ' ';
+    cmd += sh_quote(a);
   }
   return run_sh(cmd);
 }

@@ -66,7 +66,8 @@ struct Work {
                       " --regid=" + std::to_string(user.gid) + " --clear-groups env -u XDG_DATA_HOME -u IMGBUILD_ROOT HOME=" +
                       sh_quote(dir.string()) + " " + env + " " + sh_quote(imgbuild_binary_for(user.uid, user.gid).string());
     for (const auto& a : args) {
-      cmd += " " + sh_quote(a);
+      cmd += ' ';
+      cmd += sh_quote(a);
     }
     return run_sh(cmd);
   }

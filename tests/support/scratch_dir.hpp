@@ -70,9 +70,11 @@ inline std::map<std::string, std::string> snapshot_listing(const std::filesystem
     std::string desc = std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
                        std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
     if (S_ISLNK(st.st_mode)) {
-      desc += " -> " + std::filesystem::read_symlink(it->path(), ec).string();
+      desc += " -> ";
+      desc += std::filesystem::read_symlink(it->path(), ec).string();
     } else if (S_ISREG(st.st_mode)) {
-      desc += " " + read_text(it->path());
+      desc += ' ';
+      desc += read_text(it->path());
     }
     out[it->path().lexically_relative(dir).string()] = desc;
   }

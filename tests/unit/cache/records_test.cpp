@@ -273,7 +273,7 @@ TEST_CASE("stat index: read one by one and then whole, every saved file is answe
     auto idx = StatIndex::load(*db);
     REQUIRE(idx);
     for (int i = 0; i < n; ++i) {
-      REQUIRE(idx->facts(dfd, "f" + std::to_string(i), sts[static_cast<size_t>(i)], "f"));
+      REQUIRE(idx->facts(dfd, std::string("f").append(std::to_string(i)), sts[static_cast<size_t>(i)], "f"));
     }
     CHECK(idx->hashed() == static_cast<uint64_t>(n));
     REQUIRE(idx->save(*db, newest + 10'000'000'000));
@@ -281,7 +281,7 @@ TEST_CASE("stat index: read one by one and then whole, every saved file is answe
   auto idx = StatIndex::load(*db);
   REQUIRE(idx);
   for (int i = 0; i < n; ++i) {
-    auto f = idx->facts(dfd, "f" + std::to_string(i), sts[static_cast<size_t>(i)], "f");
+    auto f = idx->facts(dfd, std::string("f").append(std::to_string(i)), sts[static_cast<size_t>(i)], "f");
     REQUIRE(f);
     CHECK(f->digest == sha256("content " + std::to_string(i)).str());
   }

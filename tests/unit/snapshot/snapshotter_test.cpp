@@ -111,7 +111,7 @@ TEST_CASE("an overlay view stacks 500 lower layers, and deeper chains are flatte
   std::vector<fs::path> chain;
   for (size_t i = 0; i < count; ++i) {
     fs::path dir = env.layers / ("layer-with-a-longish-name-" + std::to_string(i));
-    write(dir / ("l" + std::to_string(i)), "layer " + std::to_string(i));
+    write(dir / std::string("l").append(std::to_string(i)), std::string("layer ").append(std::to_string(i)));
     write(dir / "common", std::to_string(i));
     chain.push_back(dir);
   }
@@ -120,7 +120,8 @@ TEST_CASE("an overlay view stacks 500 lower layers, and deeper chains are flatte
   const fs::path root = (*view)->root();
   CHECK(mounts::is_mount_point(root));
   CHECK(read(root / "l0") == "layer 0");
-  CHECK(read(root / ("l" + std::to_string(count - 1))) == "layer " + std::to_string(count - 1));
+  CHECK(read(root / std::string("l").append(std::to_string(count - 1))) ==
+        std::string("layer ").append(std::to_string(count - 1)));
   CHECK(read(root / "common") == std::to_string(count - 1));
   CHECK(present(env.config.work_dir / "flat") == (count > k_max_overlay_lowers));
   REQUIRE((*view)->remove());

@@ -38,7 +38,7 @@ Run run(const std::string& command) {
   return r;
 }
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string quote(const fs::path& p) { return std::string("'").append(p.string()).append("'"); }
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
