@@ -27,7 +27,7 @@ namespace imgbuild::cache {
 
 /// Salt of every key; bump when the meaning of any key field changes, so old
 /// records stop matching.
-inline constexpr std::string_view k_key_version = "imgbuild-cache-key-v1";
+inline constexpr std::string_view k_key_version = "imgbuild-cache-key-v2";
 
 /// Writes typed fields into a key (see the file comment).
 class KeyBuilder {

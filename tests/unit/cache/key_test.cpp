@@ -67,14 +67,14 @@ TEST_CASE("key builder: known answers pin the encoding", "[cache]") {
   CHECK(key_of([](KeyBuilder& b) { b.str("kind", "RUN"); }) == imgbuild::sha256(expected_bytes).str());
   CHECK(key_of([](KeyBuilder&) {}) == imgbuild::sha256(imgbuild::cache::k_key_version).str());
   CHECK(key_of([](KeyBuilder&) {}) ==
-        "sha256:" + imgbuild::sha256("imgbuild-cache-key-v1").hex());
+        "sha256:" + imgbuild::sha256("imgbuild-cache-key-v2").hex());
 }
 
 TEST_CASE("key builder: the transcript names every field on its own line", "[cache]") {
   KeyBuilder b;
   b.str("instruction", "RUN echo a\necho b").list("argv", {"x", "y"}).map("env", {{"A", "1"}}).integer("pos", 3);
   const std::string& t = b.transcript();
-  CHECK(t.find("version: imgbuild-cache-key-v1\n") == 0);
+  CHECK(t.find("version: imgbuild-cache-key-v2\n") == 0);
   CHECK(t.find("instruction: RUN echo a\\necho b\n") != std::string::npos);
   CHECK(t.find("argv: [2 items]\n  - x\n  - y\n") != std::string::npos);
   CHECK(t.find("env: [1 entries]\n  A=1\n") != std::string::npos);
