@@ -419,9 +419,9 @@ Result<std::optional<cache::CacheRecord>> CacheIo::fetch(const std::string& key,
   rec.last_used = rec.created_at;
   std::unique_ptr<image::Staging> staging;
   const std::string received = rec.layer.blob_digest;  // as the cache names it, for messages
-  const bool compressed_layer = rec.has_layer() && (rec.layer.media_type == image::media::oci_layer_gzip ||
-                                                    rec.layer.media_type == image::media::docker_layer_gzip ||
-                                                    rec.layer.media_type == image::media::oci_layer_zstd);
+  const image::LayerStorage storage =
+      rec.has_layer() ? image::layer_storage(rec.layer.media_type) : image::LayerStorage::other;
+  const bool compressed_layer = storage == image::LayerStorage::gzip || storage == image::LayerStorage::zstd;
   if (compressed_layer && content.has(rec.layer.diff_id)) {
     // The store holds the layer uncompressed already (checked below).
     TRY(uint64_t size, content.size(rec.layer.diff_id));
@@ -454,8 +454,8 @@ Result<std::optional<cache::CacheRecord>> CacheIo::fetch(const std::string& key,
     auto plain = [&]() -> Result<std::string> {
       TRY(image::BlobReader blob, image::BlobReader::open_file(path, compressed));
       TRY(auto writer, staging->writer());
-      auto algorithm = rec.layer.media_type == image::media::oci_layer_zstd ? compress::Algorithm::zstd
-                                                                            : compress::Algorithm::gzip;
+      auto algorithm =
+          storage == image::LayerStorage::zstd ? compress::Algorithm::zstd : compress::Algorithm::gzip;
       TRY_VOID(compress::decompress(
           algorithm, [&](void* buf, size_t cap) { return blob.read(buf, cap); },
           [&](const void* d, size_t n) { return writer.write(d, n); }, "layer " + compressed));
@@ -681,7 +681,7 @@ Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSp
       }
       // Builds commit layers uncompressed; the cache carries them gzip'd
       // (made once and kept: image/layer_compression.hpp), as buildx does.
-      if (rec.layer.media_type == image::media::oci_layer || rec.layer.media_type == image::media::docker_layer) {
+      if (image::layer_storage(rec.layer.media_type) == image::LayerStorage::plain) {
         TRY(image::LayerRecord gz,
             image::compressed_layer(store, rec.layer.blob_digest, rec.layer.media_type, rec.layer.diff_id,
                                     image::LayerCompression{}, image::media::oci_layer_gzip));

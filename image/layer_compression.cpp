@@ -12,23 +12,9 @@
 namespace imgbuild::image {
 namespace {
 
-// What a layer descriptor's media type says of its compression; `other`
-// for types this code does not convert (foreign, non-distributable).
-enum class Stored { plain, gzip, zstd, other };
-
-Stored stored_as(std::string_view mt) {
-  if (mt == media::oci_layer || mt == media::docker_layer) {
-    return Stored::plain;
-  }
-  if (mt == media::oci_layer_gzip || mt == media::docker_layer_gzip) {
-    return Stored::gzip;
-  }
-  return mt == media::oci_layer_zstd ? Stored::zstd : Stored::other;
-}
-
 // The compressed blob of one layer, made now: the source blob read
 // (verified) and, when compressed, decompressed first.
-Result<LayerRecord> make_variant(ImageStore& store, const std::string& source, Stored have,
+Result<LayerRecord> make_variant(ImageStore& store, const std::string& source, LayerStorage have,
                                  const std::string& diff_id, const LayerCompression& c, std::string_view media_type) {
   TRY(auto staging, Staging::create(store.content()));
   TRY(BlobWriter writer, staging->writer());
@@ -36,24 +22,32 @@ Result<LayerRecord> make_variant(ImageStore& store, const std::string& source, S
   TRY(auto compressor,
       compress::Compressor::open([&](const void* d, size_t n) { return writer.write(d, n); }, opts));
   TRY(BlobReader blob, BlobReader::open(store.content(), source));
-  Sha256 plain;
-  auto feed = [&](const void* d, size_t n) -> Result<void> {
-    plain.update(d, n);
-    return compressor->write(d, n);
+  auto mismatch = [&](const std::string& got) {
+    return Error(Errc::corrupt, fmt::format("layer {} is corrupt in the store: its content hashes to {}, not its "
+                                            "diff_id {}",
+                                            source, got, diff_id));
   };
-  if (have == Stored::plain) {
-    TRY_VOID(blob.copy_to(feed));
+  if (have == LayerStorage::plain) {
+    // An uncompressed blob's digest is its diff_id; BlobReader verifies it.
+    if (source != diff_id) {
+      return fail(mismatch(source));
+    }
+    TRY_VOID(blob.copy_to([&](const void* d, size_t n) { return compressor->write(d, n); }));
   } else {
-    auto algorithm = have == Stored::gzip ? compress::Algorithm::gzip : compress::Algorithm::zstd;
+    Sha256 plain;
+    auto algorithm = have == LayerStorage::gzip ? compress::Algorithm::gzip : compress::Algorithm::zstd;
     TRY_VOID(compress::decompress(
-        algorithm, [&](void* buf, size_t cap) { return blob.read(buf, cap); }, feed, "layer " + source));
+        algorithm, [&](void* buf, size_t cap) { return blob.read(buf, cap); },
+        [&](const void* d, size_t n) -> Result<void> {
+          plain.update(d, n);
+          return compressor->write(d, n);
+        },
+        "layer " + source));
+    if (std::string got = plain.finish().str(); got != diff_id) {
+      return fail(mismatch(got));
+    }
   }
   TRY_VOID(compressor->finish());
-  if (std::string got = plain.finish().str(); got != diff_id) {
-    return fail(Errc::corrupt,
-                fmt::format("layer {} is corrupt in the store: its content hashes to {}, not its diff_id {}", source,
-                            got, diff_id));
-  }
   TRY(std::string digest, writer.commit());
   LayerRecord rec{digest, diff_id, std::string(media_type), static_cast<int64_t>(compressor->output_size()),
                   static_cast<int64_t>(compressor->input_size()), -1};
@@ -70,6 +64,16 @@ Result<LayerRecord> make_variant(ImageStore& store, const std::string& source, S
 }
 
 }  // namespace
+
+LayerStorage layer_storage(std::string_view mt) {
+  if (mt == media::oci_layer || mt == media::docker_layer) {
+    return LayerStorage::plain;
+  }
+  if (mt == media::oci_layer_gzip || mt == media::docker_layer_gzip) {
+    return LayerStorage::gzip;
+  }
+  return mt == media::oci_layer_zstd ? LayerStorage::zstd : LayerStorage::other;
+}
 
 std::string LayerCompression::key() const {
   return fmt::format("{}-{}", compress::algorithm_name(algorithm),
@@ -116,8 +120,8 @@ Result<std::optional<LayerCompression>> parse_layer_compression(std::string_view
 Result<LayerRecord> compressed_layer(ImageStore& store, const std::string& digest, std::string_view media_type,
                                      const std::string& diff_id, const LayerCompression& c, std::string_view new_type,
                                      const CompressProgress& progress) {
-  Stored have = stored_as(media_type);
-  if (have == Stored::other) {
+  LayerStorage have = layer_storage(media_type);
+  if (have == LayerStorage::other) {
     return fail(Errc::unsupported, fmt::format("layer {}: cannot compress a {} layer", digest, media_type));
   }
   TRY(std::optional<std::string> known, store.db().layer_variant(diff_id, c.key()));
@@ -149,13 +153,13 @@ Result<LoadedImage> compressed_form(ImageStore& store, const LoadedImage& img, c
   bool changed = false;
   for (size_t i = 0; i < out.manifest.layers.size(); ++i) {
     Descriptor& l = out.manifest.layers[i];
-    Stored have = stored_as(l.media_type);
-    if (have == Stored::other) {
+    LayerStorage have = layer_storage(l.media_type);
+    if (have == LayerStorage::other) {
       continue;
     }
-    bool same = (have == Stored::gzip && c.algorithm == compress::Algorithm::gzip) ||
-                (have == Stored::zstd && c.algorithm == compress::Algorithm::zstd);
-    if (same || (have != Stored::plain && !c.force)) {
+    bool same = (have == LayerStorage::gzip && c.algorithm == compress::Algorithm::gzip) ||
+                (have == LayerStorage::zstd && c.algorithm == compress::Algorithm::zstd);
+    if (same || (have != LayerStorage::plain && !c.force)) {
       if (to_oci && l.media_type == media::docker_layer_gzip) {
         l.media_type = std::string(media::oci_layer_gzip);
         changed = true;

@@ -22,6 +22,11 @@
 
 namespace imgbuild::image {
 
+/// How a layer blob is stored, from its media type: `other` for types that
+/// are never converted (foreign, non-distributable, unknown).
+enum class LayerStorage { plain, gzip, zstd, other };
+LayerStorage layer_storage(std::string_view media_type);
+
 /// The compression an output wants (buildx's compression=,
 /// compression-level=, force-compression=).
 struct LayerCompression {

@@ -127,6 +127,24 @@ ImageRecord read_image(Stmt& s) {
   return r;
 }
 
+// A layers row selected as (blob_digest, diff_id, media_type, blob_size,
+// diff_size, COALESCE(content_size, -1)).
+LayerRecord read_layer(Stmt& s) {
+  return LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4), s.integer(5)};
+}
+
+// Every remaining row of `s` as layer records.
+Result<std::vector<LayerRecord>> read_layers(Stmt& s) {
+  std::vector<LayerRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      return out;
+    }
+    out.push_back(read_layer(s));
+  }
+}
+
 constexpr const char* k_image_columns =
     "SELECT manifest_digest, config_digest, media_type, created, size, added_at FROM images";
 
@@ -360,8 +378,7 @@ Result<std::optional<LayerRecord>> MetaDb::layer(const std::string& blob_digest)
   if (!row) {
     return std::optional<LayerRecord>();
   }
-  LayerRecord r{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)};
-  return std::optional<LayerRecord>(std::move(r));
+  return std::optional<LayerRecord>(read_layer(s));
 }
 
 Result<void> MetaDb::delete_unreferenced_layers() {
@@ -375,15 +392,7 @@ Result<std::vector<LayerRecord>> MetaDb::unreferenced_layers() {
          "SELECT blob_digest, diff_id, media_type, blob_size, diff_size, COALESCE(content_size, -1) FROM layers "
          "WHERE blob_digest NOT IN (SELECT blob_digest FROM image_blobs) "
          "AND blob_digest NOT IN (SELECT blob_digest FROM cache_records) ORDER BY blob_digest");
-  std::vector<LayerRecord> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
-    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4), s.integer(5)});
-  }
-  return out;
+  return read_layers(s);
 }
 
 Result<std::vector<std::string>> MetaDb::blobs_of(const std::string& manifest_digest) {
@@ -395,15 +404,7 @@ Result<std::vector<std::string>> MetaDb::blobs_of(const std::string& manifest_di
 Result<std::vector<LayerRecord>> MetaDb::layers() {
   Stmt s(m_db, "SELECT blob_digest, diff_id, media_type, blob_size, diff_size, COALESCE(content_size, -1) "
                "FROM layers ORDER BY blob_digest");
-  std::vector<LayerRecord> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
-    out.push_back(LayerRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4), s.integer(5)});
-  }
-  return out;
+  return read_layers(s);
 }
 
 Result<std::vector<std::string>> MetaDb::integrity_problems() {
