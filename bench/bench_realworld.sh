@@ -19,7 +19,9 @@
 #   bk-dockerd        DOCKER_BUILDKIT=1 docker build --no-cache into dockerd
 #   imgbuild-tar      build --no-cache -o type=docker (a docker-load tarball)
 #   bk-0.22-tar       BuildKit v0.22 build --no-cache to a docker-load tarball
-#   floor             the shell commands
+#   floor             the shell commands plus the sha256 of each layer's tar
+#   work              the shell commands alone: work/bkd is the lowest i/bkd
+#                     any builder could reach here
 # and a push row per workload: a cold build pushed to a fresh repository of
 # a loopback docker-registry (imgbuild --push; dockerd: docker build + docker
 # push; v0.22: buildctl type=image,push=true).
@@ -102,6 +104,22 @@ floor_src() {
   cp -a "$WORK/ctx-src/src" "$f/src" && tar -C "$f" -c src | sha256sum >/dev/null
 }
 
+# work_W: the workload's own work alone (no layer, no hash): what no builder
+# can go below. work/bkd is the lowest cold-build ratio to dockerd's BuildKit
+# that any builder could reach on this machine.
+work_gobin() {
+  local f=$WORK/floor; rm -rf "$f"; mkdir -p "$f"
+  cp -a "$WORK/ctx-gobin/ctx" "$f/opt" && cp -a "$f/opt" "$f/opt2"
+}
+work_debs() {
+  local f=$WORK/floor; rm -rf "$f"; mkdir -p "$f/root"
+  for d in "$WORK"/ctx-debs/debs/*.deb; do busybox dpkg-deb -x "$d" "$f/root"; done
+}
+work_src() {
+  local f=$WORK/floor; rm -rf "$f"; mkdir -p "$f"
+  cp -a "$WORK/ctx-src/src" "$f/src"
+}
+
 # --- measuring ---------------------------------------------------------------------
 cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 now() { date +%s.%N; }
@@ -152,8 +170,8 @@ imgbuild_push() { "${IMG[@]}" build --no-cache --progress plain -t "$(fresh_ref 
 
 start_registry push
 echo "# imgbuild $IMGBUILD; $RUNS runs per cell (median wall s / machine CPU s); $(nproc) cores; $WORK"
-printf '%-8s %-14s %-14s %-14s %-14s %-14s %9s %9s %9s\n' workload imgbuild bk-dockerd imgbuild-tar \
-  bk-0.22-tar floor i/bkd it/bk22 i/floor
+printf '%-8s %-14s %-14s %-14s %-14s %-14s %-14s %9s %9s %9s %9s\n' workload imgbuild bk-dockerd imgbuild-tar \
+  bk-0.22-tar floor work i/bkd it/bk22 i/floor work/bkd
 for w in $WORKLOADS; do
   ctx="$WORK/ctx-$w"
   t="$TAG-$w:latest"
@@ -165,9 +183,10 @@ for w in $WORKLOADS; do
   read -r kw kc < <(measure bk-0.22 "prune_bk" -- "$BK/build" --no-cache --image "$BASE=$WORK/base-image.tar" \
     -o "$WORK/bk.tar" "$ctx")
   read -r fw fc < <(measure floor "rm -rf $WORK/floor" -- "floor_$w")
-  printf '%-8s %6.2f/%6.2f  %6.2f/%6.2f  %6.2f/%6.2f  %6.2f/%6.2f  %6.2f/%6.2f  %9s %9s %9s\n' "$w" \
-    "$iw" "$ic" "$dw" "$dc" "$tw" "$tc" "$kw" "$kc" "$fw" "$fc" \
-    "$(ratio "$iw" "$dw")" "$(ratio "$tw" "$kw")" "$(ratio "$iw" "$fw")"
+  read -r ww wc < <(measure work "rm -rf $WORK/floor" -- "work_$w")
+  printf '%-8s %6.2f/%6.2f  %6.2f/%6.2f  %6.2f/%6.2f  %6.2f/%6.2f  %6.2f/%6.2f  %6.2f/%6.2f  %9s %9s %9s %9s\n' "$w" \
+    "$iw" "$ic" "$dw" "$dc" "$tw" "$tc" "$kw" "$kc" "$fw" "$fc" "$ww" "$wc" \
+    "$(ratio "$iw" "$dw")" "$(ratio "$tw" "$kw")" "$(ratio "$iw" "$fw")" "$(ratio "$ww" "$dw")"
   read -r pw pc < <(measure "imgbuild push" "prune_imgbuild $t" -- imgbuild_push "$ctx")
   read -r qw qc < <(measure "dockerd push" "prune_docker $t" -- docker_push "$ctx" d)
   read -r rw rc < <(measure "v0.22 push" "prune_bk" -- bk022_push "$ctx" k)
@@ -182,4 +201,5 @@ for w in $WORKLOADS; do
   prune_docker "$t"
 done
 echo "i/bkd: imgbuild/dockerd BuildKit; it/bk22: imgbuild -o type=docker / BuildKit v0.22 to a tar"
+echo "work: the workload's commands alone (no layer, no hash); work/bkd: the lowest i/bkd any builder could reach"
 echo "(push rows: i/bkd = imgbuild/dockerd build+push, it/bk22 column = imgbuild/v0.22 build+push)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What rootless costs: bench_build's copy20k and stages6 built cold (fresh
 # store each run) and cached (the same build again) by imgbuild in each mode,
-# side by side in one run, as ratios to root on the host:
+# side by side in one run, as ratios to root on the host. The modes take
+# turns within each round (root, rootless, ctr-user, ctr-root, then again),
+# so a machine that slows down over the run slows every mode alike:
 #   root         root on the host (namespaces, overlay)
 #   rootless     a user with subordinate ids on the host (user namespace,
 #                overlay with userxattr)            -- issue 12 target ≤ 1.3×
@@ -46,10 +48,14 @@ mkdir -p "$R/usr/local/bin" "$R/bin" "$R/etc" "$R/tmp"
 chmod 1777 "$R/tmp"
 cp "$IMGBUILD" "$R/usr/local/bin/imgbuild"
 cp /usr/bin/newuidmap /usr/bin/newgidmap /bin/busybox "$R/bin/"
+# GNU date for nanosecond timestamps (busybox date has none); the container
+# modes are timed with it inside the container.
+mkdir -p "$R/opt/bench"
+cp /bin/date "$R/opt/bench/date"
 setcap cap_setuid=ep "$R/bin/newuidmap"
 setcap cap_setgid=ep "$R/bin/newgidmap"
 for a in $(/bin/busybox --list); do [[ $a == busybox ]] || ln -sf busybox "$R/bin/$a"; done
-for f in "$IMGBUILD" /usr/bin/newuidmap /usr/bin/newgidmap; do
+for f in "$IMGBUILD" /usr/bin/newuidmap /usr/bin/newgidmap /bin/date; do
   for l in $(ldd "$f" | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"; done
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nbuilder:x:%s:%s::/work:/bin/sh\n' "$TUID" "$TGID" >"$R/etc/passwd"
@@ -61,6 +67,9 @@ $DOCKER import "$WORK/ctr.tar" "$IMAGE" >/dev/null
 rm -rf "$R" "$WORK/ctr.tar"
 
 # --- the modes ---------------------------------------------------------------
+# Inside a container: run imgbuild and print its wall time last, on stderr.
+IN_CTR='t0=$(/opt/bench/date +%s.%N); imgbuild "$@"; rc=$?; t1=$(/opt/bench/date +%s.%N); echo "$t0 $t1" | awk "{printf \"%.4f\\n\", \$2 - \$1}" >&2; exit $rc'
+
 # run_mode MODE STORE ARGS…: imgbuild in MODE with --root STORE.
 run_mode() {
   local mode=$1 store=$2
@@ -70,8 +79,8 @@ run_mode() {
     rootless) setpriv --reuid="$TUID" --regid="$TGID" --clear-groups env HOME="$WORK" \
       "$IMGBUILD" --root "$store" "$@" ;;
     ctr-user) $DOCKER run --rm --network none --security-opt seccomp=unconfined --user "$TUID:$TGID" \
-      -v "$WORK:$WORK" -e HOME="$WORK" "$IMAGE" time -f %e imgbuild --root "$store" "$@" ;;
-    ctr-root) $DOCKER run --rm --network none -v "$WORK:$WORK" "$IMAGE" time -f %e imgbuild --root "$store" "$@" ;;
+      -v "$WORK:$WORK" -e HOME="$WORK" "$IMAGE" /bin/sh -c "$IN_CTR" sh --root "$store" "$@" ;;
+    ctr-root) $DOCKER run --rm --network none -v "$WORK:$WORK" "$IMAGE" /bin/sh -c "$IN_CTR" sh --root "$store" "$@" ;;
   esac
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -95,34 +104,40 @@ timed() {
   esac
 }
 
-# cold_and_cached MODE WORKLOAD: prints "cold cached" medians.
-cold_and_cached() {
-  local mode=$1 w=$2 colds=() cacheds=()
-  for _ in $(seq 1 "$RUNS"); do
-    local store=$WORK/store-$mode
-    rm -rf "$store"
-    mkdir -p "$store"
-    [[ $mode == root || $mode == ctr-root ]] || chown "$TUID:$TGID" "$store"
-    run_mode "$mode" "$store" import "$WORK/base.tar" "$BASE" >/dev/null 2>&1
-    sync
-    colds+=("$(timed "$mode" "$store" build --progress quiet "$WORK/ctx-$w")")
-    cacheds+=("$(timed "$mode" "$store" build --progress quiet "$WORK/ctx-$w")")
-  done
-  echo "$(printf '%s\n' "${colds[@]}" | median) $(printf '%s\n' "${cacheds[@]}" | median)"
-  rm -rf "$WORK/store-$mode"
+# one_round MODE WORKLOAD: prints "cold cached" of one fresh store.
+one_round() {
+  local mode=$1 w=$2 store=$WORK/store-$1
+  rm -rf "$store"
+  mkdir -p "$store"
+  [[ $mode == root || $mode == ctr-root ]] || chown "$TUID:$TGID" "$store"
+  run_mode "$mode" "$store" import "$WORK/base.tar" "$BASE" >/dev/null 2>&1
+  sync
+  local cold cached
+  cold=$(timed "$mode" "$store" build --progress quiet "$WORK/ctx-$w")
+  cached=$(timed "$mode" "$store" build --progress quiet "$WORK/ctx-$w")
+  rm -rf "$store"
+  echo "$cold $cached"
 }
 
-echo "# imgbuild $IMGBUILD; $RUNS runs per cell (median); $(nproc) cores; container modes timed inside the container"
+MODES="root rootless ctr-user ctr-root"
+echo "# imgbuild $IMGBUILD; $RUNS rounds (median), modes interleaved within each round; $(nproc) cores; container modes timed inside the container"
 printf '%-9s %-9s %9s %9s %9s %9s\n' workload mode cold cached cold/root cached/root
 for w in $WORKLOADS; do
-  read -r root_cold root_cached < <(cold_and_cached root "$w")
-  for mode in root rootless ctr-user ctr-root; do
-    if [[ $mode == root ]]; then
-      cold=$root_cold cached=$root_cached
-    else
-      read -r cold cached < <(cold_and_cached "$mode" "$w")
-    fi
+  declare -A colds=() cacheds=()
+  for _ in $(seq 1 "$RUNS"); do
+    for mode in $MODES; do
+      read -r c k < <(one_round "$mode" "$w")
+      colds[$mode]+="$c "
+      cacheds[$mode]+="$k "
+    done
+  done
+  root_cold=$(printf '%s\n' ${colds[root]} | median)
+  root_cached=$(printf '%s\n' ${cacheds[root]} | median)
+  for mode in $MODES; do
+    cold=$(printf '%s\n' ${colds[$mode]} | median)
+    cached=$(printf '%s\n' ${cacheds[$mode]} | median)
     printf '%-9s %-9s %8.2fs %8.3fs %9s %9s\n' "$w" "$mode" "$cold" "$cached" \
       "$(ratio "$cold" "$root_cold")" "$(ratio "$cached" "$root_cached")"
   done
+  unset colds cacheds
 done
