@@ -218,7 +218,7 @@ Result<SourceRoot> Build::filtered_root(const BuildContext& context, std::string
   out.filter = std::make_unique<TempTree>(dir);
   TRY(size_t n, write_whiteouts(context.root(), hidden, dir));
   (void)n;
-  TRY(out.view, m_snapshotter->prepare({fsys::path(context.dir()), dir}));
+  TRY(out.view, m_snapshotter->prepare_source({fsys::path(context.dir()), dir}));
   out.path = out.view->root();
   return out;
 }
@@ -261,7 +261,7 @@ Result<SourceRoot> Build::source_root(const std::string& from, const std::option
       break;
     }
   }
-  TRY(out.view, m_snapshotter->prepare(dirs));
+  TRY(out.view, m_snapshotter->prepare_source(dirs));
   out.path = out.view->root();
   return out;
 }

@@ -359,12 +359,14 @@ public:
   const stdfs::path& root() const override { return m_root; }
   const std::vector<stdfs::path>& parents() const override { return m_parents; }
 
-  Result<void> populate() {
-    // Lower hardlinks are not shared in the view: a RUN that writes one path
-    // of a pair changes that path alone, as under overlayfs (copy-up), so
-    // both snapshotters give the same layer.
+  // keep_links: a source view (prepare_source) keeps the files linked
+  // within a layer linked, as overlayfs shows them, so a COPY --from sees
+  // the pair. A writable view does not: a RUN that writes one path of a
+  // pair changes that path alone, as under overlayfs (copy-up), so both
+  // snapshotters give the same layer.
+  Result<void> populate(bool keep_links) {
     for (const stdfs::path& p : m_parents) {
-      TRY_VOID(merge_layer(p, m_root, false));
+      TRY_VOID(merge_layer(p, m_root, keep_links));
     }
     TRY(Baseline b, Baseline::record(m_root));
     m_base = std::move(b);
@@ -421,6 +423,14 @@ public:
   std::string_view name() const override { return "copy"; }
 
   Result<std::unique_ptr<View>> prepare(const std::vector<stdfs::path>& parents) override {
+    return make_view(parents, false);
+  }
+  Result<std::unique_ptr<View>> prepare_source(const std::vector<stdfs::path>& parents) override {
+    return make_view(parents, true);
+  }
+
+private:
+  Result<std::unique_ptr<View>> make_view(const std::vector<stdfs::path>& parents, bool keep_links) {
     TRY(size_t ignored, cleanup_stale(m_config));
     (void)ignored;
     const std::string id = new_view_id();
@@ -433,11 +443,10 @@ public:
       return fail(Errc::io, "cannot create view " + dir.string() + ": " + ec.message());
     }
     auto view = std::make_unique<CopyView>(id, dir, parents, std::move(record));
-    TRY_VOID(view->populate());
+    TRY_VOID(view->populate(keep_links));
     return std::unique_ptr<View>(std::move(view));
   }
 
-private:
   SnapshotterConfig m_config;
 };
 

@@ -86,6 +86,10 @@ void View::note_written(const std::vector<std::string>& paths) {
   }
 }
 
+Result<std::unique_ptr<View>> Snapshotter::prepare_source(const std::vector<std::filesystem::path>& parents) {
+  return prepare(parents);
+}
+
 Result<std::unique_ptr<View>> Snapshotter::prepare_over(const std::vector<std::filesystem::path>& parents,
                                                         const std::filesystem::path& upper) {
   TRY(std::unique_ptr<View> view, prepare(parents));
@@ -183,27 +187,40 @@ public:
     return m_real ? m_real->name() : std::string_view();
   }
 
+  // Every way of preparing goes to the real snapshotter: its own
+  // prepare_source (copy keeps hardlinks) and prepare_over (overlay mounts
+  // the kept upper in place) differ from the base class's.
   Result<std::unique_ptr<View>> prepare(const std::vector<stdfs::path>& parents) override {
-    Snapshotter* real = nullptr;
-    {
-      std::lock_guard lock(m_mu);
-      if (!m_real) {
-        if (m_error) {
-          return fail(*m_error);
-        }
-        auto made = make_snapshotter(m_kind, m_config);
-        if (!made) {
-          m_error = made.error();
-          return fail(std::move(made).error());
-        }
-        m_real = std::move(*made);
-      }
-      real = m_real.get();
-    }
-    return real->prepare(parents);
+    TRY(Snapshotter * r, real());
+    return r->prepare(parents);
+  }
+  Result<std::unique_ptr<View>> prepare_source(const std::vector<stdfs::path>& parents) override {
+    TRY(Snapshotter * r, real());
+    return r->prepare_source(parents);
+  }
+  Result<std::unique_ptr<View>> prepare_over(const std::vector<stdfs::path>& parents,
+                                             const stdfs::path& upper) override {
+    TRY(Snapshotter * r, real());
+    return r->prepare_over(parents, upper);
   }
 
 private:
+  Result<Snapshotter*> real() {
+    std::lock_guard lock(m_mu);
+    if (!m_real) {
+      if (m_error) {
+        return fail(*m_error);
+      }
+      auto made = make_snapshotter(m_kind, m_config);
+      if (!made) {
+        m_error = made.error();
+        return fail(std::move(made).error());
+      }
+      m_real = std::move(*made);
+    }
+    return m_real.get();
+  }
+
   std::string m_kind;
   SnapshotterConfig m_config;
   mutable std::mutex m_mu;

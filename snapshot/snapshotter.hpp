@@ -98,6 +98,12 @@ public:
   /// A writable view over parents (layer directories, lowest first; empty
   /// for an empty root). Cleans up what killed processes left first.
   virtual Result<std::unique_ptr<View>> prepare(const std::vector<std::filesystem::path>& parents) = 0;
+  /// A view read as a source (COPY --from, a RUN --mount from=…, the build
+  /// context): as prepare(), but files hardlinked within a layer stay linked
+  /// in root(), as an overlay mount shows them (a write through one path of
+  /// a pair shows at the other: such a view is never committed). The
+  /// default is prepare(), which overlay gives already.
+  virtual Result<std::unique_ptr<View>> prepare_source(const std::vector<std::filesystem::path>& parents);
   /// A writable view over parents whose changes start as those in `upper`,
   /// an upper directory that an earlier view's commit left (a kept
   /// container's): changes() and commit() then cover the earlier changes and

@@ -531,3 +531,39 @@ TEST_CASE("the copy snapshotter's changes hold written paths even when nothing a
   CHECK_FALSE(fs::exists(upper2 / "app" / "b.txt"));
   CHECK_FALSE(fs::exists(upper2 / "not"));
 }
+
+TEST_CASE("a source view shows a layer's hardlinked pair as one file, as overlay does", "[snapshot]") {
+  Env env;
+  fs::path l0 = env.layers / "l0";
+  write(l0 / "pair" / "a", "linked");
+  fs::create_hard_link(l0 / "pair" / "a", l0 / "pair" / "b");
+  auto ino = [](const fs::path& p) {
+    struct stat st {};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    return std::make_pair(st.st_ino, st.st_nlink);
+  };
+  for (const char* kind : {"overlay", "copy"}) {
+    INFO(kind);
+    auto s = env.make(kind);
+    auto src = s->prepare_source({l0});
+    REQUIRE(src);
+    const fs::path root = src.value()->root();
+    CHECK(ino(root / "pair" / "a") == ino(root / "pair" / "b"));
+    CHECK(ino(root / "pair" / "a").second == 2);
+    REQUIRE(src.value()->remove());
+  }
+  // The builder's lazily made snapshotter hands prepare_source on.
+  auto lazy = make_lazy_snapshotter("copy", env.config);
+  REQUIRE(lazy);
+  auto lazy_src = lazy.value()->prepare_source({l0});
+  REQUIRE(lazy_src);
+  CHECK(ino(lazy_src.value()->root() / "pair" / "a") == ino(lazy_src.value()->root() / "pair" / "b"));
+  REQUIRE(lazy_src.value()->remove());
+  // A writable copy view breaks the pair (a write to one path must change
+  // that path alone, as overlay's copy-up does).
+  auto s = env.make("copy");
+  auto view = s->prepare({l0});
+  REQUIRE(view);
+  CHECK(ino(view.value()->root() / "pair" / "a").first != ino(view.value()->root() / "pair" / "b").first);
+  REQUIRE(view.value()->remove());
+}
