@@ -365,12 +365,18 @@ Result<BuildContext> BuildContext::open(const ContextOptions& options) {
       c.m_dockerfile_name = "-";
     }
   } else {
-    TRY(c.m_root, fs::Root::open(options.context));
-    c.m_dir = options.context;
+    // As buildx words it; checked first, so that a mistyped context (or a
+    // subcommand taken for one) is named as such.
     struct stat st {};
-    if (::stat(options.context.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (::stat(options.context.c_str(), &st) != 0) {
+      return fail(Errc::not_found, fmt::format("unable to prepare context: path {} not found",
+                                               str::go_quote(options.context)));
+    }
+    if (!S_ISDIR(st.st_mode)) {
       return fail(Errc::invalid_argument, fmt::format("context {} is not a directory", options.context));
     }
+    TRY(c.m_root, fs::Root::open(options.context));
+    c.m_dir = options.context;
     if (options.dockerfile == "-") {
       TRY(c.m_dockerfile_text, read_all_fd(options.stdin_fd, "the Dockerfile from stdin"));
       c.m_dockerfile_name = "-";

@@ -121,6 +121,19 @@ TEST_CASE("parse, check and build refuse a Dockerfile over the size limit, namin
   check_error(r, "larger than the limit of " + k_limit + " bytes");
 }
 
+TEST_CASE("a build context that does not exist is named as buildx names it", "[integration]") {
+  TempDir work;
+  fs::path root = work.path / "store";
+  // Also what a global flag's misplaced value gives: `imgbuild --snapshotter
+  // copy build .` takes "build" for the context of the default command.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"build", (work.path / "nowhere").string()},
+        std::vector<std::string>{(work.path / "nowhere").string()}}) {
+    RunResult r = run_bounded(root, args);
+    check_error(r, "unable to prepare context: path \"" + (work.path / "nowhere").string() + "\" not found");
+  }
+}
+
 TEST_CASE("parse -f of a directory says it is a directory", "[integration]") {
   TempDir work;
   for (const char* cmd : {"parse", "check"}) {
