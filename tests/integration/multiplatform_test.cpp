@@ -15,7 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "builder/platform_outputs.hpp"
 #include "harness.hpp"
+#include "image/archive.hpp"
+#include "image/store.hpp"
+#include "util/fd.hpp"
+#include "util/output.hpp"
 #include "support/registry_fixture.hpp"
 #include "support/require.hpp"
 
@@ -297,4 +302,104 @@ TEST_CASE("push of a multi-platform image, pull --platform and --all-platforms, 
   RunResult rmi = ok(run_imgbuild(all, {"rmi", dest}));
   CHECK(contains(rmi.out, "Deleted: " + pushed));
   CHECK(fs::is_empty(all / "blobs" / "sha256"));
+}
+
+TEST_CASE("outputs of a multi-platform image: oci tar of the index, local and tar per platform, docker refused",
+          "[integration][multiplatform][outputs]") {
+  using namespace imgbuild;
+  TempDir t;
+  fs::path root = t.path / "store";
+  std::string digest = make_multi(root, t.path / "work", "multi:1");
+  auto store = image::ImageStore::open(root);
+  REQUIRE(store);
+  auto rec = (*store)->resolve_target("multi:1");
+  REQUIRE(rec);
+  REQUIRE(rec->is_index());
+
+  // type=oci: one OCI layout tar naming the index; layers gzip'ed, so the
+  // platform manifests and the index are rewritten; the same twice.
+  auto write_oci = [&](const fs::path& dest) {
+    auto out = output::File::open(dest.string());
+    REQUIRE(out);
+    image::SaveOptions opts;
+    opts.format = image::SaveFormat::oci;
+    opts.compression = image::LayerCompression{};
+    auto saved = image::save_archive(**store, {image::SaveItem{*rec, *image::parse_reference("multi:1")}}, out->fd(),
+                                     opts);
+    INFO((saved ? "" : saved.error().message));
+    REQUIRE(saved);
+    REQUIRE(out->commit());
+  };
+  fs::path oci = t.path / "oci.tar";
+  write_oci(oci);
+  write_oci(t.path / "oci2.tar");
+  CHECK(read_file(oci) == read_file(t.path / "oci2.tar"));
+  fs::path x = t.path / "x";
+  fs::create_directories(x);
+  ok(run_sh("tar -xf " + sh_quote(oci.string()) + " -C " + sh_quote(x.string())));
+  CHECK_FALSE(fs::exists(x / "manifest.json"));
+  json layout_index = json::parse(read_file(x / "index.json"));
+  REQUIRE(layout_index["manifests"].size() == 1);
+  CHECK(layout_index["manifests"][0]["mediaType"] == "application/vnd.oci.image.index.v1+json");
+  std::string oci_digest = layout_index["manifests"][0]["digest"];
+  CHECK(oci_digest != digest);  // its manifests name gzip'ed layers
+  json index = json::parse(read_file(x / "blobs" / "sha256" / oci_digest.substr(7)));
+  REQUIRE(index["manifests"].size() == 2);
+  for (const auto& m : index["manifests"]) {
+    json manifest = json::parse(read_file(x / "blobs" / "sha256" / m["digest"].get<std::string>().substr(7)));
+    CHECK(manifest["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip");
+  }
+  CHECK(index["manifests"][1]["platform"]["architecture"] == "arm64");
+  if (imgbuild::test::have_tool("skopeo")) {
+    RunResult raw = ok(run_sh("skopeo inspect --raw oci-archive:" + sh_quote(oci.string())));
+    CHECK(json::parse(raw.out) == index);
+    RunResult cfg = ok(run_sh("skopeo --override-arch arm64 inspect --config oci-archive:" + sh_quote(oci.string())));
+    CHECK(json::parse(cfg.out)["architecture"] == "arm64");
+  }
+
+  // type=local: one directory per platform, named as buildx names them.
+  fs::path local = t.path / "local";
+  auto exported = builder::export_index_rootfs(**store, *rec, local);
+  INFO((exported ? "" : exported.error().message));
+  REQUIRE(exported);
+  CHECK(fs::is_regular_file(local / "linux_amd64" / "bin" / "busybox"));
+  CHECK(fs::is_regular_file(local / "linux_arm64" / "etc" / "passwd"));
+  std::vector<std::string> dirs;
+  for (const auto& e : fs::directory_iterator(local)) {
+    dirs.push_back(e.path().filename().string());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  CHECK(dirs == std::vector<std::string>{"linux_amd64", "linux_arm64"});
+
+  // type=tar: the same tree as one tar.
+  fs::path tarball = t.path / "rootfs.tar";
+  {
+    auto out = output::File::open(tarball.string());
+    REQUIRE(out);
+    int fd = out->fd();
+    auto written = builder::export_index_tar(**store, *rec, t.path / "scratch", [fd, &tarball](const void* d, size_t n) {
+      return output::write_all(fd, d, n, tarball.string());
+    });
+    INFO((written ? "" : written.error().message));
+    REQUIRE(written);
+    REQUIRE(out->commit());
+  }
+  CHECK_FALSE(fs::exists(t.path / "scratch"));
+  RunResult list = ok(run_sh("tar -tf " + sh_quote(tarball.string())));
+  CHECK(contains(list.out, "linux_amd64/bin/busybox\n"));
+  CHECK(contains(list.out, "linux_arm64/etc/passwd\n"));
+
+  // type=docker with two platforms: buildx's error; one platform is fine.
+  auto docker = builder::check_docker_output(2);
+  REQUIRE_FALSE(docker);
+  CHECK(docker.error().message == "docker exporter does not currently support exporting manifest lists");
+  CHECK(builder::check_docker_output(1));
+
+  image::Platform arm;
+  arm.os = "linux";
+  arm.architecture = "arm";
+  CHECK(builder::platform_dir_name(arm) == "linux_arm_v7");
+  arm.architecture = "arm64";
+  arm.variant = "v8";
+  CHECK(builder::platform_dir_name(arm) == "linux_arm64");
 }
