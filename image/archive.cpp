@@ -1264,10 +1264,15 @@ private:
         return bad_archive(m_label, "indexes nested too deep");
       }
       TRY(Index idx, parse_index(bytes, what));
-      if (depth == 0) {
+      bool has_platform_image = std::any_of(idx.manifests.begin(), idx.manifests.end(), [&](const Descriptor& m) {
+        return m_staging.has(m.digest) && media_kind(m.media_type) == MediaKind::manifest && m.platform &&
+               m.platform->os != "unknown";
+      });
+      if (depth == 0 && has_platform_image) {
         // A multi-platform image: every platform image the archive holds is
         // loaded and the index is kept under the entry's names (platforms
-        // the archive lacks stay listed in the index only).
+        // the archive lacks stay listed in the index only). An index
+        // without platforms, or of indexes, gives one image as before.
         NewIndex rec;
         rec.digest = d.digest;
         rec.media_type = d.media_type;
@@ -1280,9 +1285,6 @@ private:
           }
           TRY_VOID(add_manifest(m, {}, depth + 1));
           rec.children.push_back(IndexChildRecord{static_cast<int>(i), m.digest, platform_text(descriptor_platform(m))});
-        }
-        if (rec.children.empty()) {
-          return bad_archive(m_label, fmt::format("index {} lists no platform image present in the archive", d.digest));
         }
         auto same = std::find_if(m_indexes.begin(), m_indexes.end(), [&](const NewIndex& x) { return x.digest == rec.digest; });
         if (same == m_indexes.end()) {

@@ -146,7 +146,7 @@ Result<ImageRecord> ImageStore::select_platform(const ImageRecord& rec, const st
     }
     TRY(LoadedImage img, load(rec));
     Platform have = config_platform(img.config);
-    if (!platform_matches(have, *platform)) {
+    if (!have.architecture.empty() && !platform_matches(have, *platform)) {  // no platform recorded: any
       return fail(Errc::not_found, fmt::format("image {} is for platform {}, not {}", arg, platform_text(have),
                                                platform_text(*platform)));
     }

@@ -295,7 +295,10 @@ TEST_CASE("push of a multi-platform image, pull --platform and --all-platforms, 
   CHECK(inspect(all, {"--platform", "linux/amd64", dest})["Architecture"] == "amd64");
   CHECK(lines(ok(run_imgbuild(all, {"images", "-q"})).out).size() == 1);
   ok(run_imgbuild(all, {"system", "check"}));
-  ok(run_imgbuild(all, {"push", dest, registry.host() + "/imgbuild-test/copy:1"}));
+  // To another repository of the same registry: the layers are mounted.
+  RunResult copy_push = ok(run_imgbuild(all, {"push", dest, registry.host() + "/imgbuild-test/copy:1"}));
+  CHECK(contains(copy_push.out, "Mounted from imgbuild-test/multi"));
+  CHECK_FALSE(contains(copy_push.out, ": Pushed"));
   RunResult copy = ok(run_sh("skopeo inspect --raw --tls-verify=false docker://" +
                              sh_quote(registry.host() + "/imgbuild-test/copy:1")));
   CHECK(copy.out == raw.out);

@@ -108,7 +108,7 @@ TEST_CASE("platform_matches: aliases and default variants", "[image][index]") {
   CHECK_FALSE(parse_platform_text("a/b/c/d"));
 }
 
-TEST_CASE("store: a name on an index resolves per platform; rmi and prune treat the index as one image",
+TEST_CASE("store: a name on an index resolves per platform, rmi and prune treat the index as one image",
           "[image][index]") {
   ScratchDir dir;
   auto store = ImageStore::open(dir.path());
