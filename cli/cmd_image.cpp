@@ -187,6 +187,7 @@ struct LsOptions {
   std::string format;
   std::string repository;
   bool all = false;
+  bool tree = false;
   std::vector<std::string> filters;
 };
 
@@ -233,12 +234,82 @@ LsFilter parse_filters(const std::vector<std::string>& filters) {
   return f;
 }
 
+// One row of `images`.
+struct LsRow {
+  std::string repo, tag, digest, id, created, size, created_at;
+};
+
+// images --tree: each image, and below a multi-platform image every
+// platform its index lists, with the platform manifest's short digest and
+// content size (0B and "not in the store" for one the store lacks), as
+// docker's `image ls --tree` lays them out.
+void print_tree(ImageStore& store, const std::vector<LsRow>& rows, bool no_trunc) {
+  std::vector<std::vector<std::string>> table{{"IMAGE", "ID", "SIZE", "EXTRA"}};
+  for (const auto& r : rows) {
+    table.push_back({r.tag == "<none>" ? r.repo : r.repo + ":" + r.tag, r.id, r.size, ""});
+    std::optional<ImageRecord> rec = unwrap(store.db().image(r.digest));
+    if (!rec || !rec->is_index()) {
+      continue;
+    }
+    image::LoadedIndex idx = unwrap(image::load_index(store, *rec));
+    std::vector<std::vector<std::string>> children;
+    for (size_t i = 0; i < idx.index.manifests.size(); ++i) {
+      const image::Descriptor& d = idx.index.manifests[i];
+      if (!d.platform || d.platform->os == "unknown") {
+        continue;
+      }
+      std::string id = no_trunc ? d.digest : short_id(d.digest);
+      auto held = std::find_if(idx.children.begin(), idx.children.end(),
+                               [&](const image::IndexChildRecord& c) { return static_cast<size_t>(c.position) == i; });
+      std::string size = "0B";
+      std::string extra = "not in the store";
+      if (held != idx.children.end()) {
+        std::optional<ImageRecord> child = unwrap(store.db().image(held->manifest_digest));
+        if (child) {
+          size = size3(unwrap(store.content_size(*child)));
+          extra.clear();
+        }
+      }
+      children.push_back({image::platform_text(image::descriptor_platform(d)), id, size, extra});
+    }
+    for (size_t i = 0; i < children.size(); ++i) {
+      children[i][0] = (i + 1 == children.size() ? "└─ " : "├─ ") + children[i][0];
+      table.push_back(children[i]);
+    }
+  }
+  // format_table's layout, with widths in characters ("├─" is 6 bytes).
+  auto chars = [](const std::string& text) {
+    return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+      return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    }));
+  };
+  std::vector<size_t> widths(table.front().size(), 0);
+  for (const auto& row : table) {
+    for (size_t c = 0; c < row.size(); ++c) {
+      widths[c] = std::max(widths[c], chars(row[c]));
+    }
+  }
+  std::string out;
+  for (const auto& row : table) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) {
+        line.append(std::max<size_t>(widths[c] + 3, 10) - chars(row[c]), ' ');
+      }
+    }
+    while (!line.empty() && line.back() == ' ') {
+      line.pop_back();
+    }
+    out += line + "\n";
+  }
+  std::fputs(out.c_str(), stdout);
+}
+
 void run_ls(Context& ctx, const LsOptions& opt) {
   auto store = open_store(ctx);
   std::vector<ImageRecord> images = unwrap(store->db().images());
-  struct Row {
-    std::string repo, tag, digest, id, created, size, created_at;
-  };
+  using Row = LsRow;
   std::vector<Row> rows;
   std::optional<Reference> filter;
   if (!opt.repository.empty()) {
@@ -283,6 +354,10 @@ void run_ls(Context& ctx, const LsOptions& opt) {
     } else if (!any && !name_filter && !has_tags) {
       add(names.front().familiar_name(), "<none>");
     }
+  }
+  if (opt.tree && !opt.quiet) {
+    print_tree(*store, rows, opt.no_trunc);
+    return;
   }
   if (opt.quiet) {
     for (const auto& r : rows) {
@@ -336,6 +411,7 @@ void add_ls(CLI::App* sub, Context& ctx) {
   sub->add_option("repository", opt->repository, "Only images of this repository[:tag]");
   sub->add_flag("-a,--all", opt->all, "Show all images (imgbuild keeps no intermediate images)");
   sub->add_option("-f,--filter", opt->filters, "Filter: dangling=true|false, reference=PATTERN");
+  sub->add_flag("--tree", opt->tree, "List the platforms of multi-platform images below them");
   sub->callback([&ctx, opt]() { run_ls(ctx, *opt); });
 }
 

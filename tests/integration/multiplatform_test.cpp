@@ -138,6 +138,16 @@ TEST_CASE("manifest create: one index of two platforms, listed once, selected pe
   REQUIRE(rows.size() == 2);
   CHECK(contains(rows[1], "multi"));
   CHECK(contains(rows[1], digest.substr(7, 12)));
+  // --tree: the platforms below it, with their manifest digests.
+  RunResult tree = ok(run_imgbuild(root, {"images", "--tree", "multi"}));
+  std::vector<std::string> tree_rows = lines(tree.out);
+  REQUIRE(tree_rows.size() == 4);
+  CHECK(tree_rows[0].rfind("IMAGE", 0) == 0);
+  CHECK(tree_rows[1].rfind("multi:1 ", 0) == 0);
+  CHECK(tree_rows[2].rfind("├─ linux/amd64 ", 0) == 0);
+  CHECK(contains(tree_rows[2], index["manifests"][0]["digest"].get<std::string>().substr(7, 12)));
+  CHECK(tree_rows[3].rfind("└─ linux/arm64/v8 ", 0) == 0);
+  CHECK_FALSE(contains(tree.out, "not in the store"));
 
   // inspect: the ID is the index's; --platform selects, the host's by default.
   json arm = inspect(root, {"--platform", "linux/arm64", "multi:1"});
@@ -274,6 +284,10 @@ TEST_CASE("push of a multi-platform image, pull --platform and --all-platforms, 
   CHECK(arm["Architecture"] == "arm64");  // the host's is not there: the one that is
   CHECK(arm["Id"] == pushed);
   CHECK(arm["RepoDigests"] == json::array({registry.host() + "/imgbuild-test/multi@" + pushed}));
+  RunResult one_tree = ok(run_imgbuild(one, {"images", "--tree"}));
+  CHECK(contains(one_tree.out, "├─ linux/amd64"));
+  CHECK(contains(one_tree.out, "not in the store"));
+  CHECK(lines(one_tree.out).size() == 4);
   RunResult absent = run_imgbuild(one, {"inspect", "--platform", "linux/amd64", dest});
   CHECK(absent.status == 1);
   CHECK(contains(absent.err, "platform linux/amd64 is listed in its index but not in the store"));
