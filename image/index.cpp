@@ -177,24 +177,29 @@ Result<IndexEntry> index_entry_of(ImageStore& store, const ImageRecord& rec) {
                     config_platform(img.config)};
 }
 
-Result<CommittedIndex> commit_index(ImageStore& store, const std::vector<IndexEntry>& entries,
-                                    const std::vector<Reference>& names) {
-  TRY(std::string bytes, make_index(entries));
-  TRY(auto staging, Staging::create(store.content()));
-  TRY(std::string digest, staging->put(bytes));
-  NewIndex idx;
-  idx.digest = digest;
-  idx.media_type = std::string(media::oci_index);
-  idx.names = names;
+Result<StagedIndex> stage_index(Staging& staging, const std::vector<IndexEntry>& entries,
+                                const std::vector<Reference>& names) {
+  StagedIndex out;
+  TRY(out.bytes, make_index(entries));
+  TRY(out.index.digest, staging.put(out.bytes));
+  out.index.media_type = std::string(media::oci_index);
+  out.index.names = names;
   for (size_t i = 0; i < entries.size(); ++i) {
     Platform p = entries[i].platform;
     if (p.variant.empty() && p.architecture == "arm64") {
       p.variant = "v8";
     }
-    idx.children.push_back(IndexChildRecord{static_cast<int>(i), entries[i].manifest_digest, platform_text(p)});
+    out.index.children.push_back(IndexChildRecord{static_cast<int>(i), entries[i].manifest_digest, platform_text(p)});
   }
-  TRY_VOID(store.commit(*staging, {}, {idx}));
-  return CommittedIndex{digest, bytes};
+  return out;
+}
+
+Result<CommittedIndex> commit_index(ImageStore& store, const std::vector<IndexEntry>& entries,
+                                    const std::vector<Reference>& names) {
+  TRY(auto staging, Staging::create(store.content()));
+  TRY(StagedIndex staged, stage_index(*staging, entries, names));
+  TRY_VOID(store.commit(*staging, {}, {staged.index}));
+  return CommittedIndex{staged.index.digest, staged.bytes};
 }
 
 Result<LoadedIndex> load_index(ImageStore& store, const ImageRecord& rec) {

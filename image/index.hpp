@@ -68,6 +68,18 @@ struct CommittedIndex {
   std::string bytes;
 };
 
+/// An index staged for ImageStore::commit.
+struct StagedIndex {
+  NewIndex index;     ///< ready for commit(staging, images, {index})
+  std::string bytes;  ///< the document (its sha256 is index.digest)
+};
+
+/// Makes the index of `entries` (see make_index) and puts it in `staging`,
+/// for platform images not committed yet: commit them and the index in one
+/// ImageStore::commit(staging, images, {staged.index}).
+Result<StagedIndex> stage_index(Staging& staging, const std::vector<IndexEntry>& entries,
+                                const std::vector<Reference>& names);
+
 /// Makes the index of `entries` (see make_index; every manifest must be an
 /// image of the store) and commits it under `names` in one transaction: the
 /// names then point at the index, and the index keeps its platform images.

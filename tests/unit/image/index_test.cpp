@@ -177,3 +177,37 @@ TEST_CASE("commit_index refuses a manifest the store does not hold", "[image][in
   REQUIRE_FALSE(r);
   CHECK_FALSE((*store)->resolve("ghost:1"));
 }
+
+TEST_CASE("stage_index commits with platform images not committed before", "[image][index]") {
+  ScratchDir dir;
+  auto store = ImageStore::open(dir.path());
+  REQUIRE(store);
+  ImageStore& s = **store;
+  ImageConfig cfg;
+  cfg.os = "linux";
+  cfg.architecture = "arm64";
+  std::string cfg_bytes = serialize(cfg);
+  Manifest m;
+  m.media_type = std::string(media::oci_manifest);
+  m.config.media_type = std::string(media::oci_config);
+  m.config.digest = sha256(cfg_bytes).str();
+  m.config.size = static_cast<int64_t>(cfg_bytes.size());
+  std::string m_bytes = serialize(m);
+  auto staging = Staging::create(s.content());
+  REQUIRE(staging);
+  REQUIRE((*staging)->put(cfg_bytes));
+  auto digest = (*staging)->put(m_bytes);
+  REQUIRE(digest);
+  NewImage img;
+  img.manifest_digest = *digest;
+  img.media_type = m.media_type;
+  img.config_digest = m.config.digest;
+  auto staged = stage_index(**staging, {{*digest, m.media_type, static_cast<int64_t>(m_bytes.size()), config_platform(cfg)}},
+                            {*parse_reference("built:1")});
+  REQUIRE(staged);
+  REQUIRE(s.commit(**staging, {img}, {staged->index}));
+  auto rec = s.resolve("built:1", plat("linux", "arm64"));
+  REQUIRE(rec);
+  CHECK(rec->manifest_digest == *digest);
+  CHECK(s.content().has(staged->index.digest));
+}
