@@ -22,6 +22,7 @@
 #include "cli/commands.hpp"
 #include "cli/image_common.hpp"
 #include "cli/report.hpp"
+#include "image/index.hpp"
 #include "image/json.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
@@ -169,6 +170,14 @@ std::optional<image::ContainerConfig> stored_image_config(image::ImageStore& sto
 
 namespace {
 
+// --platform of inspect and history: none when not given.
+std::optional<image::Platform> platform_flag(const std::string& text) {
+  if (text.empty()) {
+    return std::nullopt;
+  }
+  return unwrap(image::parse_platform_text(text));
+}
+
 // ---- images / image ls -------------------------------------------------------
 
 struct LsOptions {
@@ -178,6 +187,7 @@ struct LsOptions {
   std::string format;
   std::string repository;
   bool all = false;
+  bool tree = false;
   std::vector<std::string> filters;
 };
 
@@ -224,12 +234,82 @@ LsFilter parse_filters(const std::vector<std::string>& filters) {
   return f;
 }
 
+// One row of `images`.
+struct LsRow {
+  std::string repo, tag, digest, id, created, size, created_at;
+};
+
+// images --tree: each image, and below a multi-platform image every
+// platform its index lists, with the platform manifest's short digest and
+// content size (0B and "not in the store" for one the store lacks), as
+// docker's `image ls --tree` lays them out.
+void print_tree(ImageStore& store, const std::vector<LsRow>& rows, bool no_trunc) {
+  std::vector<std::vector<std::string>> table{{"IMAGE", "ID", "SIZE", "EXTRA"}};
+  for (const auto& r : rows) {
+    table.push_back({r.tag == "<none>" ? r.repo : r.repo + ":" + r.tag, r.id, r.size, ""});
+    std::optional<ImageRecord> rec = unwrap(store.db().image(r.digest));
+    if (!rec || !rec->is_index()) {
+      continue;
+    }
+    image::LoadedIndex idx = unwrap(image::load_index(store, *rec));
+    std::vector<std::vector<std::string>> children;
+    for (size_t i = 0; i < idx.index.manifests.size(); ++i) {
+      const image::Descriptor& d = idx.index.manifests[i];
+      if (!d.platform || d.platform->os == "unknown") {
+        continue;
+      }
+      std::string id = no_trunc ? d.digest : short_id(d.digest);
+      auto held = std::find_if(idx.children.begin(), idx.children.end(),
+                               [&](const image::IndexChildRecord& c) { return static_cast<size_t>(c.position) == i; });
+      std::string size = "0B";
+      std::string extra = "not in the store";
+      if (held != idx.children.end()) {
+        std::optional<ImageRecord> child = unwrap(store.db().image(held->manifest_digest));
+        if (child) {
+          size = size3(unwrap(store.content_size(*child)));
+          extra.clear();
+        }
+      }
+      children.push_back({image::platform_text(image::descriptor_platform(d)), id, size, extra});
+    }
+    for (size_t i = 0; i < children.size(); ++i) {
+      children[i][0] = (i + 1 == children.size() ? "└─ " : "├─ ") + children[i][0];
+      table.push_back(children[i]);
+    }
+  }
+  // format_table's layout, with widths in characters ("├─" is 6 bytes).
+  auto chars = [](const std::string& text) {
+    return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+      return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    }));
+  };
+  std::vector<size_t> widths(table.front().size(), 0);
+  for (const auto& row : table) {
+    for (size_t c = 0; c < row.size(); ++c) {
+      widths[c] = std::max(widths[c], chars(row[c]));
+    }
+  }
+  std::string out;
+  for (const auto& row : table) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) {
+        line.append(std::max<size_t>(widths[c] + 3, 10) - chars(row[c]), ' ');
+      }
+    }
+    while (!line.empty() && line.back() == ' ') {
+      line.pop_back();
+    }
+    out += line + "\n";
+  }
+  std::fputs(out.c_str(), stdout);
+}
+
 void run_ls(Context& ctx, const LsOptions& opt) {
   auto store = open_store(ctx);
   std::vector<ImageRecord> images = unwrap(store->db().images());
-  struct Row {
-    std::string repo, tag, digest, id, created, size, created_at;
-  };
+  using Row = LsRow;
   std::vector<Row> rows;
   std::optional<Reference> filter;
   if (!opt.repository.empty()) {
@@ -238,6 +318,12 @@ void run_ls(Context& ctx, const LsOptions& opt) {
   LsFilter lf = parse_filters(opt.filters);
   for (const auto& rec : images) {
     std::vector<Reference> names = unwrap(store->names_of(rec.manifest_digest));
+    // A platform image of a multi-platform image is listed as part of it
+    // (one row per index, as docker's containerd store), unless it has a
+    // name of its own.
+    if (names.empty() && !unwrap(store->db().indexes_of(rec.manifest_digest)).empty()) {
+      continue;
+    }
     bool has_tags = std::any_of(names.begin(), names.end(), [](const Reference& r) { return !r.tag.empty(); });
     if (!lf.keeps_image(has_tags)) {
       continue;
@@ -268,6 +354,10 @@ void run_ls(Context& ctx, const LsOptions& opt) {
     } else if (!any && !name_filter && !has_tags) {
       add(names.front().familiar_name(), "<none>");
     }
+  }
+  if (opt.tree && !opt.quiet) {
+    print_tree(*store, rows, opt.no_trunc);
+    return;
   }
   if (opt.quiet) {
     for (const auto& r : rows) {
@@ -321,6 +411,7 @@ void add_ls(CLI::App* sub, Context& ctx) {
   sub->add_option("repository", opt->repository, "Only images of this repository[:tag]");
   sub->add_flag("-a,--all", opt->all, "Show all images (imgbuild keeps no intermediate images)");
   sub->add_option("-f,--filter", opt->filters, "Filter: dangling=true|false, reference=PATTERN");
+  sub->add_flag("--tree", opt->tree, "List the platforms of multi-platform images below them");
   sub->callback([&ctx, opt]() { run_ls(ctx, *opt); });
 }
 
@@ -392,17 +483,22 @@ std::string rfc3339_utc(int64_t t) {
   return buf;
 }
 
-void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::string& format) {
+void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::string& format,
+                 const std::string& platform_text) {
   auto store = open_store(ctx);
+  std::optional<image::Platform> platform = platform_flag(platform_text);
   ojson out = ojson::array();
   std::vector<std::string> missing;
   for (const auto& arg : args) {
-    auto rec = store->resolve(arg);
-    if (!rec) {
-      missing.push_back(rec.error().to_string());
+    // A multi-platform image: its ID and names are the index's, the rest
+    // is the selected platform's image (the host's unless --platform).
+    auto rec = store->resolve_target(arg);
+    Result<ImageRecord> selected = rec ? store->select_platform(*rec, platform, arg) : rec;
+    if (!selected) {
+      missing.push_back(selected.error().to_string());
       continue;
     }
-    image::LoadedImage img = unwrap(store->load(*rec));
+    image::LoadedImage img = unwrap(store->load(*selected));
     std::vector<Reference> names = unwrap(store->names_of(rec->manifest_digest));
     ojson tags = ojson::array();
     ojson digests = ojson::array();
@@ -444,7 +540,7 @@ void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::
     if (!img.config.os_version.empty()) {
       j["OsVersion"] = img.config.os_version;
     }
-    j["Size"] = unwrap(store->content_size(*rec));
+    j["Size"] = unwrap(store->content_size(*selected));
     j["GraphDriver"] = {{"Data", nullptr}, {"Name", "imgbuild"}};
     j["RootFS"] = {{"Type", img.config.rootfs.type}, {"Layers", img.config.rootfs.diff_ids}};
     j["Metadata"] = {{"LastTagTime", rfc3339_utc(rec->added_at)}};
@@ -471,16 +567,20 @@ void run_inspect(Context& ctx, const std::vector<std::string>& args, const std::
 void add_inspect(CLI::App* sub, Context& ctx) {
   auto args = std::make_shared<std::vector<std::string>>();
   auto format = std::make_shared<std::string>();
+  auto platform = std::make_shared<std::string>();
   sub->add_option("image", *args, "Images to inspect")->required();
   sub->add_option("-f,--format", *format, "Output: json (one line per image) or {{.Id}}");
-  sub->callback([&ctx, args, format]() { run_inspect(ctx, *args, *format); });
+  sub->add_option("--platform", *platform,
+                  "Platform of a multi-platform image to inspect (os/arch[/variant]; default the host's)");
+  sub->callback([&ctx, args, format, platform]() { run_inspect(ctx, *args, *format, *platform); });
 }
 
 // ---- history --------------------------------------------------------------------
 
-void run_history(Context& ctx, const std::string& arg, bool no_trunc, bool quiet, bool human) {
+void run_history(Context& ctx, const std::string& arg, bool no_trunc, bool quiet, bool human,
+                 const std::string& platform) {
   auto store = open_store(ctx);
-  ImageRecord rec = unwrap(store->resolve(arg));
+  ImageRecord rec = unwrap(store->resolve(arg, platform_flag(platform)));
   image::LoadedImage img = unwrap(store->load(rec));
   // Sizes of the non-empty history entries come from the layers, in order:
   // their content sizes, as Docker's.
@@ -526,9 +626,9 @@ void run_history(Context& ctx, const std::string& arg, bool no_trunc, bool quiet
 }
 
 // history --analyze: the layer report's text form (cli/report.hpp).
-void run_analyze(Context& ctx, const std::string& arg) {
+void run_analyze(Context& ctx, const std::string& arg, const std::string& platform) {
   auto store = open_store(ctx);
-  ImageRecord rec = unwrap(store->resolve(arg));
+  ImageRecord rec = unwrap(store->resolve(arg, platform_flag(platform)));
   image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, rec));
   std::string name;
   for (const auto& n : unwrap(store->names_of(rec.manifest_digest))) {
@@ -548,6 +648,7 @@ void add_history(CLI::App* sub, Context& ctx) {
     bool quiet = false;
     bool human = true;
     bool analyze = false;
+    std::string platform;
   };
   auto opt = std::make_shared<Opt>();
   sub->add_option("image", opt->image, "Image")->required();
@@ -555,13 +656,15 @@ void add_history(CLI::App* sub, Context& ctx) {
                 "Per layer: size, files, wasted bytes, largest and duplicate files, and the efficiency");
   sub->add_flag("--no-trunc", opt->no_trunc, "Don't truncate output");
   sub->add_flag("-q,--quiet", opt->quiet, "Only show image IDs");
+  sub->add_option("--platform", opt->platform,
+                  "Platform of a multi-platform image (os/arch[/variant]; default the host's)");
   sub->add_option("-H,--human", opt->human, "Print sizes and dates in human readable format")->default_val(true);
   sub->callback([&ctx, opt]() {
     if (opt->analyze) {
-      run_analyze(ctx, opt->image);
+      run_analyze(ctx, opt->image, opt->platform);
       return;
     }
-    run_history(ctx, opt->image, opt->no_trunc, opt->quiet, opt->human);
+    run_history(ctx, opt->image, opt->no_trunc, opt->quiet, opt->human, opt->platform);
   });
 }
 

@@ -98,7 +98,7 @@ void add_save(CLI::App* sub, Context& ctx) {
     std::vector<image::SaveItem> items;
     for (const auto& arg : opt->refs) {
       image::SaveItem item;
-      item.record = unwrap(store->resolve(arg));
+      item.record = unwrap(store->resolve_target(arg));  // a multi-platform image: all its platforms
       auto ref = image::parse_reference(arg);
       if (ref && ref->digest.empty()) {
         auto names = unwrap(store->db().names_of(item.record.manifest_digest));

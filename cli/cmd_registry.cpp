@@ -159,6 +159,7 @@ struct TransferOptions {
   std::string ref;
   std::string dest;
   std::string platform;
+  bool all_platforms = false;
   bool tls_verify = true;
   std::string cert_dir;
   bool quiet = false;
@@ -184,9 +185,13 @@ registry::TransferProgress progress_printer(bool quiet) {
 
 void run_pull(const Context& ctx, const TransferOptions& opt) {
   image::Reference ref = unwrap(image::parse_reference(opt.ref));
-  registry::Platform platform = registry::host_platform();
+  registry::PullOptions pull_options;
+  pull_options.all_platforms = opt.all_platforms;
   if (!opt.platform.empty()) {
-    platform = unwrap(registry::parse_platform(opt.platform));
+    if (opt.all_platforms) {
+      throw CommandError{"--platform and --all-platforms are mutually exclusive", 2};
+    }
+    pull_options.platform = unwrap(registry::parse_platform(opt.platform));
   }
   auto store = open_store(ctx);
   registry::Client client = transfer_client(opt);
@@ -196,7 +201,7 @@ void run_pull(const Context& ctx, const TransferOptions& opt) {
                 ref.familiar_name().c_str());
     std::fflush(stdout);
   }
-  auto pulled = unwrap(registry::pull_image(client, *store, ref, platform, progress_printer(opt.quiet)));
+  auto pulled = unwrap(registry::pull_image(client, *store, ref, pull_options, progress_printer(opt.quiet)));
   if (opt.quiet) {
     std::printf("%s\n", ref.str().c_str());
     return;
@@ -237,6 +242,7 @@ void register_registry_commands(CLI::App& app, Context& ctx) {
   auto* pull = app.add_subcommand("pull", "Download an image from a registry");
   pull->add_option("ref", pull_opts->ref, "Image reference (NAME[:TAG|@DIGEST])")->required();
   pull->add_option("--platform", pull_opts->platform, "Platform to pull (os/arch[/variant]; default the host's)");
+  pull->add_flag("-a,--all-platforms", pull_opts->all_platforms, "Pull every platform of a multi-platform image");
   add_transfer_flags(pull, *pull_opts);
   pull->callback([&ctx, pull_opts] { run_pull(ctx, *pull_opts); });
 

@@ -52,6 +52,7 @@
 #include "cache/records.hpp"
 #include "cli/commands.hpp"
 #include "cli/image_common.hpp"
+#include "image/index.hpp"
 #include "image/json.hpp"
 #include "image/lease.hpp"
 #include "image/types.hpp"
@@ -245,6 +246,24 @@ private:
         }
       }
       if (!whole) {
+        continue;
+      }
+      if (rec.is_index()) {
+        // A multi-platform image: its document and the platform images it
+        // keeps (each checked as an image of its own).
+        auto idx = image::load_index(m_store, rec);
+        if (!idx) {
+          add(fmt::format("image {}: {}", label, idx.error().message), {}, hint);
+          continue;
+        }
+        for (const auto& c : idx->children) {
+          if (static_cast<size_t>(c.position) >= idx->index.manifests.size() ||
+              idx->index.manifests[static_cast<size_t>(c.position)].digest != c.manifest_digest) {
+            add(fmt::format("image {}: its {} image {} is not the one its index lists", label, c.platform,
+                            c.manifest_digest),
+                {}, hint);
+          }
+        }
         continue;
       }
       auto loaded = m_store.load(rec);

@@ -53,6 +53,8 @@ void register_build_commands(CLI::App& app, Context& ctx);
 
 /// login, logout (cli/cmd_registry.cpp).
 void register_registry_commands(CLI::App& app, Context& ctx);
+/// manifest create (cmd_manifest.cpp).
+void register_manifest_commands(CLI::App& app, Context& ctx);
 /// run, commit, ps, rm (cli/cmd_container.cpp).
 void register_container_commands(CLI::App& app, Context& ctx);
 /// cache ls, du, prune (cli/cmd_cache.cpp).

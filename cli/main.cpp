@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   imgbuild::cli::register_parse_commands(app, ctx);
   imgbuild::cli::register_check_commands(app, ctx);
   imgbuild::cli::register_registry_commands(app, ctx);
+  imgbuild::cli::register_manifest_commands(app, ctx);
   imgbuild::cli::register_container_commands(app, ctx);
   imgbuild::cli::register_build_commands(app, ctx);
   imgbuild::cli::register_cache_commands(app, ctx);

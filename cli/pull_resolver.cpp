@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "image/index.hpp"
 #include "image/reference.hpp"
 #include "registry/client.hpp"
 #include "registry/platform.hpp"
@@ -32,8 +33,13 @@ public:
     if (named && !reference.starts_with("sha256:")) {
       lookup = named->str();
     }
+    // A multi-platform base: the build's platform when one is given.
+    std::optional<image::Platform> platform;
+    if (!m_platform.empty()) {
+      TRY(platform, image::parse_platform_text(m_platform));
+    }
     if (!m_pull_always) {
-      auto rec = m_store.resolve(lookup);
+      auto rec = m_store.resolve(lookup, platform);
       if (rec) {
         return m_store.load(*rec);
       }
@@ -51,7 +57,7 @@ public:
       return fail(pulled.error().code, fmt::format("base image {}{} pulling it failed: {}",
                                                    str::go_quote(reference), where, pulled.error().message));
     }
-    TRY(image::ImageRecord rec, m_store.resolve(named->str()));
+    TRY(image::ImageRecord rec, m_store.resolve(named->str(), platform));
     return m_store.load(rec);
   }
 

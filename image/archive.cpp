@@ -19,6 +19,7 @@
 
 #include "image/blob_reader.hpp"
 #include "image/change.hpp"
+#include "image/index.hpp"
 #include "image/json.hpp"
 #include "util/fd.hpp"
 #include "util/strings.hpp"
@@ -500,45 +501,133 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
 
 namespace {
 
+// A multi-platform image of a save: its index document (rewritten when its
+// platform images were compressed) and the positions of the platform images
+// the store holds.
+struct PlannedIndex {
+  std::string digest;
+  std::string media_type;
+  std::string bytes;
+  std::vector<size_t> children;     // into SavePlan::images
+  std::optional<size_t> host_child; // the one manifest.json describes
+};
+
 struct SavePlan {
   std::vector<LoadedImage> images;            // unique, in first-seen order
   std::vector<std::vector<Reference>> names;  // per image
-  std::vector<std::pair<size_t, std::optional<Reference>>> index_entries;
+  std::vector<bool> in_manifest_json;         // per image: listed in manifest.json
+  std::vector<PlannedIndex> indexes;
+  // index.json entries: (is an index, position in images or indexes, name)
+  struct Entry {
+    bool index = false;
+    size_t pos = 0;
+    std::optional<Reference> name;
+  };
+  std::vector<Entry> index_entries;
   std::map<std::string, uint64_t> blobs;      // digest → size
 };
+
+// Adds one image (a stored manifest record) to the plan once; returns its position.
+Result<size_t> plan_image(ImageStore& store, SavePlan& plan, std::map<std::string, size_t>& position,
+                          const ImageRecord& record, const std::optional<LayerCompression>& compression) {
+  auto it = position.find(record.manifest_digest);
+  if (it != position.end()) {
+    return it->second;
+  }
+  TRY(LoadedImage img, store.load(record));
+  if (compression) {
+    TRY(img, compressed_form(store, img, *compression));
+  }
+  size_t pos = plan.images.size();
+  position[record.manifest_digest] = pos;
+  plan.blobs[img.record.manifest_digest] = img.manifest_bytes.size();
+  plan.blobs[img.record.config_digest] = img.config_bytes.size();
+  for (const auto& l : img.manifest.layers) {
+    TRY(uint64_t size, store.content().size(l.digest));
+    plan.blobs[l.digest] = size;
+  }
+  plan.images.push_back(std::move(img));
+  plan.names.emplace_back();
+  plan.in_manifest_json.push_back(false);
+  return pos;
+}
+
+// Adds a multi-platform image: its platform images the store holds, and the
+// index (as stored, or rewritten to name compressed manifests).
+Result<size_t> plan_index(ImageStore& store, SavePlan& plan, std::map<std::string, size_t>& position,
+                          const ImageRecord& record, const std::optional<LayerCompression>& compression) {
+  for (size_t i = 0; i < plan.indexes.size(); ++i) {
+    if (plan.indexes[i].digest == record.manifest_digest) {
+      return i;
+    }
+  }
+  TRY(LoadedIndex idx, load_index(store, record));
+  PlannedIndex planned;
+  planned.media_type = record.media_type;
+  const Platform host = host_oci_platform();
+  bool rewritten = false;
+  for (const auto& c : idx.children) {
+    TRY(std::optional<ImageRecord> child, store.db().image(c.manifest_digest));
+    if (!child || static_cast<size_t>(c.position) >= idx.index.manifests.size()) {
+      return fail(Errc::corrupt, fmt::format("index {}: its {} image is not in the store", record.manifest_digest,
+                                             c.platform));
+    }
+    TRY(size_t pos, plan_image(store, plan, position, *child, compression));
+    planned.children.push_back(pos);
+    Descriptor& d = idx.index.manifests[static_cast<size_t>(c.position)];
+    const LoadedImage& img = plan.images[pos];
+    if (d.digest != img.record.manifest_digest) {
+      d.digest = img.record.manifest_digest;
+      d.size = static_cast<int64_t>(img.manifest_bytes.size());
+      d.media_type = img.record.media_type;
+      rewritten = true;
+    }
+    if (!planned.host_child && d.platform && platform_matches(descriptor_platform(d), host)) {
+      planned.host_child = pos;
+    }
+  }
+  if (rewritten) {
+    planned.bytes = serialize(idx.index);
+    TRY(planned.digest, put_loose_blob(store, planned.bytes));
+  } else {
+    planned.bytes = std::move(idx.bytes);
+    planned.digest = record.manifest_digest;
+  }
+  plan.blobs[planned.digest] = planned.bytes.size();
+  if (planned.host_child) {
+    plan.in_manifest_json[*planned.host_child] = true;
+  }
+  plan.indexes.push_back(std::move(planned));
+  return plan.indexes.size() - 1;
+}
 
 Result<SavePlan> plan_save(ImageStore& store, const std::vector<SaveItem>& items,
                            const std::optional<LayerCompression>& compression) {
   SavePlan plan;
   std::map<std::string, size_t> position;
   for (const auto& item : items) {
-    auto it = position.find(item.record.manifest_digest);
-    size_t pos = 0;
-    if (it == position.end()) {
-      TRY(LoadedImage img, store.load(item.record));
-      if (compression) {
-        TRY(img, compressed_form(store, img, *compression));
+    if (item.record.is_index()) {
+      TRY(size_t pos, plan_index(store, plan, position, item.record, compression));
+      // docker load reads manifest.json: the host's platform image carries
+      // the name there.
+      if (item.name && plan.indexes[pos].host_child) {
+        auto& names = plan.names[*plan.indexes[pos].host_child];
+        if (std::find(names.begin(), names.end(), *item.name) == names.end()) {
+          names.push_back(*item.name);
+        }
       }
-      pos = plan.images.size();
-      position[item.record.manifest_digest] = pos;
-      plan.blobs[img.record.manifest_digest] = img.manifest_bytes.size();
-      plan.blobs[img.record.config_digest] = img.config_bytes.size();
-      for (const auto& l : img.manifest.layers) {
-        TRY(uint64_t size, store.content().size(l.digest));
-        plan.blobs[l.digest] = size;
-      }
-      plan.images.push_back(std::move(img));
-      plan.names.emplace_back();
-    } else {
-      pos = it->second;
+      plan.index_entries.push_back(SavePlan::Entry{true, pos, item.name});
+      continue;
     }
+    TRY(size_t pos, plan_image(store, plan, position, item.record, compression));
+    plan.in_manifest_json[pos] = true;
     if (item.name) {
       auto& names = plan.names[pos];
       if (std::find(names.begin(), names.end(), *item.name) == names.end()) {
         names.push_back(*item.name);
       }
     }
-    plan.index_entries.emplace_back(pos, item.name);
+    plan.index_entries.push_back(SavePlan::Entry{false, pos, item.name});
   }
   return plan;
 }
@@ -569,12 +658,19 @@ std::string index_json(const SavePlan& plan, const std::vector<Descriptor>& exis
   Index idx;
   idx.media_type = std::string(media::oci_index);
   idx.manifests = existing;
-  for (const auto& [pos, name] : plan.index_entries) {
-    const LoadedImage& img = plan.images[pos];
+  for (const auto& [is_index, pos, name] : plan.index_entries) {
     Descriptor d;
-    d.media_type = img.record.media_type.empty() ? std::string(media::oci_manifest) : img.record.media_type;
-    d.digest = img.record.manifest_digest;
-    d.size = static_cast<int64_t>(img.manifest_bytes.size());
+    if (is_index) {
+      const PlannedIndex& pi = plan.indexes[pos];
+      d.media_type = pi.media_type;
+      d.digest = pi.digest;
+      d.size = static_cast<int64_t>(pi.bytes.size());
+    } else {
+      const LoadedImage& img = plan.images[pos];
+      d.media_type = img.record.media_type.empty() ? std::string(media::oci_manifest) : img.record.media_type;
+      d.digest = img.record.manifest_digest;
+      d.size = static_cast<int64_t>(img.manifest_bytes.size());
+    }
     if (name) {
       d.annotations[std::string(k_containerd_name)] = name->str();
       d.annotations[std::string(k_oci_ref_name)] = name->tag.empty() ? name->digest : name->tag;
@@ -587,6 +683,9 @@ std::string index_json(const SavePlan& plan, const std::vector<Descriptor>& exis
 std::string manifest_json(const SavePlan& plan) {
   json out = json::array();
   for (size_t i = 0; i < plan.images.size(); ++i) {
+    if (!plan.in_manifest_json[i]) {
+      continue;
+    }
     const LoadedImage& img = plan.images[i];
     json entry;
     entry["Config"] = "blobs/sha256/" + img.record.config_digest.substr(7);
@@ -611,7 +710,7 @@ std::string repositories_json(const SavePlan& plan) {
   json repos = json::object();
   for (size_t i = 0; i < plan.images.size(); ++i) {
     const LoadedImage& img = plan.images[i];
-    if (img.manifest.layers.empty()) {
+    if (img.manifest.layers.empty() || !plan.in_manifest_json[i]) {
       continue;
     }
     for (const auto& n : plan.names[i]) {
@@ -735,9 +834,9 @@ Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items,
     }
     TRY(Index old, parse_index(text, (dir / "index.json").string()));
     std::set<std::string> ours;
-    for (const auto& [pos, name] : plan.index_entries) {
-      if (name) {
-        ours.insert(name->str());
+    for (const auto& entry : plan.index_entries) {
+      if (entry.name) {
+        ours.insert(entry.name->str());
       }
     }
     for (auto& d : old.manifests) {
@@ -934,10 +1033,22 @@ public:
     } else {
       return bad_archive(m_label, "neither index.json nor manifest.json found: not a docker-save or OCI layout archive");
     }
-    TRY_VOID(m_store.commit(m_staging, m_images));
+    TRY_VOID(m_store.commit(m_staging, m_images, m_indexes));
     std::vector<std::string> lines;
+    std::set<std::string> children;
+    for (const auto& idx : m_indexes) {
+      for (const auto& c : idx.children) {
+        children.insert(c.manifest_digest);
+      }
+      if (idx.names.empty()) {
+        lines.push_back("Loaded image ID: " + idx.digest);
+      }
+      for (const auto& n : idx.names) {
+        lines.push_back("Loaded image: " + n.familiar_tagged());
+      }
+    }
     for (const auto& img : m_images) {
-      if (img.names.empty()) {
+      if (img.names.empty() && children.count(img.manifest_digest) == 0) {
         lines.push_back("Loaded image ID: " + img.config_digest);
       }
       for (const auto& n : img.names) {
@@ -1153,6 +1264,40 @@ private:
         return bad_archive(m_label, "indexes nested too deep");
       }
       TRY(Index idx, parse_index(bytes, what));
+      bool has_platform_image = std::any_of(idx.manifests.begin(), idx.manifests.end(), [&](const Descriptor& m) {
+        return m_staging.has(m.digest) && media_kind(m.media_type) == MediaKind::manifest && m.platform &&
+               m.platform->os != "unknown";
+      });
+      if (depth == 0 && has_platform_image) {
+        // A multi-platform image: every platform image the archive holds is
+        // loaded and the index is kept under the entry's names (platforms
+        // the archive lacks stay listed in the index only). An index
+        // without platforms, or of indexes, gives one image as before.
+        NewIndex rec;
+        rec.digest = d.digest;
+        rec.media_type = d.media_type;
+        rec.names = std::move(names);
+        for (size_t i = 0; i < idx.manifests.size(); ++i) {
+          const Descriptor& m = idx.manifests[i];
+          if (!m_staging.has(m.digest) || media_kind(m.media_type) != MediaKind::manifest || !m.platform ||
+              m.platform->os == "unknown") {
+            continue;  // absent, nested or an attestation
+          }
+          TRY_VOID(add_manifest(m, {}, depth + 1));
+          rec.children.push_back(IndexChildRecord{static_cast<int>(i), m.digest, platform_text(descriptor_platform(m))});
+        }
+        auto same = std::find_if(m_indexes.begin(), m_indexes.end(), [&](const NewIndex& x) { return x.digest == rec.digest; });
+        if (same == m_indexes.end()) {
+          m_indexes.push_back(std::move(rec));
+        } else {
+          for (auto& n : rec.names) {
+            if (std::find(same->names.begin(), same->names.end(), n) == same->names.end()) {
+              same->names.push_back(n);
+            }
+          }
+        }
+        return ok();
+      }
       const Descriptor* pick = nullptr;
       HostPlatform host = host_platform();
       for (const auto& m : idx.manifests) {
@@ -1231,7 +1376,7 @@ private:
       size_t before = m_images.size();
       TRY_VOID(add_manifest(d, names, 0));
       // Docker 25+ archives: names from manifest.json when index.json has none.
-      if (names.empty() && m_images.size() > before) {
+      if (names.empty() && m_images.size() > before && media_kind(d.media_type) != MediaKind::index) {
         NewImage& img = m_images.back();
         if (auto t = tags.find(img.config_digest); t != tags.end()) {
           img.names = t->second;
@@ -1247,6 +1392,7 @@ private:
   ArchiveContents m_contents;
   std::map<std::string, LayerIdentity> m_scanned;  // blob digest → identity seen while reading
   std::vector<NewImage> m_images;
+  std::vector<NewIndex> m_indexes;
 };
 
 }  // namespace

@@ -111,6 +111,19 @@ CREATE TABLE layer_variants (
   PRIMARY KEY (diff_id, compression)
 );
 )sql",
+    // 7: multi-platform images: an image index is an `images` row (its
+    // config_digest is its own digest) and these rows name the platform
+    // images the store holds for it; a child row keeps its image alive.
+    R"sql(
+CREATE TABLE index_children (
+  index_digest    TEXT NOT NULL REFERENCES images(manifest_digest),
+  position        INTEGER NOT NULL,
+  manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
+  platform        TEXT NOT NULL,
+  PRIMARY KEY (index_digest, position)
+);
+CREATE INDEX index_children_manifest ON index_children(manifest_digest);
+)sql",
 };
 static_assert(std::size(k_migrations) == k_schema_version, "one migration per schema version");
 
@@ -344,8 +357,43 @@ Result<std::optional<ImageRecord>> MetaDb::image(const std::string& manifest_dig
   return std::optional<ImageRecord>(read_image(s));
 }
 
+Result<void> MetaDb::put_index_children(const std::string& index_digest,
+                                        const std::vector<IndexChildRecord>& children) {
+  {
+    Stmt s(m_db, "DELETE FROM index_children WHERE index_digest = ?");
+    s.bind(1, index_digest);
+    TRY_VOID(s.run());
+  }
+  for (const auto& c : children) {
+    Stmt s(m_db, "INSERT INTO index_children(index_digest, position, manifest_digest, platform) VALUES (?, ?, ?, ?)");
+    s.bind(1, index_digest).bind(2, int64_t{c.position}).bind(3, c.manifest_digest).bind(4, c.platform);
+    TRY_VOID(s.run());
+  }
+  return ok();
+}
+
+Result<std::vector<IndexChildRecord>> MetaDb::index_children(const std::string& index_digest) {
+  Stmt s(m_db, "SELECT position, manifest_digest, platform FROM index_children WHERE index_digest = ? ORDER BY position");
+  s.bind(1, index_digest);
+  std::vector<IndexChildRecord> out;
+  while (true) {
+    TRY(bool row, s.step());
+    if (!row) {
+      return out;
+    }
+    out.push_back(IndexChildRecord{static_cast<int>(s.integer(0)), s.text(1), s.text(2)});
+  }
+}
+
+Result<std::vector<std::string>> MetaDb::indexes_of(const std::string& manifest_digest) {
+  Stmt s(m_db, "SELECT DISTINCT index_digest FROM index_children WHERE manifest_digest = ? ORDER BY index_digest");
+  s.bind(1, manifest_digest);
+  return s.first_column_texts();
+}
+
 Result<void> MetaDb::delete_image(const std::string& manifest_digest) {
-  for (const char* sql : {"DELETE FROM names WHERE manifest_digest = ?",
+  for (const char* sql : {"DELETE FROM index_children WHERE index_digest = ?",
+                          "DELETE FROM names WHERE manifest_digest = ?",
                           "DELETE FROM image_blobs WHERE manifest_digest = ?",
                           "DELETE FROM images WHERE manifest_digest = ?"}) {
     Stmt s(m_db, sql);

@@ -31,6 +31,23 @@ struct ImageRecord {
   std::string created;        ///< config "created", RFC 3339 or empty
   int64_t size = 0;           ///< sum of uncompressed layer sizes
   int64_t added_at = 0;       ///< unix seconds when first stored
+
+  /// True when the record is an image index (OCI index or Docker manifest
+  /// list): a multi-platform image. Its config_digest is its own digest (the
+  /// image ID, as docker's containerd store shows it) and its platforms are
+  /// its index_children rows.
+  bool is_index() const {
+    return media_type == "application/vnd.oci.image.index.v1+json" ||
+           media_type == "application/vnd.docker.distribution.manifest.list.v2+json";
+  }
+};
+
+/// One platform image of a stored index: the child manifest (an image
+/// record of its own) and its place in the index document.
+struct IndexChildRecord {
+  int position = 0;            ///< index into the index's "manifests"
+  std::string manifest_digest;
+  std::string platform;        ///< "os/arch[/variant]" as the index entry says
 };
 
 /// A layer blob and its uncompressed identity.
@@ -52,7 +69,7 @@ struct NameRecord {
 };
 
 /// The current schema version written by this build.
-inline constexpr int k_schema_version = 6;
+inline constexpr int k_schema_version = 7;
 
 /// A connection to meta.db.
 class MetaDb {
@@ -89,11 +106,19 @@ public:
   Result<std::vector<std::string>> names_of(const std::string& manifest_digest);
   /// The image a name points at.
   Result<std::optional<std::string>> lookup_name(const std::string& name);
+  /// Records the platform images of the index `index_digest` (replacing
+  /// what was recorded): only the children the store holds.
+  Result<void> put_index_children(const std::string& index_digest, const std::vector<IndexChildRecord>& children);
+  /// The recorded children of an index, by position.
+  Result<std::vector<IndexChildRecord>> index_children(const std::string& index_digest);
+  /// The indexes that hold the image `manifest_digest` as a child, sorted.
+  Result<std::vector<std::string>> indexes_of(const std::string& manifest_digest);
   /// Every image, newest first.
   Result<std::vector<ImageRecord>> images();
   /// One image record.
   Result<std::optional<ImageRecord>> image(const std::string& manifest_digest);
-  /// Deletes an image record, its blob references and its names.
+  /// Deletes an image record, its blob references, its names and (for an
+  /// index) its children rows; the child images stay.
   Result<void> delete_image(const std::string& manifest_digest);
   /// Blobs referenced by any image or cache record.
   Result<std::set<std::string>> referenced_blobs();

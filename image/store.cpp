@@ -11,9 +11,11 @@
 
 #include <fmt/format.h>
 
+#include "image/index.hpp"
 #include "image/json.hpp"
 #include "util/fault.hpp"
 #include "util/fd.hpp"
+#include "util/strings.hpp"
 #include "util/tar.hpp"
 
 namespace imgbuild::image {
@@ -129,7 +131,73 @@ Result<void> ImageStore::hold(const LoadedImage& img) {
 
 void ImageStore::restore_reserve() { make_reserve(m_content.root()); }
 
-Result<ImageRecord> ImageStore::resolve(std::string_view arg) {
+Result<ImageRecord> ImageStore::resolve(std::string_view arg) { return resolve(arg, std::nullopt); }
+
+Result<ImageRecord> ImageStore::resolve(std::string_view arg, const std::optional<Platform>& platform) {
+  TRY(ImageRecord rec, resolve_target(arg));
+  return select_platform(rec, platform, arg);
+}
+
+Result<ImageRecord> ImageStore::select_platform(const ImageRecord& rec, const std::optional<Platform>& platform,
+                                                std::string_view arg) {
+  if (!rec.is_index()) {
+    if (!platform) {
+      return rec;
+    }
+    TRY(LoadedImage img, load(rec));
+    Platform have = config_platform(img.config);
+    if (!have.architecture.empty() && !platform_matches(have, *platform)) {  // no platform recorded: any
+      return fail(Errc::not_found, fmt::format("image {} is for platform {}, not {}", arg, platform_text(have),
+                                               platform_text(*platform)));
+    }
+    return rec;
+  }
+  TRY(LoadedIndex idx, load_index(*this, rec));
+  std::vector<std::string> present;
+  for (const auto& c : idx.children) {
+    present.push_back(c.platform);
+  }
+  auto child_record = [&](const IndexChildRecord& c) -> Result<ImageRecord> {
+    TRY(std::optional<ImageRecord> child, m_db->image(c.manifest_digest));
+    if (!child) {
+      return fail(Errc::corrupt, fmt::format("image {}: its {} image {} is not in the store", arg, c.platform,
+                                             c.manifest_digest));
+    }
+    return *child;
+  };
+  auto child_at = [&](size_t position) -> const IndexChildRecord* {
+    for (const auto& c : idx.children) {
+      if (static_cast<size_t>(c.position) == position) {
+        return &c;
+      }
+    }
+    return nullptr;
+  };
+  const Platform want = platform ? *platform : host_oci_platform();
+  for (size_t i = 0; i < idx.index.manifests.size(); ++i) {
+    const Descriptor& d = idx.index.manifests[i];
+    if (!d.platform || !platform_matches(descriptor_platform(d), want)) {
+      continue;
+    }
+    if (const IndexChildRecord* c = child_at(i)) {
+      return child_record(*c);
+    }
+    if (platform) {
+      return fail(Errc::not_found,
+                  fmt::format("image {}: platform {} is listed in its index but not in the store (it has: {}); "
+                              "pull it with --platform {} or --all-platforms",
+                              arg, platform_text(descriptor_platform(d)), str::join(present, ", "),
+                              platform_text(*platform)));
+    }
+  }
+  if (!platform && !idx.children.empty()) {
+    return child_record(idx.children.front());  // the host's is not there: the first there is
+  }
+  return fail(Errc::not_found, fmt::format("image {} has no image for platform {} (it has: {})", arg,
+                                           platform_text(want), present.empty() ? "none" : str::join(present, ", ")));
+}
+
+Result<ImageRecord> ImageStore::resolve_target(std::string_view arg) {
   if (arg.empty()) {
     return fail(Errc::invalid_argument, "empty image reference");
   }
@@ -260,6 +328,18 @@ Result<int64_t> ImageStore::layer_content_size(const std::string& blob_digest) {
 }
 
 Result<int64_t> ImageStore::content_size(const ImageRecord& rec) {
+  if (rec.is_index()) {
+    TRY(std::vector<IndexChildRecord> children, m_db->index_children(rec.manifest_digest));
+    int64_t sum = 0;
+    for (const auto& c : children) {
+      TRY(std::optional<ImageRecord> child, m_db->image(c.manifest_digest));
+      if (child) {
+        TRY(int64_t n, content_size(*child));
+        sum += n;
+      }
+    }
+    return sum;
+  }
   TRY(LoadedImage img, load(rec));
   int64_t total = 0;
   for (const auto& l : img.manifest.layers) {
@@ -270,6 +350,11 @@ Result<int64_t> ImageStore::content_size(const ImageRecord& rec) {
 }
 
 Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& given) {
+  return commit(staging, given, {});
+}
+
+Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& given,
+                                const std::vector<NewIndex>& indexes) {
   // Content sizes the layers do not carry yet (loaded, pulled, imported):
   // read from the blobs before the write lock is taken.
   std::vector<NewImage> images = given;
@@ -294,6 +379,9 @@ Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& g
     for (const auto& layer : img.layers) {
       wanted.insert(layer.blob_digest);
     }
+  }
+  for (const auto& idx : indexes) {
+    wanted.insert(idx.digest);
   }
   for (const auto& d : wanted) {
     if (!staging.has(d)) {
@@ -329,6 +417,31 @@ Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& g
         TRY_VOID(m_db->set_name(name.str(), img.manifest_digest));
       }
     }
+    for (const auto& idx : indexes) {
+      ImageRecord rec;
+      rec.manifest_digest = idx.digest;
+      rec.config_digest = idx.digest;  // the image ID of a multi-platform image
+      rec.media_type = idx.media_type;
+      rec.added_at = now;
+      for (const auto& c : idx.children) {
+        TRY(std::optional<ImageRecord> child, m_db->image(c.manifest_digest));
+        if (!child || child->is_index()) {
+          return fail(Errc::invalid_argument, fmt::format("index {}: its {} image {} is not an image of the store",
+                                                          idx.digest, c.platform, c.manifest_digest));
+        }
+        rec.size += child->size;
+        rec.created = std::max(rec.created, child->created);
+      }
+      TRY(std::optional<ImageRecord> existing, m_db->image(idx.digest));
+      if (existing) {
+        rec.added_at = existing->added_at;
+      }
+      TRY_VOID(m_db->put_image(rec, {idx.digest}));
+      TRY_VOID(m_db->put_index_children(idx.digest, idx.children));
+      for (const auto& name : idx.names) {
+        TRY_VOID(m_db->set_name(name.str(), idx.digest));
+      }
+    }
     return tx.commit();
   };
   Result<void> r = record();
@@ -340,7 +453,7 @@ Result<void> ImageStore::commit(Staging& staging, const std::vector<NewImage>& g
 
 Result<void> ImageStore::tag(std::string_view src, const Reference& dst) {
   TRY(MetaDb::Transaction tx, m_db->begin());
-  TRY(ImageRecord rec, resolve(src));
+  TRY(ImageRecord rec, resolve_target(src));
   TRY_VOID(m_db->set_name(dst.str(), rec.manifest_digest));
   return tx.commit();
 }
@@ -386,8 +499,9 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const 
                                         const RemoveLayerDir& remove_dir) {
   TRY(LeaseSnapshot leases, LeaseSnapshot::take(m_content.root()));  // before the write lock
   TRY(MetaDb::Transaction tx, m_db->begin());
-  TRY(ImageRecord rec, resolve(arg));
+  TRY(ImageRecord rec, resolve_target(arg));
   TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
+  TRY(std::vector<std::string> parents, m_db->indexes_of(rec.manifest_digest));
   RemoveReport report;
   auto familiar = [](const std::string& n) {
     auto ref = parse_reference(n, DefaultTag::none);
@@ -439,7 +553,8 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const 
                             "repositories",
                             rec.config_digest.substr(7, 12)));
   }
-  if (!names.empty() && by_name) {
+  // Untagged only: other names are left, or an index keeps the image.
+  if (by_name && (!names.empty() || !parents.empty())) {
     TRY_VOID(tx.commit());
     return report;
   }
@@ -464,6 +579,15 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const 
                             "container {}",
                             rec.config_digest.substr(7, 12), user->second.substr(0, 12)));
   }
+  if (!parents.empty()) {
+    // The transaction is not committed: the name removed above stays.
+    TRY(std::optional<ImageRecord> parent, m_db->image(parents.front()));
+    return fail(Errc::invalid_argument,
+                fmt::format("conflict: unable to delete {} (cannot be forced) - it is a platform image of "
+                            "multi-platform image {}; remove that instead",
+                            rec.config_digest.substr(7, 12),
+                            parent ? display_name(*m_db, *parent) : parents.front()));
+  }
   for (const auto& n : names) {
     report.untagged.push_back(familiar(n));
   }
@@ -476,8 +600,25 @@ Result<RemoveReport> ImageStore::remove(std::string_view arg, bool force, const 
     TRY_VOID(tx.commit());
     return report;
   }
+  std::vector<IndexChildRecord> children;
+  if (rec.is_index()) {
+    TRY(children, m_db->index_children(rec.manifest_digest));
+  }
   TRY_VOID(m_db->delete_image(rec.manifest_digest));
   report.deleted.push_back(rec.config_digest);
+  // Its platform images go with it unless something else keeps them: a
+  // name of their own, another index, a container or a running process.
+  for (const auto& c : children) {
+    TRY(std::optional<ImageRecord> child, m_db->image(c.manifest_digest));
+    TRY(std::vector<std::string> child_names, m_db->names_of(c.manifest_digest));
+    TRY(std::vector<std::string> child_parents, m_db->indexes_of(c.manifest_digest));
+    if (!child || !child_names.empty() || !child_parents.empty() || in_use.count(child->config_digest) != 0 ||
+        leases.holds(LeaseKind::blob, c.manifest_digest)) {
+      continue;
+    }
+    TRY_VOID(m_db->delete_image(c.manifest_digest));
+    report.deleted.push_back(child->config_digest);
+  }
   std::vector<std::string> gone_diffs;
   TRY(uint64_t freed, delete_unreferenced_blobs_locked(leases, nullptr, &gone_diffs));
   (void)freed;
@@ -495,10 +636,16 @@ Result<PruneReport> ImageStore::prune(bool all, const ImagesInUse& in_use, const
   TRY(MetaDb::Transaction tx, m_db->begin());
   PruneReport report;
   TRY(std::vector<ImageRecord> images, m_db->images());
+  // Indexes first: a platform image is pruned only once no index keeps it.
+  std::stable_partition(images.begin(), images.end(), [](const ImageRecord& r) { return r.is_index(); });
   for (const auto& rec : images) {
     TRY(std::vector<std::string> names, m_db->names_of(rec.manifest_digest));
     if ((!names.empty() && !all) || in_use.count(rec.config_digest) != 0) {
       continue;
+    }
+    TRY(std::vector<std::string> parents, m_db->indexes_of(rec.manifest_digest));
+    if (!parents.empty()) {
+      continue;  // an index that stays keeps it
     }
     if (leases.holds(LeaseKind::blob, rec.manifest_digest)) {
       report.leased.push_back(display_name(*m_db, rec));

@@ -39,6 +39,18 @@ struct NewImage {
   std::vector<Reference> names;
 };
 
+/// An image index about to be committed (a multi-platform image): its
+/// document is staged (or stored), its children are images of the same
+/// commit or of the store.
+struct NewIndex {
+  std::string digest;
+  std::string media_type;  ///< OCI index or Docker manifest list
+  /// The platform images the store holds for it (absent platforms stay only
+  /// in the document).
+  std::vector<IndexChildRecord> children;
+  std::vector<Reference> names;
+};
+
 /// Images that containers were made from: image ID (config digest) → the
 /// id of one such container.
 using ImagesInUse = std::map<std::string, std::string>;
@@ -118,23 +130,41 @@ public:
   /// Finds the image a user means: a reference ("busybox", "a/b:1",
   /// "name@sha256:…"), a full or abbreviated image ID ("sha256:ab12…",
   /// "ab12…"), or a manifest digest. Errc::not_found reads
-  /// "No such image: <arg>".
+  /// "No such image: <arg>". A multi-platform image gives the host
+  /// platform's image when the store holds it, else its first platform the
+  /// store holds (as docker's containerd store prefers the host's).
   Result<ImageRecord> resolve(std::string_view arg);
+  /// resolve() for one platform: a multi-platform image gives that
+  /// platform's image, and a single-platform image must be of that platform;
+  /// otherwise an error naming the platforms there are. No platform: as
+  /// resolve(arg).
+  Result<ImageRecord> resolve(std::string_view arg, const std::optional<Platform>& platform);
+  /// What `arg` names without choosing a platform: an index record for a
+  /// multi-platform image (what tag, rmi, push and save act on).
+  Result<ImageRecord> resolve_target(std::string_view arg);
+  /// The platform image of `rec` (see resolve); `arg` names it in errors.
+  Result<ImageRecord> select_platform(const ImageRecord& rec, const std::optional<Platform>& platform,
+                                      std::string_view arg);
   /// Reads and parses an image's manifest and config.
   Result<LoadedImage> load(const ImageRecord& rec);
 
   /// Publishes the staged blobs and records the images and their names in one
   /// transaction. On failure neither blobs nor records are left behind.
   Result<void> commit(Staging& staging, const std::vector<NewImage>& images);
+  /// commit() of images and the indexes that list them, in one transaction.
+  /// An index record's size is its children's summed, its created the
+  /// newest child's.
+  Result<void> commit(Staging& staging, const std::vector<NewImage>& images, const std::vector<NewIndex>& indexes);
   /// The content size of the stored layer blob `blob_digest` as Docker
   /// counts it (tar::content_bytes summed): the layer record's, else read
   /// from the blob once and recorded (layers stored before schema 5).
   Result<int64_t> layer_content_size(const std::string& blob_digest);
   /// An image's content size: its layers' content sizes summed (what
-  /// `images` and inspect's Size show).
+  /// `images` and inspect's Size show); an index's: its children's summed.
   Result<int64_t> content_size(const ImageRecord& rec);
 
-  /// Adds name `dst` for the image `src` names.
+  /// Adds name `dst` for the image `src` names (an index: the whole
+  /// multi-platform image).
   Result<void> tag(std::string_view src, const Reference& dst);
   /// docker rmi: untags; deletes the image (and blobs no image uses) when no
   /// name is left. With several names, removing by ID needs `force`.
@@ -144,10 +174,14 @@ public:
   /// An image a running process holds (its manifest is leased) is never
   /// deleted, forced or not. Blobs and, through `remove_dir`, unpacked layer
   /// directories that nothing references and no lease holds go too.
+  /// Removing a multi-platform image removes its platform images that have
+  /// no name of their own and no other index; a platform image an index
+  /// holds cannot be removed by itself.
   Result<RemoveReport> remove(std::string_view arg, bool force, const ImagesInUse& in_use = {},
                               const RemoveLayerDir& remove_dir = {});
   /// Removes dangling images (all images when `all`) except those in
-  /// `in_use` and those a running process holds, then blobs no image or
+  /// `in_use`, the platform images of an index that stays, and those a
+  /// running process holds, then blobs no image or
   /// cache record references and no lease holds, the unpacked layer
   /// directories of layers nothing uses any more (through `remove_dir`), and
   /// leftovers in tmp/.

@@ -21,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include "image/index.hpp"
 #include "image/types.hpp"
 #include "util/tar.hpp"
 
@@ -193,6 +194,12 @@ Result<std::map<std::string, Repository>> mount_sources_for(image::ImageStore& s
                         [&](const image::ImageRecord& r) { return r.manifest_digest == rec.manifest_digest; });
   for (const auto& r : all) {
     TRY(auto names, store.names_of(r.manifest_digest));
+    // A platform image of a multi-platform image: its index's names.
+    TRY(std::vector<std::string> parents, store.db().indexes_of(r.manifest_digest));
+    for (const auto& p : parents) {
+      TRY(auto more, store.names_of(p));
+      names.insert(names.end(), more.begin(), more.end());
+    }
     std::optional<Repository> from;
     for (const auto& n : names) {
       Repository other = repository_of(n);
@@ -222,15 +229,17 @@ Result<std::map<std::string, Repository>> mount_sources_for(image::ImageStore& s
 
 }  // namespace
 
-Result<PullResult> pull_image(Client& client, image::ImageStore& store, const image::Reference& ref,
-                              const Platform& platform, const TransferProgress& progress) {
-  Repository repo = repository_of(ref);
-  std::string reference = manifest_ref(ref);
-  TRY(ResolvedManifest resolved, client.resolve_manifest(repo, reference, platform));
-  const FetchedManifest& fm = resolved.manifest;
+namespace {
+
+// Downloads the config and layers of the image manifest `fm` into `staging`
+// (verified) and returns the image to commit, without names. `downloaded`
+// counts the blobs fetched.
+Result<image::NewImage> stage_image(Client& client, image::ImageStore& store, image::Staging& staging_area,
+                                    const Repository& repo, const FetchedManifest& fm,
+                                    const TransferProgress& progress, size_t& downloaded) {
+  image::Staging* staging = &staging_area;
   std::string what = fmt::format("{}@{}", repo.str(), fm.digest.str());
   TRY(image::Manifest manifest, image::parse_manifest(fm.bytes, what));
-  TRY(auto staging, image::Staging::create(store.content()));
   TRY(std::string manifest_digest, staging->put(fm.bytes));
   if (manifest_digest != fm.digest.str()) {
     return fail(Errc::corrupt, fmt::format("{}: manifest hashes to {}", what, manifest_digest));
@@ -378,25 +387,138 @@ Result<PullResult> pull_image(Client& client, image::ImageStore& store, const im
     }
     img.layers.push_back(rec);
   }
-  img.names.push_back(ref);
-  std::string repo_digest = manifest_digest;
-  if (!resolved.indexes.empty()) {
-    repo_digest = resolved.indexes.front().digest.str();
-    if (ref.digest.empty()) {
-      image::Reference by_digest = ref;
-      by_digest.tag.clear();
-      by_digest.digest = repo_digest;
-      img.names.push_back(by_digest);
-    }
-  }
-  TRY_VOID(store.commit(*staging, {img}));
-  return PullResult{manifest_digest, repo_digest, manifest.config.digest, downloads.empty()};
+  downloaded += downloads.size();
+  return img;
 }
 
-Result<PushResult> push_image(Client& client, image::ImageStore& store, const std::string& source,
-                              const image::Reference& dest, const TransferProgress& progress,
-                              const PushOptions& options) {
-  TRY(image::ImageRecord stored, store.resolve(source));
+}  // namespace
+
+Result<PullResult> pull_image(Client& client, image::ImageStore& store, const image::Reference& ref,
+                              const Platform& platform, const TransferProgress& progress) {
+  PullOptions options;
+  options.platform = platform;
+  return pull_image(client, store, ref, options, progress);
+}
+
+Result<PullResult> pull_image(Client& client, image::ImageStore& store, const image::Reference& ref,
+                              const PullOptions& options, const TransferProgress& progress) {
+  Repository repo = repository_of(ref);
+  std::string reference = manifest_ref(ref);
+  const Platform want = options.platform.value_or(host_platform());
+  TRY(FetchedManifest top, client.get_manifest(repo, reference));
+  TRY(auto staging, image::Staging::create(store.content()));
+  size_t downloaded = 0;
+  std::vector<image::Reference> names = {ref};
+  if (!is_index_media_type(top.media_type)) {
+    TRY(image::NewImage img, stage_image(client, store, *staging, repo, top, progress, downloaded));
+    img.names = names;
+    TRY_VOID(store.commit(*staging, {img}));
+    return PullResult{img.manifest_digest, img.manifest_digest, img.config_digest, downloaded == 0};
+  }
+  std::string where = fmt::format("registry {}, repository {}, index {}", repo.registry, repo.name, top.digest.str());
+  TRY(image::Index index, image::parse_index(top.bytes, where));
+  if (ref.digest.empty()) {
+    image::Reference by_digest = ref;
+    by_digest.tag.clear();
+    by_digest.digest = top.digest.str();
+    names.push_back(by_digest);
+  }
+  // Which entries to fetch: one platform's (as containerd matches it), or
+  // every platform's (attestations and nested indexes left out).
+  std::vector<size_t> picks;
+  if (options.all_platforms) {
+    for (size_t i = 0; i < index.manifests.size(); ++i) {
+      const auto& d = index.manifests[i];
+      if (d.platform && d.platform->os != "unknown" && image::media_kind(d.media_type) == image::MediaKind::manifest) {
+        picks.push_back(i);
+      }
+    }
+    if (picks.empty()) {
+      return fail(Errc::not_found, fmt::format("{}: the index lists no platform image", where));
+    }
+  } else {
+    auto doc = nlohmann::json::parse(top.bytes, nullptr, false);
+    auto pick = select_platform_manifest(doc, want);
+    if (!pick) {
+      return fail(pick.error().code, fmt::format("{}: {}", where, pick.error().message));
+    }
+    if (image::media_kind(index.manifests[*pick].media_type) == image::MediaKind::index) {
+      // An index of indexes: the selected image alone, named as before.
+      TRY(ResolvedManifest resolved, client.resolve_manifest(repo, reference, want));
+      TRY(image::NewImage img, stage_image(client, store, *staging, repo, resolved.manifest, progress, downloaded));
+      img.names = names;
+      TRY_VOID(store.commit(*staging, {img}));
+      return PullResult{img.manifest_digest, top.digest.str(), img.config_digest, downloaded == 0};
+    }
+    picks.push_back(*pick);
+  }
+  std::vector<image::NewImage> images;
+  image::NewIndex kept;
+  kept.digest = top.digest.str();
+  kept.media_type = top.media_type;
+  kept.names = names;
+  for (size_t i : picks) {
+    const image::Descriptor& d = index.manifests[i];
+    TRY(Sha256Digest child_digest, Sha256Digest::parse(d.digest));
+    TRY(FetchedManifest child, client.get_manifest(repo, child_digest.str()));
+    if (static_cast<int64_t>(child.bytes.size()) != d.size) {
+      return fail(Errc::corrupt, fmt::format("{}: manifest {} is {} bytes, the index says {}", where, d.digest,
+                                             child.bytes.size(), d.size));
+    }
+    if (image::media_kind(child.media_type) != image::MediaKind::manifest) {
+      child.media_type = d.media_type;
+    }
+    TRY(image::NewImage img, stage_image(client, store, *staging, repo, child, progress, downloaded));
+    kept.children.push_back(image::IndexChildRecord{static_cast<int>(i), img.manifest_digest,
+                                                    image::platform_text(image::descriptor_platform(d))});
+    images.push_back(std::move(img));
+  }
+  // Platforms of this index pulled before stay recorded.
+  TRY(std::optional<image::ImageRecord> before, store.db().image(kept.digest));
+  bool known = before.has_value();
+  if (before) {
+    TRY(std::vector<image::IndexChildRecord> had, store.db().index_children(kept.digest));
+    for (const auto& c : had) {
+      bool dup = std::any_of(kept.children.begin(), kept.children.end(),
+                             [&](const image::IndexChildRecord& k) { return k.position == c.position; });
+      if (!dup) {
+        kept.children.push_back(c);
+      }
+    }
+    std::sort(kept.children.begin(), kept.children.end(),
+              [](const image::IndexChildRecord& a, const image::IndexChildRecord& b) { return a.position < b.position; });
+  }
+  TRY(std::string index_digest, staging->put(top.bytes));
+  if (index_digest != kept.digest) {
+    return fail(Errc::corrupt, fmt::format("{}: index hashes to {}", where, index_digest));
+  }
+  TRY_VOID(store.commit(*staging, images, {kept}));
+  const image::NewImage& first = images.front();
+  std::string manifest_digest = first.manifest_digest;
+  std::string config_digest = first.config_digest;
+  image::Platform want_oci;
+  want_oci.os = want.os;
+  want_oci.architecture = want.architecture;
+  want_oci.variant = want.variant;
+  for (size_t k = 0; k < picks.size(); ++k) {
+    const auto& d = index.manifests[picks[k]];
+    if (d.platform && image::platform_matches(image::descriptor_platform(d), want_oci)) {
+      manifest_digest = images[k].manifest_digest;
+      config_digest = images[k].config_digest;
+      break;
+    }
+  }
+  return PullResult{manifest_digest, kept.digest, config_digest, downloaded == 0 && known};
+}
+
+namespace {
+
+// Pushes one stored image manifest (blobs first) and puts it under
+// `reference` (a tag, or "" for its digest).
+Result<PushResult> push_manifest(Client& client, image::ImageStore& store, const std::string& source,
+                                 const image::ImageRecord& stored, const image::Reference& dest,
+                                 const std::string& reference, const TransferProgress& progress,
+                                 const PushOptions& options) {
   TRY(image::LoadedImage img, store.load(stored));
   const image::LoadedImage as_stored = img;
   auto refused = [&](Error e) -> Error {
@@ -497,13 +619,83 @@ Result<PushResult> push_image(Client& client, image::ImageStore& store, const st
       return fail(*e);
     }
   }
-  std::string tag = dest.digest.empty() ? (dest.tag.empty() ? "latest" : dest.tag) : dest.digest;
+  std::string tag = reference.empty() ? rec.manifest_digest : reference;
   TRY(Sha256Digest pushed, client.put_manifest(repo, tag, img.manifest_bytes, rec.media_type));
   if (pushed.str() != rec.manifest_digest) {
     return fail(Errc::corrupt, fmt::format("{}: the registry stored the manifest as {}, expected {}",
                                            repo.str(), pushed.str(), rec.manifest_digest));
   }
-  return PushResult{rec.manifest_digest, img.manifest_bytes.size()};
+  return PushResult{rec.manifest_digest, img.manifest_bytes.size(), rec.media_type};
+}
+
+// Pushes a multi-platform image: every platform image the store holds (by
+// digest), then the index under the tag. Platforms the store lacks must be
+// in the destination repository already. When a platform's manifest changes
+// (its layers compressed for the push) the index is rewritten to name it.
+Result<PushResult> push_index(Client& client, image::ImageStore& store, const std::string& source,
+                              const image::ImageRecord& rec, const image::Reference& dest,
+                              const TransferProgress& progress, const PushOptions& options) {
+  TRY(image::LoadedIndex idx, image::load_index(store, rec));
+  Repository repo = repository_of(dest);
+  bool rewritten = false;
+  std::set<size_t> present;
+  for (const auto& c : idx.children) {
+    size_t pos = static_cast<size_t>(c.position);
+    TRY(std::optional<image::ImageRecord> child, store.db().image(c.manifest_digest));
+    if (!child || pos >= idx.index.manifests.size()) {
+      return fail(Errc::corrupt, fmt::format("cannot push {}: its {} image {} is not in the store", source, c.platform,
+                                             c.manifest_digest));
+    }
+    TRY(PushResult pushed, push_manifest(client, store, source, *child, dest, "", progress, options));
+    image::Descriptor& d = idx.index.manifests[pos];
+    if (pushed.manifest_digest != d.digest) {
+      d.digest = pushed.manifest_digest;
+      d.size = static_cast<int64_t>(pushed.manifest_size);
+      d.media_type = pushed.media_type;
+      rewritten = true;
+    }
+    present.insert(pos);
+  }
+  for (size_t i = 0; i < idx.index.manifests.size(); ++i) {
+    const image::Descriptor& d = idx.index.manifests[i];
+    if (present.count(i) != 0) {
+      continue;
+    }
+    auto there = client.head_manifest(repo, d.digest);
+    if (!there) {
+      std::string platform = d.platform ? image::platform_text(image::descriptor_platform(d)) : "(no platform)";
+      return fail(Errc::not_found,
+                  fmt::format("cannot push {} to {}: its index lists platform {} (manifest {}), which the store "
+                              "does not hold and {} lacks; pull it first (pull --all-platforms)",
+                              source, dest.str(), platform, d.digest, repo.str()));
+    }
+  }
+  std::string bytes = rewritten ? image::serialize(idx.index) : idx.bytes;
+  std::string media_type = rec.media_type;
+  if (rewritten && !idx.index.media_type.empty()) {
+    media_type = idx.index.media_type;
+  }
+  std::string tag = dest.digest.empty() ? (dest.tag.empty() ? "latest" : dest.tag) : dest.digest;
+  TRY(Sha256Digest pushed, client.put_manifest(repo, tag, bytes, media_type));
+  std::string want = sha256(bytes).str();
+  if (pushed.str() != want) {
+    return fail(Errc::corrupt, fmt::format("{}: the registry stored the index as {}, expected {}", repo.str(),
+                                           pushed.str(), want));
+  }
+  return PushResult{want, bytes.size(), media_type};
+}
+
+}  // namespace
+
+Result<PushResult> push_image(Client& client, image::ImageStore& store, const std::string& source,
+                              const image::Reference& dest, const TransferProgress& progress,
+                              const PushOptions& options) {
+  TRY(image::ImageRecord stored, store.resolve_target(source));
+  if (stored.is_index()) {
+    return push_index(client, store, source, stored, dest, progress, options);
+  }
+  std::string tag = dest.digest.empty() ? (dest.tag.empty() ? "latest" : dest.tag) : dest.digest;
+  return push_manifest(client, store, source, stored, dest, tag, progress, options);
 }
 
 }  // namespace imgbuild::registry

@@ -646,7 +646,7 @@ TEST_CASE("import is reproducible under SOURCE_DATE_EPOCH", "[integration]") {
   CHECK(only.out.find("repro") == std::string::npos);
 }
 
-TEST_CASE("OCI archives with a nested multi-platform index load the host's image", "[integration]") {
+TEST_CASE("OCI archives with a nested multi-platform index keep the index with the image they hold", "[integration]") {
   TempDir work;
   fs::path root = work.path / "store";
   std::string layer = small_layer();
@@ -681,5 +681,14 @@ TEST_CASE("OCI archives with a nested multi-platform index load the host's image
   INFO(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.out == "Loaded image: multi/arch:1\n");
-  CHECK(inspect(root, "multi/arch:1")["Id"] == sha256(cfg).str());
+  // The name points at the index (its ID, as docker's containerd store
+  // shows it); the image is the amd64 one the archive holds.
+  json j = inspect(root, "multi/arch:1");
+  CHECK(j["Id"] == sha256(n).str());
+  CHECK(j["Architecture"] == "amd64");
+  CHECK(j["RootFS"]["Layers"] == json::array({sha256(layer).str()}));
+  // arm64 is listed but was not in the archive.
+  RunResult arm = run_imgbuild(root, {"inspect", "--platform", "linux/arm64", "multi/arch:1"});
+  CHECK(arm.status == 1);
+  CHECK(arm.err.find("platform linux/arm64 is listed in its index but not in the store") != std::string::npos);
 }

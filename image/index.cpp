@@ -1,0 +1,231 @@
+#include "image/index.hpp"
+
+#include <sys/utsname.h>
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "image/json.hpp"
+#include "util/hash.hpp"
+#include "util/strings.hpp"
+
+namespace imgbuild::image {
+
+namespace {
+
+// Architecture aliases and the variant they imply.
+std::string normal_arch(std::string arch, std::string& variant) {
+  arch = str::to_lower(arch);
+  if (arch == "x86_64" || arch == "x86-64") {
+    return "amd64";
+  }
+  if (arch == "aarch64") {
+    return "arm64";
+  }
+  if (arch == "armhf" || arch == "armv7l") {
+    variant = "v7";
+    return "arm";
+  }
+  if (arch == "armel" || arch == "armv6l") {
+    variant = "v6";
+    return "arm";
+  }
+  if (arch == "i386" || arch == "i686") {
+    return "386";
+  }
+  return arch;
+}
+
+// The variant an architecture means when none is written.
+std::string default_variant(const std::string& arch) {
+  if (arch == "arm64") {
+    return "v8";
+  }
+  if (arch == "amd64") {
+    return "v1";
+  }
+  if (arch == "arm") {
+    return "v7";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string platform_text(const Platform& p) {
+  std::string out = p.os + "/" + p.architecture;
+  if (!p.variant.empty()) {
+    out += "/" + p.variant;
+  }
+  return out;
+}
+
+Result<Platform> parse_platform_text(std::string_view text) {
+  std::vector<std::string> parts = str::split(text, '/');
+  Platform p;
+  if (parts.size() == 1 && !parts[0].empty()) {
+    p.os = "linux";
+    p.architecture = parts[0];
+  } else if (parts.size() == 2 || parts.size() == 3) {
+    p.os = str::to_lower(parts[0]);
+    p.architecture = parts[1];
+    p.variant = parts.size() == 3 ? str::to_lower(parts[2]) : "";
+  }
+  if (p.os.empty() || p.architecture.empty() || (parts.size() == 3 && p.variant.empty())) {
+    return fail(Errc::invalid_argument,
+                fmt::format("invalid platform {}: want os/arch[/variant]", str::go_quote(text)));
+  }
+  p.architecture = normal_arch(p.architecture, p.variant);
+  return p;
+}
+
+Platform host_oci_platform() {
+  utsname u{};
+  Platform p;
+  p.os = "linux";
+  p.architecture = "amd64";
+  if (::uname(&u) == 0) {
+    p.architecture = normal_arch(u.machine, p.variant);
+  }
+  if (p.architecture == "arm64") {
+    p.variant = "v8";
+  }
+  return p;
+}
+
+bool platform_matches(const Platform& have, const Platform& want) {
+  std::string have_variant = str::to_lower(have.variant);
+  std::string want_variant = str::to_lower(want.variant);
+  std::string have_arch = normal_arch(have.architecture, have_variant);
+  std::string want_arch = normal_arch(want.architecture, want_variant);
+  if (str::to_lower(have.os) != str::to_lower(want.os) || have_arch != want_arch) {
+    return false;
+  }
+  if (want_variant.empty()) {
+    return true;
+  }
+  if (have_variant.empty()) {
+    have_variant = default_variant(have_arch);
+  }
+  return have_variant == want_variant;
+}
+
+Platform descriptor_platform(const Descriptor& d) {
+  if (!d.platform) {
+    return Platform{};
+  }
+  Platform p;
+  p.os = d.platform->os;
+  p.architecture = d.platform->architecture;
+  p.variant = d.platform->variant;
+  return p;
+}
+
+Platform config_platform(const ImageConfig& c) {
+  Platform p;
+  p.os = c.os;
+  p.architecture = c.architecture;
+  p.variant = c.variant;
+  return p;
+}
+
+Result<std::string> make_index(const std::vector<IndexEntry>& entries) {
+  if (entries.empty()) {
+    return fail(Errc::invalid_argument, "an image index needs at least one image");
+  }
+  Index idx;
+  idx.media_type = std::string(media::oci_index);
+  std::set<std::string> seen;
+  for (const auto& e : entries) {
+    if (!is_valid_digest(e.manifest_digest) || media_kind(e.media_type) != MediaKind::manifest) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("image {} ({}) is not an image manifest", e.manifest_digest, e.media_type));
+    }
+    if (e.platform.os.empty() || e.platform.architecture.empty()) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("image {} has no platform (its config lacks os or architecture)", e.manifest_digest));
+    }
+    Platform p;
+    p.os = e.platform.os;
+    p.architecture = e.platform.architecture;
+    p.variant = e.platform.variant;
+    if (p.variant.empty() && p.architecture == "arm64") {
+      p.variant = "v8";  // as BuildKit writes arm64 entries
+    }
+    if (!seen.insert(platform_text(p)).second) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("two images for platform {} (image {})", platform_text(p), e.manifest_digest));
+    }
+    Descriptor d;
+    d.media_type = e.media_type;
+    d.digest = e.manifest_digest;
+    d.size = e.size;
+    d.platform = std::move(p);
+    idx.manifests.push_back(std::move(d));
+  }
+  return serialize(idx);
+}
+
+Result<IndexEntry> index_entry_of(ImageStore& store, const ImageRecord& rec) {
+  if (rec.is_index()) {
+    return fail(Errc::invalid_argument,
+                fmt::format("image {} is itself a multi-platform image index", rec.manifest_digest));
+  }
+  TRY(LoadedImage img, store.load(rec));
+  return IndexEntry{rec.manifest_digest, rec.media_type, static_cast<int64_t>(img.manifest_bytes.size()),
+                    config_platform(img.config)};
+}
+
+Result<StagedIndex> stage_index(Staging& staging, const std::vector<IndexEntry>& entries,
+                                const std::vector<Reference>& names) {
+  StagedIndex out;
+  TRY(out.bytes, make_index(entries));
+  TRY(out.index.digest, staging.put(out.bytes));
+  out.index.media_type = std::string(media::oci_index);
+  out.index.names = names;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Platform p = entries[i].platform;
+    if (p.variant.empty() && p.architecture == "arm64") {
+      p.variant = "v8";
+    }
+    out.index.children.push_back(IndexChildRecord{static_cast<int>(i), entries[i].manifest_digest, platform_text(p)});
+  }
+  return out;
+}
+
+Result<CommittedIndex> commit_index(ImageStore& store, const std::vector<IndexEntry>& entries,
+                                    const std::vector<Reference>& names) {
+  TRY(auto staging, Staging::create(store.content()));
+  TRY(StagedIndex staged, stage_index(*staging, entries, names));
+  TRY_VOID(store.commit(*staging, {}, {staged.index}));
+  return CommittedIndex{staged.index.digest, staged.bytes};
+}
+
+Result<LoadedIndex> load_index(ImageStore& store, const ImageRecord& rec) {
+  if (!rec.is_index()) {
+    return fail(Errc::invalid_argument, fmt::format("image {} is not an image index", rec.manifest_digest));
+  }
+  LoadedIndex out;
+  out.record = rec;
+  TRY(out.bytes, store.content().read_small(rec.manifest_digest, k_max_json_size));
+  TRY(out.index, parse_index(out.bytes, "index " + rec.manifest_digest));
+  TRY(out.children, store.db().index_children(rec.manifest_digest));
+  return out;
+}
+
+Result<std::string> put_loose_blob(ImageStore& store, std::string_view bytes) {
+  std::string digest = sha256(bytes).str();
+  TRY_VOID(store.lease().hold({{LeaseKind::blob, digest}}));
+  if (!store.content().has(digest)) {
+    TRY(auto staging, Staging::create(store.content()));
+    TRY(std::string put, staging->put(bytes));
+    TRY(MetaDb::Transaction tx, store.db().begin());
+    TRY(bool added, staging->publish_one(put));
+    (void)added;
+    TRY_VOID(tx.commit());
+  }
+  return digest;
+}
+
+}  // namespace imgbuild::image
