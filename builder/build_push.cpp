@@ -1,6 +1,6 @@
 // Pushing a build's result (see build_push.hpp).
 
-#include "cli/build_push.hpp"
+#include "builder/build_push.hpp"
 
 #include <cstdio>
 #include <memory>
@@ -8,14 +8,13 @@
 
 #include <fmt/format.h>
 
-#include "cli/image_common.hpp"
 #include "registry/client.hpp"
 #include "registry/transfer.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
-std::string push_built_image(image::ImageStore& store, const std::string& manifest_digest, const PushTarget& target,
-                             bool quiet) {
+Result<std::string> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
+                                     const PushTarget& target, bool quiet) {
   registry::ClientOptions o;
   o.credentials = registry::docker_config_credentials();
   if (target.insecure) {
@@ -40,7 +39,8 @@ std::string push_built_image(image::ImageStore& store, const std::string& manife
     }
     auto pushed = registry::push_image(client, store, manifest_digest, name, progress, popts);
     if (!pushed) {
-      throw CommandError{fmt::format("failed to push {}: {}", name.familiar(), pushed.error().to_string()), 1};
+      return fail(pushed.error().code,
+                  fmt::format("failed to push {}: {}", name.familiar(), pushed.error().to_string()));
     }
     if (!quiet) {
       std::fprintf(stderr, "pushing manifest for %s@%s done\n", name.str().c_str(),
@@ -51,4 +51,4 @@ std::string push_built_image(image::ImageStore& store, const std::string& manife
   return digest;
 }
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

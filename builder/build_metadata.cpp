@@ -1,11 +1,11 @@
-#include "cli/build_metadata.hpp"
+#include "builder/build_metadata.hpp"
 
 #include <regex>
 
-#include "cli/build_checks.hpp"
+#include "builder/build_checks.hpp"
 #include "util/output.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
 nlohmann::json warnings_json(const std::vector<parser::CheckWarning>& warnings) {
   nlohmann::json out = nlohmann::json::array();
@@ -33,4 +33,4 @@ Result<void> write_failure_metadata(const std::string& path, const Error& error,
   return output::write_file(path, md.dump(2) + "\n");
 }
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

@@ -1,31 +1,30 @@
 // --cache-from / --cache-to of `imgbuild build` (see build_cache_io.hpp).
 
-#include "cli/build_cache_io.hpp"
+#include "builder/build_cache_io.hpp"
 
 #include <cstdio>
 #include <mutex>
 
 #include <fmt/format.h>
 
-#include "cli/image_common.hpp"
 #include "util/strings.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
-BuildCacheIo open_build_cache_io(const std::vector<std::string>& cache_from, const std::vector<std::string>& cache_to) {
+Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_from, const std::vector<std::string>& cache_to) {
   BuildCacheIo out;
   std::vector<builder::CacheSpec> imports;
   for (const auto& s : cache_from) {
     auto spec = builder::parse_cache_spec(s, false);
     if (!spec) {
-      throw CommandError{spec.error().message, 2};
+      return fail(Errc::invalid_argument, spec.error().message);
     }
     imports.push_back(*spec);
   }
   for (const auto& s : cache_to) {
     auto spec = builder::parse_cache_spec(s, true);
     if (!spec) {
-      throw CommandError{spec.error().message, 2};
+      return fail(Errc::invalid_argument, spec.error().message);
     }
     out.exports.push_back(*spec);
   }
@@ -49,15 +48,17 @@ BuildCacheIo open_build_cache_io(const std::vector<std::string>& cache_from, con
   return out;
 }
 
-void export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const builder::BuiltImage& built, bool quiet) {
+Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const builder::BuiltImage& built, bool quiet) {
   for (const auto& spec : cache.exports) {
     auto remote = builder::open_cache_remote(spec);
     if (!remote) {
-      throw CommandError{fmt::format("failed to export cache to {}: {}", spec.location, remote.error().message), 1};
+      return fail(remote.error().code,
+                  fmt::format("failed to export cache to {}: {}", spec.location, remote.error().message));
     }
     auto done = cache.io->export_to(**remote, spec, store, built.cache_key);
     if (!done) {
-      throw CommandError{fmt::format("failed to export cache to {}: {}", spec.location, done.error().message), 1};
+      return fail(done.error().code,
+                  fmt::format("failed to export cache to {}: {}", spec.location, done.error().message));
     }
     if (!quiet) {
       std::fprintf(stderr, "exported cache to %s: %zu records, %zu blobs (%zu new)%s\n", spec.location.c_str(),
@@ -65,6 +66,7 @@ void export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const bui
                    done->mounts > 0 ? fmt::format(", {} cache mounts", done->mounts).c_str() : "");
     }
   }
+  return ok();
 }
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

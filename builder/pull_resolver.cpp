@@ -1,6 +1,6 @@
 // Store-then-registry base image resolution (see pull_resolver.hpp).
 
-#include "cli/pull_resolver.hpp"
+#include "builder/pull_resolver.hpp"
 
 #include <cstdio>
 #include <mutex>
@@ -13,7 +13,7 @@
 #include "registry/transfer.hpp"
 #include "util/strings.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
 namespace {
 
@@ -89,4 +89,4 @@ std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& st
   return std::make_unique<PullResolver>(store, pull_always, platform);
 }
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

@@ -10,7 +10,7 @@
 #include "parser/checks.hpp"
 #include "util/result.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
 /// The warnings as "imgbuild.build.warnings" lists them (rule, message,
 /// line, url).
@@ -23,4 +23,4 @@ nlohmann::json warnings_json(const std::vector<parser::CheckWarning>& warnings);
 Result<void> write_failure_metadata(const std::string& path, const Error& error,
                             const std::vector<parser::CheckWarning>& warnings);
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

@@ -9,11 +9,11 @@
 #include "builder/executor.hpp"
 #include "image/store.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
 /// A resolver that pulls missing images (every parseable reference when
 /// `pull_always`) for `platform` ("" = the host's) and reports each pull on stderr.
 std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
                                                            const std::string& platform);
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder
