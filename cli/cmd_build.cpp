@@ -45,25 +45,6 @@ namespace imgbuild::cli {
 
 namespace {
 
-// The numbers of the summary line (and of --metadata-file's
-// "imgbuild.summary"): total time, steps run and cached, bytes of the layer
-// blobs written, the image's content size.
-nlohmann::json build_summary(const builder::BuiltImage& built, double seconds, int64_t image_size) {
-  int run = 0;
-  int cached = 0;
-  int64_t written = 0;
-  for (const auto& s : built.steps) {
-    if (s.cached) {
-      ++cached;
-    } else {
-      ++run;
-      written += s.layer_bytes;
-    }
-  }
-  return {{"seconds", seconds}, {"steps_run", run}, {"steps_cached", cached}, {"bytes_written", written},
-          {"image_size", image_size}};
-}
-
 std::string summary_line(const nlohmann::json& s) {
   std::string steps = fmt::format("{} step{} run, {} cached, {} written", s["steps_run"].get<int>(),
                                   s["steps_run"].get<int>() == 1 ? "" : "s", s["steps_cached"].get<int>(),
@@ -418,7 +399,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     builder::BuiltImage partial;
     partial.steps = steps_seen;
     double failed_after = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
-    nlohmann::json summary = build_summary(partial, failed_after, 0);
+    nlohmann::json summary = builder::build_summary(partial, failed_after, 0);
     summary.erase("image_size");
     summary["failed"] = true;
     if (f.progress == "rawjson") {
@@ -467,7 +448,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     unwrap(output::write_file(f.iidfile, built->config_digest));
   }
   double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
-  nlohmann::json summary = build_summary(*built, seconds, unwrap(store->content_size(built->record)));
+  nlohmann::json summary = builder::build_summary(*built, seconds, unwrap(store->content_size(built->record)));
   std::optional<nlohmann::json> report;
   if (!f.report.empty()) {
     image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, built->record));
@@ -481,50 +462,8 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   if (!f.metadata_file.empty()) {
-    nlohmann::json md;
-    md["containerimage.config.digest"] = built->config_digest;
-    std::string digest = built->manifest_digest;
-    uint64_t size = built->manifest_bytes.size();
-    std::string media_type = built->record.media_type;
-    if (!pushed_digest.empty() && pushed_digest != digest) {
-      digest = pushed_digest;
-      size = unwrap(store->content().size(digest));
-    }
-    md["containerimage.digest"] = digest;
-    md["containerimage.descriptor"] = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};
-    std::vector<std::string> names;
-    for (const auto& t : tags) {
-      names.push_back(t.str());
-    }
-    if (!names.empty()) {
-      md["image.name"] = str::join(names, ",");
-    }
-    nlohmann::json layers = nlohmann::json::array();
-    for (const auto& l : built->layers) {
-      layers.push_back({{"digest", l.blob_digest}, {"size", l.blob_size}, {"diff_id", l.diff_id}});
-    }
-    md["imgbuild.layers"] = layers;
-    nlohmann::json steps = nlohmann::json::array();
-    for (const auto& s : built->steps) {
-      nlohmann::json js = {{"name", s.name}, {"line", s.line}, {"duration", s.seconds}, {"cached", s.cached}};
-      if (!s.cached) {
-        js["cache_reason"] = s.cache_reason;
-      } else {
-        js["cache_source"] = s.cache_source.empty() ? "local" : s.cache_source;
-      }
-      if (!s.layer_digest.empty()) {
-        js["layer"] = s.layer_digest;
-      }
-      steps.push_back(js);
-    }
-    md["imgbuild.steps"] = steps;
-    md["imgbuild.summary"] = summary;
-    if (report) {
-      nlohmann::json numbers = *report;
-      numbers.erase("treemap");  // every file of the image: the page's, not the metadata's
-      md["imgbuild.report"] = numbers;
-    }
-    md["imgbuild.build.warnings"] = builder::warnings_json(checks.warnings);
+    nlohmann::json md =
+        unwrap(builder::success_metadata(*store, *built, pushed_digest, tags, summary, report, checks.warnings));
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
   if (f.quiet) {
