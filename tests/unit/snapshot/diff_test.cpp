@@ -319,7 +319,10 @@ TEST_CASE("unchanged trees give an empty layer", "[snapshot][integration]") {
   CHECK(out == std::string(1024, '\0'));
 }
 
-TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot]") {
+// A filesystem stress test (k_max_depth + 5 nested directories: seconds of
+// I/O on a busy disk), registered as integration so that the unit run stays
+// quick.
+TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot][integration]") {
   ScratchDir t;
   stdfs::create_directories(t / "new");
   {
