@@ -2,16 +2,14 @@
 
 #include "builder/build_cache_io.hpp"
 
-#include <cstdio>
-#include <mutex>
-
 #include <fmt/format.h>
 
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
 
-Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_from, const std::vector<std::string>& cache_to) {
+Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_from,
+                                         const std::vector<std::string>& cache_to, const MessageSink& warnings) {
   BuildCacheIo out;
   std::vector<builder::CacheSpec> imports;
   for (const auto& s : cache_from) {
@@ -31,16 +29,18 @@ Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_f
   if (imports.empty() && out.exports.empty()) {
     return out;
   }
-  auto mu = std::make_shared<std::mutex>();
-  out.io = std::make_unique<builder::CacheIo>([mu](const std::string& message) {
-    std::lock_guard lock(*mu);
-    std::fprintf(stderr, "WARNING: %s\n", message.c_str());
+  out.io = std::make_unique<builder::CacheIo>([warnings](const std::string& message) {
+    if (warnings) {
+      warnings("WARNING: " + message);
+    }
   });
   for (const auto& spec : imports) {
     auto remote = builder::open_cache_remote(spec);
     if (!remote) {
-      std::fprintf(stderr, "WARNING: ignoring --cache-from %s: %s\n", str::go_quote(spec.location).c_str(),
-                   remote.error().message.c_str());
+      if (warnings) {
+        warnings(fmt::format("WARNING: ignoring --cache-from {}: {}", str::go_quote(spec.location),
+                             remote.error().message));
+      }
       continue;
     }
     out.io->add_import(std::move(remote).value(), spec.mounts_max_size);
@@ -48,7 +48,8 @@ Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_f
   return out;
 }
 
-Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const builder::BuiltImage& built, bool quiet) {
+Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const BuiltImage& built,
+                                const MessageSink& messages) {
   for (const auto& spec : cache.exports) {
     auto remote = builder::open_cache_remote(spec);
     if (!remote) {
@@ -60,10 +61,10 @@ Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, c
       return fail(done.error().code,
                   fmt::format("failed to export cache to {}: {}", spec.location, done.error().message));
     }
-    if (!quiet) {
-      std::fprintf(stderr, "exported cache to %s: %zu records, %zu blobs (%zu new)%s\n", spec.location.c_str(),
-                   done->records, done->blobs, done->new_blobs,
-                   done->mounts > 0 ? fmt::format(", {} cache mounts", done->mounts).c_str() : "");
+    if (messages) {
+      messages(fmt::format("exported cache to {}: {} records, {} blobs ({} new){}", spec.location, done->records,
+                           done->blobs, done->new_blobs,
+                           done->mounts > 0 ? fmt::format(", {} cache mounts", done->mounts) : ""));
     }
   }
   return ok();

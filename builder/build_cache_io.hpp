@@ -1,7 +1,7 @@
 #pragma once
 // A build's --cache-from SPEC… and --cache-to SPEC…: the specs parsed
 // (builder/cache_io.hpp), the imports opened before the build, the exports
-// written after it. Warnings go to stderr as "WARNING: …".
+// written after it. Warnings are "WARNING: …" lines for the user.
 
 #include <memory>
 #include <string>
@@ -9,6 +9,7 @@
 
 #include "builder/cache_io.hpp"
 #include "builder/executor.hpp"
+#include "builder/session_messages.hpp"
 #include "image/store.hpp"
 
 namespace imgbuild::builder {
@@ -23,12 +24,14 @@ struct BuildCacheIo {
 
 /// Parses every spec (a bad one is an Errc::invalid_argument error with the
 /// spec parser's message) and reads the imports (an unreadable one is a
-/// warning).
-Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_from, const std::vector<std::string>& cache_to);
+/// warning). `warnings` gets the warnings of the imports, now and during
+/// the build.
+Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_from,
+                                         const std::vector<std::string>& cache_to, const MessageSink& warnings);
 
 /// Writes every --cache-to export of the finished build; a failure is an
-/// error naming the destination. Reports one line per export on
-/// stderr unless `quiet`.
-Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const builder::BuiltImage& built, bool quiet);
+/// error naming the destination. Reports one line per export to `messages`.
+Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const BuiltImage& built,
+                                const MessageSink& messages);
 
 }  // namespace imgbuild::builder

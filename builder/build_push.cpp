@@ -2,10 +2,6 @@
 
 #include "builder/build_push.hpp"
 
-#include <cstdio>
-#include <memory>
-#include <mutex>
-
 #include <fmt/format.h>
 
 #include "registry/client.hpp"
@@ -14,7 +10,7 @@
 namespace imgbuild::builder {
 
 Result<std::string> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
-                                     const PushTarget& target, bool quiet) {
+                                     const PushTarget& target, const MessageSink& messages) {
   registry::ClientOptions o;
   o.credentials = registry::docker_config_credentials();
   if (target.insecure) {
@@ -22,29 +18,24 @@ Result<std::string> push_built_image(image::ImageStore& store, const std::string
     o.transport.tls_verify = false;
   }
   registry::Client client(std::move(o));
-  auto mutex = std::make_shared<std::mutex>();
   registry::TransferProgress progress;
-  if (!quiet) {
-    progress = [mutex](const std::string& id, const std::string& status) {
-      std::lock_guard lock(*mutex);
-      std::fprintf(stderr, "%s: %s\n", id.c_str(), status.c_str());
-    };
+  if (messages) {
+    progress = [messages](const std::string& id, const std::string& status) { messages(id + ": " + status); };
   }
   registry::PushOptions popts;
   popts.compression = target.compression;
   std::string digest = manifest_digest;
   for (const auto& name : target.names) {
-    if (!quiet) {
-      std::fprintf(stderr, "pushing layers to %s\n", name.str().c_str());
+    if (messages) {
+      messages("pushing layers to " + name.str());
     }
     auto pushed = registry::push_image(client, store, manifest_digest, name, progress, popts);
     if (!pushed) {
       return fail(pushed.error().code,
                   fmt::format("failed to push {}: {}", name.familiar(), pushed.error().to_string()));
     }
-    if (!quiet) {
-      std::fprintf(stderr, "pushing manifest for %s@%s done\n", name.str().c_str(),
-                   pushed->manifest_digest.c_str());
+    if (messages) {
+      messages(fmt::format("pushing manifest for {}@{} done", name.str(), pushed->manifest_digest));
     }
     digest = pushed->manifest_digest;
   }

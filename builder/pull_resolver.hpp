@@ -1,5 +1,5 @@
 #pragma once
-// The builder's base-image resolver for the command line: the local store
+// The builder's base-image resolver of a build session: the local store
 // first, the registry when the image is missing there (or always, with
 // --pull), so FROM <registry>/<repo> works with an empty store.
 
@@ -7,13 +7,15 @@
 #include <string>
 
 #include "builder/executor.hpp"
+#include "builder/session_messages.hpp"
 #include "image/store.hpp"
 
 namespace imgbuild::builder {
 
 /// A resolver that pulls missing images (every parseable reference when
-/// `pull_always`) for `platform` ("" = the host's) and reports each pull on stderr.
-std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
-                                                           const std::string& platform);
+/// `pull_always`) for `platform` ("" = the host's) and reports each pull
+/// to `messages`.
+std::unique_ptr<ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
+                                                  const std::string& platform, MessageSink messages);
 
 }  // namespace imgbuild::builder

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -91,6 +93,16 @@ inline void unwrap_message(Result<void> r, int status) {
   if (!r) {
     throw CommandError{r.error().message, status};
   }
+}
+
+// The session's lines for the user (pulls, pushes, cache imports and
+// exports), on stderr, one whole line at a time from any thread.
+builder::MessageSink stderr_lines() {
+  auto mu = std::make_shared<std::mutex>();
+  return [mu](const std::string& line) {
+    std::lock_guard lock(*mu);
+    std::fprintf(stderr, "%s\n", line.c_str());
+  };
 }
 
 struct BuildFlags {
@@ -386,9 +398,12 @@ void run_build(BuildFlags& f, Context& ctx) {
   exec.now_nsec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since).count() %
                                         1000000000LL);
 
-  builder::BuildCacheIo cache_io = unwrap_message(builder::open_build_cache_io(f.cache_from, f.cache_to), 2);
+  const builder::MessageSink messages = stderr_lines();
+  const builder::MessageSink unless_quiet = f.quiet || f.progress == "quiet" ? nullptr : messages;
+  builder::BuildCacheIo cache_io =
+      unwrap_message(builder::open_build_cache_io(f.cache_from, f.cache_to, messages), 2);
   exec.cache_io = cache_io.io.get();
-  auto resolver = builder::make_pull_resolver(*store, f.pull, f.platform);
+  auto resolver = builder::make_pull_resolver(*store, f.pull, f.platform, messages);
   print_isolation_notice(*plan, f.isolation);
   std::vector<builder::StepRecord> steps_seen;
   exec.steps_seen = &steps_seen;
@@ -436,12 +451,11 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   unwrap(builder::write_outputs(*store, *built, outputs, tags));
-  unwrap_message(builder::export_build_cache(cache_io, *store, *built, f.quiet || f.progress == "quiet"), 1);
+  unwrap_message(builder::export_build_cache(cache_io, *store, *built, unless_quiet), 1);
   // The metadata file names the manifest as pushed (layers compressed).
   std::string pushed_digest;
   for (const auto& p : image_outs.pushes) {
-    pushed_digest = unwrap_message(
-        builder::push_built_image(*store, built->manifest_digest, p, f.quiet || f.progress == "quiet"), 1);
+    pushed_digest = unwrap_message(builder::push_built_image(*store, built->manifest_digest, p, unless_quiet), 1);
   }
 
   if (!f.iidfile.empty()) {
