@@ -35,11 +35,13 @@
 
 #include "builder/cache_steps.hpp"
 #include "builder/config.hpp"
+#include "builder/layer_blob.hpp"
 #include "builder/context.hpp"
 #include "builder/copy_step.hpp"
 #include "builder/run_mounts.hpp"
 #include "builder/step_label.hpp"
 #include "builder/step_cache.hpp"
+#include "image/assemble.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 #include "sandbox/sandbox.hpp"
@@ -182,31 +184,9 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   }
   // Uncompressed: the blob is the layer tar (digest = diff_id). Compression
   // waits for an output that needs it (image/layer_compression.hpp).
-  snapshot::DiffOptions dopts;
-  dopts.compression = tar::Compression::none;
-  dopts.source_date_epoch = m_plan.source_date_epoch;
-  std::optional<image::BlobWriter> writer;
-  {
-    std::lock_guard lock(m_staging_mu);
-    TRY(auto w, m_staging->writer());
-    writer.emplace(std::move(w));
-  }
-  TRY(auto diff, snapshot::diff_overlay(
-                     upper.string(), lowers,
-                     [&](const void* data, size_t size) -> Result<void> { return writer->write(data, size); },
-                     dopts));
-  std::string digest;
-  {
-    std::lock_guard lock(m_staging_mu);
-    TRY(digest, writer->commit());
-  }
-  image::LayerRecord rec;
-  rec.blob_digest = digest;
-  rec.diff_id = diff.layer.diff_id.str();
-  rec.media_type = std::string(image::media::oci_layer);
-  rec.blob_size = static_cast<int64_t>(diff.layer.size);
-  rec.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
-  rec.content_size = static_cast<int64_t>(diff.content_size);
+  TRY(image::LayerRecord rec,
+      write_layer_blob(*m_staging, &m_staging_mu, upper.string(), lowers, m_plan.source_date_epoch));
+  const std::string& digest = rec.blob_digest;
   record.layer_bytes = rec.blob_size;
   record.layer_content = rec.content_size;
   TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, digest}, {image::LeaseKind::layer, rec.diff_id}}));
@@ -529,35 +509,24 @@ Result<BuiltImage> Build::run() {
   for (const auto& l : res.layers) {
     cfg.rootfs.diff_ids.push_back(l.record.diff_id);
   }
-  out.config_bytes = image::serialize(cfg);
-  TRY(out.config_digest, m_staging->put(out.config_bytes));
-  image::Manifest m;
-  m.media_type = std::string(image::media::oci_manifest);
-  m.config.media_type = std::string(image::media::oci_config);
-  m.config.digest = out.config_digest;
-  m.config.size = static_cast<int64_t>(out.config_bytes.size());
+  std::vector<image::AssembledLayer> layers;
   for (const auto& l : res.layers) {
-    image::Descriptor d;
-    d.media_type = oci_layer_type(l.record.media_type);
-    d.digest = l.record.blob_digest;
-    d.size = l.record.blob_size;
-    m.layers.push_back(d);
-    image::LayerRecord rec = l.record;
-    rec.media_type = d.media_type;
-    out.layers.push_back(rec);
+    image::AssembledLayer al;
+    al.descriptor.media_type = oci_layer_type(l.record.media_type);
+    al.descriptor.digest = l.record.blob_digest;
+    al.descriptor.size = l.record.blob_size;
+    al.record = l.record;
+    al.record.media_type = al.descriptor.media_type;
+    out.layers.push_back(al.record);
     out.layer_dirs.push_back(l.dir);
+    layers.push_back(std::move(al));
   }
-  out.manifest_bytes = image::serialize(m);
-  TRY(out.manifest_digest, m_staging->put(out.manifest_bytes));
   out.config = cfg;
-  image::NewImage ni;
-  ni.manifest_digest = out.manifest_digest;
-  ni.media_type = m.media_type;
-  ni.config_digest = out.config_digest;
-  ni.created = cfg.created;
-  ni.layers = out.layers;
-  ni.names = m_options.tags;
-  TRY_VOID(m_store.commit(*m_staging, {ni}));
+  TRY(image::AssembledImage assembled, image::commit_image(m_store, *m_staging, cfg, layers, m_options.tags));
+  out.config_bytes = std::move(assembled.config_bytes);
+  out.config_digest = std::move(assembled.config_digest);
+  out.manifest_bytes = std::move(assembled.manifest_bytes);
+  out.manifest_digest = std::move(assembled.manifest_digest);
   TRY_VOID(m_cache->finish(m_options.now_sec));
   TRY(auto rec, m_store.db().image(out.manifest_digest));
   if (rec) {

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -23,47 +25,27 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "builder/build_cache_io.hpp"
+#include "builder/build_checks.hpp"
+#include "builder/build_metadata.hpp"
+#include "builder/build_outputs.hpp"
+#include "builder/build_push.hpp"
 #include "builder/config.hpp"
 #include "builder/context.hpp"
 #include "builder/executor.hpp"
 #include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
-#include "cli/build_cache_io.hpp"
-#include "cli/build_checks.hpp"
-#include "cli/build_metadata.hpp"
-#include "cli/build_push.hpp"
+#include "builder/pull_resolver.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
 #include "cli/report.hpp"
-#include "cli/pull_resolver.hpp"
 #include "sandbox/sandbox.hpp"
-#include "image/archive.hpp"
-#include "snapshot/diff.hpp"
 #include "util/output.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::cli {
 
 namespace {
-
-// The numbers of the summary line (and of --metadata-file's
-// "imgbuild.summary"): total time, steps run and cached, bytes of the layer
-// blobs written, the image's content size.
-nlohmann::json build_summary(const builder::BuiltImage& built, double seconds, int64_t image_size) {
-  int run = 0;
-  int cached = 0;
-  int64_t written = 0;
-  for (const auto& s : built.steps) {
-    if (s.cached) {
-      ++cached;
-    } else {
-      ++run;
-      written += s.layer_bytes;
-    }
-  }
-  return {{"seconds", seconds}, {"steps_run", run}, {"steps_cached", cached}, {"bytes_written", written},
-          {"image_size", image_size}};
-}
 
 std::string summary_line(const nlohmann::json& s) {
   std::string steps = fmt::format("{} step{} run, {} cached, {} written", s["steps_run"].get<int>(),
@@ -97,6 +79,32 @@ std::string build_identity(const std::string& file, const std::string& context, 
 
 namespace fsys = std::filesystem;
 
+// The value of a Result, or a CommandError with exit status `status`
+// carrying its message as is (the library's session errors are already
+// worded for the user).
+template <class T>
+T unwrap_message(Result<T> r, int status) {
+  if (!r) {
+    throw CommandError{r.error().message, status};
+  }
+  return std::move(r).value();
+}
+inline void unwrap_message(Result<void> r, int status) {
+  if (!r) {
+    throw CommandError{r.error().message, status};
+  }
+}
+
+// The session's lines for the user (pulls, pushes, cache imports and
+// exports), on stderr, one whole line at a time from any thread.
+builder::MessageSink stderr_lines() {
+  auto mu = std::make_shared<std::mutex>();
+  return [mu](const std::string& line) {
+    std::lock_guard lock(*mu);
+    std::fprintf(stderr, "%s\n", line.c_str());
+  };
+}
+
 struct BuildFlags {
   std::string file;
   std::string context;
@@ -128,125 +136,12 @@ struct BuildFlags {
   std::vector<std::string> cache_to;
 };
 
-// -o parsed.
-struct Output {
-  std::string type;
-  std::map<std::string, std::string> attrs;
-};
-
 std::pair<std::string, std::string> split_kv(const std::string& s) {
   size_t eq = s.find('=');
   if (eq == std::string::npos) {
     return {s, ""};
   }
   return {s.substr(0, eq), s.substr(eq + 1)};
-}
-
-Output parse_output(const std::string& spec) {
-  Output out;
-  if (spec.find('=') == std::string::npos) {
-    // Short forms, as buildx has them.
-    if (spec == "-") {
-      out.type = "tar";
-      out.attrs["dest"] = "-";
-    } else if (spec.ends_with(".tar")) {
-      out.type = "docker";
-      out.attrs["dest"] = spec;
-    } else {
-      out.type = "local";
-      out.attrs["dest"] = spec;
-    }
-    return out;
-  }
-  for (const auto& part : str::split(spec, ',')) {
-    auto [k, v] = split_kv(part);
-    k = str::to_lower(std::string(str::trim(k)));
-    if (k == "type") {
-      out.type = v;
-    } else {
-      out.attrs[k] = v;
-    }
-  }
-  if (out.type == "registry") {
-    // buildx: type=registry is type=image,push=true.
-    out.type = "image";
-    out.attrs["push"] = "true";
-  }
-  static const std::set<std::string> k_types = {"docker", "oci", "local", "tar", "image"};
-  if (k_types.count(out.type) == 0) {
-    throw CommandError{fmt::format("invalid output {}: unsupported type \"{}\" (docker, oci, local, tar, image, registry)",
-                                   str::go_quote(spec), out.type),
-                       2};
-  }
-  if (out.type != "image" && out.attrs.count("dest") == 0) {
-    throw CommandError{fmt::format("invalid output {}: dest= is required for type={}", str::go_quote(spec), out.type),
-                       2};
-  }
-  return out;
-}
-
-bool attr_true(const Output& o, const std::string& key) {
-  auto it = o.attrs.find(key);
-  return it != o.attrs.end() && (it->second == "true" || it->second == "1" || it->second.empty());
-}
-
-// What the type=image outputs ask for: the names they give the image
-// (name=, else the -t names) and, with push=true, the pushes.
-struct ImageOutputs {
-  std::vector<image::Reference> names;
-  std::vector<PushTarget> pushes;
-};
-
-// The layer compression an output asks for (compression=,
-// compression-level=, force-compression=); gzip unless it says otherwise
-// when `by_default`, else none unless it names one.
-std::optional<image::LayerCompression> output_compression(const Output& o, bool by_default) {
-  auto attr = [&](const char* k) { return o.attrs.count(k) ? o.attrs.at(k) : std::string(); };
-  if (!by_default && o.attrs.count("compression") == 0) {
-    return std::nullopt;
-  }
-  auto c = image::parse_layer_compression(attr("compression"), attr("compression-level"), attr("force-compression"));
-  if (!c) {
-    throw CommandError{fmt::format("invalid output {}: {}", o.type, c.error().message), 2};
-  }
-  return *c;
-}
-
-ImageOutputs image_outputs(const std::vector<Output>& outputs, const std::vector<image::Reference>& tags) {
-  ImageOutputs out;
-  for (const auto& o : outputs) {
-    if (o.type != "image") {
-      continue;
-    }
-    PushTarget t;
-    auto name = o.attrs.find("name");
-    if (name != o.attrs.end() && !name->second.empty()) {
-      auto ref = image::parse_reference(name->second);
-      if (!ref) {
-        throw CommandError{fmt::format("invalid output name {}: {}", str::go_quote(name->second), ref.error().message),
-                           2};
-      }
-      t.names.push_back(*ref);
-    } else {
-      t.names = tags;
-    }
-    for (const auto& n : t.names) {
-      bool known = std::any_of(out.names.begin(), out.names.end(), [&](const image::Reference& r) { return r.str() == n.str(); });
-      if (!known) {
-        out.names.push_back(n);
-      }
-    }
-    if (o.attrs.count("push") == 0 || !attr_true(o, "push")) {
-      continue;
-    }
-    if (t.names.empty()) {
-      throw CommandError{"tag is needed when pushing to registry", 2};
-    }
-    t.insecure = o.attrs.count("registry.insecure") != 0 && attr_true(o, "registry.insecure");
-    t.compression = output_compression(o, true);
-    out.pushes.push_back(std::move(t));
-  }
-  return out;
 }
 
 // BuildKit's failure excerpt: the lines around the failing one, ">>>" marks it.
@@ -261,84 +156,6 @@ void print_excerpt(const std::string& file, const std::vector<std::string>& line
     std::fprintf(stderr, "%4d | %s %s\n", i, i == line ? ">>>" : "   ", lines[static_cast<size_t>(i - 1)].c_str());
   }
   std::fprintf(stderr, "--------------------\n");
-}
-
-// Whether output `o` is one file (or stream) written through util/output
-// rather than a directory.
-bool writes_file(const Output& o) {
-  if (o.type == "tar" || o.type == "docker") {
-    return true;
-  }
-  return o.type == "oci" && !(o.attrs.count("tar") && str::to_lower(o.attrs.at("tar")) == "false");
-}
-
-struct TempDir {
-  fsys::path path;
-  ~TempDir() {
-    if (!path.empty()) {
-      std::error_code ec;
-      fsys::remove_all(path, ec);
-    }
-  }
-};
-
-void write_outputs(image::ImageStore& store, const builder::BuiltImage& built, const std::vector<Output>& outputs,
-                   const std::vector<image::Reference>& tags) {
-  for (const auto& o : outputs) {
-    const std::string dest = o.attrs.count("dest") ? o.attrs.at("dest") : "";
-    if (o.type == "image") {
-      continue;
-    }
-    if (o.type == "docker" || o.type == "oci") {
-      std::vector<image::SaveItem> items;
-      std::vector<image::Reference> names;
-      if (o.attrs.count("name")) {
-        for (const auto& n : str::split(o.attrs.at("name"), ',')) {
-          names.push_back(unwrap(image::parse_reference(n)));
-        }
-      } else {
-        names = tags;
-      }
-      if (names.empty()) {
-        items.push_back(image::SaveItem{built.record, std::nullopt});
-      }
-      for (const auto& n : names) {
-        items.push_back(image::SaveItem{built.record, n});
-      }
-      // buildx: the OCI exporter compresses (gzip unless told), the docker
-      // one writes the layers as stored (a build's uncompressed, as `docker
-      // save`) unless compression= is given.
-      auto compression = output_compression(o, o.type == "oci");
-      if (o.type == "oci" && o.attrs.count("tar") && str::to_lower(o.attrs.at("tar")) == "false") {
-        unwrap(image::save_oci_dir(store, items, dest, compression));
-        continue;
-      }
-      output::File out = unwrap(output::File::open(dest));
-      image::SaveOptions sopts;
-      sopts.format = o.type == "oci" ? image::SaveFormat::oci : image::SaveFormat::docker_and_oci;
-      sopts.compression = compression;
-      unwrap(image::save_archive(store, items, out.fd(), sopts));
-      unwrap(out.commit());
-      continue;
-    }
-    if (o.type == "local") {
-      unwrap(builder::export_rootfs(store, built, dest));
-      continue;
-    }
-    if (o.type == "tar") {
-      TempDir tmp;
-      tmp.path = store.content().root() / "tmp" / fmt::format("rootfs-{}", ::getpid());
-      unwrap(builder::export_rootfs(store, built, tmp.path));
-      output::File out = unwrap(output::File::open(dest));
-      snapshot::DiffOptions opts;
-      opts.compression = tar::Compression::none;
-      int fd = out.fd();
-      unwrap(snapshot::diff_trees(
-          "", tmp.path.string(),
-          [fd, &dest](const void* data, size_t size) { return output::write_all(fd, data, size, dest); }, opts));
-      unwrap(out.commit());
-    }
-  }
 }
 
 // One line when RUN steps will not get the namespace sandbox here (root in
@@ -367,12 +184,12 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   // Outputs first: a malformed -o, a destination that is a directory or
   // whose directory is missing fails before any work (util/output.hpp).
-  std::vector<Output> outputs;
+  std::vector<builder::Output> outputs;
   for (const auto& o : f.outputs) {
-    outputs.push_back(parse_output(o));
+    outputs.push_back(unwrap_message(builder::parse_output(o), 2));
   }
   for (const auto& o : outputs) {
-    if (writes_file(o)) {
+    if (builder::writes_file(o)) {
       unwrap(output::check_destination(o.attrs.at("dest")));
     }
   }
@@ -446,7 +263,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       }
       return img->config.config->on_build;
     }
-    auto config = stored_image_config(*store, ref);
+    auto config = builder::stored_image_config(*store, ref);
     if (!config) {
       return std::nullopt;
     }
@@ -464,7 +281,7 @@ void run_build(BuildFlags& f, Context& ctx) {
 
   // Build checks: --check runs only them; check=error=true fails the build
   // before it starts; otherwise the warnings follow the build's output.
-  BuildCheckInput check_input;
+  builder::BuildCheckInput check_input;
   check_input.dockerfile_text = &dockerfile_text;
   check_input.plan = &*plan;
   for (const auto& [k, v] : opts.build_args) {
@@ -473,10 +290,10 @@ void run_build(BuildFlags& f, Context& ctx) {
   check_input.target = f.target;
   check_input.store = store.get();
   check_input.context = &context;
-  BuildCheckResult checks = unwrap(run_build_checks(check_input));
+  builder::BuildCheckResult checks = unwrap(builder::run_build_checks(check_input));
   if (f.check) {
-    std::string text = format_check_details(checks.warnings, dockerfile_name, plan->lines) +
-                       format_check_complete(checks.warnings.size());
+    std::string text = builder::format_check_details(checks.warnings, dockerfile_name, plan->lines) +
+                       builder::format_check_complete(checks.warnings.size());
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
     if (checks.error) {
@@ -487,9 +304,9 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   auto print_warnings = [&] {
     if (f.progress == "rawjson") {
-      std::fputs(format_check_events(checks.warnings).c_str(), stderr);
+      std::fputs(builder::format_check_events(checks.warnings).c_str(), stderr);
     } else if (!f.quiet && f.progress != "quiet") {
-      std::fputs(format_check_summary(checks.warnings).c_str(), stderr);
+      std::fputs(builder::format_check_summary(checks.warnings).c_str(), stderr);
     }
   };
   if (checks.error) {
@@ -508,9 +325,9 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
 
   if (f.push) {
-    outputs.push_back(Output{"image", {{"push", "true"}}});
+    outputs.push_back(builder::Output{"image", {{"push", "true"}}});
   }
-  ImageOutputs image_outs = image_outputs(outputs, tags);
+  builder::ImageOutputs image_outs = unwrap_message(builder::image_outputs(outputs, tags), 2);
 
   builder::ExecuteOptions exec;
   exec.context = &context;
@@ -581,9 +398,12 @@ void run_build(BuildFlags& f, Context& ctx) {
   exec.now_nsec = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since).count() %
                                         1000000000LL);
 
-  BuildCacheIo cache_io = open_build_cache_io(f.cache_from, f.cache_to);
+  const builder::MessageSink messages = stderr_lines();
+  const builder::MessageSink unless_quiet = f.quiet || f.progress == "quiet" ? nullptr : messages;
+  builder::BuildCacheIo cache_io =
+      unwrap_message(builder::open_build_cache_io(f.cache_from, f.cache_to, messages), 2);
   exec.cache_io = cache_io.io.get();
-  auto resolver = make_pull_resolver(*store, f.pull, f.platform);
+  auto resolver = builder::make_pull_resolver(*store, f.pull, f.platform, messages);
   print_isolation_notice(*plan, f.isolation);
   std::vector<builder::StepRecord> steps_seen;
   exec.steps_seen = &steps_seen;
@@ -594,7 +414,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     builder::BuiltImage partial;
     partial.steps = steps_seen;
     double failed_after = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
-    nlohmann::json summary = build_summary(partial, failed_after, 0);
+    nlohmann::json summary = builder::build_summary(partial, failed_after, 0);
     summary.erase("image_size");
     summary["failed"] = true;
     if (f.progress == "rawjson") {
@@ -613,7 +433,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       msg = "failed to solve: " + msg;
     }
     if (!f.metadata_file.empty()) {
-      auto written = write_failure_metadata(f.metadata_file, e, checks.warnings);
+      auto written = builder::write_failure_metadata(f.metadata_file, e, checks.warnings);
       if (!written) {
         std::fprintf(stderr, "imgbuild: error: %s\n", written.error().to_string().c_str());
       }
@@ -623,19 +443,26 @@ void run_build(BuildFlags& f, Context& ctx) {
     bool full = e.code == Errc::no_space || msg.find(std::strerror(ENOSPC)) != std::string::npos;
     throw CommandError{msg, 1, full};
   }
-  write_outputs(*store, *built, outputs, tags);
-  export_build_cache(cache_io, *store, *built, f.quiet || f.progress == "quiet");
+  // A bad compression= of an archive output is the user's error (status 2);
+  // what goes wrong while writing is not.
+  for (const auto& o : outputs) {
+    if (o.type == "docker" || o.type == "oci") {
+      unwrap_message(builder::output_compression(o, o.type == "oci"), 2);
+    }
+  }
+  unwrap(builder::write_outputs(*store, *built, outputs, tags));
+  unwrap_message(builder::export_build_cache(cache_io, *store, *built, unless_quiet), 1);
   // The metadata file names the manifest as pushed (layers compressed).
   std::string pushed_digest;
   for (const auto& p : image_outs.pushes) {
-    pushed_digest = push_built_image(*store, built->manifest_digest, p, f.quiet || f.progress == "quiet");
+    pushed_digest = unwrap_message(builder::push_built_image(*store, built->manifest_digest, p, unless_quiet), 1);
   }
 
   if (!f.iidfile.empty()) {
     unwrap(output::write_file(f.iidfile, built->config_digest));
   }
   double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
-  nlohmann::json summary = build_summary(*built, seconds, unwrap(store->content_size(built->record)));
+  nlohmann::json summary = builder::build_summary(*built, seconds, unwrap(store->content_size(built->record)));
   std::optional<nlohmann::json> report;
   if (!f.report.empty()) {
     image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, built->record));
@@ -649,50 +476,8 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   if (!f.metadata_file.empty()) {
-    nlohmann::json md;
-    md["containerimage.config.digest"] = built->config_digest;
-    std::string digest = built->manifest_digest;
-    uint64_t size = built->manifest_bytes.size();
-    std::string media_type = built->record.media_type;
-    if (!pushed_digest.empty() && pushed_digest != digest) {
-      digest = pushed_digest;
-      size = unwrap(store->content().size(digest));
-    }
-    md["containerimage.digest"] = digest;
-    md["containerimage.descriptor"] = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};
-    std::vector<std::string> names;
-    for (const auto& t : tags) {
-      names.push_back(t.str());
-    }
-    if (!names.empty()) {
-      md["image.name"] = str::join(names, ",");
-    }
-    nlohmann::json layers = nlohmann::json::array();
-    for (const auto& l : built->layers) {
-      layers.push_back({{"digest", l.blob_digest}, {"size", l.blob_size}, {"diff_id", l.diff_id}});
-    }
-    md["imgbuild.layers"] = layers;
-    nlohmann::json steps = nlohmann::json::array();
-    for (const auto& s : built->steps) {
-      nlohmann::json js = {{"name", s.name}, {"line", s.line}, {"duration", s.seconds}, {"cached", s.cached}};
-      if (!s.cached) {
-        js["cache_reason"] = s.cache_reason;
-      } else {
-        js["cache_source"] = s.cache_source.empty() ? "local" : s.cache_source;
-      }
-      if (!s.layer_digest.empty()) {
-        js["layer"] = s.layer_digest;
-      }
-      steps.push_back(js);
-    }
-    md["imgbuild.steps"] = steps;
-    md["imgbuild.summary"] = summary;
-    if (report) {
-      nlohmann::json numbers = *report;
-      numbers.erase("treemap");  // every file of the image: the page's, not the metadata's
-      md["imgbuild.report"] = numbers;
-    }
-    md["imgbuild.build.warnings"] = warnings_json(checks.warnings);
+    nlohmann::json md =
+        unwrap(builder::success_metadata(*store, *built, pushed_digest, tags, summary, report, checks.warnings));
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
   if (f.quiet) {

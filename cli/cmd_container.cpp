@@ -20,12 +20,13 @@
 #include <nlohmann/json.hpp>
 
 #include "builder/config.hpp"
+#include "builder/layer_blob.hpp"
 #include "cli/commands.hpp"
 #include "cli/image_common.hpp"
+#include "image/assemble.hpp"
 #include "image/change.hpp"
 #include "sandbox/sandbox.hpp"
 #include "snapshot/copy.hpp"
-#include "snapshot/diff.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "util/strings.hpp"
@@ -328,21 +329,8 @@ void add_commit(CLI::App* sub, Context& ctx) {
     cfg.config = cc;
 
     auto staging = unwrap(image::Staging::create(store->content()));
-    auto writer = unwrap(staging->writer());
-    snapshot::DiffOptions dopts;
-    dopts.compression = tar::Compression::none;  // compressed when an output needs it, as a build's layers
-    auto diff = unwrap(snapshot::diff_overlay(
-        (dir / "upper").string(), lowers,
-        [&](const void* data, size_t size) -> Result<void> { return writer.write(data, size); }, dopts));
-    std::string layer_digest = unwrap(writer.commit());
-
-    image::LayerRecord layer;
-    layer.blob_digest = layer_digest;
-    layer.diff_id = diff.layer.diff_id.str();
-    layer.media_type = std::string(image::media::oci_layer);
-    layer.blob_size = static_cast<int64_t>(diff.layer.size);
-    layer.diff_size = static_cast<int64_t>(diff.layer.uncompressed_size);
-    layer.content_size = static_cast<int64_t>(diff.content_size);
+    image::LayerRecord layer =
+        unwrap(builder::write_layer_blob(*staging, nullptr, (dir / "upper").string(), lowers));
 
     std::string created = now_rfc3339();
     cfg.created = created;
@@ -362,41 +350,29 @@ void add_commit(CLI::App* sub, Context& ctx) {
     h.created_by = cmdline;
     cfg.history.push_back(h);
 
-    std::string config_bytes = image::serialize(cfg);
-    std::string config_digest = unwrap(staging->put(config_bytes));
-    image::Manifest m;
-    m.media_type = std::string(image::media::oci_manifest);
-    m.config.media_type = std::string(image::media::oci_config);
-    m.config.digest = config_digest;
-    m.config.size = static_cast<int64_t>(config_bytes.size());
-    image::NewImage ni;
+    // The image's layers as its manifest has them, then the new one.
+    std::vector<image::AssembledLayer> layers;
     for (size_t i = 0; i < img.manifest.layers.size(); ++i) {
-      m.layers.push_back(img.manifest.layers[i]);
+      image::AssembledLayer al;
+      al.descriptor = img.manifest.layers[i];
       auto known = unwrap(store->db().layer(img.manifest.layers[i].digest));
-      image::LayerRecord lr;
       if (known) {
-        lr = *known;
+        al.record = *known;
       } else {
-        lr.blob_digest = img.manifest.layers[i].digest;
-        lr.blob_size = img.manifest.layers[i].size;
-        lr.diff_id = img.config.rootfs.diff_ids[i];
+        al.record.blob_digest = img.manifest.layers[i].digest;
+        al.record.blob_size = img.manifest.layers[i].size;
+        al.record.diff_id = img.config.rootfs.diff_ids[i];
       }
-      lr.media_type = img.manifest.layers[i].media_type;
-      ni.layers.push_back(lr);
+      al.record.media_type = img.manifest.layers[i].media_type;
+      layers.push_back(std::move(al));
     }
-    image::Descriptor d;
-    d.media_type = layer.media_type;
-    d.digest = layer.blob_digest;
-    d.size = layer.blob_size;
-    m.layers.push_back(d);
-    ni.layers.push_back(layer);
-    std::string manifest_bytes = image::serialize(m);
-    ni.manifest_digest = unwrap(staging->put(manifest_bytes));
-    ni.media_type = m.media_type;
-    ni.config_digest = config_digest;
-    ni.created = created;
-    ni.names = names;
-    unwrap(store->commit(*staging, {ni}));
+    image::AssembledLayer added;
+    added.descriptor.media_type = layer.media_type;
+    added.descriptor.digest = layer.blob_digest;
+    added.descriptor.size = layer.blob_size;
+    added.record = layer;
+    layers.push_back(std::move(added));
+    std::string config_digest = unwrap(image::commit_image(*store, *staging, cfg, layers, names)).config_digest;
     std::fputs((config_digest + "\n").c_str(), stdout);
     ctx.exit_code = 0;
   });

@@ -156,18 +156,6 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows) {
 
 std::string short_id(const std::string& digest) { return digest.substr(7, 12); }
 
-std::optional<image::ContainerConfig> stored_image_config(image::ImageStore& store, const std::string& ref) {
-  auto rec = store.resolve(ref);
-  if (!rec) {
-    return std::nullopt;
-  }
-  auto img = store.load(*rec);
-  if (!img) {
-    return std::nullopt;
-  }
-  return img->config.config;
-}
-
 namespace {
 
 // --platform of inspect and history: none when not given.

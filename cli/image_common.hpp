@@ -49,11 +49,6 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows);
 /// The 12-hex-digit short form of a digest.
 std::string short_id(const std::string& digest);
 
-/// The container config of the stored image `ref` names; nothing when the
-/// store has no such image or it has no config (build-time lookups that
-/// never pull: checks, ONBUILD planning).
-std::optional<image::ContainerConfig> stored_image_config(image::ImageStore& store, const std::string& ref);
-
 /// The images kept containers were made from (cmd_container.cpp), for rmi
 /// and prune to keep.
 image::ImagesInUse images_in_use(const image::ImageStore& store);

@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "image/assemble.hpp"
 #include "image/blob_reader.hpp"
 #include "image/change.hpp"
 #include "image/index.hpp"
@@ -467,34 +468,19 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
   h.created_by = "imgbuild import";
   h.comment = options.message.empty() ? "Imported from " + options.source : options.message;
   cfg.history.push_back(h);
-  std::string cfg_bytes = serialize(cfg);
-  TRY(std::string cfg_digest, staging->put(cfg_bytes));
-
-  Manifest m;
-  m.media_type = std::string(media::oci_manifest);
-  m.config = Descriptor{std::string(media::oci_config), cfg_digest, static_cast<int64_t>(cfg_bytes.size()), {}, {},
-                        std::nullopt, "", json::object()};
-  Descriptor ld;
-  ld.media_type = std::string(media::oci_layer);
-  ld.digest = layer_digest;
-  ld.size = static_cast<int64_t>(layer.uncompressed_size);
-  m.layers.push_back(ld);
-  std::string m_bytes = serialize(m);
-  TRY(std::string m_digest, staging->put(m_bytes));
-
-  NewImage img;
-  img.manifest_digest = m_digest;
-  img.media_type = m.media_type;
-  img.config_digest = cfg_digest;
-  img.created = created;
-  img.layers.push_back(LayerRecord{layer_digest, layer.diff_id.str(), std::string(media::oci_layer),
-                                   static_cast<int64_t>(layer.uncompressed_size),
-                                   static_cast<int64_t>(layer.uncompressed_size), static_cast<int64_t>(content)});
+  AssembledLayer l;
+  l.descriptor.media_type = std::string(media::oci_layer);
+  l.descriptor.digest = layer_digest;
+  l.descriptor.size = static_cast<int64_t>(layer.uncompressed_size);
+  l.record = LayerRecord{layer_digest, layer.diff_id.str(), std::string(media::oci_layer),
+                         static_cast<int64_t>(layer.uncompressed_size),
+                         static_cast<int64_t>(layer.uncompressed_size), static_cast<int64_t>(content)};
+  std::vector<Reference> names;
   if (options.name) {
-    img.names.push_back(*options.name);
+    names.push_back(*options.name);
   }
-  TRY_VOID(store.commit(*staging, {img}));
-  return cfg_digest;
+  TRY(AssembledImage img, commit_image(store, *staging, cfg, {l}, names));
+  return img.config_digest;
 }
 
 // ---- save ---------------------------------------------------------------------

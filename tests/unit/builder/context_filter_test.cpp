@@ -160,7 +160,7 @@ TEST_CASE("context filter: below a mount source, and a hidden source itself", "[
   CHECK(missing->empty());
 }
 
-TEST_CASE("context filter: whiteouts are 0:0 devices under directories like the context's", "[builder]") {
+TEST_CASE("context filter: whiteouts are 0:0 devices under directories like the context's", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "whiteouts are device nodes: mknod needs root");
   ScratchDir dir;
   sfs::path ctx = dir / "ctx";

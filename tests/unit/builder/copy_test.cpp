@@ -87,7 +87,7 @@ bool have_program(const char* name) {
 
 }  // namespace
 
-TEST_CASE("copy: a directory source copies its contents - trailing / and WORKDIR rules", "[builder]") {
+TEST_CASE("copy: a directory source copies its contents - trailing / and WORKDIR rules", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.src / "dir/sub");
@@ -114,7 +114,7 @@ TEST_CASE("copy: a directory source copies its contents - trailing / and WORKDIR
   CHECK(read_text(f.dst / "wd/file") == "F");
 }
 
-TEST_CASE("copy: several sources onto a dest without a trailing slash follow BuildKit v0.22", "[builder]") {
+TEST_CASE("copy: several sources onto a dest without a trailing slash follow BuildKit v0.22", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   write_text(f.src / "a", "a");
@@ -147,7 +147,7 @@ TEST_CASE("copy: several sources onto a dest without a trailing slash follow Bui
   CHECK(r.error().message == "cannot copy to non-directory: /n");
 }
 
-TEST_CASE("copy: created parents take an octal --chmod's mode and the --chown owner", "[builder]") {
+TEST_CASE("copy: created parents take an octal --chmod's mode and the --chown owner", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   write_text(f.src / "a", "a");
@@ -181,7 +181,7 @@ TEST_CASE("copy: created parents take an octal --chmod's mode and the --chown ow
   CHECK(std::get<0>(mode_of("s/t/a")) == 0644u);
 }
 
-TEST_CASE("copy: missing literal source fails, unmatched wildcard is fine", "[builder]") {
+TEST_CASE("copy: missing literal source fails, unmatched wildcard is fine", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   auto r = f.run(copy_of({"nope"}, "/x"));
@@ -192,7 +192,7 @@ TEST_CASE("copy: missing literal source fails, unmatched wildcard is fine", "[bu
   CHECK(w->files == 0);
 }
 
-TEST_CASE("copy: modes and mtimes kept, owners 0:0 without --chown, parents 0755", "[builder]") {
+TEST_CASE("copy: modes and mtimes kept, owners 0:0 without --chown, parents 0755", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.src / "d");
@@ -228,7 +228,7 @@ TEST_CASE("copy: modes and mtimes kept, owners 0:0 without --chown, parents 0755
   CHECK((lst(f.dst / "keep").st_mode & 07777) == 0700);
 }
 
-TEST_CASE("copy: --chown resolves names in the destination rootfs", "[builder]") {
+TEST_CASE("copy: --chown resolves names in the destination rootfs", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.dst / "etc");
@@ -265,7 +265,7 @@ TEST_CASE("copy: --chown resolves names in the destination rootfs", "[builder]")
   CHECK_FALSE(f.run(r));
 }
 
-TEST_CASE("copy: --chmod octal and symbolic on files and directories", "[builder]") {
+TEST_CASE("copy: --chmod octal and symbolic on files and directories", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   CHECK_FALSE(parse_chmod("64a"));
   CHECK(parse_chmod("64a").error().message.find("invalid chmod parameter: '64a'") == 0);
@@ -295,7 +295,7 @@ TEST_CASE("copy: --chmod octal and symbolic on files and directories", "[builder
   CHECK((lst(f.dst / "sym/s").st_mode & 07777) == 0755);
 }
 
-TEST_CASE("copy: --parents keeps parent dirs, /./ is the pivot", "[builder]") {
+TEST_CASE("copy: --parents keeps parent dirs, /./ is the pivot", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.src / "x/y/z");
@@ -316,7 +316,7 @@ TEST_CASE("copy: --parents keeps parent dirs, /./ is the pivot", "[builder]") {
   CHECK(read_text(f.dst / "wild/x/y/b.txt") == "b");
 }
 
-TEST_CASE("copy: --exclude and .dockerignore remove entries", "[builder]") {
+TEST_CASE("copy: --exclude and .dockerignore remove entries", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.src / "d/sub");
@@ -344,7 +344,7 @@ TEST_CASE("copy: --exclude and .dockerignore remove entries", "[builder]") {
   CHECK_FALSE(f.run(copy_of({"secret"}, "/s"), &*ig));
 }
 
-TEST_CASE("copy: hardlinks kept, symlinks copied as links, sockets become files", "[builder]") {
+TEST_CASE("copy: hardlinks kept, symlinks copied as links, sockets become files", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.src / "d");
@@ -369,7 +369,7 @@ TEST_CASE("copy: hardlinks kept, symlinks copied as links, sockets become files"
   CHECK(sock.st_size == 0);
 }
 
-TEST_CASE("copy: a symlinked dir in the destination never leads outside it", "[builder]") {
+TEST_CASE("copy: a symlinked dir in the destination never leads outside it", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_symlink("/", f.dst / "escape");
@@ -404,7 +404,7 @@ TEST_CASE("copy: COPY refuses URLs - checksum needs a remote source", "[builder]
   CHECK(classify_source("dir/file") == SourceKind::local);
 }
 
-TEST_CASE("copy: ADD extracts local archives inside the root", "[builder]") {
+TEST_CASE("copy: ADD extracts local archives inside the root", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   using namespace imgbuild::test;
   Fixture f;
@@ -428,7 +428,7 @@ TEST_CASE("copy: ADD extracts local archives inside the root", "[builder]") {
   CHECK(sfs::is_regular_file(f.dst / "c/a.tar"));
 }
 
-TEST_CASE("copy: hostile archives stay inside the destination", "[builder]") {
+TEST_CASE("copy: hostile archives stay inside the destination", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   using namespace imgbuild::test;
   Fixture f;
@@ -453,7 +453,7 @@ TEST_CASE("copy: hostile archives stay inside the destination", "[builder]") {
   CHECK(sfs::exists(f.dst / "evil2"));  // resolved inside the root
 }
 
-TEST_CASE("copy: heredoc files", "[builder]") {
+TEST_CASE("copy: heredoc files", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   CopyRequest r;
@@ -483,7 +483,7 @@ TEST_CASE("copy: heredoc files", "[builder]") {
   CHECK(st.st_gid == 6);
 }
 
-TEST_CASE("copy: ADD <url> downloads with mode 0600, Last-Modified and --checksum", "[builder]") {
+TEST_CASE("copy: ADD <url> downloads with mode 0600, Last-Modified and --checksum", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   IMGBUILD_REQUIRE_PREREQ(have_program("python3"), "python3 serves the test URL");
   Fixture f;
@@ -521,7 +521,7 @@ TEST_CASE("copy: ADD <url> with nothing listening is a clear network error", "[b
   CHECK(res.error().message.find("failed to load http://127.0.0.1") == 0);
 }
 
-TEST_CASE("copy: ADD from a git repository served over HTTP", "[builder]") {
+TEST_CASE("copy: ADD from a git repository served over HTTP", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   IMGBUILD_REQUIRE_PREREQ(have_program("git") && have_program("python3"), "git and python3");
   Fixture f;
@@ -558,7 +558,7 @@ TEST_CASE("copy: ADD from a git repository served over HTTP", "[builder]") {
   CHECK_FALSE(f.run(bad));
 }
 
-TEST_CASE("copy: ADD extracts bzip2, xz and zstd archives", "[builder]") {
+TEST_CASE("copy: ADD extracts bzip2, xz and zstd archives", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   using namespace imgbuild::test;
   Fixture f;
@@ -578,7 +578,7 @@ TEST_CASE("copy: ADD extracts bzip2, xz and zstd archives", "[builder]") {
   }
 }
 
-TEST_CASE("copy: --link writes into an empty dir, --chown still resolves in the stage rootfs", "[builder]") {
+TEST_CASE("copy: --link writes into an empty dir, --chown still resolves in the stage rootfs", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.dst / "etc");
@@ -658,7 +658,7 @@ TEST_CASE("copy: copy_request expands words from the instruction", "[builder]") 
   CHECK(a->checksum == std::optional<std::string>("sha256:$C"));
 }
 
-TEST_CASE("copy: ADD --chown applies to extracted archive entries", "[builder]") {
+TEST_CASE("copy: ADD --chown applies to extracted archive entries", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   using namespace imgbuild::test;
   Fixture f;
@@ -675,7 +675,7 @@ TEST_CASE("copy: ADD --chown applies to extracted archive entries", "[builder]")
   CHECK(lst(f.dst / "y/d").st_uid == 7);
 }
 
-TEST_CASE("copy: export_tree materializes the filtered context with owners kept", "[builder]") {
+TEST_CASE("copy: export_tree materializes the filtered context with owners kept", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
   sfs::create_directories(f.src / "d");
@@ -699,7 +699,7 @@ TEST_CASE("copy: export_tree materializes the filtered context with owners kept"
 }
 
 TEST_CASE("copy: existing directories below a source dir take its metadata, the dest keeps its own, all written",
-          "[builder]") {
+          "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to chown");
   Fixture f;
   sfs::create_directories(f.src / "tree/e");

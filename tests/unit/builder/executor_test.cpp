@@ -23,6 +23,7 @@
 #include "builder/plan.hpp"
 #include "support/fake_sandbox.hpp"
 #include "support/fake_snapshotter.hpp"
+#include "image/lease.hpp"
 #include "image/store.hpp"
 #include "support/scratch_dir.hpp"
 
@@ -66,6 +67,7 @@ struct Fixture {
   RecordingProgress progress;
   std::unique_ptr<image::ImageStore> store;
   std::map<std::string, SecretSource> secrets;
+  int jobs = 2;
 
   Fixture() {
     auto s = image::ImageStore::open(dir / "store");
@@ -85,7 +87,7 @@ struct Fixture {
     REQUIRE(context);
     ExecuteOptions options;
     options.context = &*context;
-    options.jobs = 2;
+    options.jobs = jobs;
     options.services.snapshotter = &snapshotter;
     options.services.sandbox = &sandbox;
     options.cache_keys_dir = (dir / "keys").string();
@@ -104,6 +106,40 @@ struct Fixture {
     fsys::path dest = dir / name;
     REQUIRE(export_rootfs(*store, built, dest));
     return dest;
+  }
+
+  // The store's blobs, layers and images, one line each: what a failed
+  // build must leave as it found it.
+  std::vector<std::string> store_listing() {
+    std::vector<std::string> out;
+    auto blobs = store->content().list();
+    REQUIRE(blobs);
+    for (const auto& b : *blobs) {
+      out.push_back("blob " + b);
+    }
+    auto layers = store->db().layers();
+    REQUIRE(layers);
+    for (const auto& l : *layers) {
+      out.push_back("layer " + l.diff_id);
+    }
+    auto images = store->db().images();
+    REQUIRE(images);
+    for (const auto& i : *images) {
+      out.push_back("image " + i.manifest_digest);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Lease files left under the store (image/lease.hpp), the lock file aside.
+  size_t lease_files() {
+    std::error_code ec;
+    size_t n = 0;
+    for (auto it = fsys::directory_iterator(image::lease_dir(dir / "store"), ec);
+         !ec && it != fsys::directory_iterator(); it.increment(ec)) {
+      n += it->path().filename() == "lock" ? 0 : 1;
+    }
+    return n;
   }
 
   // Entries left in the store's tmp/ directory.
@@ -370,4 +406,126 @@ TEST_CASE("executor: RUN --security=insecure needs the entitlement, also in an O
   CHECK(trigger.error().location->line == 3);  // a trigger fails at its FROM
   CHECK(f.sandbox.runs().empty());
   CHECK(f.snapshotter.live() == 0);
+}
+
+TEST_CASE("executor: independent stages run at the same time, a stage on another stage waits for it",
+          "[builder][executor]") {
+  Fixture f;
+  // a and b only meet when they run in parallel; c is FROM a and must see
+  // a's file; the last stage needs b and c.
+  const std::string df =
+      "FROM scratch AS a\nRUN meet 2 20 && write /a.txt from-a\n"
+      "FROM scratch AS b\nRUN meet 2 20 && write /b.txt from-b\n"
+      "FROM a AS c\nRUN copy /a.txt /c.txt\n"
+      "FROM scratch\nRUN --mount=from=b,target=/mb --mount=from=c,target=/mc copy /mc/c.txt /c && copy /mb/b.txt /b\n";
+  auto built = f.build(df);
+  REQUIRE(built);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 4);
+  std::vector<std::string> first{command_of(runs[0]), command_of(runs[1])};
+  std::sort(first.begin(), first.end());
+  CHECK(first[0].find("write /a.txt") != std::string::npos);
+  CHECK(first[1].find("write /b.txt") != std::string::npos);
+  CHECK(command_of(runs[2]) == "copy /a.txt /c.txt");
+  CHECK(command_of(runs[3]).starts_with("copy /mc/c.txt"));
+  fsys::path root = f.rootfs(*built, "out");
+  CHECK(test::read_text(root / "c") == "from-a");
+  CHECK(test::read_text(root / "b") == "from-b");
+  CHECK(f.snapshotter.live() == 0);
+}
+
+TEST_CASE("executor: --jobs 1 runs one stage at a time", "[builder][executor]") {
+  Fixture f;
+  f.jobs = 1;
+  // With one slot the second stage cannot start while the first waits.
+  auto built = f.build(
+      "FROM scratch AS a\nRUN meet 2 1\n"
+      "FROM scratch AS b\nRUN meet 2 1\n"
+      "FROM scratch\nRUN --mount=from=a,target=/a --mount=from=b,target=/b write /x 1\n");
+  REQUIRE_FALSE(built);
+  CHECK(built.error().message.find("exit code: 1") != std::string::npos);
+  CHECK(f.sandbox.runs().size() == 1);
+  CHECK(f.snapshotter.live() == 0);
+}
+
+TEST_CASE("executor: a cache hit reuses the layer blob, a miss in one stage leaves the other's hits",
+          "[builder][executor]") {
+  Fixture f;
+  auto dockerfile = [](const std::string& v) {
+    return "FROM scratch AS dep\nRUN write /dep " + v +
+           "\nFROM scratch\nRUN write /own own\nRUN --mount=from=dep,target=/d copy /d/dep /dep\n";
+  };
+  const std::string df = dockerfile("1");
+  auto first = f.build(df);
+  REQUIRE(first);
+  REQUIRE(first->steps.size() == 3);
+  auto blobs_before = f.store_listing();
+
+  auto again = f.build(df);
+  REQUIRE(again);
+  CHECK(f.sandbox.runs().size() == 3);
+  CHECK(f.store_listing() == blobs_before);  // a hit writes no blob, layer or image
+  REQUIRE(again->layers.size() == first->layers.size());
+  for (size_t i = 0; i < again->layers.size(); ++i) {
+    CHECK(again->layers[i].blob_digest == first->layers[i].blob_digest);
+  }
+
+  // The dependency changes: its step and the step mounting it run again;
+  // the final stage's own first step is still a hit.
+  auto changed = f.build(dockerfile("2"));
+  REQUIRE(changed);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 5);
+  CHECK(command_of(runs[3]) == "write /dep 2");
+  CHECK(command_of(runs[4]) == "copy /d/dep /dep");
+  REQUIRE(changed->layers.size() == 2);
+  CHECK(changed->layers[0].blob_digest == first->layers[0].blob_digest);
+  CHECK(changed->layers[1].blob_digest != first->layers[1].blob_digest);
+  CHECK(test::read_text(f.rootfs(*changed, "out") / "dep") == "2");
+}
+
+TEST_CASE("executor: tmpfs and cache mounts reach the sandbox resolved, and stay out of the layer",
+          "[builder][executor]") {
+  Fixture f;
+  const std::vector<std::pair<std::string, std::string>> owner{{"U", std::to_string(::getuid())},
+                                                                {"G", std::to_string(::getgid())}};
+  auto built = f.build(
+      "FROM scratch\nARG U G SIZE=64k\n"
+      "RUN --mount=type=tmpfs,target=/scratch,size=$SIZE --mount=type=cache,target=/var/c,uid=$U,gid=$G "
+      "write /scratch/t tmp && copy /scratch/t /kept && write /var/c/entry c\n",
+      owner);
+  REQUIRE(built);
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 1);
+  REQUIRE(runs[0].tmpfs.size() == 1);
+  CHECK(runs[0].tmpfs[0].target == "/scratch");
+  REQUIRE(runs[0].tmpfs[0].size);
+  CHECK(*runs[0].tmpfs[0].size == 64 * 1024);
+  REQUIRE(runs[0].mounts.size() == 1);
+  CHECK(runs[0].mounts[0].target == "/var/c");
+  CHECK(runs[0].mounts[0].access == sandbox::Access::read_write);
+  CHECK(test::read_text(runs[0].mounts[0].source / "entry") == "c");  // the cache directory outlives the run
+  fsys::path root = f.rootfs(*built, "out");
+  CHECK(test::read_text(root / "kept") == "tmp");
+  CHECK_FALSE(fsys::exists(root / "scratch" / "t"));
+  CHECK_FALSE(fsys::exists(root / "var" / "c" / "entry"));
+  CHECK(f.temp_entries() == 0);
+}
+
+TEST_CASE("executor: a failing RUN after a hit leaves the store, its leases and tmp/ as they were",
+          "[builder][executor]") {
+  Fixture f;
+  auto base = f.build("FROM scratch\nRUN write /a x\n");
+  REQUIRE(base);
+  auto before = f.store_listing();
+  auto failed = f.build("FROM scratch\nRUN write /a x\nRUN --mount=type=tmpfs,target=/t write /b y && exit 4\n");
+  REQUIRE_FALSE(failed);
+  CHECK(failed.error().message.find("exit code: 4") != std::string::npos);
+  CHECK(f.sandbox.runs().size() == 2);  // the first step was a hit
+  CHECK(f.store_listing() == before);
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+  CHECK(f.lease_files() == 1);  // held while the store is open
+  f.store.reset();  // the process's lease ends with its store
+  CHECK(f.lease_files() == 0);
 }

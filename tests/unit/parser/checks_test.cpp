@@ -1,6 +1,7 @@
 // Build checks: every rule with a Dockerfile that triggers it and one that
 // does not, messages compared word for word with BuildKit's texts; the check
-// directive and BUILDKIT_DOCKERFILE_CHECK; the `imgbuild check` command.
+// directive and BUILDKIT_DOCKERFILE_CHECK. (The `imgbuild check` command
+// runs the binary: tests/integration/cli_commands_test.cpp.)
 
 #include <cstdio>
 #include <cstdlib>
@@ -452,95 +453,4 @@ TEST_CASE("a clean Dockerfile has no warnings", "[parser][checks]") {
                     "ENTRYPOINT [\"/app\"]\n"
                     "CMD [\"--help\"]\n"))
             .empty());
-}
-
-namespace {
-
-struct Run {
-  int status = -1;
-  std::string out;
-};
-
-// Runs a shell command line, capturing standard output (and standard error
-// when the command line redirects it).
-Run run(const std::string& command) {
-  Run r;
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[4096];
-  size_t n = 0;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) {
-    r.out.append(buf, n);
-  }
-  int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
-}  // namespace
-
-TEST_CASE("imgbuild check prints warnings and fails on check=error=true", "[parser][checks][cli]") {
-  imgbuild::test::ScratchDir dir;
-  const std::string bin = quote(imgbuild::test::imgbuild_binary().string());
-  const std::string file = (dir.path() / "Dockerfile").string();
-  {
-    std::ofstream out(file);
-    out << "FROM scratch AS Build\n"
-           "ENV name value\n"
-           "CMD echo hi\n";
-  }
-  Run warn = run(bin + " check -f " + quote(file) + " 2>&1");
-  CHECK(warn.status == 0);
-  CHECK(warn.out == file + ":1: StageNameCasing: Stage name 'Build' should be lowercase\n" + file +
-                        ":2: LegacyKeyValueFormat: \"ENV key=value\" should be used instead of legacy "
-                        "\"ENV key value\" format\n" +
-                        file +
-                        ":3: JSONArgsRecommended: JSON arguments recommended for CMD to prevent "
-                        "unintended behavior related to OS signals\n");
-
-  Run skip = run(bin + " check -f " + quote(file) +
-                 " --build-arg BUILDKIT_DOCKERFILE_CHECK=skip=StageNameCasing,JSONArgsRecommended 2>&1");
-  CHECK(skip.status == 0);
-  CHECK(skip.out == file + ":2: LegacyKeyValueFormat: \"ENV key=value\" should be used instead of "
-                           "legacy \"ENV key value\" format\n");
-
-  Run err = run(bin + " check -f " + quote(file) +
-                " --build-arg BUILDKIT_DOCKERFILE_CHECK='skip=StageNameCasing;error=true' 2>&1");
-  CHECK(err.status == 1);
-  CHECK(err.out == file + ":2: LegacyKeyValueFormat: \"ENV key=value\" should be used instead of "
-                          "legacy \"ENV key value\" format\n" +
-                       file +
-                       ":3: JSONArgsRecommended: JSON arguments recommended for CMD to prevent "
-                       "unintended behavior related to OS signals\n"
-                       "imgbuild: error: lint violation found for rules: LegacyKeyValueFormat, "
-                       "JSONArgsRecommended\n");
-
-  Run clean = run("printf 'FROM scratch\\nCMD [\"x\"]\\n' | " + bin + " check -f - 2>&1");
-  CHECK(clean.status == 0);
-  CHECK(clean.out.empty());
-
-  Run stdin_warn = run("printf 'FROM scratch\\nMAINTAINER me\\n' | " + bin + " check -f - 2>&1");
-  CHECK(stdin_warn.status == 0);
-  CHECK(stdin_warn.out ==
-        "<stdin>:2: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label\n");
-
-  Run bad = run("printf 'FROM scratch\\nFORM x\\n' | " + bin + " check -f - 2>&1");
-  CHECK(bad.status == 1);
-  CHECK(bad.out.rfind("<stdin>:2:", 0) == 0);
-  CHECK(bad.out.find(">>> FORM x") != std::string::npos);
-
-  // Warnings are still reported when the Dockerfile has errors.
-  Run semantic = run("printf 'FROM scratch AS Build\\nHEALTHCHECK --interval=x CMD true\\n' | " + bin +
-                     " check -f - 2>&1");
-  CHECK(semantic.status == 1);
-  CHECK(semantic.out.rfind("<stdin>:1: StageNameCasing: Stage name 'Build' should be lowercase\n"
-                           "<stdin>:2:1: time: invalid duration \"x\"\n",
-                           0) == 0);
-
-  Run directive = run("printf '# check=bogus\\nFROM scratch\\n' | " + bin + " check -f - 2>&1");
-  CHECK(directive.status == 1);
-  CHECK(directive.out ==
-        "imgbuild: error: <stdin>: failed to parse check options: invalid check option \"bogus\"\n");
 }

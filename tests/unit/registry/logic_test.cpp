@@ -345,23 +345,3 @@ TEST_CASE("config.json: credHelpers and credsStore run docker-credential helpers
   ::setenv("PATH", old_path.c_str(), 1);
 }
 
-TEST_CASE("imgbuild login refuses to guess missing credentials", "[registry]") {
-  ScratchDir dir;
-  auto run = [&](const std::string& args, const std::string& log) {
-    return imgbuild::test::run_command(
-        {"sh", "-c", "DOCKER_CONFIG=\"$0\" \"$1\" " + args, dir.path().string(),
-         imgbuild::test::imgbuild_binary().string()},
-        dir.path() / log);
-  };
-  // stdin is /dev/null: no prompting possible.
-  CHECK(run("login 127.0.0.1:1", "nouser.log") == 2);
-  CHECK(slurp(dir.path() / "nouser.log").find("no username given") != std::string::npos);
-  CHECK(run("login --password-stdin 127.0.0.1:1", "stdin.log") == 2);
-  CHECK(slurp(dir.path() / "stdin.log").find("--password-stdin needs --username") != std::string::npos);
-  CHECK(run("login -u me -p x --password-stdin 127.0.0.1:1", "both.log") == 2);
-  CHECK(slurp(dir.path() / "both.log").find("mutually exclusive") != std::string::npos);
-  // Nothing was written.
-  CHECK_FALSE(std::filesystem::exists(dir.path() / "config.json"));
-  CHECK(run("logout 127.0.0.1:1", "logout.log") == 0);
-  CHECK(slurp(dir.path() / "logout.log").find("Not logged in to 127.0.0.1:1") != std::string::npos);
-}

@@ -92,7 +92,7 @@ pid_t find_host_process(const std::string& arg) {
 
 }  // namespace
 
-TEST_CASE("the command is pid 1 and sees no host process", "[sandbox]") {
+TEST_CASE("the command is pid 1 and sees no host process", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -107,7 +107,7 @@ TEST_CASE("the command is pid 1 and sees no host process", "[sandbox]") {
   CHECK(std::stoi(o.out[2]) <= 3);
 }
 
-TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
+TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -136,7 +136,7 @@ TEST_CASE("hostname, /etc files and /dev are the sandbox's own", "[sandbox]") {
   CHECK_FALSE(fs::exists(fs::symlink_status(t.path() / "sys")));
 }
 
-TEST_CASE("a build RUN (Flavor::build) sees no /etc/hostname and no /dev/core, in every sandbox kind", "[sandbox]") {
+TEST_CASE("a build RUN (Flavor::build) sees no /etc/hostname and no /dev/core, in every sandbox kind", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   const std::string script =
       "for f in /etc/hosts /etc/resolv.conf /etc/hostname /dev/core; do "
@@ -168,7 +168,7 @@ TEST_CASE("a build RUN (Flavor::build) sees no /etc/hostname and no /dev/core, i
   }
 }
 
-TEST_CASE("existing /etc/hosts in the rootfs is hidden, not changed", "[sandbox]") {
+TEST_CASE("existing /etc/hosts in the rootfs is hidden, not changed", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -184,7 +184,7 @@ TEST_CASE("existing /etc/hosts in the rootfs is hidden, not changed", "[sandbox]
   CHECK(fs::is_directory(t.path() / "proc"));  // pre-existing mount points stay
 }
 
-TEST_CASE("USER resolves from the rootfs's passwd and group", "[sandbox]") {
+TEST_CASE("USER resolves from the rootfs's passwd and group", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -220,7 +220,7 @@ TEST_CASE("USER resolves from the rootfs's passwd and group", "[sandbox]") {
   CHECK(m.result.error().message == "unable to find user nobody: no matching entries in passwd file");
 }
 
-TEST_CASE("non-root users have no capabilities and root keeps Docker's set", "[sandbox]") {
+TEST_CASE("non-root users have no capabilities and root keeps Docker's set", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -234,7 +234,7 @@ TEST_CASE("non-root users have no capabilities and root keeps Docker's set", "[s
   CHECK(joined(a.out) == "CapEff:\t0000000000000000\ndenied\n");
 }
 
-TEST_CASE("root's capability sets are Docker's: nothing inheritable or ambient", "[sandbox]") {
+TEST_CASE("root's capability sets are Docker's: nothing inheritable or ambient", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -245,7 +245,7 @@ TEST_CASE("root's capability sets are Docker's: nothing inheritable or ambient",
         "CapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t2\n");
 }
 
-TEST_CASE("a sandboxed root cannot open the device nodes it makes, nor make namespaces", "[sandbox]") {
+TEST_CASE("a sandboxed root cannot open the device nodes it makes, nor make namespaces", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -286,7 +286,7 @@ TEST_CASE("a sandboxed root cannot open the device nodes it makes, nor make name
   }
 }
 
-TEST_CASE("without a device cgroup, nodev mounts still keep made nodes closed", "[sandbox]") {
+TEST_CASE("without a device cgroup, nodev mounts still keep made nodes closed", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -302,7 +302,7 @@ TEST_CASE("without a device cgroup, nodev mounts still keep made nodes closed", 
         "head: /tmp/loop: Permission denied\nhead: /dev/mem: Permission denied\nnull-ok\n");
 }
 
-TEST_CASE("privileged runs have no seccomp filter and may open host devices", "[sandbox]") {
+TEST_CASE("privileged runs have no seccomp filter and may open host devices", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -315,7 +315,7 @@ TEST_CASE("privileged runs have no seccomp filter and may open host devices", "[
   CHECK(joined(o.out) == "Seccomp:\t0\n2\n");
 }
 
-TEST_CASE("exit status and signals pass through", "[sandbox]") {
+TEST_CASE("exit status and signals pass through", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -349,7 +349,7 @@ TEST_CASE("exit status and signals pass through", "[sandbox]") {
   CHECK(killed.result->exit_code == 137);
 }
 
-TEST_CASE("missing executables and bad workdirs fail to start with clear errors", "[sandbox]") {
+TEST_CASE("missing executables and bad workdirs fail to start with clear errors", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -364,7 +364,7 @@ TEST_CASE("missing executables and bad workdirs fail to start with clear errors"
   CHECK(p.result.error().message == "exec: \"/bin/nope\": stat /bin/nope: no such file or directory");
 }
 
-TEST_CASE("workdir is created when missing and env reaches the process", "[sandbox]") {
+TEST_CASE("workdir is created when missing and env reaches the process", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -377,7 +377,7 @@ TEST_CASE("workdir is created when missing and env reaches the process", "[sandb
   CHECK(fs::is_directory(t.path() / "a" / "b" / "c"));
 }
 
-TEST_CASE("network none has only the loopback interface", "[sandbox]") {
+TEST_CASE("network none has only the loopback interface", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -388,7 +388,7 @@ TEST_CASE("network none has only the loopback interface", "[sandbox]") {
   CHECK(joined(o.out) == "lo\nlo\n");
 }
 
-TEST_CASE("no host descriptor leaks into the sandbox", "[sandbox]") {
+TEST_CASE("no host descriptor leaks into the sandbox", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -423,7 +423,7 @@ TEST_CASE("no host descriptor leaks into the sandbox", "[sandbox]") {
   CHECK(fds.size() <= 1);
 }
 
-TEST_CASE("background processes die with the main process", "[sandbox]") {
+TEST_CASE("background processes die with the main process", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -434,7 +434,7 @@ TEST_CASE("background processes die with the main process", "[sandbox]") {
   CHECK_FALSE(host_process_with_arg(marker));
 }
 
-TEST_CASE("stdout and stderr arrive line by line, in order per stream", "[sandbox]") {
+TEST_CASE("stdout and stderr arrive line by line, in order per stream", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -444,7 +444,7 @@ TEST_CASE("stdout and stderr arrive line by line, in order per stream", "[sandbo
   CHECK(o.err == std::vector<std::string>{"err1", "err2", "err3", "err4", "err5"});
 }
 
-TEST_CASE("bind mounts are read-only unless asked and leave no stub", "[sandbox]") {
+TEST_CASE("bind mounts are read-only unless asked and leave no stub", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -462,7 +462,7 @@ TEST_CASE("bind mounts are read-only unless asked and leave no stub", "[sandbox]
   CHECK(fs::exists(src.path() / "x"));
 }
 
-TEST_CASE("an absolute symlink in the rootfs cannot steer mounts to the host", "[sandbox]") {
+TEST_CASE("an absolute symlink in the rootfs cannot steer mounts to the host", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -478,7 +478,7 @@ TEST_CASE("an absolute symlink in the rootfs cannot steer mounts to the host", "
   }
 }
 
-TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox]") {
+TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());
@@ -530,7 +530,7 @@ TEST_CASE("the sandbox dies with imgbuild (SIGINT, SIGTERM, SIGKILL)", "[sandbox
   CHECK(gone);
 }
 
-TEST_CASE("a throwing sink ends the run without leaving the sandbox behind", "[sandbox]") {
+TEST_CASE("a throwing sink ends the run without leaving the sandbox behind", "[sandbox][integration]") {
   REQUIRE_SANDBOX();
   test::ScratchDir t;
   test::make_busybox_rootfs(t.path());

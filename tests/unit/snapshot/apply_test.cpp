@@ -116,7 +116,7 @@ std::vector<EvilCase> evil_cases() {
 
 }  // namespace
 
-TEST_CASE("apply rejects or contains every malicious archive", "[snapshot]") {
+TEST_CASE("apply rejects or contains every malicious archive", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to apply owners");
   auto tmp_before = snapshot_listing(stdfs::temp_directory_path() / "imgbuild-apply-escape-probe");
   for (auto mode : {snapshot::ApplyMode::merged, snapshot::ApplyMode::overlay_lower}) {
@@ -139,7 +139,7 @@ TEST_CASE("apply rejects or contains every malicious archive", "[snapshot]") {
   }
 }
 
-TEST_CASE("apply error messages say what is wrong", "[snapshot]") {
+TEST_CASE("apply error messages say what is wrong", "[snapshot][integration]") {
   Sandbox sb;
   auto r = sb.apply(make_layer({file("../outside/victim", "evil")}));
   REQUIRE_FALSE(r);
@@ -153,7 +153,7 @@ TEST_CASE("apply error messages say what is wrong", "[snapshot]") {
   CHECK(r.error().to_string() == "layer.tar: entry \".wh.\": invalid whiteout \".wh.\"");
 }
 
-TEST_CASE("apply accepts absolute hardlinks and in-image absolute symlinks", "[snapshot]") {
+TEST_CASE("apply accepts absolute hardlinks and in-image absolute symlinks", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to apply owners");
   Sandbox sb;
   auto r = sb.apply(make_layer({
@@ -178,7 +178,7 @@ TEST_CASE("apply accepts absolute hardlinks and in-image absolute symlinks", "[s
   CHECK(sb.outside_unchanged());
 }
 
-TEST_CASE("apply keeps metadata and returns the diff_id", "[snapshot]") {
+TEST_CASE("apply keeps metadata and returns the diff_id", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to apply owners and devices");
   Sandbox sb;
   std::string cap("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
@@ -257,7 +257,7 @@ TEST_CASE("apply keeps metadata and returns the diff_id", "[snapshot]") {
   }
 }
 
-TEST_CASE("apply merged mode deletes whited-out and opaque entries", "[snapshot]") {
+TEST_CASE("apply merged mode deletes whited-out and opaque entries", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to apply owners");
   Sandbox sb;
   REQUIRE(sb.apply(make_layer({dir("etc"), file("etc/passwd", "p"), file("etc/group", "g"), dir("opq"),
@@ -281,7 +281,7 @@ TEST_CASE("apply merged mode deletes whited-out and opaque entries", "[snapshot]
   CHECK(sb.outside_unchanged());
 }
 
-TEST_CASE("apply overlay-lower mode writes whiteout devices and opaque xattrs", "[snapshot]") {
+TEST_CASE("apply overlay-lower mode writes whiteout devices and opaque xattrs", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root for mknod and trusted xattrs");
   Sandbox sb;
   auto r = sb.apply(make_layer({dir("etc"), whiteout("etc/passwd"), dir("opq"), file("opq/.wh..wh..opq"),

@@ -106,7 +106,7 @@ bool overlay_available() {
 
 }  // namespace
 
-TEST_CASE("overlay upper dir and tree diff give the same layer", "[snapshot]") {
+TEST_CASE("overlay upper dir and tree diff give the same layer", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(overlay_available(), "needs root and overlayfs");
   ScratchDir t;
   for (auto d : {"lower", "upper", "work", "merged", "old", "new"}) {
@@ -248,7 +248,7 @@ TEST_CASE("overlay upper dir and tree diff give the same layer", "[snapshot]") {
   CHECK(explicit_opq_whiteout);
 }
 
-TEST_CASE("diff output is deterministic and gzip digests differ from diff_id", "[snapshot]") {
+TEST_CASE("diff output is deterministic and gzip digests differ from diff_id", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to apply owners");
   ScratchDir t;
   stdfs::create_directories(t / "new");
@@ -285,7 +285,7 @@ TEST_CASE("diff output is deterministic and gzip digests differ from diff_id", "
   CHECK(listed.size() == list_layer(base_layer()).size());
 }
 
-TEST_CASE("diff refuses overlay redirects", "[snapshot]") {
+TEST_CASE("diff refuses overlay redirects", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root for trusted xattrs");
   ScratchDir t;
   stdfs::create_directories(t / "upper/moved");
@@ -298,7 +298,7 @@ TEST_CASE("diff refuses overlay redirects", "[snapshot]") {
   CHECK(d.error().to_string().find("upper/moved") != std::string::npos);
 }
 
-TEST_CASE("unchanged trees give an empty layer", "[snapshot]") {
+TEST_CASE("unchanged trees give an empty layer", "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root to apply owners");
   ScratchDir t;
   stdfs::create_directories(t / "a");
@@ -319,7 +319,10 @@ TEST_CASE("unchanged trees give an empty layer", "[snapshot]") {
   CHECK(out == std::string(1024, '\0'));
 }
 
-TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot]") {
+// A filesystem stress test (k_max_depth + 5 nested directories: seconds of
+// I/O on a busy disk), registered as integration so that the unit run stays
+// quick.
+TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot][integration]") {
   ScratchDir t;
   stdfs::create_directories(t / "new");
   {
@@ -340,7 +343,7 @@ TEST_CASE("diff refuses trees nested deeper than the limit", "[snapshot]") {
 }
 
 TEST_CASE("overlay diff leaves out copied-up entries that equal the lower ones",
-          "[snapshot]") {
+          "[snapshot][integration]") {
   IMGBUILD_REQUIRE_PREREQ(overlay_available(), "needs root and overlayfs");
   ScratchDir t;
   for (auto d : {"lower", "upper", "work", "merged", "old", "new"}) {

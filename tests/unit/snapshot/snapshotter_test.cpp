@@ -102,7 +102,7 @@ std::string listing(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("an overlay view stacks 500 lower layers, and deeper chains are flattened", "[snapshot]") {
+TEST_CASE("an overlay view stacks 500 lower layers, and deeper chains are flattened", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   auto snap = env.make("overlay");
@@ -129,7 +129,7 @@ TEST_CASE("an overlay view stacks 500 lower layers, and deeper chains are flatte
   CHECK_FALSE(present(root));
 }
 
-TEST_CASE("whiteouts and opaque directories of lower layers are honoured", "[snapshot]") {
+TEST_CASE("whiteouts and opaque directories of lower layers are honoured", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   const std::string kind = GENERATE("overlay", "copy");
@@ -158,7 +158,7 @@ TEST_CASE("whiteouts and opaque directories of lower layers are honoured", "[sna
   CHECK(::lgetxattr((root / "a").c_str(), "trusted.overlay.opaque", v, sizeof v) < 0);
 }
 
-TEST_CASE("overlay and copy record the same changes", "[snapshot]") {
+TEST_CASE("overlay and copy record the same changes", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   fs::path l0 = env.layers / "0";
@@ -197,7 +197,7 @@ TEST_CASE("overlay and copy record the same changes", "[snapshot]") {
   CHECK(listings[1].find("etc/keep") == std::string::npos);
 }
 
-TEST_CASE("commit turns the changes into a layer directory the next view stacks on", "[snapshot]") {
+TEST_CASE("commit turns the changes into a layer directory the next view stacks on", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   const std::string kind = GENERATE("overlay", "copy");
@@ -226,7 +226,7 @@ TEST_CASE("commit turns the changes into a layer directory the next view stacks 
   CHECK(fs::is_empty(env.config.runtime_dir / "mounts"));
 }
 
-TEST_CASE("a view is unmounted and deleted when an exception unwinds it", "[snapshot]") {
+TEST_CASE("a view is unmounted and deleted when an exception unwinds it", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   auto snap = env.make("overlay");
@@ -246,7 +246,7 @@ TEST_CASE("a view is unmounted and deleted when an exception unwinds it", "[snap
   CHECK(fs::is_empty(env.config.runtime_dir / "mounts"));
 }
 
-TEST_CASE("mounts go when the holder is interrupted or killed, and the next prepare cleans the rest", "[snapshot]") {
+TEST_CASE("mounts go when the holder is interrupted or killed, and the next prepare cleans the rest", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   fs::path l0 = env.layers / "0";
@@ -309,7 +309,7 @@ TEST_CASE("mounts go when the holder is interrupted or killed, and the next prep
   CHECK_FALSE(present(fs::path(root).parent_path()));
 }
 
-TEST_CASE("snapshotters are chosen automatically or by name", "[snapshot]") {
+TEST_CASE("snapshotters are chosen automatically or by name", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   auto a = make_snapshotter("auto", env.config);
@@ -320,7 +320,7 @@ TEST_CASE("snapshotters are chosen automatically or by name", "[snapshot]") {
   CHECK(bad.error().message == "unknown snapshotter \"zfs\" (known: auto, overlay, copy)");
 }
 
-TEST_CASE("overlay and copy views give the same layer digest for the same changes", "[snapshot]") {
+TEST_CASE("overlay and copy views give the same layer digest for the same changes", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   fs::path l0 = env.layers / "0";
@@ -397,7 +397,7 @@ TEST_CASE("overlay and copy views give the same layer digest for the same change
   CHECK(digests[0] == digests[1]);
 }
 
-TEST_CASE("the copy snapshotter refuses absurdly deep trees instead of exhausting fds", "[snapshot]") {
+TEST_CASE("the copy snapshotter refuses absurdly deep trees instead of exhausting fds", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   fs::path l0 = env.layers / "0";
@@ -461,7 +461,7 @@ void rewrite_identically(const fs::path& root, const std::string& rel) {
 
 }  // namespace
 
-TEST_CASE("a step that rewrites files identically leaves them out of its layer, with both snapshotters", "[snapshot]") {
+TEST_CASE("a step that rewrites files identically leaves them out of its layer, with both snapshotters", "[snapshot][integration]") {
   REQUIRE_ROOT();
   Env env;
   fs::path l0 = env.layers / "0";
@@ -509,7 +509,7 @@ TEST_CASE("a step that rewrites files identically leaves them out of its layer, 
   CHECK(digests[0] == digests[1]);
 }
 
-TEST_CASE("the copy snapshotter's changes hold written paths even when nothing about them moved", "[snapshot]") {
+TEST_CASE("the copy snapshotter's changes hold written paths even when nothing about them moved", "[snapshot][integration]") {
   REQUIRE_ROOT();
   test::ScratchDir tmp;
   fs::path dir = tmp.path() / "tree";

@@ -53,7 +53,7 @@ TEST_CASE("fs clean paths never climb above the root", "[util]") {
   CHECK(fs::clean_components("./").empty());
 }
 
-TEST_CASE("fs symlinks pointing outside resolve inside the root", "[util]") {
+TEST_CASE("fs symlinks pointing outside resolve inside the root", "[util][integration]") {
   Fixture fx;
   auto root = fs::Root::open(fx.root);
   REQUIRE(root);
@@ -94,7 +94,7 @@ TEST_CASE("fs symlinks pointing outside resolve inside the root", "[util]") {
   CHECK(fx.outside_unchanged());
 }
 
-TEST_CASE("fs operations create what they say", "[util]") {
+TEST_CASE("fs operations create what they say", "[util][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root for chown and mknod");
   Fixture fx;
   auto root = fs::Root::open(fx.root);
@@ -157,7 +157,7 @@ TEST_CASE("fs operations create what they say", "[util]") {
   CHECK(fx.outside_unchanged());
 }
 
-TEST_CASE("fs copy_tree copies everything and keeps hardlinks", "[util]") {
+TEST_CASE("fs copy_tree copies everything and keeps hardlinks", "[util][integration]") {
   IMGBUILD_REQUIRE_PREREQ(::geteuid() == 0, "needs root for chown and mknod");
   ScratchDir base;
   stdfs::create_directories(base / "src/d/e");
@@ -196,7 +196,10 @@ TEST_CASE("fs copy_tree copies everything and keeps hardlinks", "[util]") {
   CHECK(a.st_mtim.tv_nsec == 7);
 }
 
-TEST_CASE("fs removes arbitrarily deep trees and copy_tree refuses them", "[util]") {
+// A filesystem stress test (3,000 nested directories made, walked and
+// removed: 5 to 20 s of I/O on a busy disk), registered as integration so
+// that the unit run stays quick.
+TEST_CASE("fs removes arbitrarily deep trees and copy_tree refuses them", "[util][integration]") {
   ScratchDir base;
   stdfs::create_directories(base / "deep");
   stdfs::create_directories(base / "copy");

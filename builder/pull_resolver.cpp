@@ -1,8 +1,7 @@
 // Store-then-registry base image resolution (see pull_resolver.hpp).
 
-#include "cli/pull_resolver.hpp"
+#include "builder/pull_resolver.hpp"
 
-#include <cstdio>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -14,14 +13,14 @@
 #include "registry/transfer.hpp"
 #include "util/strings.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
 namespace {
 
 class PullResolver final : public builder::ImageResolver {
 public:
-  PullResolver(image::ImageStore& store, bool pull_always, std::string platform)
-      : m_store(store), m_pull_always(pull_always), m_platform(std::move(platform)) {}
+  PullResolver(image::ImageStore& store, bool pull_always, std::string platform, MessageSink messages)
+      : m_store(store), m_pull_always(pull_always), m_platform(std::move(platform)), m_messages(std::move(messages)) {}
 
   Result<image::LoadedImage> resolve(const std::string& reference) override {
     // A base that parses as a name is looked up by that name only, as
@@ -73,10 +72,13 @@ private:
       o.credentials = registry::docker_config_credentials();
       m_client = std::make_unique<registry::Client>(std::move(o));
     }
-    std::fprintf(stderr, "pulling %s\n", ref.familiar().c_str());
-    auto progress = [](const std::string& id, const std::string& status) {
-      std::fprintf(stderr, "%s: %s\n", id.c_str(), status.c_str());
-    };
+    if (m_messages) {
+      m_messages("pulling " + ref.familiar());
+    }
+    registry::TransferProgress progress;
+    if (m_messages) {
+      progress = [this](const std::string& id, const std::string& status) { m_messages(id + ": " + status); };
+    }
     TRY_VOID(registry::pull_image(*m_client, m_store, ref, platform, progress));
     return ok();
   }
@@ -86,13 +88,14 @@ private:
   std::string m_platform;
   std::mutex m_mutex;
   std::unique_ptr<registry::Client> m_client;
+  MessageSink m_messages;
 };
 
 }  // namespace
 
-std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
-                                                           const std::string& platform) {
-  return std::make_unique<PullResolver>(store, pull_always, platform);
+std::unique_ptr<ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
+                                                  const std::string& platform, MessageSink messages) {
+  return std::make_unique<PullResolver>(store, pull_always, platform, std::move(messages));
 }
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

@@ -24,7 +24,7 @@
 #include "image/store.hpp"
 #include "parser/checks.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
 /// The outcome of the checks of one build.
 struct BuildCheckResult {
@@ -49,6 +49,11 @@ struct BuildCheckInput {
   /// Its .dockerignore drives CopyIgnoredFile; null: not checked.
   const builder::BuildContext* context = nullptr;
 };
+
+/// The container config of the stored image `ref` names; nothing when the
+/// store has no such image or it has no config (build-time lookups that
+/// never pull: checks, ONBUILD planning).
+std::optional<image::ContainerConfig> stored_image_config(image::ImageStore& store, const std::string& ref);
 
 /// Runs the checks. Errors: an invalid check directive or
 /// BUILDKIT_DOCKERFILE_CHECK value ("failed to parse check options: …").
@@ -75,4 +80,4 @@ std::string format_check_details(const std::vector<parser::CheckWarning>& warnin
 /// "Check complete, N warnings have been found!" / "…, no warnings found.".
 std::string format_check_complete(size_t count);
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

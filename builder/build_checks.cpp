@@ -1,15 +1,26 @@
-#include "cli/build_checks.hpp"
+#include "builder/build_checks.hpp"
 
 #include <cctype>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cli/image_common.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
+
+std::optional<image::ContainerConfig> stored_image_config(image::ImageStore& store, const std::string& ref) {
+  auto rec = store.resolve(ref);
+  if (!rec) {
+    return std::nullopt;
+  }
+  auto img = store.load(*rec);
+  if (!img) {
+    return std::nullopt;
+  }
+  return img->config.config;
+}
 
 std::string check_rule_url(const std::string& rule) {
   // CamelCase to kebab-case; an acronym stays one word ("JSONArgs" → "json-args").
@@ -135,4 +146,4 @@ std::string format_check_complete(size_t count) {
   return fmt::format("Check complete, {} warning{} been found!\n", count, count == 1 ? " has" : "s have");
 }
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

@@ -9,9 +9,11 @@
 
 #include "image/layer_compression.hpp"
 #include "image/reference.hpp"
+#include "builder/session_messages.hpp"
 #include "image/store.hpp"
+#include "util/result.hpp"
 
-namespace imgbuild::cli {
+namespace imgbuild::builder {
 
 /// Where and how a built image is pushed.
 struct PushTarget {
@@ -23,10 +25,10 @@ struct PushTarget {
 };
 
 /// Pushes the stored image `manifest_digest` to every name of `target`,
-/// reporting progress on stderr unless `quiet`, and returns the digest of
-/// the manifest pushed (its layers compressed). Throws CommandError naming
-/// the destination when a push fails.
-std::string push_built_image(image::ImageStore& store, const std::string& manifest_digest, const PushTarget& target,
-                      bool quiet);
+/// reporting progress to `messages`, and returns the digest of
+/// the manifest pushed (its layers compressed). A failed push is an error
+/// naming the destination.
+Result<std::string> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
+                                     const PushTarget& target, const MessageSink& messages);
 
-}  // namespace imgbuild::cli
+}  // namespace imgbuild::builder

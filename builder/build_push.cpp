@@ -1,0 +1,45 @@
+// Pushing a build's result (see build_push.hpp).
+
+#include "builder/build_push.hpp"
+
+#include <fmt/format.h>
+
+#include "registry/client.hpp"
+#include "registry/transfer.hpp"
+
+namespace imgbuild::builder {
+
+Result<std::string> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
+                                     const PushTarget& target, const MessageSink& messages) {
+  registry::ClientOptions o;
+  o.credentials = registry::docker_config_credentials();
+  if (target.insecure) {
+    o.plain_http = true;
+    o.transport.tls_verify = false;
+  }
+  registry::Client client(std::move(o));
+  registry::TransferProgress progress;
+  if (messages) {
+    progress = [messages](const std::string& id, const std::string& status) { messages(id + ": " + status); };
+  }
+  registry::PushOptions popts;
+  popts.compression = target.compression;
+  std::string digest = manifest_digest;
+  for (const auto& name : target.names) {
+    if (messages) {
+      messages("pushing layers to " + name.str());
+    }
+    auto pushed = registry::push_image(client, store, manifest_digest, name, progress, popts);
+    if (!pushed) {
+      return fail(pushed.error().code,
+                  fmt::format("failed to push {}: {}", name.familiar(), pushed.error().to_string()));
+    }
+    if (messages) {
+      messages(fmt::format("pushing manifest for {}@{} done", name.str(), pushed->manifest_digest));
+    }
+    digest = pushed->manifest_digest;
+  }
+  return digest;
+}
+
+}  // namespace imgbuild::builder
