@@ -532,7 +532,7 @@ TEST_CASE("the copy snapshotter's changes hold written paths even when nothing a
   CHECK_FALSE(fs::exists(upper2 / "not"));
 }
 
-TEST_CASE("a source view shows a layer's hardlinked pair as one file, as overlay does", "[snapshot]") {
+TEST_CASE("a source view shows a layer's hardlinked pair as one file, as overlay does", "[snapshot][integration]") {
   Env env;
   fs::path l0 = env.layers / "l0";
   write(l0 / "pair" / "a", "linked");
