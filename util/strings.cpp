@@ -89,6 +89,11 @@ std::string join_path(std::string_view a, std::string_view b) {
   return out;
 }
 
+std::string base_name(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
   std::string out;
   if (from.empty()) {

@@ -23,6 +23,9 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep);
 /// Joins two relative path pieces with one '/'; an empty piece is dropped
 /// ("" + "b" = "b", "a" + "" = "a").
 std::string join_path(std::string_view a, std::string_view b);
+/// The last component of a '/'-separated path ("c" of "a/b/c"; "" when the
+/// path ends in '/').
+std::string base_name(std::string_view path);
 /// Replaces every occurrence of from (non-empty) with to.
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to);
 
