@@ -22,10 +22,6 @@ using imgbuild::UniqueFd;
 /// resolve flags); O_CLOEXEC is always added. Returns -1 with errno set.
 int open_in_root(int root_fd, const std::string& rel, int flags, unsigned long long extra_resolve = 0);
 
-/// Reads a regular file inside root (at most limit bytes). nullopt when it
-/// does not exist; an error for anything else that goes wrong.
-Result<std::optional<std::string>> read_file_in_root(int root_fd, const std::string& rel, size_t limit);
-
 /// Cleans an absolute path lexically ("/a/../b//c" → "b/c", clamped at the
 /// root). The result is relative; empty means the root itself.
 std::string clean_relative(const std::string& path);
