@@ -1,6 +1,7 @@
 #include "util/fs.hpp"
 #include "util/io.hpp"
 #include "util/rootless.hpp"
+#include "util/strings.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -55,30 +56,13 @@ std::string proc_path(int dirfd, const std::string& name) {
   return fmt::format("/proc/self/fd/{}/{}", dirfd, name);
 }
 
-std::string join_components(const std::vector<std::string>& comps, size_t count) {
-  std::string out;
-  for (size_t i = 0; i < count; ++i) {
-    if (i > 0) {
-      out += '/';
-    }
-    out += comps[i];
-  }
-  return out;
-}
-
 Result<std::vector<std::pair<std::string, std::string>>> read_xattrs(const std::string& p, const std::string& name, bool follow);
 
 }  // namespace
 
 std::vector<std::string> clean_components(std::string_view path) {
   std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= path.size()) {
-    size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) {
-      end = path.size();
-    }
-    std::string_view c = path.substr(pos, end - pos);
+  for (std::string_view c : str::split_view(path, '/')) {
     if (c == "..") {
       if (!out.empty()) {
         out.pop_back();
@@ -86,7 +70,17 @@ std::vector<std::string> clean_components(std::string_view path) {
     } else if (!c.empty() && c != ".") {
       out.emplace_back(c);
     }
-    pos = end + 1;
+  }
+  return out;
+}
+
+std::string join_components(const std::vector<std::string>& comps, size_t count) {
+  std::string out;
+  for (size_t i = 0; i < count; ++i) {
+    if (i > 0) {
+      out += '/';
+    }
+    out += comps[i];
   }
   return out;
 }

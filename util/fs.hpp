@@ -39,6 +39,9 @@ using Xattrs = std::vector<std::pair<std::string, std::string>>;
 /// lexically (clamped at the root).
 std::vector<std::string> clean_components(std::string_view path);
 
+/// The first `count` of `comps` joined with "/" ("" for none).
+std::string join_components(const std::vector<std::string>& comps, size_t count);
+
 /// clean_components joined with "/"; "" for the root itself.
 std::string clean_path(std::string_view path);
 

@@ -59,6 +59,25 @@ Result<std::string> read_all(int fd, std::string_view what, size_t cap) {
   }
 }
 
+Result<uint64_t> read_chunks(int fd, std::string_view what, const ChunkSink& sink) {
+  char buf[65536];
+  uint64_t total = 0;
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail(io_error(errno, what, "read"));
+    }
+    if (n == 0) {
+      return total;
+    }
+    TRY_VOID(sink(buf, static_cast<size_t>(n)));
+    total += static_cast<uint64_t>(n);
+  }
+}
+
 Result<std::string> read_all(const std::string& path, size_t cap) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {

@@ -12,9 +12,12 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "util/result.hpp"
 
@@ -29,6 +32,14 @@ inline constexpr size_t k_unlimited = std::numeric_limits<size_t>::max();
 /// read without bound when a cap is given); a directory is an error saying
 /// so; EINTR is retried; other errors name `what`.
 Result<std::string> read_all(int fd, std::string_view what, size_t cap = k_unlimited);
+
+/// Receives one chunk of a stream; an error stops the stream.
+using ChunkSink = std::function<Result<void>(const void* data, size_t size)>;
+
+/// Reads `fd` from its current offset to EOF in chunks, handing each to
+/// `sink` (never holding more than one chunk); EINTR is retried, read
+/// errors name `what`. Returns the bytes read.
+Result<uint64_t> read_chunks(int fd, std::string_view what, const ChunkSink& sink);
 
 /// Opens `path` (symlinks followed, O_CLOEXEC) and reads it whole by the
 /// rules of read_all(fd); a missing file is Errc::not_found naming it.
@@ -56,6 +67,10 @@ public:
   /// Makes `<parent>/<prefix>XXXXXX`; an empty `parent` is $TMPDIR, or /tmp
   /// when that is unset or empty. Errors name the parent.
   static Result<TempDir> create(const std::string& parent, std::string_view prefix);
+
+  /// Takes ownership of `path`, a directory the caller made (when its mode
+  /// or place matters: an overlay lower directory, a rename target).
+  static TempDir adopt(std::string path) { return TempDir(std::move(path)); }
 
   /// An empty object (owns nothing).
   TempDir() = default;
