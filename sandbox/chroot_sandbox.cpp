@@ -244,7 +244,7 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
 
   // RUN --mount, laid in where the image's own entry (if any) was set aside.
   for (const BindMount& b : spec.mounts) {
-    std::string rel = detail::clean_relative(b.target);
+    std::string rel = fs::clean_path(b.target);
     if (rel.empty()) {
       return fail(Errc::invalid_argument, "cannot mount over the root directory");
     }
@@ -294,7 +294,7 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
     TRY_VOID(fs::copy_tree(src, fs::Root::from_fd(std::move(dst_fd), "/" + rel)));
   }
   for (const TmpfsMount& t : spec.tmpfs) {
-    std::string rel = detail::clean_relative(t.target);
+    std::string rel = fs::clean_path(t.target);
     if (rel.empty()) {
       return fail(Errc::invalid_argument, "cannot mount a tmpfs over the root directory");
     }

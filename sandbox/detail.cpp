@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::sandbox::detail {
@@ -24,25 +25,8 @@ int open_in_root(int root_fd, const std::string& rel, int flags, unsigned long l
   return static_cast<int>(r);
 }
 
-std::string clean_relative(const std::string& path) {
-  std::vector<std::string> parts;
-  for (const std::string& c : str::split(path, '/')) {
-    if (c.empty() || c == ".") {
-      continue;
-    }
-    if (c == "..") {
-      if (!parts.empty()) {
-        parts.pop_back();
-      }
-      continue;
-    }
-    parts.push_back(c);
-  }
-  return str::join(parts, "/");
-}
-
 bool MountStubs::created(const std::string& rel) const {
-  const std::string want = clean_relative(rel);
+  const std::string want = fs::clean_path(rel);
   for (const Stub& s : m_stubs) {
     if (s.rel == want) {
       return true;
@@ -52,7 +36,7 @@ bool MountStubs::created(const std::string& rel) const {
 }
 
 Result<void> MountStubs::ensure(int root_fd, const std::string& rel, StubKind kind, dev_t rdev) {
-  std::vector<std::string> parts = str::split(clean_relative(rel), '/');
+  std::vector<std::string> parts = str::split(fs::clean_path(rel), '/');
   if (parts.size() == 1 && parts[0].empty()) {
     return ok();  // the root itself
   }

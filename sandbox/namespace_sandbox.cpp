@@ -649,7 +649,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   for (const BindMount& b : spec.mounts) {
     Mount m;
     m.source = b.source.string();
-    m.target = detail::clean_relative(b.target);
+    m.target = fs::clean_path(b.target);
     m.read_only = b.access == Access::read_only;
     std::error_code ec;
     m.directory = std::filesystem::is_directory(b.source, ec);
@@ -667,7 +667,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     Mount m;
     m.tmpfs = true;
     m.directory = true;
-    m.target = detail::clean_relative(t.target);
+    m.target = fs::clean_path(t.target);
     if (t.size) {
       m.size = std::to_string(*t.size);
     }
