@@ -10,6 +10,7 @@
 
 #include "builder/cache_format.hpp"
 #include "image/layer_compression.hpp"
+#include "image/metadata.hpp"
 #include "image/types.hpp"
 #include "util/hash.hpp"
 #include "util/io.hpp"
@@ -25,7 +26,7 @@ Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSp
                                               const std::string& target_key) {
   const image::ContentStore& content = store.content();
   const std::string& label = remote.label();
-  TRY(auto db, cache::CacheDb::open(content.root() / "meta.db"));
+  TRY(auto db, cache::CacheDb::open(image::meta_db_path(content.root())));
   std::set<std::string> keys;
   std::map<std::string, std::string> links;
   std::map<std::string, fsys::path> used_mounts;

@@ -34,17 +34,6 @@ constexpr size_t k_max_dockerfile = parser::k_max_dockerfile_size;
 
 using str::join_path;
 
-std::string join_components(const std::vector<std::string>& comps, size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n && i < comps.size(); ++i) {
-    if (i > 0) {
-      out += '/';
-    }
-    out += comps[i];
-  }
-  return out;
-}
-
 std::string errno_message(int e) { return std::strerror(e); }
 
 // Reads a host file (following symlinks); nullopt when it does not exist.
@@ -348,7 +337,7 @@ Result<std::string> resolve_real_path(const fs::Root& root, std::string_view pat
       continue;
     }
     resolved.push_back(c);
-    std::string candidate = join_components(resolved, resolved.size());
+    std::string candidate = fs::join_components(resolved, resolved.size());
     TRY(auto st, root.lstat(candidate));
     if (!st) {
       // Missing: keep the rest as named (cleaned lexically).
@@ -375,22 +364,13 @@ Result<std::string> resolve_real_path(const fs::Root& root, std::string_view pat
       if (!target.empty() && target[0] == '/') {
         resolved.clear();
       }
-      std::vector<std::string> parts;
-      size_t pos = 0;
-      while (pos <= target.size()) {
-        size_t next = target.find('/', pos);
-        if (next == std::string::npos) {
-          next = target.size();
-        }
-        parts.push_back(target.substr(pos, next - pos));
-        pos = next + 1;
-      }
+      std::vector<std::string> parts = str::split(target, '/');
       for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
         pending.push_front(std::move(*it));
       }
     }
   }
-  return join_components(resolved, resolved.size());
+  return fs::join_components(resolved, resolved.size());
 }
 
 Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::string_view source,
@@ -410,7 +390,7 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
   std::vector<SelectedSource> out;
 
   if (first_wild == comps.size()) {
-    std::string named = join_components(comps, comps.size());
+    std::string named = fs::join_components(comps, comps.size());
     TRY(auto real, resolve_real_path(root, named, true));
     TRY(auto st, root.lstat(real));
     if (!st || S_ISLNK(st->st_mode)) {
@@ -442,7 +422,7 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
   // Expand component by component: (named, real) pairs still alive.
   std::vector<std::pair<std::string, std::string>> states;
   {
-    std::string base = join_components(comps, first_wild);
+    std::string base = fs::join_components(comps, first_wild);
     TRY(auto real, resolve_real_path(root, base, true));
     states.emplace_back(base, real);
   }
@@ -503,7 +483,7 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
     std::sort(states.begin(), states.end());  // ** expands depth first
   }
 
-  std::string base_named = join_components(comps, first_wild);
+  std::string base_named = fs::join_components(comps, first_wild);
   for (const auto& [named, real] : states) {
     TRY(auto st, root.lstat(real));
     if (!st || S_ISLNK(st->st_mode)) {
