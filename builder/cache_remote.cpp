@@ -16,6 +16,7 @@
 #include "registry/reference.hpp"
 #include "util/fd.hpp"
 #include "util/hash.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -83,19 +84,18 @@ public:
     if (!fd) {
       return fail(Errc::not_found, fmt::format("{}: blob {} is missing: {}", m_label, digest, std::strerror(errno)));
     }
-    char buf[1 << 16];
     int64_t total = 0;
-    ssize_t n = 0;
-    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) {
-      total += n;
-      if (size >= 0 && total > size) {
-        return fail(Errc::corrupt, fmt::format("{}: blob {} is larger than its {} bytes", m_label, digest, size));
-      }
-      TRY_VOID(sink(buf, static_cast<size_t>(n)));
-    }
-    if (n < 0) {
-      return fail(Errc::io, fmt::format("{}: cannot read blob {}: {}", m_label, digest, std::strerror(errno)));
-    }
+    TRY(uint64_t read, io::read_chunks(fd.get(), fmt::format("{}: blob {}", m_label, digest),
+                                       [&](const void* data, size_t n) -> Result<void> {
+                                         total += static_cast<int64_t>(n);
+                                         if (size >= 0 && total > size) {
+                                           return fail(Errc::corrupt, fmt::format("{}: blob {} is larger than its "
+                                                                                  "{} bytes",
+                                                                                  m_label, digest, size));
+                                         }
+                                         return sink(data, n);
+                                       }));
+    (void)read;
     return ok();
   }
 

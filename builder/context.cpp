@@ -34,23 +34,7 @@ constexpr size_t k_max_dockerfile = parser::k_max_dockerfile_size;
 
 using str::join_path;
 
-std::string join_components(const std::vector<std::string>& comps, size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n && i < comps.size(); ++i) {
-    if (i > 0) {
-      out += '/';
-    }
-    out += comps[i];
-  }
-  return out;
-}
-
 std::string errno_message(int e) { return std::strerror(e); }
-
-// Reads a whole fd (at most `cap` bytes).
-Result<std::string> read_all_fd(int fd, const std::string& what, size_t cap = k_max_dockerfile) {
-  return fs::read_capped(fd, cap, what);
-}
 
 // Reads a host file (following symlinks); nullopt when it does not exist.
 Result<std::optional<std::string>> read_host_file(const std::string& path) {
@@ -62,38 +46,13 @@ Result<std::optional<std::string>> read_host_file(const std::string& path) {
     return fail(Errc::io, fmt::format("{}: {}", path, errno_message(errno)));
   }
   UniqueFd owned(fd);
-  TRY(auto text, read_all_fd(fd, path));
+  TRY(auto text, io::read_all(fd, path, k_max_dockerfile));
   return std::optional<std::string>(std::move(text));
 }
 
 // Reads a file inside a root (contained); nullopt when it does not exist.
 Result<std::optional<std::string>> read_root_file(const fs::Root& root, std::string_view path) {
-  auto fd = root.open_at(path, O_RDONLY);
-  if (!fd) {
-    if (fd.error().code == Errc::not_found) {
-      return std::optional<std::string>();
-    }
-    return fail(std::move(fd).error());
-  }
-  struct stat st {};
-  if (::fstat(fd->get(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    return fail(Errc::invalid_argument, fmt::format("{}: is a directory", path));
-  }
-  TRY(auto text, read_all_fd(fd->get(), std::string(path)));
-  return std::optional<std::string>(std::move(text));
-}
-
-Result<std::string> make_temp_dir(const std::string& parent, const std::string& prefix) {
-  std::string base = parent;
-  if (base.empty()) {
-    const char* t = std::getenv("TMPDIR");
-    base = (t != nullptr && *t != '\0') ? t : "/tmp";
-  }
-  std::string tmpl = base + "/" + prefix + "XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    return fail(Errc::io, fmt::format("creating a temporary directory in {}: {}", base, errno_message(errno)));
-  }
-  return tmpl;
+  return root.read_file(path, k_max_dockerfile);
 }
 
 // A stdin stream kept in a file so it can be read twice (probe, then apply).
@@ -103,44 +62,8 @@ Result<UniqueFd> spool_stdin(int in_fd, const std::string& dir) {
     return fail(Errc::io, fmt::format("creating a temporary file in {}: {}", dir, errno_message(errno)));
   }
   UniqueFd out(fd);
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(in_fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Errc::io, fmt::format("reading the context from stdin: {}", errno_message(errno)));
-    }
-    if (n == 0) {
-      break;
-    }
-    ssize_t off = 0;
-    while (off < n) {
-      ssize_t w = ::write(fd, buf + off, static_cast<size_t>(n - off));
-      if (w < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        return fail(Errc::io, fmt::format("spooling the stdin context: {}", errno_message(errno)));
-      }
-      off += w;
-    }
-  }
+  TRY_VOID(fs::copy_data(in_fd, fd, "the build context from stdin"));
   return out;
-}
-
-// True when the stream at fd (rewound) starts with a readable tar entry.
-bool looks_like_archive(int fd) {
-  if (::lseek(fd, 0, SEEK_SET) != 0) {
-    return false;
-  }
-  auto r = tar::Reader::open_fd(fd, "stdin");
-  if (!r) {
-    return false;
-  }
-  auto e = (*r)->next();
-  return e.has_value() && e->has_value();
 }
 
 // Whether the real path is hidden by the tree's ignore patterns.
@@ -267,39 +190,6 @@ std::string not_found_message(std::string_view source) {
 
 // ---------------------------------------------------------------- context
 
-BuildContext::BuildContext(BuildContext&& o) noexcept
-    : m_root(std::move(o.m_root)),
-      m_dir(std::move(o.m_dir)),
-      m_dockerfile_text(std::move(o.m_dockerfile_text)),
-      m_dockerfile_name(std::move(o.m_dockerfile_name)),
-      m_ignore(std::move(o.m_ignore)),
-      m_ignore_file(std::move(o.m_ignore_file)),
-      m_temp_dir(std::exchange(o.m_temp_dir, std::string())) {}
-
-BuildContext& BuildContext::operator=(BuildContext&& o) noexcept {
-  if (this != &o) {
-    if (!m_temp_dir.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(m_temp_dir, ec);
-    }
-    m_root = std::move(o.m_root);
-    m_dir = std::move(o.m_dir);
-    m_dockerfile_text = std::move(o.m_dockerfile_text);
-    m_dockerfile_name = std::move(o.m_dockerfile_name);
-    m_ignore = std::move(o.m_ignore);
-    m_ignore_file = std::move(o.m_ignore_file);
-    m_temp_dir = std::exchange(o.m_temp_dir, std::string());
-  }
-  return *this;
-}
-
-BuildContext::~BuildContext() {
-  if (!m_temp_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(m_temp_dir, ec);
-  }
-}
-
 Result<BuildContext> BuildContext::from_dir(const std::string& dir) {
   BuildContext c;
   TRY(c.m_root, fs::Root::open(dir));
@@ -324,14 +214,14 @@ Result<BuildContext> BuildContext::open(const ContextOptions& options) {
     if (options.dockerfile == "-") {
       return fail(Errc::invalid_argument, "can't use stdin for both build context and dockerfile");
     }
-    TRY(c.m_temp_dir, make_temp_dir(options.temp_parent, "imgbuild-context-"));
-    c.m_dir = c.m_temp_dir + "/context";
+    TRY(c.m_temp_dir, io::TempDir::create(options.temp_parent, "imgbuild-context-"));
+    c.m_dir = c.m_temp_dir.path() + "/context";
     if (::mkdir(c.m_dir.c_str(), 0755) != 0) {
       return fail(Errc::io, fmt::format("{}: mkdir: {}", c.m_dir, errno_message(errno)));
     }
-    TRY(auto spool, spool_stdin(options.stdin_fd, c.m_temp_dir));
+    TRY(auto spool, spool_stdin(options.stdin_fd, c.m_temp_dir.path()));
     TRY(c.m_root, fs::Root::open(c.m_dir));
-    if (looks_like_archive(spool.get())) {
+    if (tar::starts_with_archive(spool.get())) {
       if (::lseek(spool.get(), 0, SEEK_SET) != 0) {
         return fail(Errc::io, "rewinding the stdin context failed");
       }
@@ -361,7 +251,7 @@ Result<BuildContext> BuildContext::open(const ContextOptions& options) {
       if (::lseek(spool.get(), 0, SEEK_SET) != 0) {
         return fail(Errc::io, "rewinding stdin failed");
       }
-      TRY(c.m_dockerfile_text, read_all_fd(spool.get(), "the Dockerfile from stdin"));
+      TRY(c.m_dockerfile_text, io::read_all(spool.get(), "the Dockerfile from stdin", k_max_dockerfile));
       c.m_dockerfile_name = "-";
     }
   } else {
@@ -378,7 +268,7 @@ Result<BuildContext> BuildContext::open(const ContextOptions& options) {
     TRY(c.m_root, fs::Root::open(options.context));
     c.m_dir = options.context;
     if (options.dockerfile == "-") {
-      TRY(c.m_dockerfile_text, read_all_fd(options.stdin_fd, "the Dockerfile from stdin"));
+      TRY(c.m_dockerfile_text, io::read_all(options.stdin_fd, "the Dockerfile from stdin", k_max_dockerfile));
       c.m_dockerfile_name = "-";
     } else if (options.dockerfile.empty()) {
       TRY(auto text, read_root_file(c.m_root, "Dockerfile"));
@@ -453,7 +343,7 @@ Result<std::string> resolve_real_path(const fs::Root& root, std::string_view pat
       continue;
     }
     resolved.push_back(c);
-    std::string candidate = join_components(resolved, resolved.size());
+    std::string candidate = fs::join_components(resolved, resolved.size());
     TRY(auto st, root.lstat(candidate));
     if (!st) {
       // Missing: keep the rest as named (cleaned lexically).
@@ -480,22 +370,13 @@ Result<std::string> resolve_real_path(const fs::Root& root, std::string_view pat
       if (!target.empty() && target[0] == '/') {
         resolved.clear();
       }
-      std::vector<std::string> parts;
-      size_t pos = 0;
-      while (pos <= target.size()) {
-        size_t next = target.find('/', pos);
-        if (next == std::string::npos) {
-          next = target.size();
-        }
-        parts.push_back(target.substr(pos, next - pos));
-        pos = next + 1;
-      }
+      std::vector<std::string> parts = str::split(target, '/');
       for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
         pending.push_front(std::move(*it));
       }
     }
   }
-  return join_components(resolved, resolved.size());
+  return fs::join_components(resolved, resolved.size());
 }
 
 Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::string_view source,
@@ -515,7 +396,7 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
   std::vector<SelectedSource> out;
 
   if (first_wild == comps.size()) {
-    std::string named = join_components(comps, comps.size());
+    std::string named = fs::join_components(comps, comps.size());
     TRY(auto real, resolve_real_path(root, named, true));
     TRY(auto st, root.lstat(real));
     if (!st || S_ISLNK(st->st_mode)) {
@@ -547,7 +428,7 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
   // Expand component by component: (named, real) pairs still alive.
   std::vector<std::pair<std::string, std::string>> states;
   {
-    std::string base = join_components(comps, first_wild);
+    std::string base = fs::join_components(comps, first_wild);
     TRY(auto real, resolve_real_path(root, base, true));
     states.emplace_back(base, real);
   }
@@ -608,7 +489,7 @@ Result<std::vector<SelectedSource>> select_sources(const SourceTree& tree, std::
     std::sort(states.begin(), states.end());  // ** expands depth first
   }
 
-  std::string base_named = join_components(comps, first_wild);
+  std::string base_named = fs::join_components(comps, first_wild);
   for (const auto& [named, real] : states) {
     TRY(auto st, root.lstat(real));
     if (!st || S_ISLNK(st->st_mode)) {

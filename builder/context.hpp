@@ -37,6 +37,7 @@
 #include "builder/dockerignore.hpp"
 #include "util/fs.hpp"
 #include "util/hash.hpp"
+#include "util/io.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
@@ -66,11 +67,11 @@ public:
   /// `--build-context name=DIR`); its .dockerignore applies.
   static Result<BuildContext> from_dir(const std::string& dir);
 
-  BuildContext(BuildContext&&) noexcept;
-  BuildContext& operator=(BuildContext&&) noexcept;
+  BuildContext(BuildContext&&) noexcept = default;
+  BuildContext& operator=(BuildContext&&) noexcept = default;
   BuildContext(const BuildContext&) = delete;
   BuildContext& operator=(const BuildContext&) = delete;
-  ~BuildContext();
+  ~BuildContext() = default;
 
   /// The context root.
   const fs::Root& root() const { return m_root; }
@@ -93,8 +94,9 @@ private:
   std::string m_dockerfile_name;
   IgnoreMatcher m_ignore;
   std::string m_ignore_file;
-  /// A temporary directory to remove on destruction ("" when none).
-  std::string m_temp_dir;
+  /// The stdin context's temporary directory (empty when none), removed
+  /// on destruction.
+  io::TempDir m_temp_dir;
 };
 
 /// A tree that COPY/ADD reads from: a contained root plus the patterns that

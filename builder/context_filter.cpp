@@ -260,11 +260,4 @@ Result<void> copy_filtered(const fs::Root& root, const IgnoreMatcher& ignore, st
   return ok();
 }
 
-TempTree::~TempTree() {
-  if (!m_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(m_dir, ec);
-  }
-}
-
 }  // namespace imgbuild::builder

@@ -46,19 +46,4 @@ Result<size_t> write_whiteouts(const fs::Root& root, const std::vector<std::stri
 Result<void> copy_filtered(const fs::Root& root, const IgnoreMatcher& ignore, std::string_view sub,
                            const std::filesystem::path& dest);
 
-/// A directory deleted (recursively) when the object is destroyed.
-class TempTree {
-public:
-  /// Takes ownership of `dir` (already created).
-  explicit TempTree(std::filesystem::path dir) : m_dir(std::move(dir)) {}
-  TempTree(const TempTree&) = delete;
-  TempTree& operator=(const TempTree&) = delete;
-  ~TempTree();
-  /// The directory.
-  const std::filesystem::path& path() const { return m_dir; }
-
-private:
-  std::filesystem::path m_dir;
-};
-
 }  // namespace imgbuild::builder

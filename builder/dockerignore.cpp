@@ -21,6 +21,8 @@
 #include <optional>
 #include <utility>
 
+#include "util/strings.hpp"
+
 namespace imgbuild::builder {
 namespace {
 
@@ -269,14 +271,7 @@ std::string go_clean(std::string_view path) {
   bool rooted = path[0] == '/';
   std::vector<std::string_view> parts;
   size_t dotdots = 0;  // leading ".." kept in an unrooted path
-  size_t pos = 0;
-  while (pos <= path.size()) {
-    size_t next = path.find('/', pos);
-    if (next == std::string_view::npos) {
-      next = path.size();
-    }
-    std::string_view comp = path.substr(pos, next - pos);
-    pos = next + 1;
+  for (std::string_view comp : str::split_view(path, '/')) {
     if (comp.empty() || comp == ".") {
       continue;
     }

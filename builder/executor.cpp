@@ -42,6 +42,7 @@
 #include "builder/step_label.hpp"
 #include "builder/step_cache.hpp"
 #include "image/assemble.hpp"
+#include "image/metadata.hpp"
 #include "parser/lower.hpp"
 #include "parser/syntax/parse.hpp"
 #include "sandbox/sandbox.hpp"
@@ -51,6 +52,7 @@
 #include "snapshot/snapshotter.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -152,7 +154,7 @@ Result<void> Build::setup() {
     m_sandbox = m_own_sandbox.get();
   }
   TRY(m_staging, image::Staging::create(m_store.content()));
-  TRY(m_cache, StepCache::open(root / "meta.db", m_options.cache_keys_dir));
+  TRY(m_cache, StepCache::open(image::meta_db_path(root), m_options.cache_keys_dir));
   TRY_VOID(m_cache->load_traces(m_options.build_identity));
   m_cache->attach(m_options.cache_io, &m_store.content());
   m_cache->hold_with(&m_store.lease());  // leases: no prune removes what this build uses
@@ -195,7 +197,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   if (fsys::is_directory(dir, ec)) {
     TRY_VOID(view.remove());
   } else {
-    fsys::path tmp = m_layer_dirs.root() / (".commit-" + LayerDirs::random_hex());
+    fsys::path tmp = m_layer_dirs.root() / (".commit-" + io::random_hex());
     fsys::create_directories(tmp, ec);
     TRY_VOID(view.commit(tmp / "fs"));
     if (::rename(tmp.c_str(), dir.parent_path().c_str()) != 0) {

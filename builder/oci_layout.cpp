@@ -13,6 +13,7 @@
 #include "image/types.hpp"
 #include "util/fd.hpp"
 #include "util/hash.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -71,17 +72,9 @@ Result<std::string> OciLayoutDir::read_document(const fsys::path& p, std::string
   if (!fd) {
     return fail(Errc::not_found, fmt::format("{}: cannot read {}: {}", m_label, what, std::strerror(errno)));
   }
-  std::string out;
-  char buf[65536];
-  ssize_t n = 0;
-  while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) {
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > k_max_document) {
-      return fail(Errc::invalid_argument, fmt::format("{}: {} is larger than 4 MiB", m_label, what));
-    }
-  }
-  if (n < 0) {
-    return fail(Errc::io, fmt::format("{}: cannot read {}: {}", m_label, what, std::strerror(errno)));
+  auto out = io::read_all(fd.get(), fmt::format("{}: {}", m_label, what), k_max_document);
+  if (!out && out.error().code == Errc::limit) {
+    out.error().code = Errc::invalid_argument;
   }
   return out;
 }
@@ -194,14 +187,9 @@ Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::
       return fail(Errc::not_found,
                   fmt::format("{}: layer blob {} is missing: {}", layout.label(), l.digest, std::strerror(errno)));
     }
-    char buf[1 << 16];
-    ssize_t n = 0;
-    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) {
-      TRY_VOID(w.write(buf, static_cast<size_t>(n)));
-    }
-    if (n < 0) {
-      return fail(Errc::io, fmt::format("{}: cannot read layer {}: {}", layout.label(), l.digest, std::strerror(errno)));
-    }
+    TRY(uint64_t read, io::read_chunks(fd.get(), fmt::format("{}: layer {}", layout.label(), l.digest),
+                                       [&](const void* data, size_t n) { return w.write(data, n); }));
+    (void)read;
     uint64_t size = w.size();
     TRY(auto got, w.commit(l.digest));
     image::LayerRecord rec;

@@ -112,27 +112,6 @@ std::string join_errors(const std::vector<Error>& errors) {
   return str::join(parts, "\n");
 }
 
-std::vector<std::string> split_lines(std::string_view text) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t nl = text.find('\n', start);
-    if (nl == std::string_view::npos) {
-      if (start < text.size()) {
-        lines.emplace_back(text.substr(start));
-      }
-      break;
-    }
-    std::string line(text.substr(start, nl - start));
-    if (!line.empty() && line.back() == '\r') {
-      line.pop_back();
-    }
-    lines.push_back(std::move(line));
-    start = nl + 1;
-  }
-  return lines;
-}
-
 // The --from / mount from= references of ONBUILD trigger texts.
 std::vector<std::string> trigger_references(const std::vector<std::string>& triggers) {
   std::vector<std::string> refs;
@@ -216,7 +195,9 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
   }
   plan.named_contexts = options.named_contexts;
   plan.labels = options.labels;
-  plan.lines = split_lines(dockerfile);
+  for (std::string_view line : str::split_lines(dockerfile)) {
+    plan.lines.emplace_back(line);
+  }
   for (const auto& [k, v] : options.build_args) {
     plan.build_args[k] = v;
   }

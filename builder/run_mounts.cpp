@@ -26,6 +26,7 @@
 #include "snapshot/copy.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "util/fs.hpp"
+#include "util/io.hpp"
 #include "util/hash.hpp"
 
 namespace imgbuild::builder {
@@ -45,13 +46,13 @@ void RunMounts::release() {
 }
 
 Result<fsys::path> RunMounts::temp_dir() {
-  fsys::path d = m_tmp_root / ("run-" + snapshot::LayerDirs::random_hex());
+  fsys::path d = m_tmp_root / ("run-" + io::random_hex());
   std::error_code ec;
   fsys::create_directories(d, ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot create {}: {}", d.string(), ec.message()));
   }
-  m_temps.push_back(std::make_unique<TempTree>(d));
+  m_temps.push_back(io::TempDir::adopt(d.string()));
   return d;
 }
 
@@ -177,9 +178,9 @@ Result<fsys::path> cache_dir(const CacheMount& mount, const MountEnv& env, RunMo
   held.hold(std::move(lock));
   bool imported = env.cache_io != nullptr && mount.source.from.empty();
   if (!fsys::exists(dir, ec)) {
-    fsys::path tmp = parent / (".new-" + snapshot::LayerDirs::random_hex());
+    fsys::path tmp = parent / (".new-" + io::random_hex());
     fsys::create_directory(tmp, ec);
-    TempTree aside(tmp);  // gone unless renamed into place
+    io::TempDir aside = io::TempDir::adopt(tmp.string());  // gone unless renamed into place
     TRY_VOID(seed_cache(mount, env, held, tmp));
     if (imported) {
       env.cache_io->seed_mount(mount.id, tmp);  // --cache-from with mounts
@@ -227,11 +228,7 @@ Result<void> mount_secret(const SecretMount& mount, const MountEnv& env, RunMoun
       return fail(Errc::not_found,
                   fmt::format("secret {}: cannot read {}: {}", mount.id, *source->file, std::strerror(errno)));
     }
-    char buf[8192];
-    ssize_t n = 0;
-    while ((n = ::read(in.get(), buf, sizeof buf)) > 0) {
-      value.append(buf, static_cast<size_t>(n));
-    }
+    TRY(value, io::read_all(in.get(), fmt::format("secret {}: {}", mount.id, *source->file)));
   }
   held.mask().add(value);
   if (mount.env) {

@@ -22,6 +22,7 @@
 #include "sandbox/sandbox.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "util/fd.hpp"
+#include "util/io.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
@@ -30,7 +31,7 @@ namespace imgbuild::builder {
 struct SourceRoot {
   std::filesystem::path path;
   /// The ignore whiteouts under `view` (outlives it), or a filtered copy.
-  std::unique_ptr<TempTree> filter;
+  io::TempDir filter;
   /// The view `path` is the root of (null for a plain directory).
   std::unique_ptr<snapshot::View> view;
 };
@@ -89,7 +90,7 @@ public:
 private:
   std::filesystem::path m_tmp_root;
   SecretMask m_mask;
-  std::vector<std::unique_ptr<TempTree>> m_temps;
+  std::vector<io::TempDir> m_temps;
   std::vector<UniqueFd> m_locks;
   std::vector<SourceRoot> m_sources;
   std::vector<std::unique_ptr<SshForwarder>> m_relays;

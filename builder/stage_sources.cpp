@@ -20,6 +20,7 @@
 #include "image/reference.hpp"
 #include "snapshot/copy.hpp"
 #include "util/fs.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -201,21 +202,21 @@ Result<SourceRoot> Build::filtered_root(const BuildContext& context, std::string
                                                  "inside it (set TMPDIR elsewhere)",
                                                  context.ignore_file(), context.dir()));
     }
-    fsys::path copy = parent / ("imgbuild-filtered-" + LayerDirs::random_hex());
+    fsys::path copy = parent / ("imgbuild-filtered-" + io::random_hex());
     if (::mkdir(copy.c_str(), 0700) != 0) {
       return fail(Errc::io, fmt::format("cannot create {}: {}", copy.string(), std::strerror(errno)));
     }
-    out.filter = std::make_unique<TempTree>(copy);
+    out.filter = io::TempDir::adopt(copy.string());
     TRY_VOID(copy_filtered(context.root(), context.ignore(), real, copy));
     out.path = copy;
     return out;
   }
-  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + LayerDirs::random_hex());
+  fsys::path dir = m_store.content().root() / "tmp" / ("ignore-" + io::random_hex());
   fsys::create_directories(dir, ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
   }
-  out.filter = std::make_unique<TempTree>(dir);
+  out.filter = io::TempDir::adopt(dir.string());
   TRY(size_t n, write_whiteouts(context.root(), hidden, dir));
   (void)n;
   TRY(out.view, m_snapshotter->prepare_source({fsys::path(context.dir()), dir}));

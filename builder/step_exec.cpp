@@ -21,27 +21,6 @@ namespace imgbuild::builder {
 
 namespace fsys = std::filesystem;
 
-namespace {
-
-std::optional<std::string> read_text(const fs::Root& root, std::string_view path) {
-  auto fd = root.open_at(path, O_RDONLY | O_NOFOLLOW);
-  if (!fd) {
-    return std::nullopt;
-  }
-  std::string out;
-  char buf[8192];
-  ssize_t n = 0;
-  while ((n = ::read(fd->get(), buf, sizeof buf)) > 0) {
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > (size_t{16} << 20)) {
-      break;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecord& record) {
   if (wd == "/") {
     add_history(st.state, "WORKDIR /", false, false);
@@ -57,7 +36,9 @@ Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecor
     uint32_t gid = 0;
     const std::string& user = st.state.image.config->user;
     if (!user.empty()) {
-      TRY(auto eu, sandbox::resolve_user(user, read_text(root, "etc/passwd"), read_text(root, "etc/group")));
+      TRY(auto passwd, root.read_file("etc/passwd", sandbox::k_max_user_db_file));
+      TRY(auto group, root.read_file("etc/group", sandbox::k_max_user_db_file));
+      TRY(auto eu, sandbox::resolve_user(user, passwd, group));
       uid = eu.uid;
       gid = eu.gid;
     }

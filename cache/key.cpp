@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "util/strings.hpp"
+
 namespace imgbuild::cache {
 
 namespace {
@@ -13,22 +15,6 @@ void put_be(char* out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) {
     out[i] = static_cast<char>((v >> (8 * (bytes - 1 - i))) & 0xff);
   }
-}
-
-// Transcript values stay on one line: newlines and backslashes are escaped.
-std::string one_line(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\\') {
-      out += "\\\\";
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -56,7 +42,7 @@ void KeyBuilder::field(char type, std::string_view name, std::string_view value)
 KeyBuilder& KeyBuilder::str(std::string_view name, std::string_view value) {
   field('s', name, value);
   if (m_keep) {
-    m_transcript += fmt::format("{}: {}\n", name, one_line(value));
+    m_transcript += fmt::format("{}: {}\n", name, str::escape_line(value));
   }
   return *this;
 }
@@ -105,7 +91,7 @@ KeyBuilder& KeyBuilder::list(std::string_view name, const std::vector<std::strin
   for (const auto& item : items) {
     field('s', "", item);
     if (m_keep) {
-      m_transcript += fmt::format("  - {}\n", one_line(item));
+      m_transcript += fmt::format("  - {}\n", str::escape_line(item));
     }
   }
   return *this;
@@ -120,7 +106,7 @@ KeyBuilder& KeyBuilder::map(std::string_view name, const std::map<std::string, s
     field('s', "", k);
     field('s', "", v);
     if (m_keep) {
-      m_transcript += fmt::format("  {}={}\n", one_line(k), one_line(v));
+      m_transcript += fmt::format("  {}={}\n", str::escape_line(k), str::escape_line(v));
     }
   }
   return *this;

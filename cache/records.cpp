@@ -17,7 +17,6 @@ namespace imgbuild::cache {
 
 namespace {
 
-constexpr int k_busy_timeout_ms = 60'000;
 constexpr int k_begin_attempts = 20;
 
 // Statements on the cache tables; errors say which part of meta.db failed.
@@ -81,15 +80,8 @@ private:
 }  // namespace
 
 Result<std::unique_ptr<CacheDb>> CacheDb::open(const std::filesystem::path& path) {
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : "out of memory";
-    sqlite3_close(raw);
-    return fail(Errc::io, fmt::format("open {}: {}", path.string(), msg));
-  }
+  TRY(sqlite3* raw, image::sql_open(path, SQLITE_OPEN_READWRITE));
   std::unique_ptr<CacheDb> db(new CacheDb(raw));
-  sqlite3_busy_timeout(raw, k_busy_timeout_ms);
   TRY_VOID(db->exec("PRAGMA journal_mode=WAL"));
   TRY_VOID(db->exec("PRAGMA synchronous=FULL"));
   Stmt s(raw, "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='cache_records'");
@@ -223,13 +215,9 @@ Result<std::vector<CacheRecord>> CacheDb::list() {
   std::lock_guard lock(m_mu);
   Stmt s(m_db, fmt::format("{} ORDER BY last_used DESC, created_at DESC, key", k_columns).c_str());
   std::vector<CacheRecord> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
+  TRY_VOID(s.each_row([&] {
     out.push_back(read_record(s));
-  }
+  }));
   return out;
 }
 
@@ -247,24 +235,16 @@ Result<PruneResult> CacheDb::prune(const PruneOptions& options, int64_t now,
   std::vector<CacheRecord> all;
   {
     Stmt s(m_db, fmt::format("{} ORDER BY last_used ASC, created_at ASC, key", k_columns).c_str());
-    while (true) {
-      TRY(bool row, s.step());
-      if (!row) {
-        break;
-      }
+    TRY_VOID(s.each_row([&] {
       all.push_back(read_record(s));
-    }
+    }));
   }
   std::set<std::string> image_refs;
   {
     Stmt s(m_db, "SELECT DISTINCT blob_digest FROM image_blobs");
-    while (true) {
-      TRY(bool row, s.step());
-      if (!row) {
-        break;
-      }
+    TRY_VOID(s.each_row([&] {
       image_refs.insert(s.text(0));
-    }
+    }));
   }
   auto leased = [&](image::LeaseKind kind, const std::string& id) {
     return options.leases != nullptr && options.leases->holds(kind, id);
@@ -369,11 +349,7 @@ Result<std::vector<StatEntry>> CacheDb::stat_entries() {
   std::lock_guard lock(m_mu);
   Stmt s(m_db, "SELECT dev, ino, size, mtime_ns, ctime_ns, digest, ifnull(xattrs, -1) FROM stat_index");
   std::vector<StatEntry> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
+  TRY_VOID(s.each_row([&] {
     StatEntry e;
     e.dev = static_cast<uint64_t>(s.integer(0));
     e.ino = static_cast<uint64_t>(s.integer(1));
@@ -383,7 +359,7 @@ Result<std::vector<StatEntry>> CacheDb::stat_entries() {
     e.digest = s.text(5);
     e.xattrs = static_cast<int>(s.integer(6));
     out.push_back(std::move(e));
-  }
+  }));
   return out;
 }
 

@@ -79,27 +79,12 @@ Result<std::string> StatIndex::hash_file(int dirfd, const std::string& name, con
     return fail(Errc::io, fmt::format("{}: open: {}", display, std::strerror(errno)));
   }
   UniqueFd owned(fd);
-  Sha256 h;
-  char buf[1 << 16];
-  uint64_t total = 0;
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Errc::io, fmt::format("{}: read: {}", display, std::strerror(errno)));
-    }
-    if (n == 0) {
-      break;
-    }
-    h.update(buf, static_cast<size_t>(n));
-    total += static_cast<uint64_t>(n);
-  }
+  TRY(auto hashed, sha256_fd(fd, display));
+  uint64_t total = hashed.second;
   m_hashed_bytes += total;
   g_bytes_hashed.add(total);
   g_files_hashed.add();
-  return h.finish().str();
+  return hashed.first.str();
 }
 
 void StatIndex::learn(StatEntry e, bool hashed) {

@@ -28,6 +28,7 @@
 #include "cache/records.hpp"
 #include "cache/stat_index.hpp"
 #include "cli/commands.hpp"
+#include "image/metadata.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "cli/image_common.hpp"
 #include "util/fs.hpp"
@@ -56,7 +57,7 @@ int64_t content_size(const CacheHandles& h, const cache::CacheRecord& r) {
 CacheHandles open_cache(const Context& ctx, image::StoreUse use = image::StoreUse::normal) {
   CacheHandles h;
   h.store = open_store(ctx, use);
-  h.db = unwrap(cache::CacheDb::open(h.store->content().root() / "meta.db"));
+  h.db = unwrap(cache::CacheDb::open(image::meta_db_path(h.store->content().root())));
   return h;
 }
 

@@ -20,6 +20,7 @@
 #include "registry/transfer.hpp"
 #include "registry/credentials.hpp"
 #include "registry/reference.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::cli {
@@ -48,20 +49,13 @@ std::string prompt_line(const std::string& prompt, bool echo) {
   return std::string(str::trim(line));
 }
 
+// The password piped to --password-stdin (at most 1 MiB).
 std::string read_all_stdin() {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0 || out.size() > 1024 * 1024) {
-      break;
-    }
-    out.append(buf, static_cast<size_t>(n));
+  auto text = io::read_all(STDIN_FILENO, "the password on stdin", size_t{1} << 20);
+  if (!text) {
+    throw CommandError{text.error().message, 1};
   }
-  return out;
+  return std::move(*text);
 }
 
 struct LoginOptions {

@@ -55,6 +55,7 @@
 #include "image/index.hpp"
 #include "image/json.hpp"
 #include "image/lease.hpp"
+#include "image/metadata.hpp"
 #include "image/types.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "snapshot/mounts.hpp"
@@ -74,22 +75,8 @@ Result<std::string> hash_file(const fsys::path& p) {
   if (!fd) {
     return fail(Errc::io, fmt::format("cannot open {}: {}", p.string(), std::strerror(errno)));
   }
-  Sha256 h;
-  std::vector<char> buf(1 << 16);
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(Errc::io, fmt::format("cannot read {}: {}", p.string(), std::strerror(errno)));
-    }
-    if (n == 0) {
-      break;
-    }
-    h.update(buf.data(), static_cast<size_t>(n));
-  }
-  return h.finish().str();
+  TRY(auto hashed, sha256_fd(fd.get(), p.string()));
+  return hashed.first.str();
 }
 
 bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
@@ -503,7 +490,7 @@ std::string no_space_hint(const std::string& root_flag) {
   std::string hint = "; `imgbuild image prune -a` and `imgbuild cache prune` can free space";
   auto measure = [&]() -> Result<std::string> {
     TRY(auto store, image::ImageStore::open(root, image::StoreUse::freeing));
-    TRY(auto cache_db, cache::CacheDb::open(root / "meta.db"));
+    TRY(auto cache_db, cache::CacheDb::open(image::meta_db_path(root)));
     TRY(std::vector<std::string> image_list, cache_db->image_blobs());
     TRY(std::vector<cache::CacheRecord> records, cache_db->list());
     TRY(std::vector<std::string> all, store->content().list());
@@ -562,7 +549,7 @@ void register_system_commands(CLI::App& app, Context& ctx) {
   check->callback([&ctx, repair]() {
     auto store = open_store(ctx, *repair ? image::StoreUse::freeing : image::StoreUse::normal);
     fsys::path root = store->content().root();
-    auto cache_db = unwrap(cache::CacheDb::open(root / "meta.db"));
+    auto cache_db = unwrap(cache::CacheDb::open(image::meta_db_path(root)));
     auto leases = unwrap(image::LeaseSnapshot::take(root));
     std::map<std::string, int> counts;
     std::set<std::string> printed;

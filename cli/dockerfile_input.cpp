@@ -11,7 +11,7 @@
 #include "cli/commands.hpp"
 #include "parser/syntax/parse.hpp"
 #include "util/fd.hpp"
-#include "util/fs.hpp"
+#include "util/io.hpp"
 
 namespace imgbuild::cli {
 
@@ -25,8 +25,8 @@ std::string read_dockerfile(const std::string& file) {
     }
     fd = owned.get();
   }
-  auto text = fs::read_capped(fd, parser::k_max_dockerfile_size,
-                              fmt::format("Dockerfile \"{}\"", dockerfile_display_name(file)));
+  auto text = io::read_all(fd, fmt::format("Dockerfile \"{}\"", dockerfile_display_name(file)),
+                           parser::k_max_dockerfile_size);
   if (!text) {
     throw CommandError{text.error().message, 1};
   }

@@ -23,6 +23,7 @@
 #include "image/index.hpp"
 #include "image/json.hpp"
 #include "util/fd.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 #include "util/tar.hpp"
 #include "util/fault.hpp"
@@ -727,23 +728,7 @@ Result<void> add_bytes(tar::Writer& w, const std::string& path, std::string_view
 Result<void> write_file_atomic(const fs::path& p, std::string_view bytes) {
   fs::path tmp = p;
   tmp += ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) {
-    return fail(Errc::io, fmt::format("create {}: {}", tmp.string(), std::strerror(errno)));
-  }
-  const char* d = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd.get(), d, left);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(Errc::io, fmt::format("write {}: {}", tmp.string(), std::strerror(errno)));
-    }
-    d += n;
-    left -= static_cast<size_t>(n);
-  }
+  TRY_VOID(io::write_all(tmp.string(), bytes));
   if (::rename(tmp.c_str(), p.c_str()) != 0) {
     return fail(Errc::io, fmt::format("rename {}: {}", tmp.string(), std::strerror(errno)));
   }
@@ -811,13 +796,7 @@ Result<void> save_oci_dir(ImageStore& store, const std::vector<SaveItem>& items,
   }
   std::vector<Descriptor> existing;
   if (fs::exists(dir / "index.json")) {
-    UniqueFd fd(::open((dir / "index.json").c_str(), O_RDONLY | O_CLOEXEC));
-    std::string text;
-    char b[65536];
-    ssize_t n = 0;
-    while (fd && (n = ::read(fd.get(), b, sizeof b)) > 0 && text.size() <= k_max_json_size) {
-      text.append(b, static_cast<size_t>(n));
-    }
+    TRY(std::string text, io::read_all((dir / "index.json").string(), k_max_json_size));
     TRY(Index old, parse_index(text, (dir / "index.json").string()));
     std::set<std::string> ours;
     for (const auto& entry : plan.index_entries) {

@@ -14,6 +14,8 @@
 
 #include "image/types.hpp"
 #include "util/fault.hpp"
+#include "util/fd.hpp"
+#include "util/io.hpp"
 #include "util/rootless.hpp"
 
 namespace imgbuild::image {
@@ -53,35 +55,19 @@ Result<void> make_dirs(const fs::path& p) {
 }
 
 Result<std::string> read_file_capped(const fs::path& p, size_t max, std::string_view what) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     return sys_fail("open", p);
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
+  if (::fstat(fd.get(), &st) != 0) {
     return sys_fail("stat", p);
   }
   if (static_cast<uint64_t>(st.st_size) > max) {
-    ::close(fd);
     return fail(Errc::limit, fmt::format("{}: document of {} bytes exceeds the limit of {} bytes", what,
                                          st.st_size, max));
   }
-  std::string out(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      ::close(fd);
-      return sys_fail("read", p);
-    }
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return out;
+  return io::read_all(fd.get(), p.string(), max);
 }
 
 std::string hex_of(std::string_view digest) { return std::string(digest.substr(7)); }
@@ -309,9 +295,8 @@ Result<std::string> BlobWriter::commit(std::optional<std::string_view> expected)
 // ---- Staging ----------------------------------------------------------------
 
 Result<std::unique_ptr<Staging>> Staging::create(const ContentStore& store) {
-  std::random_device rd;
   for (int attempt = 0; attempt < 16; ++attempt) {
-    fs::path dir = store.root() / "tmp" / fmt::format("stage-{}-{:08x}", ::getpid(), rd());
+    fs::path dir = store.root() / "tmp" / fmt::format("stage-{}-{}", ::getpid(), io::random_hex(4));
     if (::mkdir(dir.c_str(), 0700) == 0) {
       return std::unique_ptr<Staging>(new Staging(store, dir));
     }

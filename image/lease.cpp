@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <random>
 #include <sstream>
 
 #include <fmt/format.h>
+
+#include "util/io.hpp"
+#include "util/strings.hpp"
 
 namespace imgbuild::image {
 
@@ -34,13 +36,6 @@ const char* kind_name(LeaseKind kind) {
   return "blob";
 }
 
-std::string random_name() {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  std::lock_guard lock(mu);
-  return fmt::format("{:016x}", rng());
-}
-
 // flock that retries on EINTR.
 int lock_fd(int fd, int op) {
   int rc = 0;
@@ -62,21 +57,6 @@ Result<UniqueFd> open_lock(const fs::path& root) {
   return fd;
 }
 
-Result<void> write_all(int fd, const std::string& text, const fs::path& p) {
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return errno_fail(errno, "writing", p.string());
-    }
-    done += static_cast<size_t>(n);
-  }
-  return ok();
-}
-
 }  // namespace
 
 fs::path lease_dir(const fs::path& root) { return root / "leases"; }
@@ -89,7 +69,7 @@ Lease::~Lease() {
 
 Result<void> Lease::create_locked() {
   fs::path dir = lease_dir(m_root);
-  std::string name = random_name();
+  std::string name = io::random_hex();
   fs::path tmp = dir / (".new-" + name);
   UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
   if (!fd) {
@@ -100,7 +80,7 @@ Result<void> Lease::create_locked() {
     ::unlink(tmp.c_str());
     return errno_fail(err, "locking", tmp.string());
   }
-  auto header = write_all(fd.get(), fmt::format("{}\npid {}\n", k_magic, ::getpid()), tmp);
+  auto header = io::write_all(fd.get(), fmt::format("{}\npid {}\n", k_magic, ::getpid()), tmp.string());
   if (!header) {
     ::unlink(tmp.c_str());
     return header;
@@ -141,7 +121,7 @@ Result<void> Lease::hold(const std::vector<LeaseEntry>& entries) {
   if (!m_fd) {
     TRY_VOID(create_locked());
   }
-  TRY_VOID(write_all(m_fd.get(), text, m_path));
+  TRY_VOID(io::write_all(m_fd.get(), text, m_path.string()));
   m_held.insert(fresh.begin(), fresh.end());
   return ok();  // closing `lock` releases the shared lock
 }
@@ -172,33 +152,15 @@ Result<LeaseSnapshot> LeaseSnapshot::take(const fs::path& root) {
       ++snap.m_stale_removed;
       continue;
     }
-    std::string text;
-    char buf[8192];
-    while (true) {
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        break;
-      }
-      text.append(buf, static_cast<size_t>(n));
+    auto text = io::read_all(fd.get(), p.string());
+    if (!text) {
+      continue;  // unreadable: not a lease this process can honour
     }
-    std::istringstream in(text);
-    std::string line;
-    if (!std::getline(in, line) || line != k_magic) {
+    auto lines = str::record_lines(*text, k_magic);
+    if (!lines) {
       continue;
     }
-    while (std::getline(in, line)) {
-      if (in.eof()) {
-        break;  // a line without its newline is still being written
-      }
-      size_t sp = line.find(' ');
-      if (sp == std::string::npos) {
-        continue;
-      }
-      std::string key = line.substr(0, sp);
-      std::string value = line.substr(sp + 1);
+    for (const auto& [key, value] : *lines) {
       if (key == "pid") {
         snap.m_holders.push_back(std::strtol(value.c_str(), nullptr, 10));
       } else if (key == "blob") {

@@ -13,8 +13,6 @@ namespace imgbuild::image {
 
 namespace {
 
-constexpr int k_busy_timeout_ms = 60'000;
-
 // Schema migrations, applied in order; index i upgrades version i to i+1.
 const char* const k_migrations[] = {
     R"sql(
@@ -164,16 +162,8 @@ constexpr const char* k_image_columns =
 }  // namespace
 
 Result<std::unique_ptr<MetaDb>> MetaDb::open(const std::filesystem::path& path) {
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : "out of memory";
-    sqlite3_close(raw);
-    return fail(Errc::io, fmt::format("open {}: {}", path.string(), msg));
-  }
+  TRY(sqlite3* raw, sql_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   std::unique_ptr<MetaDb> db(new MetaDb(raw));
-  sqlite3_busy_timeout(raw, k_busy_timeout_ms);
   sqlite3_extended_result_codes(raw, 1);
   TRY_VOID(db->exec("PRAGMA journal_mode=WAL"));
   TRY_VOID(db->exec("PRAGMA synchronous=FULL"));
@@ -308,13 +298,9 @@ Result<bool> MetaDb::remove_name(const std::string& name) {
 Result<std::vector<NameRecord>> MetaDb::names() {
   Stmt s(m_db, "SELECT name, manifest_digest FROM names ORDER BY name");
   std::vector<NameRecord> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
+  TRY_VOID(s.each_row([&] {
     out.push_back({s.text(0), s.text(1)});
-  }
+  }));
   return out;
 }
 
@@ -337,13 +323,9 @@ Result<std::optional<std::string>> MetaDb::lookup_name(const std::string& name) 
 Result<std::vector<ImageRecord>> MetaDb::images() {
   Stmt s(m_db, fmt::format("{} ORDER BY created DESC, added_at DESC, manifest_digest", k_image_columns).c_str());
   std::vector<ImageRecord> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
+  TRY_VOID(s.each_row([&] {
     out.push_back(read_image(s));
-  }
+  }));
   return out;
 }
 
@@ -408,13 +390,9 @@ Result<std::set<std::string>> MetaDb::referenced_blobs() {
          "SELECT blob_digest FROM image_blobs UNION "
          "SELECT blob_digest FROM cache_records WHERE blob_digest != ''");
   std::set<std::string> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
+  TRY_VOID(s.each_row([&] {
     out.insert(s.text(0));
-  }
+  }));
   return out;
 }
 
@@ -458,15 +436,11 @@ Result<std::vector<LayerRecord>> MetaDb::layers() {
 Result<std::vector<std::string>> MetaDb::integrity_problems() {
   Stmt s(m_db, "PRAGMA integrity_check");
   std::vector<std::string> out;
-  while (true) {
-    TRY(bool row, s.step());
-    if (!row) {
-      break;
-    }
+  TRY_VOID(s.each_row([&] {
     if (s.text(0) != "ok") {
       out.push_back(s.text(0));
     }
-  }
+  }));
   return out;
 }
 

@@ -23,6 +23,12 @@ struct sqlite3;
 
 namespace imgbuild::image {
 
+/// The metadata database's file name in a store root (DESIGN.md's layout).
+inline constexpr const char k_meta_db_file[] = "meta.db";
+
+/// `<root>/meta.db`: the one place the name is joined to a store root.
+inline std::filesystem::path meta_db_path(const std::filesystem::path& root) { return root / k_meta_db_file; }
+
 /// One stored image, keyed by its manifest digest.
 struct ImageRecord {
   std::string manifest_digest;

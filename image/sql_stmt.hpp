@@ -6,11 +6,13 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "image/metadata.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::image {
@@ -31,7 +33,7 @@ inline Unexpected sql_fail(sqlite3* db, int rc, std::string_view label, std::str
 /// the first step) name `label`, the database as users know it.
 class SqlStmt {
 public:
-  SqlStmt(sqlite3* db, const char* sql, const char* label = "meta.db") : m_db(db), m_label(label) {
+  SqlStmt(sqlite3* db, const char* sql, const char* label = k_meta_db_file) : m_db(db), m_label(label) {
     m_rc = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr);
   }
   ~SqlStmt() { sqlite3_finalize(m_stmt); }
@@ -54,6 +56,18 @@ public:
   SqlStmt& bind(int i, int64_t v) {
     sqlite3_bind_int64(m_stmt, i, v);
     return *this;
+  }
+  /// Steps through every remaining row, calling `on_row()` at each (read
+  /// the row's columns from this statement).
+  template <class F>
+  Result<void> each_row(F&& on_row) {
+    while (true) {
+      TRY(bool row, step());
+      if (!row) {
+        return ok();
+      }
+      on_row();
+    }
   }
   /// Steps once: true when a row is available.
   Result<bool> step() {
@@ -103,7 +117,25 @@ private:
 };
 
 /// Runs `sql` (no results) on `db`; an error names `label`.
-inline Result<void> sql_exec(sqlite3* db, const char* sql, const char* label = "meta.db") {
+/// How long a statement waits for another writer before SQLITE_BUSY.
+inline constexpr int k_sql_busy_timeout_ms = 60'000;
+
+/// Opens the SQLite database at `path` with sqlite3_open_v2 `flags`
+/// (SQLITE_OPEN_NOMUTEX added) and the busy timeout; errors name the path.
+/// The caller owns (and closes) the handle.
+inline Result<sqlite3*> sql_open(const std::filesystem::path& path, int flags) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : "out of memory";
+    sqlite3_close(raw);
+    return fail(Errc::io, fmt::format("open {}: {}", path.string(), msg));
+  }
+  sqlite3_busy_timeout(raw, k_sql_busy_timeout_ms);
+  return raw;
+}
+
+inline Result<void> sql_exec(sqlite3* db, const char* sql, const char* label = k_meta_db_file) {
   char* err = nullptr;
   int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
   if (rc != SQLITE_OK) {

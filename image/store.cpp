@@ -89,7 +89,7 @@ Result<std::unique_ptr<ImageStore>> ImageStore::open(const fs::path& root, Store
   if (use == StoreUse::freeing) {
     ::unlink((root / "reserve").c_str());
   }
-  TRY(std::unique_ptr<MetaDb> db, MetaDb::open(root / "meta.db"));
+  TRY(std::unique_ptr<MetaDb> db, MetaDb::open(meta_db_path(root)));
   // Staging directories of processes that died (killed mid-load) go now.
   clean_stale_tmp(root / "tmp");
   if (use == StoreUse::normal) {

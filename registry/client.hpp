@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "image/types.hpp"
 #include "registry/auth.hpp"
 #include "registry/credentials.hpp"
 #include "registry/http.hpp"
@@ -33,14 +34,12 @@
 
 namespace imgbuild::registry {
 
-/// Media types the client asks for and knows.
+/// Media types the client asks for and knows (image/types.hpp's).
 namespace media_type {
-inline constexpr std::string_view oci_manifest = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr std::string_view oci_index = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view docker_manifest =
-    "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr std::string_view docker_manifest_list =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+using image::media::docker_manifest;
+using image::media::docker_manifest_list;
+using image::media::oci_index;
+using image::media::oci_manifest;
 }  // namespace media_type
 
 /// The Accept header of manifest requests (OCI and Docker manifests and indexes).

@@ -10,12 +10,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "registry/reference.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 extern char** environ;
@@ -216,17 +215,14 @@ Result<std::string> run_credential_helper(const std::string& helper, const std::
 Result<DockerConfig> DockerConfig::load(std::filesystem::path path) {
   DockerConfig cfg;
   cfg.m_path = std::move(path);
-  std::ifstream in(cfg.m_path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (std::filesystem::exists(cfg.m_path, ec)) {
-      return fail(Errc::io, fmt::format("{}: cannot read", cfg.m_path.string()));
+  auto read = io::read_all(cfg.m_path.string());
+  if (!read) {
+    if (read.error().code == Errc::not_found) {
+      return cfg;
     }
-    return cfg;
+    return fail(Errc::io, fmt::format("{}: cannot read", cfg.m_path.string()));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  std::string text = std::move(*read);
   if (str::trim(text).empty()) {
     return cfg;
   }

@@ -11,12 +11,11 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "registry/reference.hpp"
+#include "util/io.hpp"
 #include "util/stats.hpp"
 #include "util/strings.hpp"
 #include "util/fault.hpp"
@@ -206,11 +205,10 @@ TransportFailure classify_resolve_failure(const std::string& host, std::string& 
   return kind;
 }
 
+// A file's text; "" when it cannot be read.
 std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = io::read_all(p.string());
+  return text ? std::move(*text) : std::string();
 }
 
 }  // namespace

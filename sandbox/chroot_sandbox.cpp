@@ -49,8 +49,6 @@ namespace {
 using detail::StubKind;
 using detail::UniqueFd;
 
-constexpr size_t k_max_etc_file = 16u << 20;
-
 struct DevNode {
   const char* name;
   unsigned major;
@@ -193,8 +191,8 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
   if (!root_fd) {
     return fail(Errc::not_found, "cannot open rootfs " + spec.rootfs.string() + ": " + std::strerror(errno));
   }
-  TRY(auto passwd, detail::read_file_in_root(root_fd.get(), "etc/passwd", k_max_etc_file));
-  TRY(auto group, detail::read_file_in_root(root_fd.get(), "etc/group", k_max_etc_file));
+  TRY(auto passwd, fs::read_file_at(root_fd.get(), "etc/passwd", k_max_user_db_file, "/etc/passwd in the rootfs"));
+  TRY(auto group, fs::read_file_at(root_fd.get(), "etc/group", k_max_user_db_file, "/etc/group in the rootfs"));
   TRY(ExecUser user, resolve_user(spec.user, passwd, group));
   std::string path_env;
   std::vector<std::string> env = detail::build_env(spec, user, path_env);
@@ -246,7 +244,7 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
 
   // RUN --mount, laid in where the image's own entry (if any) was set aside.
   for (const BindMount& b : spec.mounts) {
-    std::string rel = detail::clean_relative(b.target);
+    std::string rel = fs::clean_path(b.target);
     if (rel.empty()) {
       return fail(Errc::invalid_argument, "cannot mount over the root directory");
     }
@@ -296,7 +294,7 @@ Result<RunResult> ChrootSandbox::run(const RunSpec& spec) {
     TRY_VOID(fs::copy_tree(src, fs::Root::from_fd(std::move(dst_fd), "/" + rel)));
   }
   for (const TmpfsMount& t : spec.tmpfs) {
-    std::string rel = detail::clean_relative(t.target);
+    std::string rel = fs::clean_path(t.target);
     if (rel.empty()) {
       return fail(Errc::invalid_argument, "cannot mount a tmpfs over the root directory");
     }

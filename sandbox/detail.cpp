@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/fs.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::sandbox::detail {
@@ -24,58 +25,8 @@ int open_in_root(int root_fd, const std::string& rel, int flags, unsigned long l
   return static_cast<int>(r);
 }
 
-Result<std::optional<std::string>> read_file_in_root(int root_fd, const std::string& rel, size_t limit) {
-  UniqueFd fd(open_in_root(root_fd, rel, O_RDONLY | O_NOCTTY | O_NONBLOCK));
-  if (!fd) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      return std::optional<std::string>{};
-    }
-    return fail(Errc::io, "cannot open /" + rel + " in the rootfs: " + std::strerror(errno));
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return fail(Errc::invalid_argument, "/" + rel + " in the rootfs is not a regular file");
-  }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(Errc::io, "cannot read /" + rel + " in the rootfs: " + std::strerror(errno));
-    }
-    if (n == 0) {
-      break;
-    }
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > limit) {
-      return fail(Errc::limit, "/" + rel + " in the rootfs is larger than " + std::to_string(limit) + " bytes");
-    }
-  }
-  return std::optional<std::string>{std::move(out)};
-}
-
-std::string clean_relative(const std::string& path) {
-  std::vector<std::string> parts;
-  for (const std::string& c : str::split(path, '/')) {
-    if (c.empty() || c == ".") {
-      continue;
-    }
-    if (c == "..") {
-      if (!parts.empty()) {
-        parts.pop_back();
-      }
-      continue;
-    }
-    parts.push_back(c);
-  }
-  return str::join(parts, "/");
-}
-
 bool MountStubs::created(const std::string& rel) const {
-  const std::string want = clean_relative(rel);
+  const std::string want = fs::clean_path(rel);
   for (const Stub& s : m_stubs) {
     if (s.rel == want) {
       return true;
@@ -85,7 +36,7 @@ bool MountStubs::created(const std::string& rel) const {
 }
 
 Result<void> MountStubs::ensure(int root_fd, const std::string& rel, StubKind kind, dev_t rdev) {
-  std::vector<std::string> parts = str::split(clean_relative(rel), '/');
+  std::vector<std::string> parts = str::split(fs::clean_path(rel), '/');
   if (parts.size() == 1 && parts[0].empty()) {
     return ok();  // the root itself
   }

@@ -22,14 +22,6 @@ using imgbuild::UniqueFd;
 /// resolve flags); O_CLOEXEC is always added. Returns -1 with errno set.
 int open_in_root(int root_fd, const std::string& rel, int flags, unsigned long long extra_resolve = 0);
 
-/// Reads a regular file inside root (at most limit bytes). nullopt when it
-/// does not exist; an error for anything else that goes wrong.
-Result<std::optional<std::string>> read_file_in_root(int root_fd, const std::string& rel, size_t limit);
-
-/// Cleans an absolute path lexically ("/a/../b//c" → "b/c", clamped at the
-/// root). The result is relative; empty means the root itself.
-std::string clean_relative(const std::string& path);
-
 /// The kind of a mount target to create when missing.
 enum class StubKind { directory, file, char_device };
 
@@ -46,7 +38,7 @@ public:
   MountStubs& operator=(const MountStubs&) = delete;
   ~MountStubs() { remove_all(); }
 
-  /// Makes sure rel (relative to root_fd, see clean_relative) exists,
+  /// Makes sure rel (relative to root_fd, cleaned by fs::clean_path) exists,
   /// creating missing components (directories 0755, a final file 0644, a
   /// final character device 0666 with `rdev`).
   Result<void> ensure(int root_fd, const std::string& rel, StubKind kind, dev_t rdev = 0);

@@ -32,11 +32,11 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string_view>
 #include <thread>
 
+#include "util/io.hpp"
+#include "util/mountinfo.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::sandbox::detail {
@@ -110,33 +110,16 @@ long bpf(int cmd, bpf_attr& attr) { return ::syscall(SYS_bpf, cmd, &attr, sizeof
 
 // ---- where the cgroup goes ------------------------------------------------
 
-// Undoes mountinfo's octal escapes ("\040" for a space).
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      const std::string oct = s.substr(i + 1, 3);
-      if (oct.size() == 3 && oct.find_first_not_of("01234567") == std::string::npos) {
-        out.push_back(static_cast<char>(std::stoi(oct, nullptr, 8)));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
 // The directory of imgbuild's own cgroup in the v2 hierarchy, or "" with
 // the reason.
 std::string own_cgroup_dir(std::string& why) {
-  std::ifstream cg("/proc/self/cgroup");
-  std::string line;
+  auto read = io::read_all("/proc/self/cgroup");
+  const std::string cgroups = read ? std::move(*read) : std::string();
   std::string rel;
   bool found = false;
-  while (std::getline(cg, line)) {
-    if (line.rfind("0::", 0) == 0) {
-      rel = line.substr(3);
+  for (std::string_view line : str::split_lines(cgroups)) {
+    if (line.starts_with("0::")) {
+      rel = std::string(line.substr(3));
       found = true;
     }
   }
@@ -144,33 +127,20 @@ std::string own_cgroup_dir(std::string& why) {
     why = "no cgroup v2 hierarchy";
     return {};
   }
-  std::ifstream mi("/proc/self/mountinfo");
-  while (std::getline(mi, line)) {
-    size_t dash = line.find(" - ");
-    if (dash == std::string::npos) {
+  for (const mountinfo::Mount& m : mountinfo::read_self()) {
+    if (m.fs_type != "cgroup2") {
       continue;
     }
-    std::istringstream tail(line.substr(dash + 3));
-    std::string fstype;
-    tail >> fstype;
-    if (fstype != "cgroup2") {
-      continue;
-    }
-    std::istringstream head(line.substr(0, dash));
-    std::string id, parent, devno, root, point;
-    head >> id >> parent >> devno >> root >> point;
-    root = unescape(root);
-    point = unescape(point);
-    // The mount shows the hierarchy from `root` down; our cgroup must lie there.
+    // The mount shows the hierarchy from its root down; our cgroup must lie there.
     std::string sub;
-    if (root == "/") {
+    if (m.root == "/") {
       sub = rel;
-    } else if (rel == root || rel.rfind(root + "/", 0) == 0) {
-      sub = rel.substr(root.size());
+    } else if (rel == m.root || rel.starts_with(m.root + "/")) {
+      sub = rel.substr(m.root.size());
     } else {
       continue;
     }
-    return point + (sub == "/" ? std::string() : sub);
+    return m.mount_point + (sub == "/" ? std::string() : sub);
   }
   why = "the cgroup v2 hierarchy is not mounted";
   return {};

@@ -47,6 +47,7 @@
 #include "sandbox/sandbox.hpp"
 #include "sandbox/user.hpp"
 #include "sandbox/userns.hpp"
+#include "util/fs.hpp"
 #include "util/interrupt.hpp"
 #include "util/strings.hpp"
 
@@ -57,9 +58,6 @@ namespace {
 using detail::UniqueFd;
 using detail::child_fail;
 using detail::errno_text;
-
-constexpr size_t k_max_etc_file = 16u << 20;
-
 
 // Files in /proc that are hidden behind /dev/null, directories hidden behind
 // an empty read-only tmpfs, and subtrees made read-only (as Docker does).
@@ -626,8 +624,8 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   if (!root_fd) {
     return fail(Errc::not_found, "cannot open rootfs " + spec.rootfs.string() + ": " + std::strerror(errno));
   }
-  TRY(auto passwd, detail::read_file_in_root(root_fd.get(), "etc/passwd", k_max_etc_file));
-  TRY(auto group, detail::read_file_in_root(root_fd.get(), "etc/group", k_max_etc_file));
+  TRY(auto passwd, fs::read_file_at(root_fd.get(), "etc/passwd", k_max_user_db_file, "/etc/passwd in the rootfs"));
+  TRY(auto group, fs::read_file_at(root_fd.get(), "etc/group", k_max_user_db_file, "/etc/group in the rootfs"));
   TRY(ExecUser user, resolve_user(spec.user, passwd, group));
 
   Plan plan;
@@ -651,7 +649,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
   for (const BindMount& b : spec.mounts) {
     Mount m;
     m.source = b.source.string();
-    m.target = detail::clean_relative(b.target);
+    m.target = fs::clean_path(b.target);
     m.read_only = b.access == Access::read_only;
     std::error_code ec;
     m.directory = std::filesystem::is_directory(b.source, ec);
@@ -669,7 +667,7 @@ Result<RunResult> NamespaceSandbox::run(const RunSpec& spec) {
     Mount m;
     m.tmpfs = true;
     m.directory = true;
-    m.target = detail::clean_relative(t.target);
+    m.target = fs::clean_path(t.target);
     if (t.size) {
       m.size = std::to_string(*t.size);
     }

@@ -16,10 +16,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string_view>
 
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::sandbox::detail {
@@ -206,13 +205,11 @@ std::string hosts_file(const RunSpec& spec) {
 }
 
 std::string host_resolv_conf() {
-  std::ifstream in("/etc/resolv.conf");
-  if (!in) {
+  auto text = io::read_all("/etc/resolv.conf");
+  if (!text) {
     return "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return std::move(*text);
 }
 
 

@@ -13,6 +13,7 @@
 //   RUN its primary gid as a supplementary group (`id` prints groups=0(root)).
 // - HOME is the passwd home directory, else "/".
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,6 +23,10 @@
 #include "util/result.hpp"
 
 namespace imgbuild::sandbox {
+
+/// The most bytes of a rootfs's /etc/passwd or /etc/group that are read to
+/// resolve a user (a larger file is an error naming it and the limit).
+inline constexpr size_t k_max_user_db_file = size_t{16} << 20;
 
 /// The identity a process runs as.
 struct ExecUser {

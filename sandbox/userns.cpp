@@ -24,10 +24,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "util/fd.hpp"
+#include "util/io.hpp"
 #include "util/rootless.hpp"
 #include "util/strings.hpp"
 
@@ -37,11 +36,10 @@ namespace imgbuild::sandbox {
 
 namespace {
 
+// A file's text; "" when it cannot be read.
 std::string read_text(const char* path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = io::read_all(path);
+  return text ? std::move(*text) : std::string();
 }
 
 // The first of `names` found in PATH or the usual sbin/bin directories.

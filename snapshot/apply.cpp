@@ -9,6 +9,7 @@
 #include "snapshot/apply.hpp"
 #include "snapshot/mounts.hpp"
 #include "util/rootless.hpp"
+#include "util/strings.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -89,13 +90,7 @@ private:
   // Archive path → components. Leading "/" is root-relative; ".." refused.
   Result<std::vector<std::string>> components(const tar::Entry& e, std::string_view path, std::string_view what) {
     std::vector<std::string> comps;
-    size_t pos = 0;
-    while (pos <= path.size()) {
-      size_t end = path.find('/', pos);
-      if (end == std::string_view::npos) {
-        end = path.size();
-      }
-      std::string_view c = path.substr(pos, end - pos);
+    for (std::string_view c : str::split_view(path, '/')) {
       if (c == "..") {
         return fail(entry_error(e, fmt::format("{} \"{}\" contains \"..\" (would leave the root)", what, path)));
       }
@@ -105,20 +100,8 @@ private:
       if (!c.empty() && c != ".") {
         comps.emplace_back(c);
       }
-      pos = end + 1;
     }
     return comps;
-  }
-
-  static std::string join(const std::vector<std::string>& comps, size_t n) {
-    std::string out;
-    for (size_t i = 0; i < n; ++i) {
-      if (i > 0) {
-        out += '/';
-      }
-      out += comps[i];
-    }
-    return out;
   }
 
   // The directory at comps[0..n) resolved inside the root without following
@@ -135,7 +118,7 @@ private:
       int fd = ::openat(cur.get(), comps[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0 && errno == ENOENT && create) {
         if (::mkdirat(cur.get(), comps[i].c_str(), 0755) != 0 && errno != EEXIST) {
-          return fail(entry_errno(e, "create parent directory " + join(comps, i + 1), errno));
+          return fail(entry_errno(e, "create parent directory " + fs::join_components(comps, i + 1), errno));
         }
         fd = ::openat(cur.get(), comps[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       }
@@ -147,9 +130,9 @@ private:
         if (err == ELOOP || err == ENOTDIR) {
           return fail(entry_error(e, fmt::format("parent \"{}\" is a symlink or not a directory; a whiteout may "
                                                  "not act through it",
-                                                 join(comps, i + 1))));
+                                                 fs::join_components(comps, i + 1))));
         }
-        return fail(entry_errno(e, "open parent " + join(comps, i + 1), err));
+        return fail(entry_errno(e, "open parent " + fs::join_components(comps, i + 1), err));
       }
       cur.reset(fd);
     }
@@ -187,7 +170,7 @@ private:
       }
       return apply_whiteout(e, comps, victim);
     }
-    std::string path = join(comps, comps.size());
+    std::string path = fs::join_components(comps, comps.size());
     auto parent_r = m_root.parent(path, fs::Parents::create);
     if (!parent_r) {
       return fail(entry_error(e, parent_r.error().message, parent_r.error().code));
@@ -267,7 +250,7 @@ private:
     if (tcomps.empty()) {
       return fail(entry_error(e, "hardlink to the root directory"));
     }
-    std::string target = join(tcomps, tcomps.size());
+    std::string target = fs::join_components(tcomps, tcomps.size());
     if (target == path) {
       return fail(entry_error(e, "hardlink to itself"));
     }
@@ -286,7 +269,7 @@ private:
   }
 
   Result<void> apply_whiteout(const tar::Entry& e, const std::vector<std::string>& comps, const std::string& victim) {
-    std::string victim_path = join(comps, comps.size() - 1);
+    std::string victim_path = fs::join_components(comps, comps.size() - 1);
     victim_path = victim_path.empty() ? victim : victim_path + "/" + victim;
     bool overlay = m_options.mode == ApplyMode::overlay_lower;
     TRY(auto dir, open_dir_no_symlinks(e, comps, comps.size() - 1, overlay));
@@ -310,7 +293,7 @@ private:
   }
 
   Result<void> apply_opaque(const tar::Entry& e, const std::vector<std::string>& comps) {
-    std::string dir_path = join(comps, comps.size() - 1);
+    std::string dir_path = fs::join_components(comps, comps.size() - 1);
     bool overlay = m_options.mode == ApplyMode::overlay_lower;
     TRY(auto dir, open_dir_no_symlinks(e, comps, comps.size() - 1, overlay));
     if (!dir) {

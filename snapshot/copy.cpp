@@ -14,6 +14,7 @@
 #include "snapshot/snapshotter.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/io.hpp"
 #include "util/interrupt.hpp"
 #include "util/rootless.hpp"
 
@@ -433,7 +434,7 @@ private:
   Result<std::unique_ptr<View>> make_view(const std::vector<stdfs::path>& parents, bool keep_links) {
     TRY(size_t ignored, cleanup_stale(m_config));
     (void)ignored;
-    const std::string id = new_view_id();
+    const std::string id = io::random_hex(16);
     const stdfs::path dir = m_config.work_dir / "views" / id;
     // The record lets a later process delete the copy if this one is killed.
     TRY(mounts::MountRecord record, mounts::MountRecord::create(m_config.runtime_dir, id, {}, {dir}));

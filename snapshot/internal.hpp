@@ -10,9 +10,6 @@
 
 namespace imgbuild::snapshot {
 
-/// A fresh random view id (32 hex digits).
-std::string new_view_id();
-
 /// Moves dir to dest (which must not exist): a rename, or a copy and delete
 /// across filesystems.
 Result<void> move_dir(const std::filesystem::path& dir, const std::filesystem::path& dest);

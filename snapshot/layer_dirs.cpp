@@ -6,25 +6,18 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <random>
 
 #include <fmt/format.h>
 
 #include "snapshot/apply.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/io.hpp"
 #include "util/fault.hpp"
 
 namespace imgbuild::snapshot {
 
 namespace fsys = std::filesystem;
-
-std::string LayerDirs::random_hex() {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  std::lock_guard lock(mu);
-  return fmt::format("{:016x}", rng());
-}
 
 fsys::path LayerDirs::dir_for(const std::string& diff_id) const {
   size_t colon = diff_id.find(':');
@@ -59,7 +52,7 @@ Result<uint64_t> LayerDirs::remove(const std::string& diff_id) {
   if (!fsys::exists(dir, ec)) {
     return uint64_t{0};
   }
-  fsys::path aside = m_root / (".remove-" + random_hex());
+  fsys::path aside = m_root / (".remove-" + io::random_hex());
   fsys::rename(dir, aside, ec);
   lock.unlock();
   if (ec) {
@@ -99,7 +92,7 @@ Result<fsys::path> LayerDirs::ensure(const fsys::path& blob_path, const std::str
 Result<fsys::path> LayerDirs::unpack(const fsys::path& blob_path, const std::string& blob_digest,
                                      const std::string& diff_id, const fsys::path& want) {
   std::error_code ec;
-  fsys::path tmp = m_root / (".unpack-" + random_hex());
+  fsys::path tmp = m_root / (".unpack-" + io::random_hex());
   fsys::create_directories(tmp / "fs", ec);
   if (ec) {
     return fail(Errc::io, fmt::format("cannot create {}: {}", tmp.string(), ec.message()));

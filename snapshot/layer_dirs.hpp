@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "util/io.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::snapshot {
@@ -41,8 +42,9 @@ public:
   /// The root holding the layer directories.
   const std::filesystem::path& root() const { return m_root; }
 
-  /// A fresh random hex id (16 digits), for temporary names.
-  static std::string random_hex();
+  /// io::random_hex() (16 digits), under the name cli/cmd_container.cpp
+  /// still uses; new code calls io::random_hex.
+  static std::string random_hex() { return io::random_hex(); }
 
 private:
   Result<std::filesystem::path> unpack(const std::filesystem::path& blob_path, const std::string& blob_digest,

@@ -9,10 +9,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "util/fd.hpp"
+#include "util/io.hpp"
+#include "util/mountinfo.hpp"
 #include "util/rootless.hpp"
 #include "util/strings.hpp"
 
@@ -24,11 +25,10 @@ namespace {
 
 constexpr std::string_view k_magic = "imgbuild-mount-record 1";
 
+// A file's text; "" when it cannot be read.
 std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = io::read_all(p.string());
+  return text ? std::move(*text) : std::string();
 }
 
 // Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or ""
@@ -45,21 +45,6 @@ std::string process_start_time(long pid) {
     return {};
   }
   return fields[19];
-}
-
-// "\\" and "\n" escaped so that any path fits on one line.
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 std::string unescape(std::string_view s) {
@@ -127,10 +112,10 @@ Result<MountRecord> MountRecord::create(const fs::path& runtime_dir, const std::
   std::string text(k_magic);
   text += "\npid " + std::to_string(::getpid()) + "\nstart " + process_start_time(::getpid()) + "\n";
   for (const fs::path& m : mount_points) {
-    text += "mount " + escape(m.string()) + "\n";
+    text += "mount " + str::escape_line(m.string()) + "\n";
   }
   for (const fs::path& r : remove_dirs) {
-    text += "remove " + escape(r.string()) + "\n";
+    text += "remove " + str::escape_line(r.string()) + "\n";
   }
   fs::path final_path = dir / id;
   fs::path tmp = dir / ("." + id + ".tmp");
@@ -235,28 +220,11 @@ Result<void> unmount(const fs::path& target) {
 
 namespace {
 
-// The mount points of this mount namespace (mountinfo's fifth field, its
-// octal escapes undone), in mountinfo's order.
+// The mount points of this mount namespace, in mountinfo's order.
 std::vector<std::string> mount_points() {
   std::vector<std::string> out;
-  std::istringstream in(read_text("/proc/self/mountinfo"));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = str::split(line, ' ');
-    if (f.size() < 5) {
-      continue;
-    }
-    std::string mp;
-    const std::string& raw = f[4];
-    for (size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == '\\' && i + 3 < raw.size()) {
-        mp += static_cast<char>(std::stoi(raw.substr(i + 1, 3), nullptr, 8));
-        i += 3;
-      } else {
-        mp += raw[i];
-      }
-    }
-    out.push_back(std::move(mp));
+  for (mountinfo::Mount& m : mountinfo::read_self()) {
+    out.push_back(std::move(m.mount_point));
   }
   return out;
 }
@@ -285,21 +253,14 @@ Result<std::vector<RecordInfo>> list_records(const fs::path& runtime_dir) {
     if (name.empty() || name[0] == '.') {
       continue;
     }
-    std::istringstream in(read_text(entry.path()));
-    std::string line;
-    if (!std::getline(in, line) || line != k_magic) {
+    auto lines = str::record_lines(read_text(entry.path()), k_magic);
+    if (!lines) {
       continue;  // not ours, or a newer format: leave it alone
     }
     RecordInfo info;
     info.file = entry.path();
     std::string start;
-    while (std::getline(in, line)) {
-      auto sp = line.find(' ');
-      if (sp == std::string::npos) {
-        continue;
-      }
-      std::string key = line.substr(0, sp);
-      std::string value = line.substr(sp + 1);
+    for (const auto& [key, value] : *lines) {
       if (key == "pid") {
         info.pid = std::strtol(value.c_str(), nullptr, 10);
       } else if (key == "start") {

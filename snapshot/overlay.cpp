@@ -10,6 +10,7 @@
 #include "snapshot/snapshotter.hpp"
 #include "util/hash.hpp"
 #include "util/interrupt.hpp"
+#include "util/io.hpp"
 #include "util/fault.hpp"
 
 namespace imgbuild::snapshot {
@@ -127,7 +128,7 @@ private:
     interrupt::install_handlers();
     TRY(size_t ignored, cleanup_stale(m_config));
     (void)ignored;
-    const std::string id = new_view_id();
+    const std::string id = io::random_hex(16);
     const stdfs::path dir = m_config.work_dir / "views" / id;
     // Record first, mount second: a kill in between leaves nothing unrecorded.
     TRY(mounts::MountRecord record,
@@ -188,7 +189,7 @@ private:
 // Mounts and unmounts a one-layer overlay in work_dir to see whether overlay
 // works there (kernel support, privileges, an upper-capable filesystem).
 Result<void> probe(const SnapshotterConfig& config) {
-  const stdfs::path dir = config.work_dir / "views" / ("probe-" + new_view_id());
+  const stdfs::path dir = config.work_dir / "views" / ("probe-" + io::random_hex(16));
   TRY(mounts::MountRecord record, mounts::MountRecord::create(config.runtime_dir, dir.filename().string(),
                                                               {dir / "m"}, {dir}));
   std::error_code ec;

@@ -15,31 +15,12 @@
 #include "snapshot/internal.hpp"
 #include "snapshot/mounts.hpp"
 #include "util/fs.hpp"
+#include "util/io.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::snapshot {
 
 namespace stdfs = std::filesystem;
-
-std::string new_view_id() {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    } else if (errno != EINTR) {
-      break;
-    }
-  }
-  static const char* k_hex = "0123456789abcdef";
-  std::string id;
-  for (unsigned char b : bytes) {
-    id += k_hex[b >> 4];
-    id += k_hex[b & 15];
-  }
-  return id;
-}
 
 Result<void> move_dir(const stdfs::path& dir, const stdfs::path& dest) {
   std::error_code ec;
@@ -58,7 +39,7 @@ Result<void> move_dir(const stdfs::path& dir, const stdfs::path& dest) {
   std::string name = ".";
   name += dest.filename().string();
   name += ".tmp-";
-  name += new_view_id();
+  name += io::random_hex(16);
   const stdfs::path tmp = dest.parent_path() / name;
   if (::mkdir(tmp.c_str(), 0755) != 0) {
     return fail(Errc::io, "cannot create " + tmp.string() + ": " + std::strerror(errno));

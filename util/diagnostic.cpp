@@ -5,30 +5,9 @@
 
 #include <fmt/format.h>
 
-namespace imgbuild {
+#include "util/strings.hpp"
 
-namespace {
-std::vector<std::string_view> split_lines(std::string_view text) {
-  std::vector<std::string_view> lines;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t nl = text.find('\n', start);
-    if (nl == std::string_view::npos) {
-      if (start < text.size()) {
-        lines.push_back(text.substr(start));
-      }
-      break;
-    }
-    std::string_view line = text.substr(start, nl - start);
-    if (!line.empty() && line.back() == '\r') {
-      line.remove_suffix(1);
-    }
-    lines.push_back(line);
-    start = nl + 1;
-  }
-  return lines;
-}
-}  // namespace
+namespace imgbuild {
 
 std::string render_diagnostic(const Error& error, std::string_view source, int end_line) {
   std::string out = error.to_string();
@@ -36,7 +15,7 @@ std::string render_diagnostic(const Error& error, std::string_view source, int e
   if (!error.location || error.location->line <= 0) {
     return out;
   }
-  std::vector<std::string_view> lines = split_lines(source);
+  std::vector<std::string_view> lines = str::split_lines(source);
   int first = error.location->line;
   int last = std::max(first, end_line);
   if (first > static_cast<int>(lines.size())) {

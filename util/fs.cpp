@@ -1,5 +1,7 @@
 #include "util/fs.hpp"
+#include "util/io.hpp"
 #include "util/rootless.hpp"
+#include "util/strings.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -54,6 +56,24 @@ std::string proc_path(int dirfd, const std::string& name) {
   return fmt::format("/proc/self/fd/{}/{}", dirfd, name);
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> read_xattrs(const std::string& p, const std::string& name, bool follow);
+
+}  // namespace
+
+std::vector<std::string> clean_components(std::string_view path) {
+  std::vector<std::string> out;
+  for (std::string_view c : str::split_view(path, '/')) {
+    if (c == "..") {
+      if (!out.empty()) {
+        out.pop_back();
+      }
+    } else if (!c.empty() && c != ".") {
+      out.emplace_back(c);
+    }
+  }
+  return out;
+}
+
 std::string join_components(const std::vector<std::string>& comps, size_t count) {
   std::string out;
   for (size_t i = 0; i < count; ++i) {
@@ -65,57 +85,71 @@ std::string join_components(const std::vector<std::string>& comps, size_t count)
   return out;
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> read_xattrs(const std::string& p, const std::string& name, bool follow);
-
-}  // namespace
-
-std::vector<std::string> clean_components(std::string_view path) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= path.size()) {
-    size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) {
-      end = path.size();
-    }
-    std::string_view c = path.substr(pos, end - pos);
-    if (c == "..") {
-      if (!out.empty()) {
-        out.pop_back();
-      }
-    } else if (!c.empty() && c != ".") {
-      out.emplace_back(c);
-    }
-    pos = end + 1;
-  }
-  return out;
-}
-
 std::string clean_path(std::string_view path) {
   auto comps = clean_components(path);
   return join_components(comps, comps.size());
 }
 
-Result<UniqueFd> openat_in_root(int root_fd, std::string_view path, int flags, mode_t mode) {
-  std::string p = clean_path(path);
-  if (p.empty()) {
-    p = ".";
-  }
+namespace {
+
+// openat2 of the cleaned path `p` ("." for the root) inside root_fd: the fd,
+// or -1 with errno set.
+int openat2_in_root(int root_fd, const std::string& p, int flags, mode_t mode) {
   open_how how{};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & (O_CREAT | O_TMPFILE)) != 0 ? mode : 0;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   for (int attempt = 0;; ++attempt) {
     long fd = syscall(SYS_openat2, root_fd, p.c_str(), &how, sizeof how);
-    if (fd >= 0) {
-      return UniqueFd(static_cast<int>(fd));
-    }
     // EAGAIN: a concurrent rename raced the lookup; the kernel asks to retry.
-    if ((errno == EAGAIN || errno == EINTR) && attempt < 16) {
+    if (fd < 0 && (errno == EAGAIN || errno == EINTR) && attempt < 16) {
       continue;
     }
+    return static_cast<int>(fd);
+  }
+}
+
+}  // namespace
+
+Result<UniqueFd> openat_in_root(int root_fd, std::string_view path, int flags, mode_t mode) {
+  std::string p = clean_path(path);
+  if (p.empty()) {
+    p = ".";
+  }
+  UniqueFd fd(openat2_in_root(root_fd, p, flags, mode));
+  if (!fd) {
     int e = errno;
     return fail(Error(errc_for(e), fmt::format("{}: {}", p, errno_text(e))));
   }
+  return fd;
+}
+
+Result<std::optional<std::string>> read_file_at(int root_fd, std::string_view path, size_t cap,
+                                                const std::string& where) {
+  std::string p = clean_path(path);
+  UniqueFd fd(openat2_in_root(root_fd, p.empty() ? "." : p, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0));
+  if (!fd) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return std::optional<std::string>();
+    }
+    return fail(sys_error(errno, where, "open"));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return fail(sys_error(errno, where, "stat"));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    return fail(Error(Errc::invalid_argument, fmt::format("{} is a directory", where)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail(Error(Errc::invalid_argument, fmt::format("{} is not a regular file", where)));
+  }
+  TRY(std::string text, io::read_all(fd.get(), where, cap));
+  return std::optional<std::string>(std::move(text));
+}
+
+Result<std::optional<std::string>> Root::read_file(std::string_view path, size_t cap) const {
+  return read_file_at(m_fd.get(), path, cap, where_in(m_label, path));
 }
 
 Root Root::from_fd(UniqueFd fd, std::string label) { return Root(std::move(fd), std::move(label)); }
@@ -590,13 +624,28 @@ Result<void> remove_all_at(int dirfd, const std::string& name) {
 
 // ---------------------------------------------------------------- copy
 
-Result<std::string> read_capped(int in, size_t cap, const std::string& what) {
-  struct stat st {};
-  if (::fstat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
-    return fail(Errc::invalid_argument, fmt::format("{} is a directory", what));
+Result<void> copy_data(int in, int out, const std::string& what, bool* range_ok, std::optional<uint64_t> size) {
+  while (range_ok == nullptr || *range_ok) {
+    ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, size_t{1} << 30, 0);
+    if (n > 0) {
+      continue;
+    }
+    if (n == 0) {
+      return ok();
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP && errno != EBADF) {
+      return fail(sys_error(errno, what, "copy data"));
+    }
+    if (range_ok != nullptr) {
+      *range_ok = false;
+    }
+    break;  // read/write from here on
   }
-  std::string out;
-  char buf[65536];
+  char buf[1 << 16];
+  uint64_t copied = 0;
   while (true) {
     ssize_t n = ::read(in, buf, sizeof buf);
     if (n < 0) {
@@ -606,60 +655,12 @@ Result<std::string> read_capped(int in, size_t cap, const std::string& what) {
       return fail(sys_error(errno, what, "read"));
     }
     if (n == 0) {
-      return out;
-    }
-    if (out.size() + static_cast<size_t>(n) > cap) {
-      std::string mib = cap >= (size_t{1} << 20) && cap % (size_t{1} << 20) == 0
-                            ? fmt::format(" ({} MiB)", cap >> 20)
-                            : std::string();
-      return fail(Errc::limit, fmt::format("{} is larger than the limit of {} bytes{}", what, cap, mib));
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
-
-Result<void> copy_data(int in, int out, const std::string& what) {
-  bool use_cfr = true;
-  std::vector<char> buf;
-  while (true) {
-    if (use_cfr) {
-      ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0);
-      if (n > 0) {
-        continue;
-      }
-      if (n == 0) {
-        return ok();
-      }
-      if (errno == EINTR) {
-        continue;
-      }
-      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-        return fail(sys_error(errno, what, "copy data"));
-      }
-      use_cfr = false;
-      buf.resize(256 * 1024);
-    }
-    ssize_t n = ::read(in, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(sys_error(errno, what, "read"));
-    }
-    if (n == 0) {
       return ok();
     }
-    const char* p = buf.data();
-    while (n > 0) {
-      ssize_t w = ::write(out, p, static_cast<size_t>(n));
-      if (w < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        return fail(sys_error(errno, what, "write"));
-      }
-      p += w;
-      n -= w;
+    TRY_VOID(io::write_all(out, buf, static_cast<size_t>(n), what));
+    copied += static_cast<uint64_t>(n);
+    if (size && copied == *size && static_cast<size_t>(n) < sizeof buf) {
+      return ok();  // a short read that reached the stat size: at EOF
     }
   }
 }

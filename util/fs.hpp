@@ -39,6 +39,9 @@ using Xattrs = std::vector<std::pair<std::string, std::string>>;
 /// lexically (clamped at the root).
 std::vector<std::string> clean_components(std::string_view path);
 
+/// The first `count` of `comps` joined with "/" ("" for none).
+std::string join_components(const std::vector<std::string>& comps, size_t count);
+
 /// clean_components joined with "/"; "" for the root itself.
 std::string clean_path(std::string_view path);
 
@@ -79,6 +82,9 @@ public:
   /// lstat of path (final component not followed); nullopt when it does not
   /// exist (or a parent is missing or not a directory).
   Result<std::optional<struct stat>> lstat(std::string_view path) const;
+  /// Reads the regular file at `path` whole (read_file_at's rules; errors
+  /// name "<label>/<path>").
+  Result<std::optional<std::string>> read_file(std::string_view path, size_t cap) const;
   /// Symlink target of path.
   Result<std::string> readlink(std::string_view path) const;
   /// Creates a new regular file (O_EXCL, never through a symlink), open for
@@ -120,6 +126,13 @@ private:
 
 /// openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS relative to root_fd.
 Result<UniqueFd> openat_in_root(int root_fd, std::string_view path, int flags, mode_t mode = 0);
+/// Reads the regular file at `path` inside root_fd (symlinks followed inside
+/// the root; opened O_NONBLOCK, so a FIFO never blocks): nullopt when it or
+/// a parent does not exist; a directory or any other non-regular file is an
+/// Errc::invalid_argument error; more than `cap` bytes is io::read_all's
+/// Errc::limit error. Errors name `where`.
+Result<std::optional<std::string>> read_file_at(int root_fd, std::string_view path, size_t cap,
+                                                const std::string& where);
 /// Names in a directory (without "." and ".."), sorted bytewise.
 Result<std::vector<std::string>> list_dir(int dirfd);
 /// Extended attributes of dirfd/name, sorted by name.
@@ -134,15 +147,14 @@ Result<void> clear_dir(int dirfd);
 /// unreadable parts skipped; 0 when it does not exist).
 uint64_t tree_bytes(const std::string& dir);
 
-/// Reads the rest of `in` into memory, at most `cap` bytes: more is an
-/// Errc::limit error naming `what` and the limit (one read past the cap is
-/// the most it reads), a directory is an error saying so, and nothing is
-/// read without bound (a FIFO, /dev/zero).
-Result<std::string> read_capped(int in, size_t cap, const std::string& what);
-
 /// Copies the rest of `in` to `out` (copy_file_range where the kernel can,
-/// else read/write); errors name `what`.
-Result<void> copy_data(int in, int out, const std::string& what);
+/// else read/write); errors name `what`. `range_ok`, when given, carries
+/// across calls that copy_file_range cannot work between these two
+/// filesystems (a context on ext4 into an overlay is EXDEV every time), so
+/// later files skip the failing call; `size`, when known from stat, lets a
+/// file that fits one read skip the read that would only confirm EOF.
+Result<void> copy_data(int in, int out, const std::string& what, bool* range_ok = nullptr,
+                       std::optional<uint64_t> size = std::nullopt);
 
 /// Copies the whole tree under `src` into `dst` (an existing directory):
 /// files (data, sparse holes not kept), directories, symlinks, devices, fifos,

@@ -4,6 +4,9 @@
 
 #include <stdexcept>
 
+#include "util/io.hpp"
+#include "util/strings.hpp"
+
 namespace imgbuild {
 
 struct Sha256::Impl {
@@ -77,12 +80,8 @@ Result<Sha256Digest> Sha256Digest::parse(std::string_view s, Bare bare) {
   Sha256Digest d;
   for (size_t i = 0; i < 64; ++i) {
     char c = hex[i];
-    int v = 0;
-    if (c >= '0' && c <= '9') {
-      v = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      v = c - 'a' + 10;
-    } else {
+    int v = str::hex_digit(c);
+    if (v < 0 || (c >= 'A' && c <= 'F')) {
       return fail(Errc::invalid_argument, "invalid digest \"" + std::string(s) + "\": not lower-case hex");
     }
     if (i % 2 == 0) {
@@ -98,6 +97,15 @@ Sha256Digest sha256(std::string_view data) {
   Sha256 h;
   h.update(data);
   return h.finish();
+}
+
+Result<std::pair<Sha256Digest, uint64_t>> sha256_fd(int fd, std::string_view what) {
+  Sha256 h;
+  TRY(uint64_t size, io::read_chunks(fd, what, [&](const void* data, size_t n) -> Result<void> {
+    h.update(data, n);
+    return ok();
+  }));
+  return std::make_pair(h.finish(), size);
 }
 
 }  // namespace imgbuild

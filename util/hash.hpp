@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "util/result.hpp"
 
@@ -49,5 +50,9 @@ private:
 
 /// One-shot digest of a byte string.
 Sha256Digest sha256(std::string_view data);
+
+/// The digest of the rest of `fd` (streamed, io::read_chunks) and how many
+/// bytes it covered; read errors name `what`.
+Result<std::pair<Sha256Digest, uint64_t>> sha256_fd(int fd, std::string_view what);
 
 }  // namespace imgbuild

@@ -291,22 +291,6 @@ Result<void> File::commit() {
   return ok();
 }
 
-Result<void> write_all(int fd, const void* data, size_t size, std::string_view what) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t w = ::write(fd, p, size);
-    if (w < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Errc::io, fmt::format("write {}: {}", what, std::strerror(errno)));
-    }
-    p += w;
-    size -= static_cast<size_t>(w);
-  }
-  return ok();
-}
-
 Result<void> write_file(const std::string& path, std::string_view bytes) {
   TRY(File f, File::open(path));
   TRY_VOID(write_all(f.fd(), bytes.data(), bytes.size(), path));

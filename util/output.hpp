@@ -26,6 +26,7 @@
 #include <string_view>
 
 #include "util/fd.hpp"
+#include "util/io.hpp"
 #include "util/interrupt.hpp"
 #include "util/result.hpp"
 
@@ -93,8 +94,8 @@ private:
 /// Writes `bytes` to `path` by the rules above (open, write, commit).
 Result<void> write_file(const std::string& path, std::string_view bytes);
 
-/// Writes all of `size` bytes at `data` to `fd`, retrying short writes and
-/// EINTR; errors name `what`.
-Result<void> write_all(int fd, const void* data, size_t size, std::string_view what);
+/// io::write_all (all bytes, short writes and EINTR retried), under the
+/// name output's callers use.
+using io::write_all;
 
 }  // namespace imgbuild::output

@@ -51,18 +51,101 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::vector<std::string> split(std::string_view s, char sep) {
-  std::vector<std::string> out;
+std::vector<std::string_view> split_view(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
   size_t start = 0;
   while (true) {
     size_t pos = s.find(sep, start);
     if (pos == std::string_view::npos) {
-      out.emplace_back(s.substr(start));
+      out.push_back(s.substr(start));
       return out;
     }
-    out.emplace_back(s.substr(start, pos - start));
+    out.push_back(s.substr(start, pos - start));
     start = pos + 1;
   }
+}
+
+std::vector<std::string> split(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  for (std::string_view part : split_view(s, sep)) {
+    out.emplace_back(part);
+  }
+  return out;
+}
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos) {
+      if (start < text.size()) {
+        lines.push_back(text.substr(start));
+      }
+      break;
+    }
+    std::string_view line = text.substr(start, nl - start);
+    if (!line.empty() && line.back() == '\r') {
+      line.remove_suffix(1);
+    }
+    lines.push_back(line);
+    start = nl + 1;
+  }
+  return lines;
+}
+
+std::string escape_line(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::optional<std::pair<std::string_view, std::string_view>> cut(std::string_view s, char sep) {
+  size_t at = s.find(sep);
+  if (at == std::string_view::npos) {
+    return std::nullopt;
+  }
+  return std::make_pair(s.substr(0, at), s.substr(at + 1));
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+std::optional<std::vector<std::pair<std::string, std::string>>> record_lines(std::string_view text,
+                                                                             std::string_view magic) {
+  std::vector<std::string_view> lines = split_view(text, '\n');
+  if (lines.back().empty() || lines.size() > 1) {
+    lines.pop_back();  // after the last newline: nothing, or a line still being written
+  }
+  if (lines.empty() || lines[0] != magic) {
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (auto kv = cut(lines[i], ' ')) {
+      out.emplace_back(kv->first, kv->second);
+    }
+  }
+  return out;
 }
 
 std::string join(const std::vector<std::string>& parts, std::string_view sep) {
@@ -87,6 +170,11 @@ std::string join_path(std::string_view a, std::string_view b) {
   out += '/';
   out += b;
   return out;
+}
+
+std::string base_name(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace imgbuild::str {
@@ -18,11 +19,33 @@ bool iequals(std::string_view a, std::string_view b);
 std::string_view trim(std::string_view s);
 /// Splits on every occurrence of sep; "a,,b" gives {"a", "", "b"}.
 std::vector<std::string> split(std::string_view s, char sep);
+/// split without copies: views into `s`, which must outlive them.
+std::vector<std::string_view> split_view(std::string_view s, char sep);
+/// The lines of a text without their "\n" or "\r\n"; a last line without
+/// a newline counts, an empty text has none. Views into `text`.
+std::vector<std::string_view> split_lines(std::string_view text);
+/// `s` with "\\" and "\n" escaped ("\\\\", "\\n"), so that any value fits
+/// on one line of a line-based record.
+std::string escape_line(std::string_view s);
+/// Go's strings.Cut: the text before and after the first `sep`, nullopt
+/// when there is none ("key value" lines).
+std::optional<std::pair<std::string_view, std::string_view>> cut(std::string_view s, char sep);
+/// The value of a hexadecimal digit (0-9, a-f, A-F), -1 for anything else.
+int hex_digit(char c);
+/// The "key value" lines of a line-based record whose first line is
+/// `magic` (nullopt when it is not): each split at its first space (lines
+/// without one skipped); a last line without its newline is left out, as a
+/// record still being written.
+std::optional<std::vector<std::pair<std::string, std::string>>> record_lines(std::string_view text,
+                                                                             std::string_view magic);
 /// Joins parts with sep between them.
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 /// Joins two relative path pieces with one '/'; an empty piece is dropped
 /// ("" + "b" = "b", "a" + "" = "a").
 std::string join_path(std::string_view a, std::string_view b);
+/// The last component of a '/'-separated path ("c" of "a/b/c"; "" when the
+/// path ends in '/').
+std::string base_name(std::string_view path);
 /// Replaces every occurrence of from (non-empty) with to.
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to);
 

@@ -440,6 +440,19 @@ Result<std::unique_ptr<Reader>> Reader::open(ReadFn read, std::string name) {
   return std::unique_ptr<Reader>(new Reader(std::move(impl)));
 }
 
+bool starts_with_archive(int fd) {
+  if (::lseek(fd, 0, SEEK_SET) != 0) {
+    return false;
+  }
+  bool yes = false;
+  if (auto r = Reader::open_fd(fd, "probe")) {
+    auto e = (*r)->next();
+    yes = e.has_value() && e->has_value();
+  }
+  ::lseek(fd, 0, SEEK_SET);
+  return yes;
+}
+
 Result<std::unique_ptr<Reader>> Reader::open_fd(int fd, std::string name) {
   return open_fd_tee(fd, std::move(name), {});
 }

@@ -103,6 +103,11 @@ struct ReadSummary {
   Compression compression = Compression::none;
 };
 
+/// True when the seekable file at `fd` starts with a readable tar entry (any
+/// compression): ADD's "is this a local archive" and the stdin context's
+/// "a tar or a Dockerfile" probe. Rewinds fd before and after.
+bool starts_with_archive(int fd);
+
 /// Streaming tar reader. Errors name the archive (the `name` given at open)
 /// and, once known, the entry.
 class Reader {

@@ -9,6 +9,7 @@
 #include "parser/syntax/grammar.hpp"
 #include "parser/syntax/internal.hpp"
 #include "parser/syntax/unicode.hpp"
+#include "util/strings.hpp"
 
 namespace imgbuild::parser::syntax {
 
@@ -131,15 +132,8 @@ std::string decode_json_string(std::string_view s) {
     }
     long v = 0;
     for (size_t i = at + 2; i < at + 6; ++i) {
-      char c = s[i];
-      int d = 0;
-      if (c >= '0' && c <= '9') {
-        d = c - '0';
-      } else if (c >= 'a' && c <= 'f') {
-        d = c - 'a' + 10;
-      } else if (c >= 'A' && c <= 'F') {
-        d = c - 'A' + 10;
-      } else {
+      int d = str::hex_digit(s[i]);
+      if (d < 0) {
         return -1;
       }
       v = v * 16 + d;

@@ -41,3 +41,43 @@ TEST_CASE("join_path drops empty pieces", "[util]") {
   CHECK(str::join_path("", "b") == "b");
   CHECK(str::join_path("a", "") == "a");
 }
+
+TEST_CASE("str split_view, split_lines, cut and base_name", "[util]") {
+  CHECK(str::split_view("a//b/", '/') == std::vector<std::string_view>{"a", "", "b", ""});
+  CHECK(str::split_view("", '/') == std::vector<std::string_view>{""});
+  CHECK(str::split_lines("one\r\ntwo\n\nlast") == std::vector<std::string_view>{"one", "two", "", "last"});
+  CHECK(str::split_lines("x\n") == std::vector<std::string_view>{"x"});
+  CHECK(str::split_lines("").empty());
+  auto kv = str::cut("key value with spaces", ' ');
+  REQUIRE(kv);
+  CHECK(kv->first == "key");
+  CHECK(kv->second == "value with spaces");
+  CHECK_FALSE(str::cut("nospace", ' '));
+  CHECK(str::base_name("a/b/c.txt") == "c.txt");
+  CHECK(str::base_name("plain") == "plain");
+  CHECK(str::base_name("dir/") == "");
+}
+
+TEST_CASE("str escape_line and hex_digit", "[util]") {
+  CHECK(str::escape_line("a\nb\\c") == "a\\nb\\\\c");
+  CHECK(str::escape_line("plain") == "plain");
+  CHECK(str::hex_digit('0') == 0);
+  CHECK(str::hex_digit('9') == 9);
+  CHECK(str::hex_digit('a') == 10);
+  CHECK(str::hex_digit('F') == 15);
+  CHECK(str::hex_digit('g') == -1);
+  CHECK(str::hex_digit('/') == -1);
+}
+
+TEST_CASE("str record_lines reads key-value records and leaves out a line being written", "[util]") {
+  auto r = str::record_lines("magic 1\npid 42\nblob sha256:ab cd\nbare\nlayer partial", "magic 1");
+  REQUIRE(r);
+  REQUIRE(r->size() == 2);
+  CHECK((*r)[0] == std::make_pair(std::string("pid"), std::string("42")));
+  CHECK((*r)[1] == std::make_pair(std::string("blob"), std::string("sha256:ab cd")));
+  auto only_magic = str::record_lines("magic 1", "magic 1");
+  REQUIRE(only_magic);
+  CHECK(only_magic->empty());
+  CHECK_FALSE(str::record_lines("other\npid 1\n", "magic 1"));
+  CHECK_FALSE(str::record_lines("", "magic 1"));
+}
