@@ -12,6 +12,7 @@
 
 #include "image/archive.hpp"
 #include "snapshot/diff.hpp"
+#include "util/io.hpp"
 #include "util/output.hpp"
 #include "util/strings.hpp"
 
@@ -20,24 +21,6 @@ namespace imgbuild::builder {
 namespace fsys = std::filesystem;
 
 namespace {
-
-std::pair<std::string, std::string> split_kv(const std::string& s) {
-  size_t eq = s.find('=');
-  if (eq == std::string::npos) {
-    return {s, ""};
-  }
-  return {s.substr(0, eq), s.substr(eq + 1)};
-}
-
-struct TempDir {
-  fsys::path path;
-  ~TempDir() {
-    if (!path.empty()) {
-      std::error_code ec;
-      fsys::remove_all(path, ec);
-    }
-  }
-};
 
 }  // namespace
 
@@ -58,7 +41,7 @@ Result<Output> parse_output(const std::string& spec) {
     return out;
   }
   for (const auto& part : str::split(spec, ',')) {
-    auto [k, v] = split_kv(part);
+    auto [k, v] = str::key_value(part);
     k = str::to_lower(std::string(str::trim(k)));
     if (k == "type") {
       out.type = v;
@@ -190,15 +173,17 @@ Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, co
       continue;
     }
     if (o.type == "tar") {
-      TempDir tmp;
-      tmp.path = store.content().root() / "tmp" / fmt::format("rootfs-{}", ::getpid());
-      TRY_VOID(export_rootfs(store, built, tmp.path));
+      // The tree goes into a fresh directory below the private temp dir,
+      // so that its root keeps export_rootfs's mode.
+      TRY(io::TempDir tmp, io::TempDir::create((store.content().root() / "tmp").string(), "rootfs-"));
+      const fsys::path tree = fsys::path(tmp.path()) / "rootfs";
+      TRY_VOID(export_rootfs(store, built, tree));
       TRY(output::File out, output::File::open(dest));
       snapshot::DiffOptions opts;
       opts.compression = tar::Compression::none;
       int fd = out.fd();
       TRY_VOID(snapshot::diff_trees(
-          "", tmp.path.string(),
+          "", tree.string(),
           [fd, &dest](const void* data, size_t size) { return output::write_all(fd, data, size, dest); }, opts));
       TRY_VOID(out.commit());
     }

@@ -136,14 +136,6 @@ struct BuildFlags {
   std::vector<std::string> cache_to;
 };
 
-std::pair<std::string, std::string> split_kv(const std::string& s) {
-  size_t eq = s.find('=');
-  if (eq == std::string::npos) {
-    return {s, ""};
-  }
-  return {s.substr(0, eq), s.substr(eq + 1)};
-}
-
 // BuildKit's failure excerpt: the lines around the failing one, ">>>" marks it.
 void print_excerpt(const std::string& file, const std::vector<std::string>& lines, int line) {
   if (line <= 0 || line > static_cast<int>(lines.size())) {
@@ -238,13 +230,13 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   opts.target = f.target;
   for (const auto& l : f.labels) {
-    auto [k, v] = split_kv(l);
+    auto [k, v] = str::key_value(l);
     opts.labels[k] = v;
   }
   opts.no_cache = f.no_cache;
   opts.no_cache_filter = f.no_cache_filter;
   for (const auto& c : f.build_contexts) {
-    auto [k, v] = split_kv(c);
+    auto [k, v] = str::key_value(c);
     if (k.empty() || v.empty()) {
       throw CommandError{fmt::format("invalid --build-context {}: expected name=source", str::go_quote(c)), 2};
     }
@@ -355,7 +347,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     builder::SecretSource src;
     std::string type;
     for (const auto& part : str::split(s, ',')) {
-      auto [k, v] = split_kv(part);
+      auto [k, v] = str::key_value(part);
       if (k == "id") {
         src.id = v;
       } else if (k == "src" || k == "source") {
@@ -381,7 +373,7 @@ void run_build(BuildFlags& f, Context& ctx) {
     exec.secrets[src.id] = src;
   }
   for (const auto& s : f.ssh) {
-    auto [k, v] = split_kv(s);
+    auto [k, v] = str::key_value(s);
     if (k != "default") {
       throw CommandError{fmt::format("invalid --ssh {}: only \"default\" is supported", s), 2};
     }

@@ -117,6 +117,14 @@ std::optional<std::pair<std::string_view, std::string_view>> cut(std::string_vie
   return std::make_pair(s.substr(0, at), s.substr(at + 1));
 }
 
+std::pair<std::string, std::string> key_value(std::string_view s) {
+  const size_t eq = s.find('=');
+  if (eq == std::string_view::npos) {
+    return {std::string(s), ""};
+  }
+  return {std::string(s.substr(0, eq)), std::string(s.substr(eq + 1))};
+}
+
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') {
     return c - '0';

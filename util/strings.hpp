@@ -30,6 +30,9 @@ std::string escape_line(std::string_view s);
 /// Go's strings.Cut: the text before and after the first `sep`, nullopt
 /// when there is none ("key value" lines).
 std::optional<std::pair<std::string_view, std::string_view>> cut(std::string_view s, char sep);
+/// "key=value" split at its first '=' ({s, ""} when there is none): the
+/// attributes of -o, --cache-to and --secret.
+std::pair<std::string, std::string> key_value(std::string_view s);
 /// The value of a hexadecimal digit (0-9, a-f, A-F), -1 for anything else.
 int hex_digit(char c);
 /// The "key value" lines of a line-based record whose first line is
