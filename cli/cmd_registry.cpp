@@ -184,9 +184,9 @@ registry::TransferProgress progress_printer(bool quiet) {
 
 void run_pull(const Context& ctx, const TransferOptions& opt) {
   image::Reference ref = unwrap(image::parse_reference(opt.ref));
-  registry::Platform platform = registry::host_platform();
+  Platform platform = host_platform();
   if (!opt.platform.empty()) {
-    platform = unwrap(registry::parse_platform(opt.platform));
+    platform = unwrap(parse_platform(opt.platform));
   }
   auto store = open_store(ctx);
   registry::Client client = transfer_client(opt);
