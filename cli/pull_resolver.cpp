@@ -19,10 +19,9 @@ namespace {
 
 class PullResolver final : public builder::ImageResolver {
 public:
-  PullResolver(image::ImageStore& store, bool pull_always, std::string platform)
-      : m_store(store), m_pull_always(pull_always), m_platform(std::move(platform)) {}
+  PullResolver(image::ImageStore& store, bool pull_always) : m_store(store), m_pull_always(pull_always) {}
 
-  Result<image::LoadedImage> resolve(const std::string& reference) override {
+  Result<image::LoadedImage> resolve(const std::string& reference, const Platform& platform) override {
     // A base that parses as a name is looked up by that name only, as
     // BuildKit does: `FROM 0` is docker.io/library/0, never the stored image
     // whose ID happens to start with 0 (the store's ID-prefix fallback is for
@@ -32,21 +31,33 @@ public:
     if (named && !reference.starts_with("sha256:")) {
       lookup = named->str();
     }
+    std::optional<Error> other_platform;
     if (!m_pull_always) {
       auto rec = m_store.resolve(lookup);
       if (rec) {
-        return m_store.load(*rec);
-      }
-      if (rec.error().code != Errc::not_found) {
+        TRY(image::LoadedImage img, m_store.load(*rec));
+        auto fits = builder::check_image_platform(reference, img, platform);
+        if (fits) {
+          return img;
+        }
+        other_platform = fits.error();
+      } else if (rec.error().code != Errc::not_found) {
         return fail(std::move(rec).error());
       }
     }
     if (!named || reference.starts_with("sha256:")) {
       // Not a reference (an image ID, say): only the store can have it.
+      if (other_platform) {
+        return fail(*other_platform);
+      }
       TRY(image::ImageRecord rec, m_store.resolve(reference));
       return m_store.load(rec);
     }
-    if (auto pulled = pull(*named); !pulled) {
+    if (auto pulled = pull(*named, platform); !pulled) {
+      if (other_platform) {
+        return fail(pulled.error().code, fmt::format("{}, and pulling it for that platform failed: {}",
+                                                     other_platform->message, pulled.error().message));
+      }
       const char* where = m_pull_always ? "" : " not found in the local store, and";
       return fail(pulled.error().code, fmt::format("base image {}{} pulling it failed: {}",
                                                    str::go_quote(reference), where, pulled.error().message));
@@ -56,12 +67,8 @@ public:
   }
 
 private:
-  Result<void> pull(const image::Reference& ref) {
+  Result<void> pull(const image::Reference& ref, const Platform& platform) {
     std::lock_guard lock(m_mutex);
-    registry::Platform platform = registry::host_platform();
-    if (!m_platform.empty()) {
-      TRY(platform, registry::parse_platform(m_platform));
-    }
     if (!m_client) {
       registry::ClientOptions o;
       o.credentials = registry::docker_config_credentials();
@@ -77,16 +84,14 @@ private:
 
   image::ImageStore& m_store;
   bool m_pull_always = false;
-  std::string m_platform;
   std::mutex m_mutex;
   std::unique_ptr<registry::Client> m_client;
 };
 
 }  // namespace
 
-std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
-                                                           const std::string& platform) {
-  return std::make_unique<PullResolver>(store, pull_always, platform);
+std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always) {
+  return std::make_unique<PullResolver>(store, pull_always);
 }
 
 }  // namespace imgbuild::cli

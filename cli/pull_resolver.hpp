@@ -12,8 +12,8 @@
 namespace imgbuild::cli {
 
 /// A resolver that pulls missing images (every parseable reference when
-/// `pull_always`) for `platform` ("" = the host's) and reports each pull on stderr.
-std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
-                                                           const std::string& platform);
+/// `pull_always`), and images stored for another platform only, for the
+/// platform each stage is built for, and reports each pull on stderr.
+std::unique_ptr<builder::ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always);
 
 }  // namespace imgbuild::cli
