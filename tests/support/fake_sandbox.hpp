@@ -57,6 +57,19 @@ public:
     return m_runs;
   }
 
+  /// Any platform runs here; each one asked about is recorded.
+  Result<void> can_run(const Platform& platform) const override {
+    std::lock_guard lock(m_mu);
+    m_platforms.push_back(platform.str());
+    return ok();
+  }
+
+  /// The platforms can_run was asked about, in order.
+  std::vector<std::string> platforms_asked() const {
+    std::lock_guard lock(m_mu);
+    return m_platforms;
+  }
+
 private:
   static std::filesystem::path in_root(const sandbox::RunSpec& spec, const std::string& path) {
     std::filesystem::path p(path);
@@ -114,6 +127,7 @@ private:
   }
 
   mutable std::mutex m_mu;
+  mutable std::vector<std::string> m_platforms;
   std::vector<sandbox::RunSpec> m_runs;
 };
 
