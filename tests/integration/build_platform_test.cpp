@@ -82,6 +82,19 @@ TEST_CASE("build --platform linux/arm64 runs aarch64 binaries and sets the platf
   CHECK(read_file(out2 / "arch") == "aarch64\n");
 }
 
+TEST_CASE("build --platform linux/arm64: RUN under qemu in the chroot sandbox too", "[build][platform]") {
+  REQUIRE(host_is_amd64());
+  PlatformFixture fx;
+  fs::path out = fx.work.path / "out";
+  RunResult r = fx.build("chroot", "FROM busybox-arm64\nRUN uname -m > /arch && ls /bin/busybox > /seen\n", {},
+                         {"--platform", "linux/arm64", "--isolation", "chroot", "--snapshotter", "copy", "-o",
+                          "type=local,dest=" + out.string()});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(read_file(out / "arch") == "aarch64\n");
+  CHECK(read_file(out / "seen") == "/bin/busybox\n");
+}
+
 TEST_CASE("build --platform: the image config names the target platform", "[build][platform]") {
   REQUIRE(host_is_amd64());
   PlatformFixture fx;
