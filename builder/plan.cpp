@@ -57,6 +57,8 @@ const std::string* Plan::global_arg(std::string_view name) const {
 
 SourceRef Plan::resolve_source(std::string_view reference, int current) const {
   SourceRef ref;
+  const PlannedStage* referring = stage(current);
+  ref.platform = referring != nullptr ? referring->platform : platform;
   std::string lower = str::to_lower(reference);
   for (int i = 0; i < current && i < static_cast<int>(stage_names.size()); ++i) {
     if (!stage_names[static_cast<size_t>(i)].empty() && stage_names[static_cast<size_t>(i)] == lower) {
@@ -194,10 +196,6 @@ std::string share_key(const Plan& plan, const PlannedStage& ps) {
     const PlannedStage* dep = plan.stage(need);
     text += "needs " + (dep != nullptr ? dep->share_key : std::to_string(need)) + "\n";
   }
-  bool reads_image = false;
-  auto is_image = [&](const std::string& from) {
-    return !from.empty() && plan.resolve_source(from, ps.index).kind == BaseKind::image;
-  };
   for (const auto& ins : ps.steps) {
     if (const auto* arg = ins.as<parser::ArgInstruction>()) {
       for (const auto& d : arg->args) {
@@ -206,16 +204,7 @@ std::string share_key(const Plan& plan, const PlannedStage& ps) {
         text += fmt::format("arg {}={}|{}\n", d.name, global != nullptr ? *global : "<none>",
                             build != plan.build_args.end() ? build->second : "<none>");
       }
-    } else if (const auto* copy = ins.as<parser::CopyInstruction>()) {
-      reads_image = reads_image || (copy->from && is_image(*copy->from));
-    } else if (const auto* run = ins.as<parser::RunInstruction>()) {
-      for (const auto& m : run->mounts) {
-        reads_image = reads_image || is_image(m.from);
-      }
     }
-  }
-  if (reads_image) {
-    text += "target " + plan.platform.str() + "\n";
   }
   return sha256(text).str();
 }

@@ -97,8 +97,7 @@ struct PlannedStage {
   /// The stage's identity across the plans of one multi-platform build:
   /// equal in two plans only when the stage builds the same for both
   /// targets (same platform, base, ARG values it declares, shared stages it
-  /// needs, and no image read by COPY --from / RUN --mount from=, which
-  /// resolve for the target), so the executor runs it once.
+  /// needs), so the executor runs it once.
   std::string share_key;
 };
 
@@ -108,6 +107,9 @@ struct SourceRef {
   int stage = -1;
   std::string name;    ///< image reference or context name
   std::string source;  ///< context source
+  /// image, context: the platform an image is resolved for (the referring
+  /// stage's, as BuildKit resolves COPY --from and mount from= images).
+  Platform platform;
 };
 
 /// The whole plan.

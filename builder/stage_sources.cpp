@@ -254,14 +254,14 @@ Result<SourceRoot> Build::source_root(const std::string& from, const std::option
       break;
     }
     case SourceOrigin::oci_layout: {
-      TRY(auto img, oci_layout_image(resolved->source, m_plan.platform));
-      TRY(auto base, base_from_image(img, "", m_plan.platform));
+      TRY(auto img, oci_layout_image(resolved->source, resolved->platform));
+      TRY(auto base, base_from_image(img, "", resolved->platform));
       dirs = dirs_of(base.layers);
       break;
     }
     case SourceOrigin::image: {
-      TRY(auto img, resolve_image(source_image(*resolved), m_plan.platform));
-      TRY(auto base, base_from_image(img, "", m_plan.platform));
+      TRY(auto img, resolve_image(source_image(*resolved), resolved->platform));
+      TRY(auto base, base_from_image(img, "", resolved->platform));
       TRY_VOID(unpack_layers(base.layers));
       dirs = dirs_of(base.layers);
       break;

@@ -108,7 +108,7 @@ Result<std::optional<StepKey>> Build::run_key(const StageResult& st, const Resol
         uncacheable = "bind mount source unavailable";
         return std::optional<StepKey>();
       case SourceOrigin::image: {
-        auto img = resolve_image(source_image(*ref), m_plan.platform);
+        auto img = resolve_image(source_image(*ref), ref->platform);
         if (!img) {
           uncacheable = "bind mount source unavailable";
           return std::optional<StepKey>();
@@ -226,7 +226,7 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
       uncacheable = "oci-layout sources are not cached";
       return std::optional<StepKey>();
     case SourceOrigin::image: {
-      TRY(auto img, resolve_image(source_image(*copy.ref), m_plan.platform));
+      TRY(auto img, resolve_image(source_image(*copy.ref), copy.ref->platform));
       b.field("from-image", img.record.config_digest);
       return std::optional<StepKey>(b.finish());
     }

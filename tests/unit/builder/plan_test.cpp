@@ -108,6 +108,9 @@ TEST_CASE("plan: --platform sets the target platform ARGs, the build ones stay t
   CHECK(plan->stages[1].base.name == "busybox-arm");  // global TARGETARCH in FROM
   CHECK(plan->stages[1].platform.str() == "linux/arm/v6");
   CHECK(plan->stages[2].platform.str() == "linux/arm/v6");  // FROM final: its parent's
+  // COPY --from / mount from= images resolve for the referring stage's platform.
+  CHECK(plan->resolve_source("alpine", 0).platform == host);
+  CHECK(plan->resolve_source("alpine", 1).platform.str() == "linux/arm/v6");
 
   // Normalised as BuildKit does: aarch64 and arm64/v8 are linux/arm64, no variant.
   opts.platform = "linux/aarch64";
