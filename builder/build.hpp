@@ -96,6 +96,8 @@ struct SharedBuild {
   };
   image::Staging* staging = nullptr;
   std::mutex staging_mu;
+  /// The store's metadata and the resolver are used by every Build.
+  std::mutex resolve_mu;
   std::atomic<bool> failed{false};
   /// Progress step ids, unique across the Builds.
   std::atomic<int> step_counter{0};
@@ -138,7 +140,11 @@ public:
         m_options(options),
         m_progress(progress),
         m_layer_dirs(store.content().root() / "snapshots"),
-        m_shared(shared) {}
+        m_shared(shared) {
+    if (shared != nullptr) {
+      m_resolve_mu = &shared->resolve_mu;
+    }
+  }
 
   /// Runs the stages, assembles the target's image and commits it.
   Result<BuiltImage> run();
@@ -255,7 +261,10 @@ private:
   std::mutex m_own_staging_mu;
   std::mutex* m_staging_mu = &m_own_staging_mu;
   SharedBuild* m_shared = nullptr;
-  std::mutex m_resolve_mu;
+  std::mutex m_own_resolve_mu;
+  /// Serialises the store's metadata reads (one SQLite connection) and the
+  /// resolver: the Build's own, or the SharedBuild's for several platforms.
+  std::mutex* m_resolve_mu = &m_own_resolve_mu;
   std::mutex m_mu;
   int m_step_counter = 0;
   std::vector<StepRecord> m_steps;

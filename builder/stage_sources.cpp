@@ -27,7 +27,7 @@ namespace imgbuild::builder {
 namespace fsys = std::filesystem;
 
 Result<image::LoadedImage> Build::resolve_image(const std::string& reference, const Platform& platform) {
-  std::lock_guard lock(m_resolve_mu);
+  std::lock_guard lock(*m_resolve_mu);
   return m_resolver.resolve(reference, platform);
 }
 
@@ -45,7 +45,7 @@ Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const 
   for (size_t i = 0; i < diff_ids.size(); ++i) {
     const image::Descriptor& d = img.manifest.layers[i];
     image::LayerRecord rec;
-    std::unique_lock db_lock(m_resolve_mu);
+    std::unique_lock db_lock(*m_resolve_mu);
     TRY(auto known, m_store.db().layer(d.digest));
     db_lock.unlock();
     if (known) {
@@ -137,7 +137,7 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
 }
 
 Result<image::LoadedImage> Build::oci_layout_image(const std::string& source, const Platform& platform) {
-  std::lock_guard lock(m_resolve_mu);
+  std::lock_guard lock(*m_resolve_mu);
   return load_oci_layout_image(m_store, source, platform);
 }
 
