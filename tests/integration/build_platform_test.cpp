@@ -69,7 +69,8 @@ TEST_CASE("build --platform linux/arm64 runs aarch64 binaries and sets the platf
       "ARG TARGETARCH\n"
       "FROM --platform=$BUILDPLATFORM busybox AS cross\n"
       "ARG TARGETARCH\n"
-      "RUN uname -m > /build-arch && echo \"$TARGETARCH\" > /for\n"
+      "COPY --from=busybox /bin/busybox /tool/busybox\n"  // resolved for the stage's platform (amd64)
+      "RUN uname -m > /build-arch && echo \"$TARGETARCH\" > /for && /tool/busybox true\n"
       "FROM busybox-${TARGETARCH}\n"
       "COPY --from=cross /build-arch /for /\n"
       "RUN uname -m > /arch\n";
