@@ -64,6 +64,8 @@ struct StageResult {
   bool cache_reason_quiet = false;
   /// This stage's chain so far: its start, then each step's key.
   std::vector<TraceStep> trace;
+  /// The platform the stage is built for (RUN checks it can run it).
+  Platform platform;
 };
 
 /// The layer directories of a chain, lowest first; a directory that occurs
@@ -77,19 +79,85 @@ std::map<std::string, std::string> key_env(const parser::ShellEnv& env, const st
 
 using snapshot::LayerDirs;
 
+/// What the Builds of one multi-platform build share (one Build per target
+/// platform, builder/executor.cpp execute_platforms): the staging area their
+/// blobs go to (one commit at the end), the failure flag, and the stages
+/// whose PlannedStage::share_key is the same in several plans (a stage
+/// `FROM --platform=$BUILDPLATFORM` that does not read the target): the
+/// first Build to reach one runs it (its progress lines, its step records),
+/// the others wait and take its result.
+struct SharedBuild {
+  /// One shared stage: done once its owner finished it.
+  struct Stage {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::optional<StageResult> result;  ///< nullopt: it failed
+  };
+  image::Staging* staging = nullptr;
+  std::mutex staging_mu;
+  /// The store's metadata and the resolver are used by every Build.
+  std::mutex resolve_mu;
+  std::atomic<bool> failed{false};
+  /// Progress step ids, unique across the Builds.
+  std::atomic<int> step_counter{0};
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<Stage>> stages;  ///< by share_key
+
+  /// The slot for `key` and whether the caller owns it (must run the stage
+  /// and call finish).
+  std::pair<std::shared_ptr<Stage>, bool> claim(const std::string& key) {
+    std::lock_guard lock(mu);
+    auto [it, added] = stages.try_emplace(key, nullptr);
+    if (added) {
+      it->second = std::make_shared<Stage>();
+    }
+    return {it->second, added};
+  }
+  /// Publishes the owner's result (nullopt: failed) and wakes the waiters.
+  static void finish(Stage& stage, std::optional<StageResult> result) {
+    std::lock_guard lock(stage.mu);
+    stage.result = std::move(result);
+    stage.done = true;
+    stage.cv.notify_all();
+  }
+  /// Waits for the owner's result (nullopt: it failed).
+  static std::optional<StageResult> wait(Stage& stage) {
+    std::unique_lock lock(stage.mu);
+    stage.cv.wait(lock, [&] { return stage.done; });
+    return stage.result;
+  }
+};
+
 /// One build: runs the stages of a Plan (see builder/executor.cpp).
 class Build final : public SourceRoots {
 public:
   Build(const Plan& plan, image::ImageStore& store, ImageResolver& resolver, const ExecuteOptions& options,
-        ProgressSink& progress)
+        ProgressSink& progress, SharedBuild* shared = nullptr)
       : m_plan(plan),
         m_store(store),
         m_resolver(resolver),
         m_options(options),
         m_progress(progress),
-        m_layer_dirs(store.content().root() / "snapshots") {}
+        m_layer_dirs(store.content().root() / "snapshots"),
+        m_shared(shared) {
+    if (shared != nullptr) {
+      m_resolve_mu = &shared->resolve_mu;
+    }
+  }
 
+  /// Runs the stages, assembles the target's image and commits it.
   Result<BuiltImage> run();
+  /// Runs the stages (the target's and what it needs); nothing committed.
+  Result<void> run_stages();
+  /// The target's image (config and manifest put in the staging area) and
+  /// the record that commits it; `out.record` is filled by the caller.
+  Result<BuiltImage> assemble(image::NewImage& ni);
+  /// After the commit: the cache's bookkeeping and the stored record.
+  Result<void> finish(BuiltImage& out);
+  /// The steps this Build ran or found cached (not those of shared stages
+  /// another Build ran).
+  const std::vector<StepRecord>& steps() const { return m_steps; }
 
 private:
   struct StageSlot {
@@ -110,14 +178,16 @@ private:
   void stage_thread(const PlannedStage& stage);
   Result<StageResult> run_stage(const PlannedStage& stage);
   const StageResult* wait_stage(int index);
-  Result<StageResult> base_from_image(const image::LoadedImage& img, const std::string& created);
+  Result<StageResult> base_from_image(const image::LoadedImage& img, const std::string& created,
+                                      const Platform& platform);
   /// Unpacks the base-image layers a step is about to mount (FROM leaves them
   /// packed: a build that only adds metadata never reads them).
   Result<void> unpack_layers(const std::vector<Layer>& layers);
-  Result<image::LoadedImage> resolve_image(const std::string& reference);
+  Result<image::LoadedImage> resolve_image(const std::string& reference, const Platform& platform);
   Result<StageResult> base_of(const PlannedStage& stage, const std::string& created, StepInfo& info);
-  Result<image::LoadedImage> oci_layout_image(const std::string& source);
-  Result<StageResult> base_from_dir(const std::string& name, const std::string& dir, const std::string& created);
+  Result<image::LoadedImage> oci_layout_image(const std::string& source, const Platform& platform);
+  Result<StageResult> base_from_dir(const std::string& name, const std::string& dir, const std::string& created,
+                                    const Platform& platform);
   /// The named context directory `dir`, opened once per build.
   Result<const BuildContext*> named_context(const std::string& dir);
 
@@ -157,6 +227,9 @@ private:
   Result<void> do_workdir(StageResult& st, const std::string& wd, StepRecord& record);
 
   StepInfo new_step(std::string name, int line) {
+    if (m_shared != nullptr) {
+      return StepInfo{++m_shared->step_counter, std::move(name), line};
+    }
     std::lock_guard lock(m_mu);
     return StepInfo{++m_step_counter, std::move(name), line};
   }
@@ -182,10 +255,16 @@ private:
   std::unique_ptr<sandbox::Sandbox> m_own_sandbox;
   snapshot::Snapshotter* m_snapshotter = nullptr;
   sandbox::Sandbox* m_sandbox = nullptr;
-  std::unique_ptr<image::Staging> m_staging;
+  std::unique_ptr<image::Staging> m_own_staging;  // when not shared
+  image::Staging* m_staging = nullptr;
   std::unique_ptr<StepCache> m_cache;
-  std::mutex m_staging_mu;
-  std::mutex m_resolve_mu;
+  std::mutex m_own_staging_mu;
+  std::mutex* m_staging_mu = &m_own_staging_mu;
+  SharedBuild* m_shared = nullptr;
+  std::mutex m_own_resolve_mu;
+  /// Serialises the store's metadata reads (one SQLite connection) and the
+  /// resolver: the Build's own, or the SharedBuild's for several platforms.
+  std::mutex* m_resolve_mu = &m_own_resolve_mu;
   std::mutex m_mu;
   int m_step_counter = 0;
   std::vector<StepRecord> m_steps;

@@ -48,7 +48,7 @@ Result<BuildCheckResult> run_build_checks(const BuildCheckInput& input) {
   opts.target = input.target;
   if (input.plan != nullptr) {
     opts.target_platform = input.plan->platform.str();
-    opts.build_platform = input.plan->platform.str();
+    opts.build_platform = input.plan->build_platform.str();
     for (const auto& s : input.plan->stages) {
       opts.stages.push_back(s.index);
     }

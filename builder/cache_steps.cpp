@@ -165,13 +165,13 @@ Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<Selec
   return out;
 }
 
-std::string scratch_base_key(const TargetPlatform& platform) {
+std::string scratch_base_key(const Platform& platform) {
   cache::KeyBuilder b;
   b.str("base", "scratch").str("platform", platform.str());
   return b.finish();
 }
 
-std::string from_parent_key(std::string_view reference, const TargetPlatform& platform) {
+std::string from_parent_key(std::string_view reference, const Platform& platform) {
   cache::KeyBuilder b;
   b.str("base", "image").str("reference", reference).str("platform", platform.str());
   return b.finish();

@@ -103,9 +103,9 @@ Result<SourceFiles> hash_sources(const SourceTree& tree, const std::vector<Selec
                                  const HashOptions& options = {});
 
 /// The key a stage built on scratch starts from.
-std::string scratch_base_key(const TargetPlatform& platform);
+std::string scratch_base_key(const Platform& platform);
 /// The parent key of a FROM record: the reference as written and the platform.
-std::string from_parent_key(std::string_view reference, const TargetPlatform& platform);
+std::string from_parent_key(std::string_view reference, const Platform& platform);
 /// The key a stage built on another stage (final key `parent`) starts from.
 std::string stage_base_key(const std::string& parent);
 

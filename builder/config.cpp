@@ -164,7 +164,7 @@ std::string go_quote_list(const std::vector<std::string>& items) {
   return "[" + str::join(q, " ") + "]";
 }
 
-StageState start_stage(const std::optional<image::ImageConfig>& base, const TargetPlatform& platform,
+StageState start_stage(const std::optional<image::ImageConfig>& base, const Platform& platform,
                        std::string created) {
   StageState st;
   st.created = std::move(created);

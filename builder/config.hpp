@@ -85,7 +85,7 @@ std::string go_quote_list(const std::vector<std::string>& items);
 /// Starts a stage from a base image config (nullopt = scratch): the base's
 /// config and history are kept; PATH is added when missing; scratch gets
 /// WorkingDir "/" and the platform.
-StageState start_stage(const std::optional<image::ImageConfig>& base, const TargetPlatform& platform,
+StageState start_stage(const std::optional<image::ImageConfig>& base, const Platform& platform,
                        std::string created);
 
 /// Appends a history entry (with " # buildkit" when `buildkit_suffix`).

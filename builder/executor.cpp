@@ -30,6 +30,7 @@
 #include <mutex>
 #include <semaphore>
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -66,7 +67,7 @@ namespace {
 class StoreResolver final : public ImageResolver {
 public:
   explicit StoreResolver(image::ImageStore& store) : m_store(store) {}
-  Result<image::LoadedImage> resolve(const std::string& reference) override {
+  Result<image::LoadedImage> resolve(const std::string& reference, const Platform& platform) override {
     auto rec = m_store.resolve(reference);
     if (!rec) {
       if (rec.error().code == Errc::not_found) {
@@ -77,7 +78,9 @@ public:
       }
       return fail(std::move(rec).error());
     }
-    return m_store.load(*rec);
+    TRY(image::LoadedImage img, m_store.load(*rec));
+    TRY_VOID(check_image_platform(reference, img, platform));
+    return img;
   }
 
 private:
@@ -119,6 +122,22 @@ Error at_line(Error e, const parser::Instruction& ins, const std::string& file) 
 
 }  // namespace
 
+Result<void> check_image_platform(const std::string& reference, const image::LoadedImage& img,
+                                  const Platform& platform) {
+  const image::ImageConfig& c = img.config;
+  if (c.architecture.empty()) {
+    return ok();  // no platform recorded: usable for any
+  }
+  Platform have = normalize_platform({c.os, c.architecture, c.variant});
+  Platform want = normalize_platform(platform);
+  if (have.os == want.os && have.architecture == want.architecture &&
+      (have.variant == want.variant || c.variant.empty())) {
+    return ok();
+  }
+  return fail(Errc::not_found, fmt::format("base image {} in the local store is for {}, not {}",
+                                           str::go_quote(reference), have.str(), want.str()));
+}
+
 // The layer directories of a chain, lowest first. A directory that occurs
 // twice (two layers with the same diff_id, e.g. empty ones) is kept only at
 // its topmost position: overlayfs refuses a lower twice (ELOOP), and the
@@ -153,7 +172,13 @@ Result<void> Build::setup() {
     TRY(m_own_sandbox, sandbox::make_sandbox(m_options.isolation));
     m_sandbox = m_own_sandbox.get();
   }
-  TRY(m_staging, image::Staging::create(m_store.content()));
+  if (m_shared != nullptr) {
+    m_staging = m_shared->staging;
+    m_staging_mu = &m_shared->staging_mu;
+  } else {
+    TRY(m_own_staging, image::Staging::create(m_store.content()));
+    m_staging = m_own_staging.get();
+  }
   TRY(m_cache, StepCache::open(image::meta_db_path(root), m_options.cache_keys_dir));
   TRY_VOID(m_cache->load_traces(m_options.build_identity));
   m_cache->attach(m_options.cache_io, &m_store.content());
@@ -187,7 +212,7 @@ Result<void> Build::finish_layer(StageResult& st, snapshot::View& view, const st
   // Uncompressed: the blob is the layer tar (digest = diff_id). Compression
   // waits for an output that needs it (image/layer_compression.hpp).
   TRY(image::LayerRecord rec,
-      write_layer_blob(*m_staging, &m_staging_mu, upper.string(), lowers, m_plan.source_date_epoch));
+      write_layer_blob(*m_staging, m_staging_mu, upper.string(), lowers, m_plan.source_date_epoch));
   const std::string& digest = rec.blob_digest;
   record.layer_bytes = rec.blob_size;
   record.layer_content = rec.content_size;
@@ -435,14 +460,35 @@ void Build::stage_thread(const PlannedStage& stage) {
     }
   }
   Result<StageResult> result = fail(Errc::internal, "a stage this stage needs failed");
-  if (deps_ok && !m_failed.load()) {
+  std::shared_ptr<SharedBuild::Stage> shared;
+  bool owner = true;
+  if (m_shared != nullptr && !stage.share_key.empty()) {
+    std::tie(shared, owner) = m_shared->claim(stage.share_key);
+  }
+  if (!owner) {
+    // Another platform's Build runs this stage: wait for its result.
+    slot.started = since_start();
+    std::optional<StageResult> theirs = SharedBuild::wait(*shared);
+    slot.finished = since_start();
+    if (theirs) {
+      result = std::move(*theirs);
+    } else {
+      result = fail(Errc::internal, "a shared stage failed");
+    }
+  } else if (deps_ok && !m_failed.load() && (m_shared == nullptr || !m_shared->failed.load())) {
     m_jobs->acquire();
     slot.started = since_start();
     result = run_stage(stage);
     slot.finished = since_start();
     m_jobs->release();
   }
+  if (owner && shared) {
+    SharedBuild::finish(*shared, result ? std::optional<StageResult>(*result) : std::nullopt);
+  }
   if (!result) {
+    if (m_shared != nullptr) {
+      m_shared->failed.store(true);
+    }
     bool first = !m_failed.exchange(true);
     std::lock_guard lock(m_mu);
     if (first || !m_error) {
@@ -460,6 +506,15 @@ void Build::stage_thread(const PlannedStage& stage) {
 }
 
 Result<BuiltImage> Build::run() {
+  TRY_VOID(run_stages());
+  image::NewImage ni;
+  TRY(BuiltImage out, assemble(ni));
+  TRY_VOID(m_store.commit(*m_staging, {ni}));
+  TRY_VOID(finish(out));
+  return out;
+}
+
+Result<void> Build::run_stages() {
   // Entitlements are checked before anything runs, as BuildKit does (a
   // RUN from an ONBUILD trigger is checked when it is resolved).
   for (const auto& s : m_plan.stages) {
@@ -492,12 +547,36 @@ Result<BuiltImage> Build::run() {
     return fail(*m_error);  // the build's own error, not the trace's
   }
   TRY_VOID(saved);
+  return ok();
+}
+
+Result<BuiltImage> Build::assemble(image::NewImage& ni) {
   StageSlot& target = *m_slots.at(m_plan.target);
   StageResult& res = target.result;
   apply_build_labels(res.state, m_plan.labels);
 
   BuiltImage out;
   image::ImageConfig cfg = res.state.image;
+  if (m_plan.explicit_platform) {
+    // BuildKit: an explicit target platform is the image's, whatever the
+    // target stage's base was (the variant only when given or when the
+    // os/architecture changed).
+    const Platform& tp = m_plan.platform;
+    bool same_os_arch = cfg.os == tp.os && cfg.architecture == tp.architecture;
+    cfg.os = tp.os;
+    cfg.architecture = tp.architecture;
+    if (!tp.variant.empty() || !same_os_arch) {
+      cfg.variant = tp.variant;
+    }
+  }
+  {
+    Platform normal = normalize_platform({cfg.os, cfg.architecture, cfg.variant});
+    if (!cfg.architecture.empty()) {
+      cfg.os = normal.os;
+      cfg.architecture = normal.architecture;
+      cfg.variant = normal.variant;
+    }
+  }
   if (m_plan.source_date_epoch) {
     cfg.created = created_text();
   } else {
@@ -524,24 +603,33 @@ Result<BuiltImage> Build::run() {
     layers.push_back(std::move(al));
   }
   out.config = cfg;
-  TRY(image::AssembledImage assembled, image::commit_image(m_store, *m_staging, cfg, layers, m_options.tags));
+  image::AssembledImage assembled;
+  {
+    std::lock_guard lock(*m_staging_mu);  // the staging area may be shared (several platforms)
+    TRY(assembled, image::stage_image(*m_staging, cfg, layers, m_options.tags, ni));
+  }
   out.config_bytes = std::move(assembled.config_bytes);
   out.config_digest = std::move(assembled.config_digest);
   out.manifest_bytes = std::move(assembled.manifest_bytes);
   out.manifest_digest = std::move(assembled.manifest_digest);
-  TRY_VOID(m_cache->finish(m_options.now_sec));
-  TRY(auto rec, m_store.db().image(out.manifest_digest));
-  if (rec) {
-    out.record = *rec;
-  }
   out.steps = m_steps;
   out.cache_key = res.cache_key;
   out.target = m_plan.target;
+  out.platform = m_plan.platform;
   for (const auto& s : m_plan.stages) {
     const StageSlot& slot = *m_slots.at(s.index);
     out.stages.push_back(BuiltImage::StageTiming{s.index, s.display_name, s.needs, slot.started, slot.finished});
   }
   return out;
+}
+
+Result<void> Build::finish(BuiltImage& out) {
+  TRY_VOID(m_cache->finish(m_options.now_sec));
+  TRY(auto rec, m_store.db().image(out.manifest_digest));
+  if (rec) {
+    out.record = *rec;
+  }
+  return ok();
 }
 
 
@@ -553,6 +641,64 @@ Result<BuiltImage> execute(const Plan& plan, image::ImageStore& store, ImageReso
                            const ExecuteOptions& options, ProgressSink& progress) {
   Build build(plan, store, resolver, options, progress);
   return build.run();
+}
+
+Result<std::vector<BuiltImage>> execute_platforms(const std::vector<Plan>& plans, image::ImageStore& store,
+                                                  ImageResolver& resolver, const ExecuteOptions& options,
+                                                  ProgressSink& progress) {
+  if (plans.size() == 1) {
+    TRY(BuiltImage one, execute(plans.front(), store, resolver, options, progress));
+    return std::vector<BuiltImage>{std::move(one)};
+  }
+  TRY(std::unique_ptr<image::Staging> staging, image::Staging::create(store.content()));
+  SharedBuild shared;
+  shared.staging = staging.get();
+  std::vector<ExecuteOptions> opts(plans.size(), options);
+  std::vector<std::unique_ptr<Build>> builds;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    opts[i].steps_seen = nullptr;
+    opts[i].tags.clear();  // one name cannot hold several images (an index does: the caller's part)
+    opts[i].build_identity = options.build_identity + "@" + plans[i].platform.str();
+    builds.push_back(std::make_unique<Build>(plans[i], store, resolver, opts[i], progress, &shared));
+  }
+  std::vector<Result<void>> ran(plans.size(), ok());
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < plans.size(); ++i) {
+      threads.emplace_back([&, i] { ran[i] = builds[i]->run_stages(); });
+    }
+    for (auto& t : threads) {
+      t.join();
+    }
+  }
+  if (options.steps_seen != nullptr) {
+    options.steps_seen->clear();
+    for (const auto& b : builds) {
+      options.steps_seen->insert(options.steps_seen->end(), b->steps().begin(), b->steps().end());
+    }
+  }
+  // The first real error in plan order ("a shared stage failed" only when
+  // nothing better is known).
+  std::optional<Error> first;
+  for (auto& r : ran) {
+    if (!r && (!first || first->message == "a shared stage failed")) {
+      first = r.error();
+    }
+  }
+  if (first) {
+    return fail(*first);
+  }
+  std::vector<BuiltImage> out;
+  std::vector<image::NewImage> images(plans.size());
+  for (size_t i = 0; i < plans.size(); ++i) {
+    TRY(BuiltImage img, builds[i]->assemble(images[i]));
+    out.push_back(std::move(img));
+  }
+  TRY_VOID(store.commit(*staging, images));
+  for (size_t i = 0; i < plans.size(); ++i) {
+    TRY_VOID(builds[i]->finish(out[i]));
+  }
+  return out;
 }
 
 Result<void> export_rootfs(const image::ImageStore& store, const BuiltImage& img, const fsys::path& dest) {

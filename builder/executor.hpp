@@ -40,10 +40,18 @@ class CacheIo;
 class ImageResolver {
 public:
   virtual ~ImageResolver() = default;
-  /// The image `reference` names, present in the store afterwards.
-  /// Errc::not_found names the image when it cannot be found.
-  virtual Result<image::LoadedImage> resolve(const std::string& reference) = 0;
+  /// The image `reference` names for `platform`, present in the store
+  /// afterwards. Errc::not_found names the image when it cannot be found
+  /// (or is there for another platform only).
+  virtual Result<image::LoadedImage> resolve(const std::string& reference, const Platform& platform) = 0;
 };
+
+/// Checks that a stored image can be the base of a stage built for
+/// `platform`: os and architecture equal once normalised, and the variant
+/// when the image names one (an image with no architecture fits any).
+/// Errc::not_found names the image and both platforms.
+Result<void> check_image_platform(const std::string& reference, const image::LoadedImage& img,
+                                  const Platform& platform);
 
 /// A resolver that looks only in the local store.
 std::unique_ptr<ImageResolver> make_store_resolver(image::ImageStore& store);
@@ -151,6 +159,8 @@ struct BuiltImage {
   std::vector<StageTiming> stages;
   /// The target stage's index.
   int target = 0;
+  /// The platform the image was built for.
+  Platform platform;
 };
 
 /// A build failure: the error plus the failing step's exit code, if a RUN.
@@ -164,6 +174,17 @@ struct BuildFailure {
 /// directories.
 Result<BuiltImage> execute(const Plan& plan, image::ImageStore& store, ImageResolver& resolver,
                            const ExecuteOptions& options, ProgressSink& progress);
+
+/// Runs one plan per target platform (make_plan with each --platform) as
+/// one build: each platform's stages run as soon as what they need is done,
+/// a stage with the same PlannedStage::share_key in several plans (a
+/// `FROM --platform=$BUILDPLATFORM` stage that does not read the target
+/// platform) runs once and serves them all, and the images are committed
+/// together, in plan order, unnamed (options.tags are for the caller's
+/// index). One plan: execute(). On failure nothing is committed.
+Result<std::vector<BuiltImage>> execute_platforms(const std::vector<Plan>& plans, image::ImageStore& store,
+                                                  ImageResolver& resolver, const ExecuteOptions& options,
+                                                  ProgressSink& progress);
 
 /// Applies the image's layer blobs in order to `dest` (an empty or missing
 /// directory): the final root filesystem, for the local and tar outputs.

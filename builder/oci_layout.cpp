@@ -30,8 +30,10 @@ bool is_index(std::string_view media_type) {
   return media_type == image::media::oci_index || media_type == image::media::docker_manifest_list;
 }
 
-// An index resolved to the host platform's manifest descriptor.
-Result<image::Descriptor> pick_platform(const OciLayoutDir& layout, const image::Descriptor& desc, int depth = 0) {
+// An index resolved to the manifest descriptor for `want`: the first entry
+// whose platform matches it, else the first with its os and architecture.
+Result<image::Descriptor> pick_platform(const OciLayoutDir& layout, const image::Descriptor& desc, const Platform& want,
+                                        int depth = 0) {
   if (!is_index(desc.media_type)) {
     return desc;
   }
@@ -40,18 +42,24 @@ Result<image::Descriptor> pick_platform(const OciLayoutDir& layout, const image:
   }
   TRY(std::string bytes, layout.read_blob(desc.digest));
   TRY(image::Index idx, image::parse_index(bytes, layout.label() + " index " + desc.digest));
-  image::HostPlatform host = image::host_platform();
+  const image::Descriptor* os_arch = nullptr;
   for (const auto& m : idx.manifests) {
     if (!m.platform) {
       continue;
     }
-    if (m.platform->os == host.os && m.platform->architecture == host.architecture &&
-        (host.variant.empty() || m.platform->variant.empty() || m.platform->variant == host.variant)) {
-      return pick_platform(layout, m, depth + 1);
+    Platform have = normalize_platform({m.platform->os, m.platform->architecture, m.platform->variant});
+    if (have == want) {
+      return pick_platform(layout, m, want, depth + 1);
+    }
+    if (os_arch == nullptr && have.os == want.os && have.architecture == want.architecture) {
+      os_arch = &m;
     }
   }
-  return fail(Errc::not_found, fmt::format("{}: index {} has no image for {}/{}", layout.label(), desc.digest, host.os,
-                                           host.architecture));
+  if (os_arch != nullptr) {
+    return pick_platform(layout, *os_arch, want, depth + 1);
+  }
+  return fail(Errc::not_found,
+              fmt::format("{}: index {} has no image for {}", layout.label(), desc.digest, want.str()));
 }
 
 }  // namespace
@@ -114,7 +122,8 @@ OciLayoutSource parse_oci_layout_source(std::string_view source) {
   return out;
 }
 
-Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::string_view source) {
+Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::string_view source,
+                                                 const Platform& platform) {
   OciLayoutSource src = parse_oci_layout_source(source);
   OciLayoutDir layout(src.dir, fmt::format("oci-layout {}", str::go_quote(src.dir)));
   if (src.dir.empty()) {
@@ -161,7 +170,7 @@ Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::
     }
     chosen = index.manifests.front();
   }
-  TRY(image::Descriptor desc, pick_platform(layout, *chosen));
+  TRY(image::Descriptor desc, pick_platform(layout, *chosen, normalize_platform(platform)));
 
   // Manifest, config, layers: verified into a staging area, then committed.
   TRY(std::string manifest_bytes, layout.read_blob(desc.digest));

@@ -10,13 +10,14 @@
 // :TAG matches the org.opencontainers.image.ref.name annotation of an
 // index.json entry (or the tag of its io.containerd.image.name); with
 // neither, index.json must list exactly one entry. An index entry is
-// resolved to the host platform's manifest.
+// resolved to the build platform's manifest.
 
 #include <filesystem>
 #include <string>
 #include <string_view>
 
 #include "image/store.hpp"
+#include "util/platform.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
@@ -61,7 +62,9 @@ OciLayoutSource parse_oci_layout_source(std::string_view source);
 
 /// Copies the image `source` names into the store and loads it. Errors name
 /// the layout and what is wrong (no index.json, no such tag, several images
-/// and no tag, a blob missing or not matching its digest).
-Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::string_view source);
+/// and no tag, a blob missing or not matching its digest). An index is
+/// resolved to the manifest for `platform`.
+Result<image::LoadedImage> load_oci_layout_image(image::ImageStore& store, std::string_view source,
+                                                 const Platform& platform);
 
 }  // namespace imgbuild::builder

@@ -7,31 +7,23 @@
 
 #include <fmt/format.h>
 
-#include "image/archive.hpp"
 #include "parser/checks.hpp"
 #include "parser/lower.hpp"
 #include "parser/shell.hpp"
 #include "parser/stages.hpp"
 #include "parser/syntax/parse.hpp"
+#include "util/hash.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
 
-std::string TargetPlatform::str() const {
-  std::string s = os + "/" + architecture;
-  if (!variant.empty()) {
-    s += "/" + variant;
-  }
-  return s;
-}
-
-TargetPlatform host_target_platform() {
-  image::HostPlatform h = image::host_platform();
-  TargetPlatform p;
-  p.os = h.os;
-  p.architecture = h.architecture;
-  p.variant = h.variant;
-  return p;
+std::vector<std::pair<std::string, std::string>> platform_args(const Platform& build, const Platform& target) {
+  return {
+      {"TARGETPLATFORM", target.str()},     {"TARGETOS", target.os},
+      {"TARGETARCH", target.architecture},  {"TARGETVARIANT", target.variant},
+      {"BUILDPLATFORM", build.str()},       {"BUILDOS", build.os},
+      {"BUILDARCH", build.architecture},    {"BUILDVARIANT", build.variant},
+  };
 }
 
 bool is_proxy_arg(std::string_view name) {
@@ -65,6 +57,8 @@ const std::string* Plan::global_arg(std::string_view name) const {
 
 SourceRef Plan::resolve_source(std::string_view reference, int current) const {
   SourceRef ref;
+  const PlannedStage* referring = stage(current);
+  ref.platform = referring != nullptr ? referring->platform : platform;
   std::string lower = str::to_lower(reference);
   for (int i = 0; i < current && i < static_cast<int>(stage_names.size()); ++i) {
     if (!stage_names[static_cast<size_t>(i)].empty() && stage_names[static_cast<size_t>(i)] == lower) {
@@ -171,27 +165,43 @@ std::vector<std::string> stage_triggers(const parser::StageGraph& graph, const p
   return triggers;
 }
 
+// PlannedStage::share_key. The stages it needs come earlier in the plan.
+// (ONBUILD triggers of an image base are not read: a trigger's ARG of a
+// TARGET* name would be missed.)
+std::string share_key(const Plan& plan, const PlannedStage& ps) {
+  std::string text = fmt::format("stage {}\nplatform {}\nbase {} {} {} {}\n", ps.index, ps.platform.str(),
+                                 static_cast<int>(ps.base.kind), ps.base.name, ps.base.stage, ps.base.source);
+  for (int need : ps.needs) {
+    const PlannedStage* dep = plan.stage(need);
+    text += "needs " + (dep != nullptr ? dep->share_key : std::to_string(need)) + "\n";
+  }
+  for (const auto& ins : ps.steps) {
+    if (const auto* arg = ins.as<parser::ArgInstruction>()) {
+      for (const auto& d : arg->args) {
+        const std::string* global = plan.global_arg(d.name);
+        auto build = plan.build_args.find(d.name);
+        text += fmt::format("arg {}={}|{}\n", d.name, global != nullptr ? *global : "<none>",
+                            build != plan.build_args.end() ? build->second : "<none>");
+      }
+    }
+  }
+  return sha256(text).str();
+}
+
 }  // namespace
 
 Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options) {
   Plan plan;
-  plan.platform = host_target_platform();
+  plan.build_platform = host_platform();
+  plan.platform = plan.build_platform;
   if (!options.platform.empty()) {
-    std::string want = str::to_lower(options.platform);
-    bool match = false;
-    for (const auto& p : str::split(want, ',')) {
-      if (p == plan.platform.str() || p == plan.platform.os + "/" + plan.platform.architecture) {
-        match = true;
-      } else {
-        match = false;
-        break;
-      }
+    if (options.platform.find(',') != std::string::npos) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("make_plan takes one platform, not the list {} (plan each one)",
+                              str::go_quote(options.platform)));
     }
-    if (!match) {
-      return fail(Errc::unsupported,
-                  fmt::format("platform {} is not supported: imgbuild builds for the host platform {} only",
-                              str::go_quote(options.platform), plan.platform.str()));
-    }
+    TRY(plan.platform, parse_platform(str::trim(options.platform)));
+    plan.explicit_platform = true;
   }
   plan.named_contexts = options.named_contexts;
   plan.labels = options.labels;
@@ -207,12 +217,7 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
   parser::LoweredFile lowered = parser::lower(ast, options.dockerfile_name);
 
   // Predefined platform ARGs (global scope; build args override them).
-  std::vector<std::pair<std::string, std::string>> predefined = {
-      {"TARGETPLATFORM", plan.platform.str()},     {"TARGETOS", plan.platform.os},
-      {"TARGETARCH", plan.platform.architecture},  {"TARGETVARIANT", plan.platform.variant},
-      {"BUILDPLATFORM", plan.platform.str()},      {"BUILDOS", plan.platform.os},
-      {"BUILDARCH", plan.platform.architecture},   {"BUILDVARIANT", plan.platform.variant},
-  };
+  std::vector<std::pair<std::string, std::string>> predefined = platform_args(plan.build_platform, plan.platform);
   std::vector<std::string> graph_args;
   for (const auto& [k, v] : predefined) {
     auto it = plan.build_args.find(k);
@@ -275,7 +280,9 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
   }
 
   // FROM --platform, expanded with the global ARGs as BuildKit does, must
-  // name a platform (imgbuild builds for the host whatever it names).
+  // name a platform: the stage's (a stage without it is built for the
+  // target platform; one on an earlier stage inherits that stage's).
+  std::map<int, Platform> from_platform;
   for (const auto& st : graph.graph.stages) {
     if (!st.from.platform) {
       continue;
@@ -287,13 +294,14 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
       e.location = where;
       return fail(std::move(e));
     }
-    if (!parser::is_valid_platform(*expanded)) {
+    auto parsed = parse_platform(*expanded);
+    if (!parsed) {
       return fail(Error(Errc::invalid_argument,
-                        fmt::format("failed to parse platform {} of FROM --platform on line {}: expected "
-                                    "os/arch[/variant] with a known os and architecture",
-                                    str::go_quote(*expanded), where.line),
+                        fmt::format("failed to parse platform {} of FROM --platform on line {}: {}",
+                                    str::go_quote(*expanded), where.line, parsed.error().message),
                         where));
     }
+    from_platform[st.index] = *parsed;
   }
 
   // SOURCE_DATE_EPOCH: build arg, else global ARG default, else environment.
@@ -382,6 +390,15 @@ Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options)
     }
     needs.insert(trigger_needs[idx].begin(), trigger_needs[idx].end());
     ps.needs.assign(needs.begin(), needs.end());
+    ps.platform = plan.platform;
+    if (ps.base.kind == BaseKind::stage) {
+      if (const PlannedStage* parent = plan.stage(ps.base.stage)) {
+        ps.platform = parent->platform;
+      }
+    } else if (auto fp = from_platform.find(idx); fp != from_platform.end()) {
+      ps.platform = fp->second;
+    }
+    ps.share_key = share_key(plan, ps);
     plan.stages.push_back(std::move(ps));
   }
   return plan;

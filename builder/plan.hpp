@@ -9,7 +9,7 @@
 //  - each stage's base: scratch, an earlier stage, a named context
 //    (--build-context) or an image reference (after global-ARG expansion);
 //  - the global ARG values (build args win over defaults), the predefined
-//    platform ARGs for the host, the proxy args and SOURCE_DATE_EPOCH.
+//    platform ARGs (build: the host; target: --platform), the proxy args and SOURCE_DATE_EPOCH.
 // ONBUILD triggers are not inserted here (the executor runs them from the
 // base's config), but the stages they refer to (COPY --from=stage, RUN
 // --mount from=stage) are: a stage on an earlier stage knows its parent's
@@ -26,22 +26,10 @@
 #include <vector>
 
 #include "parser/instructions.hpp"
+#include "util/platform.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
-
-/// The platform builds run for (always the host's).
-struct TargetPlatform {
-  std::string os = "linux";
-  std::string architecture;  ///< OCI name: amd64, arm64, …
-  std::string variant;       ///< "" or v7, v8, …
-
-  /// "linux/amd64" or "linux/arm/v7".
-  std::string str() const;
-};
-
-/// The platform this process runs on.
-TargetPlatform host_target_platform();
 
 /// Everything the user asked for that shapes the plan.
 struct BuildOptions {
@@ -58,7 +46,8 @@ struct BuildOptions {
   /// --build-context NAME=SOURCE (SOURCE: a dir, docker-image://REF,
   /// oci-layout://PATH[:TAG]).
   std::map<std::string, std::string> named_contexts;
-  /// --platform ("" = host); anything but the host is an error.
+  /// --platform: the one target platform ("" = the host's). A build for
+  /// several platforms makes one plan per platform.
   std::string platform;
   /// Names the Dockerfile in messages.
   std::string dockerfile_name = "Dockerfile";
@@ -102,6 +91,14 @@ struct PlannedStage {
   std::vector<int> needs;
   /// True when the cache must not be used for this stage.
   bool no_cache = false;
+  /// The platform the stage is built for: its FROM --platform, else its
+  /// parent stage's (FROM stage), else the target platform.
+  Platform platform;
+  /// The stage's identity across the plans of one multi-platform build:
+  /// equal in two plans only when the stage builds the same for both
+  /// targets (same platform, base, ARG values it declares, shared stages it
+  /// needs), so the executor runs it once.
+  std::string share_key;
 };
 
 /// A resolved COPY --from / --mount from= reference.
@@ -110,6 +107,9 @@ struct SourceRef {
   int stage = -1;
   std::string name;    ///< image reference or context name
   std::string source;  ///< context source
+  /// image, context: the platform an image is resolved for (the referring
+  /// stage's, as BuildKit resolves COPY --from and mount from= images).
+  Platform platform;
 };
 
 /// The whole plan.
@@ -129,8 +129,13 @@ struct Plan {
   std::optional<int64_t> source_date_epoch;
   /// --label values for the final image.
   std::map<std::string, std::string> labels;
-  /// The platform built for.
-  TargetPlatform platform;
+  /// The target platform (TARGETPLATFORM).
+  Platform platform;
+  /// The platform the build runs on (BUILDPLATFORM): the host's.
+  Platform build_platform;
+  /// True when --platform named the target (the final image then gets the
+  /// target's os/architecture/variant, as BuildKit's explicit platform does).
+  bool explicit_platform = false;
   /// Named contexts (NAME → SOURCE).
   std::map<std::string, std::string> named_contexts;
   /// The escape token of the Dockerfile.
@@ -146,12 +151,17 @@ struct Plan {
   const std::string* global_arg(std::string_view name) const;
 };
 
+/// The predefined platform ARGs, in this order:
+/// TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT, BUILDPLATFORM,
+/// BUILDOS, BUILDARCH, BUILDVARIANT.
+std::vector<std::pair<std::string, std::string>> platform_args(const Platform& build, const Platform& target);
+
 /// True for the proxy build args (HTTP_PROXY … ALL_PROXY, either case).
 bool is_proxy_arg(std::string_view name);
 
 /// Plans a build. Errors: every semantic error of the Dockerfile (joined),
 /// an unknown target (with "did you mean"), a forward stage reference in a
-/// needed stage, a platform other than the host's, an invalid
+/// needed stage, an invalid --platform or FROM --platform, an invalid
 /// SOURCE_DATE_EPOCH.
 Result<Plan> make_plan(std::string_view dockerfile, const BuildOptions& options);
 

@@ -17,12 +17,20 @@ namespace imgbuild::builder {
 
 namespace {
 
+image::Platform image_platform(const Platform& p) {
+  image::Platform out;
+  out.os = p.os;
+  out.architecture = p.architecture;
+  out.variant = p.variant;
+  return out;
+}
+
 class PullResolver final : public builder::ImageResolver {
 public:
-  PullResolver(image::ImageStore& store, bool pull_always, std::string platform, MessageSink messages)
-      : m_store(store), m_pull_always(pull_always), m_platform(std::move(platform)), m_messages(std::move(messages)) {}
+  PullResolver(image::ImageStore& store, bool pull_always, MessageSink messages)
+      : m_store(store), m_pull_always(pull_always), m_messages(std::move(messages)) {}
 
-  Result<image::LoadedImage> resolve(const std::string& reference) override {
+  Result<image::LoadedImage> resolve(const std::string& reference, const Platform& platform) override {
     // A base that parses as a name is looked up by that name only, as
     // BuildKit does: `FROM 0` is docker.io/library/0, never the stored image
     // whose ID happens to start with 0 (the store's ID-prefix fallback is for
@@ -32,41 +40,50 @@ public:
     if (named && !reference.starts_with("sha256:")) {
       lookup = named->str();
     }
-    // A multi-platform base: the build's platform when one is given.
-    std::optional<image::Platform> platform;
-    if (!m_platform.empty()) {
-      TRY(platform, image::parse_platform_text(m_platform));
-    }
+    std::optional<Error> other_platform;
     if (!m_pull_always) {
-      auto rec = m_store.resolve(lookup, platform);
-      if (rec) {
-        return m_store.load(*rec);
+      // A multi-platform base: its image for the stage's platform; a
+      // single-platform one is checked below, so that a wrong platform is
+      // named (and pulled for the right one).
+      auto rec = m_store.resolve_target(lookup);
+      if (rec && rec->is_index()) {
+        rec = m_store.select_platform(*rec, image_platform(platform), lookup);
       }
-      if (rec.error().code != Errc::not_found) {
+      if (rec) {
+        TRY(image::LoadedImage img, m_store.load(*rec));
+        auto fits = builder::check_image_platform(reference, img, platform);
+        if (fits) {
+          return img;
+        }
+        other_platform = fits.error();
+      } else if (rec.error().code != Errc::not_found) {
         return fail(std::move(rec).error());
       }
     }
     if (!named || reference.starts_with("sha256:")) {
       // Not a reference (an image ID, say): only the store can have it.
+      if (other_platform) {
+        return fail(*other_platform);
+      }
       TRY(image::ImageRecord rec, m_store.resolve(reference));
       return m_store.load(rec);
     }
-    if (auto pulled = pull(*named); !pulled) {
+    if (auto pulled = pull(*named, platform); !pulled) {
+      if (other_platform) {
+        return fail(pulled.error().code, fmt::format("{}, and pulling it for that platform failed: {}",
+                                                     other_platform->message, pulled.error().message));
+      }
       const char* where = m_pull_always ? "" : " not found in the local store, and";
       return fail(pulled.error().code, fmt::format("base image {}{} pulling it failed: {}",
                                                    str::go_quote(reference), where, pulled.error().message));
     }
-    TRY(image::ImageRecord rec, m_store.resolve(named->str(), platform));
+    TRY(image::ImageRecord rec, m_store.resolve(named->str(), image_platform(platform)));
     return m_store.load(rec);
   }
 
 private:
-  Result<void> pull(const image::Reference& ref) {
+  Result<void> pull(const image::Reference& ref, const Platform& platform) {
     std::lock_guard lock(m_mutex);
-    registry::Platform platform = registry::host_platform();
-    if (!m_platform.empty()) {
-      TRY(platform, registry::parse_platform(m_platform));
-    }
     if (!m_client) {
       registry::ClientOptions o;
       o.credentials = registry::docker_config_credentials();
@@ -85,7 +102,6 @@ private:
 
   image::ImageStore& m_store;
   bool m_pull_always = false;
-  std::string m_platform;
   std::mutex m_mutex;
   std::unique_ptr<registry::Client> m_client;
   MessageSink m_messages;
@@ -93,9 +109,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
-                                                  const std::string& platform, MessageSink messages) {
-  return std::make_unique<PullResolver>(store, pull_always, platform, std::move(messages));
+std::unique_ptr<ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always, MessageSink messages) {
+  return std::make_unique<PullResolver>(store, pull_always, std::move(messages));
 }
 
 }  // namespace imgbuild::builder

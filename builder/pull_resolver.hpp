@@ -13,9 +13,9 @@
 namespace imgbuild::builder {
 
 /// A resolver that pulls missing images (every parseable reference when
-/// `pull_always`) for `platform` ("" = the host's) and reports each pull
-/// to `messages`.
-std::unique_ptr<ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always,
-                                                  const std::string& platform, MessageSink messages);
+/// `pull_always`), and images stored for another platform only, for the
+/// platform each stage is built for (a multi-platform base: its image for
+/// that platform), and reports each pull to `messages`.
+std::unique_ptr<ImageResolver> make_pull_resolver(image::ImageStore& store, bool pull_always, MessageSink messages);
 
 }  // namespace imgbuild::builder

@@ -27,15 +27,17 @@ namespace imgbuild::builder {
 
 namespace fsys = std::filesystem;
 
-Result<image::LoadedImage> Build::resolve_image(const std::string& reference) {
-  std::lock_guard lock(m_resolve_mu);
-  return m_resolver.resolve(reference);
+Result<image::LoadedImage> Build::resolve_image(const std::string& reference, const Platform& platform) {
+  std::lock_guard lock(*m_resolve_mu);
+  return m_resolver.resolve(reference, platform);
 }
 
-Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const std::string& created) {
+Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const std::string& created,
+                                           const Platform& platform) {
   TRY_VOID(m_store.hold(img));  // leased: no prune removes it while the build runs
   StageResult res;
-  res.state = start_stage(img.config, m_plan.platform, created);
+  res.state = start_stage(img.config, platform, created);
+  res.platform = platform;
   const auto& diff_ids = img.config.rootfs.diff_ids;
   if (diff_ids.size() != img.manifest.layers.size()) {
     return fail(Errc::corrupt, fmt::format("image {} has {} layers but {} diff_ids", img.record.config_digest,
@@ -44,7 +46,7 @@ Result<StageResult> Build::base_from_image(const image::LoadedImage& img, const 
   for (size_t i = 0; i < diff_ids.size(); ++i) {
     const image::Descriptor& d = img.manifest.layers[i];
     image::LayerRecord rec;
-    std::unique_lock db_lock(m_resolve_mu);
+    std::unique_lock db_lock(*m_resolve_mu);
     TRY(auto known, m_store.db().layer(d.digest));
     db_lock.unlock();
     if (known) {
@@ -76,8 +78,9 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
   switch (stage.base.kind) {
     case BaseKind::scratch: {
       StageResult res;
-      res.state = start_stage(std::nullopt, m_plan.platform, created);
-      res.cache_key = scratch_base_key(m_plan.platform);
+      res.state = start_stage(std::nullopt, stage.platform, created);
+      res.platform = stage.platform;
+      res.cache_key = scratch_base_key(stage.platform);
       return res;
     }
     case BaseKind::stage: {
@@ -105,37 +108,38 @@ Result<StageResult> Build::base_of(const PlannedStage& stage, const std::string&
       auto ref = image::parse_reference(stage.base.name);
       info = new_step(step_label(label_name(stage), 1, 0) + "FROM " + (ref ? ref->str() : stage.base.name),
                       stage.from.header.range.start_line);
-      TRY(auto img, resolve_image(stage.base.name));
-      TRY(auto res, base_from_image(img, created));
+      TRY(auto img, resolve_image(stage.base.name, stage.platform));
+      TRY(auto res, base_from_image(img, created, stage.platform));
       TRY_VOID(base_cache(stage, res, img));
       return res;
     }
     case BaseKind::context: {
       const std::string& src = stage.base.source;
       if (src.starts_with("docker-image://")) {
-        TRY(auto img, resolve_image(src.substr(std::strlen("docker-image://"))));
-        TRY(auto res, base_from_image(img, created));
+        TRY(auto img, resolve_image(src.substr(std::strlen("docker-image://")), stage.platform));
+        TRY(auto res, base_from_image(img, created, stage.platform));
         TRY_VOID(base_cache(stage, res, img));
         return res;
       }
       if (src.starts_with("oci-layout://")) {
-        TRY(auto img, oci_layout_image(src));
-        TRY(auto res, base_from_image(img, created));
+        TRY(auto img, oci_layout_image(src, stage.platform));
+        TRY(auto res, base_from_image(img, created, stage.platform));
         TRY_VOID(base_cache(stage, res, img));
         return res;
       }
-      TRY(auto res, base_from_dir(stage.base.name, src, created));
+      TRY(auto res, base_from_dir(stage.base.name, src, created, stage.platform));
       // The directory's content (its layer's diff_id) keys the steps after it.
-      res.cache_key = stage_base_key(from_parent_key(src + "@" + res.state.image.rootfs.diff_ids.back(), m_plan.platform));
+      res.cache_key =
+          stage_base_key(from_parent_key(src + "@" + res.state.image.rootfs.diff_ids.back(), stage.platform));
       return res;
     }
   }
   return fail(Errc::internal, "unknown base kind");
 }
 
-Result<image::LoadedImage> Build::oci_layout_image(const std::string& source) {
-  std::lock_guard lock(m_resolve_mu);
-  return load_oci_layout_image(m_store, source);
+Result<image::LoadedImage> Build::oci_layout_image(const std::string& source, const Platform& platform) {
+  std::lock_guard lock(*m_resolve_mu);
+  return load_oci_layout_image(m_store, source, platform);
 }
 
 // A named context directory as a base: an empty config and one layer with
@@ -143,9 +147,11 @@ Result<image::LoadedImage> Build::oci_layout_image(const std::string& source) {
 // kept), as BuildKit's local source. BuildKit's exporter gives that layer a
 // history entry of its own with the source's description (it appends the
 // entry after the frontend's; here it stays at the layer's position).
-Result<StageResult> Build::base_from_dir(const std::string& name, const std::string& dir, const std::string& created) {
+Result<StageResult> Build::base_from_dir(const std::string& name, const std::string& dir, const std::string& created,
+                                         const Platform& platform) {
   StageResult res;
-  res.state = start_stage(std::nullopt, m_plan.platform, created);
+  res.state = start_stage(std::nullopt, platform, created);
+  res.platform = platform;
   std::error_code ec;
   if (!fsys::is_directory(dir, ec)) {
     return fail(Errc::not_found, fmt::format("named context directory {} does not exist", str::go_quote(dir)));
@@ -249,14 +255,14 @@ Result<SourceRoot> Build::source_root(const std::string& from, const std::option
       break;
     }
     case SourceOrigin::oci_layout: {
-      TRY(auto img, oci_layout_image(resolved->source));
-      TRY(auto base, base_from_image(img, ""));
+      TRY(auto img, oci_layout_image(resolved->source, resolved->platform));
+      TRY(auto base, base_from_image(img, "", resolved->platform));
       dirs = dirs_of(base.layers);
       break;
     }
     case SourceOrigin::image: {
-      TRY(auto img, resolve_image(source_image(*resolved)));
-      TRY(auto base, base_from_image(img, ""));
+      TRY(auto img, resolve_image(source_image(*resolved), resolved->platform));
+      TRY(auto base, base_from_image(img, "", resolved->platform));
       TRY_VOID(unpack_layers(base.layers));
       dirs = dirs_of(base.layers);
       break;

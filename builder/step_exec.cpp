@@ -131,6 +131,7 @@ Result<void> Build::do_run(StageResult& st, const ResolvedRun& run, const StepIn
   env.secrets = &m_options.secrets;
   env.ssh_socket = m_options.ssh_socket;
   env.lease = &m_store.lease();
+  TRY_VOID(m_sandbox->can_run(st.platform));
   RunMounts held(root / "tmp");
   TRY(sandbox::RunSpec spec, run_spec(run, env, held));
   TRY_VOID(unpack_layers(st.layers));

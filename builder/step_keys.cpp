@@ -44,12 +44,18 @@ std::map<std::string, std::string> key_env(const parser::ShellEnv& env, const st
 }
 
 std::string Build::label_name(const PlannedStage& stage) const {
-  return m_plan.stage_names.size() == 1 ? std::string() : stage.display_name;
+  std::string name = m_plan.stage_names.size() == 1 ? std::string() : stage.display_name;
+  if (m_shared != nullptr) {
+    // Several platforms: BuildKit names the stage's platform first.
+    return name.empty() ? stage.platform.str() : stage.platform.str() + " " + name;
+  }
+  return name;
 }
 
 std::string Build::debug_name(const PlannedStage& stage, int position) const {
   std::string name;
-  for (char c : stage.display_name) {
+  std::string shown = m_shared != nullptr ? stage.platform.str() + "-" + stage.display_name : stage.display_name;
+  for (char c : shown) {
     bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
     name.push_back(keep ? c : '_');
   }
@@ -102,7 +108,7 @@ Result<std::optional<StepKey>> Build::run_key(const StageResult& st, const Resol
         uncacheable = "bind mount source unavailable";
         return std::optional<StepKey>();
       case SourceOrigin::image: {
-        auto img = resolve_image(source_image(*ref));
+        auto img = resolve_image(source_image(*ref), ref->platform);
         if (!img) {
           uncacheable = "bind mount source unavailable";
           return std::optional<StepKey>();
@@ -220,7 +226,7 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
       uncacheable = "oci-layout sources are not cached";
       return std::optional<StepKey>();
     case SourceOrigin::image: {
-      TRY(auto img, resolve_image(source_image(*copy.ref)));
+      TRY(auto img, resolve_image(source_image(*copy.ref), copy.ref->platform));
       b.field("from-image", img.record.config_digest);
       return std::optional<StepKey>(b.finish());
     }
@@ -291,7 +297,7 @@ Result<void> Build::record_cache(const StageResult& st, const StepKey& key, cons
   rec.last_used = rec.created_at;
   return m_cache->record(rec, [&]() -> Result<void> {
     if (rec.has_layer()) {
-      std::lock_guard lock(m_staging_mu);
+      std::lock_guard lock(*m_staging_mu);
       TRY(bool added, m_staging->publish_one(rec.layer.blob_digest));
       (void)added;
     }
@@ -301,7 +307,7 @@ Result<void> Build::record_cache(const StageResult& st, const StepKey& key, cons
 
 Result<void> Build::base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img) {
   std::string reference = stage.base.kind == BaseKind::image ? stage.base.name : stage.base.source;
-  std::string parent = from_parent_key(reference, m_plan.platform);
+  std::string parent = from_parent_key(reference, stage.platform);
   StepKeyBuilder b(parent, "FROM", reference);
   b.base(img.record.config_digest);
   StepKey key = b.finish();

@@ -242,14 +242,32 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
     opts.named_contexts[k] = v;
   }
-  opts.platform = f.platform;
+  // --platform a,b,…: one plan per target platform (the first one serves
+  // the checks and messages), run as one build by execute_platforms.
+  std::vector<std::string> platform_list;
+  for (const auto& p : str::split(f.platform, ',')) {
+    if (!str::trim(p).empty()) {
+      platform_list.push_back(std::string(str::trim(p)));
+    }
+  }
+  opts.platform = platform_list.empty() ? "" : platform_list.front();
+  Platform onbuild_platform = host_platform();
+  for (const auto& p : platform_list) {
+    auto parsed = parse_platform(p);
+    if (!parsed) {
+      throw CommandError{"--platform: " + parsed.error().message, 2};
+    }
+    if (&p == &platform_list.front()) {
+      onbuild_platform = *parsed;
+    }
+  }
   if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) {
     opts.source_date_epoch_env = sde;
   }
   // ONBUILD triggers of base images in the store, for the stages they use.
-  opts.base_onbuild = [&store](const std::string& ref) -> std::optional<std::vector<std::string>> {
+  opts.base_onbuild = [&store, onbuild_platform](const std::string& ref) -> std::optional<std::vector<std::string>> {
     if (ref.starts_with("oci-layout://")) {
-      auto img = builder::load_oci_layout_image(*store, ref);
+      auto img = builder::load_oci_layout_image(*store, ref, onbuild_platform);
       if (!img || !img->config.config) {
         return std::nullopt;
       }
@@ -395,11 +413,25 @@ void run_build(BuildFlags& f, Context& ctx) {
   builder::BuildCacheIo cache_io =
       unwrap_message(builder::open_build_cache_io(f.cache_from, f.cache_to, messages), 2);
   exec.cache_io = cache_io.io.get();
-  auto resolver = builder::make_pull_resolver(*store, f.pull, f.platform, messages);
+  auto resolver = builder::make_pull_resolver(*store, f.pull, messages);
   print_isolation_notice(*plan, f.isolation);
   std::vector<builder::StepRecord> steps_seen;
   exec.steps_seen = &steps_seen;
-  auto built = builder::execute(*plan, *store, *resolver, exec, *progress);
+  std::vector<builder::BuiltImage> per_platform;
+  auto built = [&]() -> Result<builder::BuiltImage> {
+    if (platform_list.size() <= 1) {
+      return builder::execute(*plan, *store, *resolver, exec, *progress);
+    }
+    std::vector<builder::Plan> plans = {*plan};
+    for (size_t i = 1; i < platform_list.size(); ++i) {
+      builder::BuildOptions other = opts;
+      other.platform = platform_list[i];
+      TRY(builder::Plan p, builder::make_plan(dockerfile_text, other));
+      plans.push_back(std::move(p));
+    }
+    TRY(per_platform, builder::execute_platforms(plans, *store, *resolver, exec, *progress));
+    return per_platform.front();
+  }();
   progress.reset();  // the view ends (tty: its FINISHED line) before what follows
   if (!built) {
     // The summary of a failed build: its time and the steps it finished.
@@ -434,6 +466,15 @@ void run_build(BuildFlags& f, Context& ctx) {
     // (a COPY's write) — either way main adds what prune can free.
     bool full = e.code == Errc::no_space || msg.find(std::strerror(ENOSPC)) != std::string::npos;
     throw CommandError{msg, 1, full};
+  }
+  if (per_platform.size() > 1) {
+    std::vector<std::string> made;
+    for (const auto& img : per_platform) {
+      made.push_back(img.platform.str() + " " + img.manifest_digest);
+    }
+    throw CommandError{fmt::format("built {} images ({}), but writing a multi-platform image is not wired yet",
+                                   per_platform.size(), str::join(made, ", ")),
+                       1};
   }
   // A bad compression= of an archive output is the user's error (status 2);
   // what goes wrong while writing is not.
@@ -505,7 +546,7 @@ void register_build_commands(CLI::App& app, Context& ctx) {
   cmd->add_option("--progress", flags->progress, "Progress output: auto, plain, tty, quiet, rawjson");
   cmd->add_flag("-q,--quiet", flags->quiet, "Suppress the build output and print the image ID on success");
   cmd->add_option("-o,--output", flags->outputs, "Output destination (type=docker|oci|local|tar,dest=PATH; type=image|registry,name=REF,push=true)");
-  cmd->add_option("--platform", flags->platform, "Target platform (the host's only)");
+  cmd->add_option("--platform", flags->platform, "Target platform(s): os/arch[/variant][,…] (default: the host's)");
   cmd->add_option("--build-context", flags->build_contexts, "Additional build contexts (name=path|docker-image://ref)");
   cmd->add_option("--secret", flags->secrets, "Secret to expose to the build (id=X,src=FILE|env=VAR)");
   cmd->add_option("--ssh", flags->ssh, "SSH agent socket to expose to the build (default)");

@@ -185,7 +185,7 @@ void run_pull(const Context& ctx, const TransferOptions& opt) {
     if (opt.all_platforms) {
       throw CommandError{"--platform and --all-platforms are mutually exclusive", 2};
     }
-    pull_options.platform = unwrap(registry::parse_platform(opt.platform));
+    pull_options.platform = unwrap(parse_platform(opt.platform));
   }
   auto store = open_store(ctx);
   registry::Client client = transfer_client(opt);

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@
 #include "image/json.hpp"
 #include "util/fd.hpp"
 #include "util/io.hpp"
+#include "util/platform.hpp"
 #include "util/strings.hpp"
 #include "util/tar.hpp"
 #include "util/fault.hpp"
@@ -376,24 +376,6 @@ Result<void> check_config_layers(const ImageConfig& cfg, size_t layers, std::str
 
 }  // namespace
 
-HostPlatform host_platform() {
-  struct utsname u {};
-  ::uname(&u);
-  std::string m = u.machine;
-  HostPlatform p{"linux", m, ""};
-  if (m == "x86_64") {
-    p.architecture = "amd64";
-  } else if (m == "aarch64") {
-    p.architecture = "arm64";
-  } else if (m == "armv7l") {
-    p.architecture = "arm";
-    p.variant = "v7";
-  } else if (m == "i686" || m == "i386") {
-    p.architecture = "386";
-  }
-  return p;
-}
-
 // ---- import -------------------------------------------------------------------
 
 Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOptions& options) {
@@ -403,20 +385,13 @@ Result<std::string> import_rootfs(ImageStore& store, int in_fd, const ImportOpti
   for (const auto& change : options.changes) {
     TRY_VOID(apply_change(*cfg.config, change));
   }
-  HostPlatform host = host_platform();
-  cfg.os = host.os;
-  cfg.architecture = host.architecture;
-  cfg.variant = host.variant;
+  imgbuild::Platform platform = host_platform();
   if (!options.platform.empty()) {
-    std::vector<std::string> parts = str::split(options.platform, '/');
-    if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty()) {
-      return fail(Errc::invalid_argument,
-                  fmt::format("invalid platform {}: expected os/arch[/variant]", str::go_quote(options.platform)));
-    }
-    cfg.os = parts[0];
-    cfg.architecture = parts[1];
-    cfg.variant = parts.size() == 3 ? parts[2] : "";
+    TRY(platform, parse_platform(options.platform));
   }
+  cfg.os = platform.os;
+  cfg.architecture = platform.architecture;
+  cfg.variant = platform.variant;
 
   TRY(std::unique_ptr<Staging> staging, Staging::create(store.content()));
   // The layer is the tar as read, byte for byte (decompressed when it came
@@ -1264,9 +1239,13 @@ private:
         return ok();
       }
       const Descriptor* pick = nullptr;
-      HostPlatform host = host_platform();
+      const imgbuild::Platform host = host_platform();
+      auto host_os_arch = [&host](const imgbuild::Platform& p) {
+        imgbuild::Platform n = normalize_platform({p.os, p.architecture, ""});
+        return n.os == host.os && n.architecture == host.architecture;
+      };
       for (const auto& m : idx.manifests) {
-        if (m.platform && m.platform->os == host.os && m.platform->architecture == host.architecture &&
+        if (m.platform && host_os_arch({m.platform->os, m.platform->architecture, ""}) &&
             m_staging.has(m.digest)) {
           pick = &m;
           break;

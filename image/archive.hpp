@@ -97,13 +97,4 @@ Result<void> write_layout_index(const std::filesystem::path& dir, std::string_vi
 /// "Loaded image ID: sha256:…").
 Result<std::vector<std::string>> load_archive(ImageStore& store, int in_fd, const std::string& label);
 
-/// The host platform in OCI terms: {"linux", "amd64", ""}.
-struct HostPlatform {
-  std::string os;
-  std::string architecture;
-  std::string variant;
-};
-/// The platform this process runs on.
-HostPlatform host_platform();
-
 }  // namespace imgbuild::image

@@ -7,8 +7,9 @@
 
 namespace imgbuild::image {
 
-Result<AssembledImage> commit_image(ImageStore& store, Staging& staging, const ImageConfig& config,
-                                    const std::vector<AssembledLayer>& layers, const std::vector<Reference>& names) {
+Result<AssembledImage> stage_image(Staging& staging, const ImageConfig& config,
+                                   const std::vector<AssembledLayer>& layers, const std::vector<Reference>& names,
+                                   NewImage& ni) {
   AssembledImage out;
   out.config_bytes = serialize(config);
   TRY(out.config_digest, staging.put(out.config_bytes));
@@ -17,7 +18,7 @@ Result<AssembledImage> commit_image(ImageStore& store, Staging& staging, const I
   m.config.media_type = std::string(media::oci_config);
   m.config.digest = out.config_digest;
   m.config.size = static_cast<int64_t>(out.config_bytes.size());
-  NewImage ni;
+  ni = NewImage{};
   for (const auto& l : layers) {
     m.layers.push_back(l.descriptor);
     ni.layers.push_back(l.record);
@@ -30,6 +31,13 @@ Result<AssembledImage> commit_image(ImageStore& store, Staging& staging, const I
   ni.config_digest = out.config_digest;
   ni.created = config.created;
   ni.names = names;
+  return out;
+}
+
+Result<AssembledImage> commit_image(ImageStore& store, Staging& staging, const ImageConfig& config,
+                                    const std::vector<AssembledLayer>& layers, const std::vector<Reference>& names) {
+  NewImage ni;
+  TRY(AssembledImage out, stage_image(staging, config, layers, names, ni));
   TRY_VOID(store.commit(staging, {ni}));
   return out;
 }

@@ -36,6 +36,15 @@ struct AssembledImage {
 
 /// Puts `config` (serialized as is: its rootfs, history and created time
 /// are the caller's) and an OCI manifest of `layers`, in order, into
+/// `staging`, and fills `ni` with what a commit of them stores under
+/// `names`: for a caller that commits several images in one transaction
+/// (a multi-platform build). commit_image is this plus the commit.
+Result<AssembledImage> stage_image(Staging& staging, const ImageConfig& config,
+                                   const std::vector<AssembledLayer>& layers, const std::vector<Reference>& names,
+                                   NewImage& ni);
+
+/// Puts `config` (serialized as is: its rootfs, history and created time
+/// are the caller's) and an OCI manifest of `layers`, in order, into
 /// `staging`, and commits them with the layers' blobs and records and
 /// `names` to `store` in one transaction. The layer blobs must be in the
 /// store or in `staging` already.

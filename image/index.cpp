@@ -8,6 +8,7 @@
 
 #include "image/json.hpp"
 #include "util/hash.hpp"
+#include "util/platform.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::image {
@@ -53,46 +54,27 @@ std::string default_variant(const std::string& arch) {
 
 }  // namespace
 
-std::string platform_text(const Platform& p) {
-  std::string out = p.os + "/" + p.architecture;
-  if (!p.variant.empty()) {
-    out += "/" + p.variant;
-  }
-  return out;
+// The text forms and the host are util/platform's (the one parser); only
+// the matching below is this module's: a wanted platform without a variant
+// accepts any variant of its architecture, as an index lookup should.
+namespace {
+Platform from_util(const imgbuild::Platform& u) {
+  Platform p;
+  p.os = u.os;
+  p.architecture = u.architecture;
+  p.variant = u.variant;
+  return p;
 }
+}  // namespace
+
+std::string platform_text(const Platform& p) { return imgbuild::Platform{p.os, p.architecture, p.variant}.str(); }
 
 Result<Platform> parse_platform_text(std::string_view text) {
-  std::vector<std::string> parts = str::split(text, '/');
-  Platform p;
-  if (parts.size() == 1 && !parts[0].empty()) {
-    p.os = "linux";
-    p.architecture = parts[0];
-  } else if (parts.size() == 2 || parts.size() == 3) {
-    p.os = str::to_lower(parts[0]);
-    p.architecture = parts[1];
-    p.variant = parts.size() == 3 ? str::to_lower(parts[2]) : "";
-  }
-  if (p.os.empty() || p.architecture.empty() || (parts.size() == 3 && p.variant.empty())) {
-    return fail(Errc::invalid_argument,
-                fmt::format("invalid platform {}: want os/arch[/variant]", str::go_quote(text)));
-  }
-  p.architecture = normal_arch(p.architecture, p.variant);
-  return p;
+  TRY(imgbuild::Platform u, imgbuild::parse_platform(text));
+  return from_util(u);
 }
 
-Platform host_oci_platform() {
-  utsname u{};
-  Platform p;
-  p.os = "linux";
-  p.architecture = "amd64";
-  if (::uname(&u) == 0) {
-    p.architecture = normal_arch(u.machine, p.variant);
-  }
-  if (p.architecture == "arm64") {
-    p.variant = "v8";
-  }
-  return p;
-}
+Platform host_oci_platform() { return from_util(imgbuild::host_platform()); }
 
 bool platform_matches(const Platform& have, const Platform& want) {
   std::string have_variant = str::to_lower(have.variant);

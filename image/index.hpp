@@ -30,7 +30,7 @@ std::string platform_text(const Platform& p);
 /// usual architecture aliases (x86_64 → amd64, aarch64 → arm64).
 Result<Platform> parse_platform_text(std::string_view text);
 
-/// The platform this process runs on, as an OCI platform (arm64 has variant v8).
+/// The platform this process runs on (util/platform.hpp host_platform()).
 Platform host_oci_platform();
 
 /// True when an image of platform `have` is what `want` asks for: os and

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "parser/shell.hpp"
+#include "util/platform.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::parser {
@@ -148,110 +149,6 @@ bool is_secret_name(std::string_view key) {
                          "passwd", "secret", "token"}) &&
          !has_token(key, {"public", "file", "version"});
 }
-
-// ---------------------------------------------------------------------------
-// Platforms (containerd's platforms.Parse, as far as the checks need it).
-
-struct Platform {
-  std::string os;
-  std::string arch;
-  std::string variant;
-};
-
-bool is_known_os(std::string_view s) {
-  static const std::set<std::string_view> k = {
-      "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux",
-      "nacl", "netbsd", "openbsd", "plan9", "solaris", "windows", "zos", "wasip1"};
-  return k.count(s) != 0;
-}
-
-// Normalizes an architecture name and variant; false when unknown.
-bool normalize_arch(std::string& arch, std::string& variant) {
-  static const std::set<std::string_view> known = {
-      "386",    "amd64",      "amd64p32", "arm",         "armbe",   "arm64",   "arm64be",
-      "ppc64",  "ppc64le",    "loong64",  "mips",        "mipsle",  "mips64",  "mips64le",
-      "mips64p32", "mips64p32le", "ppc",   "riscv",      "riscv64", "s390",    "s390x",
-      "sparc",  "sparc64",    "wasm"};
-  if (arch == "i386") {
-    arch = "386";
-  } else if (arch == "x86_64" || arch == "x86-64") {
-    arch = "amd64";
-  } else if (arch == "aarch64") {
-    arch = "arm64";
-  } else if (arch == "armhf") {
-    arch = "arm";
-    variant = variant.empty() ? "v7" : variant;
-  } else if (arch == "armel") {
-    arch = "arm";
-    variant = variant.empty() ? "v6" : variant;
-  }
-  return known.count(arch) != 0;
-}
-
-Platform host_platform() {
-  Platform p;
-  p.os = "linux";
-#if defined(__x86_64__)
-  p.arch = "amd64";
-#elif defined(__aarch64__)
-  p.arch = "arm64";
-#elif defined(__arm__)
-  p.arch = "arm";
-  p.variant = "v7";
-#elif defined(__i386__)
-  p.arch = "386";
-#elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
-  p.arch = "ppc64le";
-#elif defined(__s390x__)
-  p.arch = "s390x";
-#elif defined(__riscv) && __riscv_xlen == 64
-  p.arch = "riscv64";
-#else
-  p.arch = "amd64";
-#endif
-  return p;
-}
-
-std::optional<Platform> parse_platform(std::string_view text) {
-  std::string lower = str::to_lower(text);
-  std::vector<std::string> parts = str::split(lower, '/');
-  if (parts.empty() || parts.size() > 3) {
-    return std::nullopt;
-  }
-  for (const auto& p : parts) {
-    if (p.empty() || !std::all_of(p.begin(), p.end(), [](char c) {
-          return is_alnum_lower(c) || c == '_' || c == '-' || c == '.';
-        })) {
-      return std::nullopt;
-    }
-  }
-  Platform host = host_platform();
-  Platform p;
-  if (parts.size() == 1) {
-    if (is_known_os(parts[0])) {
-      p.os = parts[0];
-      p.arch = host.arch;
-      p.variant = host.variant;
-      return p;
-    }
-    p.arch = parts[0];
-    if (!normalize_arch(p.arch, p.variant)) {
-      return std::nullopt;
-    }
-    p.os = host.os;
-    return p;
-  }
-  p.os = parts[0];
-  p.arch = parts[1];
-  if (parts.size() == 3) {
-    p.variant = parts[2];
-  }
-  if (!is_known_os(p.os) || !normalize_arch(p.arch, p.variant)) {
-    return std::nullopt;
-  }
-  return p;
-}
-
 
 // ---------------------------------------------------------------------------
 // Image references (distribution/reference ParseNormalizedNamed).
@@ -517,21 +414,20 @@ void Analysis::split_stages() {
 }
 
 ShellEnv Analysis::predefined_args() const {
-  std::string target = m_options.target_platform.empty() ? host_platform_string() : m_options.target_platform;
-  std::string build = m_options.build_platform.empty() ? host_platform_string() : m_options.build_platform;
-  Platform tp = parse_platform(target).value_or(Platform{"linux", "amd64", ""});
-  Platform bp = parse_platform(build).value_or(Platform{"linux", "amd64", ""});
-  auto format = [](const Platform& p) {
-    return p.os + "/" + p.arch + (p.variant.empty() ? "" : "/" + p.variant);
+  auto platform_or_host = [](const std::string& text) {
+    auto p = text.empty() ? Result<Platform>(host_platform()) : parse_platform(text);
+    return p ? *p : host_platform();
   };
+  Platform tp = platform_or_host(m_options.target_platform);
+  Platform bp = platform_or_host(m_options.build_platform);
   std::string stage = m_options.target;
   if (stage.empty() && !m_stages.empty()) {
     stage = m_stages.back().name;
   }
   const std::pair<const char*, std::string> values[] = {
-      {"BUILDPLATFORM", format(bp)}, {"BUILDOS", bp.os},          {"BUILDARCH", bp.arch},
-      {"BUILDVARIANT", bp.variant},  {"TARGETPLATFORM", format(tp)}, {"TARGETOS", tp.os},
-      {"TARGETARCH", tp.arch},       {"TARGETVARIANT", tp.variant}, {"TARGETSTAGE", stage},
+      {"BUILDPLATFORM", bp.str()},  {"BUILDOS", bp.os},           {"BUILDARCH", bp.architecture},
+      {"BUILDVARIANT", bp.variant}, {"TARGETPLATFORM", tp.str()}, {"TARGETOS", tp.os},
+      {"TARGETARCH", tp.architecture}, {"TARGETVARIANT", tp.variant}, {"TARGETSTAGE", stage},
   };
   ShellEnv env;
   for (const auto& [key, value] : values) {
@@ -751,7 +647,7 @@ void Analysis::from_rules() {
     }
     if (plat->used.empty() && plat->unset.empty()) {
       if (auto p = parse_platform(plat->word)) {
-        if (s.name.find(p->os) == std::string::npos && s.name.find(p->arch) == std::string::npos) {
+        if (s.name.find(p->os) == std::string::npos && s.name.find(p->architecture) == std::string::npos) {
           emit("FromPlatformFlagConstDisallowed",
                "FROM --platform flag should not use constant value " + str::go_quote(plat->word), h);
         }
@@ -1066,13 +962,6 @@ void Analysis::dispatch_rules() {
 }
 
 }  // namespace
-
-bool is_valid_platform(std::string_view text) { return parse_platform(text).has_value(); }
-
-std::string host_platform_string() {
-  Platform p = host_platform();
-  return p.os + "/" + p.arch + (p.variant.empty() ? "" : "/" + p.variant);
-}
 
 const std::vector<CheckRule>& check_rules() { return k_rules; }
 

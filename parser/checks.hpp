@@ -154,14 +154,6 @@ Result<CheckReport> run_checks(const Ast& ast, const LoweredFile& lowered,
 std::string format_invalid_base_image_platform(std::string_view image, std::string_view expected,
                                                std::string_view actual);
 
-/// The host platform as os/arch[/variant] ("linux/amd64").
-std::string host_platform_string();
-
-/// True when `text` is a platform containerd's platforms.Parse accepts: a
-/// known os, a known architecture, os/arch or os/arch/variant (case
-/// insensitive; aliases such as x86_64 and aarch64 are known).
-bool is_valid_platform(std::string_view text);
-
 /// True when `name` is a valid image reference as docker's
 /// ParseNormalizedNamed accepts it (InvalidDefaultArgInFrom).
 bool is_valid_image_reference(std::string_view name);

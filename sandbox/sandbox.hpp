@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "sandbox/binfmt.hpp"
+#include "util/platform.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::sandbox {
@@ -122,6 +124,10 @@ public:
   /// error; errors are failures to start (unknown user, missing executable,
   /// bad workdir, mount failures) or an interruption of imgbuild.
   virtual Result<RunResult> run(const RunSpec& spec) = 0;
+  /// Ok when this sandbox can run binaries of `platform` (natively or
+  /// through binfmt_misc and qemu: sandbox/binfmt.hpp); else the error
+  /// names the fix.
+  virtual Result<void> can_run(const Platform& platform) const { return check_emulation(platform); }
 };
 
 /// Creates a sandbox. kind: "auto" (namespaces where this process can make

@@ -20,6 +20,9 @@
 // Optional compat.json in a case (not part of the context):
 //   "build_args": {"K": "V"}, "target": "stage", "file": "other.Dockerfile",
 //   "secrets": {"id": "value"},
+//   "platform": "linux/arm64" (--platform for both engines; the base is then
+//     Debian's arm64 busybox-static, harness.hpp arm64_busybox_rootfs_tar,
+//     imported for that platform; RUN goes through qemu, scripts/binfmt),
 //   "setup": [ context entries git cannot hold, made at test time:
 //     {"hardlink": P, "to": Q}, {"symlink": P, "to": T}, {"mkdir": P},
 //     {"chmod": P, "mode": "4755"}, {"chown": P, "uid": U, "gid": G},
@@ -353,17 +356,30 @@ void run_case(const std::string& name, Variant variant) {
   if (spec.contains("target")) {
     flags.insert(flags.end(), {"--target", spec["target"].get<std::string>()});
   }
+  const std::string platform = spec.value("platform", "");
+  if (!platform.empty()) {
+    flags.insert(flags.end(), {"--platform", platform});
+  }
   for (const auto& [id, value] : secrets.items()) {
     fs::path f = work.path / ("secret-" + id);
     write_file(f, value.get<std::string>());
     flags.insert(flags.end(), {"--secret", "id=" + id + ",src=" + f.string()});
   }
 
-  std::string base_tar = busybox_rootfs_tar();
+  std::string base_tar;
+  std::vector<std::string> import_args = {"import"};
+  if (platform == "linux/arm64") {
+    base_tar = imgbuild::test::arm64_busybox_rootfs_tar(work.path);
+    import_args.insert(import_args.end(), {"--platform", platform});
+  } else {
+    REQUIRE(platform.empty());  // no base image for other platforms yet
+    base_tar = busybox_rootfs_tar();
+  }
   fs::path tarball = work.path / "busybox.tar";
   write_file(tarball, base_tar);
   fs::path store = work.path / "store";
-  RunResult imp = run_imgbuild(store, {"import", tarball.string(), k_base_name});
+  import_args.insert(import_args.end(), {tarball.string(), k_base_name});
+  RunResult imp = run_imgbuild(store, import_args);
   INFO(imp.err);
   REQUIRE(imp.status == 0);
 

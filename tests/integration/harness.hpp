@@ -326,4 +326,57 @@ inline std::string busybox_rootfs_tar() {
   return make_layer(entries);
 }
 
+/// Debian's arm64 busybox-static package, downloaded once by `scripts/deps
+/// --test` into /var/cache/imgbuild-test/debs ("" when it is not there).
+inline std::filesystem::path arm64_busybox_deb() {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/var/cache/imgbuild-test/debs", ec)) {
+    std::string name = e.path().filename().string();
+    if (name.starts_with("busybox-static_") && name.ends_with("_arm64.deb")) {
+      return e.path();
+    }
+  }
+  return {};
+}
+
+/// The arm64 busybox-static rootfs as a tar, laid out as busybox_rootfs_tar
+/// (the aarch64 /bin/busybox from arm64_busybox_deb(), one symlink per
+/// applet it lists, the same users and groups); `work` holds the extracted
+/// binary. Listing the applets runs the binary: qemu's binfmt entry
+/// (scripts/binfmt) must be registered.
+inline std::string arm64_busybox_rootfs_tar(const std::filesystem::path& work) {
+  std::filesystem::path deb = arm64_busybox_deb();
+  INFO("the arm64 busybox-static package is missing: run scripts/deps --test");
+  REQUIRE(!deb.empty());
+  std::filesystem::path bin = work / "busybox-arm64";
+  RunResult x = run_sh("dpkg-deb --fsys-tarfile " + sh_quote(deb.string()) + " | tar -xO ./bin/busybox > " +
+                       sh_quote(bin.string()) + " && chmod 755 " + sh_quote(bin.string()));
+  INFO(x.err);
+  REQUIRE(x.status == 0);
+  RunResult list = run_sh(sh_quote(bin.string()) + " --list");
+  INFO("running the aarch64 busybox failed (is qemu-aarch64 registered? scripts/binfmt): " + list.err);
+  REQUIRE(list.status == 0);
+  std::vector<std::string> applets;
+  std::istringstream in(list.out);
+  for (std::string a; std::getline(in, a);) {
+    if (!a.empty() && a != "busybox") {
+      applets.push_back(a);
+    }
+  }
+  std::sort(applets.begin(), applets.end());
+  std::vector<LayerEntry> entries = {dir("bin"), file("bin/busybox", read_file(bin), 0755)};
+  for (const auto& a : applets) {
+    entries.push_back(symlink_to("bin/" + a, "busybox"));
+  }
+  entries.push_back(dir("etc"));
+  entries.push_back(file("etc/group", "root:x:0:\nwheel:x:10:app\naudio:x:29:app,svc\napp:x:1000:\nsvc:x:1001:\n"));
+  entries.push_back(file("etc/passwd",
+                         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+                         "svc:x:1001:1001::/srv:/bin/sh\n"));
+  entries.push_back(dir("home"));
+  entries.push_back(dir("root"));
+  entries.push_back(dir("tmp", 01777));
+  return make_layer(entries);
+}
+
 }  // namespace imgbuild::test

@@ -226,7 +226,7 @@ TEST_CASE("an image pulled through an index records the index digest as its Repo
   registry::Repository repo{reg.host(), "multi"};
   auto fetched = client.get_manifest(repo, "single");
   REQUIRE(fetched);
-  registry::Platform host = registry::host_platform();
+  Platform host = host_platform();
   nlohmann::json host_json = {{"os", host.os}, {"architecture", host.architecture}};
   if (!host.variant.empty()) {
     host_json["variant"] = host.variant;

@@ -80,6 +80,19 @@ public:
     return m_runs;
   }
 
+  /// Any platform runs here; each one asked about is recorded.
+  Result<void> can_run(const Platform& platform) const override {
+    std::lock_guard lock(m_mu);
+    m_platforms.push_back(platform.str());
+    return ok();
+  }
+
+  /// The platforms can_run was asked about, in order.
+  std::vector<std::string> platforms_asked() const {
+    std::lock_guard lock(m_mu);
+    return m_platforms;
+  }
+
 private:
   using TmpfsDirs = std::map<std::string, std::filesystem::path>;
 
@@ -156,6 +169,7 @@ private:
   }
 
   mutable std::mutex m_mu;
+  mutable std::vector<std::string> m_platforms;
   std::vector<sandbox::RunSpec> m_runs;
   std::mutex m_meet_mu;
   std::condition_variable m_meet_cv;

@@ -529,3 +529,72 @@ TEST_CASE("executor: a failing RUN after a hit leaves the store, its leases and 
   f.store.reset();  // the process's lease ends with its store
   CHECK(f.lease_files() == 0);
 }
+
+TEST_CASE("executor: several platforms - a $BUILDPLATFORM stage runs once and serves every target",
+          "[builder][executor][platform]") {
+  Fixture f;
+  const std::string df =
+      "FROM --platform=$BUILDPLATFORM scratch AS cross\n"
+      "RUN write /tool built-once\n"
+      "FROM scratch\n"
+      "ARG TARGETARCH\n"
+      "RUN --mount=type=bind,from=cross,target=/c copy /c/tool /tool && write /target per-platform\n";
+  std::vector<Plan> plans;
+  for (const char* p : {"linux/amd64", "linux/arm64"}) {
+    BuildOptions bo;
+    bo.platform = p;
+    auto plan = make_plan(df, bo);
+    REQUIRE(plan);
+    plans.push_back(std::move(plan).value());
+  }
+  // The cross stage builds the same for both targets, the final one does not.
+  CHECK(plans[0].stages[0].share_key == plans[1].stages[0].share_key);
+  CHECK(plans[0].stages[1].share_key != plans[1].stages[1].share_key);
+
+  auto context = BuildContext::from_dir((f.dir / "ctx").string());
+  REQUIRE(context);
+  ExecuteOptions options;
+  options.context = &*context;
+  options.services.snapshotter = &f.snapshotter;
+  options.services.sandbox = &f.sandbox;
+  options.now_sec = 1700000000;
+  std::vector<StepRecord> seen;
+  options.steps_seen = &seen;
+  auto resolver = make_store_resolver(*f.store);
+  auto built = execute_platforms(plans, *f.store, *resolver, options, f.progress);
+  REQUIRE(built);
+  REQUIRE(built->size() == 2);
+  CHECK((*built)[0].platform.str() == "linux/amd64");
+  CHECK((*built)[1].platform.str() == "linux/arm64");
+  CHECK((*built)[0].config.architecture == "amd64");
+  CHECK((*built)[1].config.architecture == "arm64");
+  CHECK((*built)[0].manifest_digest != (*built)[1].manifest_digest);
+
+  // Three RUNs: the cross stage's once, the final stage's once per platform.
+  auto runs = f.sandbox.runs();
+  REQUIRE(runs.size() == 3);
+  size_t cross_runs = 0;
+  for (const auto& r : runs) {
+    cross_runs += command_of(r) == "write /tool built-once" ? 1 : 0;
+  }
+  CHECK(cross_runs == 1);
+  std::vector<std::string> asked = f.sandbox.platforms_asked();
+  std::sort(asked.begin(), asked.end());
+  CHECK(asked == std::vector<std::string>{"linux/amd64", "linux/amd64", "linux/arm64"});
+  CHECK(seen.size() == 3);
+  // Progress names each step with its stage's platform, the shared one once.
+  size_t cross_started = 0;
+  INFO(fmt::format("{}", fmt::join(f.progress.events(), "\n")));
+  for (const auto& e : f.progress.events()) {
+    cross_started += e == "started [linux/amd64 cross 1/1] RUN write /tool built-once" ? 1 : 0;
+  }
+  CHECK(cross_started == 1);
+  // Both images have the tool from the one cross build.
+  for (size_t i = 0; i < 2; ++i) {
+    fsys::path root = f.rootfs((*built)[i], "out" + std::to_string(i));
+    CHECK(test::read_text(root / "tool") == "built-once");
+    CHECK(test::read_text(root / "target") == "per-platform");
+  }
+  CHECK(f.snapshotter.live() == 0);
+  CHECK(f.temp_entries() == 0);
+}
