@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "builder/platform_outputs.hpp"
 #include "image/archive.hpp"
 #include "snapshot/diff.hpp"
 #include "util/io.hpp"
@@ -20,9 +21,6 @@ namespace imgbuild::builder {
 
 namespace fsys = std::filesystem;
 
-namespace {
-
-}  // namespace
 
 Result<Output> parse_output(const std::string& spec) {
   Output out;
@@ -128,6 +126,46 @@ Result<ImageOutputs> image_outputs(const std::vector<Output>& outputs, const std
   return out;
 }
 
+namespace {
+
+// A docker or oci archive output of `record` (an image, or a multi-platform
+// image's index), named by name= or `tags`.
+Result<void> write_archive_output(image::ImageStore& store, const image::ImageRecord& record, const Output& o,
+                                  const std::vector<image::Reference>& tags) {
+  const std::string dest = o.attrs.count("dest") ? o.attrs.at("dest") : "";
+  std::vector<image::SaveItem> items;
+  std::vector<image::Reference> names;
+  if (o.attrs.count("name")) {
+    for (const auto& n : str::split(o.attrs.at("name"), ',')) {
+      TRY(image::Reference ref, image::parse_reference(n));
+      names.push_back(ref);
+    }
+  } else {
+    names = tags;
+  }
+  if (names.empty()) {
+    items.push_back(image::SaveItem{record, std::nullopt});
+  }
+  for (const auto& n : names) {
+    items.push_back(image::SaveItem{record, n});
+  }
+  // buildx: the OCI exporter compresses (gzip unless told), the docker
+  // one writes the layers as stored (a build's uncompressed, as `docker
+  // save`) unless compression= is given.
+  TRY(auto compression, output_compression(o, o.type == "oci"));
+  if (o.type == "oci" && o.attrs.count("tar") && str::to_lower(o.attrs.at("tar")) == "false") {
+    return image::save_oci_dir(store, items, dest, compression);
+  }
+  TRY(output::File out, output::File::open(dest));
+  image::SaveOptions sopts;
+  sopts.format = o.type == "oci" ? image::SaveFormat::oci : image::SaveFormat::docker_and_oci;
+  sopts.compression = compression;
+  TRY_VOID(image::save_archive(store, items, out.fd(), sopts));
+  return out.commit();
+}
+
+}  // namespace
+
 Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, const std::vector<Output>& outputs,
                            const std::vector<image::Reference>& tags) {
   for (const auto& o : outputs) {
@@ -136,36 +174,7 @@ Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, co
       continue;
     }
     if (o.type == "docker" || o.type == "oci") {
-      std::vector<image::SaveItem> items;
-      std::vector<image::Reference> names;
-      if (o.attrs.count("name")) {
-        for (const auto& n : str::split(o.attrs.at("name"), ',')) {
-          TRY(image::Reference ref, image::parse_reference(n));
-          names.push_back(ref);
-        }
-      } else {
-        names = tags;
-      }
-      if (names.empty()) {
-        items.push_back(image::SaveItem{built.record, std::nullopt});
-      }
-      for (const auto& n : names) {
-        items.push_back(image::SaveItem{built.record, n});
-      }
-      // buildx: the OCI exporter compresses (gzip unless told), the docker
-      // one writes the layers as stored (a build's uncompressed, as `docker
-      // save`) unless compression= is given.
-      TRY(auto compression, output_compression(o, o.type == "oci"));
-      if (o.type == "oci" && o.attrs.count("tar") && str::to_lower(o.attrs.at("tar")) == "false") {
-        TRY_VOID(image::save_oci_dir(store, items, dest, compression));
-        continue;
-      }
-      TRY(output::File out, output::File::open(dest));
-      image::SaveOptions sopts;
-      sopts.format = o.type == "oci" ? image::SaveFormat::oci : image::SaveFormat::docker_and_oci;
-      sopts.compression = compression;
-      TRY_VOID(image::save_archive(store, items, out.fd(), sopts));
-      TRY_VOID(out.commit());
+      TRY_VOID(write_archive_output(store, built.record, o, tags));
       continue;
     }
     if (o.type == "local") {
@@ -185,6 +194,35 @@ Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, co
       TRY_VOID(snapshot::diff_trees(
           "", tree.string(),
           [fd, &dest](const void* data, size_t size) { return output::write_all(fd, data, size, dest); }, opts));
+      TRY_VOID(out.commit());
+    }
+  }
+  return ok();
+}
+
+Result<void> write_index_outputs(image::ImageStore& store, const image::ImageRecord& index,
+                                 const std::vector<Output>& outputs, const std::vector<image::Reference>& tags) {
+  for (const auto& o : outputs) {
+    const std::string dest = o.attrs.count("dest") ? o.attrs.at("dest") : "";
+    if (o.type == "image") {
+      continue;
+    }
+    if (o.type == "docker" || o.type == "oci") {
+      TRY_VOID(write_archive_output(store, index, o, tags));
+      continue;
+    }
+    if (o.type == "local") {
+      TRY_VOID(export_index_rootfs(store, index, dest));
+      continue;
+    }
+    if (o.type == "tar") {
+      TRY(io::TempDir tmp, io::TempDir::create((store.content().root() / "tmp").string(), "rootfs-"));
+      TRY(output::File out, output::File::open(dest));
+      int fd = out.fd();
+      TRY_VOID(export_index_tar(store, index, fsys::path(tmp.path()) / "rootfs",
+                                [fd, &dest](const void* data, size_t size) {
+                                  return output::write_all(fd, data, size, dest);
+                                }));
       TRY_VOID(out.commit());
     }
   }

@@ -64,4 +64,12 @@ Result<ImageOutputs> image_outputs(const std::vector<Output>& outputs, const std
 Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, const std::vector<Output>& outputs,
                            const std::vector<image::Reference>& tags);
 
+/// write_outputs for a multi-platform build: `index` is the image index
+/// record the build committed (image/index.hpp): docker/oci archives of the
+/// index (every platform), local and tar outputs with a directory per
+/// platform (builder/platform_outputs.hpp). type=docker with several
+/// platforms must have been refused before (check_docker_output).
+Result<void> write_index_outputs(image::ImageStore& store, const image::ImageRecord& index,
+                                 const std::vector<Output>& outputs, const std::vector<image::Reference>& tags);
+
 }  // namespace imgbuild::builder

@@ -35,10 +35,12 @@
 #include "builder/executor.hpp"
 #include "builder/oci_layout.hpp"
 #include "builder/plan.hpp"
+#include "builder/platform_outputs.hpp"
 #include "builder/pull_resolver.hpp"
 #include "cli/image_common.hpp"
 #include "cli/progress.hpp"
 #include "cli/report.hpp"
+#include "image/index.hpp"
 #include "sandbox/sandbox.hpp"
 #include "util/output.hpp"
 #include "util/strings.hpp"
@@ -338,6 +340,12 @@ void run_build(BuildFlags& f, Context& ctx) {
     outputs.push_back(builder::Output{"image", {{"push", "true"}}});
   }
   builder::ImageOutputs image_outs = unwrap_message(builder::image_outputs(outputs, tags), 2);
+  for (const auto& o : outputs) {
+    if (o.type == "docker") {
+      // Before building, as buildx refuses it (a store without indexes).
+      unwrap(builder::check_docker_output(platform_list.size()));
+    }
+  }
 
   builder::ExecuteOptions exec;
   exec.context = &context;
@@ -467,14 +475,23 @@ void run_build(BuildFlags& f, Context& ctx) {
     bool full = e.code == Errc::no_space || msg.find(std::strerror(ENOSPC)) != std::string::npos;
     throw CommandError{msg, 1, full};
   }
+  // Several platforms: one image index over the platform images, under the
+  // names; the outputs, pushes and files name the index.
+  std::optional<image::ImageRecord> index;
   if (per_platform.size() > 1) {
-    std::vector<std::string> made;
+    std::vector<image::IndexEntry> entries;
     for (const auto& img : per_platform) {
-      made.push_back(img.platform.str() + " " + img.manifest_digest);
+      image::IndexEntry e;
+      e.manifest_digest = img.manifest_digest;
+      e.media_type = std::string(image::media::oci_manifest);
+      e.size = static_cast<int64_t>(img.manifest_bytes.size());
+      e.platform.os = img.platform.os;
+      e.platform.architecture = img.platform.architecture;
+      e.platform.variant = img.platform.variant;
+      entries.push_back(std::move(e));
     }
-    throw CommandError{fmt::format("built {} images ({}), but writing a multi-platform image is not wired yet",
-                                   per_platform.size(), str::join(made, ", ")),
-                       1};
+    image::CommittedIndex committed = unwrap(image::commit_index(*store, entries, exec.tags));
+    index = unwrap(store->resolve_target(committed.digest));
   }
   // A bad compression= of an archive output is the user's error (status 2);
   // what goes wrong while writing is not.
@@ -483,16 +500,26 @@ void run_build(BuildFlags& f, Context& ctx) {
       unwrap_message(builder::output_compression(o, o.type == "oci"), 2);
     }
   }
-  unwrap(builder::write_outputs(*store, *built, outputs, tags));
-  unwrap_message(builder::export_build_cache(cache_io, *store, *built, unless_quiet), 1);
-  // The metadata file names the manifest as pushed (layers compressed).
-  std::string pushed_digest;
-  for (const auto& p : image_outs.pushes) {
-    pushed_digest = unwrap_message(builder::push_built_image(*store, built->manifest_digest, p, unless_quiet), 1);
+  if (index) {
+    unwrap(builder::write_index_outputs(*store, *index, outputs, tags));
+  } else {
+    unwrap(builder::write_outputs(*store, *built, outputs, tags));
   }
+  unwrap_message(builder::export_build_cache(cache_io, *store, *built, unless_quiet), 1);
+  // The metadata file names the manifest as pushed (layers compressed); a
+  // multi-platform build's is its index, as buildx's containerimage.digest.
+  std::string pushed_digest = index ? index->manifest_digest : "";
+  for (const auto& p : image_outs.pushes) {
+    pushed_digest = unwrap_message(
+        builder::push_built_image(*store, index ? index->manifest_digest : built->manifest_digest, p, unless_quiet),
+        1);
+  }
+  // The image ID: a multi-platform image's is its index digest (docker's
+  // containerd store shows that).
+  const std::string image_id = index ? index->manifest_digest : built->config_digest;
 
   if (!f.iidfile.empty()) {
-    unwrap(output::write_file(f.iidfile, built->config_digest));
+    unwrap(output::write_file(f.iidfile, image_id));
   }
   double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
   nlohmann::json summary = builder::build_summary(*built, seconds, unwrap(store->content_size(built->record)));
@@ -514,10 +541,10 @@ void run_build(BuildFlags& f, Context& ctx) {
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
   if (f.quiet) {
-    std::printf("%s\n", built->config_digest.c_str());
+    std::printf("%s\n", image_id.c_str());
   } else if (f.progress != "quiet" && f.progress != "rawjson") {
     // quiet prints nothing; rawjson's stream stays one JSON event a line.
-    std::fprintf(stderr, "writing image %s done\n", built->config_digest.c_str());
+    std::fprintf(stderr, "writing image %s done\n", image_id.c_str());
     for (const auto& t : tags) {
       std::fprintf(stderr, "naming to %s done\n", t.str().c_str());
     }

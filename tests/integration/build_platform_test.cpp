@@ -188,13 +188,54 @@ TEST_CASE("build --platform linux/amd64,linux/arm64 builds both and a $BUILDPLAT
   RunResult tag = run_imgbuild(fx.root, {"tag", "busybox", "busybox-amd64"});
   INFO(tag.err);
   REQUIRE(tag.status == 0);
-  RunResult r = fx.build("multi", df, {}, {"--platform", "linux/amd64,linux/arm64"});
+  const fs::path local = fx.work.path / "out-local";
+  const fs::path iid = fx.work.path / "iid";
+  RunResult r = fx.build("multi", df, {},
+                         {"--platform", "linux/amd64,linux/arm64", "-t", "multi", "--iidfile", iid.string(), "-o",
+                          "type=local,dest=" + local.string()});
   INFO(r.err);
-  // Until the store side writes an index, the build stops after building.
-  CHECK(r.status == 1);
-  CHECK(r.err.find("writing a multi-platform image is not wired yet") != std::string::npos);
-  CHECK(r.err.find("built 2 images (linux/amd64 sha256:") != std::string::npos);
-  CHECK(r.err.find(", linux/arm64 sha256:") != std::string::npos);
+  REQUIRE(r.status == 0);
+  // One directory per platform, as buildx writes them, each its platform's
+  // files: the RUN ran natively or under qemu.
+  CHECK(read_file(local / "linux_amd64" / "arch") == "x86_64\n");
+  CHECK(read_file(local / "linux_arm64" / "arch") == "aarch64\n");
+  CHECK(read_file(local / "linux_arm64" / "target") == "linux/arm64\n");
+  CHECK(read_file(local / "linux_arm64" / "built-on") == "x86_64\n");  // the cross stage ran natively
+  // The name holds an index of both; the image ID is the index digest.
+  nlohmann::json arm = nlohmann::json::parse(
+      run_imgbuild(fx.root, {"image", "inspect", "--platform", "linux/arm64", "multi"}).out);
+  arm = arm.is_array() ? arm.at(0) : arm;
+  CHECK(arm.value("Architecture", "") == "arm64");
+  CHECK(arm.value("Id", "") == read_file(iid));
+  nlohmann::json amd = inspect(fx.root, "multi");
+  CHECK(amd.value("Architecture", "") == "amd64");
+  // -o type=oci: index.json names one image index with both manifests.
+  const fs::path oci = fx.work.path / "multi-oci.tar";
+  RunResult o = fx.build("multi", df, {}, {"--platform", "linux/amd64,linux/arm64", "-o", "type=oci,dest=" + oci.string()});
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  RunResult listing = run_sh("tar -xOf " + sh_quote(oci.string()) + " index.json");
+  nlohmann::json index_json = nlohmann::json::parse(listing.out);
+  REQUIRE(index_json["manifests"].size() == 1);
+  const std::string index_digest = index_json["manifests"][0]["digest"].get<std::string>();
+  // The archive's layers are gzip'd (buildx's oci exporter), so its index is
+  // not the stored one; writing it again gives the same bytes.
+  const fs::path oci2 = fx.work.path / "multi-oci2.tar";
+  RunResult o2 =
+      fx.build("multi", df, {}, {"--platform", "linux/amd64,linux/arm64", "-o", "type=oci,dest=" + oci2.string()});
+  REQUIRE(o2.status == 0);
+  CHECK(run_sh("tar -xOf " + sh_quote(oci2.string()) + " index.json").out == listing.out);
+  nlohmann::json index_doc = nlohmann::json::parse(
+      run_sh("tar -xOf " + sh_quote(oci.string()) + " blobs/sha256/" + index_digest.substr(7)).out);
+  REQUIRE(index_doc["manifests"].size() == 2);
+  CHECK(index_doc["manifests"][0]["platform"]["architecture"] == "amd64");
+  CHECK(index_doc["manifests"][1]["platform"]["architecture"] == "arm64");
+  // type=docker cannot hold several platforms: refused before building.
+  RunResult d = fx.build("multi", df, {}, {"--platform", "linux/amd64,linux/arm64", "-o",
+                                           "type=docker,dest=" + (fx.work.path / "d.tar").string()});
+  CHECK(d.status == 1);
+  CHECK(d.err.find("docker exporter does not currently support exporting manifest lists") != std::string::npos);
+  CHECK(d.err.find("RUN") == std::string::npos);
   // The cross stage ran once (its RUN printed once), each target's RUN once,
   // with BuildKit's platform-prefixed step names.
   auto count = [&](const std::string& needle) {
