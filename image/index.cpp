@@ -13,51 +13,12 @@
 
 namespace imgbuild::image {
 
+// The text forms, the normalising and the host are util/platform's (the
+// one parser); only the matching rule below is this module's: a wanted
+// platform without a variant accepts any variant of its architecture, as an
+// index lookup should.
 namespace {
 
-// Architecture aliases and the variant they imply.
-std::string normal_arch(std::string arch, std::string& variant) {
-  arch = str::to_lower(arch);
-  if (arch == "x86_64" || arch == "x86-64") {
-    return "amd64";
-  }
-  if (arch == "aarch64") {
-    return "arm64";
-  }
-  if (arch == "armhf" || arch == "armv7l") {
-    variant = "v7";
-    return "arm";
-  }
-  if (arch == "armel" || arch == "armv6l") {
-    variant = "v6";
-    return "arm";
-  }
-  if (arch == "i386" || arch == "i686") {
-    return "386";
-  }
-  return arch;
-}
-
-// The variant an architecture means when none is written.
-std::string default_variant(const std::string& arch) {
-  if (arch == "arm64") {
-    return "v8";
-  }
-  if (arch == "amd64") {
-    return "v1";
-  }
-  if (arch == "arm") {
-    return "v7";
-  }
-  return "";
-}
-
-}  // namespace
-
-// The text forms and the host are util/platform's (the one parser); only
-// the matching below is this module's: a wanted platform without a variant
-// accepts any variant of its architecture, as an index lookup should.
-namespace {
 Platform from_util(const imgbuild::Platform& u) {
   Platform p;
   p.os = u.os;
@@ -65,6 +26,7 @@ Platform from_util(const imgbuild::Platform& u) {
   p.variant = u.variant;
   return p;
 }
+
 }  // namespace
 
 std::string platform_text(const Platform& p) { return imgbuild::Platform{p.os, p.architecture, p.variant}.str(); }
@@ -77,20 +39,12 @@ Result<Platform> parse_platform_text(std::string_view text) {
 Platform host_oci_platform() { return from_util(imgbuild::host_platform()); }
 
 bool platform_matches(const Platform& have, const Platform& want) {
-  std::string have_variant = str::to_lower(have.variant);
-  std::string want_variant = str::to_lower(want.variant);
-  std::string have_arch = normal_arch(have.architecture, have_variant);
-  std::string want_arch = normal_arch(want.architecture, want_variant);
-  if (str::to_lower(have.os) != str::to_lower(want.os) || have_arch != want_arch) {
+  const imgbuild::Platform h = normalize_platform({have.os, have.architecture, have.variant});
+  const imgbuild::Platform w = normalize_platform({want.os, want.architecture, want.variant});
+  if (h.os != w.os || h.architecture != w.architecture) {
     return false;
   }
-  if (want_variant.empty()) {
-    return true;
-  }
-  if (have_variant.empty()) {
-    have_variant = default_variant(have_arch);
-  }
-  return have_variant == want_variant;
+  return want.variant.empty() || h.variant == w.variant;  // no variant wanted: any
 }
 
 Platform descriptor_platform(const Descriptor& d) {
