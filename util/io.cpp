@@ -28,37 +28,6 @@ Error io_error(int err, std::string_view what, std::string_view doing) {
 
 }  // namespace
 
-Result<std::string> read_all(int fd, std::string_view what, size_t cap) {
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    return fail(Errc::invalid_argument, fmt::format("{} is a directory", what));
-  }
-  std::string out;
-  if (S_ISREG(st.st_mode) && st.st_size > 0) {
-    out.reserve(static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(st.st_size), cap)));
-  }
-  char buf[65536];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(io_error(errno, what, "read"));
-    }
-    if (n == 0) {
-      return out;
-    }
-    if (static_cast<size_t>(n) > cap - out.size()) {
-      std::string mib = cap >= (size_t{1} << 20) && cap % (size_t{1} << 20) == 0
-                            ? fmt::format(" ({} MiB)", cap >> 20)
-                            : std::string();
-      return fail(Errc::limit, fmt::format("{} is larger than the limit of {} bytes{}", what, cap, mib));
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
-
 Result<uint64_t> read_chunks(int fd, std::string_view what, const ChunkSink& sink) {
   char buf[65536];
   uint64_t total = 0;
@@ -76,6 +45,31 @@ Result<uint64_t> read_chunks(int fd, std::string_view what, const ChunkSink& sin
     TRY_VOID(sink(buf, static_cast<size_t>(n)));
     total += static_cast<uint64_t>(n);
   }
+}
+
+Result<std::string> read_all(int fd, std::string_view what, size_t cap) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    return fail(Errc::invalid_argument, fmt::format("{} is a directory", what));
+  }
+  std::string out;
+  if (S_ISREG(st.st_mode) && st.st_size > 0) {
+    out.reserve(static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(st.st_size), cap)));
+  }
+  // read_chunks does the reading; each chunk is checked against the cap
+  // before it is kept.
+  TRY(uint64_t total, read_chunks(fd, what, [&](const void* data, size_t n) -> Result<void> {
+    if (n > cap - out.size()) {
+      std::string mib = cap >= (size_t{1} << 20) && cap % (size_t{1} << 20) == 0
+                            ? fmt::format(" ({} MiB)", cap >> 20)
+                            : std::string();
+      return fail(Errc::limit, fmt::format("{} is larger than the limit of {} bytes{}", what, cap, mib));
+    }
+    out.append(static_cast<const char*>(data), n);
+    return ok();
+  }));
+  (void)total;
+  return out;
 }
 
 Result<std::string> read_all(const std::string& path, size_t cap) {
