@@ -167,18 +167,18 @@ Result<void> write_archive_output(image::ImageStore& store, const image::ImageRe
 }  // namespace
 
 Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, const std::vector<Output>& outputs,
-                           const std::vector<image::Reference>& tags) {
+                           const std::vector<image::Reference>& tags, const image::ImageRecord* index) {
   for (const auto& o : outputs) {
     const std::string dest = o.attrs.count("dest") ? o.attrs.at("dest") : "";
     if (o.type == "image") {
       continue;
     }
     if (o.type == "docker" || o.type == "oci") {
-      TRY_VOID(write_archive_output(store, built.record, o, tags));
+      TRY_VOID(write_archive_output(store, index != nullptr ? *index : built.record, o, tags));
       continue;
     }
     if (o.type == "local") {
-      TRY_VOID(export_rootfs(store, built, dest));
+      TRY_VOID(index != nullptr ? export_index_rootfs(store, *index, dest) : export_rootfs(store, built, dest));
       continue;
     }
     if (o.type == "tar") {
@@ -186,43 +186,17 @@ Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, co
       // so that its root keeps export_rootfs's mode.
       TRY(io::TempDir tmp, io::TempDir::create((store.content().root() / "tmp").string(), "rootfs-"));
       const fsys::path tree = fsys::path(tmp.path()) / "rootfs";
-      TRY_VOID(export_rootfs(store, built, tree));
-      TRY(output::File out, output::File::open(dest));
-      snapshot::DiffOptions opts;
-      opts.compression = tar::Compression::none;
-      int fd = out.fd();
-      TRY_VOID(snapshot::diff_trees(
-          "", tree.string(),
-          [fd, &dest](const void* data, size_t size) { return output::write_all(fd, data, size, dest); }, opts));
-      TRY_VOID(out.commit());
-    }
-  }
-  return ok();
-}
-
-Result<void> write_index_outputs(image::ImageStore& store, const image::ImageRecord& index,
-                                 const std::vector<Output>& outputs, const std::vector<image::Reference>& tags) {
-  for (const auto& o : outputs) {
-    const std::string dest = o.attrs.count("dest") ? o.attrs.at("dest") : "";
-    if (o.type == "image") {
-      continue;
-    }
-    if (o.type == "docker" || o.type == "oci") {
-      TRY_VOID(write_archive_output(store, index, o, tags));
-      continue;
-    }
-    if (o.type == "local") {
-      TRY_VOID(export_index_rootfs(store, index, dest));
-      continue;
-    }
-    if (o.type == "tar") {
-      TRY(io::TempDir tmp, io::TempDir::create((store.content().root() / "tmp").string(), "rootfs-"));
       TRY(output::File out, output::File::open(dest));
       int fd = out.fd();
-      TRY_VOID(export_index_tar(store, index, fsys::path(tmp.path()) / "rootfs",
-                                [fd, &dest](const void* data, size_t size) {
-                                  return output::write_all(fd, data, size, dest);
-                                }));
+      auto write = [fd, &dest](const void* data, size_t size) { return output::write_all(fd, data, size, dest); };
+      if (index != nullptr) {
+        TRY_VOID(export_index_tar(store, *index, tree, write));
+      } else {
+        TRY_VOID(export_rootfs(store, built, tree));
+        snapshot::DiffOptions opts;
+        opts.compression = tar::Compression::none;
+        TRY_VOID(snapshot::diff_trees("", tree.string(), write, opts));
+      }
       TRY_VOID(out.commit());
     }
   }

@@ -60,16 +60,12 @@ Result<ImageOutputs> image_outputs(const std::vector<Output>& outputs, const std
 /// Writes every output that is not type=image, in order: docker and oci
 /// archives of `built` (named by name= or `tags`), its root filesystem as a
 /// directory (local) or as a tar (tar). The compressions must have been
-/// checked (output_compression) first.
-Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, const std::vector<Output>& outputs,
-                           const std::vector<image::Reference>& tags);
-
-/// write_outputs for a multi-platform build: `index` is the image index
-/// record the build committed (image/index.hpp): docker/oci archives of the
-/// index (every platform), local and tar outputs with a directory per
-/// platform (builder/platform_outputs.hpp). type=docker with several
+/// checked (output_compression) first. A multi-platform build passes the
+/// image index it committed (image/index.hpp) as `index`: the archives are
+/// then of the index (every platform), and local and tar write a directory
+/// per platform (builder/platform_outputs.hpp); type=docker with several
 /// platforms must have been refused before (check_docker_output).
-Result<void> write_index_outputs(image::ImageStore& store, const image::ImageRecord& index,
-                                 const std::vector<Output>& outputs, const std::vector<image::Reference>& tags);
+Result<void> write_outputs(image::ImageStore& store, const BuiltImage& built, const std::vector<Output>& outputs,
+                           const std::vector<image::Reference>& tags, const image::ImageRecord* index = nullptr);
 
 }  // namespace imgbuild::builder

@@ -16,6 +16,14 @@ namespace imgbuild::builder {
 
 namespace fsys = std::filesystem;
 
+image::Platform oci_platform(const Platform& p) {
+  image::Platform out;
+  out.os = p.os;
+  out.architecture = p.architecture;
+  out.variant = p.variant;
+  return out;
+}
+
 std::string platform_dir_name(const image::Platform& p) {
   std::string variant = str::to_lower(p.variant);
   if ((p.architecture == "arm64" && variant == "v8") || (p.architecture == "amd64" && variant == "v1")) {

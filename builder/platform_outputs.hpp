@@ -17,10 +17,14 @@
 
 #include "image/store.hpp"
 #include "image/types.hpp"
+#include "util/platform.hpp"
 #include "util/result.hpp"
 #include "util/tar.hpp"
 
 namespace imgbuild::builder {
+
+/// util/platform's Platform as an image index entry's platform.
+image::Platform oci_platform(const Platform& p);
 
 /// The directory buildx gives one platform of a multi-platform local or tar
 /// output: the platform with '/' as '_', the default variants of arm64 (v8)

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "builder/platform_outputs.hpp"
 #include "image/index.hpp"
 #include "image/reference.hpp"
 #include "registry/client.hpp"
@@ -16,14 +17,6 @@
 namespace imgbuild::builder {
 
 namespace {
-
-image::Platform image_platform(const Platform& p) {
-  image::Platform out;
-  out.os = p.os;
-  out.architecture = p.architecture;
-  out.variant = p.variant;
-  return out;
-}
 
 class PullResolver final : public builder::ImageResolver {
 public:
@@ -47,7 +40,7 @@ public:
       // named (and pulled for the right one).
       auto rec = m_store.resolve_target(lookup);
       if (rec && rec->is_index()) {
-        rec = m_store.select_platform(*rec, image_platform(platform), lookup);
+        rec = m_store.select_platform(*rec, oci_platform(platform), lookup);
       }
       if (rec) {
         TRY(image::LoadedImage img, m_store.load(*rec));
@@ -77,7 +70,7 @@ public:
       return fail(pulled.error().code, fmt::format("base image {}{} pulling it failed: {}",
                                                    str::go_quote(reference), where, pulled.error().message));
     }
-    TRY(image::ImageRecord rec, m_store.resolve(named->str(), image_platform(platform)));
+    TRY(image::ImageRecord rec, m_store.resolve(named->str(), oci_platform(platform)));
     return m_store.load(rec);
   }
 

@@ -485,9 +485,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       e.manifest_digest = img.manifest_digest;
       e.media_type = std::string(image::media::oci_manifest);
       e.size = static_cast<int64_t>(img.manifest_bytes.size());
-      e.platform.os = img.platform.os;
-      e.platform.architecture = img.platform.architecture;
-      e.platform.variant = img.platform.variant;
+      e.platform = builder::oci_platform(img.platform);
       entries.push_back(std::move(e));
     }
     image::CommittedIndex committed = unwrap(image::commit_index(*store, entries, exec.tags));
@@ -500,11 +498,7 @@ void run_build(BuildFlags& f, Context& ctx) {
       unwrap_message(builder::output_compression(o, o.type == "oci"), 2);
     }
   }
-  if (index) {
-    unwrap(builder::write_index_outputs(*store, *index, outputs, tags));
-  } else {
-    unwrap(builder::write_outputs(*store, *built, outputs, tags));
-  }
+  unwrap(builder::write_outputs(*store, *built, outputs, tags, index ? &*index : nullptr));
   unwrap_message(builder::export_build_cache(cache_io, *store, *built, unless_quiet), 1);
   // The metadata file names the manifest as pushed (layers compressed); a
   // multi-platform build's is its index, as buildx's containerimage.digest.
