@@ -21,20 +21,18 @@ namespace imgbuild::builder {
 
 namespace fsys = std::filesystem;
 
-
 Result<Output> parse_output(const std::string& spec) {
   Output out;
   if (spec.find('=') == std::string::npos) {
-    // Short forms, as buildx has them.
+    // Short forms, as buildx has them. (emplace, not `= "-"`: GCC 12 at -O3
+    // reports a false -Wrestrict overlap in assigning a literal, bug 105329.)
+    out.attrs.emplace("dest", spec);
     if (spec == "-") {
       out.type = "tar";
-      out.attrs["dest"] = "-";
     } else if (spec.ends_with(".tar")) {
       out.type = "docker";
-      out.attrs["dest"] = spec;
     } else {
       out.type = "local";
-      out.attrs["dest"] = spec;
     }
     return out;
   }
