@@ -28,6 +28,7 @@
 #include "builder/cache_steps.hpp"
 #include "builder/config.hpp"
 #include "builder/context.hpp"
+#include "builder/copy_share.hpp"
 #include "builder/copy_step.hpp"
 #include "builder/events.hpp"
 #include "builder/executor.hpp"
@@ -103,6 +104,8 @@ struct SharedBuild {
   std::atomic<int> step_counter{0};
   std::mutex mu;
   std::map<std::string, std::shared_ptr<Stage>> stages;  ///< by share_key
+  /// COPY source digests and layers made once for every platform.
+  CopyShare copies;
 
   /// The slot for `key` and whether the caller owns it (must run the stage
   /// and call finish).
@@ -143,6 +146,7 @@ public:
         m_shared(shared) {
     if (shared != nullptr) {
       m_resolve_mu = &shared->resolve_mu;
+      m_copies = &shared->copies;
     }
   }
 
@@ -224,6 +228,17 @@ private:
                             StepRecord& record, bool independent = false);
   Result<void> do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record);
   Result<void> do_copy(StageResult& st, const ResolvedCopy& copy, StepRecord& record);
+  /// The copy itself: a view over the stage, the files, the layer.
+  Result<void> copy_into_layer(StageResult& st, const ResolvedCopy& copy, StepRecord& record);
+  /// The CopyShare key of a COPY whose layer other platforms' Builds may
+  /// take (builder/copy_share.hpp); nullopt when it is not shared: one
+  /// platform only, heredocs, remote sources, a --chown by name (read from
+  /// the stage's rootfs), sources other than the context or a stage.
+  std::optional<std::string> copy_share_key(const ResolvedCopy& copy);
+  /// Takes the layer the owner of `slot` made when it is the one this
+  /// stage's copy would make (true), else leaves st as it was (false).
+  Result<bool> take_shared_copy(StageResult& st, const ResolvedCopy& copy, CopyShare::Slot& slot,
+                                StepRecord& record);
   Result<void> do_workdir(StageResult& st, const std::string& wd, StepRecord& record);
 
   StepInfo new_step(std::string name, int line) {
@@ -261,6 +276,9 @@ private:
   std::mutex m_own_staging_mu;
   std::mutex* m_staging_mu = &m_own_staging_mu;
   SharedBuild* m_shared = nullptr;
+  CopyShare m_own_copies;
+  /// The Build's own, or the SharedBuild's for several platforms.
+  CopyShare* m_copies = &m_own_copies;
   std::mutex m_own_resolve_mu;
   /// Serialises the store's metadata reads (one SQLite connection) and the
   /// resolver: the Build's own, or the SharedBuild's for several platforms.

@@ -16,6 +16,7 @@
 #include "sandbox/user.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/hash.hpp"
 
 namespace imgbuild::builder {
 
@@ -59,7 +60,156 @@ Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecor
   return finish_layer(st, *view, "WORKDIR " + wd, record);
 }
 
+std::optional<std::string> Build::copy_share_key(const ResolvedCopy& copy) {
+  const CopyRequest& req = copy.request;
+  if (m_shared == nullptr || !req.heredocs.empty()) {
+    return std::nullopt;
+  }
+  for (const auto& s : req.sources) {
+    if (classify_source(s) != SourceKind::local) {
+      return std::nullopt;
+    }
+  }
+  if (req.chown) {
+    // Numeric ids only: a name is looked up in the stage's own /etc/passwd.
+    for (char c : *req.chown) {
+      if (c != ':' && (c < '0' || c > '9')) {
+        return std::nullopt;
+      }
+    }
+  }
+  Sha256 h;
+  auto put = [&](std::string_view s) {
+    h.update(s);
+    h.update(std::string_view("\0", 1));
+  };
+  switch (copy.origin) {
+    case SourceOrigin::context:
+      if (copy.context == nullptr) {
+        return std::nullopt;
+      }
+      put("context");
+      put(copy.context->dir());
+      break;
+    case SourceOrigin::stage: {
+      const StageResult* other = wait_stage(copy.ref->stage);
+      if (other == nullptr) {
+        return std::nullopt;
+      }
+      put("stage");
+      for (const auto& d : dirs_of(other->layers)) {
+        put(d.string());
+      }
+      break;
+    }
+    case SourceOrigin::image:
+    case SourceOrigin::oci_layout:
+      return std::nullopt;
+  }
+  put(copy.keyword);
+  put(copy.text);
+  for (const auto& s : req.sources) {
+    put(s);
+  }
+  put(req.dest);
+  put(req.workdir);
+  put(req.chown.value_or("-"));
+  put(req.chmod.value_or("-"));
+  put(req.checksum.value_or("-"));
+  put(req.unpack ? (*req.unpack ? "unpack" : "no-unpack") : "-");
+  put(req.keep_git_dir ? "keep-git-dir" : "-");
+  put(req.parents ? "parents" : "-");
+  for (const auto& e : req.excludes) {
+    put(e);
+  }
+  put(req.link_mode == LinkMode::linked ? "linked" : "merged");
+  put(req.heredoc_mtime ? std::to_string(*req.heredoc_mtime) : "-");
+  put(m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "-");
+  return h.finish().hex();
+}
+
+Result<bool> Build::take_shared_copy(StageResult& st, const ResolvedCopy& copy, CopyShare::Slot& slot,
+                                     StepRecord& record) {
+  const std::vector<fsys::path> mine = dirs_of(st.layers);
+  const std::vector<fsys::path>& theirs = slot.parents;  // set at claim, never changed
+  std::unique_ptr<snapshot::View> their_view;
+  std::unique_ptr<snapshot::View> my_view;
+  auto drop_views = [&]() -> Result<void> {
+    if (their_view) {
+      TRY_VOID(their_view->remove());
+    }
+    if (my_view) {
+      TRY_VOID(my_view->remove());
+    }
+    return ok();
+  };
+  if (mine != theirs) {
+    // Another parent: first the destination path (before waiting, so that
+    // a stage whose parent differs there copies in parallel), then, once
+    // the owner's layer is there, every path of it.
+    TRY_VOID(unpack_layers(st.layers));
+    TRY(their_view, m_snapshotter->prepare_source(theirs));
+    TRY(my_view, m_snapshotter->prepare_source(mine));
+    TRY(bool same_path, same_dest_path(dest_prefixes(copy.request.dest, copy.request.workdir),
+                                       their_view->root(), my_view->root()));
+    if (!same_path) {
+      TRY_VOID(drop_views());
+      return false;
+    }
+  }
+  std::optional<SharedCopyLayer> done = CopyShare::wait(slot);
+  if (done && their_view) {
+    TRY(bool same, same_copy_result(done->dir, their_view->root(), my_view->root()));
+    if (!same) {
+      done.reset();
+    }
+  }
+  TRY_VOID(drop_views());
+  if (!done) {
+    return false;
+  }
+  const image::LayerRecord& rec = done->record;
+  TRY_VOID(m_store.lease().hold({{image::LeaseKind::blob, rec.blob_digest}, {image::LeaseKind::layer, rec.diff_id}}));
+  st.layers.push_back(Layer{rec, done->dir});
+  st.state.image.rootfs.diff_ids.push_back(rec.diff_id);
+  add_history(st.state, copy.created_by, true, true);
+  record.layer_digest = rec.blob_digest;
+  record.layer_bytes = rec.blob_size;
+  record.layer_content = rec.content_size;
+  return true;
+}
+
 Result<void> Build::do_copy(StageResult& st, const ResolvedCopy& copy, StepRecord& record) {
+  // The same COPY in another platform's stage: take its layer when it is
+  // the one this copy would make (builder/copy_share.hpp).
+  std::shared_ptr<CopyShare::Slot> slot;
+  bool owner = false;
+  if (std::optional<std::string> share = copy_share_key(copy)) {
+    TRY_VOID(unpack_layers(st.layers));  // before claiming: waiters mount the owner's parents
+    std::tie(slot, owner) = m_copies->claim(*share, dirs_of(st.layers));
+    if (!owner) {
+      TRY(bool taken, take_shared_copy(st, copy, *slot, record));
+      if (taken) {
+        return ok();
+      }
+    }
+  }
+  // The owner publishes its layer, or nothing when it fails.
+  struct Publish {
+    CopyShare::Slot* slot;
+    std::optional<SharedCopyLayer> layer;
+    ~Publish() {
+      if (slot != nullptr) {
+        CopyShare::publish(*slot, std::move(layer));
+      }
+    }
+  } publish{owner ? slot.get() : nullptr, std::nullopt};
+  TRY_VOID(copy_into_layer(st, copy, record));
+  publish.layer = SharedCopyLayer{st.layers.back().record, st.layers.back().dir};
+  return ok();
+}
+
+Result<void> Build::copy_into_layer(StageResult& st, const ResolvedCopy& copy, StepRecord& record) {
   const CopyRequest& req = copy.request;
   // The source tree: the context or a named context dir (with its
   // .dockerignore), or a stage / image rootfs.

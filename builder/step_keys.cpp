@@ -12,6 +12,7 @@
 #include "builder/copy.hpp"
 #include "builder/run_mounts.hpp"
 #include "cache/key.hpp"
+#include "util/hash.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -183,7 +184,7 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
   // What the copy reads, hashed: the selected entries of `tree` (their
   // paths, types, modes, owners, contents, link targets, xattrs — never
   // times), as BuildKit keys a copy by the checksum of what it copies.
-  auto hash_selected = [&](const SourceTree& tree, cache::StatIndex& index, const char* field) -> Result<void> {
+  auto hash_selected = [&](const SourceTree& tree, cache::StatIndex& index) -> Result<SourceFiles> {
     TRY(auto excludes, IgnoreMatcher::from_patterns(req.excludes));
     std::vector<SelectedSource> all;
     for (const auto& s : req.sources) {
@@ -202,9 +203,31 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
       TRY(ChmodSpec chmod, parse_chmod(*req.chmod));
       hash_options.modes = !chmod.octal.has_value();
     }
-    TRY(auto files, hash_sources(tree, all, &excludes, index, hash_options));
-    b.files(field, files.digest, files.files);
-    return ok();
+    return hash_sources(tree, all, &excludes, index, hash_options);
+  };
+  // The digest of a stage's selected files, remembered by the stage's layer
+  // directories and what selects and hashes them: every platform's COPY
+  // from one shared stage reads it once.
+  auto memo_key = [&](const StageResult& other) {
+    Sha256 h;
+    auto put = [&](std::string_view s) {
+      h.update(s);
+      h.update(std::string_view("\0", 1));
+    };
+    for (const auto& d : dirs_of(other.layers)) {
+      put(d.string());
+    }
+    put("|");
+    for (const auto& s : req.sources) {
+      put(s);
+    }
+    put("|");
+    for (const auto& e : req.excludes) {
+      put(e);
+    }
+    put(req.chmod.value_or(""));
+    put(req.parents ? "parents" : "");
+    return h.finish().hex();
   };
   switch (copy.origin) {
     case SourceOrigin::stage: {
@@ -216,10 +239,17 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
       if (other == nullptr) {
         return fail(Errc::internal, fmt::format("stage {} did not complete", copy.from));
       }
+      const std::string memo = memo_key(*other);
+      if (std::optional<SourceFiles> known = m_copies->digest(memo)) {
+        b.files("from-stage-content", known->digest, known->files);
+        return std::optional<StepKey>(b.finish());
+      }
       TRY(SourceRoot src, source_root(copy.from, copy.ref, ""));
       TRY(fs::Root root, fs::Root::open(src.path.string()));
       cache::StatIndex no_index;
-      TRY_VOID(hash_selected(SourceTree{&root, nullptr}, no_index, "from-stage-content"));
+      TRY(SourceFiles files, hash_selected(SourceTree{&root, nullptr}, no_index));
+      m_copies->remember_digest(memo, files);
+      b.files("from-stage-content", files.digest, files.files);
       return std::optional<StepKey>(b.finish());
     }
     case SourceOrigin::oci_layout:
@@ -233,8 +263,8 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
     case SourceOrigin::context:
       break;
   }
-  TRY_VOID(hash_selected(SourceTree{&copy.context->root(), &copy.context->ignore()}, m_cache->index(),
-                         "sources-digest"));
+  TRY(SourceFiles files, hash_selected(SourceTree{&copy.context->root(), &copy.context->ignore()}, m_cache->index()));
+  b.files("sources-digest", files.digest, files.files);
   return std::optional<StepKey>(b.finish());
 }
 
