@@ -380,6 +380,7 @@ TEST_CASE("cache export: a two-platform build exports every platform's records, 
   // min: each platform's final image chain (its FROM, COPY and RUN), not
   // the stages it copies from.
   CacheDoc min = read_cache(min_dir);
+  CHECK(min.config["records"].size() == 6);
   CHECK(records_made_by(min, "uname -m > /arch") == 2);
   CHECK(records_made_by(min, "COPY /for /") == 2);
   CHECK(records_made_by(min, "tools-ran") == 0);
@@ -415,6 +416,33 @@ TEST_CASE("cache export: a two-platform build exports every platform's records, 
     CHECK(second.digest == first.digest);
     check_store_verified(c);
   }
+}
+
+TEST_CASE("cache export: a two-platform build's registry cache (mode=min) hits for both platforms",
+          "[integration][cache][cache-io][platform][registry]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  std::string missing = imgbuild::test::TestRegistry::missing_prerequisite();
+  IMGBUILD_REQUIRE_PREREQ(missing.empty(), missing);
+  imgbuild::test::TestRegistry registry({});
+  Stores s;
+  fs::path arm_tar = s.work.path / "busybox-arm64.tar";
+  write_file(arm_tar, imgbuild::test::arm64_busybox_rootfs_tar(s.work.path));
+  s.put("Dockerfile", k_two_platforms);
+  const std::string platforms = "linux/amd64,linux/arm64";
+  const std::string ref = registry.host() + "/imgbuild-test-cacheio/multi:v1";
+  Built first = s.build(two_platform_store(s, "a", arm_tar),
+                        {"--platform", platforms, "--cache-to", "type=registry,ref=" + ref});
+  INFO(describe(first));
+  INFO(registry.log());
+  CHECK(first.run.err.find("exported cache to " + ref + ": 6 records") != std::string::npos);  // per platform: FROM, COPY, RUN
+
+  fs::path b = two_platform_store(s, "b", arm_tar);
+  Built second = s.build(b, {"--platform", platforms, "--cache-from", "type=registry,ref=" + ref});
+  INFO(describe(second));
+  CHECK(step_cached(second.run.err, "[linux/amd64 stage-2 3/3] RUN uname -m > /arch"));
+  CHECK(step_cached(second.run.err, "[linux/arm64 stage-2 3/3] RUN uname -m > /arch"));
+  CHECK(second.digest == first.digest);
+  check_store_verified(b);
 }
 
 TEST_CASE("cache export: a second export writes no blob when nothing changed, only the new ones after a change",
