@@ -434,7 +434,8 @@ TEST_CASE("cache export: a two-platform build's registry cache (mode=min) hits f
                         {"--platform", platforms, "--cache-to", "type=registry,ref=" + ref});
   INFO(describe(first));
   INFO(registry.log());
-  CHECK(first.run.err.find("exported cache to " + ref + ": 6 records") != std::string::npos);  // per platform: FROM, COPY, RUN
+  // Per platform: the FROM, COPY and RUN of its image.
+  CHECK(first.run.err.find("exported cache to " + ref + ": 6 records") != std::string::npos);
 
   fs::path b = two_platform_store(s, "b", arm_tar);
   Built second = s.build(b, {"--platform", platforms, "--cache-from", "type=registry,ref=" + ref});
