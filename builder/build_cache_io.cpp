@@ -48,15 +48,19 @@ Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_f
   return out;
 }
 
-Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const BuiltImage& built,
+Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, std::span<const BuiltImage> built,
                                 const MessageSink& messages) {
+  std::vector<std::string> target_keys;
+  for (const auto& img : built) {
+    target_keys.push_back(img.cache_key);
+  }
   for (const auto& spec : cache.exports) {
     auto remote = builder::open_cache_remote(spec);
     if (!remote) {
       return fail(remote.error().code,
                   fmt::format("failed to export cache to {}: {}", spec.location, remote.error().message));
     }
-    auto done = cache.io->export_to(**remote, spec, store, built.cache_key);
+    auto done = cache.io->export_to(**remote, spec, store, target_keys);
     if (!done) {
       return fail(done.error().code,
                   fmt::format("failed to export cache to {}: {}", spec.location, done.error().message));

@@ -4,6 +4,7 @@
 // written after it. Warnings are "WARNING: …" lines for the user.
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,9 +30,11 @@ struct BuildCacheIo {
 Result<BuildCacheIo> open_build_cache_io(const std::vector<std::string>& cache_from,
                                          const std::vector<std::string>& cache_to, const MessageSink& warnings);
 
-/// Writes every --cache-to export of the finished build; a failure is an
-/// error naming the destination. Reports one line per export to `messages`.
-Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, const BuiltImage& built,
+/// Writes every --cache-to export of the finished build, whose images are
+/// `built` (one per target platform: mode=min exports each one's chain); a
+/// failure is an error naming the destination. Reports one line per export
+/// to `messages`.
+Result<void> export_build_cache(BuildCacheIo& cache, image::ImageStore& store, std::span<const BuiltImage> built,
                                 const MessageSink& messages);
 
 }  // namespace imgbuild::builder

@@ -1,5 +1,6 @@
-// Build-cache export (see builder/cache_io.hpp): the records of the target's
-// chain (mode=min) or of every key the build hit or wrote (mode=max), their
+// Build-cache export (see builder/cache_io.hpp): the records of each target
+// platform's chain (mode=min) or of every key the build hit or wrote
+// (mode=max), their
 // layers gzip'd as the cache carries them, the cache mounts as tars, one
 // manifest; only blobs the destination lacks are sent.
 
@@ -23,7 +24,7 @@ namespace fsys = std::filesystem;
 using nlohmann::json;
 
 Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSpec& spec, image::ImageStore& store,
-                                              const std::string& target_key) {
+                                              const std::vector<std::string>& target_keys) {
   const image::ContentStore& content = store.content();
   const std::string& label = remote.label();
   TRY(auto db, cache::CacheDb::open(image::meta_db_path(content.root())));
@@ -47,21 +48,24 @@ Result<CacheExportSummary> CacheIo::export_to(CacheRemote& remote, const CacheSp
       }
     }
   } else {
-    // The target's chain: parents, across stages through the links.
-    std::string cur = target_key;
+    // Each target's chain: parents, across stages through the links. A
+    // part two platforms share (a stage built once for both) is walked once.
     std::set<std::string> seen;
-    while (!cur.empty() && seen.insert(cur).second) {
-      TRY(auto rec, db->get(cur));
-      if (rec) {
-        cur = rec->parent_key;
-        records.emplace(rec->key, std::move(*rec));
-        continue;
+    for (const auto& target_key : target_keys) {
+      std::string cur = target_key;
+      while (!cur.empty() && seen.insert(cur).second) {
+        TRY(auto rec, db->get(cur));
+        if (rec) {
+          cur = rec->parent_key;
+          records.emplace(rec->key, std::move(*rec));
+          continue;
+        }
+        auto link = links.find(cur);
+        if (link == links.end()) {
+          break;
+        }
+        cur = link->second;
       }
-      auto link = links.find(cur);
-      if (link == links.end()) {
-        break;
-      }
-      cur = link->second;
     }
   }
 

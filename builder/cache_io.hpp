@@ -20,8 +20,10 @@
 //    zero), annotated k_mount_annotation = the mount id; sorted by digest,
 //    each once.
 // mode=min exports the records of the target's chain (its stage and the
-// stages it is built FROM, FROM records included); mode=max every record
-// the build hit or wrote. A second export to the same place sends only the
+// stages it is built FROM, FROM records included) — of each target
+// platform's chain when the build made several, a record they share once,
+// as buildx exports the records each platform's final image needs;
+// mode=max every record the build hit or wrote, of every platform. A second export to the same place sends only the
 // blobs not there yet (a local dir keeps blobs no manifest references any
 // more, as buildx's local cache does; `rm -rf DIR` starts over).
 //
@@ -132,10 +134,11 @@ public:
   /// sees it empty or whole.
   void seed_mount_if_empty(const std::string& id, const std::filesystem::path& dir);
 
-  /// Writes the cache of this build (target chain ending at `target_key`)
-  /// to `remote` as `spec` says, from the store at `store_root`.
+  /// Writes the cache of this build to `remote` as `spec` says, from
+  /// `store`. `target_keys`: the last key of each image the build made (one
+  /// per target platform); mode=min exports the chains ending there.
   Result<CacheExportSummary> export_to(CacheRemote& remote, const CacheSpec& spec, image::ImageStore& store,
-                                       const std::string& target_key);
+                                       const std::vector<std::string>& target_keys);
 
 private:
   struct Source {

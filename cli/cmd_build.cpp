@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -499,7 +500,11 @@ void run_build(BuildFlags& f, Context& ctx) {
     }
   }
   unwrap(builder::write_outputs(*store, *built, outputs, tags, index ? &*index : nullptr));
-  unwrap_message(builder::export_build_cache(cache_io, *store, *built, unless_quiet), 1);
+  // Every platform's records (mode=min: each platform image's chain).
+  const std::span<const builder::BuiltImage> built_images =
+      per_platform.empty() ? std::span<const builder::BuiltImage>(&*built, 1)
+                            : std::span<const builder::BuiltImage>(per_platform);
+  unwrap_message(builder::export_build_cache(cache_io, *store, built_images, unless_quiet), 1);
   // The metadata file names the manifest as pushed (layers compressed); a
   // multi-platform build's is its index, as buildx's containerimage.digest.
   std::string pushed_digest = index ? index->manifest_digest : "";

@@ -277,6 +277,175 @@ TEST_CASE("cache export: mode=max carries the intermediate stage, mode=min only 
   CHECK(target_cached == 2);
 }
 
+namespace {
+
+// The plain-progress step whose header contains `header`: whether it was
+// CACHED (its "#N CACHED" line).
+bool step_cached(const std::string& log, const std::string& header) {
+  size_t at = log.find(header);
+  INFO(header);
+  REQUIRE(at != std::string::npos);
+  size_t hash = log.rfind('#', at);
+  REQUIRE(hash != std::string::npos);
+  std::string id = log.substr(hash, log.find(' ', hash) - hash);
+  return log.find("\n" + id + " CACHED\n") != std::string::npos;
+}
+
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// Two target platforms: a native tools stage both share (built once), a
+// native cross stage per target (it reads TARGETARCH), and the target stage
+// on busybox-amd64 / busybox-arm64 (the aarch64 busybox runs under qemu).
+const char* const k_two_platforms =
+    "ARG TARGETARCH\n"
+    "FROM --platform=$BUILDPLATFORM busybox AS tools\n"
+    "RUN uname -m > /built-on && echo tools-ran\n"
+    "FROM --platform=$BUILDPLATFORM busybox AS cross\n"
+    "ARG TARGETARCH\n"
+    "COPY --from=tools /built-on /\n"
+    "RUN echo \"$(cat /built-on) for $TARGETARCH\" > /for\n"
+    "FROM busybox-${TARGETARCH}\n"
+    "COPY --from=cross /for /\n"
+    "RUN uname -m > /arch && cat /for >> /arch\n";
+
+// Every RUN of k_two_platforms, as plain progress names it.
+const std::vector<std::string> k_two_platform_runs = {
+    "[linux/amd64 tools 2/2] RUN uname -m > /built-on",
+    "cross 3/3] RUN echo \"$(cat /built-on) for amd64\"",
+    "cross 3/3] RUN echo \"$(cat /built-on) for arm64\"",
+    "[linux/amd64 stage-2 3/3] RUN uname -m > /arch",
+    "[linux/arm64 stage-2 3/3] RUN uname -m > /arch",
+};
+
+// A fresh store of `s` that also holds the amd64 base as busybox-amd64 and
+// the arm64 one (`arm_tar`, imported with a fixed SOURCE_DATE_EPOCH: the
+// same image in every store) as busybox-arm64.
+fs::path two_platform_store(Stores& s, const std::string& name, const fs::path& arm_tar) {
+  fs::path root = s.store(name);
+  RunResult tag = run_imgbuild(root, {"tag", "busybox", "busybox-amd64"});
+  INFO(tag.err);
+  REQUIRE(tag.status == 0);
+  RunResult imp = run_sh("SOURCE_DATE_EPOCH=0 " + sh_quote(imgbuild::test::imgbuild_binary().string()) +
+                         " --root " + sh_quote(root.string()) + " import --platform linux/arm64 " +
+                         sh_quote(arm_tar.string()) + " busybox-arm64");
+  INFO(imp.err);
+  REQUIRE(imp.status == 0);
+  return root;
+}
+
+// How many records of a cache config were made by a step whose created_by
+// contains `text`.
+size_t records_made_by(const CacheDoc& doc, const std::string& text) {
+  size_t n = 0;
+  for (const auto& r : doc.config["records"]) {
+    n += r["created_by"].get<std::string>().find(text) != std::string::npos ? 1 : 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("cache export: a two-platform build exports every platform's records, a fresh store hits for both",
+          "[integration][cache][cache-io][platform]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  Stores s;
+  fs::path arm_tar = s.work.path / "busybox-arm64.tar";
+  write_file(arm_tar, imgbuild::test::arm64_busybox_rootfs_tar(s.work.path));
+  s.put("Dockerfile", k_two_platforms);
+  const std::string platforms = "linux/amd64,linux/arm64";
+  fs::path a = two_platform_store(s, "a", arm_tar);
+  fs::path min_dir = s.work.path / "min";
+  fs::path max_dir = s.work.path / "max";
+  Built first = s.build(a, {"--platform", platforms, "--cache-to", "type=local,dest=" + min_dir.string(),
+                            "--cache-to", "type=local,dest=" + max_dir.string() + ",mode=max"});
+  INFO(describe(first));
+  REQUIRE(first.digest.starts_with("sha256:"));
+  for (const auto& run : k_two_platform_runs) {
+    CHECK_FALSE(step_cached(first.run.err, run));
+  }
+  CHECK(occurrences(first.run.err, "tools-ran") == 2);  // its name and its output: built once
+
+  // max: every step of both platforms; the shared tools stage once.
+  CacheDoc max = read_cache(max_dir);
+  CHECK(records_made_by(max, "tools-ran") == 1);
+  CHECK(records_made_by(max, "for $TARGETARCH") == 2);
+  CHECK(records_made_by(max, "uname -m > /arch") == 2);
+  CHECK(records_made_by(max, "COPY /for /") == 2);
+  // min: each platform's final image chain (its FROM, COPY and RUN), not
+  // the stages it copies from.
+  CacheDoc min = read_cache(min_dir);
+  CHECK(min.config["records"].size() == 6);
+  CHECK(records_made_by(min, "uname -m > /arch") == 2);
+  CHECK(records_made_by(min, "COPY /for /") == 2);
+  CHECK(records_made_by(min, "tools-ran") == 0);
+  CHECK(records_made_by(min, "for $TARGETARCH") == 0);
+  for (const CacheDoc* doc : {&min, &max}) {
+    std::set<std::string> digests;
+    for (const auto& l : doc->manifest["layers"]) {
+      CHECK(digests.insert(l["digest"].get<std::string>()).second);
+    }
+  }
+
+  SECTION("mode=max: every RUN of both platforms is cached, the same index") {
+    fs::path b = two_platform_store(s, "b", arm_tar);
+    Built second = s.build(b, {"--platform", platforms, "--cache-from", "type=local,src=" + max_dir.string()});
+    INFO(describe(second));
+    for (const auto& run : k_two_platform_runs) {
+      CHECK(step_cached(second.run.err, run));
+    }
+    CHECK(cached_count(second.steps) == second.steps.size());
+    CHECK(occurrences(second.run.err, "tools-ran") == 1);  // the step's name, no output: it did not run
+    CHECK(second.digest == first.digest);
+    check_store_verified(b);
+  }
+  SECTION("mode=min: both platforms' target steps are cached (the cross stages run again), the same index") {
+    fs::path c = two_platform_store(s, "c", arm_tar);
+    Built second = s.build(c, {"--platform", platforms, "--cache-from", "type=local,src=" + min_dir.string()});
+    INFO(describe(second));
+    CHECK(step_cached(second.run.err, "[linux/amd64 stage-2 3/3] RUN uname -m > /arch"));
+    CHECK(step_cached(second.run.err, "[linux/arm64 stage-2 3/3] RUN uname -m > /arch"));
+    CHECK(step_cached(second.run.err, "[linux/amd64 stage-2 2/3] COPY --from=cross"));
+    CHECK(step_cached(second.run.err, "[linux/arm64 stage-2 2/3] COPY --from=cross"));
+    CHECK_FALSE(step_cached(second.run.err, "[linux/amd64 tools 2/2] RUN uname -m > /built-on"));
+    CHECK(second.digest == first.digest);
+    check_store_verified(c);
+  }
+}
+
+TEST_CASE("cache export: a two-platform build's registry cache (mode=min) hits for both platforms",
+          "[integration][cache][cache-io][platform][registry]") {
+  IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");
+  std::string missing = imgbuild::test::TestRegistry::missing_prerequisite();
+  IMGBUILD_REQUIRE_PREREQ(missing.empty(), missing);
+  imgbuild::test::TestRegistry registry({});
+  Stores s;
+  fs::path arm_tar = s.work.path / "busybox-arm64.tar";
+  write_file(arm_tar, imgbuild::test::arm64_busybox_rootfs_tar(s.work.path));
+  s.put("Dockerfile", k_two_platforms);
+  const std::string platforms = "linux/amd64,linux/arm64";
+  const std::string ref = registry.host() + "/imgbuild-test-cacheio/multi:v1";
+  Built first = s.build(two_platform_store(s, "a", arm_tar),
+                        {"--platform", platforms, "--cache-to", "type=registry,ref=" + ref});
+  INFO(describe(first));
+  INFO(registry.log());
+  // Per platform: the FROM, COPY and RUN of its image.
+  CHECK(first.run.err.find("exported cache to " + ref + ": 6 records") != std::string::npos);
+
+  fs::path b = two_platform_store(s, "b", arm_tar);
+  Built second = s.build(b, {"--platform", platforms, "--cache-from", "type=registry,ref=" + ref});
+  INFO(describe(second));
+  CHECK(step_cached(second.run.err, "[linux/amd64 stage-2 3/3] RUN uname -m > /arch"));
+  CHECK(step_cached(second.run.err, "[linux/arm64 stage-2 3/3] RUN uname -m > /arch"));
+  CHECK(second.digest == first.digest);
+  check_store_verified(b);
+}
+
 TEST_CASE("cache export: a second export writes no blob when nothing changed, only the new ones after a change",
           "[integration][cache][cache-io]") {
   IMGBUILD_REQUIRE_PREREQ(prerequisites(), "builds need root and busybox-static");

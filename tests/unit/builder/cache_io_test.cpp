@@ -49,12 +49,13 @@ struct Store {
   }
 };
 
-cache::CacheRecord layer_record(Store& s, const std::string& key_seed, const std::string& body) {
+cache::CacheRecord layer_record(Store& s, const std::string& key_seed, const std::string& body,
+                                const std::string& parent_key = sha256("parent").str()) {
   std::string tar = test::make_layer({test::file("hello.txt", body)}, tar::Compression::gzip);
   std::string plain = test::make_layer({test::file("hello.txt", body)});
   cache::CacheRecord r;
   r.key = sha256(key_seed).str();
-  r.parent_key = sha256("parent").str();
+  r.parent_key = parent_key;
   r.position = 0;
   r.kind = "RUN";
   r.layer.blob_digest = s.put_blob(tar);
@@ -118,7 +119,7 @@ TEST_CASE("cache io: an exported record is imported lazily into another store, b
   auto remote = make_local_cache(dest.path() / "cache");
   CacheSpec spec;
   spec.mode_max = true;
-  auto summary = out.export_to(*remote, spec, *a.images, rec.key);
+  auto summary = out.export_to(*remote, spec, *a.images, {rec.key});
   REQUIRE(summary);
   CHECK(summary->records == 1);
   CHECK(summary->new_blobs == 1);
@@ -143,6 +144,36 @@ TEST_CASE("cache io: an exported record is imported lazily into another store, b
   CHECK(warnings.empty());
 }
 
+TEST_CASE("cache io: mode=min exports the chain of every target key, a shared record once", "[builder]") {
+  // One platform-independent record (a stage built once for both targets)
+  // and a record on top of it per target platform.
+  Store a;
+  cache::CacheRecord shared;
+  shared.key = sha256("shared").str();
+  shared.position = -1;
+  shared.kind = "FROM";
+  shared.config = "{}";
+  shared.created_by = "FROM busybox";
+  shared.inputs = "{}";
+  REQUIRE(a.db->put(shared));
+  cache::CacheRecord amd = layer_record(a, "amd64-run", "amd64\n", shared.key);
+  cache::CacheRecord arm = layer_record(a, "arm64-run", "arm64\n", shared.key);
+  auto exported_keys = [&](const std::vector<std::string>& targets) {
+    CacheIo out([](const std::string&) {});
+    test::ScratchDir dest;
+    auto remote = make_local_cache(dest.path() / "cache");
+    auto summary = out.export_to(*remote, CacheSpec{}, *a.images, targets);
+    REQUIRE(summary);
+    CacheIo in([](const std::string&) {});
+    in.add_import(make_local_cache(dest.path() / "cache"));
+    CHECK(in.imported_records() == summary->records);
+    return summary->records;
+  };
+  CHECK(exported_keys({amd.key}) == 2);
+  CHECK(exported_keys({amd.key, arm.key}) == 3);
+  CHECK(exported_keys({amd.key, arm.key, amd.key}) == 3);
+}
+
 TEST_CASE("cache io: a record whose diff_id does not match its layer is refused, the store keeps nothing",
           "[builder]") {
   Store a;
@@ -157,7 +188,7 @@ TEST_CASE("cache io: a record whose diff_id does not match its layer is refused,
   auto remote = make_local_cache(dest.path() / "cache");
   CacheSpec spec;
   spec.mode_max = true;
-  REQUIRE(out.export_to(*remote, spec, *a.images, rec.key));
+  REQUIRE(out.export_to(*remote, spec, *a.images, {rec.key}));
 
   Store b;
   std::vector<std::string> warnings;
