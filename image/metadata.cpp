@@ -166,7 +166,11 @@ Result<std::unique_ptr<MetaDb>> MetaDb::open(const std::filesystem::path& path) 
   std::unique_ptr<MetaDb> db(new MetaDb(raw));
   sqlite3_extended_result_codes(raw, 1);
   TRY_VOID(db->exec("PRAGMA journal_mode=WAL"));
-  TRY_VOID(db->exec("PRAGMA synchronous=FULL"));
+  // NORMAL in WAL mode: a commit is not fsync'd (a checkpoint is). A
+  // killed process loses nothing; a power loss can lose the last commits,
+  // never the database's consistency, and a lost commit only leaves blobs
+  // (fsync'd before it) that nothing names, which prune removes.
+  TRY_VOID(db->exec("PRAGMA synchronous=NORMAL"));
   TRY_VOID(db->exec("PRAGMA foreign_keys=ON"));
   TRY_VOID(db->migrate());
   return db;

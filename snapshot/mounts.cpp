@@ -124,7 +124,9 @@ Result<MountRecord> MountRecord::create(const fs::path& runtime_dir, const std::
     if (!fd) {
       return fail(Errc::io, "cannot write mount record " + tmp.string() + ": " + std::strerror(errno));
     }
-    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0) {
+    // Not fsync'd: a record matters while its mounts exist, and a power
+    // loss ends them both (a record it leaves empty is skipped as not ours).
+    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
       return fail(Errc::io, "cannot write mount record " + tmp.string() + ": " + std::strerror(errno));
     }
   }
