@@ -25,6 +25,14 @@ void Copier::record(const std::string& path, mode_t type) {
   result.written.push_back(WrittenEntry{"/" + path, type});
 }
 
+bool Copier::surely_absent(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos || fresh_dirs.count(path.substr(0, slash)) == 0) {
+    return false;
+  }
+  return fresh_entries.insert(path).second;
+}
+
 Result<void> Copier::make_parents(const std::string& path, uint32_t mode) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos || known_dirs.count(path.substr(0, slash)) != 0) {
@@ -50,6 +58,8 @@ Result<void> Copier::make_dir(const std::string& path, uint32_t mode, Owner o,
                               std::optional<std::pair<int64_t, uint32_t>> mtime) {
   TRY_VOID(dest.mkdir(path, 0700));
   known_dirs.insert(path);
+  fresh_dirs.insert(path);
+  fresh_entries.insert(path);  // made: no longer absent
   TRY_VOID(dest.chown(path, o.uid, o.gid));
   TRY_VOID(dest.chmod(path, mode));
   if (mtime) {
@@ -76,6 +86,7 @@ Result<void> Copier::ensure_dir(const std::string& path, uint32_t mode) {
 }
 
 Result<bool> Copier::clear_target(const std::string& path, bool dirs_too) {
+  (void)surely_absent(path);  // claims it: written once, looked at again
   TRY(auto st, dest.lstat(path));
   if (!st) {
     return false;
@@ -117,6 +128,14 @@ Result<void> Copier::write_entry(const WalkEntry& e, const std::string& target) 
     return ok();
   }
   TRY_VOID(make_parents(target, dir_mode));
+  const bool absent = surely_absent(target);
+  if (S_ISDIR(st.st_mode) && absent) {
+    TRY_VOID(make_dir(target, mode_for(st.st_mode, true), owner_for(st),
+                      std::make_pair(static_cast<int64_t>(st.st_mtim.tv_sec),
+                                     static_cast<uint32_t>(st.st_mtim.tv_nsec))));
+    TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
+    return ok();
+  }
   if (S_ISDIR(st.st_mode)) {
     // Follow a symlink to a directory inside the root (var/run -> /run).
     auto existing = dest.open_at(target, O_PATH | O_DIRECTORY);
@@ -135,9 +154,11 @@ Result<void> Copier::write_entry(const WalkEntry& e, const std::string& target) 
     TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
     return ok();
   }
-  TRY(bool is_dir, clear_target(target, false));
-  if (is_dir) {
-    return fail(Errc::invalid_argument, fmt::format("cannot replace directory /{} with a non-directory", target));
+  if (!absent) {
+    TRY(bool is_dir, clear_target(target, false));
+    if (is_dir) {
+      return fail(Errc::invalid_argument, fmt::format("cannot replace directory /{} with a non-directory", target));
+    }
   }
   if (S_ISSOCK(st.st_mode)) {
     // BuildKit turns a socket into an empty regular file.

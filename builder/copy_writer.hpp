@@ -47,6 +47,12 @@ struct Copier {
   bool keep_owner = false;
   /// Directories (relative paths) known to exist in dest during this copy.
   std::set<std::string> known_dirs;
+  /// Directories this copy made (they were absent): nothing is in them but
+  /// what it wrote, so their entries need no look before being written.
+  std::set<std::string> fresh_dirs;
+  /// The entries of fresh_dirs written so far (a second source writing the
+  /// same name looks first).
+  std::set<std::string> fresh_entries;
   /// Directories whose mtime is set at the end: (path, sec, nsec).
   std::vector<std::tuple<std::string, int64_t, uint32_t>> dir_times;
   /// (dev, ino) of multiply-linked source files → first destination path.
@@ -62,6 +68,9 @@ struct Copier {
 
   /// Notes that `path` (relative) was written as an entry of `type`.
   void record(const std::string& path, mode_t type);
+  /// True when `path` (relative) cannot exist yet: its parent is one of
+  /// fresh_dirs and nothing was written at it; claims it.
+  bool surely_absent(const std::string& path);
 
   /// Creates missing parents of `path` (relative) as `mode` dirs owned by
   /// the --chown owner (0:0 without). Existing ones, and symlinks to

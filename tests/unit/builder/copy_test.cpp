@@ -147,6 +147,34 @@ TEST_CASE("copy: several sources onto a dest without a trailing slash follow Bui
   CHECK(r.error().message == "cannot copy to non-directory: /n");
 }
 
+TEST_CASE("copy: two sources writing the same names into a directory the copy makes", "[builder][integration]") {
+  IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
+  Fixture f;
+  // The first source fills /fresh/ (made by this copy, so its entries are
+  // written without a look); the second writes the same names again and
+  // must replace them: a file over a file, a directory over a file, a file
+  // over a symlink, and a directory merged into a directory.
+  sfs::create_directories(f.src / "one/sub");
+  write_text(f.src / "one/f", "first");
+  write_text(f.src / "one/d", "a file first");
+  sfs::create_symlink("f", f.src / "one/l");
+  write_text(f.src / "one/sub/x", "x1");
+  sfs::create_directories(f.src / "two/d");
+  sfs::create_directories(f.src / "two/sub");
+  write_text(f.src / "two/f", "second");
+  write_text(f.src / "two/d/in", "in");
+  write_text(f.src / "two/l", "a file now");
+  write_text(f.src / "two/sub/y", "y2");
+  REQUIRE(f.run(copy_of({"one/", "two/"}, "/fresh/")));
+  CHECK(read_text(f.dst / "fresh/f") == "second");
+  CHECK(sfs::is_directory(f.dst / "fresh/d"));
+  CHECK(read_text(f.dst / "fresh/d/in") == "in");
+  CHECK_FALSE(sfs::is_symlink(f.dst / "fresh/l"));
+  CHECK(read_text(f.dst / "fresh/l") == "a file now");
+  CHECK(read_text(f.dst / "fresh/sub/x") == "x1");
+  CHECK(read_text(f.dst / "fresh/sub/y") == "y2");
+}
+
 TEST_CASE("copy: created parents take an octal --chmod's mode and the --chown owner", "[builder][integration]") {
   IMGBUILD_REQUIRE_PREREQ(is_root(), "needs root to set owners");
   Fixture f;
