@@ -45,6 +45,9 @@
 
 namespace imgbuild::builder {
 
+/// Where a build's snapshotter keeps its views and mount records in `store`.
+snapshot::SnapshotterConfig snapshotter_config(image::ImageStore& store);
+
 /// One layer of a stage's chain: its record and its unpacked directory.
 struct Layer {
   image::LayerRecord record;

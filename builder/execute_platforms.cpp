@@ -42,7 +42,20 @@ Result<std::vector<BuiltImage>> execute_platforms(const std::vector<Plan>& plans
   TRY(std::unique_ptr<image::Staging> staging, image::Staging::create(store.content()));
   SharedBuild shared;
   shared.staging = staging.get();
-  std::vector<ExecuteOptions> opts(plans.size(), options);
+  // One snapshotter and one sandbox for every platform's Build (one overlay
+  // probe, one seccomp compile), unless the caller gave its own.
+  ExecuteOptions common = options;
+  std::unique_ptr<snapshot::Snapshotter> snapshotter;
+  std::unique_ptr<sandbox::Sandbox> sandbox;
+  if (common.services.snapshotter == nullptr) {
+    TRY(snapshotter, snapshot::make_lazy_snapshotter(options.snapshotter, snapshotter_config(store)));
+    common.services.snapshotter = snapshotter.get();
+  }
+  if (common.services.sandbox == nullptr) {
+    TRY(sandbox, sandbox::make_sandbox(options.isolation));
+    common.services.sandbox = sandbox.get();
+  }
+  std::vector<ExecuteOptions> opts(plans.size(), common);
   std::vector<std::unique_ptr<Build>> builds;
   for (size_t i = 0; i < plans.size(); ++i) {
     opts[i].steps_seen = nullptr;

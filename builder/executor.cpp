@@ -138,17 +138,22 @@ std::vector<fsys::path> dirs_of(const std::vector<Layer>& layers) {
   return out;
 }
 
-Result<void> Build::setup() {
-  fsys::path root = m_store.content().root();
+snapshot::SnapshotterConfig snapshotter_config(image::ImageStore& store) {
+  fsys::path root = store.content().root();
   snapshot::SnapshotterConfig cfg;
   cfg.work_dir = root / "snapshots" / "work";
   cfg.runtime_dir = root / "run";
+  return cfg;
+}
+
+Result<void> Build::setup() {
+  fsys::path root = m_store.content().root();
   std::error_code ec;
   fsys::create_directories(root / "snapshots", ec);
   m_snapshotter = m_options.services.snapshotter;
   if (m_snapshotter == nullptr) {
     // Made on first use: a fully cached build mounts nothing.
-    TRY(m_own_snapshotter, snapshot::make_lazy_snapshotter(m_options.snapshotter, cfg));
+    TRY(m_own_snapshotter, snapshot::make_lazy_snapshotter(m_options.snapshotter, snapshotter_config(m_store)));
     m_snapshotter = m_own_snapshotter.get();
   }
   m_sandbox = m_options.services.sandbox;
