@@ -46,10 +46,24 @@ tar --numeric-owner --sort=name --mtime=@0 -C "$A" -cf "$WORK/base-arm64.tar" .
 mkdir -p "$WORK/mpbase-oci"
 tar -xf "$WORK/mpbase.tar" -C "$WORK/mpbase-oci"
 
-mkdir -p "$WORK/ctx"
-cat >"$WORK/ctx/Dockerfile" <<'DF'
+# shared: the generator does not read the target (built once; every
+# target copies the same tree). per-target: it does (ARG TARGETARCH, as a
+# cross-compiling stage does), so it runs natively once per target and each
+# target copies its own tree.
+mkdir -p "$WORK/shared" "$WORK/per-target"
+cat >"$WORK/shared/Dockerfile" <<'DF'
 FROM --platform=$BUILDPLATFORM mpbase AS gen
 RUN mkdir /gen && cd /gen && i=0 && while [ $i -lt 3000 ]; do echo "generated $i" > f$i; i=$((i+1)); done
+FROM mpbase
+ARG TARGETPLATFORM
+COPY --from=gen /gen /gen
+RUN uname -m > /arch && echo "$TARGETPLATFORM" > /platform && mkdir /own && i=0 && \
+    while [ $i -lt 500 ]; do echo "$i" > /own/f$i; i=$((i+1)); done
+DF
+cat >"$WORK/per-target/Dockerfile" <<'DF'
+FROM --platform=$BUILDPLATFORM mpbase AS gen
+ARG TARGETARCH
+RUN mkdir /gen && cd /gen && i=0 && while [ $i -lt 3000 ]; do echo "$TARGETARCH $i" > f$i; i=$((i+1)); done
 FROM mpbase
 ARG TARGETPLATFORM
 COPY --from=gen /gen /gen
@@ -69,21 +83,24 @@ timed() {  # CMD…: wall seconds
   echo "$t1 - $t0" | bc -l
 }
 PLATFORMS=linux/amd64,linux/arm64
-iw=() kw=()
-for _ in $(seq 1 "$RUNS"); do
-  "${IMG[@]}" cache prune -af >/dev/null 2>&1 || true
-  sync
-  iw+=("$(timed "${IMG[@]}" build --no-cache --progress plain --platform "$PLATFORMS" \
-    -o "type=oci,dest=$WORK/i.tar" "$WORK/ctx")")
-  "$BK/build" --no-cache --platform "$PLATFORMS" --image "mpbase=$WORK/mpbase-oci" --oci-output \
-    -o "$WORK/warm.tar" "$WORK/ctx" >/dev/null 2>&1 || true  # v0.22 loads the base once, untimed
-  rm -f "$WORK/bk.tar"
-  sync
-  kw+=("$(timed "$BK/build" --no-cache --platform "$PLATFORMS" --image "mpbase=$WORK/mpbase-oci" --oci-output \
-    -o "$WORK/bk.tar" "$WORK/ctx")")
-done
-i=$(printf '%s\n' "${iw[@]}" | median)
-k=$(printf '%s\n' "${kw[@]}" | median)
 echo "# $RUNS runs (median wall s); $(nproc) cores; --platform $PLATFORMS -o type=oci, cold"
-printf '%-28s %8.2fs\n' "imgbuild" "$i" "BuildKit v0.22" "$k"
-echo "imgbuild/v0.22: $(ratio "$i" "$k")"
+printf '%-12s %10s %16s %16s\n' workload imgbuild "BuildKit v0.22" "imgbuild/v0.22"
+for workload in shared per-target; do
+  ctx=$WORK/$workload
+  iw=() kw=()
+  for _ in $(seq 1 "$RUNS"); do
+    "${IMG[@]}" cache prune -af >/dev/null 2>&1 || true
+    sync
+    iw+=("$(timed "${IMG[@]}" build --no-cache --progress plain --platform "$PLATFORMS" \
+      -o "type=oci,dest=$WORK/i.tar" "$ctx")")
+    "$BK/build" --no-cache --platform "$PLATFORMS" --image "mpbase=$WORK/mpbase-oci" --oci-output \
+      -o "$WORK/warm.tar" "$ctx" >/dev/null 2>&1 || true  # v0.22 loads the base once, untimed
+    rm -f "$WORK/bk.tar"
+    sync
+    kw+=("$(timed "$BK/build" --no-cache --platform "$PLATFORMS" --image "mpbase=$WORK/mpbase-oci" --oci-output \
+      -o "$WORK/bk.tar" "$ctx")")
+  done
+  i=$(printf '%s\n' "${iw[@]}" | median)
+  k=$(printf '%s\n' "${kw[@]}" | median)
+  printf '%-12s %9.2fs %15.2fs %16s\n' "$workload" "$i" "$k" "$(ratio "$i" "$k")"
+done
