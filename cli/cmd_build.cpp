@@ -531,7 +531,8 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   if (!f.metadata_file.empty()) {
     nlohmann::json md =
-        unwrap(builder::success_metadata(*store, *built, pushed_digest, tags, summary, report, checks.warnings));
+        unwrap(builder::success_metadata(*store, *built, pushed_digest, tags, summary, report, checks.warnings,
+                                         index ? &*index : nullptr));
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
   if (f.quiet) {
