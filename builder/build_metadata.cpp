@@ -33,7 +33,8 @@ nlohmann::json build_summary(const BuiltImage& built, double seconds, int64_t im
 }
 
 Result<nlohmann::json> success_metadata(image::ImageStore& store, const BuiltImage& built,
-                                        const std::string& pushed_digest, const std::vector<image::Reference>& tags,
+                                        const std::optional<image::Descriptor>& pushed,
+                                        const std::vector<image::Reference>& tags,
                                         const nlohmann::json& summary, const std::optional<nlohmann::json>& report,
                                         const std::vector<parser::CheckWarning>& warnings,
                                         const image::ImageRecord* index) {
@@ -48,9 +49,10 @@ Result<nlohmann::json> success_metadata(image::ImageStore& store, const BuiltIma
   } else {
     md["containerimage.config.digest"] = built.config_digest;
   }
-  if (!pushed_digest.empty() && pushed_digest != digest) {
-    digest = pushed_digest;
-    TRY(size, store.content().size(digest));
+  if (pushed) {
+    digest = pushed->digest;
+    size = static_cast<uint64_t>(pushed->size);
+    media_type = pushed->media_type;
   }
   md["containerimage.digest"] = digest;
   md["containerimage.descriptor"] = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};
