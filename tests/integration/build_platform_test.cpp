@@ -322,8 +322,12 @@ TEST_CASE("build --platform linux/amd64,linux/arm64 --push: the index in a regis
       "CMD [\"cat\", \"/platform\"]\n";
   const std::string dest = registry.host() + "/imgbuild-test/cross:1";
   const fs::path md = fx.work.path / "metadata.json";
-  ok_run(fx.build("push", df, {},
-                {"--platform", "linux/amd64,linux/arm64", "--push", "-t", dest, "--metadata-file", md.string()}));
+  RunResult built = ok_run(fx.build(
+      "push", df, {}, {"--platform", "linux/amd64,linux/arm64", "--push", "-t", dest, "--metadata-file", md.string()}));
+  // The cross stage ran natively for each target, named as BuildKit names it.
+  CHECK(built.err.find("[linux/amd64->arm64 cross 3/3] RUN echo \"linux/amd64 -> linux/arm64\"") !=
+        std::string::npos);
+  CHECK(built.err.find("[linux/amd64 cross 3/3] RUN echo \"linux/amd64 -> linux/amd64\"") != std::string::npos);
 
   // The registry holds an index of both platforms' manifests; the metadata
   // file names it as pushed.
