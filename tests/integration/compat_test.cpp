@@ -56,8 +56,9 @@
 // same config and layer; a case naming a stage imgbuild-compat-busybox gets
 // no --image, since a named context would replace that stage). The save of
 // a two-platform base is unpacked and handed over as an OCI layout
-// directory: the build script's archive-to-oci takes the first image of a
-// tar's manifest.json, the host's platform only.
+// directory: given the tar, the build script's archive-to-oci takes the
+// first image of its manifest.json (the host's platform only), and BuildKit
+// then builds every platform on that one image without a word.
 
 #include <sys/socket.h>
 #include <sys/stat.h>
