@@ -225,8 +225,11 @@ private:
                             const parser::Instruction& ins, const StepRecord& record);
   Result<void> base_cache(const PlannedStage& stage, StageResult& res, const image::LoadedImage& img);
   std::string debug_name(const PlannedStage& stage, int position) const;
-  // The stage name step labels show: none when the Dockerfile has one stage.
-  std::string label_name(const PlannedStage& stage) const;
+  // The stage name step labels show: none when the Dockerfile has one stage;
+  // with several platforms, the stage's platform first, and when `env` (the
+  // step's environment) holds a TARGETPLATFORM other than the stage's
+  // platform, "->" and that target (BuildKit: "linux/amd64->arm64 cross").
+  std::string label_name(const PlannedStage& stage, const parser::ShellEnv* env = nullptr) const;
   Result<void> finish_layer(StageResult& st, snapshot::View& view, const std::string& created_by,
                             StepRecord& record, bool independent = false);
   Result<void> do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record);

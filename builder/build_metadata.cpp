@@ -33,17 +33,26 @@ nlohmann::json build_summary(const BuiltImage& built, double seconds, int64_t im
 }
 
 Result<nlohmann::json> success_metadata(image::ImageStore& store, const BuiltImage& built,
-                                        const std::string& pushed_digest, const std::vector<image::Reference>& tags,
+                                        const std::optional<image::Descriptor>& pushed,
+                                        const std::vector<image::Reference>& tags,
                                         const nlohmann::json& summary, const std::optional<nlohmann::json>& report,
-                                        const std::vector<parser::CheckWarning>& warnings) {
+                                        const std::vector<parser::CheckWarning>& warnings,
+                                        const image::ImageRecord* index) {
   nlohmann::json md;
-  md["containerimage.config.digest"] = built.config_digest;
   std::string digest = built.manifest_digest;
   uint64_t size = built.manifest_bytes.size();
   std::string media_type = built.record.media_type;
-  if (!pushed_digest.empty() && pushed_digest != digest) {
-    digest = pushed_digest;
+  if (index != nullptr) {
+    digest = index->manifest_digest;
     TRY(size, store.content().size(digest));
+    media_type = index->media_type;
+  } else {
+    md["containerimage.config.digest"] = built.config_digest;
+  }
+  if (pushed) {
+    digest = pushed->digest;
+    size = static_cast<uint64_t>(pushed->size);
+    media_type = pushed->media_type;
   }
   md["containerimage.digest"] = digest;
   md["containerimage.descriptor"] = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};

@@ -27,13 +27,19 @@ nlohmann::json warnings_json(const std::vector<parser::CheckWarning>& warnings);
 nlohmann::json build_summary(const BuiltImage& built, double seconds, int64_t image_size);
 
 /// The metadata file of a successful build: the config digest, the
-/// manifest as pushed (`pushed_digest`, its layers compressed; "": as
-/// stored), the names, layers, steps, `summary` (build_summary), the layer
-/// report's numbers (`report`, without its treemap) and the warnings.
+/// manifest as pushed (`pushed`, push_built_image's descriptor: its layers
+/// compressed; none: as stored), the names, layers, steps, `summary`
+/// (build_summary), the layer report's numbers (`report`, without its
+/// treemap) and the warnings. A multi-platform build passes the image index
+/// it committed as `index`: the containerimage descriptor is then the
+/// index's (as pushed, or as stored) and there is no config digest, as in
+/// buildx's metadata; the imgbuild.* fields stay those of `built`.
 Result<nlohmann::json> success_metadata(image::ImageStore& store, const BuiltImage& built,
-                                        const std::string& pushed_digest, const std::vector<image::Reference>& tags,
+                                        const std::optional<image::Descriptor>& pushed,
+                                        const std::vector<image::Reference>& tags,
                                         const nlohmann::json& summary, const std::optional<nlohmann::json>& report,
-                                        const std::vector<parser::CheckWarning>& warnings);
+                                        const std::vector<parser::CheckWarning>& warnings,
+                                        const image::ImageRecord* index = nullptr);
 
 /// Writes the metadata file of a failed build: "imgbuild.error" holds the
 /// message, the Dockerfile line (when known) and the failing RUN's exit

@@ -9,8 +9,11 @@
 
 namespace imgbuild::builder {
 
-Result<std::string> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
-                                     const PushTarget& target, const MessageSink& messages) {
+Result<image::Descriptor> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
+                                           const PushTarget& target, const MessageSink& messages) {
+  if (target.names.empty()) {
+    return fail(Errc::invalid_argument, fmt::format("nothing to push {} to: no name", manifest_digest));
+  }
   registry::ClientOptions o;
   o.credentials = registry::docker_config_credentials();
   if (target.insecure) {
@@ -24,7 +27,7 @@ Result<std::string> push_built_image(image::ImageStore& store, const std::string
   }
   registry::PushOptions popts;
   popts.compression = target.compression;
-  std::string digest = manifest_digest;
+  image::Descriptor out;
   for (const auto& name : target.names) {
     if (messages) {
       messages("pushing layers to " + name.str());
@@ -37,9 +40,11 @@ Result<std::string> push_built_image(image::ImageStore& store, const std::string
     if (messages) {
       messages(fmt::format("pushing manifest for {}@{} done", name.str(), pushed->manifest_digest));
     }
-    digest = pushed->manifest_digest;
+    out.media_type = pushed->media_type;
+    out.digest = pushed->manifest_digest;
+    out.size = static_cast<int64_t>(pushed->manifest_size);
   }
-  return digest;
+  return out;
 }
 
 }  // namespace imgbuild::builder

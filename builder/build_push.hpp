@@ -24,11 +24,13 @@ struct PushTarget {
   std::optional<image::LayerCompression> compression = image::LayerCompression{};
 };
 
-/// Pushes the stored image `manifest_digest` to every name of `target`,
-/// reporting progress to `messages`, and returns the digest of
-/// the manifest pushed (its layers compressed). A failed push is an error
-/// naming the destination.
-Result<std::string> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
+/// Pushes the stored image `manifest_digest` (a manifest, or a
+/// multi-platform image's index) to every name of `target`, reporting
+/// progress to `messages`, and returns the descriptor of what the last name
+/// now names: the manifest or index as pushed (its layers compressed, so
+/// not necessarily in the store). A failed push is an error naming the
+/// destination; a target without names is an error.
+Result<image::Descriptor> push_built_image(image::ImageStore& store, const std::string& manifest_digest,
                                      const PushTarget& target, const MessageSink& messages);
 
 }  // namespace imgbuild::builder

@@ -418,7 +418,8 @@ Result<StageResult> Build::run_stage(const PlannedStage& stage) {
       if (auto shown = parser::Lexer(lo).process_word(text, st.state.env)) {
         text = *shown;
       }
-      std::string name = step_label(label_name(stage), index, total) + (i < trigger_count ? "ONBUILD " : "") + text;
+      std::string name =
+          step_label(label_name(stage, &st.state.env), index, total) + (i < trigger_count ? "ONBUILD " : "") + text;
       info = new_step(name, ins.header().range.start_line);
       m_progress.started(info);
     }

@@ -44,13 +44,27 @@ std::map<std::string, std::string> key_env(const parser::ShellEnv& env, const st
   return out;
 }
 
-std::string Build::label_name(const PlannedStage& stage) const {
+std::string Build::label_name(const PlannedStage& stage, const parser::ShellEnv* env) const {
   std::string name = m_plan.stage_names.size() == 1 ? std::string() : stage.display_name;
-  if (m_shared != nullptr) {
-    // Several platforms: BuildKit names the stage's platform first.
-    return name.empty() ? stage.platform.str() : stage.platform.str() + " " + name;
+  if (m_shared == nullptr) {
+    return name;
   }
-  return name;
+  // Several platforms: BuildKit names the stage's platform first, then the
+  // target the step's TARGETPLATFORM names when it is another architecture
+  // (just "->arm64" on the same OS) or OS.
+  std::string platform = stage.platform.str();
+  const std::string* target_text = env != nullptr ? env->get("TARGETPLATFORM") : nullptr;
+  if (target_text != nullptr) {
+    if (auto target = parse_platform(*target_text)) {
+      const Platform base = normalize_platform(stage.platform);
+      if (target->os != base.os) {
+        platform += "->" + target->str();
+      } else if (target->architecture != base.architecture) {
+        platform += "->" + target->architecture + (target->variant.empty() ? "" : "/" + target->variant);
+      }
+    }
+  }
+  return name.empty() ? platform : platform + " " + name;
 }
 
 std::string Build::debug_name(const PlannedStage& stage, int position) const {

@@ -507,9 +507,9 @@ void run_build(BuildFlags& f, Context& ctx) {
   unwrap_message(builder::export_build_cache(cache_io, *store, built_images, unless_quiet), 1);
   // The metadata file names the manifest as pushed (layers compressed); a
   // multi-platform build's is its index, as buildx's containerimage.digest.
-  std::string pushed_digest = index ? index->manifest_digest : "";
+  std::optional<image::Descriptor> pushed;
   for (const auto& p : image_outs.pushes) {
-    pushed_digest = unwrap_message(
+    pushed = unwrap_message(
         builder::push_built_image(*store, index ? index->manifest_digest : built->manifest_digest, p, unless_quiet),
         1);
   }
@@ -536,7 +536,8 @@ void run_build(BuildFlags& f, Context& ctx) {
   }
   if (!f.metadata_file.empty()) {
     nlohmann::json md =
-        unwrap(builder::success_metadata(*store, *built, pushed_digest, tags, summary, report, checks.warnings));
+        unwrap(builder::success_metadata(*store, *built, pushed, tags, summary, report, checks.warnings,
+                                         index ? &*index : nullptr));
     unwrap(output::write_file(f.metadata_file, md.dump(2) + "\n"));
   }
   if (f.quiet) {

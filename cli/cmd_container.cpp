@@ -29,6 +29,7 @@
 #include "snapshot/copy.hpp"
 #include "snapshot/layer_dirs.hpp"
 #include "snapshot/snapshotter.hpp"
+#include "util/platform.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::cli {
@@ -134,6 +135,21 @@ sandbox::RunResult run_in_view(sandbox::Sandbox& sb, snapshot::View& view, sandb
   return *result;
 }
 
+// An image of another platform runs through binfmt_misc and qemu, as a RUN
+// of a build does; when this host cannot run its binaries, an error naming
+// the fix (docker's status for a container that cannot start) before any
+// view is made.
+void check_runnable(const sandbox::Sandbox& sb, const image::LoadedImage& img, const std::string& image_arg) {
+  const image::ImageConfig& c = img.config;
+  if (c.architecture.empty()) {
+    return;  // no platform recorded: taken as the host's
+  }
+  auto can = sb.can_run(normalize_platform({c.os, c.architecture, c.variant}));
+  if (!can) {
+    throw CommandError{fmt::format("image {}: {}", image_arg, can.error().message), 125};
+  }
+}
+
 // Docker's rule for container names, [a-zA-Z0-9][a-zA-Z0-9_.-]+ (so at
 // least two characters), with a length bound Docker leaves to the kernel's
 // hostname and file name limits.
@@ -167,9 +183,12 @@ void add_run(CLI::App* sub, Context& ctx) {
     std::optional<std::string> entrypoint;
     std::string snapshotter = "auto";
     std::string isolation = "auto";
+    std::string platform;
   };
   auto opt = std::make_shared<Opt>();
   sub->add_flag("--rm", opt->rm, "Remove the container when it exits");
+  sub->add_option("--platform", opt->platform,
+                  "Platform of a multi-platform image to run (os/arch[/variant]; default the host's)");
   sub->add_option("--snapshotter", opt->snapshotter, "Snapshotter: auto, overlay, copy")
       ->check(CLI::IsMember({"auto", "overlay", "copy"}));
   sub->add_option("--isolation", opt->isolation,
@@ -206,7 +225,7 @@ void add_run(CLI::App* sub, Context& ctx) {
         }
       }
     }
-    image::LoadedImage img = unwrap(store->load(unwrap(store->resolve(image_arg))));
+    image::LoadedImage img = unwrap(store->load(unwrap(store->resolve(image_arg, platform_flag(opt->platform)))));
     image::ContainerConfig cc = img.config.config.value_or(image::ContainerConfig{});
 
     // docker's rules: --entrypoint replaces the entrypoint and drops the
@@ -254,6 +273,7 @@ void add_run(CLI::App* sub, Context& ctx) {
     std::vector<fsys::path> dirs = layer_dirs_of(*store, img);
     auto snapshotter = open_snapshotter(*store, opt->snapshotter);
     auto sb = unwrap(sandbox::make_sandbox(opt->isolation));
+    check_runnable(*sb, img, image_arg);
     if (!sb->notice().empty()) {
       std::fprintf(stderr, "%s\n", sb->notice().c_str());
     }
@@ -420,6 +440,7 @@ void add_start(CLI::App* sub, Context& ctx) {
       }
       auto snapshotter = open_snapshotter(*store, *kind);
       auto sb = unwrap(sandbox::make_sandbox("auto"));
+      check_runnable(*sb, img, rec.value("image_arg", rec.value("image", "")));
       auto view = unwrap(snapshotter->prepare_over(layer_dirs_of(*store, img), dir / "upper"));
       auto result = run_in_view(*sb, *view, spec);
       // The new changes replace the old ones only once they are complete

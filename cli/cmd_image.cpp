@@ -156,15 +156,14 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows) {
 
 std::string short_id(const std::string& digest) { return digest.substr(7, 12); }
 
-namespace {
-
-// --platform of inspect and history: none when not given.
 std::optional<image::Platform> platform_flag(const std::string& text) {
   if (text.empty()) {
     return std::nullopt;
   }
   return unwrap(image::parse_platform_text(text));
 }
+
+namespace {
 
 // ---- images / image ls -------------------------------------------------------
 

@@ -1,5 +1,6 @@
 #pragma once
-// Helpers shared by the image command files (cmd_image.cpp, cmd_image_io.cpp).
+// Helpers shared by the image command files (cmd_image.cpp, cmd_image_io.cpp,
+// cmd_container.cpp).
 
 #include <cstdint>
 #include <memory>
@@ -48,6 +49,9 @@ std::string size3(int64_t bytes);
 std::string format_table(const std::vector<std::vector<std::string>>& rows);
 /// The 12-hex-digit short form of a digest.
 std::string short_id(const std::string& digest);
+/// The platform a --platform flag names (inspect, history, run): none when
+/// the flag is empty; a CommandError when it does not parse.
+std::optional<image::Platform> platform_flag(const std::string& text);
 
 /// The images kept containers were made from (cmd_container.cpp), for rmi
 /// and prune to keep.

@@ -2,8 +2,12 @@
 // the platform ARGs, the base chosen for the stage's platform, the image's
 // architecture, RUN of aarch64 binaries through binfmt_misc and qemu
 // (scripts/binfmt), the error when no emulator is registered, the cache
-// key per platform. The arm64 base is Debian's busybox-static:arm64
-// (harness.hpp arm64_busybox_rootfs_tar), imported as "busybox-arm64".
+// key per platform, and the issue's end to end: a cross-compiling
+// Dockerfile built for linux/amd64 and linux/arm64, pushed to a registry in
+// the same build, pulled per platform into fresh stores and run (`run` of a
+// foreign platform's image goes through qemu too, `run --platform` selects
+// one). The arm64 base is Debian's busybox-static:arm64 (harness.hpp
+// arm64_busybox_rootfs_tar), imported as "busybox-arm64".
 
 #include <filesystem>
 #include <string>
@@ -13,6 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "build_fixture.hpp"
+#include "support/registry_fixture.hpp"
+#include "support/require.hpp"
+#include "util/hash.hpp"
 #include "util/platform.hpp"
 
 namespace imgbuild::test::build {
@@ -40,6 +47,25 @@ nlohmann::json inspect(const fs::path& root, const std::string& name) {
 }
 
 bool host_is_amd64() { return imgbuild::host_platform().architecture == "amd64"; }
+
+// An architecture whose qemu entry is not registered here (scripts/binfmt
+// registers aarch64 and arm only), or "" when every candidate is.
+std::string unregistered_arch() {
+  for (const char* candidate : {"s390x", "ppc64le", "riscv64", "mips64le"}) {
+    std::string qemu = std::string(candidate) == "mips64le" ? "mips64el" : candidate;
+    if (!fs::exists("/proc/sys/fs/binfmt_misc/qemu-" + qemu)) {
+      return candidate;
+    }
+  }
+  return "";
+}
+
+RunResult ok_run(const RunResult& r) {
+  INFO(r.out);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  return r;
+}
 
 }  // namespace
 
@@ -131,16 +157,7 @@ TEST_CASE("build --platform: a base stored for another platform only is an error
 
 TEST_CASE("build --platform: no binfmt registration for the platform is a clear error", "[build][platform]") {
   REQUIRE(host_is_amd64());
-  // An architecture whose qemu entry is not registered (scripts/binfmt
-  // registers aarch64 and arm only).
-  std::string arch;
-  for (const char* candidate : {"s390x", "ppc64le", "riscv64", "mips64le"}) {
-    std::string qemu = std::string(candidate) == "mips64le" ? "mips64el" : candidate;
-    if (!fs::exists("/proc/sys/fs/binfmt_misc/qemu-" + qemu)) {
-      arch = candidate;
-      break;
-    }
-  }
+  std::string arch = unregistered_arch();
   REQUIRE(!arch.empty());
   Fixture fx;
   fs::path tarball = fx.work.path / "foreign.tar";
@@ -153,6 +170,28 @@ TEST_CASE("build --platform: no binfmt registration for the platform is a clear 
   CHECK(r.err.find("cannot run linux/" + arch + " binaries") != std::string::npos);
   CHECK(r.err.find("install qemu-user-static") != std::string::npos);
   CHECK(r.err.find("scripts/binfmt") != std::string::npos);
+}
+
+TEST_CASE("run of an image of a platform no emulator is registered for is a clear error", "[build][platform]") {
+  REQUIRE(host_is_amd64());
+  std::string arch = unregistered_arch();
+  REQUIRE(!arch.empty());
+  Fixture fx;
+  fs::path tarball = fx.work.path / "foreign.tar";
+  write_file(tarball, busybox_rootfs_tar());
+  ok_run(run_imgbuild(fx.root, {"import", "--platform", "linux/" + arch, tarball.string(), "foreign"}));
+  for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--name", "keep"}}) {
+    std::vector<std::string> args = {"run"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"foreign", "true"});
+    RunResult r = run_imgbuild(fx.root, args);
+    INFO(r.err);
+    CHECK(r.status == 125);
+    CHECK(r.err.find("image foreign: cannot run linux/" + arch + " binaries") != std::string::npos);
+    CHECK(r.err.find("install qemu-user-static") != std::string::npos);
+  }
+  // Nothing was kept of the container that could not start.
+  CHECK(ok_run(run_imgbuild(fx.root, {"ps", "-a"})).out.find("keep") == std::string::npos);
 }
 
 TEST_CASE("build --platform: the cache key includes the platform", "[build][platform]") {
@@ -256,6 +295,91 @@ TEST_CASE("build --platform: a bad entry of the list is a usage error", "[build]
   RunResult r = fx.build("badlist", "FROM busybox\n", {}, {"--platform", "linux/amd64,linux/a*b"});
   CHECK(r.status == 2);
   CHECK(r.err.find("--platform: invalid platform \"linux/a*b\": wildcards are not supported") != std::string::npos);
+}
+
+
+TEST_CASE("build --platform linux/amd64,linux/arm64 --push: the index in a registry, pulled and run per platform",
+          "[build][platform][registry]") {
+  REQUIRE(host_is_amd64());
+  std::string missing = TestRegistry::missing_prerequisite();
+  IMGBUILD_REQUIRE_PREREQ(missing.empty(), missing);
+  TestRegistry registry({});
+  PlatformFixture fx;
+  // The base: one name for both platforms, as a registry image would be.
+  ok_run(run_imgbuild(fx.root, {"manifest", "create", "mpbase", "busybox", "busybox-arm64"}));
+  const std::string df =
+      "FROM --platform=$BUILDPLATFORM mpbase AS cross\n"
+      "ARG BUILDPLATFORM TARGETPLATFORM TARGETARCH\n"
+      "WORKDIR /out\n"
+      "RUN echo \"$BUILDPLATFORM -> $TARGETPLATFORM\" > built-for && uname -m > built-on && "
+      "echo \"tool for $TARGETARCH\" > tool\n"
+      "FROM mpbase\n"
+      "ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM\n"
+      "COPY --from=cross /out /opt/cross\n"
+      "RUN uname -m > /arch && echo \"$TARGETPLATFORM $TARGETOS $TARGETARCH $TARGETVARIANT $BUILDPLATFORM\" > "
+      "/platform\n"
+      "LABEL org.example.arch=$TARGETARCH\n"
+      "CMD [\"cat\", \"/platform\"]\n";
+  const std::string dest = registry.host() + "/imgbuild-test/cross:1";
+  const fs::path md = fx.work.path / "metadata.json";
+  RunResult built = ok_run(fx.build(
+      "push", df, {}, {"--platform", "linux/amd64,linux/arm64", "--push", "-t", dest, "--metadata-file", md.string()}));
+  // The cross stage ran natively for each target, named as BuildKit names it.
+  CHECK(built.err.find("[linux/amd64->arm64 cross 3/3] RUN echo \"linux/amd64 -> linux/arm64\"") !=
+        std::string::npos);
+  CHECK(built.err.find("[linux/amd64 cross 3/3] RUN echo \"linux/amd64 -> linux/amd64\"") != std::string::npos);
+
+  // The registry holds an index of both platforms' manifests; the metadata
+  // file names it as pushed.
+  RunResult raw = ok_run(run_sh("skopeo inspect --raw --tls-verify=false docker://" + sh_quote(dest)));
+  nlohmann::json index = nlohmann::json::parse(raw.out);
+  CHECK(index["mediaType"] == "application/vnd.oci.image.index.v1+json");
+  REQUIRE(index["manifests"].size() == 2);
+  CHECK(index["manifests"][0]["platform"] == nlohmann::json({{"os", "linux"}, {"architecture", "amd64"}}));
+  CHECK(index["manifests"][1]["platform"]["os"] == "linux");
+  CHECK(index["manifests"][1]["platform"]["architecture"] == "arm64");
+  for (const auto& m : index["manifests"]) {
+    CHECK(m["mediaType"] == "application/vnd.oci.image.manifest.v1+json");
+  }
+  const std::string index_digest = imgbuild::sha256(raw.out).str();
+  nlohmann::json meta = nlohmann::json::parse(read_file(md));
+  CHECK(meta["containerimage.digest"] == index_digest);
+  CHECK(meta["containerimage.descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json");
+  CHECK(meta["containerimage.descriptor"]["size"] == raw.out.size());
+  CHECK_FALSE(meta.contains("containerimage.config.digest"));
+  RunResult cfg = ok_run(run_sh("skopeo --override-arch arm64 inspect --config --tls-verify=false docker://" +
+                            sh_quote(dest)));
+  CHECK(nlohmann::json::parse(cfg.out)["config"]["Labels"]["org.example.arch"] == "arm64");
+
+  // Each platform pulled into a fresh store and run: its own binaries (the
+  // arm64 ones under qemu), its platform ARGs, the cross stage's output
+  // made natively for it.
+  struct Expect {
+    std::string platform;
+    std::string machine;
+    std::string args;
+  };
+  for (const Expect& e : {Expect{"linux/arm64", "aarch64", "linux/arm64 linux arm64  linux/amd64"},
+                          Expect{"linux/amd64", "x86_64", "linux/amd64 linux amd64  linux/amd64"}}) {
+    INFO(e.platform);
+    fs::path store = fx.work.path / ("pulled-" + e.platform.substr(6));
+    RunResult pull = ok_run(run_imgbuild(store, {"pull", "--platform", e.platform, dest}));
+    CHECK(pull.out.find("Digest: " + index_digest) != std::string::npos);
+    CHECK(ok_run(run_imgbuild(store, {"run", "--rm", dest, "uname", "-m"})).out == e.machine + "\n");
+    CHECK(ok_run(run_imgbuild(store, {"run", "--rm", dest})).out == e.args + "\n");  // CMD cat /platform
+    CHECK(ok_run(run_imgbuild(store, {"run", "--rm", dest, "cat", "/arch", "/opt/cross/built-for",
+                                  "/opt/cross/built-on"})).out ==
+          e.machine + "\nlinux/amd64 -> " + e.platform + "\nx86_64\n");
+  }
+
+  // The build's own store holds both under the name: run takes the host's
+  // unless --platform selects the other.
+  CHECK(ok_run(run_imgbuild(fx.root, {"run", "--rm", dest, "uname", "-m"})).out == "x86_64\n");
+  CHECK(ok_run(run_imgbuild(fx.root, {"run", "--rm", "--platform", "linux/arm64", dest, "uname", "-m"})).out ==
+        "aarch64\n");
+  RunResult absent = run_imgbuild(fx.root, {"run", "--rm", "--platform", "linux/arm/v7", dest, "true"});
+  CHECK(absent.status == 1);
+  CHECK(absent.err.find("has no image for platform linux/arm/v7") != std::string::npos);
 }
 
 }  // namespace imgbuild::test::build

@@ -23,6 +23,14 @@
 //   "platform": "linux/arm64" (--platform for both engines; the base is then
 //     Debian's arm64 busybox-static, harness.hpp arm64_busybox_rootfs_tar,
 //     imported for that platform; RUN goes through qemu, scripts/binfmt),
+//   "platform": "linux/amd64,linux/arm64" (a two-platform build: the base
+//     is an image index of both busybox images, `imgbuild manifest create`
+//     of the amd64 one imported for linux/amd64 and the arm64 one for
+//     linux/arm64; both engines write an OCI layout tar of their index
+//     (`-o type=oci`; --oci-output), and each platform's image is read from
+//     it (image_compare.hpp read_oci_platform) and compared, the lines of a
+//     platform's differences under "platform P:"; the metadata files must
+//     both describe an index, without a config digest; oracle cases only),
 //   "setup": [ context entries git cannot hold, made at test time:
 //     {"hardlink": P, "to": Q}, {"symlink": P, "to": T}, {"mkdir": P},
 //     {"chmod": P, "mode": "4755"}, {"chown": P, "uid": U, "gid": G},
@@ -46,7 +54,11 @@
 // that store's `imgbuild save` of it handed to the oracle (`build --image
 // imgbuild-compat-busybox=base.tar`, so FROM resolves offline to the very
 // same config and layer; a case naming a stage imgbuild-compat-busybox gets
-// no --image, since a named context would replace that stage).
+// no --image, since a named context would replace that stage). The save of
+// a two-platform base is unpacked and handed over as an OCI layout
+// directory: given the tar, the build script's archive-to-oci takes the
+// first image of its manifest.json (the host's platform only), and BuildKit
+// then builds every platform on that one image without a word.
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -186,13 +198,22 @@ Ignores mount_ignores(const std::string& dockerfile) {
 }
 
 // Builds the case with BuildKit v0.22 (buildkit_tools_dir()'s `build`) into
-// the docker-load tar `out`; `base` is the docker-save tar of the base image.
-// --no-cache: the result depends on the context alone, not on what earlier
-// builds left in buildkitd's cache.
+// `out`: a docker-load tar, or with `oci` an OCI layout tar (and the
+// metadata file `metadata`, when not empty); `base` is the docker-save tar
+// of the base image, or an OCI layout directory. --no-cache: the result
+// depends on the context alone, not on what earlier builds left in
+// buildkitd's cache.
 void oracle_build(const std::string& case_name, const fs::path& ctx, const std::vector<std::string>& flags,
-                  const fs::path& base, bool base_is_stage, const fs::path& out) {
+                  const fs::path& base, bool base_is_stage, const fs::path& out, bool oci = false,
+                  const fs::path& metadata = {}) {
   std::string cmd = sh_quote((buildkit_tools_dir() / "build").string()) +
                     " --no-cache --network none -t imgbuild-test-compat-" + case_name;
+  if (oci) {
+    cmd += " --oci-output";
+  }
+  if (!metadata.empty()) {
+    cmd += " --metadata-file " + sh_quote(metadata.string());
+  }
   if (!base_is_stage) {
     cmd += " --image " + sh_quote(std::string(k_base_name) + "=" + base.string());
   }
@@ -366,39 +387,107 @@ void run_case(const std::string& name, Variant variant) {
     flags.insert(flags.end(), {"--secret", "id=" + id + ",src=" + f.string()});
   }
 
-  std::string base_tar;
-  std::vector<std::string> import_args = {"import"};
-  if (platform == "linux/arm64") {
-    base_tar = imgbuild::test::arm64_busybox_rootfs_tar(work.path);
-    import_args.insert(import_args.end(), {"--platform", platform});
-  } else {
-    REQUIRE(platform.empty());  // no base image for other platforms yet
-    base_tar = busybox_rootfs_tar();
+  // A two-platform build: its platforms, in the order given.
+  std::vector<std::string> platforms;
+  for (size_t start = 0; !platform.empty();) {
+    size_t comma = platform.find(',', start);
+    platforms.push_back(platform.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) {
+      break;
+    }
+    start = comma + 1;
   }
-  fs::path tarball = work.path / "busybox.tar";
-  write_file(tarball, base_tar);
-  fs::path store = work.path / "store";
-  import_args.insert(import_args.end(), {tarball.string(), k_base_name});
-  RunResult imp = run_imgbuild(store, import_args);
-  INFO(imp.err);
-  REQUIRE(imp.status == 0);
+  const bool multi = platforms.size() > 1;
+  if (multi) {
+    INFO("compat.json: a multi-platform case must be linux/amd64,linux/arm64 (the bases there are), compared "
+         "with BuildKit (no expected.json, not in ROOTLESS)");
+    REQUIRE(platforms == std::vector<std::string>{"linux/amd64", "linux/arm64"});
+    REQUIRE(variant == Variant::oracle);
+    REQUIRE_FALSE(hand_written);
+  }
 
+  fs::path tarball = work.path / "busybox.tar";
+  fs::path store = work.path / "store";
+  if (multi) {
+    // One index of both bases: each imported for its platform, then joined.
+    fs::path arm_tarball = work.path / "busybox-arm64.tar";
+    write_file(tarball, busybox_rootfs_tar());
+    write_file(arm_tarball, imgbuild::test::arm64_busybox_rootfs_tar(work.path));
+    const std::string amd_name = std::string(k_base_name) + "-amd64";
+    const std::string arm_name = std::string(k_base_name) + "-arm64";
+    for (const auto& cmd : std::vector<std::vector<std::string>>{
+             {"import", "--platform", "linux/amd64", tarball.string(), amd_name},
+             {"import", "--platform", "linux/arm64", arm_tarball.string(), arm_name},
+             {"manifest", "create", k_base_name, amd_name, arm_name}}) {
+      RunResult step = run_imgbuild(store, cmd);
+      INFO(step.err);
+      REQUIRE(step.status == 0);
+    }
+  } else {
+    std::string base_tar;
+    std::vector<std::string> import_args = {"import"};
+    if (platform == "linux/arm64") {
+      base_tar = imgbuild::test::arm64_busybox_rootfs_tar(work.path);
+      import_args.insert(import_args.end(), {"--platform", platform});
+    } else {
+      REQUIRE(platform.empty());  // no base image for other platforms yet
+      base_tar = busybox_rootfs_tar();
+    }
+    write_file(tarball, base_tar);
+    import_args.insert(import_args.end(), {tarball.string(), k_base_name});
+    RunResult imp = run_imgbuild(store, import_args);
+    INFO(imp.err);
+    REQUIRE(imp.status == 0);
+  }
+
+  // imgbuild's build: a docker-load tar, or for several platforms (which
+  // type=docker refuses) an OCI layout tar of the index.
   fs::path ours = work.path / "ours.tar";
   fs::path metadata = work.path / "ours.json";
-  std::vector<std::string> args = {"build", "--progress", "plain", "-o", "type=docker,dest=" + ours.string(),
-                                   "--report", (work.path / "report.html").string(), "--metadata-file",
-                                   metadata.string()};
+  fs::path iidfile = work.path / "ours.iid";
+  std::vector<std::string> args = {"build", "--progress", "plain", "-o",
+                                   (multi ? "type=oci,dest=" : "type=docker,dest=") + ours.string(), "--report",
+                                   (work.path / "report.html").string(), "--metadata-file", metadata.string(),
+                                   "--iidfile", iidfile.string()};
   args.insert(args.end(), flags.begin(), flags.end());
   args.push_back(ctx.string());
   RunResult r = run_imgbuild(store, args);
   INFO("imgbuild build of " << name << ":\n" << r.err);
   REQUIRE(r.status == 0);
-  Saved a = read_saved(ours, work.path);
+  // The image of each platform ("" for a single-platform build).
+  std::vector<std::pair<std::string, Saved>> ours_images;
+  if (multi) {
+    for (const auto& p : platforms) {
+      ours_images.emplace_back(p, read_oci_platform(ours, p, work.path));
+    }
+  } else {
+    ours_images.emplace_back("", read_saved(ours, work.path));
+  }
+  const json ours_md = json::parse(read_file(metadata));
+  if (multi) {
+    // The metadata names the index (the image ID), as buildx's does: an
+    // index descriptor and no config digest.
+    CHECK(ours_md["containerimage.descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json");
+    CHECK(ours_md["containerimage.digest"] == read_file(iidfile));
+    CHECK(ours_md["containerimage.descriptor"]["digest"] == ours_md["containerimage.digest"]);
+    CHECK_FALSE(ours_md.contains("containerimage.config.digest"));
+  }
   {
     // The layer report's wasted bytes, layer by layer, against a count
-    // made the slow way from the saved layer tars.
-    json report = json::parse(read_file(metadata))["imgbuild.report"];
-    std::vector<int64_t> expected = brute_force_wasted(a.layers);
+    // made the slow way from the saved layer tars, for the image the
+    // report is of (a multi-platform build's: one platform's, by config).
+    json report = ours_md["imgbuild.report"];
+    const Saved* reported_image = nullptr;
+    for (const auto& [p, img] : ours_images) {
+      Sha256 h;
+      h.update(img.config_bytes);
+      if (!multi || h.finish().str() == report["image"].get<std::string>()) {
+        reported_image = &img;
+      }
+    }
+    INFO("the report is of " << report["image"].dump() << ", not an image of the build");
+    REQUIRE(reported_image != nullptr);
+    std::vector<int64_t> expected = brute_force_wasted(reported_image->layers);
     std::vector<int64_t> reported;
     int64_t total = 0;
     for (const auto& l : report["layers"]) {
@@ -411,12 +500,16 @@ void run_case(const std::string& name, Variant variant) {
   }
   if (const char* show = std::getenv("IMGBUILD_COMPAT_SHOW"); show != nullptr && *show != '\0') {
     // Prints imgbuild's layers in compare_images's (and expected.json's) line format.
-    for (size_t i = 0; i < a.layers.size(); ++i) {
-      json lines = describe_layer(a.layers[i], {}, false, nullptr);
-      WARN("layer " << i << ": " << (lines.size() > 50 ? json("(" + std::to_string(lines.size()) + " entries)") : lines).dump(2));
+    for (const auto& [p, a] : ours_images) {
+      for (size_t i = 0; i < a.layers.size(); ++i) {
+        json lines = describe_layer(a.layers[i], {}, false, nullptr);
+        WARN(p << " layer " << i << ": "
+               << (lines.size() > 50 ? json("(" + std::to_string(lines.size()) + " entries)") : lines).dump(2));
+      }
+      WARN(p << " history: " << a.config["history"].dump(2) << "\nconfig: " << a.config["config"].dump(2));
     }
-    WARN("history: " << a.config["history"].dump(2) << "\nconfig: " << a.config["config"].dump(2));
   }
+  const Saved& a = ours_images.front().second;
 
   if (variant != Variant::oracle) {
     // The same build by an unprivileged user, in a store of its own: the
@@ -476,12 +569,28 @@ void run_case(const std::string& name, Variant variant) {
   RunResult saved = run_imgbuild(store, {"save", "-o", base.string(), k_base_name});
   INFO(saved.err);
   REQUIRE(saved.status == 0);
+  if (multi) {
+    // The index whole, as an OCI layout directory (see the file comment).
+    fs::path layout = work.path / "base-layout";
+    fs::create_directories(layout);
+    RunResult x = run_sh("tar -xf " + sh_quote(base.string()) + " -C " + sh_quote(layout.string()));
+    INFO(x.err);
+    REQUIRE(x.status == 0);
+    base = layout;
+  }
   const std::string dockerfile = read_file(ctx / dockerfile_name);
   static const std::regex k_stage_named_base(std::string(R"((^|\n)\s*FROM\s[^\n]*\s[Aa][Ss]\s+)") + k_base_name +
                                              R"(\s*(\n|$))");
   fs::path theirs = work.path / "theirs.tar";
-  oracle_build(name, ctx, flags, base, std::regex_search(dockerfile, k_stage_named_base), theirs);
-  Saved b = read_saved(theirs, work.path);
+  fs::path theirs_md = work.path / "theirs.json";
+  oracle_build(name, ctx, flags, base, std::regex_search(dockerfile, k_stage_named_base), theirs, multi,
+               multi ? theirs_md : fs::path());
+  if (multi) {
+    // Both metadata files describe an index, neither names a config.
+    json md = json::parse(read_file(theirs_md));
+    CHECK(md["containerimage.descriptor"]["mediaType"] == ours_md["containerimage.descriptor"]["mediaType"]);
+    CHECK(md.contains("containerimage.config.digest") == ours_md.contains("containerimage.config.digest"));
+  }
   // Times since 2025 (up to a day ahead) are the builds' own clock, not
   // compared: BuildKit reuses the result of a WORKDIR's or a heredoc's file
   // operation from any earlier build on the machine, --no-cache or not.
@@ -489,7 +598,15 @@ void run_case(const std::string& name, Variant variant) {
   Ignores ignores = mount_ignores(dockerfile);
   ignores.build_from = k_build_clock_from;
   ignores.build_to = static_cast<int64_t>(std::time(nullptr)) + 86400;
-  std::string diff = compare_images(a, b, ignores);
+  std::string diff;
+  for (const auto& [p, img] : ours_images) {
+    std::string d = multi ? compare_images(img, read_oci_platform(theirs, p, work.path), ignores)
+                          : compare_images(img, read_saved(theirs, work.path), ignores);
+    if (multi && !d.empty()) {
+      d = "platform " + p + ":\n" + d;
+    }
+    diff += d;
+  }
   INFO(name << ": - imgbuild, + BuildKit v0.22\n" << diff);
   if (spec.contains("difference")) {
     // A deliberate difference: recorded with its reason, and exactly the

@@ -1,6 +1,7 @@
 #pragma once
-// Reading images back through the docker-save format and comparing two of
-// them file by file and field by field. Used by build_test.cpp and by the
+// Reading images back through the docker-save format or, one platform of
+// an image index, an OCI layout tar, and comparing two of them file by file
+// and field by field. Used by build_test.cpp and by the
 // differential suite (compat_test.cpp, testdata/compat/).
 //
 // What a comparison leaves out (the rest, history text included, must be
@@ -177,6 +178,88 @@ inline Saved read_saved(const std::filesystem::path& archive, const std::filesys
   s.config = nlohmann::json::parse(s.config_bytes);
   for (const auto& l : manifest[0]["Layers"]) {
     s.layers.push_back(read_layer(dir / l.get<std::string>()));
+  }
+  return s;
+}
+
+/// True when an OCI platform object matches `wanted` ("os/arch[/variant]",
+/// as --platform gives it; a wanted platform without a variant matches any
+/// variant, as containerd's matcher does for arm64's "v8").
+inline bool oci_platform_matches(const nlohmann::json& platform, const std::string& wanted) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t slash = wanted.find('/', start);
+    parts.push_back(wanted.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) {
+      break;
+    }
+    start = slash + 1;
+  }
+  REQUIRE(parts.size() >= 2);
+  return platform.value("os", "") == parts[0] && platform.value("architecture", "") == parts[1] &&
+         (parts.size() < 3 || platform.value("variant", "") == parts[2]);
+}
+
+/// Unpacks an OCI layout tar (an image index, as `-o type=oci` of a
+/// multi-platform build writes it) under work and reads the image of
+/// `platform` ("linux/arm64"): index.json, through nested indexes, to the
+/// one manifest whose platform (the descriptor's, else its config's)
+/// matches, then its config and layers (any compression read_layer reads).
+inline Saved read_oci_platform(const std::filesystem::path& archive, const std::string& platform,
+                               const std::filesystem::path& work) {
+  std::filesystem::path dir = work / ("unpacked-" + archive.filename().string());
+  if (!std::filesystem::exists(dir / "index.json")) {
+    std::filesystem::create_directories(dir);
+    RunResult x = run_sh("tar -xf " + sh_quote(archive.string()) + " -C " + sh_quote(dir.string()));
+    INFO(x.err);
+    REQUIRE(x.status == 0);
+  }
+  auto blob = [&](const nlohmann::json& desc) {
+    std::string digest = desc.at("digest").get<std::string>();
+    REQUIRE(digest.starts_with("sha256:"));
+    std::filesystem::path p = dir / "blobs" / "sha256" / digest.substr(7);
+    INFO(archive.string() << " lacks the blob " << digest);
+    REQUIRE(std::filesystem::is_regular_file(p));
+    return p;
+  };
+  // Every image manifest the layout reaches, with its config.
+  std::vector<std::pair<nlohmann::json, nlohmann::json>> matches;
+  std::vector<std::string> seen;
+  std::vector<nlohmann::json> pending = {nlohmann::json::parse(read_file(dir / "index.json"))};
+  while (!pending.empty()) {
+    nlohmann::json index = std::move(pending.back());
+    pending.pop_back();
+    for (const auto& desc : index.value("manifests", nlohmann::json::array())) {
+      nlohmann::json doc = nlohmann::json::parse(read_file(blob(desc)));
+      std::string media_type = desc.value("mediaType", doc.value("mediaType", ""));
+      if (doc.contains("manifests")) {
+        pending.push_back(std::move(doc));
+        continue;
+      }
+      if (!doc.contains("config") || !doc.contains("layers")) {
+        continue;  // not an image manifest
+      }
+      nlohmann::json config = nlohmann::json::parse(read_file(blob(doc["config"])));
+      nlohmann::json plat = desc.contains("platform")
+                                ? desc["platform"]
+                                : nlohmann::json{{"os", config.value("os", "")},
+                                                 {"architecture", config.value("architecture", "")},
+                                                 {"variant", config.value("variant", "")}};
+      seen.push_back(plat.dump() + " " + media_type);
+      if (oci_platform_matches(plat, platform)) {
+        matches.emplace_back(desc, doc);
+      }
+    }
+  }
+  INFO(archive.string() << ": the image manifests found: " << nlohmann::json(seen).dump());
+  REQUIRE(matches.size() == 1);
+  const nlohmann::json& manifest = matches[0].second;
+  Saved s;
+  s.config_bytes = read_file(blob(manifest["config"]));
+  s.config = nlohmann::json::parse(s.config_bytes);
+  for (const auto& l : manifest["layers"]) {
+    s.layers.push_back(read_layer(blob(l)));
   }
   return s;
 }

@@ -598,3 +598,55 @@ TEST_CASE("executor: several platforms - a $BUILDPLATFORM stage runs once and se
   CHECK(f.snapshotter.live() == 0);
   CHECK(f.temp_entries() == 0);
 }
+
+TEST_CASE("executor: several platforms - a $BUILDPLATFORM stage reading TARGETPLATFORM names its target in progress",
+          "[builder][executor][platform]") {
+  Fixture f;
+  // The cross stage runs once per target (it reads TARGETPLATFORM); BuildKit
+  // names the steps after the ARG "linux/amd64->arm64" for the arm64 target
+  // and keeps "linux/amd64" where the target is the build platform. The
+  // steps before the ARG have no TARGETPLATFORM and no arrow.
+  const std::string df =
+      "FROM --platform=linux/amd64 scratch AS cross\n"
+      "RUN write /before x\n"
+      "ARG TARGETPLATFORM\n"
+      "RUN write /tool $TARGETPLATFORM\n"
+      "FROM scratch\n"
+      "RUN --mount=type=bind,from=cross,target=/c copy /c/tool /tool\n";
+  std::vector<Plan> plans;
+  for (const char* p : {"linux/amd64", "linux/arm64", "windows/amd64"}) {
+    BuildOptions bo;
+    bo.platform = p;
+    auto plan = make_plan(df, bo);
+    REQUIRE(plan);
+    plans.push_back(std::move(plan).value());
+  }
+  auto context = BuildContext::from_dir((f.dir / "ctx").string());
+  REQUIRE(context);
+  ExecuteOptions options;
+  options.context = &*context;
+  options.services.snapshotter = &f.snapshotter;
+  options.services.sandbox = &f.sandbox;
+  options.now_sec = 1700000000;
+  auto resolver = make_store_resolver(*f.store);
+  auto built = execute_platforms(plans, *f.store, *resolver, options, f.progress);
+  INFO((built ? "" : built.error().message));
+  REQUIRE(built);
+  std::vector<std::string> started;
+  for (const auto& e : f.progress.events()) {
+    if (e.starts_with("started [linux/amd64") && e.find(" cross ") != std::string::npos) {
+      started.push_back(e);
+    }
+  }
+  // (Stages are shared whole: the step before the ARG runs once per target
+  // here, where BuildKit's solver merges the three into one.)
+  std::sort(started.begin(), started.end());
+  started.erase(std::unique(started.begin(), started.end()), started.end());
+  INFO(fmt::format("{}", fmt::join(f.progress.events(), "\n")));
+  CHECK(started == std::vector<std::string>{
+                       "started [linux/amd64 cross 1/2] RUN write /before x",
+                       "started [linux/amd64 cross 2/2] RUN write /tool linux/amd64",
+                       "started [linux/amd64->arm64 cross 2/2] RUN write /tool linux/arm64",
+                       "started [linux/amd64->windows/amd64 cross 2/2] RUN write /tool windows/amd64",
+                   });
+}
