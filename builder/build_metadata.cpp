@@ -17,15 +17,21 @@ nlohmann::json warnings_json(const std::vector<parser::CheckWarning>& warnings) 
 }
 
 nlohmann::json build_summary(const BuiltImage& built, double seconds, int64_t image_size) {
+  return build_summary(std::span<const BuiltImage>(&built, 1), seconds, image_size);
+}
+
+nlohmann::json build_summary(std::span<const BuiltImage> built, double seconds, int64_t image_size) {
   int run = 0;
   int cached = 0;
   int64_t written = 0;
-  for (const auto& s : built.steps) {
-    if (s.cached) {
-      ++cached;
-    } else {
-      ++run;
-      written += s.layer_bytes;
+  for (const auto& img : built) {
+    for (const auto& s : img.steps) {
+      if (s.cached) {
+        ++cached;
+      } else {
+        ++run;
+        written += s.layer_bytes;
+      }
     }
   }
   return {{"seconds", seconds}, {"steps_run", run}, {"steps_cached", cached}, {"bytes_written", written},

@@ -2,6 +2,7 @@
 // The --metadata-file JSON of a build: the summary numbers, the build-check
 // warnings, the record of a successful build and that of a failed one.
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ nlohmann::json warnings_json(const std::vector<parser::CheckWarning>& warnings);
 /// time, steps run and cached, bytes of the layer blobs written, the
 /// image's content size.
 nlohmann::json build_summary(const BuiltImage& built, double seconds, int64_t image_size);
+/// The same over every platform image of a multi-platform build (a step
+/// shared by the platforms is in one image's steps only).
+nlohmann::json build_summary(std::span<const BuiltImage> built, double seconds, int64_t image_size);
 
 /// The metadata file of a successful build: the config digest, the
 /// manifest as pushed (`pushed`, push_built_image's descriptor: its layers

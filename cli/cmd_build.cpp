@@ -521,7 +521,10 @@ void run_build(BuildFlags& f, Context& ctx) {
     unwrap(output::write_file(f.iidfile, image_id));
   }
   double seconds = std::chrono::duration<double>(std::chrono::system_clock::now() - started).count();
-  nlohmann::json summary = builder::build_summary(*built, seconds, unwrap(store->content_size(built->record)));
+  // Every platform's steps; a multi-platform image's size is the index's
+  // (its platforms' summed, as `images` shows it).
+  nlohmann::json summary =
+      builder::build_summary(built_images, seconds, unwrap(store->content_size(index ? *index : built->record)));
   std::optional<nlohmann::json> report;
   if (!f.report.empty()) {
     image::ImageAnalysis analysis = unwrap(image::analyze_image(*store, built->record));
