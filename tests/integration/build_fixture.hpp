@@ -65,6 +65,19 @@ struct Fixture {
   }
 };
 
+// A Fixture whose store also holds Debian's arm64 busybox-static
+// (harness.hpp arm64_busybox_rootfs_tar) as "busybox-arm64", imported with
+// --platform linux/arm64.
+struct PlatformFixture : Fixture {
+  PlatformFixture() {
+    fs::path tarball = work.path / "busybox-arm64.tar";
+    write_file(tarball, imgbuild::test::arm64_busybox_rootfs_tar(work.path));
+    RunResult r = run_imgbuild(root, {"import", "--platform", "linux/arm64", tarball.string(), "busybox-arm64"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+  }
+};
+
 /// The files of all layers of a saved image merged (later layers win; a
 /// whiteout is kept as the entry it is).
 inline LayerFiles merged(const Saved& s) {

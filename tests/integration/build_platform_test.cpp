@@ -26,24 +26,22 @@ namespace imgbuild::test::build {
 
 namespace {
 
-// A store with the amd64 busybox ("busybox", Fixture) and the arm64 one
-// ("busybox-arm64", imported with --platform linux/arm64).
-struct PlatformFixture : Fixture {
-  PlatformFixture() {
-    fs::path tarball = work.path / "busybox-arm64.tar";
-    write_file(tarball, imgbuild::test::arm64_busybox_rootfs_tar(work.path));
-    RunResult r = run_imgbuild(root, {"import", "--platform", "linux/arm64", tarball.string(), "busybox-arm64"});
-    INFO(r.err);
-    REQUIRE(r.status == 0);
-  }
-};
-
 nlohmann::json inspect(const fs::path& root, const std::string& name) {
   RunResult r = run_imgbuild(root, {"image", "inspect", name});
   INFO(r.err);
   REQUIRE(r.status == 0);
   nlohmann::json j = nlohmann::json::parse(r.out);
   return j.is_array() ? j.at(0) : j;
+}
+
+// The amd64 busybox imported as linux/ARCH's image "foreign" (an image of a
+// platform no emulator is registered for).
+void import_foreign(const Fixture& fx, const std::string& arch) {
+  fs::path tarball = fx.work.path / "foreign.tar";
+  write_file(tarball, busybox_rootfs_tar());
+  RunResult imp = run_imgbuild(fx.root, {"import", "--platform", "linux/" + arch, tarball.string(), "foreign"});
+  INFO(imp.err);
+  REQUIRE(imp.status == 0);
 }
 
 bool host_is_amd64() { return imgbuild::host_platform().architecture == "amd64"; }
@@ -160,10 +158,7 @@ TEST_CASE("build --platform: no binfmt registration for the platform is a clear 
   std::string arch = unregistered_arch();
   REQUIRE(!arch.empty());
   Fixture fx;
-  fs::path tarball = fx.work.path / "foreign.tar";
-  write_file(tarball, busybox_rootfs_tar());
-  RunResult imp = run_imgbuild(fx.root, {"import", "--platform", "linux/" + arch, tarball.string(), "foreign"});
-  REQUIRE(imp.status == 0);
+  import_foreign(fx, arch);
   RunResult r = fx.build("nobinfmt", "FROM foreign\nRUN true\n", {}, {"--platform", "linux/" + arch});
   CHECK(r.status != 0);
   INFO(r.err);
@@ -177,9 +172,7 @@ TEST_CASE("run of an image of a platform no emulator is registered for is a clea
   std::string arch = unregistered_arch();
   REQUIRE(!arch.empty());
   Fixture fx;
-  fs::path tarball = fx.work.path / "foreign.tar";
-  write_file(tarball, busybox_rootfs_tar());
-  ok_run(run_imgbuild(fx.root, {"import", "--platform", "linux/" + arch, tarball.string(), "foreign"}));
+  import_foreign(fx, arch);
   for (const auto& extra : std::vector<std::vector<std::string>>{{}, {"--name", "keep"}}) {
     std::vector<std::string> args = {"run"};
     args.insert(args.end(), extra.begin(), extra.end());
