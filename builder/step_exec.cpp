@@ -146,7 +146,12 @@ Result<bool> Build::take_shared_copy(StageResult& st, const ResolvedCopy& copy, 
   if (mine != theirs) {
     // Another parent: first the destination path (before waiting, so that
     // a stage whose parent differs there copies in parallel), then, once
-    // the owner's layer is there, every path of it.
+    // the owner's layer is there, every path of it. Through overlay views
+    // (mounts): the copy snapshotter's views are copies of the whole
+    // rootfs, dearer than the copy they could save.
+    if (m_snapshotter->name() != "overlay") {
+      return false;
+    }
     TRY_VOID(unpack_layers(st.layers));
     TRY(their_view, m_snapshotter->prepare_source(theirs));
     TRY(my_view, m_snapshotter->prepare_source(mine));
