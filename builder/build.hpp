@@ -234,12 +234,14 @@ private:
                             StepRecord& record, bool independent = false);
   Result<void> do_run(StageResult& st, const ResolvedRun& run, const StepInfo& info, StepRecord& record);
   Result<void> do_copy(StageResult& st, const ResolvedCopy& copy, StepRecord& record);
-  /// The copy itself: a view over the stage, the files, the layer.
-  Result<void> copy_into_layer(StageResult& st, const ResolvedCopy& copy, StepRecord& record);
+  /// The copy itself: a view over the stage, the files, the layer; the
+  /// paths it wrote (as it named them) into `targets` when given.
+  Result<void> copy_into_layer(StageResult& st, const ResolvedCopy& copy, StepRecord& record,
+                               std::vector<std::string>* targets = nullptr);
   /// The CopyShare key of a COPY whose layer other platforms' Builds may
   /// take (builder/copy_share.hpp); nullopt when it is not shared: one
-  /// platform only, heredocs, remote sources, a --chown by name (read from
-  /// the stage's rootfs), sources other than the context or a stage.
+  /// platform only, ADD, heredocs, remote sources, a --chown by name (read
+  /// from the stage's rootfs), sources other than the context or a stage.
   std::optional<std::string> copy_share_key(const ResolvedCopy& copy);
   /// Takes the layer the owner of `slot` made when it is the one this
   /// stage's copy would make (true), else leaves st as it was (false).

@@ -205,4 +205,48 @@ Result<bool> same_copy_result(const fsys::path& layer_dir, const fsys::path& the
   return same_below(layer_dir, "", theirs, mine);
 }
 
+Result<bool> same_targets(const std::vector<std::string>& targets, const fsys::path& theirs,
+                          const fsys::path& mine) {
+  // Per path looked at: absent in both, the same directory, the same
+  // non-directory.
+  enum class Seen { absent, dir, other };
+  std::map<std::string, Seen> seen;
+  for (const auto& t : targets) {
+    std::vector<std::string> comps;
+    for (size_t at = 0; at <= t.size();) {
+      size_t end = t.find('/', at);
+      if (end == std::string::npos) {
+        end = t.size();
+      }
+      if (end > at) {
+        comps.push_back(t.substr(at, end - at));
+      }
+      at = end + 1;
+    }
+    std::string prefix;
+    for (size_t i = 0; i < comps.size(); ++i) {
+      prefix += prefix.empty() ? comps[i] : "/" + comps[i];
+      Seen state;
+      if (auto it = seen.find(prefix); it != seen.end()) {
+        state = it->second;
+      } else {
+        TRY(PathFacts a, path_facts(theirs, prefix));
+        TRY(PathFacts b, path_facts(mine, prefix));
+        if (!same_facts(a, b) || (a.present && S_ISLNK(a.st.st_mode))) {
+          return false;
+        }
+        state = !a.present ? Seen::absent : S_ISDIR(a.st.st_mode) ? Seen::dir : Seen::other;
+        seen.emplace(prefix, state);
+      }
+      if (state == Seen::absent) {
+        break;  // made by the copy in both, all of it
+      }
+      if (state == Seen::other && i + 1 < comps.size()) {
+        return false;  // a file on the way: replaced or refused, not proven
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace imgbuild::builder

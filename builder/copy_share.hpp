@@ -9,7 +9,9 @@
 //    where the stages' parents differ at the paths it touches. The first
 //    platform to reach it copies (the owner); the others wait for its layer
 //    and take it when their parent shows exactly what the owner's parent
-//    showed at every path of that layer (same_copy_result), else copy
+//    showed on the destination path (same_dest_path), on every path the
+//    copy wrote as it named them (same_targets: no parent symlink followed)
+//    and at every path of that layer (same_copy_result), else copy
 //    themselves. This is the layer a platform's own copy would give, made
 //    once: an asset stage copied into four platform images is written once.
 
@@ -35,6 +37,9 @@ namespace imgbuild::builder {
 struct SharedCopyLayer {
   image::LayerRecord record;
   std::filesystem::path dir;
+  /// The paths the copy wrote, as it named them (before any symlink of the
+  /// parent was followed; "/a/b").
+  std::vector<std::string> targets;
 };
 
 class CopyShare {
@@ -99,8 +104,18 @@ Result<bool> same_dest_path(const std::vector<std::string>& prefixes, const std:
 /// `theirs`, gives the same layer over the rootfs `mine`: every path of the
 /// layer is absent in both (then nothing below it is looked at) or has the
 /// same facts in both (directories compared below too). Call only when the
-/// destination path resolves the same (same_dest_path).
+/// destination path resolves the same (same_dest_path) and the targets do
+/// (same_targets).
 Result<bool> same_copy_result(const std::filesystem::path& layer_dir, const std::filesystem::path& theirs,
                               const std::filesystem::path& mine);
+
+/// Whether the paths a copy wrote (`targets`, as it named them) lead to the
+/// same places in two rootfs views: each path and its ancestors are absent
+/// in both (nothing below is looked at), the same directory in both, or —
+/// at the path itself — the same non-directory (replaced). A symlink on the
+/// way is "no": the copy follows one to a directory, and the layer then
+/// holds where it led, not the link.
+Result<bool> same_targets(const std::vector<std::string>& targets, const std::filesystem::path& theirs,
+                          const std::filesystem::path& mine);
 
 }  // namespace imgbuild::builder

@@ -62,8 +62,8 @@ Result<void> Build::do_workdir(StageResult& st, const std::string& wd, StepRecor
 
 std::optional<std::string> Build::copy_share_key(const ResolvedCopy& copy) {
   const CopyRequest& req = copy.request;
-  if (m_shared == nullptr || !req.heredocs.empty()) {
-    return std::nullopt;
+  if (m_shared == nullptr || !req.heredocs.empty() || copy.keyword != "COPY") {
+    return std::nullopt;  // ADD: an archive's entries can make the links they are written through
   }
   for (const auto& s : req.sources) {
     if (classify_source(s) != SourceKind::local) {
@@ -164,7 +164,10 @@ Result<bool> Build::take_shared_copy(StageResult& st, const ResolvedCopy& copy, 
   }
   std::optional<SharedCopyLayer> done = CopyShare::wait(slot);
   if (done && their_view) {
-    TRY(bool same, same_copy_result(done->dir, their_view->root(), my_view->root()));
+    TRY(bool same, same_targets(done->targets, their_view->root(), my_view->root()));
+    if (same) {
+      TRY(same, same_copy_result(done->dir, their_view->root(), my_view->root()));
+    }
     if (!same) {
       done.reset();
     }
@@ -209,12 +212,14 @@ Result<void> Build::do_copy(StageResult& st, const ResolvedCopy& copy, StepRecor
       }
     }
   } publish{owner ? slot.get() : nullptr, std::nullopt};
-  TRY_VOID(copy_into_layer(st, copy, record));
-  publish.layer = SharedCopyLayer{st.layers.back().record, st.layers.back().dir};
+  std::vector<std::string> targets;
+  TRY_VOID(copy_into_layer(st, copy, record, &targets));
+  publish.layer = SharedCopyLayer{st.layers.back().record, st.layers.back().dir, std::move(targets)};
   return ok();
 }
 
-Result<void> Build::copy_into_layer(StageResult& st, const ResolvedCopy& copy, StepRecord& record) {
+Result<void> Build::copy_into_layer(StageResult& st, const ResolvedCopy& copy, StepRecord& record,
+                                    std::vector<std::string>* targets) {
   const CopyRequest& req = copy.request;
   // The source tree: the context or a named context dir (with its
   // .dockerignore), or a stage / image rootfs.
@@ -264,6 +269,9 @@ Result<void> Build::copy_into_layer(StageResult& st, const ResolvedCopy& copy, S
   env.temp_parent = (m_store.content().root() / "tmp").string();
   TRY(auto written, apply_copy(req, env, *dest));
   view->note_written(written_paths(written));  // unchanged rewrites stay in the layer
+  if (targets != nullptr) {
+    *targets = written_paths(written);
+  }
   env.user_db = nullptr;
   user_db.reset();
   dest.reset();

@@ -141,6 +141,48 @@ TEST_CASE("same_copy_result: every path of the layer absent in both or the same"
   CHECK_FALSE(same_result(d / "layer", d / "a", d / "b"));
 }
 
+TEST_CASE("same_targets: the paths a copy named lead to the same places", "[builder][copy_share]") {
+  ScratchDir d;
+  make_dir(d / "a");
+  make_dir(d / "b");
+  const std::vector<std::string> targets = {"/gen", "/gen/one", "/gen/sub", "/gen/sub/two", "/lib2", "/lib2/foo"};
+  // Nothing there in either parent: all of it made by the copy.
+  auto same = [&] {
+    Result<bool> r = same_targets(targets, d / "a", d / "b");
+    REQUIRE(r);
+    return *r;
+  };
+  CHECK(same());
+  // A directory the copy writes into, the same in both.
+  make_dir(d / "a/lib2");
+  make_dir(d / "b/lib2");
+  CHECK(same());
+  // One parent has a symlink where the other has that directory: the copy
+  // would follow it there (the layer holds usr/lib/foo, not lib2/foo).
+  fsys::remove(d / "a/lib2");
+  make_dir(d / "a/usr/lib");
+  fsys::create_directory_symlink("usr/lib", d / "a/lib2");
+  CHECK_FALSE(same());
+  // The same symlink in both: where it leads is not proven either.
+  fsys::remove(d / "b/lib2");
+  fsys::create_directory_symlink("usr/lib", d / "b/lib2");
+  CHECK_FALSE(same());
+  fsys::remove(d / "a/lib2");
+  fsys::remove(d / "b/lib2");
+  CHECK(same());
+  // The same file at a target: replaced in both.
+  make_file(d / "a/gen", "x");
+  make_file(d / "b/gen", "x");
+  CHECK_FALSE(same());  // and a file on the way to /gen/one
+  Result<bool> leaf = same_targets({"/gen"}, d / "a", d / "b");
+  REQUIRE(leaf);
+  CHECK(*leaf);
+  make_file(d / "b/gen", "longer");  // another size
+  leaf = same_targets({"/gen"}, d / "a", d / "b");
+  REQUIRE(leaf);
+  CHECK_FALSE(*leaf);
+}
+
 TEST_CASE("CopyShare: one owner a key, waiters get its layer or nothing", "[builder][copy_share]") {
   CopyShare share;
   auto [slot, owner] = share.claim("k", {"/l/1", "/l/2"});
