@@ -28,14 +28,16 @@ Platform plat(std::string os, std::string arch, std::string variant = "") {
   return p;
 }
 
-// Commits a layerless image of `p` named `name` ("" for none); returns its
+// A layerless image of `cfg`'s platform (`p`) staged in a new staging area:
+// its config and manifest blobs put, the image record to commit and its
 // index entry.
-IndexEntry add_image(ImageStore& store, const Platform& p, const std::string& name) {
-  ImageConfig cfg;
-  cfg.os = p.os;
-  cfg.architecture = p.architecture;
-  cfg.variant = p.variant;
-  cfg.created = "2024-01-01T00:00:00Z";
+struct StagedImage {
+  std::unique_ptr<Staging> staging;
+  NewImage image;
+  IndexEntry entry;
+};
+
+StagedImage stage_layerless(ImageStore& store, const ImageConfig& cfg, const Platform& p) {
   std::string cfg_bytes = serialize(cfg);
   Manifest m;
   m.media_type = std::string(media::oci_manifest);
@@ -48,16 +50,30 @@ IndexEntry add_image(ImageStore& store, const Platform& p, const std::string& na
   REQUIRE((*staging)->put(cfg_bytes));
   auto digest = (*staging)->put(m_bytes);
   REQUIRE(digest);
-  NewImage img;
-  img.manifest_digest = *digest;
-  img.media_type = m.media_type;
-  img.config_digest = m.config.digest;
-  img.created = cfg.created;
+  StagedImage out;
+  out.staging = std::move(*staging);
+  out.image.manifest_digest = *digest;
+  out.image.media_type = m.media_type;
+  out.image.config_digest = m.config.digest;
+  out.image.created = cfg.created;
+  out.entry = IndexEntry{*digest, m.media_type, static_cast<int64_t>(m_bytes.size()), p};
+  return out;
+}
+
+// Commits a layerless image of `p` named `name` ("" for none); returns its
+// index entry.
+IndexEntry add_image(ImageStore& store, const Platform& p, const std::string& name) {
+  ImageConfig cfg;
+  cfg.os = p.os;
+  cfg.architecture = p.architecture;
+  cfg.variant = p.variant;
+  cfg.created = "2024-01-01T00:00:00Z";
+  StagedImage staged = stage_layerless(store, cfg, p);
   if (!name.empty()) {
-    img.names.push_back(*parse_reference(name));
+    staged.image.names.push_back(*parse_reference(name));
   }
-  REQUIRE(store.commit(**staging, {img}));
-  return IndexEntry{*digest, m.media_type, static_cast<int64_t>(m_bytes.size()), p};
+  REQUIRE(store.commit(*staged.staging, {staged.image}));
+  return staged.entry;
 }
 
 }  // namespace
@@ -186,28 +202,12 @@ TEST_CASE("stage_index commits with platform images not committed before", "[ima
   ImageConfig cfg;
   cfg.os = "linux";
   cfg.architecture = "arm64";
-  std::string cfg_bytes = serialize(cfg);
-  Manifest m;
-  m.media_type = std::string(media::oci_manifest);
-  m.config.media_type = std::string(media::oci_config);
-  m.config.digest = sha256(cfg_bytes).str();
-  m.config.size = static_cast<int64_t>(cfg_bytes.size());
-  std::string m_bytes = serialize(m);
-  auto staging = Staging::create(s.content());
-  REQUIRE(staging);
-  REQUIRE((*staging)->put(cfg_bytes));
-  auto digest = (*staging)->put(m_bytes);
-  REQUIRE(digest);
-  NewImage img;
-  img.manifest_digest = *digest;
-  img.media_type = m.media_type;
-  img.config_digest = m.config.digest;
-  auto staged = stage_index(**staging, {{*digest, m.media_type, static_cast<int64_t>(m_bytes.size()), config_platform(cfg)}},
-                            {*parse_reference("built:1")});
+  StagedImage img = stage_layerless(s, cfg, config_platform(cfg));
+  auto staged = stage_index(*img.staging, {img.entry}, {*parse_reference("built:1")});
   REQUIRE(staged);
-  REQUIRE(s.commit(**staging, {img}, {staged->index}));
+  REQUIRE(s.commit(*img.staging, {img.image}, {staged->index}));
   auto rec = s.resolve("built:1", plat("linux", "arm64"));
   REQUIRE(rec);
-  CHECK(rec->manifest_digest == *digest);
+  CHECK(rec->manifest_digest == img.image.manifest_digest);
   CHECK(s.content().has(staged->index.digest));
 }
