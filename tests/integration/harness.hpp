@@ -309,12 +309,10 @@ inline std::string make_tar(const std::vector<SpecEntry>& entries,
   return make_layer(entries, compression);
 }
 
-/// The busybox-static rootfs as a tar (deterministic: sorted, fixed times):
-/// /bin/busybox, one symlink per applet, users root, app (1000), svc (1001)
-/// and groups root, wheel (10), app, svc, audio (29). The base image of the
-/// build tests, imported with `imgbuild import` and `docker import`.
-inline std::string busybox_rootfs_tar() {
-  std::vector<LayerEntry> entries = busybox_entries();
+/// `entries` (a busybox's bin/) completed as every test busybox rootfs is:
+/// users root, app (1000), svc (1001), groups root, wheel (10), app, svc,
+/// audio (29), /home, /root and /tmp (1777); the tar of it.
+inline std::string busybox_rootfs_layer(std::vector<LayerEntry> entries) {
   entries.push_back(dir("etc"));
   entries.push_back(file("etc/group", "root:x:0:\nwheel:x:10:app\naudio:x:29:app,svc\napp:x:1000:\nsvc:x:1001:\n"));
   entries.push_back(file("etc/passwd",
@@ -324,6 +322,15 @@ inline std::string busybox_rootfs_tar() {
   entries.push_back(dir("root"));
   entries.push_back(dir("tmp", 01777));
   return make_layer(entries);
+}
+
+/// The busybox-static rootfs as a tar (deterministic: sorted, fixed times):
+/// /bin/busybox, one symlink per applet, users root, app (1000), svc (1001)
+/// and groups root, wheel (10), app, svc, audio (29). The base image of the
+/// build tests, imported with `imgbuild import` and `docker import`.
+inline std::string busybox_rootfs_tar() {
+  std::vector<LayerEntry> entries = busybox_entries();
+  return busybox_rootfs_layer(std::move(entries));
 }
 
 /// Debian's arm64 busybox-static package, downloaded once by `scripts/deps
@@ -368,15 +375,7 @@ inline std::string arm64_busybox_rootfs_tar(const std::filesystem::path& work) {
   for (const auto& a : applets) {
     entries.push_back(symlink_to("bin/" + a, "busybox"));
   }
-  entries.push_back(dir("etc"));
-  entries.push_back(file("etc/group", "root:x:0:\nwheel:x:10:app\naudio:x:29:app,svc\napp:x:1000:\nsvc:x:1001:\n"));
-  entries.push_back(file("etc/passwd",
-                         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
-                         "svc:x:1001:1001::/srv:/bin/sh\n"));
-  entries.push_back(dir("home"));
-  entries.push_back(dir("root"));
-  entries.push_back(dir("tmp", 01777));
-  return make_layer(entries);
+  return busybox_rootfs_layer(std::move(entries));
 }
 
 }  // namespace imgbuild::test

@@ -85,13 +85,9 @@ struct Fixture {
     REQUIRE(plan);
     auto context = BuildContext::from_dir((dir / "ctx").string());
     REQUIRE(context);
-    ExecuteOptions options;
-    options.context = &*context;
+    ExecuteOptions options = fake_services(*context);
     options.jobs = jobs;
-    options.services.snapshotter = &snapshotter;
-    options.services.sandbox = &sandbox;
     options.cache_keys_dir = (dir / "keys").string();
-    options.now_sec = 1700000000;
     options.secrets = secrets;
     auto resolver = make_store_resolver(*store);
     auto built = execute(*plan, *store, *resolver, options, progress);
@@ -99,6 +95,41 @@ struct Fixture {
       UNSCOPED_INFO("build failed: " << built.error().message);
     }
     return built;
+  }
+
+  // Options that build `context` through the fake snapshotter and sandbox,
+  // at a fixed time.
+  ExecuteOptions fake_services(const BuildContext& context) {
+    ExecuteOptions options;
+    options.context = &context;
+    options.services.snapshotter = &snapshotter;
+    options.services.sandbox = &sandbox;
+    options.now_sec = 1700000000;
+    return options;
+  }
+
+  // One plan of `dockerfile` per platform.
+  static std::vector<Plan> plans_for(const std::string& dockerfile, const std::vector<std::string>& platforms) {
+    std::vector<Plan> plans;
+    for (const auto& p : platforms) {
+      BuildOptions bo;
+      bo.platform = p;
+      auto plan = make_plan(dockerfile, bo);
+      REQUIRE(plan);
+      plans.push_back(std::move(plan).value());
+    }
+    return plans;
+  }
+
+  // `plans` run as one multi-platform build; `seen` gets its steps.
+  Result<std::vector<BuiltImage>> build_platforms(const std::vector<Plan>& plans,
+                                                  std::vector<StepRecord>* seen = nullptr) {
+    auto context = BuildContext::from_dir((dir / "ctx").string());
+    REQUIRE(context);
+    ExecuteOptions options = fake_services(*context);
+    options.steps_seen = seen;
+    auto resolver = make_store_resolver(*store);
+    return execute_platforms(plans, *store, *resolver, options, progress);
   }
 
   // The files of the built image's root filesystem.
@@ -539,29 +570,13 @@ TEST_CASE("executor: several platforms - a $BUILDPLATFORM stage runs once and se
       "FROM scratch\n"
       "ARG TARGETARCH\n"
       "RUN --mount=type=bind,from=cross,target=/c copy /c/tool /tool && write /target per-platform\n";
-  std::vector<Plan> plans;
-  for (const char* p : {"linux/amd64", "linux/arm64"}) {
-    BuildOptions bo;
-    bo.platform = p;
-    auto plan = make_plan(df, bo);
-    REQUIRE(plan);
-    plans.push_back(std::move(plan).value());
-  }
+  std::vector<Plan> plans = Fixture::plans_for(df, {"linux/amd64", "linux/arm64"});
   // The cross stage builds the same for both targets, the final one does not.
   CHECK(plans[0].stages[0].share_key == plans[1].stages[0].share_key);
   CHECK(plans[0].stages[1].share_key != plans[1].stages[1].share_key);
 
-  auto context = BuildContext::from_dir((f.dir / "ctx").string());
-  REQUIRE(context);
-  ExecuteOptions options;
-  options.context = &*context;
-  options.services.snapshotter = &f.snapshotter;
-  options.services.sandbox = &f.sandbox;
-  options.now_sec = 1700000000;
   std::vector<StepRecord> seen;
-  options.steps_seen = &seen;
-  auto resolver = make_store_resolver(*f.store);
-  auto built = execute_platforms(plans, *f.store, *resolver, options, f.progress);
+  auto built = f.build_platforms(plans, &seen);
   REQUIRE(built);
   REQUIRE(built->size() == 2);
   CHECK((*built)[0].platform.str() == "linux/amd64");
@@ -613,23 +628,7 @@ TEST_CASE("executor: several platforms - a $BUILDPLATFORM stage reading TARGETPL
       "RUN write /tool $TARGETPLATFORM\n"
       "FROM scratch\n"
       "RUN --mount=type=bind,from=cross,target=/c copy /c/tool /tool\n";
-  std::vector<Plan> plans;
-  for (const char* p : {"linux/amd64", "linux/arm64", "windows/amd64"}) {
-    BuildOptions bo;
-    bo.platform = p;
-    auto plan = make_plan(df, bo);
-    REQUIRE(plan);
-    plans.push_back(std::move(plan).value());
-  }
-  auto context = BuildContext::from_dir((f.dir / "ctx").string());
-  REQUIRE(context);
-  ExecuteOptions options;
-  options.context = &*context;
-  options.services.snapshotter = &f.snapshotter;
-  options.services.sandbox = &f.sandbox;
-  options.now_sec = 1700000000;
-  auto resolver = make_store_resolver(*f.store);
-  auto built = execute_platforms(plans, *f.store, *resolver, options, f.progress);
+  auto built = f.build_platforms(Fixture::plans_for(df, {"linux/amd64", "linux/arm64", "windows/amd64"}));
   INFO((built ? "" : built.error().message));
   REQUIRE(built);
   std::vector<std::string> started;
