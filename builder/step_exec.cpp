@@ -16,7 +16,7 @@
 #include "sandbox/user.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
-#include "util/hash.hpp"
+#include "cache/key.hpp"
 
 namespace imgbuild::builder {
 
@@ -78,54 +78,36 @@ std::optional<std::string> Build::copy_share_key(const ResolvedCopy& copy) {
       }
     }
   }
-  Sha256 h;
-  auto put = [&](std::string_view s) {
-    h.update(s);
-    h.update(std::string_view("\0", 1));
-  };
+  cache::KeyBuilder k(cache::KeyBuilder::Transcript::skipped);
   switch (copy.origin) {
     case SourceOrigin::context:
       if (copy.context == nullptr) {
         return std::nullopt;
       }
-      put("context");
-      put(copy.context->dir());
+      k.str("context", copy.context->dir());
       break;
     case SourceOrigin::stage: {
       const StageResult* other = wait_stage(copy.ref->stage);
       if (other == nullptr) {
         return std::nullopt;
       }
-      put("stage");
+      std::vector<std::string> dirs;
       for (const auto& d : dirs_of(other->layers)) {
-        put(d.string());
+        dirs.push_back(d.string());
       }
+      k.list("stage", dirs);
       break;
     }
     case SourceOrigin::image:
     case SourceOrigin::oci_layout:
       return std::nullopt;
   }
-  put(copy.keyword);
-  put(copy.text);
-  for (const auto& s : req.sources) {
-    put(s);
-  }
-  put(req.dest);
-  put(req.workdir);
-  put(req.chown.value_or("-"));
-  put(req.chmod.value_or("-"));
-  put(req.checksum.value_or("-"));
-  put(req.unpack ? (*req.unpack ? "unpack" : "no-unpack") : "-");
-  put(req.keep_git_dir ? "keep-git-dir" : "-");
-  put(req.parents ? "parents" : "-");
-  for (const auto& e : req.excludes) {
-    put(e);
-  }
-  put(req.link_mode == LinkMode::linked ? "linked" : "merged");
-  put(req.heredoc_mtime ? std::to_string(*req.heredoc_mtime) : "-");
-  put(m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "-");
-  return h.finish().hex();
+  k.str("text", copy.text).list("sources", req.sources).str("dest", req.dest).str("workdir", req.workdir);
+  k.str("chown", req.chown.value_or("-")).str("chmod", req.chmod.value_or("-"));
+  k.boolean("parents", req.parents).list("excludes", req.excludes);
+  k.boolean("link", req.link_mode == LinkMode::linked);
+  k.str("source-date-epoch", m_plan.source_date_epoch ? std::to_string(*m_plan.source_date_epoch) : "-");
+  return k.finish();
 }
 
 Result<bool> Build::take_shared_copy(StageResult& st, const ResolvedCopy& copy, CopyShare::Slot& slot,

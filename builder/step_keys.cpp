@@ -12,7 +12,6 @@
 #include "builder/copy.hpp"
 #include "builder/run_mounts.hpp"
 #include "cache/key.hpp"
-#include "util/hash.hpp"
 #include "util/strings.hpp"
 
 namespace imgbuild::builder {
@@ -223,25 +222,14 @@ Result<std::optional<StepKey>> Build::copy_key(const StageResult& st, const Reso
   // directories and what selects and hashes them: every platform's COPY
   // from one shared stage reads it once.
   auto memo_key = [&](const StageResult& other) {
-    Sha256 h;
-    auto put = [&](std::string_view s) {
-      h.update(s);
-      h.update(std::string_view("\0", 1));
-    };
+    cache::KeyBuilder k(cache::KeyBuilder::Transcript::skipped);
+    std::vector<std::string> dirs;
     for (const auto& d : dirs_of(other.layers)) {
-      put(d.string());
+      dirs.push_back(d.string());
     }
-    put("|");
-    for (const auto& s : req.sources) {
-      put(s);
-    }
-    put("|");
-    for (const auto& e : req.excludes) {
-      put(e);
-    }
-    put(req.chmod.value_or(""));
-    put(req.parents ? "parents" : "");
-    return h.finish().hex();
+    k.list("layer-dirs", dirs).list("sources", req.sources).list("excludes", req.excludes);
+    k.str("chmod", req.chmod.value_or("")).boolean("parents", req.parents);
+    return k.finish();
   };
   switch (copy.origin) {
     case SourceOrigin::stage: {
