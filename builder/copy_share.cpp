@@ -1,11 +1,6 @@
 #include "builder/copy_share.hpp"
 
-#include <sys/xattr.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 namespace imgbuild::builder {
 
@@ -49,51 +44,22 @@ void CopyShare::remember_digest(const std::string& key, const SourceFiles& files
   m_digests.try_emplace(key, files);
 }
 
-Result<PathFacts> path_facts(const fsys::path& root, const std::string& rel) {
+Result<PathFacts> path_facts(const fs::Root& root, const std::string& rel) {
   PathFacts f;
-  const std::string path = (root / rel).string();
-  if (::lstat(path.c_str(), &f.st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      return f;
-    }
-    return fail(Errc::io, "cannot stat " + path + ": " + std::strerror(errno));
+  TRY(std::optional<struct stat> st, root.lstat(rel));
+  if (!st) {
+    return f;
   }
   f.present = true;
+  f.st = *st;
   if (S_ISLNK(f.st.st_mode)) {
-    std::string buf(static_cast<size_t>(f.st.st_size) + 1, '\0');
-    ssize_t n = ::readlink(path.c_str(), buf.data(), buf.size());
-    if (n < 0) {
-      return fail(Errc::io, "cannot read the link " + path + ": " + std::strerror(errno));
-    }
-    buf.resize(static_cast<size_t>(n));
-    f.link = std::move(buf);
+    TRY(f.link, root.readlink(rel));
   }
-  ssize_t size = ::llistxattr(path.c_str(), nullptr, 0);
-  if (size <= 0) {
-    return f;  // none, or a filesystem without xattrs
-  }
-  std::string names(static_cast<size_t>(size), '\0');
-  size = ::llistxattr(path.c_str(), names.data(), names.size());
-  if (size < 0) {
-    return fail(Errc::io, "cannot list the xattrs of " + path + ": " + std::strerror(errno));
-  }
-  names.resize(static_cast<size_t>(size));
-  for (size_t at = 0; at < names.size();) {
-    std::string name(names.c_str() + at);
-    at += name.size() + 1;
-    if (name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")) {
-      continue;
+  TRY(fs::Xattrs xattrs, root.xattrs(rel));
+  for (auto& [name, value] : xattrs) {
+    if (!name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.")) {
+      f.xattrs.emplace_back(std::move(name), std::move(value));
     }
-    ssize_t vlen = ::lgetxattr(path.c_str(), name.c_str(), nullptr, 0);
-    std::string value(vlen > 0 ? static_cast<size_t>(vlen) : 0, '\0');
-    if (vlen > 0) {
-      vlen = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
-    }
-    if (vlen < 0) {
-      return fail(Errc::io, "cannot read the xattr " + name + " of " + path + ": " + std::strerror(errno));
-    }
-    value.resize(static_cast<size_t>(vlen));
-    f.xattrs.emplace_back(std::move(name), std::move(value));
   }
   std::sort(f.xattrs.begin(), f.xattrs.end());
   return f;
@@ -119,38 +85,19 @@ bool same_facts(const PathFacts& a, const PathFacts& b) {
 }
 
 std::vector<std::string> dest_prefixes(const std::string& dest, const std::string& workdir) {
-  const std::string full = dest.starts_with('/') ? dest : workdir + "/" + dest;
-  std::vector<std::string> parts;
-  size_t at = 0;
-  while (at <= full.size()) {
-    size_t end = full.find('/', at);
-    if (end == std::string::npos) {
-      end = full.size();
-    }
-    std::string part = full.substr(at, end - at);
-    at = end + 1;
-    if (part.empty() || part == ".") {
-      continue;
-    }
-    if (part == "..") {
-      if (!parts.empty()) {
-        parts.pop_back();
-      }
-      continue;
-    }
-    parts.push_back(std::move(part));
-  }
   std::vector<std::string> out;
   std::string prefix;
-  for (const auto& p : parts) {
-    prefix += prefix.empty() ? p : "/" + p;
+  for (const auto& c : fs::clean_components(dest.starts_with('/') ? dest : workdir + "/" + dest)) {
+    prefix += prefix.empty() ? c : "/" + c;
     out.push_back(prefix);
   }
   return out;
 }
 
-Result<bool> same_dest_path(const std::vector<std::string>& prefixes, const fsys::path& theirs,
-                            const fsys::path& mine) {
+Result<bool> same_dest_path(const std::vector<std::string>& prefixes, const fsys::path& theirs_dir,
+                            const fsys::path& mine_dir) {
+  TRY(fs::Root theirs, fs::Root::open(theirs_dir.string()));
+  TRY(fs::Root mine, fs::Root::open(mine_dir.string()));
   for (const auto& p : prefixes) {
     TRY(PathFacts a, path_facts(theirs, p));
     TRY(PathFacts b, path_facts(mine, p));
@@ -171,8 +118,8 @@ Result<bool> same_dest_path(const std::vector<std::string>& prefixes, const fsys
 
 namespace {
 
-Result<bool> same_below(const fsys::path& layer_dir, const std::string& rel, const fsys::path& theirs,
-                        const fsys::path& mine) {
+Result<bool> same_below(const fsys::path& layer_dir, const std::string& rel, const fs::Root& theirs,
+                        const fs::Root& mine) {
   std::error_code ec;
   fsys::directory_iterator it(rel.empty() ? layer_dir : layer_dir / rel, ec);
   if (ec) {
@@ -201,28 +148,23 @@ Result<bool> same_below(const fsys::path& layer_dir, const std::string& rel, con
 
 }  // namespace
 
-Result<bool> same_copy_result(const fsys::path& layer_dir, const fsys::path& theirs, const fsys::path& mine) {
+Result<bool> same_copy_result(const fsys::path& layer_dir, const fsys::path& theirs_dir,
+                              const fsys::path& mine_dir) {
+  TRY(fs::Root theirs, fs::Root::open(theirs_dir.string()));
+  TRY(fs::Root mine, fs::Root::open(mine_dir.string()));
   return same_below(layer_dir, "", theirs, mine);
 }
 
-Result<bool> same_targets(const std::vector<std::string>& targets, const fsys::path& theirs,
-                          const fsys::path& mine) {
+Result<bool> same_targets(const std::vector<std::string>& targets, const fsys::path& theirs_dir,
+                          const fsys::path& mine_dir) {
+  TRY(fs::Root theirs, fs::Root::open(theirs_dir.string()));
+  TRY(fs::Root mine, fs::Root::open(mine_dir.string()));
   // Per path looked at: absent in both, the same directory, the same
   // non-directory.
   enum class Seen { absent, dir, other };
   std::map<std::string, Seen> seen;
   for (const auto& t : targets) {
-    std::vector<std::string> comps;
-    for (size_t at = 0; at <= t.size();) {
-      size_t end = t.find('/', at);
-      if (end == std::string::npos) {
-        end = t.size();
-      }
-      if (end > at) {
-        comps.push_back(t.substr(at, end - at));
-      }
-      at = end + 1;
-    }
+    const std::vector<std::string> comps = fs::clean_components(t);
     std::string prefix;
     for (size_t i = 0; i < comps.size(); ++i) {
       prefix += prefix.empty() ? comps[i] : "/" + comps[i];

@@ -29,6 +29,7 @@
 
 #include "builder/cache_steps.hpp"
 #include "image/store.hpp"
+#include "util/fs.hpp"
 #include "util/result.hpp"
 
 namespace imgbuild::builder {
@@ -85,8 +86,8 @@ struct PathFacts {
 };
 
 /// The facts of `rel` (relative, no symlink followed at its last
-/// component) under `root`.
-Result<PathFacts> path_facts(const std::filesystem::path& root, const std::string& rel);
+/// component) in `root`.
+Result<PathFacts> path_facts(const fs::Root& root, const std::string& rel);
 /// Whether two facts are the same for a COPY (times to the nanosecond).
 bool same_facts(const PathFacts& a, const PathFacts& b);
 
