@@ -129,25 +129,20 @@ Result<void> Copier::write_entry(const WalkEntry& e, const std::string& target) 
   }
   TRY_VOID(make_parents(target, dir_mode));
   const bool absent = surely_absent(target);
-  if (S_ISDIR(st.st_mode) && absent) {
-    TRY_VOID(make_dir(target, mode_for(st.st_mode, true), owner_for(st),
-                      std::make_pair(static_cast<int64_t>(st.st_mtim.tv_sec),
-                                     static_cast<uint32_t>(st.st_mtim.tv_nsec))));
-    TRY_VOID(copy_xattrs(e.dirfd, e.name, target));
-    return ok();
-  }
   if (S_ISDIR(st.st_mode)) {
-    // Follow a symlink to a directory inside the root (var/run -> /run).
-    auto existing = dest.open_at(target, O_PATH | O_DIRECTORY);
-    if (existing) {
-      known_dirs.insert(target);
-      if (!e.rel.empty()) {
-        TRY_VOID(overwrite_dir_meta(e, target));
+    if (!absent) {
+      // Follow a symlink to a directory inside the root (var/run -> /run).
+      auto existing = dest.open_at(target, O_PATH | O_DIRECTORY);
+      if (existing) {
+        known_dirs.insert(target);
+        if (!e.rel.empty()) {
+          TRY_VOID(overwrite_dir_meta(e, target));
+        }
+        return ok();
       }
-      return ok();
+      TRY(bool is_dir, clear_target(target, false));
+      (void)is_dir;
     }
-    TRY(bool is_dir, clear_target(target, false));
-    (void)is_dir;
     TRY_VOID(make_dir(target, mode_for(st.st_mode, true), owner_for(st),
                       std::make_pair(static_cast<int64_t>(st.st_mtim.tv_sec),
                                      static_cast<uint32_t>(st.st_mtim.tv_nsec))));
